@@ -79,4 +79,25 @@ public sealed class SafetensorsWriterTests : IDisposable
         Assert.Equal(file.GetBytes("big").ToArray(), copy.ToArray());
         Assert.Equal(data, file.ReadAsFloat32("big"));
     }
+
+    [Fact]
+    public void TensorOver2GiBIsRefusedBySpanApisButNotMapped()
+    {
+        // A sparse file: the header declares a 2^31-byte U8 tensor; no data is actually written to disk.
+        const long size = 1L << 31;
+        byte[] header = System.Text.Encoding.UTF8.GetBytes($"{{\"big\":{{\"dtype\":\"U8\",\"shape\":[{size}],\"data_offsets\":[0,{size}]}}}}");
+        using (var fs = new FileStream(Target, FileMode.CreateNew))
+        {
+            fs.Write(BitConverter.GetBytes((ulong)header.Length));
+            fs.Write(header);
+            fs.SetLength(8 + header.Length + size);
+        }
+        using var file = SafetensorsFile.Open(Target);
+        Assert.Equal(size, file.GetInfo("big").ByteLength);
+        var span = Assert.Throws<SafetensorsException>(() => file.GetBytes("big"));
+        Assert.Contains("'big'", span.Message);
+        Assert.Contains("CopyBytesTo", span.Message);
+        var array = Assert.Throws<SafetensorsException>(() => file.ReadAsFloat32("big"));
+        Assert.Contains("'big'", array.Message);
+    }
 }

@@ -45,7 +45,10 @@ public sealed unsafe class SafetensorsFile : IDisposable
 
     /// <summary>Opens and validates <paramref name="path"/>.</summary>
     /// <exception cref="SafetensorsException">the file cannot be read or is not a valid safetensors file.</exception>
-    public static SafetensorsFile Open(string path)
+    public static SafetensorsFile Open(string path) => Open(path, SafetensorsHeader.MaxTensors);
+
+    /// <summary><see cref="Open(string)"/> with another bound on the tensor count (tests use a small one).</summary>
+    internal static SafetensorsFile Open(string path, int maxTensors)
     {
         ArgumentNullException.ThrowIfNull(path);
         FileStream stream;
@@ -84,7 +87,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
 
             var header = new ReadOnlySpan<byte>(p + 8, (int)headerLength).ToArray();
             long dataOffset = 8 + (long)headerLength;
-            var (tensors, metadata) = SafetensorsHeader.Parse(path, header, fileLength - dataOffset);
+            var (tensors, metadata) = SafetensorsHeader.Parse(path, header, fileLength - dataOffset, maxTensors);
             return new SafetensorsFile(path, mapping, view, p, dataOffset, tensors, metadata);
         }
         catch (Exception e)

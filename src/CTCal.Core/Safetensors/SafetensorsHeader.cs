@@ -14,7 +14,7 @@ internal static class SafetensorsHeader
     public const string MetadataKey = "__metadata__";
 
     public static (List<SafetensorsTensorInfo> Tensors, Dictionary<string, string> Metadata) Parse(
-        string file, ReadOnlyMemory<byte> headerUtf8, long dataLength)
+        string file, ReadOnlyMemory<byte> headerUtf8, long dataLength, int maxTensors = MaxTensors)
     {
         if (!System.Text.Unicode.Utf8.IsValid(headerUtf8.Span))
             throw new SafetensorsException(file, null, "the header is not valid UTF-8");
@@ -34,7 +34,15 @@ internal static class SafetensorsHeader
             if (root.ValueKind != JsonValueKind.Object)
                 throw new SafetensorsException(file, null, $"the header must be a JSON object, found {root.ValueKind}");
 
-            var tensors = new List<SafetensorsTensorInfo>();
+            // Count first, so an oversized header is refused before any per-entry work.
+            int entries = 0;
+            foreach (var property in root.EnumerateObject())
+            {
+                if (property.Name != MetadataKey && ++entries > maxTensors)
+                    throw new SafetensorsException(file, null, $"the header lists more than {maxTensors} tensors");
+            }
+
+            var tensors = new List<SafetensorsTensorInfo>(entries);
             var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
             var seen = new HashSet<string>(StringComparer.Ordinal);
             bool metadataSeen = false;
@@ -49,8 +57,6 @@ internal static class SafetensorsHeader
                     continue;
                 }
                 if (!seen.Add(name)) throw new SafetensorsException(file, name, "the header names this tensor more than once");
-                if (tensors.Count >= MaxTensors)
-                    throw new SafetensorsException(file, null, $"the header lists more than {MaxTensors} tensors");
                 tensors.Add(ParseTensor(file, name, property.Value));
             }
 
