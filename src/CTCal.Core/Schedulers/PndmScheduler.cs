@@ -76,8 +76,20 @@ public sealed class PndmScheduler : IDiffusionScheduler
         if (_numInferenceSteps == 0) throw new InvalidOperationException("call SetTimesteps before Step");
         ScheduleMath.CheckSameLength(sample.Length, modelOutput.Length, nameof(modelOutput));
         int t = ScheduleMath.TrainingIndex(timestep, Config.NumTrainTimesteps);
-        if (_counter < _prkTimesteps.Length && !Config.SkipPrkSteps) StepPrk(modelOutput, t, sample);
-        else StepPlms(modelOutput, t, sample);
+        // The history holds eps. diffusers keeps raw v outputs and converts their multistep combination with the current
+        // sample, which mixes timesteps; converting each output where the model produced it (its own x_t and t) makes
+        // v and x0 models follow exactly the trajectory of the equivalent eps model. For eps models nothing changes.
+        ReadOnlySpan<float> eps = _prediction == Prediction.Kind.Epsilon ? modelOutput : ToEpsilon(modelOutput, t, sample);
+        if (_counter < _prkTimesteps.Length && !Config.SkipPrkSteps) StepPrk(eps, t, sample);
+        else StepPlms(eps, t, sample);
+    }
+
+    private float[] ToEpsilon(ReadOnlySpan<float> modelOutput, int timestep, ReadOnlySpan<float> sample)
+    {
+        double a = _alphasCumprod[timestep], sqrtA = Math.Sqrt(a), sqrtB = Math.Sqrt(1 - a);
+        var eps = new float[sample.Length];
+        for (int i = 0; i < eps.Length; i++) eps[i] = (float)Prediction.FromAlpha(_prediction, modelOutput[i], sample[i], sqrtA, sqrtB).Eps;
+        return eps;
     }
 
     /// <summary>Pseudo Runge-Kutta (eq. 13): four evaluations per step, combined with weights 1/6, 1/3, 1/3, 1/6.</summary>
@@ -170,22 +182,15 @@ public sealed class PndmScheduler : IDiffusionScheduler
     /// The transfer function phi of eq. 11: x_{t-d} = sqrt(a_{t-d}/a_t) x_t - (a_{t-d} - a_t) eps /
     /// (a_t sqrt(1 - a_{t-d}) + sqrt(a_t (1 - a_t) a_{t-d})), with a = alpha-bar.
     /// </summary>
-    private void PrevSample(ReadOnlySpan<float> sample, int timestep, int prevTimestep, double[] modelOutput, Span<float> destination)
+    private void PrevSample(ReadOnlySpan<float> sample, int timestep, int prevTimestep, double[] eps, Span<float> destination)
     {
         double alphaProdT = _alphasCumprod[timestep];
         double alphaProdPrev = prevTimestep >= 0 ? _alphasCumprod[prevTimestep] : _finalAlphaCumprod;
         double betaProdT = 1 - alphaProdT, betaProdPrev = 1 - alphaProdPrev;
         double sampleCoeff = Math.Sqrt(alphaProdPrev / alphaProdT);
         double denominator = alphaProdT * Math.Sqrt(betaProdPrev) + Math.Sqrt(alphaProdT * betaProdT * alphaProdPrev);
-        double sqrtA = Math.Sqrt(alphaProdT), sqrtB = Math.Sqrt(betaProdT);
         for (int i = 0; i < destination.Length; i++)
-        {
-            // v and x0 predictions enter the transfer function as the equivalent eps.
-            double eps = _prediction == Prediction.Kind.Epsilon
-                ? modelOutput[i]
-                : Prediction.FromAlpha(_prediction, modelOutput[i], sample[i], sqrtA, sqrtB).Eps;
-            destination[i] = (float)(sampleCoeff * sample[i] - (alphaProdPrev - alphaProdT) * eps / denominator);
-        }
+            destination[i] = (float)(sampleCoeff * sample[i] - (alphaProdPrev - alphaProdT) * eps[i] / denominator);
     }
 
     public void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, double timestep, Span<float> destination) =>
