@@ -170,6 +170,16 @@ public sealed class TokenizerTests(TokenizerFixture fixture) : IClassFixture<Tok
     }
 
     [Fact]
+    public void Concurrent_encoding_gives_the_sequential_result()
+    {
+        string[] prompts = Enumerable.Range(0, 64).Select(i => $"a photo of {i} red cubes and {i % 5} blue spheres, trending").ToArray();
+        int[][] sequential = prompts.Select(p => _tok.Encode(p).InputIds).ToArray();
+        var parallel = new int[prompts.Length][];
+        Parallel.For(0, prompts.Length, i => parallel[i] = _tok.Encode(prompts[i]).InputIds);
+        Assert.Equal(sequential, parallel);
+    }
+
+    [Fact]
     public void Loads_a_diffusers_tokenizer_folder()
     {
         var tok = ClipTokenizer.FromFolder(Path.Combine(CTCal.Tests.TestPaths.Fixtures, "tiny-sd1", "tokenizer"));

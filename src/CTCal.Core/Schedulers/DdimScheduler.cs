@@ -8,7 +8,6 @@ public sealed class DdimScheduler : IDiffusionScheduler
     private readonly double _finalAlphaCumprod;
     private readonly Prediction.Kind _prediction;
     private readonly bool _clipSample;
-    private int[] _timesteps = [];
     private int _numInferenceSteps;
 
     public DdimScheduler(SchedulerConfig config)
@@ -27,7 +26,7 @@ public sealed class DdimScheduler : IDiffusionScheduler
     /// <summary>eta of DDIM eq. 16: 0 gives the deterministic sampler, 1 the DDPM-like posterior variance.</summary>
     public double Eta { get; set; }
 
-    public IReadOnlyList<double> Timesteps => _timesteps.Select(t => (double)t).ToArray();
+    public IReadOnlyList<double> Timesteps { get; private set; } = [];
 
     public float InitNoiseSigma => 1f;
 
@@ -35,8 +34,9 @@ public sealed class DdimScheduler : IDiffusionScheduler
 
     public void SetTimesteps(int numInferenceSteps)
     {
-        _timesteps = ScheduleMath.DiscreteTimesteps(Config, numInferenceSteps, defaultSpacing: "leading");
+        int[] timesteps = ScheduleMath.DiscreteTimesteps(Config, numInferenceSteps, defaultSpacing: "leading");
         _numInferenceSteps = numInferenceSteps;
+        Timesteps = Array.AsReadOnly(timesteps.Select(t => (double)t).ToArray());
     }
 
     public void ScaleModelInput(Span<float> sample, double timestep) { }

@@ -9,7 +9,6 @@ public sealed class DdpmScheduler : IDiffusionScheduler
     private readonly double[] _alphasCumprod;
     private readonly Prediction.Kind _prediction;
     private readonly bool _clipSample;
-    private int[] _timesteps = [];
     private int _numInferenceSteps;
 
     public DdpmScheduler(SchedulerConfig config)
@@ -24,7 +23,7 @@ public sealed class DdpmScheduler : IDiffusionScheduler
 
     public SchedulerConfig Config { get; }
 
-    public IReadOnlyList<double> Timesteps => _timesteps.Select(t => (double)t).ToArray();
+    public IReadOnlyList<double> Timesteps { get; private set; } = [];
 
     public float InitNoiseSigma => 1f;
 
@@ -32,8 +31,9 @@ public sealed class DdpmScheduler : IDiffusionScheduler
 
     public void SetTimesteps(int numInferenceSteps)
     {
-        _timesteps = ScheduleMath.DiscreteTimesteps(Config, numInferenceSteps, defaultSpacing: "leading");
+        int[] timesteps = ScheduleMath.DiscreteTimesteps(Config, numInferenceSteps, defaultSpacing: "leading");
         _numInferenceSteps = numInferenceSteps;
+        Timesteps = Array.AsReadOnly(timesteps.Select(t => (double)t).ToArray());
     }
 
     public void ScaleModelInput(Span<float> sample, double timestep) { }

@@ -34,7 +34,7 @@ public sealed class PndmScheduler : IDiffusionScheduler
 
     public SchedulerConfig Config { get; }
 
-    public IReadOnlyList<double> Timesteps => _timesteps.Select(t => (double)t).ToArray();
+    public IReadOnlyList<double> Timesteps { get; private set; } = [];
 
     public float InitNoiseSigma => 1f;
 
@@ -63,6 +63,7 @@ public sealed class PndmScheduler : IDiffusionScheduler
             plms = ascending[..^3].Reversed();
         }
         _timesteps = [.. _prkTimesteps, .. plms];
+        Timesteps = Array.AsReadOnly(_timesteps.Select(t => (double)t).ToArray());
         _ets.Clear();
         _counter = 0;
         _curSample = null;
