@@ -1,3 +1,4 @@
 using System.Runtime.CompilerServices;
 
 [assembly: InternalsVisibleTo("CTCal.Export.Tests")]
+[assembly: InternalsVisibleTo("ctcal-export")]
