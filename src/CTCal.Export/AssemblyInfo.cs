@@ -1,4 +1,3 @@
 using System.Runtime.CompilerServices;
 
 [assembly: InternalsVisibleTo("CTCal.Export.Tests")]
-[assembly: InternalsVisibleTo("ctcal-export")]
