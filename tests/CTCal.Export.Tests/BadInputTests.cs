@@ -115,3 +115,47 @@ public sealed class BadInputTests
         Assert.False(Directory.Exists(Path.Combine(TinySd1Export.ModelFolder, "onnx")));
     }
 }
+
+/// <summary>VAE checkpoints with the pre-0.14 diffusers attention names still export, under the current initializer names.</summary>
+public sealed class LegacyVaeNamesTests
+{
+    [Fact]
+    public void Legacy_vae_attention_names_and_conv_shapes_are_accepted()
+    {
+        string root = TestModels.NewRoot();
+        try
+        {
+            string model = TestModels.CopyTinySd1(root);
+            string vae = Path.Combine(model, "vae", "diffusion_pytorch_model.safetensors");
+            File.Delete(vae);
+            TestModels.Rewrite(Path.Combine(TinySd1Export.ModelFolder, "vae", "diffusion_pytorch_model.safetensors"), vae, (name, shape, data) =>
+                name.Contains(".attentions.0.to_q.weight", StringComparison.Ordinal) || name.Contains(".attentions.0.to_out.0.weight", StringComparison.Ordinal)
+                    ? ([.. shape, 1, 1], data) : (shape, data));
+            // rename: write again with legacy names
+            string renamed = Path.Combine(root, "renamed.safetensors");
+            using (var src = CTCal.Core.Safetensors.SafetensorsFile.Open(vae))
+            {
+                var entries = src.Tensors.Select(t => CTCal.Core.Safetensors.SafetensorsWriteEntry.FromFloat32(
+                    t.Name.Replace(".to_q.", ".query.").Replace(".to_k.", ".key.").Replace(".to_v.", ".value.").Replace(".to_out.0.", ".proj_attn."),
+                    t.Shape, src.ReadAsFloat32(t.Name))).ToList();
+                CTCal.Core.Safetensors.SafetensorsWriter.Write(renamed, entries);
+            }
+            File.Move(renamed, vae, overwrite: true);
+
+            string output = Path.Combine(root, "onnx");
+            OnnxExporter.Export(new ExportOptions { ModelFolder = model, OutputFolder = output, Components = ExportComponents.VaeDecoder });
+            var latents = TinySd1Export.Read("vae_io.safetensors", "latents");
+            var decoded = TinySd1Export.Read("vae_io.safetensors", "decoded");
+            using var ort = new OrtRunner(Path.Combine(output, "vae_decoder", "model.onnx"));
+            var actual = ort.Run(("latent_sample", latents.Data, latents.Shape))["sample"];
+            Assert.True(OrtRunner.MaxAbsDiff(actual.Data, decoded.Data) <= 1e-4f);
+            var proto = CTCal.Export.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(output, "vae_decoder", "model.onnx")));
+            var q = proto.Graph.Initializer.Single(t => t.Name == "decoder.mid_block.attentions.0.to_q.weight");
+            Assert.Equal([64L, 64L], q.Dims.ToArray());
+        }
+        finally
+        {
+            TestModels.DeleteQuietly(root);
+        }
+    }
+}
