@@ -31,9 +31,9 @@ public static class OnnxExporter
         var opened = new List<ComponentWeights>();
         try
         {
-            var parts = Prepare(options, model, output, opened);
+            var parts = Prepare(options, model, output, opened, out var modelIndex);
             ct.ThrowIfCancellationRequested();
-            WriteFolder(options, model, output, parts, progress, ct);
+            WriteFolder(options, model, output, parts, modelIndex, progress, ct);
         }
         finally
         {
@@ -42,8 +42,9 @@ public static class OnnxExporter
     }
 
     // Everything that can be checked without writing: paths, configs, weight files, tensors, LoRAs.
-    private static List<Part> Prepare(ExportOptions options, string model, string output, List<ComponentWeights> opened)
+    private static List<Part> Prepare(ExportOptions options, string model, string output, List<ComponentWeights> opened, out JsonObject modelIndex)
     {
+        modelIndex = new JsonObject();
         var problems = new List<string>();
         if (!Directory.Exists(model)) throw new ExportValidationException([$"model folder '{model}' does not exist"]);
         if (options.Components == ExportComponents.None) throw new ExportValidationException(["no components selected"]);
@@ -119,6 +120,14 @@ public static class OnnxExporter
             Add("vae_encoder", vaeCfg, () => VaeGraphs.BuildEncoder(VaeConfig.Load(vaeCfg), options.Fp16),
                 FindWeights(Path.Combine(model, "vae"), "diffusion_pytorch_model", problems), "vae");
 
+        try
+        {
+            modelIndex = ModelIndex(model, parts);
+        }
+        catch (ExportValidationException e)
+        {
+            problems.AddRange(e.Problems);
+        }
         if (problems.Count > 0) throw new ExportValidationException(problems.Distinct().ToList());
         return parts;
     }
@@ -163,7 +172,8 @@ public static class OnnxExporter
         }
     }
 
-    private static void WriteFolder(ExportOptions options, string model, string output, List<Part> parts, IProgress<ExportProgress>? progress, CancellationToken ct)
+    private static void WriteFolder(ExportOptions options, string model, string output, List<Part> parts, JsonObject modelIndex,
+        IProgress<ExportProgress>? progress, CancellationToken ct)
     {
         string parent = Path.GetDirectoryName(output) ?? throw new ExportValidationException([$"output folder '{output}' has no parent folder"]);
         Directory.CreateDirectory(parent);
@@ -187,7 +197,7 @@ public static class OnnxExporter
             }
             CopyFolder(Path.Combine(model, "tokenizer"), Path.Combine(temp, "tokenizer"), TokenizerFiles);
             CopyFolder(Path.Combine(model, "scheduler"), Path.Combine(temp, "scheduler"), ["scheduler_config.json"]);
-            WriteJson(Path.Combine(temp, "model_index.json"), ModelIndex(model, parts));
+            WriteJson(Path.Combine(temp, "model_index.json"), modelIndex);
             WriteJson(Path.Combine(temp, ManifestFileName), Manifest(options, model, componentsJson));
             ct.ThrowIfCancellationRequested();
             SwapInto(temp, output);
@@ -279,7 +289,12 @@ public static class OnnxExporter
         ["createdUtc"] = DateTime.UtcNow.ToString("O"),
         ["sourceFolder"] = model,
         ["unetWeights"] = options.UnetWeights is null ? null : Path.GetFullPath(options.UnetWeights),
-        ["loras"] = new JsonArray(options.Loras.Select(l => (JsonNode)new JsonObject { ["path"] = Path.GetFullPath(l.Path), ["scale"] = l.Scale }).ToArray()),
+        ["loras"] = new JsonArray(options.Loras.Select(l => (JsonNode)new JsonObject
+        {
+            ["path"] = Path.GetFullPath(l.Path),
+            ["scale"] = l.Scale,
+            ["sha256"] = Sha256OfFile(l.Path),
+        }).ToArray()),
         ["method"] = options.TrainingMethod,
         ["steps"] = options.TrainingSteps,
         ["opset"] = OnnxGraph.Opset,
@@ -287,6 +302,12 @@ public static class OnnxExporter
         ["fp16"] = options.Fp16,
         ["components"] = components,
     };
+
+    private static string Sha256OfFile(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(stream)).ToLowerInvariant();
+    }
 
     // diffusers OnnxStableDiffusionPipeline's model_index.json; the scheduler entry is taken from the source folder.
     private static JsonObject ModelIndex(string model, List<Part> parts)

@@ -117,3 +117,41 @@ public sealed class ExportVariantsTests(TinySd1Export export) : IClassFixture<Ti
         Assert.Empty(Directory.EnumerateDirectories(Path.GetDirectoryName(o)!, ".onnx.*"));
     }
 }
+
+/// <summary>fp16 source weights: exported as fp32 (converted) and as fp16 (copied byte for byte), with identical results.</summary>
+public sealed class Fp16SourceTests
+{
+    [Fact]
+    public void Fp16_source_weights_export_to_fp32_and_fp16_with_the_same_results()
+    {
+        string root = TestModels.NewRoot();
+        try
+        {
+            string half = Path.Combine(root, "unet-fp16.safetensors");
+            using (var src = CTCal.Core.Safetensors.SafetensorsFile.Open(TestModels.UnetWeights))
+            {
+                var entries = src.Tensors.Select(t =>
+                {
+                    Half[] h = src.ReadAsFloat32(t.Name).Select(v => (Half)v).ToArray();
+                    byte[] bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(h.AsSpan()).ToArray();
+                    return CTCal.Core.Safetensors.SafetensorsWriteEntry.FromBytes(t.Name, CTCal.Core.Safetensors.SafetensorsDType.F16, t.Shape, bytes);
+                }).ToList();
+                CTCal.Core.Safetensors.SafetensorsWriter.Write(half, entries);
+            }
+            string as32 = Path.Combine(root, "as32");
+            string as16 = Path.Combine(root, "as16");
+            OnnxExporter.Export(new ExportOptions { ModelFolder = TinySd1Export.ModelFolder, OutputFolder = as32, Components = ExportComponents.Unet, UnetWeights = half });
+            OnnxExporter.Export(new ExportOptions { ModelFolder = TinySd1Export.ModelFolder, OutputFolder = as16, Components = ExportComponents.Unet, UnetWeights = half, Fp16 = true });
+            float[] a = TestModels.RunUnet(as32);
+            float[] b = TestModels.RunUnet(as16);
+            Assert.True(OrtRunner.MaxAbsDiff(a, b) <= 1e-6f);
+            var expected = TinySd1Export.Read("unet_io.safetensors", "out_sample_t999").Data;
+            float[] c = TestModels.RunUnet(as32, 999f);
+            Assert.True(OrtRunner.MaxAbsDiff(c, expected) / OrtRunner.MaxAbs(expected) <= 1e-2f);
+        }
+        finally
+        {
+            TestModels.DeleteQuietly(root);
+        }
+    }
+}
