@@ -46,7 +46,9 @@ public sealed class LoraMergeTests
                     entries.Add(SafetensorsWriteEntry.FromFloat32((m.PeftNames ? "unet." : "") + m.Name + ".alpha", [], [alpha]));
             }
             string lora = Path.Combine(root, "lora.safetensors");
-            SafetensorsWriter.Write(lora, entries);
+            // modules without an alpha tensor take alpha from the file metadata (as the trainer writes it)
+            const float fileAlpha = 3f;
+            SafetensorsWriter.Write(lora, entries, new Dictionary<string, string> { ["ctcal.lora_alpha"] = "3" });
 
             // the same update computed independently (double accumulation) into a full UNet file
             string merged = Path.Combine(root, "merged.safetensors");
@@ -54,7 +56,7 @@ public sealed class LoraMergeTests
             {
                 var m = modules.FirstOrDefault(x => x.Name + ".weight" == name);
                 if (m is null) return (shape, data);
-                double factor = scale * (m.Alpha ?? m.Rank) / m.Rank;
+                double factor = scale * (m.Alpha ?? fileAlpha) / m.Rank;
                 for (long o = 0; o < m.Out; o++)
                 for (long i = 0; i < m.In; i++)
                 {
@@ -109,6 +111,31 @@ public sealed class LoraMergeTests
             }));
             Assert.Contains("down_blocks.7.attentions.0.transformer_blocks.0.attn2.to_q", e.Message);
             Assert.False(Directory.Exists(output));
+        }
+        finally
+        {
+            TestModels.DeleteQuietly(root);
+        }
+    }
+
+    [Fact]
+    public void Alpha_comes_from_the_peft_config_metadata_when_no_tensor_holds_it()
+    {
+        string root = TestModels.NewRoot();
+        try
+        {
+            string lora = Path.Combine(root, "peft.safetensors");
+            SafetensorsWriter.Write(lora,
+            [
+                SafetensorsWriteEntry.FromFloat32("unet.a.to_q.lora_A.weight", [4, 8], new float[32]),
+                SafetensorsWriteEntry.FromFloat32("unet.a.to_q.lora_B.weight", [8, 4], new float[32]),
+                SafetensorsWriteEntry.FromFloat32("text_encoder.b.q_proj.lora_A.weight", [4, 8], new float[32]),
+                SafetensorsWriteEntry.FromFloat32("text_encoder.b.q_proj.lora_B.weight", [8, 4], new float[32]),
+                SafetensorsWriteEntry.FromFloat32("text_encoder.b.q_proj.alpha", [], [2f]),
+            ], new Dictionary<string, string> { ["lora_adapter_metadata"] = """{"r": 4, "lora_alpha": 16}""" });
+            var loaded = Weights.LoraFile.Load(lora, 0.5f);
+            Assert.Equal(0.5f * 16 / 4, loaded["unet"]["a.to_q.weight"].Single().Factor);
+            Assert.Equal(0.5f * 2 / 4, loaded["text_encoder"]["b.q_proj.weight"].Single().Factor);
         }
         finally
         {

@@ -7,7 +7,8 @@ namespace CTCal.Export.Weights;
 /// (with an optional <c>unet.</c> or <c>text_encoder.</c> prefix; no prefix means the UNet):
 /// <c>{module}.lora_A.weight</c> / <c>{module}.lora_B.weight</c> (peft) and <c>{module}.lora.down.weight</c> /
 /// <c>{module}.lora.up.weight</c> (older diffusers), each with an optional scalar <c>{module}.alpha</c>. The updated weight is
-/// <c>{module}.weight</c> of that component.
+/// <c>{module}.weight</c> of that component. Without a per-module alpha tensor, alpha comes from the file's metadata
+/// (<c>ctcal.lora_alpha</c>, else <c>lora_alpha</c> in the peft config JSON <c>lora_adapter_metadata</c>), else alpha = rank.
 /// </summary>
 public static class LoraFile
 {
@@ -20,6 +21,7 @@ public static class LoraFile
         var result = new Dictionary<string, Dictionary<string, List<LoraDelta>>>(StringComparer.Ordinal);
         var problems = new List<string>();
         using var file = OpenOrThrow(path);
+        float? fileAlpha = MetadataAlpha(file, path, problems);
         var modules = new Dictionary<string, (string? Down, string? Up, string? Alpha)>(StringComparer.Ordinal);
         foreach (var t in file.Tensors)
         {
@@ -57,7 +59,7 @@ public static class LoraFile
                 continue;
             }
             int rank = (int)a.Shape[0];
-            float alphaValue = rank;
+            float alphaValue = fileAlpha ?? rank;
             if (alpha is not null)
             {
                 float[] al = file.ReadAsFloat32(alpha);
@@ -76,6 +78,32 @@ public static class LoraFile
         }
         if (problems.Count > 0) throw new ExportValidationException(problems);
         return result;
+    }
+
+    private static float? MetadataAlpha(SafetensorsFile file, string path, List<string> problems)
+    {
+        if (file.Metadata.TryGetValue("ctcal.lora_alpha", out string? text))
+        {
+            if (float.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float a) && float.IsFinite(a))
+                return a;
+            problems.Add($"{path}: metadata 'ctcal.lora_alpha' = '{text}' is not a number");
+            return null;
+        }
+        if (file.Metadata.TryGetValue("lora_adapter_metadata", out string? json))
+        {
+            try
+            {
+                using var doc = System.Text.Json.JsonDocument.Parse(json);
+                if (doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object
+                    && doc.RootElement.TryGetProperty("lora_alpha", out var la) && la.TryGetSingle(out float a))
+                    return a;
+            }
+            catch (System.Text.Json.JsonException e)
+            {
+                problems.Add($"{path}: metadata 'lora_adapter_metadata' is not valid JSON ({e.Message})");
+            }
+        }
+        return null;
     }
 
     private static SafetensorsFile OpenOrThrow(string path)
