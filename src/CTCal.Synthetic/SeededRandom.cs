@@ -18,6 +18,15 @@ public sealed class SeededRandom
         _s3 = SplitMix64(ref x);
     }
 
+    /// <summary>A generator with the given raw xoshiro256** state (not all zero); for checking against reference outputs.</summary>
+    internal static SeededRandom FromState(ulong s0, ulong s1, ulong s2, ulong s3)
+    {
+        if ((s0 | s1 | s2 | s3) == 0) throw new ArgumentException("the xoshiro256** state must not be all zero");
+        var r = new SeededRandom(0);
+        (r._s0, r._s1, r._s2, r._s3) = (s0, s1, s2, s3);
+        return r;
+    }
+
     /// <summary>A generator for a named sub-stream of <paramref name="seed"/>, independent of the other streams.</summary>
     public static SeededRandom ForStream(ulong seed, ulong stream)
     {
