@@ -12,14 +12,14 @@ public sealed record EvaluatorOptions
     /// <summary>Pixels farther than this (ΔE76) from every background-colour blend are labelled unknown and ignored.</summary>
     public double MaxResidualDeltaE { get; init; } = 40;
 
-    /// <summary>A component is a star when its solidity (area / convex-hull area; star ≈ 0.6) is below this ...</summary>
-    public double StarSolidity { get; init; } = 0.86;
+    /// <summary>A component is a triangle when its widest rows sit at least this far down its bounding box (apex up: ≈ 0.9) ...</summary>
+    public double TriangleWidestRow { get; init; } = 0.68;
 
-    /// <summary>... and its corner coverage is below this (a triangle's bottom corners are covered, a star's are not).</summary>
-    public double StarCorners { get; init; } = 0.18;
+    /// <summary>... and less than this share of its pixels lie in the upper half of the bounding box (apex up: ≈ 1/4).</summary>
+    public double TriangleTopHalf { get; init; } = 0.40;
 
-    /// <summary>Share of pixels in the upper half of the bounding box below which a component is a triangle (apex up: ≈ 1/4).</summary>
-    public double TriangleTopHalf { get; init; } = 0.38;
+    /// <summary>A non-triangle component is a star when its solidity (area / convex-hull area; star ≈ 0.6) is below this.</summary>
+    public double StarSolidity { get; init; } = 0.87;
 
     /// <summary>Corner coverage at or above which a remaining component is a square (≈ 1), else a circle (≈ 0).</summary>
     public double SquareCorners { get; init; } = 0.25;
@@ -31,11 +31,12 @@ public sealed record EvaluatorOptions
 /// <summary>
 /// One object found in an image: colour, classified shape, centroid (pixels), area (pixels), bounds and the shape
 /// features: <paramref name="Fill"/> (area / bounding-box area), <paramref name="Solidity"/> (area / convex-hull area),
-/// <paramref name="TopHalf"/> (share of the pixels in the upper half of the bounding box) and <paramref name="Corners"/>
-/// (covered share of the four corner triangles of the bounding box, legs a quarter of its sides).
+/// <paramref name="TopHalf"/> (share of the pixels in the upper half of the bounding box), <paramref name="WidestRow"/>
+/// (mean height, as a share of the bounding box from its top, of the rows at least 90% as wide as the widest) and
+/// <paramref name="Corners"/> (covered share of the four corner triangles of the bounding box, legs a quarter of its sides).
 /// </summary>
 public sealed record DetectedObject(ShapeColor Color, ShapeKind Shape, double X, double Y, int Area, Box Bounds,
-    double Fill, double Solidity, double TopHalf, double Corners);
+    double Fill, double Solidity, double TopHalf, double WidestRow, double Corners);
 
 /// <summary>
 /// Per-image scores against a <see cref="SceneSpec"/>; each check is 1 (pass) or 0 (fail), null when it does not apply.
@@ -63,11 +64,10 @@ public sealed record ImageScore(double? Binding, double? Counting, double? Spati
 /// (unknown when even the nearest blend is more than <see cref="EvaluatorOptions.MaxResidualDeltaE"/> away).</item>
 /// <item>4-connected components per colour; components under <see cref="EvaluatorOptions.MinComponentFraction"/> of the
 /// image are dropped.</item>
-/// <item>Shape of the upright shapes from three features: solidity (area / area of the convex hull of the pixel
-/// squares: a star is concave, ≈ 0.6, the others convex), the covered share of the bounding box's corner triangles
-/// (square ≈ 1, triangle ≈ 1/2 from its base corners, circle and star ≈ 0) and the share of pixels in the upper half
-/// of the bounding box (apex-up triangle ≈ 1/4, the others ≈ 1/2). Star: low solidity and empty corners; then
-/// triangle: light top half; then square: covered corners; else circle.</item>
+/// <item>Shape of the upright shapes from the component's pixels: triangle when its widest rows are near the bottom
+/// of its bounding box and its upper half is light (apex up; every other shape is widest near the middle or, the
+/// star, above it); else star when concave (solidity, area over the area of the convex hull of the pixel squares,
+/// ≈ 0.6 against ≥ 0.9); else square when the corner triangles of the bounding box are covered; else circle.</item>
 /// <item>Checks: binding (every requested colour-shape object present), counting (exactly the requested number of
 /// each), spatial (both present; the largest instances' centroids differ along the relation's axis by more than
 /// the margin and by at least as much as across it).</item>
@@ -190,12 +190,21 @@ public sealed class Evaluator
         int bw = maxX - minX + 1, bh = maxY - minY + 1;
         double midY = minY + bh / 2.0, legX = bw / 4.0, legY = bh / 4.0;
         int top = 0, cornerHits = 0;
+        var rowMin = new int[bh];
+        var rowMax = new int[bh];
+        Array.Fill(rowMin, int.MaxValue);
+        Array.Fill(rowMax, int.MinValue);
         foreach (int p in pixels)
         {
             int x = p % width, y = p / width;
             if (y + 0.5 < midY) top++;
             if (InCorner(x, y)) cornerHits++;
+            rowMin[y - minY] = Math.Min(rowMin[y - minY], x);
+            rowMax[y - minY] = Math.Max(rowMax[y - minY], x);
         }
+        int widest = Enumerable.Range(0, bh).Max(r => rowMax[r] - rowMin[r] + 1);
+        var wideRows = Enumerable.Range(0, bh).Where(r => rowMax[r] - rowMin[r] + 1 >= 0.9 * widest).ToArray();
+        double widestRow = (wideRows.Average() + 0.5) / bh;
         int cornerCells = 0;
         for (int y = minY; y <= maxY; y++)
         {
@@ -208,12 +217,12 @@ public sealed class Evaluator
         double solidity = pixels.Count / ConvexHullArea(pixels, width);
         double topHalf = top / (double)pixels.Count;
         double corners = cornerCells == 0 ? 0 : cornerHits / (double)cornerCells;
-        ShapeKind shape = solidity < _options.StarSolidity && corners < _options.StarCorners ? ShapeKind.Star
-            : topHalf < _options.TriangleTopHalf ? ShapeKind.Triangle
+        ShapeKind shape = widestRow >= _options.TriangleWidestRow && topHalf < _options.TriangleTopHalf ? ShapeKind.Triangle
+            : solidity < _options.StarSolidity ? ShapeKind.Star
             : corners >= _options.SquareCorners ? ShapeKind.Square
             : ShapeKind.Circle;
         return new DetectedObject(color, shape, sx / pixels.Count, sy / pixels.Count, pixels.Count,
-            new Box(minX, minY, maxX + 1, maxY + 1), fill, solidity, topHalf, corners);
+            new Box(minX, minY, maxX + 1, maxY + 1), fill, solidity, topHalf, widestRow, corners);
 
         // Pixel centre inside one of the four corner triangles (legs legX, legY) of the bounding box.
         bool InCorner(int x, int y)

@@ -11,6 +11,9 @@ public sealed class SceneSampler
     private const double Margin = 1.0;
     private const int Attempts = 4000;
 
+    /// <summary>Smallest nominal object size in pixels: below it a star no longer reads as a star.</summary>
+    public const double MinObjectPixels = 12;
+
     /// <summary>Creates a sampler for a square canvas of <paramref name="imageSize"/> pixels (at least 16).</summary>
     public SceneSampler(int imageSize)
     {
@@ -24,7 +27,10 @@ public sealed class SceneSampler
     /// <summary>Smallest gap between object bounding boxes, pixels.</summary>
     public double Gap => Math.Max(3.0, 0.07 * ImageSize);
 
-    /// <summary>Range of the nominal object size, as a fraction of the canvas, for scenes of <paramref name="objectCount"/> objects.</summary>
+    /// <summary>
+    /// Range of the nominal object size, as a fraction of the canvas, for scenes of <paramref name="objectCount"/>
+    /// objects; sizes never go below <see cref="MinObjectPixels"/> unless the objects would not fit.
+    /// </summary>
     public static (double Min, double Max) SizeRange(int objectCount) => objectCount switch
     {
         1 => (0.30, 0.50),
@@ -37,14 +43,15 @@ public sealed class SceneSampler
     {
         var wanted = spec.Objects.SelectMany(o => Enumerable.Repeat((o.Color, o.Shape), o.Count)).ToArray();
         var (minFrac, maxFrac) = SizeRange(wanted.Length);
-        for (int round = 0; round < 8; round++, maxFrac = Math.Max(minFrac, maxFrac * 0.9), minFrac *= 0.9)
+        double minSize = Math.Max(minFrac * ImageSize, MinObjectPixels), maxSize = Math.Max(maxFrac * ImageSize, minSize);
+        for (int round = 0; round < 8; round++, minSize *= 0.9, maxSize *= 0.9)
         {
             for (int attempt = 0; attempt < Attempts; attempt++)
             {
                 var placed = new List<SceneObject>(wanted.Length);
                 foreach (var (color, shape) in wanted)
                 {
-                    double size = rng.NextDouble(minFrac, maxFrac) * ImageSize;
+                    double size = rng.NextDouble(minSize, maxSize);
                     var rel = Shapes.Bounds(shape, 0, 0, size);
                     double x = rng.NextDouble(Margin - rel.MinX, ImageSize - Margin - rel.MaxX);
                     double y = rng.NextDouble(Margin - rel.MinY, ImageSize - Margin - rel.MaxY);

@@ -9,7 +9,7 @@ public sealed class EvaluatorAccuracyTests(ITestOutputHelper output)
     private const int PerCategory = 100;
     private static readonly Evaluator Evaluator = new();
 
-    /// <summary>PerCategory scenes per category from every prompt group of the grammar (seeded), 64x64.</summary>
+    /// <summary>PerCategory scenes per category drawn from every prompt group of the grammar (seeded).</summary>
     internal static List<(SceneSpec Spec, Scene Scene)> Scenes(ulong seed, int perCategory = PerCategory, int imageSize = 64)
     {
         var rng = new SeededRandom(seed);
@@ -29,17 +29,18 @@ public sealed class EvaluatorAccuracyTests(ITestOutputHelper output)
         return result;
     }
 
-    private Dictionary<PromptCategory, double> Measure(double noiseSigma, string label)
+    private Dictionary<PromptCategory, double> Measure(int imageSize, double noiseSigma)
     {
+        string label = $"{imageSize}px sigma={noiseSigma:F2}";
         var scores = new List<(PromptCategory Category, ImageScore Score, SceneSpec Spec)>();
         int n = 0;
-        foreach (var (spec, scene) in Scenes(seed: 77))
+        foreach (var (spec, scene) in Scenes(seed: 77, imageSize: imageSize))
         {
             var image = Renderer.Render(scene);
             if (noiseSigma > 0) image = image.WithGaussianNoise(noiseSigma, seed: 1000 + (ulong)n);
             var score = Evaluator.Score(image, spec);
             if (score.Primary(spec.Category) < 1)
-                output.WriteLine($"[{label}] miss: {CaptionGrammar.Caption(spec)} detected: {string.Join("; ", score.Objects.Select(o => $"{o.Color} {o.Shape} fill={o.Fill:F2} sol={o.Solidity:F2} area={o.Area}"))}");
+                output.WriteLine($"[{label}] miss: {CaptionGrammar.Caption(spec)} detected: {string.Join("; ", score.Objects.Select(o => $"{o.Color} {o.Shape} area={o.Area} sol={o.Solidity:F2} top={o.TopHalf:F2} wide={o.WidestRow:F2} corners={o.Corners:F2}"))}");
             scores.Add((spec.Category, score, spec));
             n++;
         }
@@ -53,17 +54,21 @@ public sealed class EvaluatorAccuracyTests(ITestOutputHelper output)
         return result;
     }
 
-    [Fact]
-    public void CleanRendersScoreAtLeast99Percent()
+    [Theory]
+    [InlineData(64)]
+    [InlineData(32)]
+    public void CleanRendersScoreAtLeast99Percent(int imageSize)
     {
-        foreach (var (category, accuracy) in Measure(0, "clean"))
+        foreach (var (category, accuracy) in Measure(imageSize, 0))
             Assert.True(accuracy >= 0.99, $"{category}: {accuracy:P1} < 99%");
     }
 
-    [Fact]
-    public void NoisyRendersScoreAtLeast95Percent()
+    [Theory]
+    [InlineData(64)]
+    [InlineData(32)]
+    public void NoisyRendersScoreAtLeast95Percent(int imageSize)
     {
-        foreach (var (category, accuracy) in Measure(0.08, "noisy"))
+        foreach (var (category, accuracy) in Measure(imageSize, 0.08))
             Assert.True(accuracy >= 0.95, $"{category}: {accuracy:P1} < 95%");
     }
 }

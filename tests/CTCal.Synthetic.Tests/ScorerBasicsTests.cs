@@ -27,7 +27,7 @@ public sealed class ScorerBasicsTests
     [Fact]
     public void RelationNeedsMarginAndDominantAxis()
     {
-        DetectedObject At(double x, double y) => new(ShapeColor.Red, ShapeKind.Circle, x, y, 100, default, 0.8, 1, 0.5, 0);
+        DetectedObject At(double x, double y) => new(ShapeColor.Red, ShapeKind.Circle, x, y, 100, default, 0.8, 1, 0.5, 0.5, 0);
         Assert.True(Evaluator.Holds(At(10, 30), SpatialRelation.LeftOf, At(40, 30), 64));
         Assert.True(Evaluator.Holds(At(40, 30), SpatialRelation.RightOf, At(10, 30), 64));
         Assert.True(Evaluator.Holds(At(30, 5), SpatialRelation.Above, At(30, 50), 64));
