@@ -29,6 +29,23 @@ public sealed record EvaluationReport(SubsetReport All, SubsetReport InDistribut
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
     };
 
+    /// <summary>
+    /// Scores every generated image against its prompt, measures diversity for prompts with two or more images
+    /// (one per seed), and aggregates both.
+    /// </summary>
+    public static EvaluationReport Evaluate(Evaluator evaluator, IEnumerable<(EvalPrompt Prompt, IReadOnlyList<RgbaImage> Images)> generated)
+    {
+        ArgumentNullException.ThrowIfNull(evaluator);
+        var scores = new List<(EvalPrompt, ImageScore)>();
+        var diversity = new List<(EvalPrompt, DiversityScore)>();
+        foreach (var (prompt, images) in generated)
+        {
+            foreach (var image in images) scores.Add((prompt, evaluator.Score(image, prompt.Spec)));
+            if (images.Count >= 2) diversity.Add((prompt, Diversity.Measure(images, evaluator)));
+        }
+        return Build(scores, diversity);
+    }
+
     /// <summary>Aggregates <paramref name="scores"/> (one entry per image) and optional per-prompt <paramref name="diversity"/>.</summary>
     public static EvaluationReport Build(IEnumerable<(EvalPrompt Prompt, ImageScore Score)> scores,
         IEnumerable<(EvalPrompt Prompt, DiversityScore Score)>? diversity = null)

@@ -41,6 +41,41 @@ public sealed class RgbaImage
     }
 
     /// <summary>
+    /// An opaque image from planar RGB floats ([3, H, W], channel-major, as a decoder emits), mapping
+    /// [<paramref name="low"/>, <paramref name="high"/>] to [0, 255] with clamping and rounding.
+    /// </summary>
+    public static RgbaImage FromPlanarRgb(int width, int height, ReadOnlySpan<float> chw, float low = -1f, float high = 1f)
+    {
+        if (chw.Length != 3 * width * height)
+            throw new ArgumentException($"planar RGB buffer holds {chw.Length} values, a {width}x{height} image needs {3 * width * height}", nameof(chw));
+        if (!(high > low)) throw new ArgumentException($"range [{low}, {high}] is empty", nameof(high));
+        int plane = width * height;
+        byte[] pixels = new byte[plane * 4];
+        for (int i = 0; i < plane; i++)
+        {
+            for (int c = 0; c < 3; c++)
+            {
+                float v = (chw[c * plane + i] - low) / (high - low);
+                pixels[i * 4 + c] = (byte)MathF.Round(Math.Clamp(float.IsNaN(v) ? 0f : v, 0f, 1f) * 255f);
+            }
+            pixels[i * 4 + 3] = 255;
+        }
+        return new RgbaImage(width, height, pixels);
+    }
+
+    /// <summary>Planar RGB floats ([3, H, W]) with [0, 255] mapped to [<paramref name="low"/>, <paramref name="high"/>]; alpha dropped.</summary>
+    public float[] ToPlanarRgb(float low = -1f, float high = 1f)
+    {
+        int plane = Width * Height;
+        var chw = new float[3 * plane];
+        for (int i = 0; i < plane; i++)
+        {
+            for (int c = 0; c < 3; c++) chw[c * plane + i] = low + (high - low) * Pixels[i * 4 + c] / 255f;
+        }
+        return chw;
+    }
+
+    /// <summary>
     /// A copy with independent Gaussian noise of standard deviation <paramref name="sigma"/> (on the [0, 1] scale)
     /// added to each RGB channel, clamped to [0, 1] and rounded back to 8 bits; deterministic for <paramref name="seed"/>.
     /// </summary>

@@ -66,3 +66,33 @@ public sealed class DiversityAndReportTests
         Assert.Contains("\"heldOut\"", report.ToJson());
     }
 }
+
+public sealed class EvaluateAndConversionTests
+{
+    [Fact]
+    public void RendersOfTheEvalPromptsScorePerfectlyAndVaryAcrossSeeds()
+    {
+        var world = SyntheticWorld.Create(new SyntheticWorldOptions { Seed = 8, TrainCount = 0, EvalPromptsPerCategory = 6 });
+        var sampler = new SceneSampler(world.Options.ImageSize);
+        var generated = world.EvalPrompts.Select((p, i) => (p, (IReadOnlyList<RgbaImage>)Enumerable.Range(0, 4)
+            .Select(seed => Renderer.Render(sampler.Sample(p.Spec, SeededRandom.ForStream((ulong)i, (ulong)seed)))).ToArray())).ToList();
+        var report = EvaluationReport.Evaluate(new Evaluator(), generated);
+        Assert.Equal(world.EvalPrompts.Count * 4, report.All.Total.Count);
+        Assert.Equal(1, report.All.Total.Overall);
+        Assert.True(report.HeldOut.Total.Count > 0);
+        Assert.Equal(world.EvalPrompts.Count, report.All.Diversity!.Prompts);
+        Assert.True(report.All.Diversity.LayoutSpread > 0.05, $"layout spread {report.All.Diversity.LayoutSpread}");
+        Assert.True(report.All.Diversity.MeanPixelDistance > 0.05, $"pixel distance {report.All.Diversity.MeanPixelDistance}");
+    }
+
+    [Fact]
+    public void PlanarFloatConversionRoundTrips()
+    {
+        var image = Renderer.Render(new Scene(32, 32, [new SceneObject(ShapeColor.Blue, ShapeKind.Square, 16, 16, 14)]));
+        float[] chw = image.ToPlanarRgb();
+        Assert.Equal(3 * 32 * 32, chw.Length);
+        Assert.All(chw, v => Assert.InRange(v, -1f, 1f));
+        Assert.Equal(image.Pixels, RgbaImage.FromPlanarRgb(32, 32, chw).Pixels);
+        Assert.Throws<ArgumentException>(() => RgbaImage.FromPlanarRgb(32, 32, new float[10]));
+    }
+}
