@@ -48,7 +48,7 @@ public sealed class SceneSpec : IEquatable<SceneSpec>
         if (objects.Any(o => o.Count != 1)) throw new ArgumentException("binding objects have Count 1", nameof(objects));
         if (objects.Length == 2 && (objects[0].Color == objects[1].Color || objects[0].Shape == objects[1].Shape))
             throw new ArgumentException($"binding objects need distinct colours and shapes: {objects[0]}, {objects[1]}", nameof(objects));
-        return new SceneSpec(PromptCategory.Binding, objects, null);
+        return new SceneSpec(PromptCategory.Binding, objects.ToArray(), null);
     }
 
     /// <summary>"three green triangles": <paramref name="count"/> in 2..<see cref="MaxCount"/>.</summary>
