@@ -31,7 +31,7 @@ public sealed class SchedulerConfigTests
     [MemberData(nameof(Names))]
     public void Every_sampler_runs_from_the_sd1_config(string name)
     {
-        var s = Schedulers.Schedulers.Create(name, SchedulerConfig.Load(Sd1ConfigPath));
+        var s = SchedulerFactory.Create(name, SchedulerConfig.Load(Sd1ConfigPath));
         float[] x = SchedulerToyModel.StartLatent();
         float[] result = SchedulerToyModel.Rollout(s, 20, x, new GaussianNoise(3), matchStart: false);
         Assert.Equal(name == "pndm" ? 21 : 20, s.Timesteps.Count);
@@ -41,17 +41,17 @@ public sealed class SchedulerConfigTests
         Assert.True(s.Timesteps[0] > s.Timesteps[^1]);
     }
 
-    public static TheoryData<string> Names() => new(Schedulers.Schedulers.Names);
+    public static TheoryData<string> Names() => new(SchedulerFactory.Names);
 
     [Fact]
     public void Class_defaults_apply_when_the_file_does_not_set_a_field()
     {
         var bare = SchedulerConfig.Parse("""{"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}""");
         // DDIM: leading spacing, set_alpha_to_one true; Euler: linspace; DPM-Solver: linspace over n + 1 points.
-        var ddim = Schedulers.Schedulers.Create("ddim", bare);
+        var ddim = SchedulerFactory.Create("ddim", bare);
         ddim.SetTimesteps(10);
         Assert.Equal(900.0, ddim.Timesteps[0]);
-        var euler = Schedulers.Schedulers.Create("euler", bare);
+        var euler = SchedulerFactory.Create("euler", bare);
         euler.SetTimesteps(10);
         Assert.Equal(999.0, euler.Timesteps[0]);
         Assert.Equal(0.0, euler.Timesteps[^1]);
@@ -98,10 +98,10 @@ public sealed class SchedulerConfigTests
     [Fact]
     public void Unknown_scheduler_name_lists_the_known_ones()
     {
-        var e = Assert.Throws<ArgumentException>(() => Schedulers.Schedulers.Create("heun", new SchedulerConfig()));
+        var e = Assert.Throws<ArgumentException>(() => SchedulerFactory.Create("heun", new SchedulerConfig()));
         Assert.Contains("heun", e.Message);
         Assert.Contains("dpmpp_2m_karras", e.Message);
-        Assert.Equal(["ddpm", "ddim", "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "pndm", "lms"], Schedulers.Schedulers.Names);
+        Assert.Equal(["ddpm", "ddim", "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "pndm", "lms"], SchedulerFactory.Names);
     }
 
     [Fact]

@@ -51,7 +51,7 @@ public sealed class SchedulerFixtureTests(SchedulerFixture fixture, ITestOutputH
     public void Timesteps_and_sigmas_match_diffusers(string name)
     {
         var c = fixture.Json.RootElement.GetProperty(name);
-        var scheduler = Schedulers.Schedulers.Create(SchedulerName(c), SchedulerConfig.Parse(c.GetProperty("config").GetRawText(), name));
+        var scheduler = SchedulerFactory.Create(SchedulerName(c), SchedulerConfig.Parse(c.GetProperty("config").GetRawText(), name));
         scheduler.SetTimesteps(c.GetProperty("num_inference_steps").GetInt32());
 
         Assert.Equal(Doubles(c.GetProperty("timesteps")), scheduler.Timesteps);
@@ -75,7 +75,7 @@ public sealed class SchedulerFixtureTests(SchedulerFixture fixture, ITestOutputH
     public void Deterministic_rollout_matches_diffusers(string name)
     {
         var c = fixture.Json.RootElement.GetProperty(name);
-        var scheduler = Schedulers.Schedulers.Create(SchedulerName(c), SchedulerConfig.Parse(c.GetProperty("config").GetRawText(), name));
+        var scheduler = SchedulerFactory.Create(SchedulerName(c), SchedulerConfig.Parse(c.GetProperty("config").GetRawText(), name));
         scheduler.SetTimesteps(c.GetProperty("num_inference_steps").GetInt32());
 
         float[] x = fixture.Tensors["x0"].Select(v => v * scheduler.InitNoiseSigma).ToArray();

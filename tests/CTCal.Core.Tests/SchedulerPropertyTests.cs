@@ -15,7 +15,7 @@ public sealed class SchedulerPropertyTests(ITestOutputHelper output)
     }
 
     private static IDiffusionScheduler Create(string name, string prediction = "epsilon") =>
-        Schedulers.Schedulers.Create(name, Sd with { PredictionType = prediction });
+        SchedulerFactory.Create(name, Sd with { PredictionType = prediction });
 
     [Fact]
     public void Ddpm_step_without_noise_is_the_posterior_mean_of_eq_11()
@@ -100,7 +100,7 @@ public sealed class SchedulerPropertyTests(ITestOutputHelper output)
         Assert.All(ddpm.AlphasCumprod.Zip(ddpm.AlphasCumprod.Skip(1)), p => Assert.True(p.Second < p.First && p.Second > 0));
     }
 
-    public static TheoryData<string> AllNames() => new(Schedulers.Schedulers.Names);
+    public static TheoryData<string> AllNames() => new(SchedulerFactory.Names);
 
     [Theory]
     [MemberData(nameof(AllNames))]
@@ -244,7 +244,7 @@ public sealed class SchedulerPropertyTests(ITestOutputHelper output)
 
     private static IReadOnlyList<double> Timesteps(string name, SchedulerConfig c, int n)
     {
-        var s = Schedulers.Schedulers.Create(name, c);
+        var s = SchedulerFactory.Create(name, c);
         s.SetTimesteps(n);
         return s.Timesteps;
     }
@@ -266,7 +266,7 @@ public sealed class SchedulerPropertyTests(ITestOutputHelper output)
     {
         foreach (var name in new[] { "euler", "euler_a", "lms" })
         {
-            var s = Schedulers.Schedulers.Create(name, Sd with { TimestepSpacing = "leading", StepsOffset = 1 });
+            var s = SchedulerFactory.Create(name, Sd with { TimestepSpacing = "leading", StepsOffset = 1 });
             s.SetTimesteps(25);
             IReadOnlyList<float> sigmas = s switch { EulerDiscreteScheduler e => e.Sigmas, EulerAncestralScheduler a => a.Sigmas, LmsDiscreteScheduler l => l.Sigmas, _ => [] };
             Assert.Equal(26, sigmas.Count);
@@ -294,7 +294,7 @@ public sealed class SchedulerPropertyTests(ITestOutputHelper output)
     [Fact]
     public void Buffers_of_different_lengths_are_refused()
     {
-        foreach (var name in Schedulers.Schedulers.Names)
+        foreach (var name in SchedulerFactory.Names)
         {
             var s = Create(name);
             s.SetTimesteps(10);

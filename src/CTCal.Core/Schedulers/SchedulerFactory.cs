@@ -1,7 +1,7 @@
 namespace CTCal.Core.Schedulers;
 
 /// <summary>Creates samplers by their short names (the names the trainer's and plugin's options use).</summary>
-public static class Schedulers
+public static class SchedulerFactory
 {
     private static readonly Dictionary<string, Func<SchedulerConfig, IDiffusionScheduler>> Factories = new(StringComparer.OrdinalIgnoreCase)
     {
