@@ -74,6 +74,11 @@ internal static class ExportCommand
             Console.Error.WriteLine(e.Message);
             return 1;
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"export failed while writing (the output folder was left as it was): {e.Message}");
+            return 1;
+        }
         catch (OperationCanceledException)
         {
             Console.Error.WriteLine("cancelled; the output folder was left as it was");
