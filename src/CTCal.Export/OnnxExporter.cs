@@ -77,6 +77,8 @@ public static class OnnxExporter
         }
         if (loras.ContainsKey(LoraFile.TextEncoder) && !options.Components.HasFlag(ExportComponents.TextEncoder))
             problems.Add("a LoRA updates the text encoder, but text_encoder is not among the exported components");
+        if (options.UnetWeights is not null && !options.Components.HasFlag(ExportComponents.Unet))
+            problems.Add($"UNet weights '{options.UnetWeights}' were given, but unet is not among the exported components");
         if (loras.ContainsKey(LoraFile.UNet) && !options.Components.HasFlag(ExportComponents.Unet))
             problems.Add("a LoRA updates the UNet, but unet is not among the exported components");
 

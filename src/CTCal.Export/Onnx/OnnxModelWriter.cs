@@ -56,7 +56,9 @@ public static class OnnxModelWriter
         }
 
         string modelPath = Path.Combine(directory, ModelFileName);
-        if (totalBytes + gp.CalculateSize() < externalDataThreshold)
+        // a protobuf message (and so an embedded model) must stay below 2 GiB whatever threshold is asked for
+        long embedLimit = Math.Min(externalDataThreshold, int.MaxValue - (16L << 20));
+        if (totalBytes + gp.CalculateSize() < embedLimit)
         {
             using var hashing = new HashingStream(new FileStream(modelPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20));
             WriteEmbedded(model, gp, tensors, weights, hashing, Progress, ct);
