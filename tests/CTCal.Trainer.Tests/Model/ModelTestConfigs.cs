@@ -33,16 +33,9 @@ internal static class ModelTestConfigs
     }
     """, "gelu-clip/text_encoder/config.json");
 
-    /// <summary>Copies every tensor of <paramref name="folder"/>'s single safetensors file into <paramref name="module"/>, strictly by name.</summary>
-    public static void LoadWeights(TorchSharp.torch.nn.Module module, string folder)
-    {
-        string file = Directory.GetFiles(folder, "*.safetensors").Single();
-        var tensors = FixtureTensors.Read(file);
-        var parameters = module.state_dict();
-        Assert.Equal(parameters.Keys.OrderBy(k => k, StringComparer.Ordinal), tensors.Keys.OrderBy(k => k, StringComparer.Ordinal));
-        using var _ = TorchSharp.torch.no_grad();
-        foreach (var (name, value) in parameters) value.copy_(tensors[name]);
-    }
+    /// <summary>Loads <paramref name="folder"/>'s weights strictly through <see cref="CTCal.Trainer.Model.DiffusersWeights"/>.</summary>
+    public static void LoadWeights(TorchSharp.torch.nn.Module module, string folder) =>
+        CTCal.Trainer.Model.DiffusersWeights.Load(module, folder);
 
     public static string TinySd1 => Path.Combine(CTCal.Tests.TestPaths.Fixtures, "tiny-sd1");
 }
