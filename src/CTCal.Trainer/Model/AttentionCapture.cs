@@ -15,6 +15,15 @@ namespace CTCal.Trainer.Model;
 /// the forward was called (like the returned noise prediction); <see cref="Clear"/> and <see cref="Dispose"/> also
 /// dispose them, whichever comes first (disposing twice is harmless). A capture records one forward pass: a second
 /// forward with the same capture throws until <see cref="Clear"/> is called.
+/// <code>
+/// using var step = torch.NewDisposeScope();                       // per training step
+/// using var student = new AttentionCapture(paths);
+/// var eps = unet.forward(noisyStudent, tStudent, text, student);  // maps keep the graph
+/// using var teacher = new AttentionCapture(paths);
+/// using (torch.no_grad()) unet.forward(noisyTeacher, tTeacher, text, teacher);
+/// var loss = ...(student.Maps[path], teacher.Maps[path]) ...;     // [B, heads, HW, tokens]
+/// loss.backward();                                                // step scope frees maps and outputs
+/// </code>
 /// </remarks>
 public sealed class AttentionCapture : IDisposable
 {
