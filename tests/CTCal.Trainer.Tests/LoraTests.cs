@@ -49,10 +49,18 @@ internal sealed class ToyAttention : nn.Module<Tensor, Tensor>
 
 public sealed class LoraTests
 {
+    /// <summary>The same block every time (weights from a private generator, not torch's shared global RNG).</summary>
+    private static ToyAttentionBlock NewBlock()
+    {
+        var block = new ToyAttentionBlock(6);
+        using var generator = new Generator(3);
+        DeterministicInit.Reset(block, generator);
+        return block;
+    }
+
     private static (ToyAttentionBlock Model, LoraAdapters Lora) NewModel(double dropout = 0, int rank = 2, double alpha = 4)
     {
-        manual_seed(3);
-        var model = new ToyAttentionBlock(6);
+        var model = NewBlock();
         var lora = LoraAdapters.Attach(model, "unet", LoraOptions.UNetTargets, new LoraOptions { Rank = rank, Alpha = alpha, Dropout = dropout }, new Generator(5));
         return (model, lora);
     }
@@ -61,8 +69,7 @@ public sealed class LoraTests
     public void AttachFindsTheAttentionProjectionsAndStartsAsIdentity()
     {
         using var scope = NewDisposeScope();
-        manual_seed(3);
-        var reference = new ToyAttentionBlock(6);
+        var reference = NewBlock();
         var (model, lora) = NewModel();
         Assert.Equal(["attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0"], lora.Layers.Select(l => l.Path));
         Assert.All(model.parameters(), p => Assert.False(p.requires_grad && !lora.Layers.Any(l => ReferenceEquals(l.Target.weight, p)) ));

@@ -21,10 +21,14 @@ internal sealed class ToyDiffusionModel : ITrainableDiffusionModel
 
     public ToyDiffusionModel(int seed = 1, string predictionType = "epsilon")
     {
-        manual_seed(seed);
+        // Weights from a private generator: tests run in parallel and torch's global RNG is shared.
+        using var generator = new Generator((ulong)seed);
         _text = new ToyText();
         _unet = new ToyUNet();
-        _vaeProjection = randn(4, 3).mul(0.5).DetachFromDisposeScope();
+        DeterministicInit.Reset(_text, generator);
+        DeterministicInit.Reset(_unet, generator);
+        using (no_grad()) foreach (var p in _unet.parameters().Where(p => p.dim() == 1)) p.uniform_(-0.1, 0.1, generator);
+        _vaeProjection = randn(new long[] { 4, 3 }, generator: generator).mul(0.5).DetachFromDisposeScope();
         PredictionType = predictionType;
         var betas = Enumerable.Range(0, 1000).Select(i => Math.Pow(Math.Sqrt(0.00085) + i * (Math.Sqrt(0.012) - Math.Sqrt(0.00085)) / 999, 2)).ToArray();
         double product = 1;

@@ -84,6 +84,7 @@ public sealed partial class TrainingRun : IDisposable
         {
             CalibratedLayers = ResolveLayers(model.CrossAttentionLayers, options.Layers);
             _autoencoder = new AttentionMapAutoencoder();
+            DeterministicInit.Reset(_autoencoder, init);
             _ctcal = new CtcalLoss(options.Ctcal with { NumTrainTimesteps = _objective.NumTrainTimesteps }, _autoencoder, CalibratedLayers);
             foreach (var (name, p) in _autoencoder.named_parameters()) _trainable.Add(($"attention_autoencoder.{name}", p));
         }
