@@ -109,4 +109,25 @@ public sealed class TinyStableDiffusionTrainingTests : IDisposable
         Assert.True(allclose(unet.state_dict()[key + ".weight"], expected, atol: 1e-6));
         foreach (var t in loraTensors.Values) t.Dispose();
     }
+
+    [Fact]
+    public void TextEncoderLoraAdaptsTheClipSelfAttentionAndTrains()
+    {
+        string data = TrainingRunTests.MakeDataset(_dir, size: 16);
+        var dataset = ImageCaptionDataset.Open(data, resolution: 16);
+        using var model = TinyStableDiffusion.Create();
+        var options = new TrainingOptions
+        {
+            Method = TrainingMethod.Ctcal, Steps = 2, BatchSize = 2, LearningRate = 1e-2, SaveEvery = 0,
+            Lora = new LoraOptions { Rank = 2, TextEncoder = true },
+        };
+        using var run = new TrainingRun(model, dataset, options, Path.Combine(_dir, "out"));
+        var layers = run.TextEncoderLora!.Layers.Select(l => l.Path).ToList();
+        Assert.Equal(2 * 4, layers.Count); // 2 encoder layers x (q, k, v, out)
+        Assert.Contains("text_model.encoder.layers.0.self_attn.q_proj", layers);
+        var before = run.TextEncoderLora.Layers[0].B.clone();
+        run.TrainStep();
+        run.TrainStep();
+        Assert.False(before.eq(run.TextEncoderLora.Layers[0].B).all().item<bool>(), "text-encoder LoRA received no update");
+    }
 }

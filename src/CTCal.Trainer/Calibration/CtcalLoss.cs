@@ -117,8 +117,9 @@ public sealed class CtcalLoss
         var normTeacher = Normalise(rawTeacher);
 
         var pixel = Distance(normStudent, normTeacher, _options.Distance, mapsAreNormalised: true);           // [N]
-        var codesStudent = Autoencoder.Encode(normStudent);
-        var codesTeacher = Autoencoder.Encode(normTeacher);
+        var codes = Autoencoder.Encode(cat([normStudent, normTeacher], 0));            // one pass for both: [2N, code, r/4, r/4]
+        var codesStudent = codes.narrow(0, 0, normStudent.shape[0]);
+        var codesTeacher = codes.narrow(0, normStudent.shape[0], normTeacher.shape[0]);
         var featureDistance = _options.Distance == MapDistance.L1 ? MapDistance.L1 : MapDistance.Mse;
         var semantic = Distance(codesStudent, codesTeacher, featureDistance, mapsAreNormalised: false);       // [N]
         var reconstruction = Distance(Autoencoder.Decode(codesTeacher, (int)r), normTeacher, featureDistance, mapsAreNormalised: false);

@@ -307,26 +307,25 @@ public sealed partial class TrainingRun : IDisposable
         var noisy = _objective.AddNoise(latents, noise, tStudent);
         var target = _objective.Target(latents, noise, tStudent);
 
-        // Samples calibrated this micro-batch: a noun, and t_stu above t_tea.
+        // Samples calibrated this micro-batch: a noun, and t_stu above t_tea. Only they go through the teacher pass.
         long[] tValues = tStudent.data<long>().ToArray();
-        var calibrated = new List<IReadOnlyList<int[]>>(batch);
-        int diffusionOnly = 0;
+        var calibratedSamples = new List<int>(batch);
         for (int b = 0; b < batch; b++)
-        {
-            bool use = _ctcal is not null && prompts[b].Nouns.Count > 0 && tValues[b] > _options.TeacherTimestep;
-            calibrated.Add(use ? prompts[b].Nouns : Array.Empty<int[]>());
-            if (!use) diffusionOnly++;
-        }
-        var nounTokens = new NounTokens(calibrated);
-        bool runCtcal = _ctcal is not null && nounTokens.TotalNouns > 0;
+            if (_ctcal is not null && prompts[b].Nouns.Count > 0 && tValues[b] > _options.TeacherTimestep) calibratedSamples.Add(b);
+        int diffusionOnly = batch - calibratedSamples.Count;
+        bool runCtcal = calibratedSamples.Count > 0;
+        bool subset = runCtcal && calibratedSamples.Count < batch;
+        var select = runCtcal ? tensor(calibratedSamples.Select(b => (long)b).ToArray(), device: latents.device) : null;
+        Tensor Pick(Tensor t) => subset ? t.index_select(0, select!) : t;
 
         IReadOnlyDictionary<string, Tensor> teacherMaps = new Dictionary<string, Tensor>();
         if (runCtcal)
         {
             using var _ = no_grad();
-            var tTeacher = full(new long[] { batch }, _options.TeacherTimestep, dtype: ScalarType.Int64, device: latents.device);
-            var noisyTeacher = _objective.AddNoise(latents, noise, tTeacher);
-            _model.PredictNoise(noisyTeacher, tTeacher, context.detach(), _ctcal!.Layers.ToList(), out teacherMaps);
+            long n = calibratedSamples.Count;
+            var tTeacher = full(new long[] { n }, _options.TeacherTimestep, dtype: ScalarType.Int64, device: latents.device);
+            var noisyTeacher = _objective.AddNoise(Pick(latents), Pick(noise), tTeacher);
+            _model.PredictNoise(noisyTeacher, tTeacher, Pick(context.detach()), _ctcal!.Layers.ToList(), out teacherMaps);
         }
         var prediction = _model.PredictNoise(noisy, tStudent, context, runCtcal ? _ctcal!.Layers.ToList() : null, out var studentMaps);
         var diffusionLoss = _objective.Loss(prediction, target, tStudent);
@@ -334,8 +333,13 @@ public sealed partial class TrainingRun : IDisposable
         CtcalLossParts? parts = null;
         if (runCtcal)
         {
-            parts = _ctcal!.Compute(teacherMaps, studentMaps, nounTokens, tStudent);
-            total = total + parts.Total;
+            var nounTokens = new NounTokens(calibratedSamples.Select(b => prompts[b].Nouns));
+            var studentSubset = subset ? studentMaps.ToDictionary(kv => kv.Key, kv => Pick(kv.Value)) : studentMaps;
+            parts = _ctcal!.Compute(teacherMaps, studentSubset, nounTokens, Pick(tStudent));
+            // Compute averages over the calibrated samples; the batch mean counts the others as 0.
+            var scaled = subset ? parts.Total * ((double)calibratedSamples.Count / batch) : parts.Total;
+            parts = parts with { Total = scaled };
+            total = total + scaled;
         }
         (total / accumulation).backward();
         _unetLora?.AccumulateFactorGradients();
