@@ -50,6 +50,7 @@ public sealed class JsonLinesObserver(TextWriter output) : ITrainingObserver
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, // plain '+', '<', quotes escaped as JSON requires
     };
     private readonly object _gate = new();
     private DateTime _started = DateTime.UtcNow;
