@@ -1,4 +1,5 @@
 using CTCal.Trainer.Calibration;
+using CTCal.Trainer.Training;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
@@ -24,8 +25,9 @@ public sealed class CtcalLossTests
 
     private static CtcalLoss NewLoss(CtcalLossOptions? options = null)
     {
-        manual_seed(7);
-        return new CtcalLoss(options ?? new CtcalLossOptions(), new AttentionMapAutoencoder(), Layers);
+        var autoencoder = new AttentionMapAutoencoder();
+        using (var generator = new Generator(7)) DeterministicInit.Reset(autoencoder, generator);
+        return new CtcalLoss(options ?? new CtcalLossOptions(), autoencoder, Layers);
     }
 
     private static NounTokens Nouns(params int[][][] perSample) => new(perSample.Select(s => (IReadOnlyList<int[]>)s));
@@ -101,7 +103,6 @@ public sealed class CtcalLossTests
     public void BalancingIsZeroForBalancedSubjectsAndPositiveWhenOneDominates()
     {
         using var scope = NewDisposeScope();
-        manual_seed(1);
         var options = new CtcalLossOptions { Tau = 0.05 };
         var loss = new CtcalLoss(options, new AttentionMapAutoencoder(), ["only.attn2"]);
         var nouns = Nouns([[1], [2]]);

@@ -244,12 +244,11 @@ public sealed class TrainingRunTests : IDisposable
     [Fact]
     public void CustomAdamWMatchesTorchSharpAdamW()
     {
-        manual_seed(3);
-        var a = new TorchSharp.Modules.Parameter(randn(5, 3));
+        var a = new TorchSharp.Modules.Parameter(randn(new long[] { 5, 3 }, generator: new TorchSharp.torch.Generator(3)));
         var b = new TorchSharp.Modules.Parameter(a.detach().clone());
         var mine = new AdamW([a], weightDecay: 0.05);
         var theirs = optim.AdamW([b], lr: 0.01, weight_decay: 0.05);
-        var target = randn(5, 3);
+        var target = randn(new long[] { 5, 3 }, generator: new TorchSharp.torch.Generator(4));
         for (int i = 0; i < 6; i++)
         {
             mine.ZeroGrad();

@@ -57,7 +57,7 @@ public sealed partial class TrainingRun : IDisposable
             throw new ArgumentException($"resolution {data.Resolution} is not a multiple of the VAE scale factor {model.VaeScaleFactor}");
 
         _objective = new DiffusionObjective(model.AlphasCumprod, model.PredictionType, options.NoiseOffset, options.MinSnrGamma);
-        manual_seed(options.Seed);
+        // Everything random draws from the run's own generators, never from torch's process-wide RNG.
         var init = new Generator((ulong)options.Seed);
 
         foreach (var p in model.TextEncoder.parameters()) p.requires_grad = false;
