@@ -106,8 +106,8 @@ public sealed class ProgressBarObserver(ProgressTask task) : ITrainingObserver
     {
         task.Value = r.Step;
         string text = r.Ctcal != 0 || r.Nouns > 0
-            ? string.Create(CultureInfo.InvariantCulture, $"step {r.Step}/{r.TotalSteps} loss {r.Loss:F4} (diff {r.Diffusion:F4} ctcal {r.Ctcal:F4}: px {r.Pixel:F3} sem {r.Semantic:F3} rec {r.Reconstruction:F3} bal {r.Balance:F3})")
-            : string.Create(CultureInfo.InvariantCulture, $"step {r.Step}/{r.TotalSteps} loss {r.Loss:F4}");
+            ? string.Create(CultureInfo.InvariantCulture, $"loss {r.Loss:F4} = diff {r.Diffusion:F4} + ctcal {r.Ctcal:F4} (px {r.Pixel:G3} sem {r.Semantic:G3} rec {r.Reconstruction:G3} bal {r.Balance:G3})")
+            : string.Create(CultureInfo.InvariantCulture, $"loss {r.Loss:F4}");
         task.Description = Markup.Escape(r.Skipped ? text + " skipped" : text);
     }
 

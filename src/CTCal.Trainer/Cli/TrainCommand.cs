@@ -177,8 +177,8 @@ public sealed partial class TrainerCli
                 int code = 0;
                 AnsiConsole.Progress()
                     .AutoClear(false)
-                    .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
-                        new StepsPerSecondColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                    .Columns(new StepCountColumn(), new ProgressBarColumn { Width = 20 }, new StepsPerSecondColumn(), new RemainingTimeColumn(),
+                        new TaskDescriptionColumn { Alignment = Justify.Left })
                     .Start(ctx => code = Execute(new ProgressBarObserver(ctx.AddTask("starting", maxValue: options.Steps))));
                 return code;
             }
