@@ -33,7 +33,7 @@ public sealed class Sd2Export() : ExportedPipeline(TinyConfigs.Sd2, seed: 23);
 /// TorchSharp model -> diffusers folder (DiffusersWeights.Save) -> OnnxExporter -> ONNX Runtime gives the TorchSharp
 /// forward pass's outputs within 1e-4 (fp32) for every exported part.
 /// </summary>
-public abstract class ExportParityTests<TExport>(TExport export, Xunit.Abstractions.ITestOutputHelper log) where TExport : ExportedPipeline
+public abstract partial class ExportParityTests<TExport>(TExport export, Xunit.Abstractions.ITestOutputHelper log) where TExport : ExportedPipeline
 {
     private TinyPipeline P => export.Pipeline;
 
