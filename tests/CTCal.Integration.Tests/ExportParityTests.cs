@@ -78,21 +78,25 @@ public abstract partial class ExportParityTests<TExport>(TExport export, Xunit.A
         var config = P.TextEncoder.Config;
         int eos = config.EosTokenId, bos = config.BosTokenId, pad = config.PadTokenId;
         // Row 0 has ids above eos before and after it, so argmax pooling and first-eos pooling pick different positions
-        // unless the config is the legacy eos_token_id == 2 one; row 1 ends in padding after eos.
+        // unless the config is the legacy eos_token_id == 2 one; row 1 ends in padding after eos; row 2 has no eos and a
+        // tied largest id (both rules then take the first position: 1 for argmax, 0 for "first eos").
         int[] ids =
         [
             bos, 900, 17, 950, 3, eos, 990, 4, eos, pad, pad, pad,
             bos, 5, 6, 7, 8, 9, 10, 11, 12, eos, pad, pad,
+            bos, 990, 5, 990, 6, 7, 8, 9, 10, 11, 12, 13,
         ];
-        var input = tensor(ids.Select(i => (long)i).ToArray(), new long[] { 2, 12 });
+        var input = tensor(ids.Select(i => (long)i).ToArray(), new long[] { 3, 12 });
         Tensor last, pooled;
         using (no_grad()) (last, pooled) = P.TextEncoder.forward(input);
 
-        long pick = config.LegacyArgmaxPooling ? 6 : 5; // legacy: argmax(ids) is the 990 at position 6; else the first eos
-        Assert.True(Compare.MaxAbsDiff(Compare.Floats(pooled[0]), Compare.Floats(last[0, pick])) == 0, $"row 0 pooled at position {pick}");
+        // legacy (SD1, eos 2 < the ids used): argmax = 990 at 6, 12 at 8, the first 990 at 1; else the first eos: 5, 9, none -> 0
+        long[] picks = config.LegacyArgmaxPooling ? [6, 8, 1] : [5, 9, 0];
+        for (int row = 0; row < 3; row++)
+            Assert.True(Compare.MaxAbsDiff(Compare.Floats(pooled[row]), Compare.Floats(last[row, picks[row]])) == 0, $"row {row} pooled at position {picks[row]}");
 
         using var ort = new Ort(Onnx("text_encoder"));
-        var outputs = ort.Run(("input_ids", ids, [2, 12]));
+        var outputs = ort.Run(("input_ids", ids, [3, 12]));
         Compare.Agree("text_encoder last_hidden_state", outputs["last_hidden_state"].Data, outputs["last_hidden_state"].Shape, last, log);
         Compare.Agree("text_encoder pooler_output", outputs["pooler_output"].Data, outputs["pooler_output"].Shape, pooled, log);
     }
