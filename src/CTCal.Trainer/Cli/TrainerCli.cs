@@ -9,7 +9,7 @@ using NLog;
 namespace CTCal.Trainer.Cli;
 
 /// <summary>
-/// The <c>ctcal-train</c> command line: <c>train</c>, <c>merge</c>, <c>bench</c>. Models are loaded through the given
+/// The <c>ctcal-train</c> command line: <c>train</c>, <c>merge</c>, <c>bench</c>, <c>base</c>. Models are loaded through the given
 /// loader (a diffusers folder in the real tool; tests pass a small model). Writers are the process's stdout/stderr unless given.
 /// </summary>
 public sealed partial class TrainerCli
@@ -35,6 +35,7 @@ public sealed partial class TrainerCli
         root.Subcommands.Add(BuildTrainCommand());
         root.Subcommands.Add(BuildMergeCommand());
         root.Subcommands.Add(BuildBenchCommand());
+        root.Subcommands.Add(BuildBaseCommand(args));
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {

@@ -1,0 +1,197 @@
+using System.Diagnostics;
+using CTCal.Core.Diffusers;
+using CTCal.Core.Models;
+using CTCal.Core.Schedulers;
+using CTCal.Core.Text;
+using CTCal.Trainer.Data;
+using CTCal.Trainer.Model;
+using CTCal.Trainer.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace CTCal.Trainer.BaseModel;
+
+/// <summary>Settings of a from-scratch base diffusion run.</summary>
+public sealed record BaseTrainingOptions
+{
+    public int Steps { get; init; } = 4000;
+    public int BatchSize { get; init; } = 32;
+    public double LearningRate { get; init; } = 3e-4;
+    public int WarmupSteps { get; init; } = 200;
+    public LrScheduleKind LrSchedule { get; init; } = LrScheduleKind.Cosine;
+    public double WeightDecay { get; init; } = 1e-2;
+    public double EmaDecay { get; init; } = 0.999;
+    /// <summary>Min-SNR-γ weighting (Hang et al. 2023); null disables it.</summary>
+    public double? MinSnrGamma { get; init; } = 5.0;
+    /// <summary>Probability that a sample trains with the empty prompt (classifier-free guidance).</summary>
+    public double CaptionDropout { get; init; } = 0.1;
+    public long Seed { get; init; } = 1;
+    public int LogEvery { get; init; } = 50;
+
+    public void Validate()
+    {
+        if (Steps <= 0) throw new ArgumentOutOfRangeException("steps", Steps, "steps must be positive");
+        if (BatchSize <= 0) throw new ArgumentOutOfRangeException("batch-size", BatchSize, "batch-size must be positive");
+        if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException("lr", LearningRate, "lr must be positive");
+        if (WarmupSteps < 0) throw new ArgumentOutOfRangeException("warmup", WarmupSteps, "warmup must be >= 0");
+        if (!(EmaDecay > 0 && EmaDecay < 1)) throw new ArgumentOutOfRangeException("ema-decay", EmaDecay, "ema-decay must be in (0, 1)");
+        if (!(CaptionDropout >= 0 && CaptionDropout < 1)) throw new ArgumentOutOfRangeException("caption-dropout", CaptionDropout, "caption-dropout must be in [0, 1)");
+        if (MinSnrGamma is <= 0) throw new ArgumentOutOfRangeException("min-snr-gamma", MinSnrGamma, "min-snr-gamma must be positive");
+    }
+}
+
+/// <summary>What a base run measured.</summary>
+public sealed record BaseTrainingResult(int Steps, double FinalLoss, double SecondsPerStep, double WallSeconds, double CacheSeconds,
+    IReadOnlyList<(int Step, double Loss)> LossCurve, long UNetParameters, long TextParameters);
+
+/// <summary>
+/// Trains the base text-to-image model from scratch on a captioned dataset through a trained VAE: the CLIP text encoder and
+/// the UNet both from random initialisation and jointly (the world's words have no pretrained embeddings, and a frozen
+/// random encoder would leave colour and shape words tied only through random projections), full training, v-prediction
+/// or epsilon as the model's scheduler config says (<see cref="DiffusionObjective"/> with Min-SNR-γ), captions replaced by
+/// the empty prompt with probability <see cref="BaseTrainingOptions.CaptionDropout"/>, AdamW with linear warmup and a
+/// cosine decay, gradient clipping at 1, EMA of all trained weights (the EMA weights are written). Latents are cached
+/// once per image: the VAE posterior mean times its scaling factor.
+/// </summary>
+public static class BaseDiffusionTrainer
+{
+    /// <summary>
+    /// Trains and writes the complete diffusers folder into <paramref name="outputFolder"/> (unet/, text_encoder/, vae/
+    /// copied from <paramref name="vaeFolder"/>, tokenizer/, scheduler/, model_index.json).
+    /// </summary>
+    public static BaseTrainingResult Train(BaseModelConfig config, ImageCaptionDataset data, string vaeFolder, BaseTrainingOptions options,
+        string outputFolder, Action<string>? log = null, CancellationToken cancellation = default)
+    {
+        options.Validate();
+        var world = WorldTokenizer.ForSyntheticWorld();
+        config.Check(world);
+        var total = Stopwatch.StartNew();
+        var vaeFiles = ResolveVae(vaeFolder);
+        var vaeConfig = VaeConfig.Load(vaeFiles.ConfigPath);
+        if (vaeConfig.LatentChannels != config.LatentChannels || vaeConfig.DownscaleFactor != config.VaeScaleFactor)
+            throw new ArgumentException($"{vaeFiles.ConfigPath}: latent_channels {vaeConfig.LatentChannels} / scale {vaeConfig.DownscaleFactor} do not match the base config ({config.LatentChannels} / {config.VaeScaleFactor})");
+        if (data.Resolution != config.ImageSize)
+            throw new ArgumentException($"dataset resolution {data.Resolution} differs from the model's image size {config.ImageSize}");
+
+        string output = Path.GetFullPath(outputFolder);
+        world.Write(Path.Combine(output, "tokenizer"));
+        var tokenizer = ClipTokenizer.FromFiles(Path.Combine(output, "tokenizer", "vocab.json"), Path.Combine(output, "tokenizer", "merges.txt"));
+
+        // Latent cache: one VAE pass per image.
+        var cacheWatch = Stopwatch.StartNew();
+        Tensor latents;
+        var ids = new List<long[]>();
+        using (var vae = PretrainedModels.LoadVae(vaeFiles))
+        {
+            var chunks = new List<Tensor>();
+            for (int start = 0; start < data.Records.Count; start += 64)
+            {
+                using var scope = NewDisposeScope();
+                using var noGrad = no_grad();
+                var (pixels, used) = BaseTrainingData.Pixels(data, Enumerable.Range(start, Math.Min(64, data.Records.Count - start)));
+                chunks.Add(vae.Encode(pixels).Mean.mul(vae.ScalingFactor).MoveToOuterDisposeScope());
+                foreach (int i in used) ids.Add(tokenizer.Encode(data.Records[i].Caption).InputIds.Select(x => (long)x).ToArray());
+            }
+            latents = cat(chunks, 0).DetachFromDisposeScope();
+            foreach (var c in chunks) c.Dispose();
+        }
+        double cacheSeconds = cacheWatch.Elapsed.TotalSeconds;
+        using var latentCache = latents;
+        using var idCache = tensor(ids.SelectMany(x => x).ToArray(), new long[] { ids.Count, ClipTokenizer.MaxLength });
+        using var emptyIds = tensor(tokenizer.Encode("").InputIds.Select(x => (long)x).ToArray(), new long[] { 1, ClipTokenizer.MaxLength });
+        log?.Invoke($"cached {ids.Count} latents {string.Join("x", latents.shape.Skip(1))} (std {latents.std().item<float>():F3}) in {cacheSeconds:F1} s");
+
+        var scheduler = SchedulerConfig.Parse(config.SchedulerJson());
+        var objective = new DiffusionObjective(NoiseSchedule.AlphasCumprod(scheduler), scheduler.PredictionType, 0, options.MinSnrGamma);
+        using var init = new Generator((ulong)options.Seed);
+        using var generator = new Generator((ulong)options.Seed + 1);
+        using var unet = new UNet2DConditionModel(UNetConfig.Parse(config.UNetJson()));
+        using var text = new CLIPTextModel(ClipTextConfig.Parse(config.TextEncoderJson(world)));
+        DeterministicInit.Reset(unet, init);
+        DeterministicInit.Reset(text, init);
+        unet.train();
+        text.train();
+        var parameters = unet.parameters().Concat(text.parameters()).ToList();
+        foreach (var p in parameters) p.requires_grad = true;
+        using var optimizer = new AdamW(parameters, weightDecay: options.WeightDecay);
+        using var ema = new ExponentialMovingAverage(parameters, options.EmaDecay);
+        var schedule = new LearningRateSchedule(options.LrSchedule, options.LearningRate, options.WarmupSteps, options.Steps);
+        var order = new DataOrder(ids.Count, options.Seed);
+        long unetParams = unet.parameters().Sum(p => p.numel()), textParams = text.parameters().Sum(p => p.numel());
+        log?.Invoke($"training {unetParams:N0} UNet + {textParams:N0} text-encoder parameters, {options.Steps} steps of batch {options.BatchSize}");
+
+        var losses = new List<double>();
+        var curve = new List<(int, double)>();
+        var watch = Stopwatch.StartNew();
+        int step = 0;
+        for (; step < options.Steps && !cancellation.IsCancellationRequested; step++)
+        {
+            using var scope = NewDisposeScope();
+            optimizer.ZeroGrad();
+            var index = tensor(Enumerable.Range(0, options.BatchSize).Select(_ => (long)order.Next()).ToArray());
+            var x0 = latentCache.index_select(0, index);
+            var batchIds = idCache.index_select(0, index);
+            var drop = rand(new long[] { options.BatchSize }, generator: generator).lt(options.CaptionDropout).unsqueeze(1); // [B, 1]
+            batchIds = where(drop, emptyIds.expand(options.BatchSize, -1), batchIds);
+            var noise = objective.SampleNoise(x0, generator);
+            var t = objective.SampleTimesteps(options.BatchSize, x0.device, generator);
+            var context = text.forward(batchIds).LastHiddenState;                                  // [B, 77, D]
+            var prediction = unet.forward(objective.AddNoise(x0, noise, t), t, context, null);
+            var loss = objective.Loss(prediction, objective.Target(x0, noise, t), t);
+            loss.backward();
+            double value = loss.item<float>();
+            if (!double.IsFinite(value)) throw new TrainingDivergedException($"base training diverged at step {step + 1} (loss {value}); lower --lr");
+            VaeTrainer.ClipGradients(parameters, 1.0);
+            optimizer.Update(schedule.At(step));
+            ema.Update();
+            losses.Add(value);
+            if (options.LogEvery > 0 && (step + 1) % options.LogEvery == 0)
+            {
+                double mean = VaeTrainer.Mean(losses, options.LogEvery);
+                curve.Add((step + 1, mean));
+                log?.Invoke($"unet step {step + 1}/{options.Steps}: loss {mean:F5}, lr {schedule.At(step):G3}, {watch.Elapsed.TotalSeconds / (step + 1):F3} s/step");
+            }
+        }
+        double secondsPerStep = watch.Elapsed.TotalSeconds / Math.Max(1, step);
+        if (curve.Count == 0 || curve[^1].Item1 != step) curve.Add((step, losses.Count > 0 ? VaeTrainer.Mean(losses, Math.Max(1, options.LogEvery)) : double.NaN));
+
+        ema.Swap(); // the averaged weights are the model
+        WriteFolder(output, config, world, unet, text, vaeFiles);
+        return new BaseTrainingResult(step, curve[^1].Item2, secondsPerStep, total.Elapsed.TotalSeconds, cacheSeconds, curve, unetParams, textParams);
+    }
+
+    /// <summary>The VAE component: <paramref name="folder"/> itself (config.json + weights) or its <c>vae/</c> subfolder.</summary>
+    public static ComponentFiles ResolveVae(string folder)
+    {
+        string full = Path.GetFullPath(folder);
+        string component = File.Exists(Path.Combine(full, "config.json")) ? full : Path.Combine(full, "vae");
+        if (!File.Exists(Path.Combine(component, "config.json")))
+            throw new FileNotFoundException($"VAE folder '{folder}' has no config.json (nor vae/config.json); run 'ctcal-train base vae' first", Path.Combine(component, "config.json"));
+        return new ComponentFiles("vae", Path.Combine(component, "config.json"), DiffusersWeights.ResolveWeightsFile(component));
+    }
+
+    private static void WriteFolder(string output, BaseModelConfig config, WorldTokenizer world, UNet2DConditionModel unet, CLIPTextModel text, ComponentFiles vae)
+    {
+        var metadata = new Dictionary<string, string> { ["format"] = "pt" };
+        DiffusersWeights.Save(unet, Path.Combine(output, "unet", "diffusion_pytorch_model.safetensors"), metadata);
+        AtomicFile.WriteText(Path.Combine(output, "unet", "config.json"), config.UNetJson());
+        DiffusersWeights.Save(text, Path.Combine(output, "text_encoder", "model.safetensors"), metadata);
+        AtomicFile.WriteText(Path.Combine(output, "text_encoder", "config.json"), config.TextEncoderJson(world));
+        string vaeOut = Path.Combine(output, "vae");
+        Directory.CreateDirectory(vaeOut);
+        if (!string.Equals(Path.GetDirectoryName(Path.GetFullPath(vae.ConfigPath))!, Path.GetFullPath(vaeOut), StringComparison.Ordinal))
+        {
+            CopyAtomic(vae.WeightsPath, Path.Combine(vaeOut, "diffusion_pytorch_model.safetensors"));
+            CopyAtomic(vae.ConfigPath, Path.Combine(vaeOut, "config.json"));
+        }
+        AtomicFile.WriteText(Path.Combine(output, "scheduler", "scheduler_config.json"), config.SchedulerJson());
+        AtomicFile.WriteText(Path.Combine(output, "model_index.json"), BaseModelConfig.ModelIndexJson());
+    }
+
+    private static void CopyAtomic(string source, string destination)
+    {
+        string temp = Path.Combine(Path.GetDirectoryName(destination)!, $".{Path.GetFileName(destination)}.{Guid.NewGuid():N}.tmp");
+        File.Copy(source, temp, overwrite: true);
+        File.Move(temp, destination, overwrite: true);
+    }
+}

@@ -1,0 +1,57 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace CTCal.Trainer.BaseModel;
+
+/// <summary>
+/// BASE_RECIPE.json / BASE_RECIPE.md beside a trained base: the exact command, seed, step counts, wall time and losses, so
+/// that the shipped weights can be reproduced (<c>--from-scratch</c>) and judged.
+/// </summary>
+public static class BaseRecipe
+{
+    public static void Write(string folder, string command, BaseModelConfig config, BaseTrainingOptions options, BaseTrainingResult result,
+        IReadOnlyDictionary<string, string>? vaeRecipe = null)
+    {
+        var record = new Dictionary<string, object?>
+        {
+            ["command"] = command,
+            ["seed"] = options.Seed,
+            ["steps"] = result.Steps,
+            ["batch_size"] = options.BatchSize,
+            ["lr"] = options.LearningRate,
+            ["warmup"] = options.WarmupSteps,
+            ["lr_schedule"] = options.LrSchedule.ToString().ToLowerInvariant(),
+            ["ema_decay"] = options.EmaDecay,
+            ["min_snr_gamma"] = options.MinSnrGamma,
+            ["caption_dropout"] = options.CaptionDropout,
+            ["prediction_type"] = config.PredictionType,
+            ["unet_parameters"] = result.UNetParameters,
+            ["text_encoder_parameters"] = result.TextParameters,
+            ["final_loss"] = result.FinalLoss,
+            ["seconds_per_step"] = result.SecondsPerStep,
+            ["latent_cache_seconds"] = result.CacheSeconds,
+            ["wall_seconds"] = result.WallSeconds,
+            ["threads"] = TorchSharp.torch.get_num_threads(),
+            ["processors"] = Environment.ProcessorCount,
+            ["loss_curve"] = result.LossCurve.Select(p => new[] { p.Step, p.Loss }).ToList(),
+            ["vae"] = vaeRecipe,
+            ["config"] = JsonDocument.Parse(config.ToJson()).RootElement,
+            ["finished_utc"] = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture),
+        };
+        AtomicFile.WriteText(Path.Combine(folder, "BASE_RECIPE.json"), JsonSerializer.Serialize(record, new JsonSerializerOptions { WriteIndented = true }));
+
+        var md = new StringBuilder();
+        md.AppendLine("# Base model recipe").AppendLine();
+        md.AppendLine("Trained from scratch by the project's own trainer; rerun the command below to reproduce it.").AppendLine();
+        md.AppendLine("```bash").AppendLine(command).AppendLine("```").AppendLine();
+        md.AppendLine(CultureInfo.InvariantCulture, $"- seed {options.Seed}, {result.Steps} steps of batch {options.BatchSize}, lr {options.LearningRate} ({options.LrSchedule.ToString().ToLowerInvariant()}, warmup {options.WarmupSteps}), EMA {options.EmaDecay}, min-SNR {options.MinSnrGamma?.ToString(CultureInfo.InvariantCulture) ?? "off"}, caption dropout {options.CaptionDropout}, {config.PredictionType}");
+        md.AppendLine(CultureInfo.InvariantCulture, $"- parameters: UNet {result.UNetParameters:N0}, text encoder {result.TextParameters:N0}");
+        md.AppendLine(CultureInfo.InvariantCulture, $"- final loss {result.FinalLoss:F5}; {result.SecondsPerStep:F3} s/step; wall {result.WallSeconds:F0} s (latent cache {result.CacheSeconds:F1} s) on {Environment.ProcessorCount} processors");
+        if (vaeRecipe is not null)
+            foreach (var (k, v) in vaeRecipe) md.AppendLine(CultureInfo.InvariantCulture, $"- vae {k}: {v}");
+        md.AppendLine().AppendLine("| step | loss |").AppendLine("|---|---|");
+        foreach (var (s, l) in result.LossCurve) md.AppendLine(CultureInfo.InvariantCulture, $"| {s} | {l:F5} |");
+        AtomicFile.WriteText(Path.Combine(folder, "BASE_RECIPE.md"), md.ToString());
+    }
+}

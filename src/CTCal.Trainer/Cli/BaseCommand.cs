@@ -1,0 +1,168 @@
+using System.CommandLine;
+using System.Globalization;
+using CTCal.Trainer.BaseModel;
+using CTCal.Trainer.Data;
+using CTCal.Trainer.Training;
+
+namespace CTCal.Trainer.Cli;
+
+public sealed partial class TrainerCli
+{
+    /// <summary><c>base tokenizer|vae|unet</c>: the from-scratch base model of the synthetic world.</summary>
+    private Command BuildBaseCommand(string[] args)
+    {
+        var command = new Command("base", "Train the synthetic world's base model from scratch: world tokenizer, VAE, then text encoder + UNet.");
+
+        var tokOut = new Option<string>("--out") { Description = "tokenizer folder to write (vocab.json, merges.txt, ...)", Required = true };
+        var tokenizer = new Command("tokenizer", "Write the world tokenizer (CLIP BPE format, one token per grammar word).");
+        tokenizer.Options.Add(tokOut);
+        tokenizer.SetAction(parse => Guarded(() =>
+        {
+            var world = WorldTokenizer.ForSyntheticWorld();
+            world.Write(parse.GetValue(tokOut)!);
+            _out.WriteLine($"tokenizer: {world.VocabularySize} tokens, {world.Merges.Count} merges, {world.Words.Count} words -> {parse.GetValue(tokOut)}");
+            return ExitCodes.Ok;
+        }));
+        command.Subcommands.Add(tokenizer);
+
+        var dsOut = new Option<string>("--out") { Description = "dataset folder to write (metadata.jsonl, PNGs, world.json, eval_prompts.json)", Required = true };
+        var dsCount = new Option<int>("--count") { Description = "training images", DefaultValueFactory = _ => 2000 };
+        var dsSize = new Option<int>("--image-size") { Description = "image side in pixels", DefaultValueFactory = _ => 64 };
+        var dsSeed = new Option<long>("--seed") { Description = "world seed (split, held-out pairs, scenes)", DefaultValueFactory = _ => 1 };
+        var dataset = new Command("dataset", "Write the synthetic world's training dataset and its evaluation prompts.");
+        foreach (var o in new Option[] { dsOut, dsCount, dsSize, dsSeed }) dataset.Options.Add(o);
+        dataset.SetAction(parse => Guarded(() =>
+        {
+            var world = CTCal.Synthetic.SyntheticWorld.Create(new CTCal.Synthetic.SyntheticWorldOptions
+            {
+                Seed = checked((ulong)parse.GetValue(dsSeed)), TrainCount = parse.GetValue(dsCount), ImageSize = parse.GetValue(dsSize),
+            });
+            string folder = parse.GetValue(dsOut)!;
+            CTCal.Synthetic.DatasetWriter.WriteDataset(world, folder);
+            CTCal.Synthetic.DatasetWriter.WriteEvalPrompts(world, Path.Combine(folder, "eval_prompts.json"));
+            _out.WriteLine($"dataset: {world.TrainRecords.Count} images, {world.EvalPrompts.Count} evaluation prompts -> {folder}");
+            return ExitCodes.Ok;
+        }));
+        command.Subcommands.Add(dataset);
+
+        Option<string> Data() => new("--data") { Description = "synthetic dataset folder (metadata.jsonl + PNGs)", Required = true };
+        Option<string> Out(string what) => new("--out") { Description = what, Required = true };
+        Option<int> Steps(int d) => new("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => d };
+        Option<long> Seed() => new("--seed") { Description = "seed of initialisation, data order and noise", DefaultValueFactory = _ => 1 };
+        Option<int> Batch(int d) => new("--batch-size") { Description = "images per step", DefaultValueFactory = _ => d };
+        Option<double> Lr(double d) => new("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => d };
+        Option<int> Warmup(int d) => new("--warmup") { Description = "linear warmup steps", DefaultValueFactory = _ => d };
+        Option<string> Sizes() => new("--sizes") { Description = "model sizes: default, tiny, or a JSON file (snake_case BaseModelConfig keys)", DefaultValueFactory = _ => "default" };
+        Option<int> Threads() => new("--threads") { Description = "torch CPU threads (0: library default)", DefaultValueFactory = _ => 0 };
+
+        {
+            var data = Data(); var output = Out("output folder; the VAE goes to <out>/vae/"); var steps = Steps(2000); var seed = Seed();
+            var batch = Batch(16); var lr = Lr(5e-4); var warmup = Warmup(100); var sizes = Sizes(); var threads = Threads();
+            var kl = new Option<double>("--kl-weight") { Description = "weight of the KL term", DefaultValueFactory = _ => 1e-4 };
+            var vae = new Command("vae", "Train the AutoencoderKL from scratch (MSE + L1 reconstruction + small KL, AdamW).");
+            foreach (var o in new Option[] { data, output, steps, seed, batch, lr, warmup, kl, sizes, threads }) vae.Options.Add(o);
+            vae.SetAction(parse => Guarded(() =>
+            {
+                SetThreads(parse.GetValue(threads));
+                var config = LoadSizes(parse.GetValue(sizes)!);
+                var dataset = ImageCaptionDataset.Open(parse.GetValue(data)!, config.ImageSize);
+                var options = new VaeTrainingOptions
+                {
+                    Steps = parse.GetValue(steps), Seed = parse.GetValue(seed), BatchSize = parse.GetValue(batch),
+                    LearningRate = parse.GetValue(lr), WarmupSteps = parse.GetValue(warmup), KlWeight = parse.GetValue(kl),
+                };
+                string outFolder = parse.GetValue(output)!;
+                var result = VaeTrainer.Train(config, dataset, options, outFolder, Info, Cancellation.Token);
+                string summary = string.Create(CultureInfo.InvariantCulture,
+                    $"vae: {result.Steps} steps, reconstruction L1 {result.InitialL1:F4} -> {result.FinalL1:F4}, final loss {result.FinalLoss:F5}, scaling_factor {result.ScalingFactor}, {result.SecondsPerStep:F3} s/step");
+                AtomicFile.WriteText(Path.Combine(outFolder, "vae", "VAE_RECIPE.json"), System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
+                {
+                    ["command"] = CommandLine(args), ["seed"] = options.Seed, ["steps"] = result.Steps, ["batch_size"] = options.BatchSize,
+                    ["initial_l1"] = result.InitialL1, ["final_l1"] = result.FinalL1, ["final_loss"] = result.FinalLoss,
+                    ["scaling_factor"] = result.ScalingFactor, ["seconds_per_step"] = result.SecondsPerStep,
+                }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+                _out.WriteLine(summary);
+                return Cancellation.IsCancellationRequested ? ExitCodes.Cancelled : ExitCodes.Ok;
+            }));
+            command.Subcommands.Add(vae);
+        }
+        {
+            var data = Data(); var output = Out("output diffusers folder"); var steps = Steps(4000); var seed = Seed();
+            var batch = Batch(32); var lr = Lr(3e-4); var warmup = Warmup(200); var sizes = Sizes(); var threads = Threads();
+            var vaeFolder = new Option<string>("--vae") { Description = "trained VAE: a folder with config.json + weights, or one with vae/", Required = true };
+            var ema = new Option<double>("--ema-decay") { DefaultValueFactory = _ => 0.999, Description = "EMA decay" };
+            var snr = new Option<double>("--min-snr-gamma") { DefaultValueFactory = _ => 5.0, Description = "Min-SNR-γ (0: off)" };
+            var dropout = new Option<double>("--caption-dropout") { DefaultValueFactory = _ => 0.1, Description = "probability of the empty prompt" };
+            var schedule = new Option<string>("--lr-schedule") { DefaultValueFactory = _ => "cosine", Description = "constant or cosine" };
+            var unet = new Command("unet", "Train the text encoder and UNet from scratch on cached VAE latents; writes a complete diffusers folder and BASE_RECIPE.md/json.");
+            foreach (var o in new Option[] { data, vaeFolder, output, steps, seed, batch, lr, warmup, schedule, ema, snr, dropout, sizes, threads }) unet.Options.Add(o);
+            unet.SetAction(parse => Guarded(() =>
+            {
+                SetThreads(parse.GetValue(threads));
+                var config = LoadSizes(parse.GetValue(sizes)!);
+                var dataset = ImageCaptionDataset.Open(parse.GetValue(data)!, config.ImageSize);
+                double gamma = parse.GetValue(snr);
+                var options = new BaseTrainingOptions
+                {
+                    Steps = parse.GetValue(steps), Seed = parse.GetValue(seed), BatchSize = parse.GetValue(batch), LearningRate = parse.GetValue(lr),
+                    WarmupSteps = parse.GetValue(warmup), EmaDecay = parse.GetValue(ema), MinSnrGamma = gamma > 0 ? gamma : null,
+                    CaptionDropout = parse.GetValue(dropout),
+                    LrSchedule = parse.GetValue(schedule) switch
+                    {
+                        "constant" => LrScheduleKind.Constant,
+                        "cosine" => LrScheduleKind.Cosine,
+                        var s => throw new UsageException($"--lr-schedule: '{s}' is not constant or cosine"),
+                    },
+                };
+                string outFolder = parse.GetValue(output)!;
+                var result = BaseDiffusionTrainer.Train(config, dataset, parse.GetValue(vaeFolder)!, options, outFolder, Info, Cancellation.Token);
+                Dictionary<string, string>? vaeRecipe = null;
+                string vaeRecipePath = Path.Combine(BaseDiffusionTrainer.ResolveVae(parse.GetValue(vaeFolder)!).ConfigPath, "..", "VAE_RECIPE.json");
+                if (File.Exists(vaeRecipePath))
+                    vaeRecipe = System.Text.Json.JsonDocument.Parse(File.ReadAllText(vaeRecipePath)).RootElement.EnumerateObject()
+                        .ToDictionary(p => p.Name, p => p.Value.ToString());
+                BaseRecipe.Write(outFolder, CommandLine(args), config, options, result, vaeRecipe);
+                _out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"base: {result.Steps} steps, final loss {result.FinalLoss:F5}, {result.SecondsPerStep:F3} s/step, wall {result.WallSeconds:F0} s -> {outFolder}"));
+                return Cancellation.IsCancellationRequested ? ExitCodes.Cancelled : ExitCodes.Ok;
+            }));
+            command.Subcommands.Add(unet);
+        }
+        return command;
+    }
+
+    private int Guarded(Func<int> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (Exception e)
+        {
+            return Fail(e, null);
+        }
+    }
+
+    private void Info(string line)
+    {
+        Log.Info(line);
+        _err.WriteLine(line);
+    }
+
+    private static void SetThreads(int threads)
+    {
+        if (threads < 0) throw new UsageException($"--threads must be >= 0, got {threads}");
+        if (threads > 0) TorchSharp.torch.set_num_threads(threads);
+    }
+
+    private static BaseModelConfig LoadSizes(string sizes) => sizes switch
+    {
+        "default" => new BaseModelConfig(),
+        "tiny" => BaseModelConfig.Tiny,
+        _ when File.Exists(sizes) => BaseModelConfig.FromJson(File.ReadAllText(sizes), sizes),
+        _ => throw new UsageException($"--sizes: '{sizes}' is not default, tiny or an existing JSON file"),
+    };
+
+    private static string CommandLine(string[] args) =>
+        "ctcal-train " + string.Join(' ', args.Select(a => a.Length > 0 && a.All(c => char.IsLetterOrDigit(c) || "-_./=:,".Contains(c)) ? a : $"'{a.Replace("'", "'\\''")}'"));
+}

@@ -1,0 +1,171 @@
+using System.Text.Json;
+using CTCal.Core.Diffusers;
+using CTCal.Core.Models;
+using CTCal.Core.Text;
+using CTCal.Synthetic;
+using CTCal.Tests;
+using CTCal.Trainer.BaseModel;
+using CTCal.Trainer.Cli;
+using CTCal.Trainer.Data;
+using CTCal.Trainer.Model;
+using CTCal.Trainer.Training;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace CTCal.Trainer.Tests;
+
+public sealed class BaseModelTokenizerTests
+{
+    [Fact]
+    public void WorldTokenizer_GivesEveryGrammarWordOneToken()
+    {
+        var world = WorldTokenizer.ForSyntheticWorld();
+        string dir = TestPaths.NewTempDir();
+        world.Write(dir);
+        var tokenizer = ClipTokenizer.FromFiles(Path.Combine(dir, "vocab.json"), Path.Combine(dir, "merges.txt"));
+        var vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllText(Path.Combine(dir, "vocab.json")))!;
+
+        Assert.InRange(world.VocabularySize, 512 + world.Words.Count + 2, 800);
+        Assert.Contains("triangles", world.Words);
+        Assert.Contains("left", world.Words);
+        Assert.Equal(world.VocabularySize, tokenizer.VocabularySize);
+        Assert.Equal(world.BosId, tokenizer.BosId);
+        Assert.Equal(world.EosId, tokenizer.EosId);
+        foreach (var caption in SyntheticWorld.EnumerateGroups().SelectMany(g => g).Select(CaptionGrammar.Caption))
+        {
+            string[] words = caption.Split(' ');
+            var ids = tokenizer.EncodeWithoutSpecials(caption);
+            Assert.Equal(words.Select(w => vocab[w + "</w>"]), ids);
+        }
+        var encoded = tokenizer.Encode("a red circle");
+        Assert.Equal(77, encoded.InputIds.Length);
+        Assert.Equal(world.BosId, encoded.InputIds[0]);
+        Assert.Equal(world.EosId, encoded.InputIds[4]);
+    }
+
+    [Fact]
+    public void WorldTokenizer_StillTokenizesAnyText()
+    {
+        var world = WorldTokenizer.ForSyntheticWorld();
+        string dir = TestPaths.NewTempDir();
+        world.Write(dir);
+        var tokenizer = ClipTokenizer.FromFiles(Path.Combine(dir, "vocab.json"), Path.Combine(dir, "merges.txt"));
+        var ids = tokenizer.EncodeWithoutSpecials("A Zebra, 42 ünïcode ☃ words!");
+        Assert.NotEmpty(ids);
+        Assert.All(ids, id => Assert.InRange(id, 0, world.VocabularySize - 3));
+        var vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllText(Path.Combine(dir, "vocab.json")))!;
+        var mixed = tokenizer.EncodeWithoutSpecials("red zebra");
+        Assert.Equal(vocab["red</w>"], mixed[0]);
+        Assert.True(mixed.Count > 2, "an unknown word falls back to smaller pieces");
+    }
+
+    [Fact]
+    public void WorldTokenizer_RejectsNonWords() =>
+        Assert.Throws<ArgumentException>(() => WorldTokenizer.Build(["red", "Blue"]));
+
+    [Fact]
+    public void Configs_ParseWithCoreRecords()
+    {
+        var world = WorldTokenizer.ForSyntheticWorld();
+        foreach (var config in new[] { new BaseModelConfig(), BaseModelConfig.Tiny })
+        {
+            config.Check(world);
+            var unet = UNetConfig.Parse(config.UNetJson());
+            Assert.Equal(config.TextHidden, unet.CrossAttentionDim);
+            Assert.Equal(world.VocabularySize, ClipTextConfig.Parse(config.TextEncoderJson(world)).VocabSize);
+            Assert.Equal(config.ImageSize / config.LatentSize, VaeConfig.Parse(config.VaeJson()).DownscaleFactor);
+        }
+        Assert.Equal(16, new BaseModelConfig().LatentSize);
+        Assert.Throws<InvalidDataException>(() => BaseModelConfig.FromJson("""{"no_such_key": 1}""", "sizes.json"));
+        Assert.Equal(new[] { 8, 8 }, BaseModelConfig.FromJson("""{"unet_channels": [8, 8]}""", "sizes.json").UNetChannels);
+        Assert.Equal(new BaseModelConfig().UNetJson(), BaseModelConfig.FromJson(new BaseModelConfig().ToJson(), "sizes.json").UNetJson());
+    }
+}
+
+/// <summary>Short VAE and base runs on a tiny world (32 px, tiny sizes).</summary>
+public sealed class BaseModelTrainingTests
+{
+    private static readonly Lazy<string> Dataset = new(() =>
+    {
+        string dir = TestPaths.NewTempDir();
+        var world = SyntheticWorld.Create(new SyntheticWorldOptions { Seed = 3, TrainCount = 24, ImageSize = 32 });
+        DatasetWriter.WriteDataset(world, dir);
+        return dir;
+    });
+
+    [Fact]
+    public void VaeTraining_ReducesReconstructionError()
+    {
+        var data = ImageCaptionDataset.Open(Dataset.Value, 32);
+        string output = TestPaths.NewTempDir();
+        var result = VaeTrainer.Train(BaseModelConfig.Tiny, data, new VaeTrainingOptions { Steps = 40, BatchSize = 4, LearningRate = 2e-3, WarmupSteps = 5, EvalImages = 8, Seed = 2 }, output);
+        Assert.True(result.FinalL1 < 0.7 * result.InitialL1, $"L1 {result.InitialL1} -> {result.FinalL1}");
+        Assert.True(result.Losses.Take(5).Average() > result.Losses.TakeLast(5).Average());
+
+        var files = BaseDiffusionTrainer.ResolveVae(output);
+        using var vae = PretrainedModels.LoadVae(files);
+        Assert.Equal(result.ScalingFactor, vae.ScalingFactor);
+        using var scope = NewDisposeScope();
+        var (pixels, _) = (tensor(data.LoadImage(0)!, new long[] { 1, 3, 32, 32 }), 0);
+        var (mean, _) = vae.Encode(pixels);
+        Assert.Equal(new long[] { 1, 4, 16, 16 }, mean.shape);
+        var decoded = vae.Decode(mean);
+        Assert.Equal(new long[] { 1, 3, 32, 32 }, decoded.shape);
+        Assert.InRange(decoded.min().item<float>(), -2f, 1f);
+        Assert.InRange(decoded.max().item<float>(), -1f, 2f);
+    }
+
+    [Fact]
+    public void BaseTraining_WritesAFolderThatLoadsStrictlyAndFineTunes()
+    {
+        string vaeDir = TestPaths.NewTempDir();
+        var data = ImageCaptionDataset.Open(Dataset.Value, 32);
+        VaeTrainer.Train(BaseModelConfig.Tiny, data, new VaeTrainingOptions { Steps = 2, BatchSize = 2, EvalImages = 2 }, vaeDir);
+
+        string model = Path.Combine(TestPaths.NewTempDir(), "base");
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var cli = new TrainerCli(DiffusersTrainableModel.Load, output, error);
+        int code = cli.Run(["base", "unet", "--data", Dataset.Value, "--vae", vaeDir, "--out", model, "--steps", "6", "--batch-size", "4",
+            "--warmup", "2", "--sizes", "tiny", "--seed", "5"]);
+        Assert.True(code == 0, error.ToString());
+
+        var layout = ModelFolder.Open(model);
+        Assert.True(File.Exists(Path.Combine(model, "BASE_RECIPE.md")));
+        using (var recipe = JsonDocument.Parse(File.ReadAllText(Path.Combine(model, "BASE_RECIPE.json"))))
+        {
+            Assert.Equal(6, recipe.RootElement.GetProperty("steps").GetInt32());
+            Assert.Equal(5, recipe.RootElement.GetProperty("seed").GetInt64());
+            Assert.Contains("base unet", recipe.RootElement.GetProperty("command").GetString());
+            Assert.True(double.IsFinite(recipe.RootElement.GetProperty("final_loss").GetDouble()));
+        }
+        using (var loaded = DiffusersTrainableModel.Load(model))
+        {
+            Assert.Equal("v_prediction", loaded.PredictionType);
+            var tokens = loaded.Tokenize("a red circle to the left of a blue square");
+            Assert.Equal(10, tokens.Words.Count);
+            Assert.All(tokens.Words, w => Assert.Single(w.TokenPositions));
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var context = loaded.EncodeText(tensor(tokens.InputIds, new long[] { 1, 77 }));
+            Assert.Equal(new long[] { 1, 77, 32 }, context.shape);
+        }
+
+        string fineTune = TestPaths.NewTempDir();
+        code = cli.Run(["train", "--model", model, "--data", Dataset.Value, "--out", fineTune, "--resolution", "32", "--steps", "2",
+            "--batch-size", "2", "--lora-rank", "2", "--method", "ctcal", "--progress", "plain"]);
+        Assert.True(code == 0, error.ToString());
+        Assert.True(File.Exists(Path.Combine(fineTune, LoraFile.DefaultName)));
+    }
+
+    [Fact]
+    public void BaseTraining_RefusesAMismatchedVae()
+    {
+        string vaeDir = TestPaths.NewTempDir();
+        var data = ImageCaptionDataset.Open(Dataset.Value, 32);
+        VaeTrainer.Train(BaseModelConfig.Tiny, data, new VaeTrainingOptions { Steps = 1, BatchSize = 2, EvalImages = 2 }, vaeDir);
+        var other = BaseModelConfig.Tiny with { LatentChannels = 8 };
+        var e = Assert.Throws<ArgumentException>(() => BaseDiffusionTrainer.Train(other, data, vaeDir, new BaseTrainingOptions { Steps = 1 }, TestPaths.NewTempDir()));
+        Assert.Contains("latent_channels", e.Message);
+    }
+}
