@@ -90,6 +90,7 @@ public sealed class BaseModelTrainingTests
         string dir = TestPaths.NewTempDir();
         var world = SyntheticWorld.Create(new SyntheticWorldOptions { Seed = 3, TrainCount = 24, ImageSize = 32 });
         DatasetWriter.WriteDataset(world, dir);
+        DatasetWriter.WriteEvalPrompts(world, Path.Combine(dir, "eval_prompts.json"));
         return dir;
     });
 
@@ -98,7 +99,7 @@ public sealed class BaseModelTrainingTests
     {
         var data = ImageCaptionDataset.Open(Dataset.Value, 32);
         string output = TestPaths.NewTempDir();
-        var result = VaeTrainer.Train(BaseModelConfig.Tiny, data, new VaeTrainingOptions { Steps = 40, BatchSize = 4, LearningRate = 2e-3, WarmupSteps = 5, EvalImages = 8, Seed = 2 }, output);
+        var result = VaeTrainer.Train(BaseModelConfig.Tiny, data, new VaeTrainingOptions { Steps = 25, BatchSize = 4, LearningRate = 2e-3, WarmupSteps = 5, EvalImages = 4, Seed = 2 }, output);
         Assert.True(result.FinalL1 < 0.7 * result.InitialL1, $"L1 {result.InitialL1} -> {result.FinalL1}");
         Assert.True(result.Losses.Take(5).Average() > result.Losses.TakeLast(5).Average());
 
@@ -149,6 +150,17 @@ public sealed class BaseModelTrainingTests
             using var noGrad = no_grad();
             var context = loaded.EncodeText(tensor(tokens.InputIds, new long[] { 1, 77 }));
             Assert.Equal(new long[] { 1, 77, 32 }, context.shape);
+        }
+
+        string probe = TestPaths.NewTempDir();
+        code = cli.Run(["base", "sample", "--model", model, "--prompts", Path.Combine(Dataset.Value, "eval_prompts.json"), "--out", probe,
+            "--per-category", "1", "--seeds", "1", "--sampling-steps", "2"]);
+        Assert.True(code == 0, error.ToString());
+        Assert.True(File.Exists(Path.Combine(probe, "probe.png")));
+        using (var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(probe, "probe.json"))))
+        {
+            Assert.Equal(3, report.RootElement.GetProperty("Samples").GetArrayLength());
+            Assert.InRange(report.RootElement.GetProperty("ColourAccuracy").GetDouble(), 0, 1);
         }
 
         string fineTune = TestPaths.NewTempDir();

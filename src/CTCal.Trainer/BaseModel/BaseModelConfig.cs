@@ -9,8 +9,8 @@ namespace CTCal.Trainer.BaseModel;
 /// <summary>
 /// Sizes of the from-scratch base model for the synthetic world, and the diffusers config files they give. Defaults: a
 /// CLIP text encoder (hidden 64, 3 layers, 4 heads, 77 positions because the CLIP tokenizer always pads to 77), an
-/// AutoencoderKL 64x64 RGB -> 4x16x16 (three levels, 32/64/64 channels), a UNet2DConditionModel on the 16x16 latents
-/// (64/128 channels, cross-attention in every block, cross_attention_dim = text hidden), and a v-prediction DDPM schedule
+/// AutoencoderKL 64x64 RGB -> 4x16x16 (three levels, 16/32/32 channels), a UNet2DConditionModel on the 16x16 latents
+/// (32/64 channels, about 1.1M parameters, cross-attention in every block, cross_attention_dim = text hidden), and a v-prediction DDPM schedule
 /// (scaled_linear betas as SD). v-prediction because its target stays informative at high noise, where a tiny model
 /// otherwise learns colours and layout last; training adds Min-SNR weighting on top.
 /// </summary>
@@ -20,19 +20,19 @@ public sealed record BaseModelConfig
     public int TextHidden { get; init; } = 64;
     public int TextLayers { get; init; } = 3;
     public int TextHeads { get; init; } = 4;
-    public int[] VaeChannels { get; init; } = [32, 64, 64];
+    public int[] VaeChannels { get; init; } = [16, 32, 32];
     public int VaeLayersPerBlock { get; init; } = 1;
-    public int VaeGroups { get; init; } = 16;
+    public int VaeGroups { get; init; } = 8;
     public int LatentChannels { get; init; } = 4;
     public double ScalingFactor { get; init; } = 1.0;
     [JsonPropertyName("unet_channels")]
-    public int[] UNetChannels { get; init; } = [64, 128];
+    public int[] UNetChannels { get; init; } = [32, 64];
     [JsonPropertyName("unet_layers_per_block")]
     public int UNetLayersPerBlock { get; init; } = 1;
     [JsonPropertyName("unet_heads")]
     public int UNetHeads { get; init; } = 4;
     [JsonPropertyName("unet_groups")]
-    public int UNetGroups { get; init; } = 32;
+    public int UNetGroups { get; init; } = 16;
     public string PredictionType { get; init; } = "v_prediction";
 
     /// <summary>A few-KB model for tests (32 px images, 8x8 latents).</summary>

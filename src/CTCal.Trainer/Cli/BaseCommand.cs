@@ -128,6 +128,35 @@ public sealed partial class TrainerCli
             }));
             command.Subcommands.Add(unet);
         }
+        {
+            var model = new Option<string>("--model") { Description = "trained base folder (diffusers layout)", Required = true };
+            var prompts = new Option<string>("--prompts") { Description = "evaluation prompts JSON (written by 'base dataset' as eval_prompts.json)", Required = true };
+            var output = Out("folder for probe.png and probe.json");
+            var perCategory = new Option<int>("--per-category") { Description = "prompts per category", DefaultValueFactory = _ => 4 };
+            var seeds = new Option<int>("--seeds") { Description = "images per prompt", DefaultValueFactory = _ => 2 };
+            var steps = new Option<int>("--sampling-steps") { Description = "DDIM steps", DefaultValueFactory = _ => 30 };
+            var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance scale", DefaultValueFactory = _ => 5.0 };
+            var threads = Threads();
+            var sample = new Command("sample", "Sample evaluation prompts from a base model and score them with the synthetic world's evaluator.");
+            foreach (var o in new Option[] { model, prompts, output, perCategory, seeds, steps, guidance, threads }) sample.Options.Add(o);
+            sample.SetAction(parse => Guarded(() =>
+            {
+                SetThreads(parse.GetValue(threads));
+                var all = CTCal.Synthetic.DatasetWriter.ReadEvalPrompts(parse.GetValue(prompts)!);
+                var chosen = all.GroupBy(p => p.Category).SelectMany(g => g.Take(parse.GetValue(perCategory))).ToList();
+                using var diffusion = DiffusersTrainableModel.Load(parse.GetValue(model)!);
+                int size = diffusion.Vae.Config.SampleSize;
+                string outFolder = parse.GetValue(output)!;
+                var report = BaseModelProbe.Run(diffusion, diffusion.Scheduler, chosen, size, Path.Combine(outFolder, "probe.png"),
+                    parse.GetValue(seeds), parse.GetValue(steps), parse.GetValue(guidance));
+                AtomicFile.WriteText(Path.Combine(outFolder, "probe.json"), System.Text.Json.JsonSerializer.Serialize(report,
+                    new System.Text.Json.JsonSerializerOptions { WriteIndented = true, Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } }));
+                _out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"probe: {report.Samples.Count} images, colour {report.ColourAccuracy:P0}, binding {report.BindingAccuracy:P0}, category check {report.PrimaryAccuracy:P0}, overall {report.OverallMean:F3} -> {report.GridPath}"));
+                return ExitCodes.Ok;
+            }));
+            command.Subcommands.Add(sample);
+        }
         return command;
     }
 
