@@ -171,6 +171,30 @@ public sealed class BaseModelTrainingTests
     }
 
     [Fact]
+    public void BaseTraining_ResumesExactly()
+    {
+        string vaeDir = TestPaths.NewTempDir();
+        var data = ImageCaptionDataset.Open(Dataset.Value, 32);
+        VaeTrainer.Train(BaseModelConfig.Tiny, data, new VaeTrainingOptions { Steps = 1, BatchSize = 2, EvalImages = 2 }, vaeDir);
+        var options = new BaseTrainingOptions { Steps = 4, BatchSize = 2, WarmupSteps = 1, LrSchedule = LrScheduleKind.Constant, SaveEvery = 0, Seed = 9, LogEvery = 1 };
+        string straight = TestPaths.NewTempDir(), split = TestPaths.NewTempDir();
+        var full = BaseDiffusionTrainer.Train(BaseModelConfig.Tiny, data, vaeDir, options, straight);
+        BaseDiffusionTrainer.Train(BaseModelConfig.Tiny, data, vaeDir, options with { Steps = 2 }, split);
+        Assert.NotNull(BaseDiffusionTrainer.LatestCheckpoint(split));
+        var resumed = BaseDiffusionTrainer.Train(BaseModelConfig.Tiny, data, vaeDir, options with { Resume = "latest" }, split);
+
+        Assert.Equal(4, resumed.Steps);
+        Assert.Equal(full.LossCurve.Select(c => c.Loss), resumed.LossCurve.Select(c => c.Loss), (a, b) => Math.Abs(a - b) < 1e-6);
+        foreach (var file in new[] { "unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors" })
+        {
+            var a = TensorFile.Load(Path.Combine(straight, file));
+            var b = TensorFile.Load(Path.Combine(split, file));
+            Assert.Equal(a.Keys.Order(), b.Keys.Order());
+            foreach (var (name, tensor) in a) Assert.True(tensor.allclose(b[name], rtol: 0, atol: 1e-6), $"{file}: {name} differs after resume");
+        }
+    }
+
+    [Fact]
     public void BaseTraining_RefusesAMismatchedVae()
     {
         string vaeDir = TestPaths.NewTempDir();

@@ -27,9 +27,14 @@ public sealed record BaseTrainingOptions
     public double CaptionDropout { get; init; } = 0.1;
     public long Seed { get; init; } = 1;
     public int LogEvery { get; init; } = 50;
+    /// <summary>Checkpoint every N steps into <c>&lt;out&gt;/checkpoints/</c> (0: never).</summary>
+    public int SaveEvery { get; init; } = 500;
+    /// <summary>Checkpoint to resume from (a path, or <c>latest</c> for the newest under the output folder); null starts fresh.</summary>
+    public string? Resume { get; init; }
 
     public void Validate()
     {
+        if (SaveEvery < 0) throw new ArgumentOutOfRangeException("save-every", SaveEvery, "save-every must be >= 0");
         if (Steps <= 0) throw new ArgumentOutOfRangeException("steps", Steps, "steps must be positive");
         if (BatchSize <= 0) throw new ArgumentOutOfRangeException("batch-size", BatchSize, "batch-size must be positive");
         if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException("lr", LearningRate, "lr must be positive");
@@ -122,10 +127,27 @@ public static class BaseDiffusionTrainer
 
         var losses = new List<double>();
         var curve = new List<(int, double)>();
-        var watch = Stopwatch.StartNew();
         int step = 0;
+        var named = unet.named_parameters().Select(p => ($"unet.{p.name}", p.parameter))
+            .Concat(text.named_parameters().Select(p => ($"text_encoder.{p.name}", p.parameter))).ToList();
+        var checkpoints = new BaseCheckpoint(output, named, optimizer, ema, generator, options);
+        string? resumeFrom = options.Resume == "latest" ? BaseCheckpoint.Latest(output) : options.Resume;
+        if (options.Resume == "latest" && resumeFrom is null) log?.Invoke($"no checkpoint under {output}; starting fresh");
+        if (resumeFrom is not null)
+        {
+            var state = checkpoints.Load(resumeFrom);
+            step = state.Step;
+            order = new DataOrder(ids.Count, options.Seed, state.Epoch, state.Position);
+            curve.AddRange(state.Curve.Select(c => ((int)c[0], c[1])));
+            losses.AddRange(state.RecentLosses);
+            log?.Invoke($"resumed from {resumeFrom} at step {step}");
+        }
+        int firstStep = step;
+        var watch = Stopwatch.StartNew();
         for (; step < options.Steps && !cancellation.IsCancellationRequested; step++)
         {
+            if (options.SaveEvery > 0 && step > firstStep && step % options.SaveEvery == 0)
+                log?.Invoke($"checkpoint {checkpoints.Save(step, order, curve, losses)}");
             using var scope = NewDisposeScope();
             optimizer.ZeroGrad();
             var index = tensor(Enumerable.Range(0, options.BatchSize).Select(_ => (long)order.Next()).ToArray());
@@ -152,13 +174,17 @@ public static class BaseDiffusionTrainer
                 log?.Invoke($"unet step {step + 1}/{options.Steps}: loss {mean:F5}, lr {schedule.At(step):G3}, {watch.Elapsed.TotalSeconds / (step + 1):F3} s/step");
             }
         }
-        double secondsPerStep = watch.Elapsed.TotalSeconds / Math.Max(1, step);
+        double secondsPerStep = watch.Elapsed.TotalSeconds / Math.Max(1, step - firstStep);
+        if (step > firstStep || resumeFrom is null) checkpoints.Save(step, order, curve, losses);
         if (curve.Count == 0 || curve[^1].Item1 != step) curve.Add((step, losses.Count > 0 ? VaeTrainer.Mean(losses, Math.Max(1, options.LogEvery)) : double.NaN));
 
         ema.Swap(); // the averaged weights are the model
         WriteFolder(output, config, world, unet, text, vaeFiles);
         return new BaseTrainingResult(step, curve[^1].Item2, secondsPerStep, total.Elapsed.TotalSeconds, cacheSeconds, curve, unetParams, textParams);
     }
+
+    /// <summary>The newest checkpoint under <paramref name="outputFolder"/>'s <c>checkpoints/</c>, or null.</summary>
+    public static string? LatestCheckpoint(string outputFolder) => BaseCheckpoint.Latest(Path.GetFullPath(outputFolder));
 
     /// <summary>The VAE component: <paramref name="folder"/> itself (config.json + weights) or its <c>vae/</c> subfolder.</summary>
     public static ComponentFiles ResolveVae(string folder)

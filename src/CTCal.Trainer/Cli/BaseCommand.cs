@@ -94,8 +94,10 @@ public sealed partial class TrainerCli
             var snr = new Option<double>("--min-snr-gamma") { DefaultValueFactory = _ => 5.0, Description = "Min-SNR-γ (0: off)" };
             var dropout = new Option<double>("--caption-dropout") { DefaultValueFactory = _ => 0.1, Description = "probability of the empty prompt" };
             var schedule = new Option<string>("--lr-schedule") { DefaultValueFactory = _ => "cosine", Description = "constant or cosine" };
+            var saveEvery = new Option<int>("--save-every") { DefaultValueFactory = _ => 500, Description = "checkpoint every N steps (0: only at the end)" };
+            var resume = new Option<string?>("--resume") { Description = "checkpoint file, or 'latest' under --out" };
             var unet = new Command("unet", "Train the text encoder and UNet from scratch on cached VAE latents; writes a complete diffusers folder and BASE_RECIPE.md/json.");
-            foreach (var o in new Option[] { data, vaeFolder, output, steps, seed, batch, lr, warmup, schedule, ema, snr, dropout, sizes, threads }) unet.Options.Add(o);
+            foreach (var o in new Option[] { data, vaeFolder, output, steps, seed, batch, lr, warmup, schedule, ema, snr, dropout, saveEvery, resume, sizes, threads }) unet.Options.Add(o);
             unet.SetAction(parse => Guarded(() =>
             {
                 SetThreads(parse.GetValue(threads));
@@ -106,7 +108,7 @@ public sealed partial class TrainerCli
                 {
                     Steps = parse.GetValue(steps), Seed = parse.GetValue(seed), BatchSize = parse.GetValue(batch), LearningRate = parse.GetValue(lr),
                     WarmupSteps = parse.GetValue(warmup), EmaDecay = parse.GetValue(ema), MinSnrGamma = gamma > 0 ? gamma : null,
-                    CaptionDropout = parse.GetValue(dropout),
+                    CaptionDropout = parse.GetValue(dropout), SaveEvery = parse.GetValue(saveEvery), Resume = parse.GetValue(resume),
                     LrSchedule = parse.GetValue(schedule) switch
                     {
                         "constant" => LrScheduleKind.Constant,
