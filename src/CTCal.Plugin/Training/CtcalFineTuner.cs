@@ -1,0 +1,86 @@
+using System.Composition;
+using System.Globalization;
+using CTCal.Contracts;
+using CTCal.Plugin.Hosting;
+
+namespace CTCal.Plugin.Training;
+
+/// <summary>
+/// <see cref="IFineTuner"/> that runs <c>ctcal-train train ... --progress json</c> as a sidecar process and, when the
+/// trainer reports <c>done</c>, exports its final checkpoint with this plugin's <see cref="IModelExporter"/> so the
+/// model is registered in the models folder.
+/// </summary>
+[Export(typeof(IFineTuner))]
+[ExportMetadata(PluginMetadataKeys.Id, PluginInfo.FineTunerId)]
+[ExportMetadata(PluginMetadataKeys.Name, PluginInfo.FineTunerName)]
+[ExportMetadata(PluginMetadataKeys.Version, PluginInfo.Version)]
+internal sealed class CtcalFineTuner : IFineTuner
+{
+    public const string TrainerName = "ctcal-train";
+
+    private readonly PluginRuntime _runtime;
+    private readonly IModelExporter _exporter;
+
+    [ImportingConstructor]
+    public CtcalFineTuner(PluginRuntime runtime, IModelExporter exporter)
+    {
+        _runtime = runtime;
+        _exporter = exporter;
+    }
+
+    /// <summary>The trainer's command line (without the executable), one list item per argument.</summary>
+    internal static IReadOnlyList<string> BuildArguments(FineTuneRequest request)
+    {
+        var args = new List<string>
+        {
+            "train",
+            "--model", request.BaseCheckpointFolder,
+            "--data", request.DatasetPath,
+            "--output", request.OutputFolder,
+        };
+        if (request.MaxSteps is int steps)
+        {
+            args.Add("--max-steps");
+            args.Add(steps.ToString(CultureInfo.InvariantCulture));
+        }
+
+        if (request.ExtraArguments is not null)
+        {
+            args.AddRange(request.ExtraArguments);
+        }
+
+        args.Add("--progress");
+        args.Add("json");
+        return args;
+    }
+
+    public async Task<FineTuneResult> FineTuneAsync(
+        FineTuneRequest request,
+        IProgress<OperationProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (!Directory.Exists(request.BaseCheckpointFolder))
+        {
+            throw new ArgumentException($"Base checkpoint folder {request.BaseCheckpointFolder} does not exist", nameof(request));
+        }
+
+        string trainer = _runtime.Settings.TrainerPath
+            ?? TrainerSidecar.FindOnPath(TrainerName)
+            ?? throw new FineTuneException($"Trainer '{TrainerName}' not found: set settings.trainerPath in plugins.json or put it on PATH");
+
+        var sidecar = new TrainerSidecar(trainer, _runtime.Log);
+        var done = await sidecar.RunAsync(BuildArguments(request), progress, cancellationToken).ConfigureAwait(false);
+        string checkpoint = done.Path
+            ?? throw new FineTuneException("Trainer's 'done' event has no 'path' (final checkpoint folder)");
+        if (!Path.IsPathRooted(checkpoint))
+        {
+            checkpoint = Path.GetFullPath(Path.Combine(request.OutputFolder, checkpoint));
+        }
+
+        progress?.Report(new OperationProgress("export", 0, 0, $"Exporting {checkpoint} as {request.ModelId}"));
+        var model = await _exporter.ExportAsync(new ModelExportRequest(checkpoint, request.ModelId, Overwrite: true), progress, cancellationToken)
+            .ConfigureAwait(false);
+        return new FineTuneResult(checkpoint, model, done.Step ?? 0);
+    }
+}
