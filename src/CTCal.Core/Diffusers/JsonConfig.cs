@@ -121,6 +121,7 @@ internal sealed class JsonConfig
     {
         if (Raw(field) is not { } v) return null;
         if (v.ValueKind == JsonValueKind.Number) return Enumerable.Repeat(AsInt(field, v), count).ToArray();
+        if (v.ValueKind != JsonValueKind.Array) throw Wrong(field, "an integer or a list of integers", v);
         int[] list = AsIntArray(field, v);
         if (list.Length != count)
             throw new DiffusersConfigException(File, field, $"has {list.Length} entries but the model has {count} blocks");
