@@ -1,51 +1,21 @@
+using CTCal.Core.Models;
+
 namespace CTCal.Plugin.Hosting;
 
-/// <summary>Resolves a relative path from settings inside a root folder, refusing anything that escapes it.</summary>
+/// <summary>Resolves a path from the plugin's settings inside the settings file's folder (see <see cref="PathGuard"/>).</summary>
 internal static class PluginPaths
 {
-    /// <summary>
-    /// Returns the absolute path of <paramref name="relative"/> under <paramref name="root"/>. Refuses absolute paths,
-    /// <c>..</c> segments, and existing symbolic links along the way (a link could point anywhere).
-    /// </summary>
-    /// <param name="what">Names the setting in error messages (file and field).</param>
+    /// <param name="what">Names the file and field in error messages.</param>
+    /// <exception cref="PluginSettingsException">The path is empty, absolute, has '..', or a link along it leaves the folder.</exception>
     public static string ResolveInside(string root, string relative, string what)
     {
-        if (string.IsNullOrWhiteSpace(relative))
+        try
         {
-            throw new PluginSettingsException($"{what}: path must not be empty");
+            return PathGuard.ResolveInside(root, relative);
         }
-
-        if (Path.IsPathRooted(relative) || relative.Contains(':'))
+        catch (UnsafePathException ex)
         {
-            throw new PluginSettingsException($"{what}: '{relative}' must be relative to {root}");
+            throw new PluginSettingsException($"{what}: {ex.Message}");
         }
-
-        string[] segments = relative.Split('/', '\\');
-        if (segments.Any(s => s == ".."))
-        {
-            throw new PluginSettingsException($"{what}: '{relative}' may not contain '..'");
-        }
-
-        string rootFull = Path.GetFullPath(root);
-        string full = Path.GetFullPath(Path.Combine(rootFull, relative));
-        string rootWithSep = Path.EndsInDirectorySeparator(rootFull) ? rootFull : rootFull + Path.DirectorySeparatorChar;
-        if (!full.StartsWith(rootWithSep, StringComparison.Ordinal) && full != rootFull)
-        {
-            throw new PluginSettingsException($"{what}: '{relative}' escapes {root}");
-        }
-
-        // Each existing component below the root must be a real directory/file, not a link.
-        string current = rootFull;
-        foreach (string segment in segments.Where(s => s.Length > 0 && s != "."))
-        {
-            current = Path.Combine(current, segment);
-            FileSystemInfo info = Directory.Exists(current) ? new DirectoryInfo(current) : new FileInfo(current);
-            if (info.LinkTarget is not null)
-            {
-                throw new PluginSettingsException($"{what}: '{relative}' goes through the symbolic link {current}");
-            }
-        }
-
-        return full;
     }
 }
