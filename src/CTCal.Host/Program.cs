@@ -2,7 +2,7 @@ using CTCal.Host.Cli;
 using CTCal.Host.Plugins;
 using NLog;
 
-// ctcal-host: logging comes from nlog.config beside the executable (console + rolling file).
+// ctcal-host: logging comes from the nlog.config copied beside the executable (build/nlog.config: console + rolling file).
 try
 {
     var root = HostCommands.Build(Console.Out, new NLogSink("ctcal-host"), id => new NLogSink($"plugin.{id}"));
