@@ -82,6 +82,29 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor)
             scaling = OptionalDouble(config.RootElement, "scaling_factor", vaeConfig);
         }
 
+        // The exporter (and Optimum) keep each part's diffusers config.json: the UNet's sample_size gives the native
+        // resolution, the text encoder's hidden_size tells SD2 (OpenCLIP ViT-H, 1024) from SD1 (CLIP ViT-L, 768).
+        string unetConfig = Path.Combine(folder, "unet", "config.json");
+        if (File.Exists(unetConfig))
+        {
+            using var config = ParseJson(unetConfig);
+            if (OptionalInt(config.RootElement, "sample_size", unetConfig) is int sampleSize)
+            {
+                width ??= sampleSize * 8;
+                height ??= sampleSize * 8;
+            }
+        }
+
+        string textConfig = Path.Combine(folder, "text_encoder", "config.json");
+        if (family is null && File.Exists(textConfig))
+        {
+            using var config = ParseJson(textConfig);
+            if (OptionalInt(config.RootElement, "hidden_size", textConfig) is int hidden)
+            {
+                family = hidden == 1024 ? "sd2" : "sd1";
+            }
+        }
+
         string predictionType = "epsilon";
         using (var scheduler = ParseJson(Path.Combine(folder, "scheduler", "scheduler_config.json")))
         {
