@@ -17,7 +17,8 @@ public interface IModelExporter
 /// <param name="CheckpointFolder">Diffusers-layout folder (<c>unet/</c>, <c>text_encoder/</c>, <c>vae/</c> with safetensors).</param>
 /// <param name="ModelId">Name of the new model folder (letters, digits, '.', '-', '_').</param>
 /// <param name="Overwrite">Replace an existing model of that id.</param>
-public sealed record ModelExportRequest(string CheckpointFolder, string ModelId, bool Overwrite = false);
+/// <param name="UnetWeights">Fine-tuned UNet weights (a safetensors file) used instead of the checkpoint's own.</param>
+public sealed record ModelExportRequest(string CheckpointFolder, string ModelId, bool Overwrite = false, string? UnetWeights = null);
 
 /// <summary>Progress of a long operation (export, fine-tune).</summary>
 /// <param name="Stage">Short machine-friendly stage name (for example <c>unet</c>, <c>step</c>, <c>checkpoint</c>).</param>

@@ -1,11 +1,13 @@
 using CTCal.Contracts;
+using CTCal.Core.Schedulers;
+using CTCal.Core.Text;
 using CTCal.Plugin.Models;
 using Microsoft.ML.OnnxRuntime;
 
 namespace CTCal.Plugin.Onnx;
 
 /// <summary>
-/// The ONNX Runtime sessions of one model, created once and shared by concurrent generations
+/// The ONNX Runtime sessions of one model (plus its tokenizer and scheduler config), created once and shared by concurrent generations
 /// (<see cref="InferenceSession.Run(RunOptions, IReadOnlyCollection{string}, IReadOnlyCollection{OrtValue}, IReadOnlyCollection{string})"/>
 /// is thread-safe). Owns the sessions and their options; disposed when the model is unloaded.
 /// </summary>
@@ -21,6 +23,8 @@ internal sealed class ModelSessions : IDisposable
         ProviderWarnings = warnings;
         try
         {
+            Tokenizer = ClipTokenizer.FromFolder(model.TokenizerFolder);
+            SchedulerConfig = SchedulerConfig.Load(model.SchedulerConfigPath);
             TextEncoder = new InferenceSession(model.TextEncoderPath, options);
             Unet = new InferenceSession(model.UnetPath, options);
             VaeDecoder = new InferenceSession(model.VaeDecoderPath, options);
@@ -39,6 +43,10 @@ internal sealed class ModelSessions : IDisposable
 
     /// <summary>Why preferred providers were skipped (empty when the first choice worked).</summary>
     public IReadOnlyList<string> ProviderWarnings { get; }
+
+    public ClipTokenizer Tokenizer { get; } = null!;
+
+    public SchedulerConfig SchedulerConfig { get; } = null!;
 
     public InferenceSession TextEncoder { get; } = null!;
 

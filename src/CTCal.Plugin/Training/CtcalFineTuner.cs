@@ -54,6 +54,32 @@ internal sealed class CtcalFineTuner : IFineTuner
         return args;
     }
 
+    /// <summary>
+    /// What to export for the trainer's final checkpoint: a whole diffusers folder as is, or UNet weights (a
+    /// safetensors file, or a folder with <c>unet/diffusion_pytorch_model.safetensors</c>) over the base checkpoint.
+    /// </summary>
+    internal static ModelExportRequest ExportRequestFor(string checkpoint, FineTuneRequest request)
+    {
+        if (File.Exists(checkpoint) && checkpoint.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+        {
+            return new ModelExportRequest(request.BaseCheckpointFolder, request.ModelId, Overwrite: true, UnetWeights: checkpoint);
+        }
+
+        if (File.Exists(Path.Combine(checkpoint, "model_index.json")))
+        {
+            return new ModelExportRequest(checkpoint, request.ModelId, Overwrite: true);
+        }
+
+        string unet = Path.Combine(checkpoint, "unet", "diffusion_pytorch_model.safetensors");
+        if (File.Exists(unet))
+        {
+            return new ModelExportRequest(request.BaseCheckpointFolder, request.ModelId, Overwrite: true, UnetWeights: unet);
+        }
+
+        throw new FineTuneException(
+            $"Trainer's final checkpoint {checkpoint} is neither a .safetensors file, a diffusers folder (model_index.json) nor a folder with unet/diffusion_pytorch_model.safetensors");
+    }
+
     public async Task<FineTuneResult> FineTuneAsync(
         FineTuneRequest request,
         IProgress<OperationProgress>? progress = null,
@@ -78,9 +104,9 @@ internal sealed class CtcalFineTuner : IFineTuner
             checkpoint = Path.GetFullPath(Path.Combine(request.OutputFolder, checkpoint));
         }
 
+        var export = ExportRequestFor(checkpoint, request);
         progress?.Report(new OperationProgress("export", 0, 0, $"Exporting {checkpoint} as {request.ModelId}"));
-        var model = await _exporter.ExportAsync(new ModelExportRequest(checkpoint, request.ModelId, Overwrite: true), progress, cancellationToken)
-            .ConfigureAwait(false);
+        var model = await _exporter.ExportAsync(export, progress, cancellationToken).ConfigureAwait(false);
         return new FineTuneResult(checkpoint, model, done.Step ?? 0);
     }
 }
