@@ -8,6 +8,10 @@ namespace CTCal.Plugin.Tests;
 
 public class ExecutionProviderTests
 {
+    private readonly Xunit.Abstractions.ITestOutputHelper _output;
+
+    public ExecutionProviderTests(Xunit.Abstractions.ITestOutputHelper output) => _output = output;
+
     private static readonly SessionTuning Tuning = new(1, 1, LowMemory: false);
 
     [Fact]
@@ -36,6 +40,7 @@ public class ExecutionProviderTests
             using var options = new SessionOptions();
             var ex = Record.Exception(() => ExecutionProviderSelector.AppendProvider(options, kind));
             Assert.NotNull(ex);
+            _output.WriteLine($"{kind}: {ex!.GetType().FullName}: {ex.Message}");
         }
     }
 

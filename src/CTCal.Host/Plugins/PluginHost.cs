@@ -172,7 +172,7 @@ public sealed class PluginHost : IDisposable
     {
         var failure = new PluginFailure(pluginId, what, ex);
         Failures.Add(failure);
-        _log.Log(LogSeverity.Error, $"Plugin skipped: {failure}", ex);
+        _log.Log(LogSeverity.Error, $"Plugin {pluginId}: {what} failed; skipped", ex);
     }
 
     public void Dispose()
