@@ -51,6 +51,13 @@ public sealed class HostGenerationTests : IDisposable
         }
 
         Assert.Equal(8, sequential.Select(Convert.ToBase64String).Distinct().Count());
+
+        // ONNX Runtime's native library was resolved from the plugin's own folder.
+        if (OperatingSystem.IsLinux())
+        {
+            string maps = File.ReadAllText("/proc/self/maps");
+            Assert.Contains(Path.Combine(_root, "plugins", "onnx", "runtimes"), maps);
+        }
     }
 
     [Fact]

@@ -35,6 +35,7 @@ public sealed class PluginHostTests : IDisposable
         Assert.Same(AssemblyLoadContext.Default, AssemblyLoadContext.GetLoadContext(typeof(IImageGenerator).Assembly));
         Assert.DoesNotContain(pluginContext!.Assemblies, a => a.GetName().Name == "CTCal.Contracts");
         Assert.False(File.Exists(Path.Combine(_root, "plugins", "onnx", "CTCal.Contracts.dll")));
+        Assert.False(File.Exists(Path.Combine(_root, "plugins", "onnx", "System.Composition.AttributedModel.dll")));
 
         var models = await generator.Value.ListModelsAsync();
         var model = Assert.Single(models);

@@ -7,6 +7,10 @@ namespace CTCal.Plugin.Onnx;
 /// Creates inputs in whatever element type and rank a model declares (exporters differ: <c>input_ids</c> int32 or
 /// int64; <c>timestep</c> int64 [batch], float [1] or a float scalar; fp16 or fp32 tensors) and reads outputs back as
 /// float. Every returned <see cref="OrtValue"/> is owned by the caller, who must dispose it.
+/// Inputs are copied into buffers that ONNX Runtime allocates (aligned the same way every time) rather than pinned
+/// managed arrays: some CPU kernels pick their vector loop split by address alignment, which would otherwise let the
+/// last bit of a result depend on where the garbage collector placed an array, and the same request could give a
+/// different image under concurrent load.
 /// </summary>
 internal static class OnnxTensors
 {
@@ -29,7 +33,7 @@ internal static class OnnxTensors
         switch (meta.ElementDataType)
         {
             case TensorElementType.Int32:
-                return OrtValue.CreateTensorValueFromMemory(ids.ToArray(), shape);
+                return Allocated(ids.ToArray(), shape);
             case TensorElementType.Int64:
                 var longs = new long[ids.Length];
                 for (int i = 0; i < ids.Length; i++)
@@ -37,7 +41,7 @@ internal static class OnnxTensors
                     longs[i] = ids[i];
                 }
 
-                return OrtValue.CreateTensorValueFromMemory(longs, shape);
+                return Allocated(longs, shape);
             default:
                 throw new InvalidDataException($"{what}: token ids of type {meta.ElementDataType} are not supported (int32 or int64 expected)");
         }
@@ -66,15 +70,15 @@ internal static class OnnxTensors
         switch (meta.ElementDataType)
         {
             case TensorElementType.Int64:
-                return OrtValue.CreateTensorValueFromMemory(Filled(count, (long)Math.Round(t)), shape);
+                return Allocated(Filled(count, (long)Math.Round(t)), shape);
             case TensorElementType.Int32:
-                return OrtValue.CreateTensorValueFromMemory(Filled(count, (int)Math.Round(t)), shape);
+                return Allocated(Filled(count, (int)Math.Round(t)), shape);
             case TensorElementType.Float:
-                return OrtValue.CreateTensorValueFromMemory(Filled(count, (float)t), shape);
+                return Allocated(Filled(count, (float)t), shape);
             case TensorElementType.Double:
-                return OrtValue.CreateTensorValueFromMemory(Filled(count, t), shape);
+                return Allocated(Filled(count, t), shape);
             case TensorElementType.Float16:
-                return OrtValue.CreateTensorValueFromMemory(Filled(count, (Float16)(float)t), shape);
+                return Allocated(Filled(count, (Float16)(float)t), shape);
             default:
                 throw new InvalidDataException($"{what}: timestep of type {meta.ElementDataType} is not supported");
         }
@@ -86,7 +90,7 @@ internal static class OnnxTensors
         switch (meta.ElementDataType)
         {
             case TensorElementType.Float:
-                return OrtValue.CreateTensorValueFromMemory(data, shape);
+                return Allocated(data, shape);
             case TensorElementType.Float16:
                 var halves = new Float16[data.Length];
                 for (int i = 0; i < data.Length; i++)
@@ -94,7 +98,7 @@ internal static class OnnxTensors
                     halves[i] = (Float16)data[i];
                 }
 
-                return OrtValue.CreateTensorValueFromMemory(halves, shape);
+                return Allocated(halves, shape);
             default:
                 throw new InvalidDataException($"{what}: input of type {meta.ElementDataType} is not supported (float or float16 expected)");
         }
@@ -136,6 +140,31 @@ internal static class OnnxTensors
 
         return session.OutputNames[0];
     }
+
+    /// <summary>A tensor in memory owned by ONNX Runtime's default allocator, holding a copy of <paramref name="data"/>.</summary>
+    private static OrtValue Allocated<T>(T[] data, long[] shape)
+        where T : unmanaged
+    {
+        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, ElementType<T>(), shape);
+        try
+        {
+            data.AsSpan().CopyTo(value.GetTensorMutableDataAsSpan<T>());
+            return value;
+        }
+        catch
+        {
+            value.Dispose();
+            throw;
+        }
+    }
+
+    private static TensorElementType ElementType<T>() =>
+        typeof(T) == typeof(float) ? TensorElementType.Float
+        : typeof(Float16) == typeof(T) ? TensorElementType.Float16
+        : typeof(T) == typeof(double) ? TensorElementType.Double
+        : typeof(T) == typeof(long) ? TensorElementType.Int64
+        : typeof(T) == typeof(int) ? TensorElementType.Int32
+        : throw new NotSupportedException($"tensor element type {typeof(T).Name}");
 
     private static T[] Filled<T>(int count, T value)
     {
