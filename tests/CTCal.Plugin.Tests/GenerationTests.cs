@@ -130,6 +130,34 @@ public sealed class GenerationTests : IDisposable
     }
 
     [Fact]
+    public async Task FixedBatchAndSequenceExportsSplitGuidanceAndTruncateLongPrompts()
+    {
+        TinySdModel.Create(Models, "dynamic");
+        TinySdModel.Create(Models, "fixed", fixedShapes: true);
+        var (generator, _, _) = Create();
+        var dynamicResult = await generator.GenerateAsync(Request(model: "dynamic"));
+        var fixedResult = await generator.GenerateAsync(Request(model: "fixed"));
+        Assert.Equal(PngReader.Read(dynamicResult.Images[0].Png).Rgb, PngReader.Read(fixedResult.Images[0].Png).Rgb);
+
+        string longPrompt = string.Join(" ", Enumerable.Range(0, 40).Select(i => $"red cube {i}"));
+        var truncated = await generator.GenerateAsync(Request(model: "fixed") with { Prompt = longPrompt });
+        Assert.Contains(truncated.Warnings, w => w.Contains("truncated") && w.Contains("one 77-token window"));
+    }
+
+    [Fact]
+    public async Task GuidanceOfOneIgnoresTheNegativePrompt()
+    {
+        TinySdModel.Create(Models, "tiny");
+        var (generator, _, _) = Create();
+        var a = await generator.GenerateAsync(Request() with { GuidanceScale = 1.0, NegativePrompt = "one thing" });
+        var b = await generator.GenerateAsync(Request() with { GuidanceScale = 1.0, NegativePrompt = "something else entirely" });
+        var c = await generator.GenerateAsync(Request() with { GuidanceScale = 5.0, NegativePrompt = "one thing" });
+        var d = await generator.GenerateAsync(Request() with { GuidanceScale = 5.0, NegativePrompt = "something else entirely" });
+        Assert.Equal(PngReader.Read(a.Images[0].Png).Rgb, PngReader.Read(b.Images[0].Png).Rgb);
+        Assert.NotEqual(PngReader.Read(c.Images[0].Png).Rgb, PngReader.Read(d.Images[0].Png).Rgb);
+    }
+
+    [Fact]
     public async Task LowMemoryModeSplitsGuidanceButGivesTheSameImage()
     {
         TinySdModel.Create(Models, "tiny");

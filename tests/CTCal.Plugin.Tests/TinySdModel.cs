@@ -24,8 +24,11 @@ public static class TinySdModel
         FloatScalar,
     }
 
-    public static string Create(string modelsFolder, string id, bool int32Ids = false, TimestepKind timestep = TimestepKind.Int64Batch)
+    /// <param name="fixedShapes">Declare batch 1 and a 77-token sequence instead of symbolic dimensions (some exports do).</param>
+    public static string Create(string modelsFolder, string id, bool int32Ids = false, TimestepKind timestep = TimestepKind.Int64Batch, bool fixedShapes = false)
     {
+        object batch = fixedShapes ? 1L : "batch";
+        object sequence = fixedShapes ? 77L : "sequence";
         string dir = Path.Combine(modelsFolder, id);
         Directory.CreateDirectory(dir);
 
@@ -38,22 +41,22 @@ public static class TinySdModel
         }
 
         new TinyOnnx.Graph()
-            .Input("input_ids", int32Ids ? TinyOnnx.Int32 : TinyOnnx.Int64, "batch", 77L)
+            .Input("input_ids", int32Ids ? TinyOnnx.Int32 : TinyOnnx.Int64, batch, 77L)
             .Init("embedding", new long[] { Vocab, Hidden }, embedding)
             .Node("Gather", new[] { "embedding", "input_ids" }, new[] { "last_hidden_state" }, ("axis", 0L))
-            .Output("last_hidden_state", TinyOnnx.Float, "batch", 77L, (long)Hidden)
+            .Output("last_hidden_state", TinyOnnx.Float, batch, 77L, (long)Hidden)
             .Save(Path.Combine(dir, "text_encoder", "model.onnx"));
 
         // unet: out_sample = 0.5 * sample + mean(encoder_hidden_states) + 0.001 * t
         var unet = new TinyOnnx.Graph()
-            .Input("sample", TinyOnnx.Float, "batch", 4L, "height", "width");
+            .Input("sample", TinyOnnx.Float, batch, 4L, "height", "width");
         unet = timestep switch
         {
-            TimestepKind.Int64Batch => unet.Input("timestep", TinyOnnx.Int64, "batch"),
+            TimestepKind.Int64Batch => unet.Input("timestep", TinyOnnx.Int64, batch),
             TimestepKind.FloatOne => unet.Input("timestep", TinyOnnx.Float, 1L),
             _ => unet.Input("timestep", TinyOnnx.Float),
         };
-        unet.Input("encoder_hidden_states", TinyOnnx.Float, "batch", "sequence", (long)Hidden)
+        unet.Input("encoder_hidden_states", TinyOnnx.Float, batch, sequence, (long)Hidden)
             .Init("half", new long[0], new[] { 0.5f })
             .Init("milli", new long[0], new[] { 0.001f })
             .Init("to4d", new long[] { 4 }, new long[] { -1, 1, 1, 1 })
@@ -65,7 +68,7 @@ public static class TinySdModel
             .Node("Mul", new[] { "t4", "milli" }, new[] { "t_scaled" })
             .Node("Add", new[] { "scaled", "text_mean4" }, new[] { "partial" })
             .Node("Add", new[] { "partial", "t_scaled" }, new[] { "out_sample" })
-            .Output("out_sample", TinyOnnx.Float, "batch", 4L, "height", "width")
+            .Output("out_sample", TinyOnnx.Float, batch, 4L, "height", "width")
             .Save(Path.Combine(dir, "unet", "model.onnx"));
 
         // vae_decoder: latent_sample [batch, 4, h, w] -> sample [batch, 3, 8h, 8w]
