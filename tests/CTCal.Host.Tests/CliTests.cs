@@ -26,6 +26,7 @@ public sealed class CliTests : IDisposable
     [InlineData("generate")]
     [InlineData("export")]
     [InlineData("finetune")]
+    [InlineData("bench")]
     public void EveryVerbHasHelp(string verb)
     {
         var (code, output) = Run(verb, "--help");

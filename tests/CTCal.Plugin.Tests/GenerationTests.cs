@@ -226,6 +226,8 @@ public sealed class GenerationTests : IDisposable
         var (generator, runtime, _) = Create();
         var first = await generator.GenerateAsync(Request());
         Assert.True(runtime.IsLoaded("tiny"));
+        var model = runtime.Catalog.Find("tiny");
+        Assert.Same(runtime.GetSessions(model), runtime.GetSessions(model)); // created once, reused
         Assert.True(generator.UnloadModel("tiny"));
         Assert.False(runtime.IsLoaded("tiny"));
         Assert.False(generator.UnloadModel("tiny"));

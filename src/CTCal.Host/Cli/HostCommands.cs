@@ -104,6 +104,7 @@ public static class HostCommands
         root.Subcommands.Add(GenerateCommand(output, Open, Filter));
         root.Subcommands.Add(ExportCommand(output, Open, Filter));
         root.Subcommands.Add(FineTuneCommand(output, Open, Filter));
+        root.Subcommands.Add(BenchCommand.Create(output, Open));
         return root;
     }
 
