@@ -44,6 +44,16 @@ public sealed class PluginHostTests : IDisposable
         Assert.Equal(64, model.DefaultWidth);
     }
 
+    [Theory]
+    [InlineData("CTCal.Contracts", true)]
+    [InlineData("System.Composition.AttributedModel", true)]
+    [InlineData("System.Composition.Runtime", true)]
+    [InlineData("System.Text.Json", true)]
+    [InlineData("CTCal.Core", false)]
+    [InlineData("Microsoft.ML.OnnxRuntime", false)]
+    public void OnlyTheBoundaryAssembliesAreShared(string name, bool shared) =>
+        Assert.Equal(shared, PluginLoadContext.IsShared(new System.Reflection.AssemblyName(name)));
+
     [Fact]
     public async Task BrokenPluginsAreReportedWhileTheGoodOneKeepsWorking()
     {

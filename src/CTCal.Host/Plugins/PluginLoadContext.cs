@@ -18,10 +18,13 @@ public sealed class PluginLoadContext : AssemblyLoadContext
         _resolver = new AssemblyDependencyResolver(assemblyPath);
     }
 
-    /// <summary>Assemblies always taken from the host: the contracts and System.Composition's attribute/metadata types.</summary>
+    /// <summary>
+    /// Assemblies always taken from the host: the contracts, System.Composition's attribute/metadata types, and
+    /// System.Text.Json (its <c>JsonElement</c> carries the plugin settings across the boundary).
+    /// </summary>
     public static bool IsShared(AssemblyName name) =>
         name.Name is not null
-        && (name.Name == "CTCal.Contracts" || name.Name.StartsWith("System.Composition", StringComparison.Ordinal));
+        && (name.Name is "CTCal.Contracts" or "System.Text.Json" || name.Name.StartsWith("System.Composition", StringComparison.Ordinal));
 
     protected override Assembly? Load(AssemblyName assemblyName)
     {
