@@ -1,0 +1,175 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace CTCal.Synthetic;
+
+/// <summary>One line of a diffusers image-folder <c>metadata.jsonl</c>.</summary>
+public sealed record MetadataLine(string FileName, string Text, IReadOnlyList<string> Subjects);
+
+/// <summary>
+/// Writes and reads the synthetic world's files. A dataset folder is a diffusers image-folder dataset:
+/// <c>metadata.jsonl</c> with one <c>{"file_name": "00000.png", "text": "...", "subjects": ["circle", ...]}</c> per line,
+/// the PNGs beside it, and <c>world.json</c> recording the options, palette and held-out pairs. The evaluation prompt
+/// file is JSON: <c>{"seed", "imageSize", "heldOutPairs": [...], "prompts": [{"prompt", "category", "heldOutPair",
+/// "subjects", "spec": {"objects": [{"color", "shape", "count"}], "relation"}}]}</c>. Every file is written to a
+/// temporary name and renamed into place.
+/// </summary>
+public static class DatasetWriter
+{
+    /// <summary>File name of the metadata lines inside a dataset folder.</summary>
+    public const string MetadataFileName = "metadata.jsonl";
+
+    /// <summary>File name of the world description inside a dataset folder.</summary>
+    public const string WorldFileName = "world.json";
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase, allowIntegerValues: false) },
+    };
+
+    /// <summary>Renders every training record of <paramref name="world"/> into <paramref name="directory"/> (created if missing).</summary>
+    public static void WriteDataset(SyntheticWorld world, string directory)
+    {
+        ArgumentNullException.ThrowIfNull(world);
+        Directory.CreateDirectory(directory);
+        var metadata = new StringBuilder();
+        foreach (var record in world.TrainRecords)
+        {
+            WriteAtomic(Path.Combine(directory, record.FileName), record.Render().EncodePng());
+            metadata.Append(MetadataJson(new MetadataLine(record.FileName, record.Caption, record.Subjects))).Append('\n');
+        }
+        WriteAtomic(Path.Combine(directory, MetadataFileName), Encoding.UTF8.GetBytes(metadata.ToString()));
+        var o = world.Options;
+        var description = new WorldFile(o.Seed, o.ImageSize, o.TrainCount, o.EvalPromptsPerCategory, o.EvalFraction,
+            PairsOf(world.HeldOutPairs),
+            Palette.All.ToDictionary(Palette.Word, c => RgbArray(Palette.ToRgb(c))), RgbArray(Palette.Background));
+        WriteAtomic(Path.Combine(directory, WorldFileName), JsonSerializer.SerializeToUtf8Bytes(description, Json));
+    }
+
+    /// <summary>Writes <paramref name="world"/>'s evaluation prompts to <paramref name="path"/>.</summary>
+    public static void WriteEvalPrompts(SyntheticWorld world, string path)
+    {
+        ArgumentNullException.ThrowIfNull(world);
+        var file = new EvalPromptFile(world.Options.Seed, world.Options.ImageSize, PairsOf(world.HeldOutPairs),
+            world.EvalPrompts.Select(p => new EvalPromptDto(p.Prompt, p.Category, p.HeldOutPair, p.Subjects.ToArray(),
+                new SpecDto(p.Spec.Objects.ToArray(), p.Spec.Relation))).ToArray());
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null) Directory.CreateDirectory(dir);
+        WriteAtomic(path, JsonSerializer.SerializeToUtf8Bytes(file, Json));
+    }
+
+    /// <summary>Reads an evaluation prompt file; throws <see cref="InvalidDataException"/> naming the file and prompt at fault.</summary>
+    public static IReadOnlyList<EvalPrompt> ReadEvalPrompts(string path)
+    {
+        EvalPromptFile? file;
+        try
+        {
+            file = JsonSerializer.Deserialize<EvalPromptFile>(File.ReadAllBytes(path), Json);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: not a valid evaluation prompt file ({e.Message})", e);
+        }
+        if (file?.Prompts is null) throw new InvalidDataException($"{path}: missing 'prompts'");
+        var result = new List<EvalPrompt>();
+        for (int i = 0; i < file.Prompts.Length; i++)
+        {
+            var p = file.Prompts[i];
+            try
+            {
+                if (p.Prompt is null || p.Spec?.Objects is null || p.Subjects is null) throw new FormatException("missing prompt, subjects or spec.objects");
+                var spec = p.Category switch
+                {
+                    PromptCategory.Binding => SceneSpec.Binding(p.Spec.Objects),
+                    PromptCategory.Counting when p.Spec.Objects.Length == 1 => SceneSpec.Counting(p.Spec.Objects[0].Color, p.Spec.Objects[0].Shape, p.Spec.Objects[0].Count),
+                    PromptCategory.Spatial when p.Spec.Objects.Length == 2 && p.Spec.Relation is { } r => SceneSpec.Spatial(p.Spec.Objects[0], r, p.Spec.Objects[1]),
+                    _ => throw new FormatException($"spec does not fit category {p.Category}"),
+                };
+                if (!CaptionGrammar.Parse(p.Prompt).Equals(spec)) throw new FormatException($"prompt '{p.Prompt}' does not describe its spec {spec}");
+                result.Add(new EvalPrompt(p.Prompt, p.Category, spec, p.HeldOutPair, p.Subjects));
+            }
+            catch (Exception e) when (e is FormatException or ArgumentException)
+            {
+                throw new InvalidDataException($"{path}: prompts[{i}]: {e.Message}", e);
+            }
+        }
+        return result;
+    }
+
+    /// <summary>Reads a <c>metadata.jsonl</c>; throws <see cref="InvalidDataException"/> naming the file, line and field at fault.</summary>
+    public static IReadOnlyList<MetadataLine> ReadMetadata(string path)
+    {
+        var result = new List<MetadataLine>();
+        int lineNo = 0;
+        foreach (string line in File.ReadLines(path))
+        {
+            lineNo++;
+            if (line.Length == 0) continue;
+            try
+            {
+                using var doc = JsonDocument.Parse(line);
+                var root = doc.RootElement;
+                string fileName = RequiredString(root, "file_name");
+                if (fileName != Path.GetFileName(fileName) || fileName is "." or "..")
+                    throw new FormatException($"file_name '{fileName}' must name a file inside the dataset folder");
+                string text = RequiredString(root, "text");
+                if (!root.TryGetProperty("subjects", out var subjects) || subjects.ValueKind != JsonValueKind.Array)
+                    throw new FormatException("missing array 'subjects'");
+                var words = subjects.EnumerateArray().Select(s => s.ValueKind == JsonValueKind.String
+                    ? s.GetString()! : throw new FormatException("'subjects' holds a non-string")).ToArray();
+                result.Add(new MetadataLine(fileName, text, words));
+            }
+            catch (Exception e) when (e is JsonException or FormatException)
+            {
+                throw new InvalidDataException($"{path}:{lineNo}: {e.Message}", e);
+            }
+        }
+        return result;
+    }
+
+    /// <summary>One compact JSON line for <paramref name="line"/> (keys file_name, text, subjects).</summary>
+    public static string MetadataJson(MetadataLine line)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("file_name", line.FileName);
+            w.WriteString("text", line.Text);
+            w.WriteStartArray("subjects");
+            foreach (string s in line.Subjects) w.WriteStringValue(s);
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    private static string RequiredString(JsonElement root, string name) =>
+        root.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new FormatException($"missing string '{name}'");
+
+    private static void WriteAtomic(string path, byte[] bytes)
+    {
+        string tmp = path + ".tmp-" + Environment.ProcessId;
+        File.WriteAllBytes(tmp, bytes);
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    private static PairDto[] PairsOf(IEnumerable<(ShapeColor Color, ShapeKind Shape)> pairs) =>
+        pairs.Select(p => new PairDto(p.Color, p.Shape)).ToArray();
+
+    private static int[] RgbArray(Rgb c) => [c.R, c.G, c.B];
+
+    private sealed record PairDto(ShapeColor Color, ShapeKind Shape);
+
+    private sealed record SpecDto(ObjectSpec[] Objects, SpatialRelation? Relation);
+
+    private sealed record EvalPromptDto(string Prompt, PromptCategory Category, bool HeldOutPair, string[] Subjects, SpecDto Spec);
+
+    private sealed record EvalPromptFile(ulong Seed, int ImageSize, PairDto[] HeldOutPairs, EvalPromptDto[] Prompts);
+
+    private sealed record WorldFile(ulong Seed, int ImageSize, int TrainCount, int EvalPromptsPerCategory, double EvalFraction,
+        PairDto[] HeldOutPairs, Dictionary<string, int[]> Palette, int[] Background);
+}
