@@ -65,6 +65,25 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void ExportVerbRegistersTheModel()
+    {
+        PluginFolders.CopyPlugin(_root, "onnx");
+        string config = PluginFolders.WritePluginsJson(_root, PluginFolders.Entry("ctcal.onnx", "onnx"));
+        var (code, output) = Run("export", "--config", config, "--checkpoint", Path.Combine(TestPaths.Fixtures, "tiny-sd1"), "--id", "tiny-sd1");
+        Assert.True(code == 0, output);
+        Assert.Contains("exported tiny-sd1", output);
+        Assert.DoesNotContain("warning", output);
+
+        (code, output) = Run("models", "--config", config);
+        Assert.Equal(0, code);
+        Assert.Contains("tiny-sd1  sd1 128x128", output);
+
+        (code, output) = Run("export", "--config", config, "--checkpoint", Path.Combine(TestPaths.Fixtures, "tiny-sd1"), "--id", "tiny-sd1");
+        Assert.Equal(2, code);
+        Assert.Contains("already exists", output);
+    }
+
+    [Fact]
     public void BadInputIsReportedWithFileAndField()
     {
         string config = Path.Combine(_root, "plugins.json");
