@@ -84,6 +84,45 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void FineTuneVerbRunsTheTrainerThenExportsAndRegisters()
+    {
+        if (OperatingSystem.IsWindows()) return;
+
+        // A stand-in for ctcal-train speaking the progress protocol: it "trains" by copying the base UNet weights.
+        string trainer = Path.Combine(_root, "tools", "ctcal-train");
+        Directory.CreateDirectory(Path.GetDirectoryName(trainer)!);
+        File.WriteAllText(trainer, """
+            #!/bin/sh
+            base=""; out=""
+            while [ $# -gt 0 ]; do
+              case "$1" in --model) base="$2";; --output) out="$2";; esac
+              shift
+            done
+            echo '{"event":"start","totalSteps":2}'
+            echo '{"event":"step","step":1,"totalSteps":2,"loss":0.5}'
+            echo '{"event":"step","step":2,"totalSteps":2,"loss":0.4}'
+            mkdir -p "$out/final/unet"
+            cp "$base/unet/diffusion_pytorch_model.safetensors" "$out/final/unet/"
+            echo '{"event":"checkpoint","step":2,"path":"final"}'
+            echo '{"event":"done","step":2,"path":"final"}'
+            """.Replace("\r", ""));
+        File.SetUnixFileMode(trainer, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+
+        PluginFolders.CopyPlugin(_root, "onnx");
+        string config = PluginFolders.WritePluginsJson(_root, PluginFolders.Entry("ctcal.onnx", "onnx", new { modelsFolder = "models", trainerPath = "tools/ctcal-train", executionProviders = new[] { "cpu" } }));
+        var (code, output) = Run("finetune", "--config", config, "--base", Path.Combine(TestPaths.Fixtures, "tiny-sd1"),
+            "--data", Path.Combine(_root, "data"), "--output", Path.Combine(_root, "run"), "--id", "tiny-ctcal", "--max-steps", "2");
+        Assert.True(code == 0, output);
+        Assert.Contains("step 2/2 loss=0.4", output);
+        Assert.Contains("model tiny-ctcal registered", output);
+
+        (code, output) = Run("generate", "--config", config, "-m", "tiny-ctcal", "--prompt", "a cube", "--width", "64", "--height", "64",
+            "--steps", "2", "--seed", "1", "-o", Path.Combine(_root, "out"));
+        Assert.True(code == 0, output);
+        Assert.True(File.Exists(Path.Combine(_root, "out", "tiny-ctcal-1.png")));
+    }
+
+    [Fact]
     public void BadInputIsReportedWithFileAndField()
     {
         string config = Path.Combine(_root, "plugins.json");

@@ -93,7 +93,7 @@ public static class HostCommands
 
                 foreach (var m in list)
                 {
-                    output.WriteLine($"{generator.PluginId}  {m.Id}  {m.Family} {m.DefaultWidth}x{m.DefaultHeight}{(m.HasVaeEncoder ? " img2img" : "")}  {m.Name}  {m.Folder}");
+                    output.WriteLine($"{generator.PluginId}  {m.Id}  {m.Family} {m.DefaultWidth}x{m.DefaultHeight}{(m.HasVaeEncoder ? " +vae_encoder" : "")}  {m.Name}  {m.Folder}");
                 }
             }
 
