@@ -18,7 +18,13 @@ public interface IModelExporter
 /// <param name="ModelId">Name of the new model folder (letters, digits, '.', '-', '_').</param>
 /// <param name="Overwrite">Replace an existing model of that id.</param>
 /// <param name="UnetWeights">Fine-tuned UNet weights (a safetensors file) used instead of the checkpoint's own.</param>
-public sealed record ModelExportRequest(string CheckpointFolder, string ModelId, bool Overwrite = false, string? UnetWeights = null);
+/// <param name="Loras">LoRA safetensors files merged into the weights at export (strength 1).</param>
+public sealed record ModelExportRequest(
+    string CheckpointFolder,
+    string ModelId,
+    bool Overwrite = false,
+    string? UnetWeights = null,
+    IReadOnlyList<string>? Loras = null);
 
 /// <summary>Progress of a long operation (export, fine-tune).</summary>
 /// <param name="Stage">Short machine-friendly stage name (for example <c>unet</c>, <c>step</c>, <c>checkpoint</c>).</param>

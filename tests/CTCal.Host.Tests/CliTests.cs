@@ -95,16 +95,16 @@ public sealed class CliTests : IDisposable
             #!/bin/sh
             base=""; out=""
             while [ $# -gt 0 ]; do
-              case "$1" in --model) base="$2";; --output) out="$2";; esac
+              case "$1" in --model) base="$2";; --out) out="$2";; esac
               shift
             done
             echo '{"event":"start","totalSteps":2}'
             echo '{"event":"step","step":1,"totalSteps":2,"loss":0.5}'
             echo '{"event":"step","step":2,"totalSteps":2,"loss":0.4}'
-            mkdir -p "$out/final/unet"
-            cp "$base/unet/diffusion_pytorch_model.safetensors" "$out/final/unet/"
-            echo '{"event":"checkpoint","step":2,"path":"final"}'
-            echo '{"event":"done","step":2,"path":"final"}'
+            mkdir -p "$out/unet"
+            cp "$base/unet/diffusion_pytorch_model.safetensors" "$out/unet/"
+            echo '{"event":"checkpoint","step":2,"path":"checkpoints/step-0000002.safetensors"}'
+            echo "{\"event\":\"done\",\"steps\":2,\"final_weights\":\"$out/unet/diffusion_pytorch_model.safetensors\",\"cancelled\":false,\"exit_code\":0}"
             """.Replace("\r", ""));
         File.SetUnixFileMode(trainer, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
 

@@ -51,12 +51,12 @@ public sealed class FineTunerTests : IDisposable
         if (OperatingSystem.IsWindows()) return;
         var (tuner, exporter) = Create("""
             out=""
-            while [ $# -gt 0 ]; do [ "$1" = "--output" ] && out="$2"; shift; done
+            while [ $# -gt 0 ]; do [ "$1" = "--out" ] && out="$2"; shift; done
             mkdir -p "$out/final/unet" && touch "$out/final/unet/diffusion_pytorch_model.safetensors"
             echo '{"event":"start","totalSteps":2}'
             echo '{"event":"step","step":1,"loss":0.3}'
             echo '{"event":"step","step":2,"loss":0.2}'
-            echo '{"event":"done","step":2,"path":"final"}'
+            echo '{"event":"done","steps":2,"final_weights":"final","cancelled":false,"exit_code":0}'
             """);
         var stages = new List<string>();
         var request = Request();
@@ -77,7 +77,7 @@ public sealed class FineTunerTests : IDisposable
     {
         if (OperatingSystem.IsWindows()) return;
         var (tuner, exporter) = Create("""
-            echo '{"event":"error","message":"dataset is empty"}'
+            echo '{"event":"error","kind":"bad_input","message":"dataset is empty","exit_code":2}'
             exit 1
             """);
         var ex = await Assert.ThrowsAsync<FineTuneException>(() => tuner.FineTuneAsync(Request()));
@@ -90,11 +90,37 @@ public sealed class FineTunerTests : IDisposable
     {
         if (OperatingSystem.IsWindows()) return;
         var (tuner, exporter) = Create("""
-            echo '{"event":"done","step":1,"path":"nowhere"}'
+            echo '{"event":"done","steps":1,"final_weights":"nowhere"}'
             """);
         var ex = await Assert.ThrowsAsync<FineTuneException>(() => tuner.FineTuneAsync(Request()));
         Assert.Contains("nowhere", ex.Message);
         Assert.Empty(exporter.Requests);
+    }
+
+    [Fact]
+    public void LoraAndFullWeightsAreExportedDifferently()
+    {
+        var request = Request();
+        string lora = Path.Combine(_root, "pytorch_lora_weights.safetensors");
+        CTCal.Core.Safetensors.SafetensorsWriter.Write(lora, new[]
+        {
+            CTCal.Core.Safetensors.SafetensorsWriteEntry.FromFloat32("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_q.lora_A.weight", new long[] { 1, 2 }, new float[] { 1, 2 }),
+            CTCal.Core.Safetensors.SafetensorsWriteEntry.FromFloat32("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_q.lora_B.weight", new long[] { 2, 1 }, new float[] { 1, 2 }),
+        });
+        string full = Path.Combine(_root, "diffusion_pytorch_model.safetensors");
+        CTCal.Core.Safetensors.SafetensorsWriter.Write(full, new[]
+        {
+            CTCal.Core.Safetensors.SafetensorsWriteEntry.FromFloat32("conv_in.weight", new long[] { 2 }, new float[] { 1, 2 }),
+        });
+
+        var fromLora = CtcalFineTuner.ExportRequestFor(lora, request);
+        Assert.Equal(request.BaseCheckpointFolder, fromLora.CheckpointFolder);
+        Assert.Equal(new[] { lora }, fromLora.Loras);
+        Assert.Null(fromLora.UnetWeights);
+
+        var fromFull = CtcalFineTuner.ExportRequestFor(full, request);
+        Assert.Equal(full, fromFull.UnetWeights);
+        Assert.Null(fromFull.Loras);
     }
 
     private sealed class InlineProgress : IProgress<OperationProgress>

@@ -47,13 +47,14 @@ public sealed class TrainerSidecarTests : IDisposable
         if (OperatingSystem.IsWindows()) return;
         string trainer = FakeTrainer("""
             echo "args: $*" >&2
-            echo '{"event":"start","total_steps":3}'
+            echo '{"event":"start","time":"2026-01-01T00:00:00Z","total_steps":3,"start_step":0,"records":4,"method":"ctcal"}'
             echo 'not json, ignored'
-            echo '{"event":"step","step":1,"loss":0.5,"lr":0.0001}'
-            echo '{"event":"step","step":2,"loss":0.25}'
-            echo '{"event":"validation","step":2,"clip_score":0.31}'
-            echo '{"event":"checkpoint","step":3,"path":"ckpt-3"}'
-            echo '{"event":"done","step":3,"path":"final"}'
+            echo '{"event":"step","step":1,"total_steps":3,"loss":0.5,"lr":0.0001,"skipped":false}'
+            echo '{"event":"message","level":"warn","text":"record 3 has no nouns"}'
+            echo '{"event":"step","step":2,"total_steps":3,"loss":0.25}'
+            echo '{"event":"validation","step":2,"path":"validation/step-0000002.png"}'
+            echo '{"event":"checkpoint","step":3,"path":"checkpoints/step-0000003.safetensors"}'
+            echo '{"event":"done","steps":3,"skipped_steps":0,"last_checkpoint":"checkpoints/step-0000003.safetensors","final_weights":"final","cancelled":false,"exit_code":0}'
             """);
         var log = new RecordingLog();
         var progress = new ListProgress();
@@ -62,12 +63,14 @@ public sealed class TrainerSidecarTests : IDisposable
 
         Assert.Equal("final", done.Path);
         Assert.Equal(3, done.Step);
-        Assert.Equal(new[] { "start", "step", "step", "validation", "checkpoint", "done" }, progress.Items.Select(p => p.Stage));
+        Assert.Equal(new[] { "start", "step", "message", "step", "validation", "checkpoint", "done" }, progress.Items.Select(p => p.Stage));
+        Assert.Equal("record 3 has no nouns", progress.Items[2].Message);
+        Assert.False(progress.Items[^1].Metrics!.ContainsKey("exit_code"));
         Assert.Equal(0.5, progress.Items[1].Metrics!["loss"]);
         Assert.Equal(3, progress.Items[1].Total);
-        Assert.Equal(2, progress.Items[2].Current);
+        Assert.Equal(2, progress.Items[3].Current);
         // Arguments arrive one by one (the space stays inside its argument) and end with --progress json.
-        Assert.Contains(log.Entries, e => e.Message.Contains("args: train --model /base --data /data with space --output /out --max-steps 3 --seed 7 --progress json"));
+        Assert.Contains(log.Entries, e => e.Message.Contains("args: train --model /base --data /data with space --out /out --steps 3 --seed 7 --progress json"));
         Assert.Equal(new[] { "--progress", "json" }, args.TakeLast(2));
         Assert.Contains("/data with space", args);
     }
@@ -83,6 +86,18 @@ public sealed class TrainerSidecarTests : IDisposable
             """);
         var ex = await Assert.ThrowsAsync<FineTuneException>(() => new TrainerSidecar(trainer, new RecordingLog()).RunAsync(new[] { "train" }, null, CancellationToken.None));
         Assert.Contains("CUDA out of memory", ex.Message);
+    }
+
+    [Fact]
+    public async Task DoneButCancelledIsNotASuccess()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        string trainer = FakeTrainer("""
+            echo '{"event":"done","steps":7,"final_weights":null,"cancelled":true,"exit_code":130}'
+            exit 130
+            """);
+        var ex = await Assert.ThrowsAsync<FineTuneException>(() => new TrainerSidecar(trainer, new RecordingLog()).RunAsync(new[] { "train" }, null, CancellationToken.None));
+        Assert.Contains("130", ex.Message);
     }
 
     [Fact]
@@ -143,7 +158,7 @@ public sealed class TrainerSidecarTests : IDisposable
     [Fact]
     public void ParsesProtocolLines()
     {
-        var evt = TrainerEvent.TryParse("""{"event":"checkpoint","step":5,"totalSteps":9,"path":"c5","loss":0.1}""", out _);
+        var evt = TrainerEvent.TryParse("""{"event":"checkpoint","step":5,"total_steps":9,"path":"c5","loss":0.1}""", out _);
         Assert.NotNull(evt);
         Assert.Equal(("checkpoint", 5L, 9L, "c5"), (evt!.Kind, evt.Step, evt.TotalSteps, evt.Path));
         Assert.Equal(0.1, evt.Metrics["loss"]);
@@ -151,6 +166,8 @@ public sealed class TrainerSidecarTests : IDisposable
         Assert.Null(TrainerEvent.TryParse("""{"event":"party"}""", out string? problem));
         Assert.Contains("party", problem);
         Assert.Null(TrainerEvent.TryParse("{broken", out _));
+        var done = TrainerEvent.TryParse("""{"event":"done","steps":12,"final_weights":"/run/pytorch_lora_weights.safetensors","cancelled":false,"exit_code":0}""", out _)!;
+        Assert.Equal((12L, "/run/pytorch_lora_weights.safetensors", false), (done.Step, done.Path, done.Cancelled));
     }
 
     private static bool IsAlive(int pid)

@@ -49,6 +49,15 @@ internal sealed class OnnxModelExporter : IModelExporter
             throw new ArgumentException($"UnetWeights {request.UnetWeights} does not exist", nameof(request));
         }
 
+        var loras = request.Loras ?? Array.Empty<string>();
+        foreach (string lora in loras)
+        {
+            if (!File.Exists(lora))
+            {
+                throw new ArgumentException($"LoRA file {lora} does not exist", nameof(request));
+            }
+        }
+
         Directory.CreateDirectory(_runtime.Settings.ModelsFolder);
         string target = PluginPaths.ResolveInside(_runtime.Settings.ModelsFolder, request.ModelId, "ModelId");
         if (Directory.Exists(target) && !request.Overwrite)
@@ -70,8 +79,9 @@ internal sealed class OnnxModelExporter : IModelExporter
                         ModelFolder = request.CheckpointFolder,
                         OutputFolder = target,
                         UnetWeights = request.UnetWeights,
+                        Loras = loras.Select(l => new LoraSpec(l)).ToArray(),
                         Force = request.Overwrite,
-                        TrainingMethod = request.UnetWeights is null ? null : "ctcal",
+                        TrainingMethod = request.UnetWeights is null && loras.Count == 0 ? null : "ctcal",
                     },
                     relay,
                     cancellationToken);

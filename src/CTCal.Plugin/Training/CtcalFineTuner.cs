@@ -1,12 +1,13 @@
 using System.Composition;
 using System.Globalization;
 using CTCal.Contracts;
+using CTCal.Core.Safetensors;
 using CTCal.Plugin.Hosting;
 
 namespace CTCal.Plugin.Training;
 
 /// <summary>
-/// <see cref="IFineTuner"/> that runs <c>ctcal-train train ... --progress json</c> as a sidecar process and, when the
+/// <see cref="IFineTuner"/> that runs <c>ctcal-train train --model --data --out [--steps] ... --progress json</c> as a sidecar process and, when the
 /// trainer reports <c>done</c>, exports its final checkpoint with this plugin's <see cref="IModelExporter"/> so the
 /// model is registered in the models folder.
 /// </summary>
@@ -36,11 +37,11 @@ internal sealed class CtcalFineTuner : IFineTuner
             "train",
             "--model", request.BaseCheckpointFolder,
             "--data", request.DatasetPath,
-            "--output", request.OutputFolder,
+            "--out", request.OutputFolder,
         };
         if (request.MaxSteps is int steps)
         {
-            args.Add("--max-steps");
+            args.Add("--steps");
             args.Add(steps.ToString(CultureInfo.InvariantCulture));
         }
 
@@ -55,14 +56,17 @@ internal sealed class CtcalFineTuner : IFineTuner
     }
 
     /// <summary>
-    /// What to export for the trainer's final checkpoint: a whole diffusers folder as is, or UNet weights (a
-    /// safetensors file, or a folder with <c>unet/diffusion_pytorch_model.safetensors</c>) over the base checkpoint.
+    /// What to export for the trainer's final weights: a LoRA file (peft <c>lora_A</c>/<c>lora_B</c> or kohya
+    /// <c>lora_down</c>/<c>lora_up</c> tensors) merged into the base checkpoint, full UNet weights (any other safetensors
+    /// file, or a folder with <c>unet/diffusion_pytorch_model.safetensors</c>) over the base, or a whole diffusers folder.
     /// </summary>
     internal static ModelExportRequest ExportRequestFor(string checkpoint, FineTuneRequest request)
     {
         if (File.Exists(checkpoint) && checkpoint.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
         {
-            return new ModelExportRequest(request.BaseCheckpointFolder, request.ModelId, Overwrite: true, UnetWeights: checkpoint);
+            return IsLora(checkpoint)
+                ? new ModelExportRequest(request.BaseCheckpointFolder, request.ModelId, Overwrite: true, Loras: new[] { checkpoint })
+                : new ModelExportRequest(request.BaseCheckpointFolder, request.ModelId, Overwrite: true, UnetWeights: checkpoint);
         }
 
         if (File.Exists(Path.Combine(checkpoint, "model_index.json")))
@@ -78,6 +82,13 @@ internal sealed class CtcalFineTuner : IFineTuner
 
         throw new FineTuneException(
             $"Trainer's final checkpoint {checkpoint} is neither a .safetensors file, a diffusers folder (model_index.json) nor a folder with unet/diffusion_pytorch_model.safetensors");
+    }
+
+    private static bool IsLora(string safetensors)
+    {
+        using var file = SafetensorsFile.Open(safetensors);
+        return file.Tensors.Any(t => t.Name.Contains(".lora_A.", StringComparison.Ordinal) || t.Name.Contains(".lora_B.", StringComparison.Ordinal)
+            || t.Name.Contains(".lora_down.", StringComparison.Ordinal) || t.Name.Contains(".lora_up.", StringComparison.Ordinal));
     }
 
     public async Task<FineTuneResult> FineTuneAsync(
@@ -98,7 +109,7 @@ internal sealed class CtcalFineTuner : IFineTuner
         var sidecar = new TrainerSidecar(trainer, _runtime.Log);
         var done = await sidecar.RunAsync(BuildArguments(request), progress, cancellationToken).ConfigureAwait(false);
         string checkpoint = done.Path
-            ?? throw new FineTuneException("Trainer's 'done' event has no 'path' (final checkpoint folder)");
+            ?? throw new FineTuneException("Trainer's 'done' event names no final weights ('final_weights' or 'path')");
         if (!Path.IsPathRooted(checkpoint))
         {
             checkpoint = Path.GetFullPath(Path.Combine(request.OutputFolder, checkpoint));

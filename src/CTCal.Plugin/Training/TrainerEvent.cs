@@ -4,10 +4,11 @@ using System.Text.Json;
 namespace CTCal.Plugin.Training;
 
 /// <summary>
-/// One line of the trainer's <c>--progress json</c> stream: a JSON object with an <c>event</c> of <c>start</c>,
-/// <c>step</c>, <c>checkpoint</c>, <c>validation</c>, <c>done</c> or <c>error</c>, plus optional fields
-/// (<c>step</c>, <c>totalSteps</c>, <c>path</c>, <c>message</c>, and numeric metrics such as <c>loss</c>, <c>lr</c>).
-/// Field names are accepted in camelCase or snake_case.
+/// One line of <c>ctcal-train --progress json</c> (docs/trainer.md): a JSON object with an <c>event</c> of
+/// <c>start</c>, <c>step</c>, <c>checkpoint</c>, <c>validation</c>, <c>message</c>, <c>done</c> or <c>error</c>.
+/// Read here: <c>step</c> (or <c>steps</c> in <c>done</c>), <c>total_steps</c>, <c>path</c> (or <c>final_weights</c> in
+/// <c>done</c>), <c>message</c> (or <c>text</c>), <c>cancelled</c>, and every other number as a metric (<c>loss</c>,
+/// <c>lr</c>, ...). camelCase spellings are accepted too.
 /// </summary>
 internal sealed record TrainerEvent(
     string Kind,
@@ -15,9 +16,12 @@ internal sealed record TrainerEvent(
     long? TotalSteps,
     string? Path,
     string? Message,
-    IReadOnlyDictionary<string, double> Metrics)
+    IReadOnlyDictionary<string, double> Metrics,
+    bool Cancelled = false)
 {
-    public static readonly string[] Kinds = { "start", "step", "checkpoint", "validation", "done", "error" };
+    public static readonly string[] Kinds = { "start", "step", "checkpoint", "validation", "message", "done", "error" };
+
+    private static readonly string[] NotMetrics = { "step", "steps", "totalSteps", "total_steps", "start_step", "exit_code", "exitCode" };
 
     /// <summary>Parses one line; returns null (with a reason) for lines that are not protocol events.</summary>
     public static TrainerEvent? TryParse(string line, out string? problem)
@@ -50,7 +54,7 @@ internal sealed record TrainerEvent(
             var metrics = new Dictionary<string, double>(StringComparer.Ordinal);
             foreach (var property in root.EnumerateObject())
             {
-                if (property.Value.ValueKind == JsonValueKind.Number && property.Name is not ("step" or "totalSteps" or "total_steps"))
+                if (property.Value.ValueKind == JsonValueKind.Number && Array.IndexOf(NotMetrics, property.Name) < 0)
                 {
                     metrics[property.Name] = property.Value.GetDouble();
                 }
@@ -58,11 +62,12 @@ internal sealed record TrainerEvent(
 
             return new TrainerEvent(
                 kind,
-                Long(root, "step"),
-                Long(root, "totalSteps") ?? Long(root, "total_steps"),
-                String(root, "path") ?? String(root, "checkpoint"),
-                String(root, "message"),
-                metrics);
+                Long(root, "step") ?? Long(root, "steps"),
+                Long(root, "total_steps") ?? Long(root, "totalSteps"),
+                String(root, "final_weights") ?? String(root, "finalWeights") ?? String(root, "path"),
+                String(root, "message") ?? String(root, "text"),
+                metrics,
+                root.TryGetProperty("cancelled", out var cancelled) && cancelled.ValueKind == JsonValueKind.True);
         }
         catch (JsonException ex)
         {

@@ -142,6 +142,11 @@ internal sealed class TrainerSidecar
             throw new FineTuneException("Trainer exited without a 'done' event");
         }
 
+        if (done.Cancelled)
+        {
+            throw new FineTuneException($"Trainer stopped early (cancelled at step {done.Step}); its last checkpoint is kept but nothing was exported");
+        }
+
         return done;
     }
 
