@@ -45,9 +45,9 @@ public sealed class ExportedModelTests : IDisposable
             Model = "tiny-sd1",
             Prompt = "a red cube on top of a blue sphere",
             NegativePrompt = "blurry",
-            Width = 64,
-            Height = 64,
-            Steps = 3,
+            Width = 32,
+            Height = 32,
+            Steps = 2,
             Seed = seed,
             Scheduler = "euler_a",
         };
