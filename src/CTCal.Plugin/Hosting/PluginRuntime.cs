@@ -3,7 +3,6 @@ using System.Composition;
 using CTCal.Contracts;
 using CTCal.Plugin.Models;
 using CTCal.Plugin.Onnx;
-using Microsoft.ML.OnnxRuntime;
 
 namespace CTCal.Plugin.Hosting;
 
@@ -37,9 +36,6 @@ internal sealed class PluginRuntime : IDisposable
 
     public ModelCatalog Catalog { get; }
 
-    /// <summary>Replaces how providers are appended (tests simulate a missing GPU provider with it).</summary>
-    internal Action<SessionOptions, ExecutionProviderKind>? AppendProviderOverride { get; set; }
-
     public SessionTuning Tuning => new(Settings.IntraOpThreads, Settings.InterOpThreads, Settings.MemoryMode == MemoryMode.Low);
 
     /// <summary>The sessions of <paramref name="model"/>, created on first use and then shared.</summary>
@@ -48,7 +44,7 @@ internal sealed class PluginRuntime : IDisposable
         var lazy = _sessions.GetOrAdd(
             model.Info.Id,
             _ => new Lazy<ModelSessions>(
-                () => ModelSessions.Create(model, Settings.ExecutionProviders, Tuning, Log, AppendProviderOverride),
+                () => ModelSessions.Create(model, Settings.ExecutionProviders, Tuning, Log),
                 LazyThreadSafetyMode.ExecutionAndPublication));
         try
         {

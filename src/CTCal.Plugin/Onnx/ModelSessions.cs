@@ -59,10 +59,9 @@ internal sealed class ModelSessions : IDisposable
         OnnxModelFolder model,
         IReadOnlyList<ExecutionProviderKind> preference,
         SessionTuning tuning,
-        ILogSink log,
-        Action<SessionOptions, ExecutionProviderKind>? append = null)
+        ILogSink log)
     {
-        var (options, used, warnings) = ExecutionProviderSelector.Create(preference, tuning, log, append);
+        var (options, used, warnings) = ExecutionProviderSelector.Create(preference, tuning, log);
         try
         {
             log.Log(LogSeverity.Information, $"Loading model {model.Info.Id} on {ExecutionProviderSelector.DisplayName(used)}");
