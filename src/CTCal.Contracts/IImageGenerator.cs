@@ -77,6 +77,15 @@ public sealed record GenerationRequest
 
     /// <summary>How prompts longer than the text encoder's window (77 tokens) are handled.</summary>
     public PromptOverflow PromptOverflow { get; init; } = PromptOverflow.Chunk;
+
+    /// <summary>
+    /// Image-to-image: a PNG (8-bit grey/RGB, with or without alpha) to start from instead of pure noise. Its size must
+    /// equal Width x Height (null sizes take the image's). Needs a model with a VAE encoder.
+    /// </summary>
+    public byte[]? InitImage { get; init; }
+
+    /// <summary>Image-to-image: how much of the denoising schedule runs (0 keeps the image, 1 ignores it).</summary>
+    public double Strength { get; init; } = 0.75;
 }
 
 /// <summary>Handling of prompts longer than the text encoder's 77-token window.</summary>
@@ -89,7 +98,7 @@ public enum PromptOverflow
     Truncate,
 }
 
-/// <summary>The parameters a generation actually used (defaults filled in).</summary>
+/// <summary>The parameters a generation actually used (defaults filled in; <c>Strength</c> only for image-to-image).</summary>
 public sealed record GenerationParameters(
     string Model,
     string Prompt,
@@ -100,7 +109,8 @@ public sealed record GenerationParameters(
     double GuidanceScale,
     long Seed,
     int BatchCount,
-    string Scheduler);
+    string Scheduler,
+    double? Strength = null);
 
 /// <summary>One generated image.</summary>
 /// <param name="Index">Position in the batch.</param>

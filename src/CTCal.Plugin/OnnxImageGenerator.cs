@@ -2,6 +2,7 @@ using System.Composition;
 using CTCal.Contracts;
 using CTCal.Core.Schedulers;
 using CTCal.Plugin.Hosting;
+using CTCal.Plugin.Imaging;
 using CTCal.Plugin.Onnx;
 using CTCal.Plugin.Pipeline;
 
@@ -40,6 +41,24 @@ internal sealed class OnnxImageGenerator : IImageGenerator
     {
         ArgumentNullException.ThrowIfNull(request);
         var model = _runtime.Catalog.Find(request.Model);
+        byte[]? initRgb = null;
+        if (request.InitImage is not null)
+        {
+            if (!model.Info.HasVaeEncoder)
+            {
+                throw new ArgumentException($"Model '{model.Info.Id}' has no vae_encoder/model.onnx, so it cannot start from an InitImage", nameof(request));
+            }
+
+            var (rgb, imageWidth, imageHeight) = PngDecoder.Decode(request.InitImage);
+            if ((request.Width ?? imageWidth) != imageWidth || (request.Height ?? imageHeight) != imageHeight)
+            {
+                throw new ArgumentException($"InitImage is {imageWidth}x{imageHeight} but Width x Height is {request.Width ?? imageWidth}x{request.Height ?? imageHeight}", nameof(request));
+            }
+
+            request = request with { Width = imageWidth, Height = imageHeight };
+            initRgb = rgb;
+        }
+
         var parameters = Resolve(request, model.Info, _runtime.Settings.DefaultScheduler);
         return Task.Run(
             () =>
@@ -50,7 +69,7 @@ internal sealed class OnnxImageGenerator : IImageGenerator
                 {
                     var warnings = new List<string>(sessions.ProviderWarnings);
                     var images = StableDiffusionPipeline.Generate(
-                        sessions, parameters, request.PromptOverflow, _runtime.Settings.MemoryMode, warnings, progress, cancellationToken);
+                        sessions, parameters, initRgb, request.PromptOverflow, _runtime.Settings.MemoryMode, warnings, progress, cancellationToken);
                     foreach (string warning in warnings.Skip(sessions.ProviderWarnings.Count))
                     {
                         _runtime.Log.Log(LogSeverity.Warning, warning);
@@ -94,6 +113,11 @@ internal sealed class OnnxImageGenerator : IImageGenerator
             throw new ArgumentException($"Unknown scheduler '{request.Scheduler ?? defaultScheduler}' (known: {string.Join(", ", SchedulerFactory.Names)})", nameof(request));
         }
 
+        if (request.InitImage is not null && (!double.IsFinite(request.Strength) || request.Strength < 0 || request.Strength > 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(request), $"Strength must be from 0 to 1, got {request.Strength}");
+        }
+
         long seed = request.Seed ?? Random.Shared.NextInt64(0, 1L << 53);
         if (seed < 0 || seed > long.MaxValue - request.BatchCount)
         {
@@ -101,7 +125,8 @@ internal sealed class OnnxImageGenerator : IImageGenerator
         }
 
         return new GenerationParameters(
-            model.Id, request.Prompt, request.NegativePrompt, width, height, request.Steps, request.GuidanceScale, seed, request.BatchCount, scheduler);
+            model.Id, request.Prompt, request.NegativePrompt, width, height, request.Steps, request.GuidanceScale, seed, request.BatchCount, scheduler,
+            request.InitImage is null ? null : request.Strength);
     }
 
     private static void CheckSide(string name, int value)

@@ -76,7 +76,7 @@ public sealed class CliTests : IDisposable
 
         (code, output) = Run("models", "--config", config);
         Assert.Equal(0, code);
-        Assert.Contains("tiny-sd1  sd1 128x128", output);
+        Assert.Contains("tiny-sd1  sd1 32x32", output);
 
         (code, output) = Run("export", "--config", config, "--checkpoint", Path.Combine(TestPaths.Fixtures, "tiny-sd1"), "--id", "tiny-sd1");
         Assert.Equal(2, code);

@@ -67,10 +67,16 @@ public sealed class ExportedModelTests : IDisposable
         }
 
         Assert.Equal(8, sequential.Select(Convert.ToBase64String).Distinct().Count());
+        Assert.Equal(32, BitConverter.ToInt32(sequential[0].AsSpan(16, 4).ToArray().Reverse().ToArray())); // IHDR width
 
         // A batch reproduces the single images at every position.
         var batch = await generator.GenerateAsync(Request(100) with { BatchCount = 3 });
         Assert.Equal(sequential.Take(3), batch.Images.Select(im => im.Png));
+
+        // Image-to-image through the exported VAE encoder, starting from the first image.
+        var i2i = await generator.GenerateAsync(Request(5) with { Width = null, Height = null, InitImage = sequential[0], Strength = 0.6, Steps = 4 });
+        Assert.Equal((32, 32), (i2i.Parameters.Width, i2i.Parameters.Height));
+        Assert.Equal(0.6, i2i.Parameters.Strength);
 
         var replaced = await exporter.ExportAsync(new ModelExportRequest(Path.Combine(TestPaths.Fixtures, "tiny-sd1"), "tiny-sd1", Overwrite: true));
         Assert.Equal("tiny-sd1", replaced.Id);

@@ -25,7 +25,9 @@ public static class TinySdModel
     }
 
     /// <param name="fixedShapes">Declare batch 1 and a 77-token sequence instead of symbolic dimensions (some exports do).</param>
-    public static string Create(string modelsFolder, string id, bool int32Ids = false, TimestepKind timestep = TimestepKind.Int64Batch, bool fixedShapes = false)
+    /// <param name="vaeEncoderOutput">Adds a VAE encoder with this output: <c>latent_sample</c> [b, 4, h, w] or
+    /// <c>latent_parameters</c> [b, 8, h, w] (mean and log-variance); null: none.</param>
+    public static string Create(string modelsFolder, string id, bool int32Ids = false, TimestepKind timestep = TimestepKind.Int64Batch, bool fixedShapes = false, string? vaeEncoderOutput = null)
     {
         object batch = fixedShapes ? 1L : "batch";
         object sequence = fixedShapes ? 77L : "sequence";
@@ -84,6 +86,24 @@ public static class TinySdModel
             .Node("ConvTranspose", new[] { "latent_sample", "kernel" }, new[] { "sample" }, ("strides", new long[] { 8, 8 }), ("kernel_shape", new long[] { 8, 8 }))
             .Output("sample", TinyOnnx.Float, "batch", 3L, "out_height", "out_width")
             .Save(Path.Combine(dir, "vae_decoder", "model.onnx"));
+
+        if (vaeEncoderOutput is not null)
+        {
+            // vae_encoder: sample [batch, 3, H, W] -> one 8x8 stride-8 convolution -> [batch, 4 or 8, H/8, W/8]
+            long outChannels = vaeEncoderOutput == "latent_parameters" ? 8 : 4;
+            var encoderKernel = new float[outChannels * 3 * 8 * 8];
+            for (int i = 0; i < encoderKernel.Length; i++)
+            {
+                encoderKernel[i] = (float)(rng.NextDouble() - 0.5) * 0.1f;
+            }
+
+            new TinyOnnx.Graph()
+                .Input("sample", TinyOnnx.Float, "batch", 3L, "height", "width")
+                .Init("kernel", new long[] { outChannels, 3, 8, 8 }, encoderKernel)
+                .Node("Conv", new[] { "sample", "kernel" }, new[] { vaeEncoderOutput }, ("strides", new long[] { 8, 8 }), ("kernel_shape", new long[] { 8, 8 }))
+                .Output(vaeEncoderOutput, TinyOnnx.Float, "batch", outChannels, "latent_height", "latent_width")
+                .Save(Path.Combine(dir, "vae_encoder", "model.onnx"));
+        }
 
         // Tokenizer files and configs come from the reference fixtures.
         string fixtures = TestPaths.Fixtures;

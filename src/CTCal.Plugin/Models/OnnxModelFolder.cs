@@ -9,7 +9,8 @@ namespace CTCal.Plugin.Models;
 /// <c>vae_encoder/model.onnx</c>, <c>scheduler/scheduler_config.json</c>, <c>model_index.json</c>, and optionally a
 /// <c>ctcal_manifest.json</c> (name, family, width, height, description, vaeScalingFactor).
 /// </summary>
-internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor)
+/// <param name="VaeScaleFactor">Pixels per latent cell: 2^(VAE blocks - 1), 8 for every SD 1.x/2.x VAE.</param>
+internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, int VaeScaleFactor = 8)
 {
     /// <summary>Files a folder must have, relative to it.</summary>
     public static readonly string[] RequiredFiles =
@@ -76,10 +77,15 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor)
 
         // Optimum copies each part's diffusers config.json beside its model.onnx.
         string vaeConfig = Path.Combine(folder, "vae_decoder", "config.json");
-        if (scaling is null && File.Exists(vaeConfig))
+        int vaeScaleFactor = 8;
+        if (File.Exists(vaeConfig))
         {
             using var config = ParseJson(vaeConfig);
-            scaling = OptionalDouble(config.RootElement, "scaling_factor", vaeConfig);
+            scaling ??= OptionalDouble(config.RootElement, "scaling_factor", vaeConfig);
+            if (config.RootElement.TryGetProperty("block_out_channels", out var blocks) && blocks.ValueKind == JsonValueKind.Array && blocks.GetArrayLength() is > 0 and <= 5)
+            {
+                vaeScaleFactor = 1 << (blocks.GetArrayLength() - 1);
+            }
         }
 
         // The exporter (and Optimum) keep each part's diffusers config.json: the UNet's sample_size gives the native
@@ -90,8 +96,8 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor)
             using var config = ParseJson(unetConfig);
             if (OptionalInt(config.RootElement, "sample_size", unetConfig) is int sampleSize)
             {
-                width ??= sampleSize * 8;
-                height ??= sampleSize * 8;
+                width ??= Math.Max(8, sampleSize * vaeScaleFactor / 8 * 8);
+                height ??= Math.Max(8, sampleSize * vaeScaleFactor / 8 * 8);
             }
         }
 
@@ -122,7 +128,7 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor)
 
         bool hasEncoder = File.Exists(Path.Combine(folder, "vae_encoder", "model.onnx"));
         var info = new ModelInfo(id, name, folder, family, width.Value, height.Value, hasEncoder, description);
-        return new OnnxModelFolder(info, scaling ?? DefaultVaeScalingFactor);
+        return new OnnxModelFolder(info, scaling ?? DefaultVaeScalingFactor, vaeScaleFactor);
     }
 
     private static JsonDocument ParseJson(string path)

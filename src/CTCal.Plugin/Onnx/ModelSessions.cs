@@ -14,6 +14,7 @@ namespace CTCal.Plugin.Onnx;
 internal sealed class ModelSessions : IDisposable
 {
     private readonly SessionOptions _options;
+    private readonly Lazy<InferenceSession> _vaeEncoder;
 
     private ModelSessions(OnnxModelFolder model, SessionOptions options, ExecutionProviderKind provider, IReadOnlyList<string> warnings)
     {
@@ -21,6 +22,11 @@ internal sealed class ModelSessions : IDisposable
         _options = options;
         Provider = provider;
         ProviderWarnings = warnings;
+        _vaeEncoder = new Lazy<InferenceSession>(
+            () => new InferenceSession(
+                model.VaeEncoderPath ?? throw new ArgumentException($"Model '{model.Info.Id}' has no vae_encoder/model.onnx, so it cannot start from an image"),
+                options),
+            LazyThreadSafetyMode.ExecutionAndPublication);
         try
         {
             Tokenizer = ClipTokenizer.FromFolder(model.TokenizerFolder);
@@ -54,6 +60,9 @@ internal sealed class ModelSessions : IDisposable
 
     public InferenceSession VaeDecoder { get; } = null!;
 
+    /// <summary>The VAE encoder, loaded on first image-to-image use.</summary>
+    public InferenceSession VaeEncoder => _vaeEncoder.Value;
+
     /// <summary>Creates the sessions on the first provider of <paramref name="preference"/> that can be appended.</summary>
     public static ModelSessions Create(
         OnnxModelFolder model,
@@ -79,6 +88,11 @@ internal sealed class ModelSessions : IDisposable
         TextEncoder?.Dispose();
         Unet?.Dispose();
         VaeDecoder?.Dispose();
+        if (_vaeEncoder is { IsValueCreated: true })
+        {
+            _vaeEncoder.Value.Dispose();
+        }
+
         _options.Dispose();
     }
 }

@@ -23,6 +23,7 @@ internal static class StableDiffusionPipeline
     public static IReadOnlyList<GeneratedImage> Generate(
         ModelSessions model,
         GenerationParameters p,
+        byte[]? initRgb,
         PromptOverflow overflow,
         MemoryMode memoryMode,
         List<string> warnings,
@@ -33,7 +34,7 @@ internal static class StableDiffusionPipeline
         using var terminate = cancellationToken.Register(() => run.Terminate = true);
         try
         {
-            return GenerateCore(model, p, overflow, memoryMode, warnings, progress, run, cancellationToken);
+            return GenerateCore(model, p, initRgb, overflow, memoryMode, warnings, progress, run, cancellationToken);
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
@@ -44,6 +45,7 @@ internal static class StableDiffusionPipeline
     private static IReadOnlyList<GeneratedImage> GenerateCore(
         ModelSessions model,
         GenerationParameters p,
+        byte[]? initRgb,
         PromptOverflow overflow,
         MemoryMode memoryMode,
         List<string> warnings,
@@ -55,16 +57,23 @@ internal static class StableDiffusionPipeline
 
         progress?.Report(new GenerationProgress(GenerationStage.EncodingPrompt, 0, p.BatchCount, 0, p.Steps));
         var text = TextEmbeddings.Encode(model, p.Prompt, p.NegativePrompt, overflow, unet.MaxPromptChunks, run, warnings);
+        float[]? initLatents = initRgb is null ? null : ImageToImage.Encode(model, initRgb, p.Width, p.Height, unet.LatentShape, run);
         ct.ThrowIfCancellationRequested();
 
         var images = new List<GeneratedImage>(p.BatchCount);
         for (int i = 0; i < p.BatchCount; i++)
         {
             long seed = p.Seed + i;
-            float[] latents = Denoise(model, unet, text, p, seed, i, run, progress, ct);
+            float[] latents = Denoise(model, unet, text, p, initLatents, seed, i, run, progress, ct);
 
             progress?.Report(new GenerationProgress(GenerationStage.Decoding, i, p.BatchCount, p.Steps, p.Steps));
             var (rgb, width, height) = Decode(model, latents, unet.LatentShape, run);
+            if (width != p.Width || height != p.Height)
+            {
+                throw new InvalidDataException(
+                    $"{model.Model.VaeDecoderPath}: decoded {width}x{height} for a {p.Width}x{p.Height} request (VAE scale factor {model.Model.VaeScaleFactor} from vae_decoder/config.json)");
+            }
+
             images.Add(new GeneratedImage(i, seed, PngEncoder.Encode(rgb, width, height, PngText(p, seed))));
             ct.ThrowIfCancellationRequested();
         }
@@ -79,6 +88,7 @@ internal static class StableDiffusionPipeline
         UnetRunner unet,
         TextEmbeddings text,
         GenerationParameters p,
+        float[]? initLatents,
         long seed,
         int index,
         RunOptions run,
@@ -89,19 +99,38 @@ internal static class StableDiffusionPipeline
         scheduler.SetTimesteps(p.Steps);
         var noise = new GaussianNoise(seed);
 
-        // x_T = init_noise_sigma * N(0, I), [1, 4, H/8, W/8]
         var latents = new float[unet.LatentLength];
         noise.NextGaussian(latents);
-        float sigma = scheduler.InitNoiseSigma;
-        for (int k = 0; k < latents.Length; k++)
+        IReadOnlyList<double> timesteps = scheduler.Timesteps;
+        if (initLatents is null)
         {
-            latents[k] *= sigma;
+            // x_T = init_noise_sigma * N(0, I), [1, 4, H/8, W/8]
+            float sigma = scheduler.InitNoiseSigma;
+            for (int k = 0; k < latents.Length; k++)
+            {
+                latents[k] *= sigma;
+            }
+        }
+        else
+        {
+            // diffusers StableDiffusionImg2ImgPipeline: skip the first (1 - strength) of the schedule and noise the
+            // image latents to the first remaining timestep.
+            timesteps = ImageToImage.RemainingTimesteps(timesteps, p.Strength ?? 1.0);
+            if (timesteps.Count == 0)
+            {
+                return (float[])initLatents.Clone();
+            }
+
+            var noisy = new float[latents.Length];
+            scheduler.AddNoise(initLatents, latents, timesteps[0], noisy);
+            latents = noisy;
         }
 
         bool guided = p.GuidanceScale > 1.0;
         var modelInput = new float[latents.Length];
         int step = 0;
-        foreach (double t in scheduler.Timesteps)
+        int total = timesteps.Count;
+        foreach (double t in timesteps)
         {
             ct.ThrowIfCancellationRequested();
             latents.CopyTo(modelInput, 0);
@@ -111,7 +140,7 @@ internal static class StableDiffusionPipeline
                 : unet.Predict(modelInput, t, text.Prompt, text.Length, text.Hidden, run);
             scheduler.Step(eps, t, latents, noise);
             step++;
-            progress?.Report(new GenerationProgress(GenerationStage.Denoising, index, p.BatchCount, step, p.Steps));
+            progress?.Report(new GenerationProgress(GenerationStage.Denoising, index, p.BatchCount, step, total));
         }
 
         return latents;
@@ -162,7 +191,7 @@ internal static class StableDiffusionPipeline
     private static IEnumerable<KeyValuePair<string, string>> PngText(GenerationParameters p, long seed)
     {
         string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
-        return new Dictionary<string, string>
+        var text = new Dictionary<string, string>
         {
             ["prompt"] = p.Prompt,
             ["negative_prompt"] = p.NegativePrompt,
@@ -174,5 +203,11 @@ internal static class StableDiffusionPipeline
             ["size"] = $"{p.Width}x{p.Height}",
             ["Software"] = $"CTCal.Plugin {PluginInfo.Version}",
         };
+        if (p.Strength is double strength)
+        {
+            text["strength"] = F(strength);
+        }
+
+        return text;
     }
 }

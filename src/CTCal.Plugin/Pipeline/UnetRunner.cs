@@ -34,10 +34,11 @@ internal sealed class UnetRunner
         }
 
         int channels = dims[1] > 0 ? dims[1] : 4;
-        int latentHeight = height / 8, latentWidth = width / 8;
+        int factor = model.Model.VaeScaleFactor; // pixels per latent cell (8 for SD 1.x/2.x)
+        int latentHeight = height / factor, latentWidth = width / factor;
         if ((dims[2] > 0 && dims[2] != latentHeight) || (dims[3] > 0 && dims[3] != latentWidth))
         {
-            throw new ArgumentException($"{where} was exported for {dims[3] * 8}x{dims[2] * 8} only; requested {width}x{height}");
+            throw new ArgumentException($"{where} was exported for {dims[3] * factor}x{dims[2] * factor} only; requested {width}x{height}");
         }
 
         LatentShape = new long[] { 1, channels, latentHeight, latentWidth };
@@ -49,7 +50,7 @@ internal sealed class UnetRunner
         MaxPromptChunks = hiddenDims.Length == 3 && hiddenDims[1] > 0 ? Math.Max(1, hiddenDims[1] / 77) : StableDiffusionPipeline.MaxPromptChunks;
     }
 
-    /// <summary>[1, C, H/8, W/8].</summary>
+    /// <summary>[1, C, H/f, W/f] with f the VAE scale factor.</summary>
     public long[] LatentShape { get; }
 
     public int LatentLength { get; }
