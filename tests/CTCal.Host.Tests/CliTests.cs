@@ -62,6 +62,11 @@ public sealed class CliTests : IDisposable
         Assert.True(File.Exists(Path.Combine(outDir, "tiny-5.png")));
         Assert.True(File.Exists(Path.Combine(outDir, "tiny-6.png")));
         Assert.Empty(Directory.GetFiles(outDir, "*.tmp"));
+
+        // The hand-made model has no VAE encoder: image-to-image is refused with a clear message.
+        (code, output) = Run("generate", "--config", config, "-m", "tiny", "--prompt", "a cube", "--init-image", Path.Combine(outDir, "tiny-5.png"), "-o", outDir);
+        Assert.Equal(2, code);
+        Assert.Contains("vae_encoder", output);
     }
 
     [Fact]

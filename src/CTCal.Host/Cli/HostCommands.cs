@@ -125,9 +125,11 @@ public static class HostCommands
         var scheduler = new Option<string?>("--scheduler") { Description = "Scheduler (euler_a, euler, ddim, dpmpp_2m, ...; default from plugins.json)" };
         var truncate = new Option<bool>("--truncate") { Description = "Cut prompts over 77 tokens instead of chunking them" };
         var outDir = new Option<string>("--output", "-o") { Description = "Folder for the PNG files", DefaultValueFactory = _ => "." };
+        var initImage = new Option<string?>("--init-image") { Description = "PNG to start from (image-to-image; the model needs a VAE encoder)" };
+        var strength = new Option<double>("--strength") { Description = "Image-to-image strength, 0 (keep) to 1 (ignore the image)", DefaultValueFactory = _ => 0.75 };
 
         var command = new Command("generate", "Generate images with a model");
-        foreach (var o in new Option[] { model, prompt, negative, width, height, steps, guidance, seed, count, scheduler, truncate, outDir })
+        foreach (var o in new Option[] { model, prompt, negative, width, height, steps, guidance, seed, count, scheduler, truncate, outDir, initImage, strength })
         {
             command.Options.Add(o);
         }
@@ -151,6 +153,8 @@ public static class HostCommands
                 BatchCount = parse.GetValue(count),
                 Scheduler = parse.GetValue(scheduler),
                 PromptOverflow = parse.GetValue(truncate) ? PromptOverflow.Truncate : PromptOverflow.Chunk,
+                InitImage = parse.GetValue(initImage) is { } initPath ? await File.ReadAllBytesAsync(initPath, ct) : null,
+                Strength = parse.GetValue(strength),
             };
             var progress = new Progress<GenerationProgress>(p =>
             {
