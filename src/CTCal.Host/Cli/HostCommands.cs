@@ -156,7 +156,7 @@ public static class HostCommands
                 InitImage = parse.GetValue(initImage) is { } initPath ? await File.ReadAllBytesAsync(initPath, ct) : null,
                 Strength = parse.GetValue(strength),
             };
-            var progress = new Progress<GenerationProgress>(p =>
+            var progress = new SyncProgress<GenerationProgress>(p =>
             {
                 if (p.Stage == GenerationStage.Denoising && (p.Step == p.TotalSteps || p.Step % 5 == 0))
                 {
@@ -216,7 +216,7 @@ public static class HostCommands
             using var host = open(parse);
             var exporter = filter(parse, host.Exporters).FirstOrDefault()
                 ?? throw new InvalidOperationException("No loaded plugin exports models");
-            var progress = new Progress<OperationProgress>(p => output.WriteLine($"{p.Stage} {p.Current}/{p.Total} {p.Message}"));
+            var progress = Throttled(output);
             var model = await exporter.Value.ExportAsync(
                 new ModelExportRequest(Path.GetFullPath(parse.GetValue(checkpoint)!), parse.GetValue(id)!, parse.GetValue(overwrite)), progress, ct);
             output.WriteLine($"exported {model.Id} to {model.Folder}");
@@ -248,11 +248,7 @@ public static class HostCommands
             using var host = open(parse);
             var tuner = filter(parse, host.FineTuners).FirstOrDefault()
                 ?? throw new InvalidOperationException("No loaded plugin offers fine-tuning");
-            var progress = new Progress<OperationProgress>(p =>
-            {
-                string metrics = p.Metrics is null ? "" : string.Join(" ", p.Metrics.Select(m => $"{m.Key}={m.Value.ToString("G4", CultureInfo.InvariantCulture)}"));
-                output.WriteLine($"{p.Stage} {p.Current}/{p.Total} {metrics} {p.Message}".TrimEnd());
-            });
+            var progress = Throttled(output);
             var request = new FineTuneRequest(
                 Path.GetFullPath(parse.GetValue(baseModel)!),
                 Path.GetFullPath(parse.GetValue(data)!),
@@ -265,6 +261,45 @@ public static class HostCommands
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>
+    /// Prints operation progress: every event that carries metrics or a message, and for byte counters (export) only
+    /// the first and last report of each stage, so a large export does not print thousands of lines.
+    /// </summary>
+    private static IProgress<OperationProgress> Throttled(TextWriter output)
+    {
+        string? lastStage = null;
+        return new SyncProgress<OperationProgress>(p =>
+        {
+            bool counterOnly = p.Metrics is not { Count: > 0 } && p.Message is null or "writing";
+            bool edge = p.Stage != lastStage || p.Current == p.Total || p.Message is "done";
+            lastStage = p.Stage;
+            if (counterOnly && !edge)
+            {
+                return;
+            }
+
+            string metrics = p.Metrics is null ? "" : string.Join(" ", p.Metrics.Select(m => $"{m.Key}={m.Value.ToString("G4", CultureInfo.InvariantCulture)}"));
+            output.WriteLine($"{p.Stage} {p.Current}/{p.Total} {metrics} {p.Message}".Replace("  ", " ").TrimEnd());
+        });
+    }
+
+    /// <summary>Reports on the caller's thread, in order (Progress&lt;T&gt; would post each report to the thread pool).</summary>
+    private sealed class SyncProgress<T> : IProgress<T>
+    {
+        private readonly object _gate = new();
+        private readonly Action<T> _report;
+
+        public SyncProgress(Action<T> report) => _report = report;
+
+        public void Report(T value)
+        {
+            lock (_gate)
+            {
+                _report(value);
+            }
+        }
     }
 
     private static int Run(TextWriter output, Func<int> body)

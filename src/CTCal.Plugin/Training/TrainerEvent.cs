@@ -78,10 +78,10 @@ internal sealed record TrainerEvent(
 
     public override string ToString()
     {
-        var parts = new List<string> { Kind };
+        var parts = new List<string> { Kind + ":" };
         if (Step is not null)
         {
-            parts.Add(TotalSteps is null ? $"step {Step}" : $"step {Step}/{TotalSteps}");
+            parts.Add(TotalSteps is null ? $"{Step}" : $"{Step}/{TotalSteps}");
         }
 
         parts.AddRange(Metrics.Select(m => $"{m.Key}={m.Value.ToString("G5", CultureInfo.InvariantCulture)}"));
