@@ -268,6 +268,59 @@ public sealed class GenerationTests : IDisposable
     }
 
     [Fact]
+    public async Task CancellationReturnsBeforeTheNextStepAndLeavesTheModelUsable()
+    {
+        TinySdModel.Create(Models, "tiny");
+        var (generator, _, _) = Create();
+        var reference = await generator.GenerateAsync(Request(seed: 3));
+
+        using var cts = new CancellationTokenSource();
+        int lastStep = 0;
+        var progress = new SyncProgress<GenerationProgress>(p =>
+        {
+            if (p.Stage != GenerationStage.Denoising) return;
+            lastStep = Math.Max(lastStep, p.Step);
+            if (p.Step == 2) cts.Cancel();
+        });
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => generator.GenerateAsync(Request() with { Steps = 200 }, progress, cts.Token));
+        // Promptly: the loop stops at the step that saw the cancellation, not after the remaining 198.
+        Assert.InRange(lastStep, 2, 3);
+
+        // The model's sessions survive the cancellation and give the same image as before.
+        var again = await generator.GenerateAsync(Request(seed: 3));
+        Assert.Equal(reference.Images[0].Png, again.Images[0].Png);
+    }
+
+    [Theory]
+    [InlineData("truncated")]
+    [InlineData("empty")]
+    [InlineData("garbage")]
+    public async Task ABrokenModelOnnxGivesAnErrorForThatModelWhileOthersKeepServing(string damage)
+    {
+        TinySdModel.Create(Models, "tiny");
+        string broken = TinySdModel.Create(Models, "broken");
+        string unet = Path.Combine(broken, "unet", "model.onnx");
+        byte[] bytes = File.ReadAllBytes(unet);
+        File.WriteAllBytes(unet, damage switch
+        {
+            "truncated" => bytes[..(bytes.Length / 2)],
+            "empty" => Array.Empty<byte>(),
+            _ => Enumerable.Range(0, 4096).Select(i => (byte)(i * 7919 % 251)).ToArray(),
+        });
+        var (generator, _, _) = Create();
+
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => generator.GenerateAsync(Request(model: "broken")));
+        Assert.IsNotType<NullReferenceException>(error);
+        Assert.Contains("broken", error.Message);
+        Assert.Contains("unet", error.Message); // names the component file at fault
+
+        var ok = await generator.GenerateAsync(Request(model: "tiny"));
+        Assert.Single(ok.Images);
+        // The broken model keeps failing cleanly on a second request (no half-initialised state).
+        await Assert.ThrowsAnyAsync<Exception>(() => generator.GenerateAsync(Request(model: "broken")));
+    }
+
+    [Fact]
     public async Task ListsModelsAndSkipsIncompleteFolders()
     {
         TinySdModel.Create(Models, "tiny");
