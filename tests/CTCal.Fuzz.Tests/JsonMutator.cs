@@ -7,7 +7,7 @@ namespace CTCal.Fuzz.Tests;
 internal enum JsonMutationKind
 {
     ReplaceNumber, WrongType, ReplaceString, DuplicateKey, RenameKey, DeleteMember, DeepNest, Truncate, FlipByte,
-    TrailingComma, Comment, LoneSurrogate, ByteOrderMark,
+    TrailingComma, Comment, LoneSurrogate, ByteOrderMark, ReplaceContainer,
 }
 
 /// <summary>One structured JSON mutation: <see cref="Target"/> picks a token of the right kind, <see cref="Arg"/> the replacement.</summary>
@@ -181,6 +181,24 @@ internal static class JsonMutator
                 int end = tokens[last].End;
                 if (end < utf8.Length && utf8[end] == (byte)',') end++;
                 return Encoding.UTF8.GetString(utf8, 0, tokens[index].Start) + Encoding.UTF8.GetString(utf8, end, utf8.Length - end);
+            }
+            case JsonMutationKind.ReplaceContainer:
+            {
+                // A whole object or array (not the root) replaced by null, a scalar or the other container kind.
+                var starts = tokens.Select((t, i) => (t, i)).Where(p => p.i > 0 && p.t.Type is JsonTokenType.StartObject or JsonTokenType.StartArray).ToList();
+                if (starts.Count == 0) goto case JsonMutationKind.WrongType;
+                var (start, index) = starts[m.Target % starts.Count];
+                int depth = 0, last = index;
+                for (; last < tokens.Count; last++)
+                {
+                    var t = tokens[last].Type;
+                    if (t is JsonTokenType.StartArray or JsonTokenType.StartObject) depth++;
+                    else if (t is JsonTokenType.EndArray or JsonTokenType.EndObject) depth--;
+                    if (depth == 0) break;
+                }
+                if (last >= tokens.Count) return json;
+                return Encoding.UTF8.GetString(utf8, 0, start.Start) + Values[m.Arg % Values.Length] +
+                       Encoding.UTF8.GetString(utf8, tokens[last].End, utf8.Length - tokens[last].End);
             }
             case JsonMutationKind.TrailingComma:
             {
