@@ -113,7 +113,10 @@ public sealed class RgbaImage
     public static RgbaImage Decode(byte[] encoded, string source = "image")
     {
         ArgumentNullException.ThrowIfNull(encoded);
-        using var codec = SKCodec.Create(new MemoryStream(encoded))
+        // SKData keeps the bytes native: a managed Stream would let a header offset (a BMP's data offset, say) make
+        // SkiaSharp's stream adapter allocate a managed buffer of that many bytes to skip over.
+        using var data = SKData.CreateCopy(encoded);
+        using var codec = SKCodec.Create(data)
             ?? throw new InvalidDataException($"{source}: not a decodable image");
         int width = codec.Info.Width, height = codec.Info.Height;
         if (width <= 0 || height <= 0 || (long)width * height > MaxDecodedPixels)

@@ -25,8 +25,12 @@ internal static class FuzzBounds
     /// <summary><see cref="Iterations"/> scaled for a costlier property (at least 1).</summary>
     public static long Scaled(double factor) => Math.Max(1, (long)(Iterations * factor));
 
-    /// <summary>CsCheck seed from CTCAL_FUZZ_SEED, to replay a reported failure; null = random.</summary>
-    public static string? Seed => Environment.GetEnvironmentVariable("CTCAL_FUZZ_SEED") is { Length: > 0 } s ? s : null;
+    /// <summary>
+    /// CsCheck seed from CTCAL_FUZZ_SEED (or CsCheck's own CsCheck_Seed), to replay the seed a failure reports; null = random.
+    /// </summary>
+    public static string? Seed =>
+        Environment.GetEnvironmentVariable("CTCAL_FUZZ_SEED") is { Length: > 0 } s ? s
+        : Environment.GetEnvironmentVariable("CsCheck_Seed") is { Length: > 0 } c ? c : null;
 
     private static long ReadPositive(string name, long fallback)
     {

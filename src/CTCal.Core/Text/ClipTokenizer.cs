@@ -103,6 +103,10 @@ public sealed class ClipTokenizer
         {
             throw new InvalidDataException($"{vocabJson}: not a JSON object mapping tokens to integer ids ({e.Message}).", e);
         }
+        foreach (var (token, id) in vocabulary)
+        {
+            if (id < 0) throw new InvalidDataException($"{vocabJson}: token \"{token}\" has the negative id {id}.");
+        }
         if (!vocabulary.TryGetValue(StartOfText, out int bos))
             throw new InvalidDataException($"{vocabJson}: the vocabulary has no \"{StartOfText}\" token; not a CLIP vocabulary.");
         if (!vocabulary.TryGetValue(EndOfText, out int eos))
