@@ -1,0 +1,164 @@
+// Per-step UNet latency: the ONNX model written by CTCal.Export in ONNX Runtime (CPU provider) vs the TorchSharp forward
+// pass (eval, no_grad), same weights, same inputs, same thread count; medians after warm-up and their ratio.
+using System.Diagnostics;
+using CTCal.Bench.Inference;
+using CTCal.Core.Diffusers;
+using CTCal.Export;
+using CTCal.Trainer.Model;
+using Microsoft.ML.OnnxRuntime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+int runs = 20, warmup = 3, threads = Environment.ProcessorCount, batch = 2, tokens = 77, steps = 20;
+string configs = "tiny,mid";
+string? dir = null;
+bool keep = false;
+for (int i = 0; i < args.Length; i++)
+{
+    string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+    switch (args[i])
+    {
+        case "--runs": runs = int.Parse(Next()); break;
+        case "--warmup": warmup = int.Parse(Next()); break;
+        case "--threads": threads = int.Parse(Next()); break;
+        case "--batch": batch = int.Parse(Next()); break;
+        case "--steps": steps = int.Parse(Next()); break;
+        case "--configs": configs = Next(); break;
+        case "--dir": dir = Next(); break;
+        case "--keep": keep = true; break;
+        case "-h" or "--help":
+            Console.WriteLine("ctcal bench inference [--configs tiny,mid] [--runs 20] [--warmup 3] [--threads N] [--batch 2] [--steps 20] [--dir <work folder>] [--keep]");
+            return 0;
+        default: Console.Error.WriteLine($"unknown argument '{args[i]}'"); return 2;
+    }
+}
+if (runs < 1 || warmup < 0 || threads < 1 || batch < 1 || steps < 1)
+{
+    Console.Error.WriteLine("--runs, --threads, --batch and --steps must be >= 1, --warmup >= 0");
+    return 2;
+}
+
+var selected = new List<BenchConfig>();
+foreach (string name in configs.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+{
+    var c = name switch { "tiny" => BenchConfig.Tiny, "mid" => BenchConfig.Mid, _ => null };
+    if (c is null) { Console.Error.WriteLine($"--configs: unknown config '{name}' (tiny, mid)"); return 2; }
+    selected.Add(c);
+}
+
+set_num_threads(threads);
+string work = dir ?? Path.Combine(Path.GetTempPath(), $"ctcal-bench-inference-{Guid.NewGuid():N}");
+Directory.CreateDirectory(work);
+Console.WriteLine($"threads: torch.set_num_threads({threads}) -> get_num_threads() = {get_num_threads()}; ORT IntraOpNumThreads = {threads}, " +
+    $"InterOpNumThreads = 1, sequential execution; {Environment.ProcessorCount} logical CPUs");
+Console.WriteLine($"ONNX Runtime providers available: {string.Join(", ", OrtEnv.Instance().GetAvailableProviders())}; sessions use CPUExecutionProvider " +
+    "(no other provider appended), graph optimizations ORT_ENABLE_ALL");
+Console.WriteLine($"inputs: batch {batch} (classifier-free guidance pair), {tokens} tokens, float32 timesteps; {warmup} warm-up + {runs} timed runs each, alternating rounds");
+Console.WriteLine($"load average at start: {LoadAverage()} (other processes on these CPUs inflate medians; the minima show the uncontended cost)");
+try
+{
+    foreach (var config in selected) Run(config);
+    Console.WriteLine();
+    Console.WriteLine($"load average at end: {LoadAverage()}");
+}
+finally
+{
+    if (!keep && dir is null) Directory.Delete(work, true);
+}
+return 0;
+
+void Run(BenchConfig bench)
+{
+    using var scope = NewDisposeScope();
+    // 1. TorchSharp UNet with seeded random weights, saved as a diffusers unet folder and exported.
+    string model = Path.Combine(work, bench.Name, "model");
+    string onnx = Path.Combine(work, bench.Name, "onnx");
+    Directory.CreateDirectory(Path.Combine(model, "unet"));
+    File.WriteAllText(Path.Combine(model, "unet", "config.json"), bench.Json);
+    using var unet = new UNet2DConditionModel(UNetConfig.Load(Path.Combine(model, "unet", "config.json")));
+    RandomWeights.Fill(unet, seed: 1);
+    unet.eval();
+    DiffusersWeights.Save(unet, Path.Combine(model, "unet", "diffusion_pytorch_model.safetensors"));
+    var exportClock = Stopwatch.StartNew();
+    OnnxExporter.Export(new ExportOptions { ModelFolder = model, OutputFolder = onnx, Components = ExportComponents.Unet, Force = true });
+    exportClock.Stop();
+    long parameters = unet.parameters().Sum(p => p.numel());
+
+    // 2. The same inputs for both.
+    var g = new Generator(2);
+    var sample = randn(new long[] { batch, unet.Config.InChannels, bench.Latent, bench.Latent }, generator: g);
+    var context = randn(new long[] { batch, tokens, unet.Config.CrossAttentionDim }, generator: g);
+    float[] timesteps = Enumerable.Range(0, batch).Select(i => 981f - 50f * i).ToArray();
+    var timestepTensor = tensor(timesteps);
+    float[] sampleData = sample.data<float>().ToArray();
+    float[] contextData = context.data<float>().ToArray();
+
+    using var options = new SessionOptions
+    {
+        GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+        IntraOpNumThreads = threads,
+        InterOpNumThreads = 1,
+        ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+    };
+    using var session = new InferenceSession(Path.Combine(onnx, "unet", "model.onnx"), options);
+    using var sampleValue = OrtValue.CreateTensorValueFromMemory(sampleData, sample.shape);
+    using var timestepValue = OrtValue.CreateTensorValueFromMemory(timesteps, [batch]);
+    using var contextValue = OrtValue.CreateTensorValueFromMemory(contextData, context.shape);
+    string[] inputNames = ["sample", "timestep", "encoder_hidden_states"];
+    OrtValue[] inputValues = [sampleValue, timestepValue, contextValue];
+    using var runOptions = new RunOptions();
+
+    float[] OrtStep()
+    {
+        using var outputs = session.Run(runOptions, inputNames, inputValues, session.OutputNames);
+        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+    }
+
+    float[] TorchStep()
+    {
+        using var s = NewDisposeScope();
+        using var _ = no_grad();
+        return unet.forward(sample, timestepTensor, context).data<float>().ToArray();
+    }
+
+    // 3. Same output (a timing of a wrong graph would mean nothing).
+    float[] a = OrtStep(), b = TorchStep();
+    double maxErr = 0, maxAbs = 0;
+    for (int i = 0; i < a.Length; i++) { maxErr = Math.Max(maxErr, Math.Abs(a[i] - b[i])); maxAbs = Math.Max(maxAbs, Math.Abs(b[i])); }
+
+    for (int i = 0; i < warmup; i++) { OrtStep(); TorchStep(); }
+    var ortMs = new List<double>();
+    var torchMs = new List<double>();
+    const int rounds = 5;
+    for (int round = 0; round < rounds; round++)
+    {
+        int count = runs / rounds + (round < runs % rounds ? 1 : 0);
+        for (int i = 0; i < count; i++) { var sw = Stopwatch.StartNew(); OrtStep(); ortMs.Add(sw.Elapsed.TotalMilliseconds); }
+        for (int i = 0; i < count; i++) { var sw = Stopwatch.StartNew(); TorchStep(); torchMs.Add(sw.Elapsed.TotalMilliseconds); }
+    }
+    double ort = Median(ortMs), torchMedian = Median(torchMs);
+
+    Console.WriteLine();
+    Console.WriteLine($"[{bench.Name}] UNet {parameters:N0} parameters, block_out_channels [{string.Join(", ", unet.Config.BlockOutChannels)}], " +
+        $"layers_per_block {unet.Config.LayersPerBlock}, cross_attention_dim {unet.Config.CrossAttentionDim}; sample [{string.Join(", ", sample.shape)}] " +
+        $"({bench.Latent * 8}x{bench.Latent * 8} images); export {exportClock.Elapsed.TotalSeconds:F2} s");
+    Console.WriteLine($"[{bench.Name}] ORT vs TorchSharp output: max abs difference {maxErr:E2} (max |output| {maxAbs:F2})");
+    Console.WriteLine($"[{bench.Name}] ONNX Runtime (CPUExecutionProvider) per step: median {ort:F2} ms over {ortMs.Count} runs (min {ortMs.Min():F2}, max {ortMs.Max():F2})");
+    Console.WriteLine($"[{bench.Name}] TorchSharp (eval, no_grad)        per step: median {torchMedian:F2} ms over {torchMs.Count} runs (min {torchMs.Min():F2}, max {torchMs.Max():F2})");
+    Console.WriteLine($"[{bench.Name}] ratio TorchSharp / ONNX Runtime: medians {torchMedian / ort:F2}, minima {torchMs.Min() / ortMs.Min():F2} (> 1: ONNX Runtime faster)");
+    Console.WriteLine($"[{bench.Name}] ESTIMATE, UNet only (no text encoder, VAE decode, scheduler or host overhead): {steps} steps with CFG batch {batch} = " +
+        $"{steps * ort / 1000:F2} s (ONNX Runtime), {steps * torchMedian / 1000:F2} s (TorchSharp)");
+}
+
+static string LoadAverage()
+{
+    try { return string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
+    catch (IOException) { return "n/a"; }
+    catch (UnauthorizedAccessException) { return "n/a"; }
+}
+
+static double Median(List<double> xs)
+{
+    var s = xs.Order().ToList();
+    return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
+}

@@ -1,0 +1,126 @@
+using System.CommandLine;
+using CTCal.Core.Diffusers;
+
+namespace CTCal.Export.Cli;
+
+/// <summary><c>ctcal-export export</c>: runs <see cref="OnnxExporter.Export"/> with options from the command line.</summary>
+internal static class ExportCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/).", Required = true };
+        var output = new Option<string>("--out") { Description = "ONNX folder to create; an existing export there is replaced only when the new one is complete.", Required = true };
+        var lora = new Option<string[]>("--lora") { Description = "LoRA safetensors merged into the weights, as path[:scale] (default scale 1). Repeatable." };
+        var unet = new Option<string?>("--unet") { Description = "Fine-tuned UNet weights (diffusion_pytorch_model.safetensors) used instead of the model folder's." };
+        var fp16 = new Option<bool>("--fp16") { Description = "Store weights as float16 (inputs, outputs and compute stay float32)." };
+        var components = new Option<string>("--components")
+        {
+            Description = "Comma-separated parts to export: text_encoder,unet,vae_decoder,vae_encoder.",
+            DefaultValueFactory = _ => "text_encoder,unet,vae_decoder,vae_encoder",
+        };
+        var method = new Option<string?>("--method") { Description = "Training method recorded in ctcal_manifest.json (e.g. ctcal)." };
+        var steps = new Option<int?>("--steps") { Description = "Training steps recorded in ctcal_manifest.json." };
+        var force = new Option<bool>("--force") { Description = "Replace a non-empty output folder that was not written by ctcal-export." };
+
+        var command = new Command("export", "Export a diffusers checkpoint (optionally with LoRAs or a fine-tuned UNet merged) to ONNX.")
+        {
+            model, output, lora, unet, fp16, components, method, steps, force,
+        };
+        command.SetAction((parse, ct) =>
+        {
+            ExportComponents parts;
+            try
+            {
+                parts = ParseComponents(parse.GetValue(components)!);
+            }
+            catch (ArgumentException e)
+            {
+                Console.Error.WriteLine(e.Message);
+                return Task.FromResult(2);
+            }
+            var options = new ExportOptions
+            {
+                ModelFolder = parse.GetValue(model)!,
+                OutputFolder = parse.GetValue(output)!,
+                Loras = (parse.GetValue(lora) ?? []).Select(LoraSpec.Parse).ToList(),
+                UnetWeights = parse.GetValue(unet),
+                Fp16 = parse.GetValue(fp16),
+                Components = parts,
+                TrainingMethod = parse.GetValue(method),
+                TrainingSteps = parse.GetValue(steps),
+                Force = parse.GetValue(force),
+            };
+            return Task.FromResult(Run(options, ct));
+        });
+        return command;
+    }
+
+    internal static int Run(ExportOptions options, CancellationToken ct)
+    {
+        try
+        {
+            var started = DateTime.UtcNow;
+            OnnxExporter.Export(options, new ConsoleProgress(), ct);
+            Console.WriteLine($"wrote {Path.GetFullPath(options.OutputFolder)} in {(DateTime.UtcNow - started).TotalSeconds:F1} s");
+            return 0;
+        }
+        catch (ExportValidationException e)
+        {
+            Console.Error.WriteLine(e.Message);
+            return 1;
+        }
+        catch (DiffusersConfigException e)
+        {
+            Console.Error.WriteLine(e.Message);
+            return 1;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"export failed while writing (the output folder was left as it was): {e.Message}");
+            return 1;
+        }
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine("cancelled; the output folder was left as it was");
+            return 130;
+        }
+    }
+
+    public static ExportComponents ParseComponents(string text)
+    {
+        var result = ExportComponents.None;
+        foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            result |= part switch
+            {
+                "text_encoder" => ExportComponents.TextEncoder,
+                "unet" => ExportComponents.Unet,
+                "vae_decoder" => ExportComponents.VaeDecoder,
+                "vae_encoder" => ExportComponents.VaeEncoder,
+                _ => throw new ArgumentException($"--components: unknown part '{part}' (expected text_encoder, unet, vae_decoder, vae_encoder)"),
+            };
+        }
+        if (result == ExportComponents.None) throw new ArgumentException("--components: no part given");
+        return result;
+    }
+
+    /// <summary>Prints a line per component and every ~10% of its weights.</summary>
+    private sealed class ConsoleProgress : IProgress<ExportProgress>
+    {
+        private string _component = "";
+        private int _lastDecile = -1;
+
+        public void Report(ExportProgress p)
+        {
+            if (p.Component != _component)
+            {
+                _component = p.Component;
+                _lastDecile = -1;
+            }
+            int decile = p.BytesTotal == 0 ? 10 : (int)(10 * p.BytesDone / p.BytesTotal);
+            if (decile == _lastDecile) return;
+            _lastDecile = decile;
+            Console.WriteLine($"{p.Component,-13} {p.Stage,-8} {p.BytesDone / 1e6,9:F1} / {p.BytesTotal / 1e6:F1} MB");
+        }
+    }
+}

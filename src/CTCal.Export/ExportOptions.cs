@@ -1,0 +1,64 @@
+using System.Globalization;
+using CTCal.Export.Onnx;
+
+namespace CTCal.Export;
+
+/// <summary>The model parts an export writes (Optimum/OnnxStack folder names).</summary>
+[Flags]
+public enum ExportComponents
+{
+    None = 0,
+    TextEncoder = 1,
+    Unet = 2,
+    VaeDecoder = 4,
+    VaeEncoder = 8,
+    All = TextEncoder | Unet | VaeDecoder | VaeEncoder,
+}
+
+/// <summary>A LoRA file merged at export with the given strength.</summary>
+public sealed record LoraSpec(string Path, float Scale = 1f)
+{
+    /// <summary>Parses <c>path[:scale]</c>; the suffix counts as a scale only when it is a number (so <c>C:\x</c> stays a path).</summary>
+    public static LoraSpec Parse(string text)
+    {
+        int colon = text.LastIndexOf(':');
+        if (colon > 0 && float.TryParse(text[(colon + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out float scale) && float.IsFinite(scale))
+            return new LoraSpec(text[..colon], scale);
+        return new LoraSpec(text);
+    }
+}
+
+/// <summary>What to export and where.</summary>
+public sealed record ExportOptions
+{
+    /// <summary>A diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/).</summary>
+    public required string ModelFolder { get; init; }
+
+    /// <summary>The ONNX folder to create (or replace as a whole).</summary>
+    public required string OutputFolder { get; init; }
+
+    /// <summary>LoRA files merged into the UNet / text encoder weights.</summary>
+    public IReadOnlyList<LoraSpec> Loras { get; init; } = [];
+
+    /// <summary>Fine-tuned UNet weights (safetensors) used instead of the model folder's unet weights.</summary>
+    public string? UnetWeights { get; init; }
+
+    /// <summary>Store weights as float16 (a Cast to float follows each; inputs, outputs and compute stay float32).</summary>
+    public bool Fp16 { get; init; }
+
+    public ExportComponents Components { get; init; } = ExportComponents.All;
+
+    /// <summary>Total weight bytes of a graph above which its weights go to model.onnx.data (external data).</summary>
+    public long ExternalDataThreshold { get; init; } = OnnxModelWriter.DefaultExternalDataThreshold;
+
+    /// <summary>Recorded in the manifest when known: the training method (e.g. "ctcal") and its step count.</summary>
+    public string? TrainingMethod { get; init; }
+
+    public int? TrainingSteps { get; init; }
+
+    /// <summary>Replace an existing, non-empty output folder that was not written by this exporter (no ctcal_manifest.json).</summary>
+    public bool Force { get; init; }
+}
+
+/// <summary>Progress of an export: the part being written and the weight bytes done of that part.</summary>
+public sealed record ExportProgress(string Component, string Stage, long BytesDone, long BytesTotal);

@@ -1,0 +1,220 @@
+using System.Runtime.InteropServices;
+using CTCal.Export.Onnx.Proto;
+using Google.Protobuf;
+
+namespace CTCal.Export.Onnx;
+
+/// <summary>A model weight the graph uses: the diffusers state-dict key (also the ONNX initializer name) and the shape the
+/// graph expects. Its bytes are streamed by <see cref="OnnxModelWriter"/> from an <see cref="IWeightSource"/>.</summary>
+public sealed record WeightRequirement(string Name, long[] Shape);
+
+/// <summary>A graph input or output: name, element type ("float32", "int32", ...) and dims (long = fixed, string = symbolic).</summary>
+public sealed record TensorSignature(string Name, string ElementType, object[] Dims);
+
+/// <summary>
+/// Builds one ONNX graph in memory without any weight bytes: nodes with unique names, small constants, inputs/outputs
+/// with symbolic dimensions, and a list of <see cref="WeightRequirement"/>s whose data is streamed at write time.
+/// </summary>
+/// <remarks>
+/// Opset 17 (default domain, IR version 8): the oldest opset with <c>LayerNormalization</c>, and one that ONNX Runtime
+/// 1.31 (CPU, CUDA) and DirectML fully implement. GroupNorm is written as Reshape [B, G, -1] + InstanceNormalization +
+/// per-channel affine rather than <c>GroupNormalization</c>, whose scale/bias semantics changed between opsets 18 and 21
+/// (per-group in 18, per-channel in 21) and which ORT's CPU provider and DirectML do not support uniformly.
+/// </remarks>
+public sealed class OnnxGraph
+{
+    public const int Opset = 17;
+    public const long IrVersion = 8;
+
+    private readonly List<NodeProto> _nodes = [];
+    private readonly List<ValueInfoProto> _inputs = [];
+    private readonly List<ValueInfoProto> _outputs = [];
+    private readonly List<TensorSignature> _inputSignatures = [];
+    private readonly List<TensorSignature> _outputSignatures = [];
+    private readonly List<(TensorProto Tensor, byte[] Data)> _constants = [];
+    private readonly Dictionary<string, WeightRequirement> _weights = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _weightValues = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _opCounters = new(StringComparer.Ordinal);
+    private int _constCounter;
+
+    public OnnxGraph(string name, bool fp16Weights)
+    {
+        Name = name;
+        Fp16Weights = fp16Weights;
+    }
+
+    public string Name { get; }
+
+    /// <summary>Weights are stored as FLOAT16 initializers followed by a Cast to float, so computation stays fp32.</summary>
+    public bool Fp16Weights { get; }
+
+    /// <summary>Prefix of node names created next (the diffusers module path, e.g. <c>down_blocks.0.resnets.1</c>).</summary>
+    public string Scope { get; set; } = "";
+
+    public IReadOnlyCollection<WeightRequirement> Weights => _weights.Values;
+
+    public IReadOnlyList<NodeProto> Nodes => _nodes;
+
+    public IReadOnlyList<TensorSignature> InputSignatures => _inputSignatures;
+
+    public IReadOnlyList<TensorSignature> OutputSignatures => _outputSignatures;
+
+    private static string TypeName(TensorProto.Types.DataType type) => type switch
+    {
+        TensorProto.Types.DataType.Float => "float32",
+        TensorProto.Types.DataType.Float16 => "float16",
+        TensorProto.Types.DataType.Int32 => "int32",
+        TensorProto.Types.DataType.Int64 => "int64",
+        _ => type.ToString().ToLowerInvariant(),
+    };
+
+    internal IReadOnlyList<(TensorProto Tensor, byte[] Data)> Constants => _constants;
+
+    /// <summary>Declares a graph input; a dimension is a <see cref="long"/> (fixed) or a <see cref="string"/> (symbolic).</summary>
+    public string Input(string name, TensorProto.Types.DataType type, params object[] dims)
+    {
+        _inputs.Add(ValueInfo(name, type, dims));
+        _inputSignatures.Add(new TensorSignature(name, TypeName(type), dims));
+        return name;
+    }
+
+    /// <summary>Declares <paramref name="value"/> as the graph output <paramref name="name"/> (through an Identity node).</summary>
+    public void Output(string value, string name, TensorProto.Types.DataType type, params object[] dims)
+    {
+        Op("Identity", [value], output: name);
+        _outputs.Add(ValueInfo(name, type, dims));
+        _outputSignatures.Add(new TensorSignature(name, TypeName(type), dims));
+    }
+
+    private static ValueInfoProto ValueInfo(string name, TensorProto.Types.DataType type, object[] dims)
+    {
+        var shape = new TensorShapeProto();
+        foreach (var d in dims)
+        {
+            shape.Dim.Add(d switch
+            {
+                string s => new TensorShapeProto.Types.Dimension { DimParam = s },
+                int i => new TensorShapeProto.Types.Dimension { DimValue = i },
+                long l => new TensorShapeProto.Types.Dimension { DimValue = l },
+                _ => throw new ArgumentException($"dimension {d} of '{name}' must be int, long or string"),
+            });
+        }
+        return new ValueInfoProto
+        {
+            Name = name,
+            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = shape } },
+        };
+    }
+
+    /// <summary>
+    /// The weight <paramref name="name"/> (a state-dict key) with the expected <paramref name="shape"/>, as a float value.
+    /// Using the same weight twice reuses one initializer.
+    /// </summary>
+    public string Weight(string name, params long[] shape)
+    {
+        if (_weights.TryGetValue(name, out var existing))
+        {
+            if (!existing.Shape.SequenceEqual(shape))
+                throw new InvalidOperationException($"weight '{name}' used with shapes [{string.Join(",", existing.Shape)}] and [{string.Join(",", shape)}]");
+            return _weightValues[name];
+        }
+        _weights[name] = new WeightRequirement(name, shape);
+        string value = name;
+        if (Fp16Weights)
+        {
+            value = name + "_fp32";
+            AddNode("Cast", [name], [value], [Attr("to", (long)TensorProto.Types.DataType.Float)], name + "/Cast");
+        }
+        _weightValues[name] = value;
+        return value;
+    }
+
+    public string ConstFloat(float[] values, params long[] shape) =>
+        AddConstant(TensorProto.Types.DataType.Float, MemoryMarshal.AsBytes(values.AsSpan()).ToArray(), shape);
+
+    public string ConstInt64(params long[] values) =>
+        AddConstant(TensorProto.Types.DataType.Int64, MemoryMarshal.AsBytes(values.AsSpan()).ToArray(), [values.Length]);
+
+    public string ScalarFloat(float value) =>
+        AddConstant(TensorProto.Types.DataType.Float, BitConverter.GetBytes(value), []);
+
+    public string ScalarInt64(long value) =>
+        AddConstant(TensorProto.Types.DataType.Int64, BitConverter.GetBytes(value), []);
+
+    private string AddConstant(TensorProto.Types.DataType type, byte[] data, long[] shape)
+    {
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("ONNX raw data is little-endian");
+        string name = $"const_{_constCounter++}";
+        var tensor = new TensorProto { Name = name, DataType = (int)type };
+        tensor.Dims.AddRange(shape);
+        _constants.Add((tensor, data));
+        return name;
+    }
+
+    /// <summary>Adds a node with one output and returns the output's name.</summary>
+    public string Op(string opType, string[] inputs, string? output = null, params AttributeProto[] attributes)
+    {
+        string name = NodeName(opType);
+        string outName = output ?? name + "_out";
+        AddNode(opType, inputs, [outName], attributes, name);
+        return outName;
+    }
+
+    /// <summary>Adds a node with <paramref name="outputs"/> outputs and returns their names.</summary>
+    public string[] OpMulti(string opType, string[] inputs, int outputs, params AttributeProto[] attributes)
+    {
+        string name = NodeName(opType);
+        string[] outNames = Enumerable.Range(0, outputs).Select(i => $"{name}_out{i}").ToArray();
+        AddNode(opType, inputs, outNames, attributes, name);
+        return outNames;
+    }
+
+    private string NodeName(string opType)
+    {
+        string prefix = Scope.Length == 0 ? opType : $"{Scope}/{opType}";
+        int n = _opCounters.TryGetValue(prefix, out int c) ? c : 0;
+        _opCounters[prefix] = n + 1;
+        return n == 0 ? prefix : $"{prefix}_{n}";
+    }
+
+    private void AddNode(string opType, string[] inputs, string[] outputs, AttributeProto[] attributes, string name)
+    {
+        var node = new NodeProto { OpType = opType, Name = name };
+        node.Input.AddRange(inputs);
+        node.Output.AddRange(outputs);
+        node.Attribute.AddRange(attributes);
+        _nodes.Add(node);
+    }
+
+    public static AttributeProto Attr(string name, long value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+
+    public static AttributeProto Attr(string name, float value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
+
+    public static AttributeProto Attr(string name, string value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };
+
+    public static AttributeProto Attr(string name, params long[] values)
+    {
+        var a = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
+        a.Ints.AddRange(values);
+        return a;
+    }
+
+    /// <summary>The graph without weight initializers (constants are included: they are small).</summary>
+    internal GraphProto ToGraphProtoWithoutWeights()
+    {
+        var g = new GraphProto { Name = Name };
+        g.Node.AddRange(_nodes);
+        g.Input.AddRange(_inputs);
+        g.Output.AddRange(_outputs);
+        foreach (var (tensor, data) in _constants)
+        {
+            var t = tensor.Clone();
+            t.RawData = ByteString.CopyFrom(data);
+            g.Initializer.Add(t);
+        }
+        return g;
+    }
+}

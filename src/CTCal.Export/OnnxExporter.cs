@@ -1,0 +1,346 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using CTCal.Core.Diffusers;
+using CTCal.Core.Safetensors;
+using CTCal.Export.Graphs;
+using CTCal.Export.Onnx;
+using CTCal.Export.Weights;
+
+namespace CTCal.Export;
+
+/// <summary>
+/// Turns a diffusers checkpoint (safetensors) into an ONNX model folder in the Optimum/OnnxStack layout:
+/// <c>text_encoder/</c>, <c>unet/</c>, <c>vae_decoder/</c>, <c>vae_encoder/</c> (each <c>model.onnx</c> [+ <c>model.onnx.data</c>]
+/// and the source <c>config.json</c>), <c>tokenizer/</c>, <c>scheduler/</c>, <c>model_index.json</c> and <c>ctcal_manifest.json</c>.
+/// Everything is validated first (configs, every tensor's presence and shape, LoRA targets); only then is the folder
+/// written, into a temporary sibling that replaces the output folder when complete.
+/// </summary>
+public static class OnnxExporter
+{
+    public const string ManifestFileName = "ctcal_manifest.json";
+    public const int ManifestFormatVersion = 1;
+    private static readonly string[] TokenizerFiles = ["vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"];
+
+    private sealed record Part(string Folder, string ConfigPath, OnnxGraph Graph, ComponentWeights Weights);
+
+    public static void Export(ExportOptions options, IProgress<ExportProgress>? progress = null, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        string model = Path.GetFullPath(options.ModelFolder);
+        string output = Path.GetFullPath(options.OutputFolder).TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
+        var opened = new List<ComponentWeights>();
+        try
+        {
+            var parts = Prepare(options, model, output, opened, out var modelIndex);
+            ct.ThrowIfCancellationRequested();
+            WriteFolder(options, model, output, parts, modelIndex, progress, ct);
+        }
+        finally
+        {
+            foreach (var w in opened) w.Dispose();
+        }
+    }
+
+    // Everything that can be checked without writing: paths, configs, weight files, tensors, LoRAs.
+    private static List<Part> Prepare(ExportOptions options, string model, string output, List<ComponentWeights> opened, out JsonObject modelIndex)
+    {
+        modelIndex = new JsonObject();
+        var problems = new List<string>();
+        if (!Directory.Exists(model)) throw new ExportValidationException([$"model folder '{model}' does not exist"]);
+        if (options.Components == ExportComponents.None) throw new ExportValidationException(["no components selected"]);
+        if (IsSameOrInside(output, model) || IsSameOrInside(model, output))
+            throw new ExportValidationException([$"output folder '{output}' must not be, contain or lie inside the model folder '{model}'"]);
+        if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any()
+            && !File.Exists(Path.Combine(output, ManifestFileName)) && !options.Force)
+            problems.Add($"output folder '{output}' exists, is not empty and was not written by this exporter (no {ManifestFileName}); pass Force to replace it");
+        if (File.Exists(output)) problems.Add($"output path '{output}' is a file");
+
+        var loras = new Dictionary<string, Dictionary<string, List<LoraDelta>>>(StringComparer.Ordinal);
+        foreach (var spec in options.Loras)
+        {
+            try
+            {
+                foreach (var (component, byWeight) in LoraFile.Load(Path.GetFullPath(spec.Path), spec.Scale))
+                {
+                    if (!loras.TryGetValue(component, out var target)) loras[component] = target = new(StringComparer.Ordinal);
+                    foreach (var (weight, deltas) in byWeight)
+                    {
+                        if (!target.TryGetValue(weight, out var list)) target[weight] = list = [];
+                        list.AddRange(deltas);
+                    }
+                }
+            }
+            catch (ExportValidationException e)
+            {
+                problems.AddRange(e.Problems);
+            }
+        }
+        if (loras.ContainsKey(LoraFile.TextEncoder) && !options.Components.HasFlag(ExportComponents.TextEncoder))
+            problems.Add("a LoRA updates the text encoder, but text_encoder is not among the exported components");
+        if (options.UnetWeights is not null && !options.Components.HasFlag(ExportComponents.Unet))
+            problems.Add($"UNet weights '{options.UnetWeights}' were given, but unet is not among the exported components");
+        if (loras.ContainsKey(LoraFile.UNet) && !options.Components.HasFlag(ExportComponents.Unet))
+            problems.Add("a LoRA updates the UNet, but unet is not among the exported components");
+
+        var parts = new List<Part>();
+        void Add(string folder, string configPath, Func<OnnxGraph> build, string weightsPath, string loraComponent)
+        {
+            OnnxGraph graph;
+            try
+            {
+                graph = build();
+            }
+            catch (DiffusersConfigException e)
+            {
+                problems.Add(e.Message);
+                return;
+            }
+            var weights = OpenWeights(folder, weightsPath, loras.GetValueOrDefault(loraComponent), problems);
+            if (weights is null) return;
+            opened.Add(weights);
+            problems.AddRange(weights.Check(graph.Weights));
+            parts.Add(new Part(folder, configPath, graph, weights));
+        }
+
+        if (options.Components.HasFlag(ExportComponents.TextEncoder))
+        {
+            string cfg = Path.Combine(model, "text_encoder", "config.json");
+            Add("text_encoder", cfg, () => TextEncoderGraph.Build(ClipTextConfig.Load(cfg), options.Fp16),
+                FindWeights(Path.Combine(model, "text_encoder"), "model", problems), LoraFile.TextEncoder);
+        }
+        if (options.Components.HasFlag(ExportComponents.Unet))
+        {
+            string cfg = Path.Combine(model, "unet", "config.json");
+            string weights = options.UnetWeights is { } u ? Path.GetFullPath(u) : FindWeights(Path.Combine(model, "unet"), "diffusion_pytorch_model", problems);
+            Add("unet", cfg, () => UNetGraph.Build(UNetConfig.Load(cfg), options.Fp16), weights, LoraFile.UNet);
+        }
+        string vaeCfg = Path.Combine(model, "vae", "config.json");
+        if (options.Components.HasFlag(ExportComponents.VaeDecoder))
+            Add("vae_decoder", vaeCfg, () => VaeGraphs.BuildDecoder(VaeConfig.Load(vaeCfg), options.Fp16),
+                FindWeights(Path.Combine(model, "vae"), "diffusion_pytorch_model", problems), "vae");
+        if (options.Components.HasFlag(ExportComponents.VaeEncoder))
+            Add("vae_encoder", vaeCfg, () => VaeGraphs.BuildEncoder(VaeConfig.Load(vaeCfg), options.Fp16),
+                FindWeights(Path.Combine(model, "vae"), "diffusion_pytorch_model", problems), "vae");
+
+        try
+        {
+            modelIndex = ModelIndex(model, parts);
+        }
+        catch (ExportValidationException e)
+        {
+            problems.AddRange(e.Problems);
+        }
+        if (problems.Count > 0) throw new ExportValidationException(problems.Distinct().ToList());
+        return parts;
+    }
+
+    private static bool IsSameOrInside(string path, string folder)
+    {
+        var cmp = OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+        string f = folder.TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
+        return string.Equals(path.TrimEnd(Path.DirectorySeparatorChar), folder.TrimEnd(Path.DirectorySeparatorChar), cmp)
+            || (path + Path.DirectorySeparatorChar).StartsWith(f, cmp);
+    }
+
+    // {stem}.safetensors, else {stem}.fp16.safetensors; pickle files are never loaded.
+    private static string FindWeights(string folder, string stem, List<string> problems)
+    {
+        foreach (string name in new[] { $"{stem}.safetensors", $"{stem}.fp16.safetensors" })
+        {
+            string path = Path.Combine(folder, name);
+            if (File.Exists(path)) return path;
+        }
+        string expected = Path.Combine(folder, stem + ".safetensors");
+        if (File.Exists(Path.Combine(folder, stem + ".bin")))
+            problems.Add($"missing '{expected}': only a pickle file ({stem}.bin) is present, which is never loaded; convert it to safetensors");
+        return expected;
+    }
+
+    private static ComponentWeights? OpenWeights(string component, string path, Dictionary<string, List<LoraDelta>>? loras, List<string> problems)
+    {
+        if (!File.Exists(path))
+        {
+            problems.Add($"{component}: weights file '{path}' does not exist");
+            return null;
+        }
+        try
+        {
+            return new ComponentWeights(component, SafetensorsFile.Open(path), loras);
+        }
+        catch (Exception e) when (e is SafetensorsException or IOException or UnauthorizedAccessException or JsonException)
+        {
+            problems.Add($"{component}: weights file '{path}' cannot be read: {e.Message}");
+            return null;
+        }
+    }
+
+    private static void WriteFolder(ExportOptions options, string model, string output, List<Part> parts, JsonObject modelIndex,
+        IProgress<ExportProgress>? progress, CancellationToken ct)
+    {
+        string parent = Path.GetDirectoryName(output) ?? throw new ExportValidationException([$"output folder '{output}' has no parent folder"]);
+        Directory.CreateDirectory(parent);
+        string name = Path.GetFileName(output);
+        string temp = Path.Combine(parent, $".{name}.partial-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(temp);
+        try
+        {
+            var componentsJson = new JsonObject();
+            foreach (var part in parts)
+            {
+                ct.ThrowIfCancellationRequested();
+                string dir = Path.Combine(temp, part.Folder);
+                long total = part.Graph.Weights.Sum(w => w.Shape.Aggregate(1L, (a, b) => a * b)) * (options.Fp16 ? 2 : 4);
+                progress?.Report(new ExportProgress(part.Folder, "writing", 0, total));
+                var files = OnnxModelWriter.Write(part.Graph, part.Weights, dir, options.ExternalDataThreshold,
+                    done => progress?.Report(new ExportProgress(part.Folder, "writing", done, total)), ct);
+                File.Copy(part.ConfigPath, Path.Combine(dir, "config.json"));
+                componentsJson[part.Folder] = ComponentManifest(part, files);
+                progress?.Report(new ExportProgress(part.Folder, "done", total, total));
+            }
+            CopyFolder(Path.Combine(model, "tokenizer"), Path.Combine(temp, "tokenizer"), TokenizerFiles);
+            CopyFolder(Path.Combine(model, "scheduler"), Path.Combine(temp, "scheduler"), ["scheduler_config.json"]);
+            WriteJson(Path.Combine(temp, "model_index.json"), modelIndex);
+            WriteJson(Path.Combine(temp, ManifestFileName), Manifest(options, model, componentsJson));
+            ct.ThrowIfCancellationRequested();
+            SwapInto(temp, output);
+        }
+        catch
+        {
+            TryDelete(temp);
+            throw;
+        }
+    }
+
+    // Replaces output with temp: the old folder (if any) is renamed aside first and restored if the final rename fails.
+    private static void SwapInto(string temp, string output)
+    {
+        if (!Directory.Exists(output))
+        {
+            Directory.Move(temp, output);
+            return;
+        }
+        string old = Path.Combine(Path.GetDirectoryName(output)!, $".{Path.GetFileName(output)}.old-{Guid.NewGuid():N}");
+        Directory.Move(output, old);
+        try
+        {
+            Directory.Move(temp, output);
+        }
+        catch
+        {
+            Directory.Move(old, output);
+            throw;
+        }
+        TryDelete(old);
+    }
+
+    private static void TryDelete(string dir)
+    {
+        try
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // a leftover hidden temp folder is harmless; the output folder itself is never affected
+        }
+    }
+
+    private static void CopyFolder(string from, string to, string[] files)
+    {
+        if (!Directory.Exists(from)) return;
+        foreach (string f in files)
+        {
+            string src = Path.Combine(from, f);
+            if (!File.Exists(src)) continue;
+            Directory.CreateDirectory(to);
+            File.Copy(src, Path.Combine(to, f));
+        }
+    }
+
+    private static void WriteJson(string path, JsonNode node) =>
+        File.WriteAllText(path, node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+
+    private static JsonObject ComponentManifest(Part part, IReadOnlyList<WrittenFile> files)
+    {
+        static JsonArray Signatures(IEnumerable<TensorSignature> sigs) => new(sigs.Select(s => (JsonNode)new JsonObject
+        {
+            ["name"] = s.Name,
+            ["dtype"] = s.ElementType,
+            ["rank"] = s.Dims.Length,
+            ["shape"] = new JsonArray(s.Dims.Select(d => d is string str ? JsonValue.Create(str) : (JsonNode)JsonValue.Create(Convert.ToInt64(d))).ToArray()),
+        }).ToArray());
+        return new JsonObject
+        {
+            ["weightsSource"] = part.Weights.FilePath,
+            ["files"] = new JsonArray(files.Select(f => (JsonNode)new JsonObject
+            {
+                ["path"] = $"{part.Folder}/{f.RelativePath}",
+                ["bytes"] = f.Bytes,
+                ["sha256"] = f.Sha256,
+            }).ToArray()),
+            ["inputs"] = Signatures(part.Graph.InputSignatures),
+            ["outputs"] = Signatures(part.Graph.OutputSignatures),
+        };
+    }
+
+    private static JsonObject Manifest(ExportOptions options, string model, JsonObject components) => new()
+    {
+        ["format"] = "ctcal-onnx",
+        ["formatVersion"] = ManifestFormatVersion,
+        ["exporter"] = "CTCal.Export " + (typeof(OnnxExporter).Assembly.GetName().Version?.ToString() ?? "0"),
+        ["createdUtc"] = DateTime.UtcNow.ToString("O"),
+        ["sourceFolder"] = model,
+        ["unetWeights"] = options.UnetWeights is null ? null : Path.GetFullPath(options.UnetWeights),
+        ["loras"] = new JsonArray(options.Loras.Select(l => (JsonNode)new JsonObject
+        {
+            ["path"] = Path.GetFullPath(l.Path),
+            ["scale"] = l.Scale,
+            ["sha256"] = Sha256OfFile(l.Path),
+        }).ToArray()),
+        ["method"] = options.TrainingMethod,
+        ["steps"] = options.TrainingSteps,
+        ["opset"] = OnnxGraph.Opset,
+        ["irVersion"] = OnnxGraph.IrVersion,
+        ["fp16"] = options.Fp16,
+        ["components"] = components,
+    };
+
+    private static string Sha256OfFile(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(stream)).ToLowerInvariant();
+    }
+
+    // diffusers OnnxStableDiffusionPipeline's model_index.json; the scheduler entry is taken from the source folder.
+    private static JsonObject ModelIndex(string model, List<Part> parts)
+    {
+        JsonNode scheduler = new JsonArray("diffusers", "PNDMScheduler");
+        string version = "0.27.2";
+        string source = Path.Combine(model, "model_index.json");
+        if (File.Exists(source))
+        {
+            try
+            {
+                var src = JsonNode.Parse(File.ReadAllText(source));
+                if (src?["scheduler"] is JsonArray s) scheduler = s.DeepClone();
+                if (src?["_diffusers_version"] is JsonValue v && v.TryGetValue(out string? ver)) version = ver;
+            }
+            catch (JsonException e)
+            {
+                throw new ExportValidationException([$"'{source}' is not valid JSON: {e.Message}"], e);
+            }
+        }
+        var index = new JsonObject
+        {
+            ["_class_name"] = "OnnxStableDiffusionPipeline",
+            ["_diffusers_version"] = version,
+            ["feature_extractor"] = new JsonArray(null, null),
+            ["requires_safety_checker"] = false,
+            ["safety_checker"] = new JsonArray(null, null),
+            ["scheduler"] = scheduler,
+            ["tokenizer"] = new JsonArray("transformers", "CLIPTokenizer"),
+        };
+        foreach (var p in parts) index[p.Folder] = new JsonArray("diffusers", "OnnxRuntimeModel");
+        return index;
+    }
+}

@@ -1,0 +1,119 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace CTCal.Trainer.Model;
+
+/// <summary>
+/// Records the attention probabilities softmax(Q K^T / sqrt(d)) of chosen attention layers during one
+/// <see cref="UNet2DConditionModel"/> forward pass, keyed by module path
+/// (<c>down_blocks.0.attentions.0.transformer_blocks.0.attn2</c>). Layers are matched by path, never by call order.
+/// </summary>
+/// <remarks>
+/// Each map is [batch, heads, H*W, tokens] in the dtype the layer computed its scores in (fp32 when upcast).
+/// Maps are not detached: under autograd (the student pass) they keep the graph for backprop; run the teacher pass
+/// under <c>torch.no_grad()</c>. Ownership: after the forward the maps join the dispose scope that was current when
+/// the forward was called (like the returned noise prediction); <see cref="Clear"/> and <see cref="Dispose"/> also
+/// dispose them, whichever comes first (disposing twice is harmless). A capture records one forward pass: a second
+/// forward with the same capture throws until <see cref="Clear"/> is called.
+/// <code>
+/// using var step = torch.NewDisposeScope();                       // per training step
+/// using var student = new AttentionCapture(paths);
+/// var eps = unet.forward(noisyStudent, tStudent, text, student);  // maps keep the graph
+/// using var teacher = new AttentionCapture(paths);
+/// using (torch.no_grad()) unet.forward(noisyTeacher, tTeacher, text, teacher);
+/// var loss = ...(student.Maps[path], teacher.Maps[path]) ...;     // [B, heads, HW, tokens]
+/// loss.backward();                                                // step scope frees maps and outputs
+/// </code>
+/// </remarks>
+public sealed class AttentionCapture : IDisposable
+{
+    private readonly HashSet<string> _paths;
+    private readonly Dictionary<string, Tensor> _maps = new(StringComparer.Ordinal);
+
+    /// <param name="paths">Attention module paths; a trailing <c>.processor</c> (diffusers' processor names) is accepted and dropped.</param>
+    public AttentionCapture(IEnumerable<string> paths)
+    {
+        ArgumentNullException.ThrowIfNull(paths);
+        _paths = new HashSet<string>(paths.Select(Normalize), StringComparer.Ordinal);
+        if (_paths.Count == 0) throw new ArgumentException("an attention capture needs at least one layer path", nameof(paths));
+    }
+
+    /// <summary>Every cross-attention (attn2) layer of <paramref name="unet"/> whose maps have H = latent height / <paramref name="downscale"/>.</summary>
+    public static AttentionCapture AtDownscale(UNet2DConditionModel unet, int downscale)
+    {
+        var paths = unet.CrossAttentionPaths.Where(l => l.Downscale == downscale).Select(l => l.Path).ToList();
+        if (paths.Count == 0)
+        {
+            string have = string.Join(", ", unet.CrossAttentionPaths.Select(l => l.Downscale).Distinct());
+            throw new ArgumentException($"the UNet has no cross-attention layer at downscale {downscale} (available: {have})", nameof(downscale));
+        }
+        return new AttentionCapture(paths);
+    }
+
+    /// <summary>Every cross-attention layer whose maps are <paramref name="resolution"/> x <paramref name="resolution"/> for a <paramref name="latentSize"/> latent.</summary>
+    public static AttentionCapture AtResolution(UNet2DConditionModel unet, int latentSize, int resolution)
+    {
+        if (resolution <= 0 || latentSize % resolution != 0)
+            throw new ArgumentException($"resolution {resolution} does not divide the latent size {latentSize}", nameof(resolution));
+        return AtDownscale(unet, latentSize / resolution);
+    }
+
+    /// <summary>The requested module paths.</summary>
+    public IReadOnlyCollection<string> Paths => _paths;
+
+    /// <summary>Probability maps [batch, heads, H*W, tokens] by module path, filled by the last forward pass.</summary>
+    public IReadOnlyDictionary<string, Tensor> Maps => _maps;
+
+    internal bool Wants(string path) => _paths.Contains(path);
+
+    internal void Record(string path, Tensor probs)
+    {
+        if (_maps.ContainsKey(path))
+            throw new InvalidOperationException($"attention layer '{path}' ran twice in one forward pass");
+        // The capture holds the map outside the block scopes; the UNet forward attaches it to the caller's scope.
+        _maps[path] = probs.DetachFromDisposeScope();
+    }
+
+    internal void BeginForward(IReadOnlyCollection<string> available)
+    {
+        if (_maps.Count > 0)
+            throw new InvalidOperationException("this AttentionCapture already holds maps from a forward pass; call Clear() or use a new capture");
+        var unknown = _paths.Where(p => !available.Contains(p)).OrderBy(p => p, StringComparer.Ordinal).ToList();
+        if (unknown.Count > 0)
+            throw new ArgumentException(
+                $"unknown attention layer path(s): {string.Join(", ", unknown)}; the model's attention layers look like '{available.FirstOrDefault()}'");
+    }
+
+    internal void EndForward(DisposeScope? callerScope)
+    {
+        var missing = _paths.Where(p => !_maps.ContainsKey(p)).ToList();
+        if (missing.Count > 0)
+            throw new InvalidOperationException($"attention layer(s) did not run in the forward pass: {string.Join(", ", missing)}");
+        if (callerScope is not null)
+            foreach (var map in _maps.Values) callerScope.Attach(map);
+    }
+
+    /// <summary>Disposes the recorded maps and empties <see cref="Maps"/> so the capture can record another pass.</summary>
+    public void Clear()
+    {
+        foreach (var map in _maps.Values) map.Dispose();
+        _maps.Clear();
+    }
+
+    public void Dispose() => Clear();
+
+    private static string Normalize(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        return path.EndsWith(".processor", StringComparison.Ordinal) ? path[..^".processor".Length] : path;
+    }
+}
+
+/// <summary>A cross-attention layer of the UNet: its module path, map downscale factor (latent size / map size) and head count.</summary>
+public sealed record CrossAttentionLayer(string Path, int Downscale, int Heads);
+
+/// <summary>The capture an attention layer reports to during the current forward pass (shared by all layers of one model).</summary>
+internal sealed class AttentionCaptureSlot
+{
+    public AttentionCapture? Current { get; set; }
+}

@@ -1,0 +1,99 @@
+using CTCal.Core.Models;
+using CTCal.Core.Schedulers;
+using CTCal.Core.Text;
+using CTCal.Trainer.Model;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace CTCal.Trainer.Training;
+
+/// <summary>
+/// A diffusers Stable Diffusion 1.x/2.x folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/) as an
+/// <see cref="ITrainableDiffusionModel"/>: the UNet in fp32 with gradients, the text encoder and VAE frozen, the CLIP
+/// tokenizer from CTCal.Core and the training schedule from the folder's scheduler config. Owns and disposes the modules.
+/// </summary>
+public sealed class DiffusersTrainableModel : ITrainableDiffusionModel
+{
+    private readonly ClipTokenizer _tokenizer;
+
+    public DiffusersTrainableModel(UNet2DConditionModel unet, CLIPTextModel textEncoder, AutoencoderKL vae, ClipTokenizer tokenizer,
+        SchedulerConfig scheduler, string? folder = null)
+    {
+        UNetModel = unet;
+        TextModel = textEncoder;
+        Vae = vae;
+        _tokenizer = tokenizer;
+        Scheduler = scheduler;
+        Folder = folder;
+        AlphasCumprod = NoiseSchedule.AlphasCumprod(scheduler);
+        CrossAttentionLayers = unet.CrossAttentionPaths.Select(l => new AttentionLayerInfo(l.Path, l.Downscale)).ToList();
+        foreach (var p in vae.parameters()) p.requires_grad = false;
+    }
+
+    /// <summary>Loads every component of the diffusers folder <paramref name="folder"/> (safetensors only).</summary>
+    public static DiffusersTrainableModel Load(string folder)
+    {
+        var layout = ModelFolder.Open(folder);
+        var tokenizer = ClipTokenizer.FromFolder(Path.GetDirectoryName(layout.Tokenizer.VocabPath)!);
+        var scheduler = SchedulerConfig.Load(layout.SchedulerConfigPath);
+        var unet = PretrainedModels.LoadUNet(layout.Unet);
+        CLIPTextModel? text = null;
+        try
+        {
+            text = PretrainedModels.LoadTextEncoder(layout.TextEncoder);
+            var vae = PretrainedModels.LoadVae(layout.Vae);
+            return new DiffusersTrainableModel(unet, text, vae, tokenizer, scheduler, layout.Root);
+        }
+        catch
+        {
+            unet.Dispose();
+            text?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The model folder it was loaded from, if any.</summary>
+    public string? Folder { get; }
+    public UNet2DConditionModel UNetModel { get; }
+    public CLIPTextModel TextModel { get; }
+    public AutoencoderKL Vae { get; }
+    public SchedulerConfig Scheduler { get; }
+
+    public nn.Module UNet => UNetModel;
+    public nn.Module TextEncoder => TextModel;
+    public IReadOnlyList<AttentionLayerInfo> CrossAttentionLayers { get; }
+    public int VaeScaleFactor => Vae.Config.DownscaleFactor;
+    public int LatentChannels => Vae.Config.LatentChannels;
+    public double[] AlphasCumprod { get; }
+    public string PredictionType => Scheduler.PredictionType;
+
+    public PromptTokens Tokenize(string prompt) => ClipPromptTokens.From(_tokenizer.Encode(prompt));
+
+    public Tensor EncodeText(Tensor inputIds) => TextModel.forward(inputIds).LastHiddenState;
+
+    public Tensor EncodeImages(Tensor pixels, Generator generator) => Vae.EncodeSample(pixels, generator).mul(Vae.ScalingFactor);
+
+    public Tensor DecodeLatents(Tensor latents) => Vae.Decode(latents.div(Vae.ScalingFactor));
+
+    public Tensor PredictNoise(Tensor latents, Tensor timesteps, Tensor context, IReadOnlyCollection<string>? capturePaths,
+        out IReadOnlyDictionary<string, Tensor> maps)
+    {
+        if (capturePaths is null || capturePaths.Count == 0)
+        {
+            maps = new Dictionary<string, Tensor>();
+            return UNetModel.forward(latents, timesteps, context, null);
+        }
+        var capture = new AttentionCapture(capturePaths);
+        var output = UNetModel.forward(latents, timesteps, context, capture);
+        // The maps already belong to the caller's dispose scope; copy the references out before the capture goes away.
+        maps = new Dictionary<string, Tensor>(capture.Maps);
+        return output;
+    }
+
+    public void Dispose()
+    {
+        UNetModel.Dispose();
+        TextModel.Dispose();
+        Vae.Dispose();
+    }
+}

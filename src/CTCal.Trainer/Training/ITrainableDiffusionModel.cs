@@ -1,0 +1,56 @@
+using CTCal.Trainer.Calibration;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace CTCal.Trainer.Training;
+
+/// <summary>A prompt as the text encoder sees it: its input ids [77] and its words with their token positions.</summary>
+public sealed record PromptTokens(long[] InputIds, IReadOnlyList<PromptWord> Words);
+
+/// <summary>A cross-attention layer: module path and map downscale (latent side / map side).</summary>
+public sealed record AttentionLayerInfo(string Path, int Downscale);
+
+/// <summary>
+/// What the trainer needs from a text-to-image latent diffusion model (UNet, text encoder, VAE, tokenizer, training
+/// schedule). The trainer adapts <see cref="UNet"/> (and <see cref="TextEncoder"/>) in place; the model owns its modules.
+/// </summary>
+public interface ITrainableDiffusionModel : IDisposable
+{
+    /// <summary>The denoiser; its module paths are the state-dict names (LoRA keys are <c>unet.{path}</c>).</summary>
+    nn.Module UNet { get; }
+
+    /// <summary>The text encoder (LoRA keys <c>text_encoder.{path}</c>).</summary>
+    nn.Module TextEncoder { get; }
+
+    IReadOnlyList<AttentionLayerInfo> CrossAttentionLayers { get; }
+
+    /// <summary>Pixel side / latent side (8 for SD).</summary>
+    int VaeScaleFactor { get; }
+
+    int LatentChannels { get; }
+
+    /// <summary>ᾱ_t for t = 0..T-1 of the training noise schedule.</summary>
+    double[] AlphasCumprod { get; }
+
+    /// <summary><c>epsilon</c> or <c>v_prediction</c>.</summary>
+    string PredictionType { get; }
+
+    PromptTokens Tokenize(string prompt);
+
+    /// <summary>[B, 77] int64 ids -> [B, 77, D] hidden states.</summary>
+    Tensor EncodeText(Tensor inputIds);
+
+    /// <summary>Pixels [B, 3, H, W] in [-1, 1] -> scaled latents (a sample of the posterior, times the VAE scaling factor).</summary>
+    Tensor EncodeImages(Tensor pixels, Generator generator);
+
+    /// <summary>Scaled latents -> pixels in [-1, 1].</summary>
+    Tensor DecodeLatents(Tensor latents);
+
+    /// <summary>
+    /// The UNet's prediction for <paramref name="latents"/> at <paramref name="timesteps"/> ([B]); when
+    /// <paramref name="capturePaths"/> is given, <paramref name="maps"/> holds their attention probabilities
+    /// [B, heads, H*W, tokens] (in the caller's dispose scope), otherwise it is empty.
+    /// </summary>
+    Tensor PredictNoise(Tensor latents, Tensor timesteps, Tensor context, IReadOnlyCollection<string>? capturePaths,
+        out IReadOnlyDictionary<string, Tensor> maps);
+}

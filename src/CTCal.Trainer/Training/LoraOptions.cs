@@ -1,0 +1,33 @@
+namespace CTCal.Trainer.Training;
+
+/// <summary>LoRA settings (the GORS/CTCal recipe: rank 4 on the UNet's attention; optionally the text encoder's self-attention).</summary>
+public sealed record LoraOptions
+{
+    public int Rank { get; init; } = 4;
+
+    /// <summary>LoRA alpha; the update is scaled by alpha / rank. Default: equal to the rank (scale 1).</summary>
+    public double? Alpha { get; init; }
+
+    /// <summary>Dropout probability on the adapter's input features (see <see cref="LoraLayer"/>). Default 0.</summary>
+    public double Dropout { get; init; }
+
+    /// <summary>Also adapt the text encoder's self-attention projections.</summary>
+    public bool TextEncoder { get; init; }
+
+    public double EffectiveAlpha => Alpha ?? Rank;
+
+    public double Scale => EffectiveAlpha / Rank;
+
+    /// <summary>UNet attention projections (diffusers names).</summary>
+    public static readonly string[] UNetTargets = ["to_q", "to_k", "to_v", "to_out.0"];
+
+    /// <summary>CLIP text encoder self-attention projections (transformers names).</summary>
+    public static readonly string[] TextEncoderTargets = ["q_proj", "k_proj", "v_proj", "out_proj"];
+
+    public void Validate()
+    {
+        if (Rank <= 0) throw new ArgumentOutOfRangeException(nameof(Rank), Rank, "LoRA rank must be positive");
+        if (EffectiveAlpha <= 0 || double.IsNaN(EffectiveAlpha)) throw new ArgumentOutOfRangeException(nameof(Alpha), Alpha, "LoRA alpha must be positive");
+        if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, "LoRA dropout must be in [0, 1)");
+    }
+}

@@ -1,0 +1,403 @@
+using System.Diagnostics;
+using CTCal.Trainer.Calibration;
+using CTCal.Trainer.Data;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace CTCal.Trainer.Training;
+
+/// <summary>
+/// One fine-tuning run: LoRA (or full) training of a latent diffusion model with the diffusion loss plus, for
+/// <see cref="TrainingMethod.Ctcal"/>, the CTCal term. Per micro-batch: encode images (no grad), draw noise and t_stu, run the
+/// teacher pass at t_tea forward-only under no_grad (capturing the calibrated attn2 maps), run the student pass at t_stu
+/// with grad (capturing the same maps), add (t_stu/T)·L_ctcal to the diffusion loss, backward. Every
+/// <see cref="TrainingOptions.GradientAccumulation"/> micro-batches: clip, AdamW update, EMA update. A step whose loss or
+/// gradient is not finite is skipped (weights and optimizer untouched); after
+/// <see cref="TrainingOptions.MaxNonFiniteSteps"/> in a row the run throws <see cref="TrainingDivergedException"/> without
+/// writing a checkpoint, so the last good one stays intact. Vanilla runs the same code with the CTCal term off.
+/// The run owns the adapters, autoencoder, optimizer and EMA; the model and dataset belong to the caller.
+/// </summary>
+public sealed partial class TrainingRun : IDisposable
+{
+    private readonly ITrainableDiffusionModel _model;
+    private readonly ImageCaptionDataset _data;
+    private readonly TrainingOptions _options;
+    private readonly ITrainingObserver _observer;
+    private readonly DiffusionObjective _objective;
+    private readonly LoraAdapters? _unetLora;
+    private readonly LoraAdapters? _textLora;
+    private readonly AttentionMapAutoencoder? _autoencoder;
+    private readonly CtcalLoss? _ctcal;
+    private readonly List<(string Name, Parameter Parameter)> _trainable = [];
+    private readonly AdamW _optimizer;
+    private readonly ExponentialMovingAverage? _ema;
+    private readonly LearningRateSchedule _schedule;
+    private readonly Generator _generator;
+    private DataOrder _order;
+    private readonly NounSelector _nounSelector = new();
+    private readonly Dictionary<int, (PromptTokens Tokens, IReadOnlyList<int[]> Nouns)> _prompts = new();
+    private readonly List<double> _losses = [];
+    private int _consecutiveNonFinite;
+    private int _skippedSteps;
+    private int _diffusionOnlySamples;
+
+    public TrainingRun(ITrainableDiffusionModel model, ImageCaptionDataset data, TrainingOptions options, string outputFolder,
+        ITrainingObserver? observer = null, ITrainingValidator? validator = null)
+    {
+        options.Validate();
+        _model = model;
+        _data = data;
+        _options = options;
+        _observer = observer ?? NullObserver.Instance;
+        OutputFolder = Path.GetFullPath(outputFolder);
+        Validator = validator;
+        Directory.CreateDirectory(OutputFolder);
+        if (data.Resolution % model.VaeScaleFactor != 0)
+            throw new ArgumentException($"resolution {data.Resolution} is not a multiple of the VAE scale factor {model.VaeScaleFactor}");
+
+        _objective = new DiffusionObjective(model.AlphasCumprod, model.PredictionType, options.NoiseOffset, options.MinSnrGamma);
+        // Everything random draws from the run's own generators, never from torch's process-wide RNG.
+        var init = new Generator((ulong)options.Seed);
+
+        foreach (var p in model.TextEncoder.parameters()) p.requires_grad = false;
+        if (options.FullFineTune)
+        {
+            foreach (var (name, p) in model.UNet.named_parameters())
+            {
+                p.requires_grad = true;
+                _trainable.Add(($"unet.{name}", p));
+            }
+        }
+        else
+        {
+            _unetLora = LoraAdapters.Attach(model.UNet, "unet", LoraOptions.UNetTargets, options.Lora, init);
+            _trainable.AddRange(_unetLora.StateEntries().Select(e => (e.Key, (Parameter)e.Value)));
+            if (options.Lora.TextEncoder)
+            {
+                _textLora = LoraAdapters.Attach(model.TextEncoder, "text_encoder", LoraOptions.TextEncoderTargets, options.Lora, init);
+                _trainable.AddRange(_textLora.StateEntries().Select(e => (e.Key, (Parameter)e.Value)));
+            }
+        }
+
+        if (options.Method == TrainingMethod.Ctcal)
+        {
+            CalibratedLayers = ResolveLayers(model.CrossAttentionLayers, options.Layers);
+            _autoencoder = new AttentionMapAutoencoder();
+            DeterministicInit.Reset(_autoencoder, init);
+            _ctcal = new CtcalLoss(options.Ctcal with { NumTrainTimesteps = _objective.NumTrainTimesteps }, _autoencoder, CalibratedLayers);
+            foreach (var (name, p) in _autoencoder.named_parameters()) _trainable.Add(($"attention_autoencoder.{name}", p));
+        }
+        else
+        {
+            CalibratedLayers = [];
+        }
+
+        _optimizer = new AdamW(_trainable.Select(t => t.Parameter), options.Beta1, options.Beta2, options.AdamEpsilon, options.WeightDecay);
+        if (options.EmaDecay is { } decay) _ema = new ExponentialMovingAverage(_trainable.Select(t => t.Parameter), decay);
+        _schedule = new LearningRateSchedule(options.LrSchedule, options.LearningRate, options.WarmupSteps, options.Steps);
+        _generator = new Generator((ulong)options.Seed + 1);
+        _order = new DataOrder(data.Records.Count, options.Seed);
+    }
+
+    public string OutputFolder { get; }
+    public ITrainingValidator? Validator { get; set; }
+    public IReadOnlyList<string> CalibratedLayers { get; }
+
+    /// <summary>Optimizer steps done (including skipped ones).</summary>
+    public long Step { get; private set; }
+
+    /// <summary>Total loss of each step run by this object (NaN for skipped steps).</summary>
+    public IReadOnlyList<double> Losses => _losses;
+
+    public IReadOnlyList<(string Name, Parameter Parameter)> TrainableParameters => _trainable;
+
+    public LoraAdapters? UNetLora => _unetLora;
+    public LoraAdapters? TextEncoderLora => _textLora;
+    public AttentionMapAutoencoder? Autoencoder => _autoencoder;
+
+    /// <summary>
+    /// Resolves the CTCal layer option: <c>auto</c> = cross-attention layers with maps at 1/2 or 1/4 of the latent side (the
+    /// 32x32 and 16x16 maps of SD at 512 px; all layers when the model has none there), <c>all</c>, or explicit module paths.
+    /// </summary>
+    public static IReadOnlyList<string> ResolveLayers(IReadOnlyList<AttentionLayerInfo> available, IReadOnlyList<string> requested)
+    {
+        if (available.Count == 0) throw new ArgumentException("the model reports no cross-attention layers to calibrate");
+        if (requested.Count == 1 && requested[0].Equals("all", StringComparison.OrdinalIgnoreCase)) return available.Select(l => l.Path).ToList();
+        if (requested.Count == 1 && requested[0].Equals("auto", StringComparison.OrdinalIgnoreCase))
+        {
+            var mid = available.Where(l => l.Downscale is 2 or 4).Select(l => l.Path).ToList();
+            return mid.Count > 0 ? mid : available.Select(l => l.Path).ToList();
+        }
+        var known = available.Select(l => l.Path).ToHashSet(StringComparer.Ordinal);
+        foreach (var path in requested)
+        {
+            string normalised = path.EndsWith(".processor", StringComparison.Ordinal) ? path[..^".processor".Length] : path;
+            if (!known.Contains(normalised))
+                throw new ArgumentException($"layers: '{path}' is not a cross-attention layer of this UNet (e.g. '{available[0].Path}'; or use auto/all)");
+        }
+        return requested.Select(p => p.EndsWith(".processor", StringComparison.Ordinal) ? p[..^".processor".Length] : p).ToList();
+    }
+
+    /// <summary>Token ids and calibrated nouns of dataset record <paramref name="index"/> (cached).</summary>
+    private (PromptTokens Tokens, IReadOnlyList<int[]> Nouns) Prompt(int index)
+    {
+        if (_prompts.TryGetValue(index, out var cached)) return cached;
+        var record = _data.Records[index];
+        var tokens = _model.Tokenize(record.Caption);
+        var selection = _nounSelector.Select(tokens.Words, record.Subjects);
+        foreach (var missing in selection.UnmatchedSubjects)
+            _observer.Message("warn", $"{record.Origin}: subject '{missing}' does not occur in the caption (or was truncated); not calibrated");
+        var result = (tokens, (IReadOnlyList<int[]>)selection.Nouns.Select(n => n.TokenPositions).ToList());
+        _prompts[index] = result;
+        return result;
+    }
+
+    /// <summary>Runs until <see cref="TrainingOptions.Steps"/> steps are done or <paramref name="cancellation"/> fires.</summary>
+    public TrainingResult Run(CancellationToken cancellation = default)
+    {
+        int withoutNouns = Enumerable.Range(0, _data.Records.Count).Count(i => Prompt(i).Nouns.Count == 0);
+        _observer.Started(new TrainingStart(_options.Steps, Step, _data.Records.Count, _data.Report.Skipped, withoutNouns,
+            (int)_trainable.Sum(t => t.Parameter.numel()), CalibratedLayers, _options.Method.ToString().ToLowerInvariant()));
+        if (_options.Method == TrainingMethod.Ctcal && withoutNouns > 0)
+            _observer.Message("info", $"{withoutNouns} of {_data.Records.Count} captions have no noun to calibrate; they train with the diffusion loss only");
+
+        string? lastCheckpoint = null;
+        while (Step < _options.Steps)
+        {
+            if (cancellation.IsCancellationRequested)
+            {
+                lastCheckpoint = SaveCheckpoint();
+                return new TrainingResult(Step, _skippedSteps, _diffusionOnlySamples, lastCheckpoint, null, Cancelled: true);
+            }
+            var report = TrainStep();
+            _observer.StepDone(report);
+            if (_options.SaveEvery > 0 && Step % _options.SaveEvery == 0 && Step < _options.Steps) lastCheckpoint = SaveCheckpoint();
+            if (Validator is not null && _options.ValidateEvery > 0 && Step % _options.ValidateEvery == 0 && _options.ValidationPrompts.Count > 0)
+                RunValidation();
+        }
+        lastCheckpoint = SaveCheckpoint();
+        string finalWeights = SaveFinalWeights();
+        if (Validator is not null && _options.ValidationPrompts.Count > 0 && (_options.ValidateEvery == 0 || Step % _options.ValidateEvery != 0))
+            RunValidation();
+        return new TrainingResult(Step, _skippedSteps, _diffusionOnlySamples, lastCheckpoint, finalWeights, Cancelled: false);
+    }
+
+    private void RunValidation()
+    {
+        _ema?.Swap();
+        try
+        {
+            ApplyAdapters(training: false);
+            string path = Validator!.Validate(Step, OutputFolder);
+            _observer.ValidationSaved(Step, path);
+        }
+        finally
+        {
+            _ema?.Swap();
+        }
+    }
+
+    private void ApplyAdapters(bool training)
+    {
+        _unetLora?.Apply(training, _generator);
+        _textLora?.Apply(training, _generator);
+    }
+
+    /// <summary>One optimizer step over <see cref="TrainingOptions.GradientAccumulation"/> micro-batches.</summary>
+    public StepReport TrainStep()
+    {
+        var watch = Stopwatch.StartNew();
+        _optimizer.ZeroGrad();
+        double loss = 0, diffusion = 0, ctcal = 0, pixel = 0, semantic = 0, reconstruction = 0, balance = 0;
+        int nouns = 0, diffusionOnly = 0;
+        bool finite = true;
+        int accumulation = _options.GradientAccumulation;
+        for (int micro = 0; micro < accumulation; micro++)
+        {
+            using var scope = NewDisposeScope();
+            var parts = MicroStep(accumulation);
+            loss += parts.Loss / accumulation;
+            diffusion += parts.Diffusion / accumulation;
+            ctcal += parts.Ctcal / accumulation;
+            pixel += parts.Pixel / accumulation;
+            semantic += parts.Semantic / accumulation;
+            reconstruction += parts.Reconstruction / accumulation;
+            balance += parts.Balance / accumulation;
+            nouns += parts.Nouns;
+            diffusionOnly += parts.DiffusionOnly;
+            finite &= double.IsFinite(parts.Loss);
+        }
+
+        double gradNorm = GradientNorm();
+        finite &= double.IsFinite(gradNorm);
+        double lr = _schedule.At(Step);
+        if (finite)
+        {
+            if (_options.MaxGradNorm > 0 && gradNorm > _options.MaxGradNorm) ScaleGradients(_options.MaxGradNorm / (gradNorm + 1e-6));
+            _optimizer.Update(lr);
+            _ema?.Update();
+            _consecutiveNonFinite = 0;
+        }
+        else
+        {
+            _optimizer.ZeroGrad();
+            _skippedSteps++;
+            _consecutiveNonFinite++;
+        }
+        Step++;
+        _diffusionOnlySamples += diffusionOnly;
+        _losses.Add(finite ? loss : double.NaN);
+        var report = new StepReport
+        {
+            Step = Step, TotalSteps = _options.Steps, Loss = loss, Diffusion = diffusion, Ctcal = ctcal, Pixel = pixel,
+            Semantic = semantic, Reconstruction = reconstruction, Balance = balance, LearningRate = lr, GradNorm = gradNorm,
+            Skipped = !finite, Nouns = nouns, DiffusionOnlySamples = diffusionOnly, Seconds = watch.Elapsed.TotalSeconds,
+        };
+        if (!finite)
+        {
+            _observer.Message("warn", $"step {Step}: non-finite loss or gradient (loss {loss}, grad norm {gradNorm}); step skipped ({_consecutiveNonFinite} in a row)");
+            if (_consecutiveNonFinite >= _options.MaxNonFiniteSteps)
+            {
+                _observer.StepDone(report);
+                throw new TrainingDivergedException(
+                    $"training diverged: {_consecutiveNonFinite} steps in a row had a non-finite loss or gradient (last at step {Step}); " +
+                    $"weights were not updated by them and no checkpoint was written after the last good one. Lower --lr or enable clipping.");
+            }
+        }
+        return report;
+    }
+
+    private readonly record struct MicroParts(double Loss, double Diffusion, double Ctcal, double Pixel, double Semantic,
+        double Reconstruction, double Balance, int Nouns, int DiffusionOnly);
+
+    private MicroParts MicroStep(int accumulation)
+    {
+        int batch = _options.BatchSize;
+        var indices = new List<int>(batch);
+        var pixels = new List<float[]>(batch);
+        int failures = 0;
+        while (indices.Count < batch)
+        {
+            int index = _order.Next();
+            var image = _data.LoadImage(index);
+            if (image is null)
+            {
+                if (++failures > _data.Records.Count)
+                    throw new DatasetException($"{_data.Folder}: no image of the dataset could be decoded");
+                _observer.Message("warn", _data.Report.Problems[^1] + " (skipped)");
+                continue;
+            }
+            indices.Add(index);
+            pixels.Add(image);
+        }
+        int r = _data.Resolution;
+        var pixelTensor = tensor(pixels.SelectMany(p => p).ToArray(), new long[] { batch, 3, r, r });
+        var prompts = indices.Select(Prompt).ToList();
+        var ids = tensor(prompts.SelectMany(p => p.Tokens.InputIds).ToArray(), new long[] { batch, prompts[0].Tokens.InputIds.Length });
+
+        ApplyAdapters(training: true);
+        Tensor context;
+        if (_textLora is not null) context = _model.EncodeText(ids);
+        else using (no_grad()) context = _model.EncodeText(ids);
+        Tensor latents;
+        using (no_grad()) latents = _model.EncodeImages(pixelTensor, _generator);
+        var noise = _objective.SampleNoise(latents, _generator);
+        var tStudent = _objective.SampleTimesteps(batch, latents.device, _generator);
+        var noisy = _objective.AddNoise(latents, noise, tStudent);
+        var target = _objective.Target(latents, noise, tStudent);
+
+        // Samples calibrated this micro-batch: a noun, and t_stu above t_tea. Only they go through the teacher pass.
+        long[] tValues = tStudent.data<long>().ToArray();
+        var calibratedSamples = new List<int>(batch);
+        for (int b = 0; b < batch; b++)
+            if (_ctcal is not null && prompts[b].Nouns.Count > 0 && tValues[b] > _options.TeacherTimestep) calibratedSamples.Add(b);
+        int diffusionOnly = batch - calibratedSamples.Count;
+        bool runCtcal = calibratedSamples.Count > 0;
+        bool subset = runCtcal && calibratedSamples.Count < batch;
+        var select = runCtcal ? tensor(calibratedSamples.Select(b => (long)b).ToArray(), device: latents.device) : null;
+        Tensor Pick(Tensor t) => subset ? t.index_select(0, select!) : t;
+
+        IReadOnlyDictionary<string, Tensor> teacherMaps = new Dictionary<string, Tensor>();
+        if (runCtcal)
+        {
+            using var _ = no_grad();
+            long n = calibratedSamples.Count;
+            var tTeacher = full(new long[] { n }, _options.TeacherTimestep, dtype: ScalarType.Int64, device: latents.device);
+            var noisyTeacher = _objective.AddNoise(Pick(latents), Pick(noise), tTeacher);
+            _model.PredictNoise(noisyTeacher, tTeacher, Pick(context.detach()), _ctcal!.Layers.ToList(), out teacherMaps);
+        }
+        var prediction = _model.PredictNoise(noisy, tStudent, context, runCtcal ? _ctcal!.Layers.ToList() : null, out var studentMaps);
+        var diffusionLoss = _objective.Loss(prediction, target, tStudent);
+        var total = diffusionLoss;
+        CtcalLossParts? parts = null;
+        if (runCtcal)
+        {
+            var nounTokens = new NounTokens(calibratedSamples.Select(b => prompts[b].Nouns));
+            var studentSubset = subset ? studentMaps.ToDictionary(kv => kv.Key, kv => Pick(kv.Value)) : studentMaps;
+            parts = _ctcal!.Compute(teacherMaps, studentSubset, nounTokens, Pick(tStudent));
+            // Compute averages over the calibrated samples; the batch mean counts the others as 0.
+            var scaled = subset ? parts.Total * ((double)calibratedSamples.Count / batch) : parts.Total;
+            parts = parts with { Total = scaled };
+            total = total + scaled;
+        }
+        (total / accumulation).backward();
+        _unetLora?.AccumulateFactorGradients();
+        _textLora?.AccumulateFactorGradients();
+
+        return new MicroParts(total.item<float>(), diffusionLoss.item<float>(), parts is null ? 0 : parts.Total.item<float>(),
+            parts?.Pixel ?? 0, parts?.Semantic ?? 0, parts?.Reconstruction ?? 0, parts?.Balance ?? 0, parts?.Nouns ?? 0, diffusionOnly);
+    }
+
+    /// <summary>
+    /// The diffusion loss on the first <paramref name="samples"/> usable records with noise and timesteps from a fresh generator
+    /// seeded with <paramref name="seed"/> (no grad, no dropout; the run's RNG is untouched): comparable across steps.
+    /// </summary>
+    public double EvaluationLoss(int samples = 4, long seed = 1234)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var generator = new Generator((ulong)seed);
+        ApplyAdapters(training: false);
+        var indices = Enumerable.Range(0, _data.Records.Count).Take(samples).ToList();
+        var images = indices.Select(i => _data.LoadImage(i)).Where(p => p is not null).Select(p => p!).ToList();
+        if (images.Count == 0) throw new DatasetException($"{_data.Folder}: no image could be decoded for evaluation");
+        int r = _data.Resolution;
+        var pixels = tensor(images.SelectMany(p => p).ToArray(), new long[] { images.Count, 3, r, r });
+        var idRows = indices.Take(images.Count).Select(i => Prompt(i).Tokens.InputIds).ToList();
+        var ids = tensor(idRows.SelectMany(x => x).ToArray(), new long[] { images.Count, idRows[0].Length });
+        var context = _model.EncodeText(ids);
+        var latents = _model.EncodeImages(pixels, generator);
+        var noise = _objective.SampleNoise(latents, generator);
+        var t = _objective.SampleTimesteps(images.Count, latents.device, generator);
+        var prediction = _model.PredictNoise(_objective.AddNoise(latents, noise, t), t, context, null, out _);
+        return _objective.Loss(prediction, _objective.Target(latents, noise, t), t).item<float>();
+    }
+
+    private double GradientNorm()
+    {
+        using var scope = NewDisposeScope();
+        double sum = 0;
+        foreach (var (_, p) in _trainable)
+            if (p.grad is { } g) sum += g.square().sum().item<float>();
+        return Math.Sqrt(sum);
+    }
+
+    private void ScaleGradients(double factor)
+    {
+        using var _ = no_grad();
+        foreach (var (_, p) in _trainable) p.grad?.mul_(factor);
+    }
+
+    public void Dispose()
+    {
+        _unetLora?.Restore();
+        _textLora?.Restore();
+        _unetLora?.Dispose();
+        _textLora?.Dispose();
+        _autoencoder?.Dispose();
+        _optimizer.Dispose();
+        _ema?.Dispose();
+        _generator.Dispose();
+    }
+}

@@ -1,0 +1,79 @@
+namespace CTCal.Export.Tests;
+
+/// <summary>An existing output folder is replaced only by a complete export; a failed export leaves it as it was.</summary>
+public sealed class AtomicOutputTests
+{
+    private static Dictionary<string, byte[]> Snapshot(string dir) =>
+        Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories).ToDictionary(f => Path.GetRelativePath(dir, f), File.ReadAllBytes);
+
+    [Fact]
+    public void Existing_output_survives_a_failed_export_and_is_replaced_by_a_good_one()
+    {
+        string root = TestModels.NewRoot();
+        try
+        {
+            string output = Path.Combine(root, "onnx");
+            OnnxExporter.Export(new ExportOptions { ModelFolder = TinySd1Export.ModelFolder, OutputFolder = output, Components = ExportComponents.VaeDecoder });
+            var before = Snapshot(output);
+
+            // fails while writing the UNet (cancelled after the first weight bytes)
+            using var cts = new CancellationTokenSource();
+            var progress = new SyncProgress(p => { if (p.Component == "unet" && p.BytesDone > 0) cts.Cancel(); });
+            Assert.ThrowsAny<OperationCanceledException>(() => OnnxExporter.Export(
+                new ExportOptions { ModelFolder = TinySd1Export.ModelFolder, OutputFolder = output, Components = ExportComponents.Unet }, progress, cts.Token));
+            AssertSame(before, Snapshot(output));
+
+            // fails validation (bad LoRA path)
+            Assert.Throws<ExportValidationException>(() => OnnxExporter.Export(new ExportOptions
+            {
+                ModelFolder = TinySd1Export.ModelFolder, OutputFolder = output, Loras = [new LoraSpec(Path.Combine(root, "nope.safetensors"))],
+            }));
+            AssertSame(before, Snapshot(output));
+            Assert.Equal(["onnx"], Directory.EnumerateFileSystemEntries(root).Select(Path.GetFileName));
+
+            // a complete export replaces the whole folder
+            OnnxExporter.Export(new ExportOptions { ModelFolder = TinySd1Export.ModelFolder, OutputFolder = output, Components = ExportComponents.Unet });
+            Assert.True(File.Exists(Path.Combine(output, "unet", "model.onnx")));
+            Assert.False(Directory.Exists(Path.Combine(output, "vae_decoder")));
+            Assert.Equal(["onnx"], Directory.EnumerateFileSystemEntries(root).Select(Path.GetFileName));
+        }
+        finally
+        {
+            TestModels.DeleteQuietly(root);
+        }
+    }
+
+    [Fact]
+    public void A_foreign_non_empty_folder_is_not_replaced_without_force()
+    {
+        string root = TestModels.NewRoot();
+        try
+        {
+            string output = Path.Combine(root, "photos");
+            Directory.CreateDirectory(output);
+            File.WriteAllText(Path.Combine(output, "keep.txt"), "mine");
+            var e = Assert.Throws<ExportValidationException>(() => OnnxExporter.Export(new ExportOptions
+            {
+                ModelFolder = TinySd1Export.ModelFolder, OutputFolder = output, Components = ExportComponents.VaeDecoder,
+            }));
+            Assert.Contains("ctcal_manifest.json", e.Message);
+            Assert.Equal("mine", File.ReadAllText(Path.Combine(output, "keep.txt")));
+        }
+        finally
+        {
+            TestModels.DeleteQuietly(root);
+        }
+    }
+
+    private static void AssertSame(Dictionary<string, byte[]> expected, Dictionary<string, byte[]> actual)
+    {
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        foreach (var (k, v) in expected) Assert.True(v.AsSpan().SequenceEqual(actual[k]), $"{k} changed");
+    }
+
+    /// <summary>IProgress that reports synchronously (Progress&lt;T&gt; posts to the thread pool).</summary>
+    private sealed class SyncProgress(Action<ExportProgress> report) : IProgress<ExportProgress>
+    {
+        public void Report(ExportProgress value) => report(value);
+    }
+}

@@ -1,0 +1,167 @@
+using CTCal.Trainer.Calibration;
+using CTCal.Trainer.Training;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace CTCal.Trainer.Tests;
+
+public sealed class CtcalLossTests
+{
+    private static readonly string[] Layers = ["down.attn2", "mid.attn2"];
+
+    /// <summary>Random softmax maps for two layers: 8x8 and 4x4 pixels, 2 heads, 6 tokens.</summary>
+    private static Dictionary<string, Tensor> RandomMaps(long batch, int seed, bool requiresGrad)
+    {
+        var g = new Generator((ulong)seed);
+        var maps = new Dictionary<string, Tensor>
+        {
+            [Layers[0]] = randn(new long[] { batch, 2, 64, 6 }, generator: g).mul(3).softmax(-1),
+            [Layers[1]] = randn(new long[] { batch, 2, 16, 6 }, generator: g).mul(3).softmax(-1),
+        };
+        if (requiresGrad) foreach (var m in maps.Values) m.requires_grad_(true);
+        return maps;
+    }
+
+    private static CtcalLoss NewLoss(CtcalLossOptions? options = null)
+    {
+        var autoencoder = new AttentionMapAutoencoder();
+        using (var generator = new Generator(7)) DeterministicInit.Reset(autoencoder, generator);
+        return new CtcalLoss(options ?? new CtcalLossOptions(), autoencoder, Layers);
+    }
+
+    private static NounTokens Nouns(params int[][][] perSample) => new(perSample.Select(s => (IReadOnlyList<int[]>)s));
+
+    [Theory]
+    [InlineData(MapDistance.Mse)]
+    [InlineData(MapDistance.L1)]
+    [InlineData(MapDistance.Kl)]
+    public void DistanceTermsAreZeroWhenStudentEqualsTeacher(MapDistance distance)
+    {
+        using var scope = NewDisposeScope();
+        var loss = NewLoss(new CtcalLossOptions { Distance = distance });
+        var maps = RandomMaps(2, 1, requiresGrad: false);
+        var parts = loss.Compute(maps, maps, Nouns([[1], [3, 4]], [[2]]), tensor(new long[] { 500, 900 }));
+
+        Assert.Equal(0.0, parts.Pixel, 9);
+        Assert.Equal(0.0, parts.Semantic, 9);
+        Assert.True(parts.Reconstruction > 0, "the reconstruction term measures the autoencoder and is separate");
+        Assert.Equal(3, parts.Nouns);
+
+        var other = RandomMaps(2, 2, requiresGrad: false);
+        var differing = loss.Compute(maps, other, Nouns([[1], [3, 4]], [[2]]), tensor(new long[] { 500, 900 }));
+        Assert.True(differing.Pixel > 1e-4);
+        Assert.True(differing.Semantic > 0);
+    }
+
+    [Fact]
+    public void NoGradientReachesTheTeacherMaps()
+    {
+        using var scope = NewDisposeScope();
+        var loss = NewLoss();
+        var teacher = RandomMaps(2, 3, requiresGrad: true);
+        var student = RandomMaps(2, 4, requiresGrad: true);
+        var parts = loss.Compute(teacher, student, Nouns([[1]], [[2], [5]]), tensor(new long[] { 700, 300 }));
+        parts.Total.backward();
+
+        foreach (var t in teacher.Values) Assert.True(t.grad is null || t.grad.abs().sum().item<float>() == 0f);
+        foreach (var s in student.Values) Assert.True(s.grad!.abs().sum().item<float>() > 0f);
+        Assert.Contains(loss.Autoencoder.parameters(), p => p.grad is not null && p.grad.abs().sum().item<float>() > 0f);
+    }
+
+    [Fact]
+    public void TotalScalesLinearlyWithStudentTimestep()
+    {
+        using var scope = NewDisposeScope();
+        var loss = NewLoss();
+        var teacher = RandomMaps(1, 5, requiresGrad: false);
+        var student = RandomMaps(1, 6, requiresGrad: false);
+        var nouns = Nouns([[1], [2]]);
+        double at250 = loss.Compute(teacher, student, nouns, tensor(new long[] { 250 })).Total.item<float>();
+        double at500 = loss.Compute(teacher, student, nouns, tensor(new long[] { 500 })).Total.item<float>();
+        double at1000 = loss.Compute(teacher, student, nouns, tensor(new long[] { 1000 })).Total.item<float>();
+        double at0 = loss.Compute(teacher, student, nouns, tensor(new long[] { 0 })).Total.item<float>();
+
+        Assert.True(at250 > 0);
+        Assert.Equal(2 * at250, at500, 5);
+        Assert.Equal(4 * at250, at1000, 5);
+        Assert.Equal(0, at0, 9);
+    }
+
+    /// <summary>One layer, 4x4 pixels, 4 tokens; nouns at tokens 1 and 2 with peaks p1 and p2 (everything else on token 0).</summary>
+    private static Dictionary<string, Tensor> PeakMaps(float p1, float p2)
+    {
+        var data = new float[16 * 4];
+        for (int px = 0; px < 16; px++) data[px * 4] = 1f;
+        data[3 * 4 + 0] = 1f - p1; data[3 * 4 + 1] = p1;
+        data[12 * 4 + 0] = 1f - p2; data[12 * 4 + 2] = p2;
+        var map = tensor(data, new long[] { 1, 1, 16, 4 });
+        return new Dictionary<string, Tensor> { ["only.attn2"] = map };
+    }
+
+    [Fact]
+    public void BalancingIsZeroForBalancedSubjectsAndPositiveWhenOneDominates()
+    {
+        using var scope = NewDisposeScope();
+        var options = new CtcalLossOptions { Tau = 0.05 };
+        var loss = new CtcalLoss(options, new AttentionMapAutoencoder(), ["only.attn2"]);
+        var nouns = Nouns([[1], [2]]);
+
+        var balanced = PeakMaps(0.6f, 0.58f);
+        Assert.Equal(0.0, loss.Compute(balanced, balanced, nouns, tensor(new long[] { 999 })).Balance, 9);
+
+        var dominated = PeakMaps(0.6f, 0.1f);
+        var parts = loss.Compute(dominated, dominated, nouns, tensor(new long[] { 999 }));
+        // noun 2: ReLU(0.6 - 0.1 - 0.05) = 0.45; noun 1: 0; mean over nouns 0.225.
+        Assert.Equal(0.225, parts.Balance, 5);
+    }
+
+    [Fact]
+    public void SamplesWithoutNounsContributeNothing()
+    {
+        using var scope = NewDisposeScope();
+        var loss = NewLoss();
+        var teacher = RandomMaps(2, 8, requiresGrad: false);
+        var studentA = RandomMaps(2, 9, requiresGrad: false);
+        var studentB = RandomMaps(2, 9, requiresGrad: false);
+        // Change only sample 1 (which has no noun) in the second student.
+        foreach (var key in Layers) studentB[key] = cat([studentA[key][..1], RandomMaps(1, 10, false)[key]], 0);
+        var nouns = Nouns([[1], [3]], []);
+        var t = tensor(new long[] { 600, 600 });
+
+        var a = loss.Compute(teacher, studentA, nouns, t);
+        var b = loss.Compute(teacher, studentB, nouns, t);
+        Assert.Equal(a.Total.item<float>(), b.Total.item<float>());
+        Assert.Equal(2, a.Nouns);
+
+        var none = loss.Compute(teacher, studentA, Nouns([], []), t);
+        Assert.Equal(0f, none.Total.item<float>());
+        Assert.Equal(0, none.Nouns);
+    }
+
+    [Fact]
+    public void AggregatorAveragesHeadsAndTokensAndResizesToTheLargestLayer()
+    {
+        using var scope = NewDisposeScope();
+        var maps = RandomMaps(1, 11, requiresGrad: false);
+        var weights = Nouns([[1, 2]]).ToWeights(6);
+        var aggregated = AttentionMapAggregator.Aggregate(maps, Layers, weights);
+        Assert.Equal(new long[] { 1, 1, 8, 8 }, aggregated.shape);
+
+        var only8 = AttentionMapAggregator.Aggregate(maps, [Layers[0]], weights);
+        var expected = maps[Layers[0]].mean(new long[] { 1 })[0].index_select(1, tensor(new long[] { 1, 2 })).mean(new long[] { 1 }).reshape(8, 8);
+        Assert.True(allclose(only8[0, 0], expected, rtol: 1e-5, atol: 1e-6));
+
+        var missing = Assert.Throws<KeyNotFoundException>(() => AttentionMapAggregator.Aggregate(maps, ["up.attn2"], weights));
+        Assert.Contains("up.attn2", missing.Message);
+    }
+
+    [Fact]
+    public void NormalisedMapsHaveMeanOne()
+    {
+        using var scope = NewDisposeScope();
+        var maps = rand(3, 2, 8, 8);
+        var n = CtcalLoss.Normalise(maps);
+        Assert.True(allclose(n.mean(new long[] { -2, -1 }), ones(3, 2), atol: 1e-5));
+    }
+}

@@ -1,0 +1,172 @@
+using System.Text.Json;
+using CTCal.Tests;
+using CTCal.Trainer.Cli;
+using CTCal.Trainer.Training;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace CTCal.Trainer.Tests;
+
+public sealed class TrainerCliTests : IDisposable
+{
+    private readonly string _dir = TestPaths.NewTempDir("ctcal-cli");
+    private readonly StringWriter _out = new();
+    private readonly StringWriter _err = new();
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private TrainerCli Cli(bool poison = false) => new(_ => new ToyDiffusionModel { PoisonPredictions = poison }, _out, _err);
+
+    private string _model = "toy";
+
+    private string[] Train(string data, string output, params string[] extra) =>
+        ["train", "--model", _model, "--data", data, "--out", output, "--resolution", "8", "--batch-size", "2", "--lora-rank", "2",
+         "--layers", "all", "--progress", "json", .. extra];
+
+    private List<JsonElement> Events() => _out.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries)
+        .Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
+
+    [Fact]
+    public void TrainWritesJsonLinesAndWeights()
+    {
+        string data = TrainingRunTests.MakeDataset(_dir);
+        string output = Path.Combine(_dir, "out");
+        int code = Cli().Run(Train(data, output, "--steps", "3", "--save-every", "2"));
+        Assert.True(code == 0, _err.ToString());
+        var events = Events();
+        Assert.Equal("start", events[0].GetProperty("event").GetString());
+        Assert.Equal(4, events[0].GetProperty("records").GetInt32());
+        Assert.Equal(3, events.Count(e => e.GetProperty("event").GetString() == "step"));
+        var step = events.First(e => e.GetProperty("event").GetString() == "step");
+        foreach (var field in new[] { "step", "total_steps", "loss", "diffusion", "ctcal", "pixel", "semantic", "reconstruction", "balance", "lr", "it_per_s" })
+            Assert.True(step.TryGetProperty(field, out _), $"step event lacks {field}");
+        Assert.Equal(2, events.Count(e => e.GetProperty("event").GetString() == "checkpoint"));
+        var done = events[^1];
+        Assert.Equal("done", done.GetProperty("event").GetString());
+        Assert.Equal(0, done.GetProperty("exit_code").GetInt32());
+        Assert.True(File.Exists(Path.Combine(output, LoraFile.DefaultName)));
+        Assert.True(File.Exists(Path.Combine(output, "train_config.json")));
+        Assert.True(File.Exists(Path.Combine(output, "train.log")));
+    }
+
+    [Fact]
+    public void ConfigFileFillsOptionsAndTheCommandLineWins()
+    {
+        string data = TrainingRunTests.MakeDataset(_dir);
+        string output = Path.Combine(_dir, "out");
+        string config = Path.Combine(_dir, "config.json");
+        File.WriteAllText(config, """{"steps": 2, "lr": 0.5, "method": "vanilla", "validation-prompts": "a cube", "save-every": 0, "validation-steps": 2}""");
+        _model = Path.Combine(TestPaths.Fixtures, "tiny-sd1"); // the toy loader ignores it; validation reads its scheduler config
+        int code = Cli().Run(Train(data, output, "--config", config, "--lr", "0.001"));
+        Assert.True(code == 0, _err.ToString());
+        using var saved = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "train_config.json")));
+        var options = saved.RootElement.GetProperty("options");
+        Assert.Equal(2, options.GetProperty("Steps").GetInt32());
+        Assert.Equal(0.001, options.GetProperty("LearningRate").GetDouble());
+        Assert.Equal(1, options.GetProperty("Method").GetInt32()); // Vanilla
+        Assert.Equal("a cube", options.GetProperty("ValidationPrompts")[0].GetString());
+        Assert.True(File.Exists(Path.Combine(output, "validation", "step-0000002.png")));
+    }
+
+    [Theory]
+    [InlineData("--bogus", "1")]
+    [InlineData("--method", "sideways")]
+    [InlineData("--steps", "zero")]
+    public void BadArgumentsExitWithTwo(string option, string value)
+    {
+        string data = TrainingRunTests.MakeDataset(_dir);
+        Assert.Equal(ExitCodes.BadInput, Cli().Run(Train(data, Path.Combine(_dir, "out"), option, value)));
+        Assert.Contains("error", _err.ToString());
+    }
+
+    [Fact]
+    public void BadConfigKeysAndMissingOptionsExitWithTwo()
+    {
+        string data = TrainingRunTests.MakeDataset(_dir);
+        string config = Path.Combine(_dir, "config.json");
+        File.WriteAllText(config, """{"stepz": 2}""");
+        Assert.Equal(ExitCodes.BadInput, Cli().Run(Train(data, Path.Combine(_dir, "out"), "--config", config)));
+        Assert.Contains("unknown option 'stepz'", _err.ToString());
+
+        File.WriteAllText(config, """{"steps": "many"}""");
+        Assert.Equal(ExitCodes.BadInput, Cli().Run(Train(data, Path.Combine(_dir, "out"), "--config", config)));
+        Assert.Contains("'steps' must be an integer", _err.ToString());
+
+        Assert.Equal(ExitCodes.BadInput, Cli().Run(["train", "--model", "toy", "--out", Path.Combine(_dir, "o")]));
+        Assert.Contains("--data is required", _err.ToString());
+    }
+
+    [Fact]
+    public void BadDatasetExitsWithTwoAndAnErrorEvent()
+    {
+        string data = TrainingRunTests.MakeDataset(_dir);
+        File.AppendAllText(Path.Combine(data, "metadata.jsonl"), "{not json\n");
+        Assert.Equal(ExitCodes.BadInput, Cli().Run(Train(data, Path.Combine(_dir, "out"), "--strict")));
+        var error = Events().Last();
+        Assert.Equal("error", error.GetProperty("event").GetString());
+        Assert.Equal("bad_input", error.GetProperty("kind").GetString());
+        Assert.Contains("metadata.jsonl:5", error.GetProperty("message").GetString());
+    }
+
+    [Fact]
+    public void DivergenceExitsWithThree()
+    {
+        string data = TrainingRunTests.MakeDataset(_dir);
+        Assert.Equal(ExitCodes.Diverged, Cli(poison: true).Run(Train(data, Path.Combine(_dir, "out"), "--steps", "10", "--max-nan-steps", "2")));
+        var error = Events().Last();
+        Assert.Equal("diverged", error.GetProperty("kind").GetString());
+        Assert.Equal(3, error.GetProperty("exit_code").GetInt32());
+    }
+
+    [Fact]
+    public void CancellationWritesACheckpointAndExitsWith130ThenResumeLatestContinues()
+    {
+        string data = TrainingRunTests.MakeDataset(_dir);
+        string output = Path.Combine(_dir, "out");
+        var cli = Cli();
+        cli.Cancellation.Cancel();
+        Assert.Equal(ExitCodes.Cancelled, cli.Run(Train(data, output, "--steps", "3")));
+        Assert.NotNull(TrainingRun.LatestCheckpoint(output));
+
+        Assert.Equal(0, Cli().Run(Train(data, output, "--steps", "2", "--save-every", "0")));
+        _out.GetStringBuilder().Clear();
+        Assert.Equal(0, Cli().Run(Train(data, output, "--steps", "3", "--resume", "latest")));
+        var start = Events().First(e => e.GetProperty("event").GetString() == "start");
+        Assert.Equal(2, start.GetProperty("start_step").GetInt64());
+        Assert.Single(Events(), e => e.GetProperty("event").GetString() == "step");
+    }
+
+    [Fact]
+    public void MergeFoldsTheLoraIntoTheWeights()
+    {
+        string data = TrainingRunTests.MakeDataset(_dir);
+        string output = Path.Combine(_dir, "out");
+        Assert.Equal(0, Cli().Run(Train(data, output, "--steps", "2", "--lora-alpha", "4", "--lr", "0.05", "--train-text-encoder")));
+        string merged = Path.Combine(_dir, "merged");
+        Assert.Equal(0, Cli().Run(["merge", "--model", "toy", "--lora", Path.Combine(output, LoraFile.DefaultName), "--out", merged]));
+
+        var lora = TensorFile.Load(Path.Combine(output, LoraFile.DefaultName));
+        var unet = TensorFile.Load(Path.Combine(merged, "unet", "diffusion_pytorch_model.safetensors"));
+        var text = TensorFile.Load(Path.Combine(merged, "text_encoder", "model.safetensors"));
+        using var fresh = new ToyDiffusionModel();
+        var baseWeight = fresh.UNet.state_dict()["down.attn2.to_q.weight"];
+        var expected = baseWeight + lora["unet.down.attn2.to_q.lora_B.weight"].matmul(lora["unet.down.attn2.to_q.lora_A.weight"]).mul(4.0 / 2);
+        Assert.True(allclose(unet["down.attn2.to_q.weight"], expected, atol: 1e-6));
+        Assert.False(allclose(unet["down.attn2.to_q.weight"], baseWeight, atol: 1e-6));
+        Assert.True(unet["conv_in.weight"].eq(fresh.UNet.state_dict()["conv_in.weight"]).all().item<bool>());
+        Assert.Contains("q_proj.weight", text.Keys);
+    }
+
+    [Fact]
+    public void HelpListsTheOptions()
+    {
+        Assert.Equal(0, Cli().Run(["train", "--help"]));
+        string help = _out.ToString();
+        foreach (var option in new[] { "--lora-rank", "--full", "--method", "--teacher-t", "--distance", "--tau", "--layers", "--config", "--resume", "--strict", "--progress" })
+            Assert.Contains(option, help);
+        _out.GetStringBuilder().Clear();
+        Assert.Equal(0, Cli().Run(["merge", "--help"]));
+        Assert.Contains("--lora", _out.ToString());
+        Assert.Equal(0, Cli().Run(["bench", "--help"]));
+    }
+}
