@@ -1,5 +1,6 @@
 // Per-step UNet latency: the ONNX model written by CTCal.Export in ONNX Runtime (CPU provider) vs the TorchSharp forward
 // pass (eval, no_grad), same weights, same inputs, same thread count; medians after warm-up and their ratio.
+// --pipeline: seconds per image through the plugin instead (PipelineBench).
 using System.Diagnostics;
 using CTCal.Bench.Inference;
 using CTCal.Core.Diffusers;
@@ -11,23 +12,34 @@ using static TorchSharp.torch;
 
 int runs = 20, warmup = 3, threads = Environment.ProcessorCount, batch = 2, tokens = 77, steps = 20;
 string configs = "tiny,mid";
-string? dir = null;
-bool keep = false;
+string? dir = null, scheduler = null, pluginDir = null, tokenizerDir = null, providers = null;
+bool keep = false, pipeline = false, runsGiven = false, threadsGiven = false;
+int size = 256;
+double guidance = 7.5;
 for (int i = 0; i < args.Length; i++)
 {
     string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
     switch (args[i])
     {
-        case "--runs": runs = int.Parse(Next()); break;
+        case "--runs": runs = int.Parse(Next()); runsGiven = true; break;
         case "--warmup": warmup = int.Parse(Next()); break;
-        case "--threads": threads = int.Parse(Next()); break;
+        case "--threads": threads = int.Parse(Next()); threadsGiven = true; break;
         case "--batch": batch = int.Parse(Next()); break;
         case "--steps": steps = int.Parse(Next()); break;
         case "--configs": configs = Next(); break;
         case "--dir": dir = Next(); break;
         case "--keep": keep = true; break;
+        case "--pipeline": pipeline = true; break;
+        case "--size": size = int.Parse(Next()); break;
+        case "--guidance": guidance = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+        case "--scheduler": scheduler = Next(); break;
+        case "--providers": providers = Next(); break;
+        case "--plugin-dir": pluginDir = Next(); break;
+        case "--tokenizer": tokenizerDir = Next(); break;
         case "-h" or "--help":
             Console.WriteLine("ctcal bench inference [--configs tiny,mid] [--runs 20] [--warmup 3] [--threads N] [--batch 2] [--steps 20] [--dir <work folder>] [--keep]");
+            Console.WriteLine("ctcal bench inference --pipeline [--runs 3] [--steps 20] [--size 256] [--guidance 7.5] [--scheduler <name>] [--providers cuda,cpu] " +
+                "[--threads N (plugin intraOpThreads; default 0)] [--plugin-dir <CTCal.Plugin build output>] [--tokenizer <folder>] [--dir <work folder>] [--keep]");
             return 0;
         default: Console.Error.WriteLine($"unknown argument '{args[i]}'"); return 2;
     }
@@ -36,6 +48,37 @@ if (runs < 1 || warmup < 0 || threads < 1 || batch < 1 || steps < 1)
 {
     Console.Error.WriteLine("--runs, --threads, --batch and --steps must be >= 1, --warmup >= 0");
     return 2;
+}
+
+if (pipeline)
+{
+    if (size < 8 || size % 8 != 0)
+    {
+        Console.Error.WriteLine($"--size {size}: must be a positive multiple of 8");
+        return 2;
+    }
+
+    string pipelineWork = dir ?? Path.Combine(Path.GetTempPath(), $"ctcal-bench-pipeline-{Guid.NewGuid():N}");
+    Directory.CreateDirectory(pipelineWork);
+    try
+    {
+        return await PipelineBench.RunAsync(new PipelineBenchOptions
+        {
+            Runs = runsGiven ? runs : 3,
+            Steps = steps,
+            Size = size,
+            Guidance = guidance,
+            Scheduler = scheduler,
+            Providers = providers is null ? ["cuda", "cpu"] : providers.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+            Threads = threadsGiven ? threads : 0,
+            PluginBuildOutput = pluginDir,
+            TokenizerFolder = tokenizerDir,
+        }, pipelineWork, LoadAverage);
+    }
+    finally
+    {
+        if (!keep && dir is null) Directory.Delete(pipelineWork, true);
+    }
 }
 
 var selected = new List<BenchConfig>();

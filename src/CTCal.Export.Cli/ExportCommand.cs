@@ -60,29 +60,35 @@ internal static class ExportCommand
         try
         {
             var started = DateTime.UtcNow;
+            Log.Info("export {0} -> {1} (fp16: {2})", options.ModelFolder, options.OutputFolder, options.Fp16);
             OnnxExporter.Export(options, new ConsoleProgress(), ct);
             Console.WriteLine($"wrote {Path.GetFullPath(options.OutputFolder)} in {(DateTime.UtcNow - started).TotalSeconds:F1} s");
+            Log.Info("wrote {0} in {1:F1} s", Path.GetFullPath(options.OutputFolder), (DateTime.UtcNow - started).TotalSeconds);
             return 0;
         }
         catch (ExportValidationException e)
         {
-            Console.Error.WriteLine(e.Message);
+            Log.Error(e.Message);
             return 1;
         }
         catch (DiffusersConfigException e)
         {
-            Console.Error.WriteLine(e.Message);
+            Log.Error(e.Message);
             return 1;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            Console.Error.WriteLine($"export failed while writing (the output folder was left as it was): {e.Message}");
+            Log.Error(e, "export failed while writing (the output folder was left as it was): {0}", e.Message);
             return 1;
         }
         catch (OperationCanceledException)
         {
-            Console.Error.WriteLine("cancelled; the output folder was left as it was");
+            Log.Warn("cancelled; the output folder was left as it was");
             return 130;
+        }
+        finally
+        {
+            NLog.LogManager.Flush();
         }
     }
 
@@ -103,6 +109,8 @@ internal static class ExportCommand
         if (result == ExportComponents.None) throw new ArgumentException("--components: no part given");
         return result;
     }
+
+    private static readonly NLog.Logger Log = NLog.LogManager.GetCurrentClassLogger();
 
     /// <summary>Prints a line per component and every ~10% of its weights.</summary>
     private sealed class ConsoleProgress : IProgress<ExportProgress>

@@ -49,7 +49,11 @@ public static class CaptionGrammar
         {
             int countIndex = Array.IndexOf(CountWords, words.Length == 3 ? words[0] : "");
             if (countIndex >= 2)
-                return SceneSpec.Counting(Palette.Parse(words[1]), Shapes.Parse(words[2]), countIndex);
+            {
+                var counted = Shapes.Parse(words[2]);
+                Expect(words[2] == Shapes.PluralNoun(counted), $"'{words[2]}' must be plural after '{words[0]}'");
+                return SceneSpec.Counting(Palette.Parse(words[1]), counted, countIndex);
+            }
 
             int pos = 0;
             var first = ReadNounPhrase(words, ref pos);

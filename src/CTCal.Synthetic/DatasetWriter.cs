@@ -80,7 +80,7 @@ public static class DatasetWriter
             var p = file.Prompts[i];
             try
             {
-                if (p.Prompt is null || p.Spec?.Objects is null || p.Subjects is null) throw new FormatException("missing prompt, subjects or spec.objects");
+                if (p?.Prompt is null || p.Spec?.Objects is null || p.Subjects is null) throw new FormatException("missing prompt, subjects or spec.objects");
                 var spec = p.Category switch
                 {
                     PromptCategory.Binding => SceneSpec.Binding(p.Spec.Objects),
@@ -112,6 +112,7 @@ public static class DatasetWriter
             {
                 using var doc = JsonDocument.Parse(line);
                 var root = doc.RootElement;
+                if (root.ValueKind != JsonValueKind.Object) throw new FormatException($"expected a JSON object, found {root.ValueKind}");
                 string fileName = RequiredString(root, "file_name");
                 if (fileName != Path.GetFileName(fileName) || fileName is "." or "..")
                     throw new FormatException($"file_name '{fileName}' must name a file inside the dataset folder");
@@ -122,8 +123,9 @@ public static class DatasetWriter
                     ? s.GetString()! : throw new FormatException("'subjects' holds a non-string")).ToArray();
                 result.Add(new MetadataLine(fileName, text, words));
             }
-            catch (Exception e) when (e is JsonException or FormatException)
+            catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException)
             {
+                // InvalidOperationException: System.Text.Json reading an escaped lone surrogate ("\ud800") in a key or string.
                 throw new InvalidDataException($"{path}:{lineNo}: {e.Message}", e);
             }
         }

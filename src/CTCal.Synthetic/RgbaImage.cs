@@ -102,12 +102,26 @@ public sealed class RgbaImage
         return data.ToArray();
     }
 
+    /// <summary>
+    /// Largest image <see cref="Decode"/> accepts, in pixels (4096 x 4096, a 64 MiB RGBA buffer): a few header bytes can
+    /// declare a gigapixel image, whose buffer size would overflow or exhaust memory.
+    /// </summary>
+    public const long MaxDecodedPixels = 4096L * 4096;
+
     /// <summary>Decodes a PNG (or any format Skia reads); <paramref name="source"/> names the data in errors.</summary>
+    /// <exception cref="InvalidDataException">not a decodable image, larger than <see cref="MaxDecodedPixels"/>, or decoding failed.</exception>
     public static RgbaImage Decode(byte[] encoded, string source = "image")
     {
-        using var codec = SKCodec.Create(new MemoryStream(encoded))
+        ArgumentNullException.ThrowIfNull(encoded);
+        // SKData keeps the bytes native: a managed Stream would let a header offset (a BMP's data offset, say) make
+        // SkiaSharp's stream adapter allocate a managed buffer of that many bytes to skip over.
+        using var data = SKData.CreateCopy(encoded);
+        using var codec = SKCodec.Create(data)
             ?? throw new InvalidDataException($"{source}: not a decodable image");
-        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        int width = codec.Info.Width, height = codec.Info.Height;
+        if (width <= 0 || height <= 0 || (long)width * height > MaxDecodedPixels)
+            throw new InvalidDataException($"{source}: a {width}x{height} image is outside the decodable size (1 to {MaxDecodedPixels} pixels)");
+        var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         byte[] pixels = new byte[info.Width * info.Height * 4];
         var handle = GCHandle.Alloc(pixels, GCHandleType.Pinned);
         try

@@ -39,11 +39,59 @@ internal sealed class JsonConfig
             using var doc = JsonDocument.Parse(json, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip, MaxDepth = 64 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new DiffusersConfigException(file, null, $"expected a JSON object at the top level, found {doc.RootElement.ValueKind}");
+            RequireValidStrings(file, doc.RootElement, "");
             return new JsonConfig(file, doc.RootElement.Clone());
         }
         catch (JsonException e)
         {
             throw new DiffusersConfigException(file, null, $"invalid JSON ({e.Message})", e);
+        }
+        catch (ArgumentException e)
+        {
+            // JsonDocument.Parse(string) refuses text holding a lone surrogate char (only possible for in-memory strings).
+            throw new DiffusersConfigException(file, null, $"the text is not valid UTF-16 ({e.Message})", e);
+        }
+    }
+
+    /// <summary>
+    /// An escaped lone surrogate (<c>"\ud800"</c>) passes JsonDocument's syntax check but makes every later read of that
+    /// string throw InvalidOperationException; refuse it here, naming the field (depth is bounded by MaxDepth).
+    /// </summary>
+    private static void RequireValidStrings(string file, JsonElement element, string path)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                int index = 0;
+                foreach (var property in element.EnumerateObject())
+                {
+                    string name;
+                    try
+                    {
+                        name = property.Name;
+                    }
+                    catch (InvalidOperationException e)
+                    {
+                        throw new DiffusersConfigException(file, null, $"the name of member {index} of {(path.Length == 0 ? "the top-level object" : path)} is not valid UTF-16 (an escaped lone surrogate)", e);
+                    }
+                    RequireValidStrings(file, property.Value, path.Length == 0 ? name : $"{path}.{name}");
+                    index++;
+                }
+                break;
+            case JsonValueKind.Array:
+                int i = 0;
+                foreach (var item in element.EnumerateArray()) RequireValidStrings(file, item, $"{path}[{i++}]");
+                break;
+            case JsonValueKind.String:
+                try
+                {
+                    _ = element.GetString();
+                }
+                catch (InvalidOperationException e)
+                {
+                    throw new DiffusersConfigException(file, path, "the string is not valid UTF-16 (an escaped lone surrogate)", e);
+                }
+                break;
         }
     }
 

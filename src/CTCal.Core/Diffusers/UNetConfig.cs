@@ -128,6 +128,7 @@ public sealed record UNetConfig
     /// </summary>
     private void Validate(JsonConfig c)
     {
+        if (NormNumGroups <= 0) throw c.Invalid("norm_num_groups", $"must be positive, found {NormNumGroups}");
         for (int i = 0; i < BlockOutChannels.Length; i++)
         {
             if (BlockOutChannels[i] <= 0) throw c.Invalid($"block_out_channels[{i}]", "must be positive");

@@ -51,6 +51,7 @@ public sealed record VaeConfig
             throw c.Invalid("down_block_types", $"has {config.DownBlockTypes.Length} entries but block_out_channels has {channels.Length}");
         if (config.UpBlockTypes.Length != channels.Length)
             throw c.Invalid("up_block_types", $"has {config.UpBlockTypes.Length} entries but block_out_channels has {channels.Length}");
+        if (config.NormNumGroups <= 0) throw c.Invalid("norm_num_groups", $"must be positive, found {config.NormNumGroups}");
         for (int i = 0; i < channels.Length; i++)
         {
             if (config.DownBlockTypes[i] != "DownEncoderBlock2D")

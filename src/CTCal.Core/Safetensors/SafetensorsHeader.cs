@@ -33,6 +33,7 @@ internal static class SafetensorsHeader
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
                 throw new SafetensorsException(file, null, $"the header must be a JSON object, found {root.ValueKind}");
+            RequireValidStrings(file, root);
 
             // Count first, so an oversized header is refused before any per-entry work.
             int entries = 0;
@@ -62,6 +63,37 @@ internal static class SafetensorsHeader
 
             ValidateLayout(file, tensors, dataLength);
             return (tensors, metadata);
+        }
+    }
+
+    /// <summary>
+    /// An escaped lone surrogate (<c>"\ud800"</c>) passes JsonDocument's syntax check but makes every later read of that
+    /// string throw InvalidOperationException; refuse such headers up front (depth is bounded by MaxDepth).
+    /// </summary>
+    private static void RequireValidStrings(string file, JsonElement element)
+    {
+        try
+        {
+            switch (element.ValueKind)
+            {
+                case JsonValueKind.Object:
+                    foreach (var property in element.EnumerateObject())
+                    {
+                        _ = property.Name;
+                        RequireValidStrings(file, property.Value);
+                    }
+                    break;
+                case JsonValueKind.Array:
+                    foreach (var item in element.EnumerateArray()) RequireValidStrings(file, item);
+                    break;
+                case JsonValueKind.String:
+                    _ = element.GetString();
+                    break;
+            }
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new SafetensorsException(file, null, $"the header holds a string that is not valid UTF-16 (an escaped lone surrogate): {e.Message}", e);
         }
     }
 

@@ -19,13 +19,18 @@ public sealed class ClipTokenizer
     /// <summary>Prompt tokens that fit between BOS and EOS.</summary>
     public const int MaxPromptTokens = MaxLength - 2;
 
+    /// <summary>Longest pre-tokenizer piece: longer letter or symbol runs are split into pieces of this many characters.</summary>
+    public const int MaxPieceLength = 256;
+
     public const string StartOfText = "<|startoftext|>";
     public const string EndOfText = "<|endoftext|>";
 
     // openai/CLIP simple_tokenizer's pattern (re.IGNORECASE): the specials, English contractions, letter runs, single
-    // digits, and runs of everything else that is not whitespace.
+    // digits, and runs of everything else that is not whitespace. One difference: runs are cut every MaxPieceLength
+    // characters, because BPE merging is quadratic in a piece's length (a 100k-letter "word" would take minutes); no real
+    // word comes near the limit, so ids differ from CLIP's only for such runs.
     private static readonly Regex PreTokenizerPattern = new(
-        @"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+",
+        @"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}{1," + MaxPieceLength + @"}|\p{N}|[^\s\p{L}\p{N}]{1," + MaxPieceLength + "}",
         RegexOptions.IgnoreCase | RegexOptions.CultureInvariant | RegexOptions.Compiled);
 
     private readonly BpeTokenizer _bpe;
@@ -97,6 +102,10 @@ public sealed class ClipTokenizer
         catch (JsonException e)
         {
             throw new InvalidDataException($"{vocabJson}: not a JSON object mapping tokens to integer ids ({e.Message}).", e);
+        }
+        foreach (var (token, id) in vocabulary)
+        {
+            if (id < 0) throw new InvalidDataException($"{vocabJson}: token \"{token}\" has the negative id {id}.");
         }
         if (!vocabulary.TryGetValue(StartOfText, out int bos))
             throw new InvalidDataException($"{vocabJson}: the vocabulary has no \"{StartOfText}\" token; not a CLIP vocabulary.");

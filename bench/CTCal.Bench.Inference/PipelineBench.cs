@@ -1,0 +1,245 @@
+using System.Diagnostics;
+using System.Reflection;
+using System.Text.Json;
+using CTCal.Contracts;
+using CTCal.Export;
+using CTCal.Host.Plugins;
+
+namespace CTCal.Bench.Inference;
+
+/// <summary>Options of <c>--pipeline</c>.</summary>
+internal sealed record PipelineBenchOptions
+{
+    public int Runs { get; init; } = 3;
+    public int Steps { get; init; } = 20;
+    public int Size { get; init; } = 256;
+    public double Guidance { get; init; } = 7.5;
+    public string? Scheduler { get; init; }
+    /// <summary>ONNX Runtime providers best first, as the plugin's <c>executionProviders</c> setting.</summary>
+    public IReadOnlyList<string> Providers { get; init; } = ["cuda", "cpu"];
+    /// <summary>The plugin's <c>intraOpThreads</c> (0: ONNX Runtime's choice).</summary>
+    public int Threads { get; init; }
+    public string? PluginBuildOutput { get; init; }
+    public string? TokenizerFolder { get; init; }
+}
+
+/// <summary>
+/// Seconds per image through the real plugin pipeline: builds the mid-size diffusers folder with random weights,
+/// exports it with <see cref="OnnxExporter"/> into a models folder, lays out the plugin's build output in a plugin
+/// folder beside a generated plugins.json, loads it with the reference host's <see cref="PluginHost"/> (own
+/// AssemblyLoadContext, MEF composition) and times <see cref="IImageGenerator.GenerateAsync"/> (tokenizer, text
+/// encoder, sampler loop with classifier-free guidance, VAE decode, PNG encode).
+/// </summary>
+internal static class PipelineBench
+{
+    private const string ModelId = "mid";
+    private const string Prompt = "a red cube on top of a blue sphere";
+
+    public static async Task<int> RunAsync(PipelineBenchOptions o, string work, Func<string> loadAverage)
+    {
+        string pluginSource = o.PluginBuildOutput ?? DefaultPluginBuildOutput();
+        if (!File.Exists(Path.Combine(pluginSource, "CTCal.Plugin.dll")))
+        {
+            Console.Error.WriteLine($"--plugin-dir: {pluginSource} has no CTCal.Plugin.dll; build src/CTCal.Plugin (same configuration) first");
+            return 2;
+        }
+
+        string tokenizer = o.TokenizerFolder ?? Path.Combine(RepositoryRoot(), "tests", "data", "fixtures", "tiny-sd1", "tokenizer");
+        Console.WriteLine($"pipeline: mid config, {o.Size}x{o.Size}, {o.Steps} steps, guidance {o.Guidance}, {o.Runs} timed runs after the first call; " +
+            $"plugin from {pluginSource}; {Environment.ProcessorCount} logical CPUs");
+        Console.WriteLine($"load average at start: {loadAverage()} (other processes on these CPUs inflate the times)");
+
+        // 1. Diffusers folder with seeded random weights, exported into <work>/host/models/mid.
+        string diffusers = Path.Combine(work, "diffusers-mid");
+        string root = Path.Combine(work, "host");
+        var clock = Stopwatch.StartNew();
+        var (unetParams, textParams, vaeParams) = MidPipelineFolder.Build(diffusers, tokenizer, seed: 1);
+        Console.WriteLine($"diffusers folder: UNet {unetParams:N0}, text encoder {textParams:N0}, VAE {vaeParams:N0} parameters ({clock.Elapsed.TotalSeconds:F1} s)");
+        clock.Restart();
+        OnnxExporter.Export(new ExportOptions { ModelFolder = diffusers, OutputFolder = Path.Combine(root, "models", ModelId), Force = true });
+        Console.WriteLine($"export: {clock.Elapsed.TotalSeconds:F1} s");
+
+        // 2. Host root: plugins/CTCal.Plugin (a copy of the build output), models/, plugins.json.
+        CopyFolder(pluginSource, Path.Combine(root, "plugins", "CTCal.Plugin"));
+        var settings = new Dictionary<string, object>
+        {
+            ["modelsFolder"] = "models",
+            ["executionProviders"] = o.Providers,
+            ["intraOpThreads"] = o.Threads,
+        };
+        string pluginsJson = Path.Combine(root, "plugins.json");
+        File.WriteAllText(pluginsJson, JsonSerializer.Serialize(new
+        {
+            version = 1,
+            plugins = new[] { new { id = "ctcal.onnx", path = "plugins/CTCal.Plugin", assembly = "CTCal.Plugin.dll", enabled = true, settings } },
+        }, new JsonSerializerOptions { WriteIndented = true }));
+
+        var log = new ConsoleLogSink(LogSeverity.Warning);
+        using var host = PluginHost.Load(PluginsFile.Load(pluginsJson), log, _ => log);
+        foreach (var failure in host.Failures)
+        {
+            Console.Error.WriteLine($"plugin failure: {failure}");
+        }
+
+        var generator = host.Generators.Select(g => g.Value).FirstOrDefault();
+        if (generator is null)
+        {
+            Console.Error.WriteLine("no image generator was loaded from the plugin");
+            return 1;
+        }
+
+        var models = await generator.ListModelsAsync();
+        if (models.All(m => m.Id != ModelId))
+        {
+            Console.Error.WriteLine($"the plugin does not list model '{ModelId}' (listed: {string.Join(", ", models.Select(m => m.Id))})");
+            return 1;
+        }
+
+        GenerationRequest Request(int seed) => new()
+        {
+            Model = ModelId,
+            Prompt = Prompt,
+            Width = o.Size,
+            Height = o.Size,
+            Steps = o.Steps,
+            GuidanceScale = o.Guidance,
+            Seed = seed,
+            Scheduler = o.Scheduler,
+        };
+
+        // 3. First call (creates the sessions), then timed runs with per-phase times from the progress reports.
+        clock.Restart();
+        var first = await generator.GenerateAsync(Request(999), null);
+        double firstSeconds = clock.Elapsed.TotalSeconds;
+        var p = first.Parameters;
+        Console.WriteLine($"execution provider: {first.ExecutionProvider}; scheduler {p.Scheduler}; {p.Width}x{p.Height}; PNG {first.Images[0].Png.Length:N0} bytes");
+        foreach (string warning in first.Warnings)
+        {
+            Console.WriteLine($"warning: {warning}");
+        }
+
+        Console.WriteLine($"first call (loads the ONNX Runtime sessions + one image): {firstSeconds:F2} s");
+
+        var total = new List<double>();
+        var perStep = new List<double>();
+        var decode = new List<double>();
+        var before = new List<double>();
+        for (int i = 0; i < o.Runs; i++)
+        {
+            var phases = new PhaseClock();
+            clock.Restart();
+            var result = await generator.GenerateAsync(Request(1000 + i), phases);
+            double seconds = clock.Elapsed.TotalSeconds;
+            total.Add(seconds);
+            if (result.Images.Count != 1 || result.Images[0].Png.Length == 0)
+            {
+                Console.Error.WriteLine("the plugin returned no image");
+                return 3;
+            }
+
+            var (stepSeconds, decodeSeconds, beforeSeconds) = phases.Summarize(o.Steps, seconds);
+            perStep.Add(stepSeconds);
+            decode.Add(decodeSeconds);
+            before.Add(beforeSeconds);
+            Console.WriteLine($"  run {i + 1}: {seconds:F2} s/image ({stepSeconds * 1000:F0} ms/step)");
+        }
+
+        Console.WriteLine($"RESULT [{first.ExecutionProvider}] mid {p.Width}x{p.Height}, {p.Steps} steps, guidance {p.Guidance()}: " +
+            $"median {Median(total):F2} s/image over {o.Runs} runs (min {total.Min():F2}, max {total.Max():F2}); " +
+            $"per step {Median(perStep) * 1000:F0} ms (UNet with the CFG pair + scheduler); first call {firstSeconds:F2} s");
+        Console.WriteLine($"phases (medians): before the first step (tokenize + text encoder) + first step {Median(before):F2} s, " +
+            $"VAE decode + PNG {Median(decode):F2} s");
+        Console.WriteLine($"load average at end: {loadAverage()}");
+        return 0;
+    }
+
+    private static string Guidance(this GenerationParameters p) => p.GuidanceScale.ToString("0.0##", System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Timestamps the plugin's progress reports (they are raised synchronously on the generating thread).</summary>
+    private sealed class PhaseClock : IProgress<GenerationProgress>
+    {
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private double _firstStep = double.NaN, _lastStep = double.NaN, _decoding = double.NaN;
+        private int _steps;
+
+        public void Report(GenerationProgress value)
+        {
+            double now = _clock.Elapsed.TotalSeconds;
+            switch (value.Stage)
+            {
+                case GenerationStage.Denoising:
+                    if (value.Step == 1) _firstStep = now;
+                    _lastStep = now;
+                    _steps = value.Step;
+                    break;
+                case GenerationStage.Decoding:
+                    _decoding = now;
+                    break;
+            }
+        }
+
+        /// <summary>Per-step seconds (steps 2..N), decode + PNG seconds, seconds up to the end of step 1.</summary>
+        public (double PerStep, double Decode, double Before) Summarize(int steps, double total)
+        {
+            if (double.IsNaN(_firstStep) || double.IsNaN(_decoding) || _steps != steps)
+            {
+                throw new InvalidOperationException($"the plugin reported {_steps} of {steps} denoising steps");
+            }
+
+            double perStep = steps > 1 ? (_lastStep - _firstStep) / (steps - 1) : _firstStep;
+            return (perStep, total - _decoding, _firstStep);
+        }
+    }
+
+    private static double Median(List<double> xs)
+    {
+        var s = xs.Order().ToList();
+        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
+    }
+
+    private static void CopyFolder(string source, string target)
+    {
+        foreach (string file in Directory.EnumerateFiles(source, "*", SearchOption.AllDirectories))
+        {
+            string destination = Path.Combine(target, Path.GetRelativePath(source, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+            File.Copy(file, destination, overwrite: true);
+        }
+    }
+
+    private static string Metadata(string key) =>
+        typeof(PipelineBench).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().First(a => a.Key == key).Value!;
+
+    /// <summary>src/CTCal.Plugin/bin/&lt;Configuration&gt;/net8.0, or its artifacts-output equivalent when CTCAL_ARTIFACTS is set.</summary>
+    private static string DefaultPluginBuildOutput()
+    {
+        string configured = Metadata("PluginBuildOutput");
+        if (File.Exists(Path.Combine(configured, "CTCal.Plugin.dll")))
+        {
+            return configured;
+        }
+
+        string? artifacts = Environment.GetEnvironmentVariable("CTCAL_ARTIFACTS");
+        string folder = artifacts is null ? "" : Path.Combine(artifacts, "bin", "CTCal.Plugin");
+        string? found = Directory.Exists(folder)
+            ? Directory.EnumerateFiles(folder, "CTCal.Plugin.dll", SearchOption.AllDirectories).FirstOrDefault()
+            : null;
+        return found is null ? configured : Path.GetDirectoryName(found)!;
+    }
+
+    private static string RepositoryRoot() => Metadata("RepositoryRoot");
+
+    /// <summary>Writes plugin and host log lines at or above a severity to stderr.</summary>
+    private sealed class ConsoleLogSink(LogSeverity minimum) : ILogSink
+    {
+        public bool IsEnabled(LogSeverity severity) => severity >= minimum;
+
+        public void Log(LogSeverity severity, string message, Exception? exception = null)
+        {
+            if (IsEnabled(severity))
+            {
+                Console.Error.WriteLine($"[{severity}] {message}{(exception is null ? "" : $": {exception.Message}")}");
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+namespace CTCal.Contracts;
+
+/// <summary>
+/// Optional capability: export a diffusers-layout safetensors checkpoint to an ONNX model folder in the plugin's
+/// models folder and register it, so it shows up in <see cref="IImageGenerator.ListModelsAsync"/>.
+/// </summary>
+public interface IModelExporter
+{
+    /// <summary>Exports and registers. The returned model is ready for generation.</summary>
+    Task<ModelInfo> ExportAsync(
+        ModelExportRequest request,
+        IProgress<OperationProgress>? progress = null,
+        CancellationToken cancellationToken = default);
+}
+
+/// <summary>What to export.</summary>
+/// <param name="CheckpointFolder">Diffusers-layout folder (<c>unet/</c>, <c>text_encoder/</c>, <c>vae/</c> with safetensors).</param>
+/// <param name="ModelId">Name of the new model folder (letters, digits, '.', '-', '_').</param>
+/// <param name="Overwrite">Replace an existing model of that id.</param>
+/// <param name="UnetWeights">Fine-tuned UNet weights (a safetensors file) used instead of the checkpoint's own.</param>
+/// <param name="Loras">LoRA safetensors files merged into the weights at export (strength 1).</param>
+public sealed record ModelExportRequest(
+    string CheckpointFolder,
+    string ModelId,
+    bool Overwrite = false,
+    string? UnetWeights = null,
+    IReadOnlyList<string>? Loras = null);
+
+/// <summary>Progress of a long operation (export, fine-tune).</summary>
+/// <param name="Stage">Short machine-friendly stage name (for example <c>unet</c>, <c>step</c>, <c>checkpoint</c>).</param>
+/// <param name="Current">Work done in this stage.</param>
+/// <param name="Total">Work in this stage (0 when unknown).</param>
+/// <param name="Message">Human-readable detail.</param>
+/// <param name="Metrics">Numeric values reported with the event (for example <c>loss</c>, <c>lr</c>).</param>
+public sealed record OperationProgress(
+    string Stage,
+    long Current,
+    long Total,
+    string? Message = null,
+    IReadOnlyDictionary<string, double>? Metrics = null);
+
+/// <summary>
+/// Optional capability: fine-tune a model with CTCal in a separate trainer process. Progress comes through
+/// <see cref="IProgress{T}"/>; cancelling the token stops the trainer. On success the result is exported and
+/// registered as a new model.
+/// </summary>
+public interface IFineTuner
+{
+    /// <summary>Runs a fine-tune job to its end. Throws <see cref="FineTuneException"/> when the trainer fails.</summary>
+    Task<FineTuneResult> FineTuneAsync(
+        FineTuneRequest request,
+        IProgress<OperationProgress>? progress = null,
+        CancellationToken cancellationToken = default);
+}
+
+/// <summary>A fine-tune job.</summary>
+/// <param name="BaseCheckpointFolder">Diffusers-layout safetensors checkpoint to start from.</param>
+/// <param name="DatasetPath">Training prompts/images, as the trainer expects them.</param>
+/// <param name="OutputFolder">Where the trainer writes checkpoints.</param>
+/// <param name="ModelId">Id of the model registered on success.</param>
+/// <param name="MaxSteps">Training steps (null: the trainer's default).</param>
+/// <param name="ExtraArguments">Further trainer arguments, passed verbatim (one list item per argument).</param>
+public sealed record FineTuneRequest(
+    string BaseCheckpointFolder,
+    string DatasetPath,
+    string OutputFolder,
+    string ModelId,
+    int? MaxSteps = null,
+    IReadOnlyList<string>? ExtraArguments = null);
+
+/// <summary>Result of a finished fine-tune.</summary>
+/// <param name="CheckpointFolder">The final checkpoint the trainer reported.</param>
+/// <param name="Model">The exported, registered model.</param>
+/// <param name="Steps">Steps the trainer reported as done.</param>
+public sealed record FineTuneResult(string CheckpointFolder, ModelInfo Model, long Steps);
+
+/// <summary>The trainer process reported an error or exited unsuccessfully.</summary>
+public sealed class FineTuneException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public FineTuneException(string message, Exception? inner = null)
+        : base(message, inner)
+    {
+    }
+}

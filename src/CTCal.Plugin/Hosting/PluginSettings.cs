@@ -1,0 +1,189 @@
+using System.Text.Json;
+using CTCal.Plugin.Onnx;
+
+namespace CTCal.Plugin.Hosting;
+
+/// <summary>How much memory the ONNX Runtime sessions may trade for speed.</summary>
+internal enum MemoryMode
+{
+    /// <summary>CPU arena and memory-pattern planning off; guidance runs as two UNet calls of batch 1.</summary>
+    Low,
+
+    /// <summary>ONNX Runtime defaults; guidance runs as one batched UNet call.</summary>
+    Balanced,
+}
+
+/// <summary>
+/// This plugin's entry in <c>plugins.json</c> (<c>settings</c> object). Unknown keys are refused so that a typo does
+/// not silently fall back to a default.
+/// </summary>
+internal sealed record PluginSettings
+{
+    public const string DefaultModelsFolder = "models";
+
+    /// <summary>Absolute models folder (resolved inside the settings file's folder).</summary>
+    public required string ModelsFolder { get; init; }
+
+    public string DefaultScheduler { get; init; } = "euler_a";
+
+    /// <summary>Preferred execution providers, best first; CPU is always tried last.</summary>
+    public IReadOnlyList<ExecutionProviderKind> ExecutionProviders { get; init; } = ExecutionProviderSelector.PlatformDefault();
+
+    /// <summary>Threads inside one operator (0: ONNX Runtime chooses).</summary>
+    public int IntraOpThreads { get; init; }
+
+    /// <summary>Threads across operators (0: ONNX Runtime chooses).</summary>
+    public int InterOpThreads { get; init; }
+
+    public MemoryMode MemoryMode { get; init; } = MemoryMode.Balanced;
+
+    /// <summary>Trainer executable for fine-tuning (absolute), or null to look up <c>ctcal-train</c> on PATH.</summary>
+    public string? TrainerPath { get; init; }
+
+    private static readonly string[] KnownKeys =
+    {
+        "modelsFolder", "defaultScheduler", "executionProviders", "intraOpThreads", "interOpThreads", "memoryMode", "trainerPath",
+    };
+
+    /// <summary>Reads and validates settings; errors name <paramref name="source"/> and the field.</summary>
+    /// <exception cref="PluginSettingsException">A field is missing its expected type or value.</exception>
+    public static PluginSettings Parse(JsonElement settings, string baseDirectory, string source)
+    {
+        string Where(string field) => $"{source}: settings.{field}";
+
+        if (settings.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null)
+        {
+            return new PluginSettings { ModelsFolder = PluginPaths.ResolveInside(baseDirectory, DefaultModelsFolder, Where("modelsFolder")) };
+        }
+
+        if (settings.ValueKind != JsonValueKind.Object)
+        {
+            throw new PluginSettingsException($"{source}: settings must be an object, found {settings.ValueKind}");
+        }
+
+        foreach (var property in settings.EnumerateObject())
+        {
+            if (Array.IndexOf(KnownKeys, property.Name) < 0)
+            {
+                throw new PluginSettingsException(
+                    $"{Where(property.Name)}: unknown setting (known: {string.Join(", ", KnownKeys)})");
+            }
+        }
+
+        string modelsRelative = ReadString(settings, "modelsFolder", Where) ?? DefaultModelsFolder;
+        string modelsFolder = PluginPaths.ResolveInside(baseDirectory, modelsRelative, Where("modelsFolder"));
+
+        string scheduler = ReadString(settings, "defaultScheduler", Where) ?? "euler_a";
+        if (scheduler.Length == 0)
+        {
+            throw new PluginSettingsException($"{Where("defaultScheduler")}: must not be empty");
+        }
+
+        IReadOnlyList<ExecutionProviderKind> providers = ExecutionProviderSelector.PlatformDefault();
+        if (settings.TryGetProperty("executionProviders", out var epElement))
+        {
+            if (epElement.ValueKind != JsonValueKind.Array)
+            {
+                throw new PluginSettingsException($"{Where("executionProviders")}: expected an array of provider names, found {epElement.ValueKind}");
+            }
+
+            var list = new List<ExecutionProviderKind>();
+            int index = 0;
+            foreach (var item in epElement.EnumerateArray())
+            {
+                string field = $"executionProviders[{index++}]";
+                if (item.ValueKind != JsonValueKind.String)
+                {
+                    throw new PluginSettingsException($"{Where(field)}: expected a string, found {item.ValueKind}");
+                }
+
+                string name = item.GetString()!;
+                if (!ExecutionProviderSelector.TryParse(name, out var kind))
+                {
+                    throw new PluginSettingsException(
+                        $"{Where(field)}: unknown execution provider '{name}' (known: directml, cuda, cpu)");
+                }
+
+                if (!list.Contains(kind))
+                {
+                    list.Add(kind);
+                }
+            }
+
+            if (list.Count == 0)
+            {
+                throw new PluginSettingsException($"{Where("executionProviders")}: must name at least one provider");
+            }
+
+            providers = list;
+        }
+
+        int intra = ReadThreads(settings, "intraOpThreads", Where);
+        int inter = ReadThreads(settings, "interOpThreads", Where);
+
+        var memory = MemoryMode.Balanced;
+        string? memoryText = ReadString(settings, "memoryMode", Where);
+        if (memoryText is not null)
+        {
+            memory = memoryText.ToLowerInvariant() switch
+            {
+                "low" => MemoryMode.Low,
+                "balanced" => MemoryMode.Balanced,
+                _ => throw new PluginSettingsException($"{Where("memoryMode")}: unknown value '{memoryText}' (known: low, balanced)"),
+            };
+        }
+
+        string? trainer = ReadString(settings, "trainerPath", Where);
+        string? trainerPath = trainer is null ? null : PluginPaths.ResolveInside(baseDirectory, trainer, Where("trainerPath"));
+
+        return new PluginSettings
+        {
+            ModelsFolder = modelsFolder,
+            DefaultScheduler = scheduler,
+            ExecutionProviders = providers,
+            IntraOpThreads = intra,
+            InterOpThreads = inter,
+            MemoryMode = memory,
+            TrainerPath = trainerPath,
+        };
+    }
+
+    private static string? ReadString(JsonElement settings, string name, Func<string, string> where)
+    {
+        if (!settings.TryGetProperty(name, out var element) || element.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        if (element.ValueKind != JsonValueKind.String)
+        {
+            throw new PluginSettingsException($"{where(name)}: expected a string, found {element.ValueKind}");
+        }
+
+        return element.GetString()!;
+    }
+
+    private static int ReadThreads(JsonElement settings, string name, Func<string, string> where)
+    {
+        if (!settings.TryGetProperty(name, out var element) || element.ValueKind == JsonValueKind.Null)
+        {
+            return 0;
+        }
+
+        if (element.ValueKind != JsonValueKind.Number || !element.TryGetInt32(out int value) || value < 0 || value > 1024)
+        {
+            throw new PluginSettingsException($"{where(name)}: expected an integer from 0 to 1024, found {element.GetRawText()}");
+        }
+
+        return value;
+    }
+}
+
+/// <summary>Invalid plugin settings; the message names the file and the field.</summary>
+internal sealed class PluginSettingsException : Exception
+{
+    public PluginSettingsException(string message)
+        : base(message)
+    {
+    }
+}

@@ -1,0 +1,71 @@
+using CTCal.Contracts;
+
+namespace CTCal.Plugin.Models;
+
+/// <summary>
+/// The models in the plugin's models folder. Every listing rescans the folder (cheap: a few small JSON files per
+/// model), so models exported or copied in while the host runs appear without a restart. Broken folders are logged
+/// and left out.
+/// </summary>
+internal sealed class ModelCatalog
+{
+    private readonly ILogSink _log;
+
+    public ModelCatalog(string modelsFolder, ILogSink log)
+    {
+        ModelsFolder = modelsFolder;
+        _log = log;
+    }
+
+    public string ModelsFolder { get; }
+
+    public IReadOnlyList<OnnxModelFolder> Scan()
+    {
+        if (!Directory.Exists(ModelsFolder))
+        {
+            _log.Log(LogSeverity.Warning, $"Models folder {ModelsFolder} does not exist");
+            return Array.Empty<OnnxModelFolder>();
+        }
+
+        var models = new List<OnnxModelFolder>();
+        foreach (string dir in Directory.EnumerateDirectories(ModelsFolder).Order(StringComparer.Ordinal))
+        {
+            if (new DirectoryInfo(dir).LinkTarget is not null)
+            {
+                _log.Log(LogSeverity.Warning, $"Skipping {dir}: symbolic links are not followed in the models folder");
+                continue;
+            }
+
+            if (!OnnxModelFolder.LooksLikeModel(dir))
+            {
+                continue;
+            }
+
+            try
+            {
+                models.Add(OnnxModelFolder.Load(dir));
+            }
+            catch (Exception ex) when (ex is InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                _log.Log(LogSeverity.Warning, $"Skipping model folder: {ex.Message}", ex);
+            }
+        }
+
+        return models;
+    }
+
+    /// <summary>The model with id <paramref name="id"/>; the error lists the models that exist.</summary>
+    public OnnxModelFolder Find(string id)
+    {
+        if (string.IsNullOrWhiteSpace(id) || id.IndexOfAny(new[] { '/', '\\' }) >= 0 || id is "." or "..")
+        {
+            throw new ArgumentException($"Invalid model id '{id}'", nameof(id));
+        }
+
+        var all = Scan();
+        return all.FirstOrDefault(m => m.Info.Id == id)
+            ?? throw new ArgumentException(
+                $"Unknown model '{id}' in {ModelsFolder} (available: {(all.Count == 0 ? "none" : string.Join(", ", all.Select(m => m.Info.Id)))})",
+                nameof(id));
+    }
+}

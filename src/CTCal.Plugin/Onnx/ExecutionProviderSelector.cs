@@ -1,0 +1,138 @@
+using CTCal.Contracts;
+using Microsoft.ML.OnnxRuntime;
+
+namespace CTCal.Plugin.Onnx;
+
+/// <summary>ONNX Runtime execution providers this plugin knows how to append.</summary>
+internal enum ExecutionProviderKind
+{
+    DirectML,
+    Cuda,
+    Cpu,
+}
+
+/// <summary>
+/// Builds <see cref="SessionOptions"/> from an ordered provider preference. A provider that cannot be appended (its
+/// native library is not part of this build, or no device) is logged and skipped; CPU always works and ends the list.
+/// </summary>
+internal static class ExecutionProviderSelector
+{
+    /// <summary>DirectML, CUDA, CPU on Windows; CUDA, CPU elsewhere.</summary>
+    public static IReadOnlyList<ExecutionProviderKind> PlatformDefault() =>
+        OperatingSystem.IsWindows()
+            ? new[] { ExecutionProviderKind.DirectML, ExecutionProviderKind.Cuda, ExecutionProviderKind.Cpu }
+            : new[] { ExecutionProviderKind.Cuda, ExecutionProviderKind.Cpu };
+
+    public static bool TryParse(string name, out ExecutionProviderKind kind)
+    {
+        switch (name.Trim().ToLowerInvariant())
+        {
+            case "directml":
+            case "dml":
+                kind = ExecutionProviderKind.DirectML;
+                return true;
+            case "cuda":
+                kind = ExecutionProviderKind.Cuda;
+                return true;
+            case "cpu":
+                kind = ExecutionProviderKind.Cpu;
+                return true;
+            default:
+                kind = default;
+                return false;
+        }
+    }
+
+    public static string DisplayName(ExecutionProviderKind kind) => kind switch
+    {
+        ExecutionProviderKind.DirectML => "DirectML",
+        ExecutionProviderKind.Cuda => "CUDA",
+        _ => "CPU",
+    };
+
+    /// <summary>
+    /// Creates session options with the first provider of <paramref name="preference"/> that can be appended.
+    /// The caller owns (disposes) the returned options.
+    /// </summary>
+    /// <param name="append">Appends one provider; replaceable in tests. Defaults to <see cref="AppendProvider"/>.</param>
+    public static (SessionOptions Options, ExecutionProviderKind Used, IReadOnlyList<string> Warnings) Create(
+        IReadOnlyList<ExecutionProviderKind> preference,
+        SessionTuning tuning,
+        ILogSink log,
+        Action<SessionOptions, ExecutionProviderKind>? append = null)
+    {
+        append ??= AppendProvider;
+        var warnings = new List<string>();
+        var order = preference.Contains(ExecutionProviderKind.Cpu) ? preference : preference.Append(ExecutionProviderKind.Cpu).ToArray();
+        foreach (var kind in order)
+        {
+            var options = NewOptions(kind, tuning);
+            try
+            {
+                append(options, kind);
+                log.Log(LogSeverity.Information, $"Execution provider {DisplayName(kind)} selected");
+                return (options, kind, warnings);
+            }
+            catch (Exception ex) when (kind != ExecutionProviderKind.Cpu && ex is not OutOfMemoryException)
+            {
+                options.Dispose();
+                string warning = $"Execution provider {DisplayName(kind)} is not available ({ex.GetType().Name}: {FirstLine(ex.Message)}); trying the next one";
+                warnings.Add(warning);
+                log.Log(LogSeverity.Warning, warning, ex);
+            }
+        }
+
+        throw new InvalidOperationException("No execution provider could be appended, not even CPU");
+    }
+
+    /// <summary>Appends one provider with ONNX Runtime's own API (throws when the native provider is absent).</summary>
+    public static void AppendProvider(SessionOptions options, ExecutionProviderKind kind)
+    {
+        switch (kind)
+        {
+            case ExecutionProviderKind.DirectML:
+                options.AppendExecutionProvider_DML(0);
+                break;
+            case ExecutionProviderKind.Cuda:
+                options.AppendExecutionProvider_CUDA(0);
+                break;
+            default:
+                // CPU is ONNX Runtime's built-in fallback; nothing to append.
+                break;
+        }
+    }
+
+    private static SessionOptions NewOptions(ExecutionProviderKind kind, SessionTuning tuning)
+    {
+        var options = new SessionOptions
+        {
+            IntraOpNumThreads = tuning.IntraOpThreads,
+            InterOpNumThreads = tuning.InterOpThreads,
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+        };
+
+        if (tuning.LowMemory)
+        {
+            options.EnableCpuMemArena = false;
+            options.EnableMemoryPattern = false;
+        }
+
+        if (kind == ExecutionProviderKind.DirectML)
+        {
+            // DirectML does not support memory-pattern planning or parallel execution.
+            options.EnableMemoryPattern = false;
+            options.ExecutionMode = ExecutionMode.ORT_SEQUENTIAL;
+        }
+
+        return options;
+    }
+
+    private static string FirstLine(string text)
+    {
+        int newline = text.IndexOf('\n');
+        return (newline < 0 ? text : text[..newline]).Trim();
+    }
+}
+
+/// <summary>Session knobs from the plugin settings.</summary>
+internal sealed record SessionTuning(int IntraOpThreads, int InterOpThreads, bool LowMemory);

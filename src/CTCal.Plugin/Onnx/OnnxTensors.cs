@@ -1,0 +1,175 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+
+namespace CTCal.Plugin.Onnx;
+
+/// <summary>
+/// Creates inputs in whatever element type and rank a model declares (exporters differ: <c>input_ids</c> int32 or
+/// int64; <c>timestep</c> int64 [batch], float [1] or a float scalar; fp16 or fp32 tensors) and reads outputs back as
+/// float. Every returned <see cref="OrtValue"/> is owned by the caller, who must dispose it.
+/// Inputs are copied into buffers that ONNX Runtime allocates (aligned the same way every time) rather than pinned
+/// managed arrays: some CPU kernels pick their vector loop split by address alignment, which would otherwise let the
+/// last bit of a result depend on where the garbage collector placed an array, and the same request could give a
+/// different image under concurrent load.
+/// </summary>
+internal static class OnnxTensors
+{
+    /// <summary>The metadata of input <paramref name="name"/>, or a clear error naming the model file.</summary>
+    public static NodeMetadata Input(InferenceSession session, string name, string modelPath)
+    {
+        if (session.InputMetadata.TryGetValue(name, out var meta))
+        {
+            return meta;
+        }
+
+        throw new InvalidDataException(
+            $"{modelPath}: has no input '{name}' (inputs: {string.Join(", ", session.InputMetadata.Keys)})");
+    }
+
+    /// <summary>Token ids [batch, length] as int32 or int64, as the model's input declares.</summary>
+    public static OrtValue TokenIds(NodeMetadata meta, ReadOnlySpan<int> ids, int batch, string what)
+    {
+        long[] shape = { batch, ids.Length / batch };
+        switch (meta.ElementDataType)
+        {
+            case TensorElementType.Int32:
+                return Allocated(ids.ToArray(), shape);
+            case TensorElementType.Int64:
+                var longs = new long[ids.Length];
+                for (int i = 0; i < ids.Length; i++)
+                {
+                    longs[i] = ids[i];
+                }
+
+                return Allocated(longs, shape);
+            default:
+                throw new InvalidDataException($"{what}: token ids of type {meta.ElementDataType} are not supported (int32 or int64 expected)");
+        }
+    }
+
+    /// <summary>
+    /// The diffusion timestep, shaped as the model declares: a scalar (rank 0), <c>[1]</c>, or <c>[batch]</c>
+    /// (a dynamic first dimension means batch); int64/int32 types get the timestep rounded.
+    /// </summary>
+    public static OrtValue Timestep(NodeMetadata meta, double t, int batch, string what)
+    {
+        long[] shape;
+        switch (meta.Dimensions.Length)
+        {
+            case 0:
+                shape = Array.Empty<long>();
+                break;
+            case 1:
+                shape = new long[] { meta.Dimensions[0] == 1 ? 1 : batch };
+                break;
+            default:
+                throw new InvalidDataException($"{what}: timestep of rank {meta.Dimensions.Length} is not supported (scalar, [1] or [batch] expected)");
+        }
+
+        int count = shape.Length == 0 ? 1 : (int)shape[0];
+        switch (meta.ElementDataType)
+        {
+            case TensorElementType.Int64:
+                return Allocated(Filled(count, (long)Math.Round(t)), shape);
+            case TensorElementType.Int32:
+                return Allocated(Filled(count, (int)Math.Round(t)), shape);
+            case TensorElementType.Float:
+                return Allocated(Filled(count, (float)t), shape);
+            case TensorElementType.Double:
+                return Allocated(Filled(count, t), shape);
+            case TensorElementType.Float16:
+                return Allocated(Filled(count, (Float16)(float)t), shape);
+            default:
+                throw new InvalidDataException($"{what}: timestep of type {meta.ElementDataType} is not supported");
+        }
+    }
+
+    /// <summary>A float tensor, converted to fp16 when the model's input is fp16.</summary>
+    public static OrtValue Floats(NodeMetadata meta, float[] data, long[] shape, string what)
+    {
+        switch (meta.ElementDataType)
+        {
+            case TensorElementType.Float:
+                return Allocated(data, shape);
+            case TensorElementType.Float16:
+                var halves = new Float16[data.Length];
+                for (int i = 0; i < data.Length; i++)
+                {
+                    halves[i] = (Float16)data[i];
+                }
+
+                return Allocated(halves, shape);
+            default:
+                throw new InvalidDataException($"{what}: input of type {meta.ElementDataType} is not supported (float or float16 expected)");
+        }
+    }
+
+    /// <summary>Copies a float or fp16 output into a new float array and returns its shape.</summary>
+    public static float[] ReadFloats(OrtValue value, string what, out long[] shape)
+    {
+        var info = value.GetTensorTypeAndShape();
+        shape = info.Shape;
+        switch (info.ElementDataType)
+        {
+            case TensorElementType.Float:
+                return value.GetTensorDataAsSpan<float>().ToArray();
+            case TensorElementType.Float16:
+                var halves = value.GetTensorDataAsSpan<Float16>();
+                var floats = new float[halves.Length];
+                for (int i = 0; i < halves.Length; i++)
+                {
+                    floats[i] = (float)halves[i];
+                }
+
+                return floats;
+            default:
+                throw new InvalidDataException($"{what}: output of type {info.ElementDataType} is not supported (float or float16 expected)");
+        }
+    }
+
+    /// <summary>The output named <paramref name="preferred"/>, or the model's first output.</summary>
+    public static string OutputName(InferenceSession session, params string[] preferred)
+    {
+        foreach (string name in preferred)
+        {
+            if (session.OutputMetadata.ContainsKey(name))
+            {
+                return name;
+            }
+        }
+
+        return session.OutputNames[0];
+    }
+
+    /// <summary>A tensor in memory owned by ONNX Runtime's default allocator, holding a copy of <paramref name="data"/>.</summary>
+    private static OrtValue Allocated<T>(T[] data, long[] shape)
+        where T : unmanaged
+    {
+        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, ElementType<T>(), shape);
+        try
+        {
+            data.AsSpan().CopyTo(value.GetTensorMutableDataAsSpan<T>());
+            return value;
+        }
+        catch
+        {
+            value.Dispose();
+            throw;
+        }
+    }
+
+    private static TensorElementType ElementType<T>() =>
+        typeof(T) == typeof(float) ? TensorElementType.Float
+        : typeof(Float16) == typeof(T) ? TensorElementType.Float16
+        : typeof(T) == typeof(double) ? TensorElementType.Double
+        : typeof(T) == typeof(long) ? TensorElementType.Int64
+        : typeof(T) == typeof(int) ? TensorElementType.Int32
+        : throw new NotSupportedException($"tensor element type {typeof(T).Name}");
+
+    private static T[] Filled<T>(int count, T value)
+    {
+        var array = new T[count];
+        Array.Fill(array, value);
+        return array;
+    }
+}

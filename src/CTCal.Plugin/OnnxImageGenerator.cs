@@ -1,0 +1,139 @@
+using System.Composition;
+using CTCal.Contracts;
+using CTCal.Core.Schedulers;
+using CTCal.Plugin.Hosting;
+using CTCal.Plugin.Imaging;
+using CTCal.Plugin.Onnx;
+using CTCal.Plugin.Pipeline;
+
+namespace CTCal.Plugin;
+
+/// <summary><see cref="IImageGenerator"/> over the ONNX Stable Diffusion folders in the plugin's models folder.</summary>
+[Export(typeof(IImageGenerator))]
+[ExportMetadata(PluginMetadataKeys.Id, PluginInfo.GeneratorId)]
+[ExportMetadata(PluginMetadataKeys.Name, PluginInfo.GeneratorName)]
+[ExportMetadata(PluginMetadataKeys.Version, PluginInfo.Version)]
+internal sealed class OnnxImageGenerator : IImageGenerator
+{
+    public const int MaxBatchCount = 64;
+    public const int MaxSteps = 1000;
+    public const int MaxSide = 4096;
+
+    private readonly PluginRuntime _runtime;
+
+    [ImportingConstructor]
+    public OnnxImageGenerator(PluginRuntime runtime)
+    {
+        _runtime = runtime;
+    }
+
+    public Task<IReadOnlyList<ModelInfo>> ListModelsAsync(CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        IReadOnlyList<ModelInfo> models = _runtime.Catalog.Scan().Select(m => m.Info).ToArray();
+        return Task.FromResult(models);
+    }
+
+    public Task<GenerationResult> GenerateAsync(
+        GenerationRequest request,
+        IProgress<GenerationProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var model = _runtime.Catalog.Find(request.Model);
+        byte[]? initRgb = null;
+        if (request.InitImage is not null)
+        {
+            if (!model.Info.HasVaeEncoder)
+            {
+                throw new ArgumentException($"Model '{model.Info.Id}' has no vae_encoder/model.onnx, so it cannot start from an InitImage", nameof(request));
+            }
+
+            var (rgb, imageWidth, imageHeight) = PngDecoder.Decode(request.InitImage);
+            if ((request.Width ?? imageWidth) != imageWidth || (request.Height ?? imageHeight) != imageHeight)
+            {
+                throw new ArgumentException($"InitImage is {imageWidth}x{imageHeight} but Width x Height is {request.Width ?? imageWidth}x{request.Height ?? imageHeight}", nameof(request));
+            }
+
+            request = request with { Width = imageWidth, Height = imageHeight };
+            initRgb = rgb;
+        }
+
+        var parameters = Resolve(request, model.Info, _runtime.Settings.DefaultScheduler);
+        return Task.Run(
+            () =>
+            {
+                progress?.Report(new GenerationProgress(GenerationStage.LoadingModel, 0, parameters.BatchCount, 0, parameters.Steps));
+                var (sessions, lease) = _runtime.Lease(model);
+                using (lease)
+                {
+                    var warnings = new List<string>(sessions.ProviderWarnings);
+                    var images = StableDiffusionPipeline.Generate(
+                        sessions, parameters, initRgb, request.PromptOverflow, _runtime.Settings.MemoryMode, warnings, progress, cancellationToken);
+                    foreach (string warning in warnings.Skip(sessions.ProviderWarnings.Count))
+                    {
+                        _runtime.Log.Log(LogSeverity.Warning, warning);
+                    }
+
+                    return new GenerationResult(images, parameters, ExecutionProviderSelector.DisplayName(sessions.Provider), warnings);
+                }
+            },
+            cancellationToken);
+    }
+
+    public bool UnloadModel(string modelId) => _runtime.Unload(modelId);
+
+    /// <summary>Checks a request and fills in defaults; errors name the field and value.</summary>
+    internal static GenerationParameters Resolve(GenerationRequest request, ModelInfo model, string defaultScheduler)
+    {
+        ArgumentNullException.ThrowIfNull(request.Prompt, nameof(request.Prompt));
+        ArgumentNullException.ThrowIfNull(request.NegativePrompt, nameof(request.NegativePrompt));
+        int width = request.Width ?? model.DefaultWidth;
+        int height = request.Height ?? model.DefaultHeight;
+        CheckSide(nameof(request.Width), width);
+        CheckSide(nameof(request.Height), height);
+        if (request.Steps is < 1 or > MaxSteps)
+        {
+            throw new ArgumentOutOfRangeException(nameof(request), $"Steps must be from 1 to {MaxSteps}, got {request.Steps}");
+        }
+
+        if (!double.IsFinite(request.GuidanceScale) || request.GuidanceScale < 0 || request.GuidanceScale > 100)
+        {
+            throw new ArgumentOutOfRangeException(nameof(request), $"GuidanceScale must be from 0 to 100, got {request.GuidanceScale}");
+        }
+
+        if (request.BatchCount is < 1 or > MaxBatchCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(request), $"BatchCount must be from 1 to {MaxBatchCount}, got {request.BatchCount}");
+        }
+
+        string scheduler = (request.Scheduler ?? defaultScheduler).Trim().ToLowerInvariant();
+        if (!SchedulerFactory.Names.Contains(scheduler))
+        {
+            throw new ArgumentException($"Unknown scheduler '{request.Scheduler ?? defaultScheduler}' (known: {string.Join(", ", SchedulerFactory.Names)})", nameof(request));
+        }
+
+        if (request.InitImage is not null && (!double.IsFinite(request.Strength) || request.Strength < 0 || request.Strength > 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(request), $"Strength must be from 0 to 1, got {request.Strength}");
+        }
+
+        long seed = request.Seed ?? Random.Shared.NextInt64(0, 1L << 53);
+        if (seed < 0 || seed > long.MaxValue - request.BatchCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(request), $"Seed must be from 0 to {long.MaxValue - request.BatchCount}, got {seed}");
+        }
+
+        return new GenerationParameters(
+            model.Id, request.Prompt, request.NegativePrompt, width, height, request.Steps, request.GuidanceScale, seed, request.BatchCount, scheduler,
+            request.InitImage is null ? null : request.Strength);
+    }
+
+    private static void CheckSide(string name, int value)
+    {
+        if (value < 8 || value > MaxSide || value % 8 != 0)
+        {
+            throw new ArgumentOutOfRangeException(name, $"{name} must be a multiple of 8 from 8 to {MaxSide}, got {value}");
+        }
+    }
+}

@@ -1,0 +1,213 @@
+using System.Globalization;
+using CTCal.Contracts;
+using CTCal.Core.Schedulers;
+using CTCal.Plugin.Hosting;
+using CTCal.Plugin.Imaging;
+using CTCal.Plugin.Onnx;
+using Microsoft.ML.OnnxRuntime;
+
+namespace CTCal.Plugin.Pipeline;
+
+/// <summary>
+/// Text-to-image with an SD 1.x/2.x ONNX folder, following diffusers' StableDiffusionPipeline: encode prompt and
+/// negative prompt, start from seeded Gaussian latents scaled by the scheduler's init sigma, run the sampler with
+/// classifier-free guidance (eps = eps_uncond + g * (eps_text - eps_uncond), both halves in one batched UNet call),
+/// decode latents / scaling_factor with the VAE, and encode a PNG carrying the parameters.
+/// Stateless apart from the shared sessions: concurrent calls are independent.
+/// </summary>
+internal static class StableDiffusionPipeline
+{
+    /// <summary>Chunks of 77 tokens a long prompt may use when the UNet accepts any sequence length.</summary>
+    public const int MaxPromptChunks = 8;
+
+    public static IReadOnlyList<GeneratedImage> Generate(
+        ModelSessions model,
+        GenerationParameters p,
+        byte[]? initRgb,
+        PromptOverflow overflow,
+        MemoryMode memoryMode,
+        List<string> warnings,
+        IProgress<GenerationProgress>? progress,
+        CancellationToken cancellationToken)
+    {
+        using var run = new RunOptions();
+        using var terminate = cancellationToken.Register(() => run.Terminate = true);
+        try
+        {
+            return GenerateCore(model, p, initRgb, overflow, memoryMode, warnings, progress, run, cancellationToken);
+        }
+        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("Generation was cancelled", cancellationToken);
+        }
+    }
+
+    private static IReadOnlyList<GeneratedImage> GenerateCore(
+        ModelSessions model,
+        GenerationParameters p,
+        byte[]? initRgb,
+        PromptOverflow overflow,
+        MemoryMode memoryMode,
+        List<string> warnings,
+        IProgress<GenerationProgress>? progress,
+        RunOptions run,
+        CancellationToken ct)
+    {
+        var unet = new UnetRunner(model, p.Width, p.Height, batchedGuidance: memoryMode != MemoryMode.Low);
+
+        progress?.Report(new GenerationProgress(GenerationStage.EncodingPrompt, 0, p.BatchCount, 0, p.Steps));
+        var text = TextEmbeddings.Encode(model, p.Prompt, p.NegativePrompt, overflow, unet.MaxPromptChunks, run, warnings);
+        float[]? initLatents = initRgb is null ? null : ImageToImage.Encode(model, initRgb, p.Width, p.Height, unet.LatentShape, run);
+        ct.ThrowIfCancellationRequested();
+
+        var images = new List<GeneratedImage>(p.BatchCount);
+        for (int i = 0; i < p.BatchCount; i++)
+        {
+            long seed = p.Seed + i;
+            float[] latents = Denoise(model, unet, text, p, initLatents, seed, i, run, progress, ct);
+
+            progress?.Report(new GenerationProgress(GenerationStage.Decoding, i, p.BatchCount, p.Steps, p.Steps));
+            var (rgb, width, height) = Decode(model, latents, unet.LatentShape, run);
+            if (width != p.Width || height != p.Height)
+            {
+                throw new InvalidDataException(
+                    $"{model.Model.VaeDecoderPath}: decoded {width}x{height} for a {p.Width}x{p.Height} request (VAE scale factor {model.Model.VaeScaleFactor} from vae_decoder/config.json)");
+            }
+
+            images.Add(new GeneratedImage(i, seed, PngEncoder.Encode(rgb, width, height, PngText(p, seed))));
+            ct.ThrowIfCancellationRequested();
+        }
+
+        progress?.Report(new GenerationProgress(GenerationStage.Done, p.BatchCount - 1, p.BatchCount, p.Steps, p.Steps));
+        return images;
+    }
+
+    /// <summary>The sampler loop for one image; everything random comes from <c>GaussianNoise(seed)</c>.</summary>
+    private static float[] Denoise(
+        ModelSessions model,
+        UnetRunner unet,
+        TextEmbeddings text,
+        GenerationParameters p,
+        float[]? initLatents,
+        long seed,
+        int index,
+        RunOptions run,
+        IProgress<GenerationProgress>? progress,
+        CancellationToken ct)
+    {
+        var scheduler = SchedulerFactory.Create(p.Scheduler, model.SchedulerConfig);
+        scheduler.SetTimesteps(p.Steps);
+        var noise = new GaussianNoise(seed);
+
+        var latents = new float[unet.LatentLength];
+        noise.NextGaussian(latents);
+        IReadOnlyList<double> timesteps = scheduler.Timesteps;
+        if (initLatents is null)
+        {
+            // x_T = init_noise_sigma * N(0, I), [1, 4, H/8, W/8]
+            float sigma = scheduler.InitNoiseSigma;
+            for (int k = 0; k < latents.Length; k++)
+            {
+                latents[k] *= sigma;
+            }
+        }
+        else
+        {
+            // diffusers StableDiffusionImg2ImgPipeline: skip the first (1 - strength) of the schedule and noise the
+            // image latents to the first remaining timestep.
+            timesteps = ImageToImage.RemainingTimesteps(timesteps, p.Strength ?? 1.0);
+            if (timesteps.Count == 0)
+            {
+                return (float[])initLatents.Clone();
+            }
+
+            var noisy = new float[latents.Length];
+            scheduler.AddNoise(initLatents, latents, timesteps[0], noisy);
+            latents = noisy;
+        }
+
+        bool guided = p.GuidanceScale > 1.0;
+        var modelInput = new float[latents.Length];
+        int step = 0;
+        int total = timesteps.Count;
+        foreach (double t in timesteps)
+        {
+            ct.ThrowIfCancellationRequested();
+            latents.CopyTo(modelInput, 0);
+            scheduler.ScaleModelInput(modelInput, t);
+            float[] eps = guided
+                ? unet.PredictGuided(modelInput, t, text, (float)p.GuidanceScale, run)
+                : unet.Predict(modelInput, t, text.Prompt, text.Length, text.Hidden, run);
+            scheduler.Step(eps, t, latents, noise);
+            step++;
+            progress?.Report(new GenerationProgress(GenerationStage.Denoising, index, p.BatchCount, step, total));
+        }
+
+        return latents;
+    }
+
+    /// <summary>VAE decode of latents / scaling_factor, then [-1, 1] CHW floats to 8-bit RGB rows.</summary>
+    private static (byte[] Rgb, int Width, int Height) Decode(ModelSessions model, float[] latents, long[] latentShape, RunOptions run)
+    {
+        var session = model.VaeDecoder;
+        string where = model.Model.VaeDecoderPath;
+        string inputName = session.InputMetadata.ContainsKey("latent_sample") ? "latent_sample" : session.InputNames[0];
+        var meta = session.InputMetadata[inputName];
+        float inverse = (float)(1.0 / model.Model.VaeScalingFactor);
+        var scaled = new float[latents.Length];
+        for (int k = 0; k < latents.Length; k++)
+        {
+            scaled[k] = latents[k] * inverse;
+        }
+
+        using var input = OnnxTensors.Floats(meta, scaled, latentShape, where);
+        string output = OnnxTensors.OutputName(session, "sample");
+        using var outputs = session.Run(run, new[] { inputName }, new[] { input }, new[] { output });
+        var image = OnnxTensors.ReadFloats(outputs[0], where, out var shape);
+        if (shape.Length != 4 || shape[0] != 1 || shape[1] != 3)
+        {
+            throw new InvalidDataException($"{where}: output '{output}' has shape [{string.Join(", ", shape)}], expected [1, 3, height, width]");
+        }
+
+        int height = (int)shape[2], width = (int)shape[3], plane = height * width;
+        var rgb = new byte[plane * 3];
+        for (int y = 0; y < height; y++)
+        {
+            for (int x = 0; x < width; x++)
+            {
+                int pixel = y * width + x;
+                for (int c = 0; c < 3; c++)
+                {
+                    // image = clamp(x / 2 + 0.5, 0, 1) * 255, rounded
+                    float v = Math.Clamp(image[c * plane + pixel] * 0.5f + 0.5f, 0f, 1f);
+                    rgb[pixel * 3 + c] = (byte)MathF.Round(v * 255f);
+                }
+            }
+        }
+
+        return (rgb, width, height);
+    }
+
+    private static IEnumerable<KeyValuePair<string, string>> PngText(GenerationParameters p, long seed)
+    {
+        string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+        var text = new Dictionary<string, string>
+        {
+            ["prompt"] = p.Prompt,
+            ["negative_prompt"] = p.NegativePrompt,
+            ["seed"] = seed.ToString(CultureInfo.InvariantCulture),
+            ["steps"] = p.Steps.ToString(CultureInfo.InvariantCulture),
+            ["guidance_scale"] = F(p.GuidanceScale),
+            ["scheduler"] = p.Scheduler,
+            ["model"] = p.Model,
+            ["size"] = $"{p.Width}x{p.Height}",
+            ["Software"] = $"CTCal.Plugin {PluginInfo.Version}",
+        };
+        if (p.Strength is double strength)
+        {
+            text["strength"] = F(strength);
+        }
+
+        return text;
+    }
+}

@@ -1,0 +1,116 @@
+using CTCal.Plugin.Onnx;
+using Microsoft.ML.OnnxRuntime;
+
+namespace CTCal.Plugin.Pipeline;
+
+/// <summary>
+/// Calls the UNet with inputs shaped as its metadata declares (<c>sample</c>, <c>timestep</c>,
+/// <c>encoder_hidden_states</c>), batching the unconditional and text halves of classifier-free guidance into one call
+/// when the model's batch dimension allows it.
+/// </summary>
+internal sealed class UnetRunner
+{
+    private readonly ModelSessions _model;
+    private readonly NodeMetadata _sample;
+    private readonly NodeMetadata _timestep;
+    private readonly NodeMetadata _hidden;
+    private readonly string _output;
+    private readonly bool _batched;
+
+    public UnetRunner(ModelSessions model, int width, int height, bool batchedGuidance)
+    {
+        _model = model;
+        var session = model.Unet;
+        string where = model.Model.UnetPath;
+        _sample = OnnxTensors.Input(session, "sample", where);
+        _timestep = OnnxTensors.Input(session, "timestep", where);
+        _hidden = OnnxTensors.Input(session, "encoder_hidden_states", where);
+        _output = OnnxTensors.OutputName(session, "out_sample");
+
+        int[] dims = _sample.Dimensions;
+        if (dims.Length != 4)
+        {
+            throw new InvalidDataException($"{where}: input 'sample' has rank {dims.Length}, expected 4");
+        }
+
+        int channels = dims[1] > 0 ? dims[1] : 4;
+        int factor = model.Model.VaeScaleFactor; // pixels per latent cell (8 for SD 1.x/2.x)
+        int latentHeight = height / factor, latentWidth = width / factor;
+        if ((dims[2] > 0 && dims[2] != latentHeight) || (dims[3] > 0 && dims[3] != latentWidth))
+        {
+            throw new ArgumentException($"{where} was exported for {dims[3] * factor}x{dims[2] * factor} only; requested {width}x{height}");
+        }
+
+        LatentShape = new long[] { 1, channels, latentHeight, latentWidth };
+        LatentLength = channels * latentHeight * latentWidth;
+        _batched = batchedGuidance && dims[0] != 1;
+
+        // A fixed sequence length (77) means one prompt window; a dynamic one lets long prompts use several chunks.
+        int[] hiddenDims = _hidden.Dimensions;
+        MaxPromptChunks = hiddenDims.Length == 3 && hiddenDims[1] > 0 ? Math.Max(1, hiddenDims[1] / 77) : StableDiffusionPipeline.MaxPromptChunks;
+    }
+
+    /// <summary>[1, C, H/f, W/f] with f the VAE scale factor.</summary>
+    public long[] LatentShape { get; }
+
+    public int LatentLength { get; }
+
+    public int MaxPromptChunks { get; }
+
+    /// <summary>Guided noise prediction: uncond + g * (text - uncond).</summary>
+    public float[] PredictGuided(float[] sample, double t, TextEmbeddings text, float guidance, RunOptions run)
+    {
+        float[] uncond, cond;
+        if (_batched)
+        {
+            // [2, C, h, w]: negative half first, prompt half second (diffusers' order)
+            var samples = new float[2 * sample.Length];
+            sample.CopyTo(samples, 0);
+            sample.CopyTo(samples, sample.Length);
+            var hidden = new float[text.Negative.Length + text.Prompt.Length];
+            text.Negative.CopyTo(hidden, 0);
+            text.Prompt.CopyTo(hidden, text.Negative.Length);
+            var both = Run(samples, 2, t, hidden, text.Length, text.Hidden, run);
+            uncond = both[..sample.Length];
+            cond = both[sample.Length..];
+        }
+        else
+        {
+            uncond = Predict(sample, t, text.Negative, text.Length, text.Hidden, run);
+            cond = Predict(sample, t, text.Prompt, text.Length, text.Hidden, run);
+        }
+
+        for (int k = 0; k < cond.Length; k++)
+        {
+            cond[k] = uncond[k] + guidance * (cond[k] - uncond[k]);
+        }
+
+        return cond;
+    }
+
+    /// <summary>Unguided prediction for a batch of one.</summary>
+    public float[] Predict(float[] sample, double t, float[] hidden, int length, int width, RunOptions run) =>
+        Run(sample, 1, t, hidden, length, width, run);
+
+    private float[] Run(float[] samples, int batch, double t, float[] hidden, int length, int width, RunOptions run)
+    {
+        string where = _model.Model.UnetPath;
+        var shape = (long[])LatentShape.Clone();
+        shape[0] = batch;
+        using var sampleValue = OnnxTensors.Floats(_sample, samples, shape, where);
+        using var timestepValue = OnnxTensors.Timestep(_timestep, t, batch, where);
+        using var hiddenValue = OnnxTensors.Floats(_hidden, hidden, new long[] { batch, length, width }, where);
+        using var outputs = _model.Unet.Run(
+            run,
+            new[] { "sample", "timestep", "encoder_hidden_states" },
+            new[] { sampleValue, timestepValue, hiddenValue },
+            new[] { _output });
+        var result = OnnxTensors.ReadFloats(outputs[0], where, out var outShape);
+        if (result.Length != samples.Length)
+        {
+            throw new InvalidDataException($"{where}: output '{_output}' has shape [{string.Join(", ", outShape)}], expected [{string.Join(", ", shape)}]");
+        }
+
+        return result;
+    }
+}

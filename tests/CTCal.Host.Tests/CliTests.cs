@@ -1,0 +1,146 @@
+using System.CommandLine;
+using CTCal.Host.Cli;
+using CTCal.Tests;
+using Xunit;
+
+namespace CTCal.Host.Tests;
+
+public sealed class CliTests : IDisposable
+{
+    private readonly string _root = TestPaths.NewTempDir("ctcal-cli");
+
+    public void Dispose() => Directory.Delete(_root, true);
+
+    private (int Code, string Output) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var log = new RecordingLog();
+        var root = HostCommands.Build(output, log, _ => log);
+        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = output });
+        return (code, output.ToString());
+    }
+
+    [Theory]
+    [InlineData("plugins")]
+    [InlineData("models")]
+    [InlineData("generate")]
+    [InlineData("export")]
+    [InlineData("finetune")]
+    [InlineData("bench")]
+    public void EveryVerbHasHelp(string verb)
+    {
+        var (code, output) = Run(verb, "--help");
+        Assert.Equal(0, code);
+        Assert.Contains(verb, output);
+        Assert.Contains("--config", output);
+    }
+
+    [Fact]
+    public void PluginsModelsAndGenerateWork()
+    {
+        PluginFolders.CopyPlugin(_root, "onnx");
+        TinySdModel.Create(Path.Combine(_root, "models"), "tiny");
+        string config = PluginFolders.WritePluginsJson(
+            _root,
+            PluginFolders.Entry("ctcal.onnx", "onnx"),
+            PluginFolders.Entry("broken", "nothing-here"));
+
+        var (code, output) = Run("plugins", "--config", config);
+        Assert.Equal(0, code);
+        Assert.Contains("ctcal.onnx.generator", output);
+        Assert.Contains("warning: plugin broken", output);
+
+        (code, output) = Run("models", "--config", config, "--plugin", "ctcal.onnx");
+        Assert.Equal(0, code);
+        Assert.Contains("tiny", output);
+
+        string outDir = Path.Combine(_root, "out");
+        (code, output) = Run("generate", "--config", config, "-m", "tiny", "--prompt", "a cube", "--width", "64", "--height", "32",
+            "--steps", "2", "--seed", "5", "-n", "2", "-o", outDir);
+        Assert.True(code == 0, output);
+        Assert.Contains("provider CPU", output);
+        Assert.True(File.Exists(Path.Combine(outDir, "tiny-5.png")));
+        Assert.True(File.Exists(Path.Combine(outDir, "tiny-6.png")));
+        Assert.Empty(Directory.GetFiles(outDir, "*.tmp"));
+
+        // The hand-made model has no VAE encoder: image-to-image is refused with a clear message.
+        (code, output) = Run("generate", "--config", config, "-m", "tiny", "--prompt", "a cube", "--init-image", Path.Combine(outDir, "tiny-5.png"), "-o", outDir);
+        Assert.Equal(2, code);
+        Assert.Contains("vae_encoder", output);
+    }
+
+    [Fact]
+    public void ExportVerbRegistersTheModel()
+    {
+        PluginFolders.CopyPlugin(_root, "onnx");
+        string config = PluginFolders.WritePluginsJson(_root, PluginFolders.Entry("ctcal.onnx", "onnx"));
+        var (code, output) = Run("export", "--config", config, "--checkpoint", Path.Combine(TestPaths.Fixtures, "tiny-sd1"), "--id", "tiny-sd1");
+        Assert.True(code == 0, output);
+        Assert.Contains("exported tiny-sd1", output);
+        Assert.DoesNotContain("warning", output);
+
+        (code, output) = Run("models", "--config", config);
+        Assert.Equal(0, code);
+        Assert.Contains("tiny-sd1  sd1 32x32", output);
+
+        (code, output) = Run("export", "--config", config, "--checkpoint", Path.Combine(TestPaths.Fixtures, "tiny-sd1"), "--id", "tiny-sd1");
+        Assert.Equal(2, code);
+        Assert.Contains("already exists", output);
+    }
+
+    [Fact]
+    public void FineTuneVerbRunsTheTrainerThenExportsAndRegisters()
+    {
+        if (OperatingSystem.IsWindows()) return;
+
+        // A stand-in for ctcal-train speaking the progress protocol: it "trains" by copying the base UNet weights.
+        string trainer = Path.Combine(_root, "tools", "ctcal-train");
+        Directory.CreateDirectory(Path.GetDirectoryName(trainer)!);
+        File.WriteAllText(trainer, """
+            #!/bin/sh
+            base=""; out=""
+            while [ $# -gt 0 ]; do
+              case "$1" in --model) base="$2";; --out) out="$2";; esac
+              shift
+            done
+            echo '{"event":"start","totalSteps":2}'
+            echo '{"event":"step","step":1,"totalSteps":2,"loss":0.5}'
+            echo '{"event":"step","step":2,"totalSteps":2,"loss":0.4}'
+            mkdir -p "$out/unet"
+            cp "$base/unet/diffusion_pytorch_model.safetensors" "$out/unet/"
+            echo '{"event":"checkpoint","step":2,"path":"checkpoints/step-0000002.safetensors"}'
+            echo "{\"event\":\"done\",\"steps\":2,\"final_weights\":\"$out/unet/diffusion_pytorch_model.safetensors\",\"cancelled\":false,\"exit_code\":0}"
+            """.Replace("\r", ""));
+        File.SetUnixFileMode(trainer, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+
+        PluginFolders.CopyPlugin(_root, "onnx");
+        string config = PluginFolders.WritePluginsJson(_root, PluginFolders.Entry("ctcal.onnx", "onnx", new { modelsFolder = "models", trainerPath = "tools/ctcal-train", executionProviders = new[] { "cpu" } }));
+        var (code, output) = Run("finetune", "--config", config, "--base", Path.Combine(TestPaths.Fixtures, "tiny-sd1"),
+            "--data", Path.Combine(_root, "data"), "--output", Path.Combine(_root, "run"), "--id", "tiny-ctcal", "--max-steps", "2");
+        Assert.True(code == 0, output);
+        Assert.Contains("step 2/2 loss=0.4", output);
+        Assert.Contains("model tiny-ctcal registered", output);
+
+        (code, output) = Run("generate", "--config", config, "-m", "tiny-ctcal", "--prompt", "a cube", "--width", "64", "--height", "64",
+            "--steps", "2", "--seed", "1", "-o", Path.Combine(_root, "out"));
+        Assert.True(code == 0, output);
+        Assert.True(File.Exists(Path.Combine(_root, "out", "tiny-ctcal-1.png")));
+    }
+
+    [Fact]
+    public void BadInputIsReportedWithFileAndField()
+    {
+        string config = Path.Combine(_root, "plugins.json");
+        File.WriteAllText(config, """{ "version": 1, "plugins": [ { "id": "x", "path": "../up", "assembly": "x.dll" } ] }""");
+        var (code, output) = Run("plugins", "--config", config);
+        Assert.Equal(2, code);
+        Assert.Contains($"{config}: plugins[0].path", output);
+
+        PluginFolders.CopyPlugin(_root, "onnx");
+        TinySdModel.Create(Path.Combine(_root, "models"), "tiny");
+        config = PluginFolders.WritePluginsJson(_root, PluginFolders.Entry("ctcal.onnx", "onnx"));
+        (code, output) = Run("generate", "--config", config, "-m", "tiny", "--prompt", "x", "--width", "63");
+        Assert.Equal(2, code);
+        Assert.Contains("Width", output);
+    }
+}

@@ -1,0 +1,134 @@
+using CTCal.Contracts;
+using CTCal.Plugin.Hosting;
+using CTCal.Plugin.Training;
+using CTCal.Tests;
+using Xunit;
+
+namespace CTCal.Plugin.Tests;
+
+/// <summary>The whole fine-tune flow with a fake trainer script and a recording exporter.</summary>
+public sealed class FineTunerTests : IDisposable
+{
+    private readonly string _root = TestPaths.NewTempDir("ctcal-ft");
+
+    public void Dispose() => Directory.Delete(_root, true);
+
+    private sealed class RecordingExporter : IModelExporter
+    {
+        public List<ModelExportRequest> Requests { get; } = new();
+
+        public Task<ModelInfo> ExportAsync(ModelExportRequest request, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
+        {
+            Requests.Add(request);
+            return Task.FromResult(new ModelInfo(request.ModelId, request.ModelId, "/models/" + request.ModelId, "sd1", 512, 512, false));
+        }
+    }
+
+    private (CtcalFineTuner Tuner, RecordingExporter Exporter) Create(string trainerScript)
+    {
+        string trainer = Path.Combine(_root, "ctcal-train");
+        File.WriteAllText(trainer, "#!/bin/sh\n" + trainerScript.Replace("\r", ""));
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(trainer, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+
+        var runtime = new PluginRuntime(new PluginSettings { ModelsFolder = Path.Combine(_root, "models"), TrainerPath = trainer }, new RecordingLog());
+        var exporter = new RecordingExporter();
+        return (new CtcalFineTuner(runtime, exporter), exporter);
+    }
+
+    private FineTuneRequest Request()
+    {
+        string baseModel = Path.Combine(_root, "base");
+        Directory.CreateDirectory(baseModel);
+        return new FineTuneRequest(baseModel, Path.Combine(_root, "data"), Path.Combine(_root, "run"), "tuned", MaxSteps: 2);
+    }
+
+    [Fact]
+    public async Task DoneEventExportsTheUnetOverTheBaseCheckpoint()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        var (tuner, exporter) = Create("""
+            out=""
+            while [ $# -gt 0 ]; do [ "$1" = "--out" ] && out="$2"; shift; done
+            mkdir -p "$out/final/unet" && touch "$out/final/unet/diffusion_pytorch_model.safetensors"
+            echo '{"event":"start","totalSteps":2}'
+            echo '{"event":"step","step":1,"loss":0.3}'
+            echo '{"event":"step","step":2,"loss":0.2}'
+            echo '{"event":"done","steps":2,"final_weights":"final","cancelled":false,"exit_code":0}'
+            """);
+        var stages = new List<string>();
+        var request = Request();
+        var result = await tuner.FineTuneAsync(request, new InlineProgress(p => stages.Add(p.Stage)));
+
+        Assert.Equal(2, result.Steps);
+        Assert.Equal(Path.Combine(request.OutputFolder, "final"), result.CheckpointFolder);
+        Assert.Equal("tuned", result.Model.Id);
+        var export = Assert.Single(exporter.Requests);
+        Assert.Equal(request.BaseCheckpointFolder, export.CheckpointFolder);
+        Assert.Equal(Path.Combine(request.OutputFolder, "final", "unet", "diffusion_pytorch_model.safetensors"), export.UnetWeights);
+        Assert.True(export.Overwrite);
+        Assert.Equal(new[] { "start", "step", "step", "done", "export" }, stages);
+    }
+
+    [Fact]
+    public async Task FailedTrainingExportsNothing()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        var (tuner, exporter) = Create("""
+            echo '{"event":"error","kind":"bad_input","message":"dataset is empty","exit_code":2}'
+            exit 1
+            """);
+        var ex = await Assert.ThrowsAsync<FineTuneException>(() => tuner.FineTuneAsync(Request()));
+        Assert.Contains("dataset is empty", ex.Message);
+        Assert.Empty(exporter.Requests);
+    }
+
+    [Fact]
+    public async Task DoneWithAnUnusableCheckpointIsAnError()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        var (tuner, exporter) = Create("""
+            echo '{"event":"done","steps":1,"final_weights":"nowhere"}'
+            """);
+        var ex = await Assert.ThrowsAsync<FineTuneException>(() => tuner.FineTuneAsync(Request()));
+        Assert.Contains("nowhere", ex.Message);
+        Assert.Empty(exporter.Requests);
+    }
+
+    [Fact]
+    public void LoraAndFullWeightsAreExportedDifferently()
+    {
+        var request = Request();
+        string lora = Path.Combine(_root, "pytorch_lora_weights.safetensors");
+        CTCal.Core.Safetensors.SafetensorsWriter.Write(lora, new[]
+        {
+            CTCal.Core.Safetensors.SafetensorsWriteEntry.FromFloat32("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_q.lora_A.weight", new long[] { 1, 2 }, new float[] { 1, 2 }),
+            CTCal.Core.Safetensors.SafetensorsWriteEntry.FromFloat32("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_q.lora_B.weight", new long[] { 2, 1 }, new float[] { 1, 2 }),
+        });
+        string full = Path.Combine(_root, "diffusion_pytorch_model.safetensors");
+        CTCal.Core.Safetensors.SafetensorsWriter.Write(full, new[]
+        {
+            CTCal.Core.Safetensors.SafetensorsWriteEntry.FromFloat32("conv_in.weight", new long[] { 2 }, new float[] { 1, 2 }),
+        });
+
+        var fromLora = CtcalFineTuner.ExportRequestFor(lora, request);
+        Assert.Equal(request.BaseCheckpointFolder, fromLora.CheckpointFolder);
+        Assert.Equal(new[] { lora }, fromLora.Loras);
+        Assert.Null(fromLora.UnetWeights);
+
+        var fromFull = CtcalFineTuner.ExportRequestFor(full, request);
+        Assert.Equal(full, fromFull.UnetWeights);
+        Assert.Null(fromFull.Loras);
+    }
+
+    private sealed class InlineProgress : IProgress<OperationProgress>
+    {
+        private readonly Action<OperationProgress> _report;
+
+        public InlineProgress(Action<OperationProgress> report) => _report = report;
+
+        public void Report(OperationProgress value) => _report(value);
+    }
+}

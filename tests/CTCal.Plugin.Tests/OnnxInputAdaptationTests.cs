@@ -1,0 +1,75 @@
+using CTCal.Plugin.Onnx;
+using CTCal.Tests;
+using Microsoft.ML.OnnxRuntime;
+using Xunit;
+
+namespace CTCal.Plugin.Tests;
+
+/// <summary>Inputs are built from each session's InputMetadata, so every exporter convention runs.</summary>
+public sealed class OnnxInputAdaptationTests : IDisposable
+{
+    private readonly string _dir = TestPaths.NewTempDir();
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    [Theory]
+    [InlineData(TinySdModel.TimestepKind.Int64Batch)]
+    [InlineData(TinySdModel.TimestepKind.FloatOne)]
+    [InlineData(TinySdModel.TimestepKind.FloatScalar)]
+    public void UnetTimestepFollowsDeclaredTypeAndRank(TinySdModel.TimestepKind kind)
+    {
+        string model = TinySdModel.Create(_dir, "m", timestep: kind);
+        using var session = new InferenceSession(Path.Combine(model, "unet", "model.onnx"));
+        const int batch = 2;
+        var sample = Enumerable.Range(0, batch * 4 * 2 * 2).Select(i => (float)i).ToArray();
+        var text = new float[batch * 77 * TinySdModel.Hidden]; // zeros: mean 0
+        string where = "unet";
+        using var sampleValue = OnnxTensors.Floats(OnnxTensors.Input(session, "sample", where), sample, new long[] { batch, 4, 2, 2 }, where);
+        using var timestep = OnnxTensors.Timestep(OnnxTensors.Input(session, "timestep", where), 500, batch, where);
+        using var hidden = OnnxTensors.Floats(OnnxTensors.Input(session, "encoder_hidden_states", where), text, new long[] { batch, 77, TinySdModel.Hidden }, where);
+
+        var expectedShape = kind switch
+        {
+            TinySdModel.TimestepKind.Int64Batch => new long[] { batch },
+            TinySdModel.TimestepKind.FloatOne => new long[] { 1 },
+            _ => Array.Empty<long>(),
+        };
+        Assert.Equal(expectedShape, timestep.GetTensorTypeAndShape().Shape);
+
+        using var outputs = session.Run(new RunOptions(), new[] { "sample", "timestep", "encoder_hidden_states" }, new[] { sampleValue, timestep, hidden }, new[] { "out_sample" });
+        var result = OnnxTensors.ReadFloats(outputs[0], where, out var shape);
+        Assert.Equal(new long[] { batch, 4, 2, 2 }, shape);
+        for (int i = 0; i < sample.Length; i++)
+        {
+            Assert.Equal(0.5f * sample[i] + 0.5f, result[i], 4);
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TokenIdsFollowDeclaredType(bool int32)
+    {
+        string model = TinySdModel.Create(_dir, "m", int32Ids: int32);
+        using var session = new InferenceSession(Path.Combine(model, "text_encoder", "model.onnx"));
+        var meta = OnnxTensors.Input(session, "input_ids", "text_encoder");
+        var ids = new int[2 * 77];
+        ids[0] = 49406;
+        ids[77] = 320;
+        using var value = OnnxTensors.TokenIds(meta, ids, 2, "text_encoder");
+        Assert.Equal(int32 ? Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Int32 : Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Int64, value.GetTensorTypeAndShape().ElementDataType);
+        using var outputs = session.Run(new RunOptions(), new[] { "input_ids" }, new[] { value }, new[] { OnnxTensors.OutputName(session, "last_hidden_state") });
+        OnnxTensors.ReadFloats(outputs[0], "text_encoder", out var shape);
+        Assert.Equal(new long[] { 2, 77, TinySdModel.Hidden }, shape);
+    }
+
+    [Fact]
+    public void MissingInputIsNamedWithTheModelFile()
+    {
+        string model = TinySdModel.Create(_dir, "m");
+        using var session = new InferenceSession(Path.Combine(model, "unet", "model.onnx"));
+        var ex = Assert.Throws<InvalidDataException>(() => OnnxTensors.Input(session, "added_cond", "unet/model.onnx"));
+        Assert.Contains("unet/model.onnx", ex.Message);
+        Assert.Contains("added_cond", ex.Message);
+    }
+}

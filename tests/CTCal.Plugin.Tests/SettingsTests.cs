@@ -1,0 +1,58 @@
+using System.Text.Json;
+using CTCal.Plugin.Hosting;
+using CTCal.Plugin.Onnx;
+using CTCal.Tests;
+using Xunit;
+
+namespace CTCal.Plugin.Tests;
+
+public class SettingsTests
+{
+    private static PluginSettings Parse(string json, string baseDir)
+    {
+        using var doc = JsonDocument.Parse(json);
+        return PluginSettings.Parse(doc.RootElement.Clone(), baseDir, "/cfg/plugins.json");
+    }
+
+    [Fact]
+    public void ReadsAllFields()
+    {
+        string root = TestPaths.NewTempDir();
+        var s = Parse("""{ "modelsFolder": "m/x", "defaultScheduler": "ddim", "executionProviders": ["DirectML","cpu"], "intraOpThreads": 2, "interOpThreads": 1, "memoryMode": "low" }""", root);
+        Assert.Equal(Path.Combine(root, "m", "x"), s.ModelsFolder);
+        Assert.Equal("ddim", s.DefaultScheduler);
+        Assert.Equal(new[] { ExecutionProviderKind.DirectML, ExecutionProviderKind.Cpu }, s.ExecutionProviders);
+        Assert.Equal(2, s.IntraOpThreads);
+        Assert.Equal(1, s.InterOpThreads);
+        Assert.Equal(MemoryMode.Low, s.MemoryMode);
+        Directory.Delete(root, true);
+    }
+
+    [Theory]
+    [InlineData("""{ "memoryMode": "turbo" }""", "settings.memoryMode")]
+    [InlineData("""{ "executionProviders": ["tpu"] }""", "settings.executionProviders[0]")]
+    [InlineData("""{ "executionProviders": "cpu" }""", "settings.executionProviders")]
+    [InlineData("""{ "intraOpThreads": -1 }""", "settings.intraOpThreads")]
+    [InlineData("""{ "modelsFolder": 3 }""", "settings.modelsFolder")]
+    [InlineData("""{ "modelsFolder": "../outside" }""", "settings.modelsFolder")]
+    [InlineData("""{ "modelsFolder": "/abs/models" }""", "settings.modelsFolder")]
+    [InlineData("""{ "modelFolder": "models" }""", "settings.modelFolder")]
+    public void ErrorsNameFileAndField(string json, string field)
+    {
+        var ex = Assert.Throws<PluginSettingsException>(() => Parse(json, Path.GetTempPath()));
+        Assert.Contains("/cfg/plugins.json", ex.Message);
+        Assert.Contains(field, ex.Message);
+    }
+
+    [Fact]
+    public void RefusesModelsFolderThroughSymlink()
+    {
+        string root = TestPaths.NewTempDir();
+        string outside = TestPaths.NewTempDir();
+        Directory.CreateSymbolicLink(Path.Combine(root, "models"), outside);
+        var ex = Assert.Throws<PluginSettingsException>(() => Parse("""{ "modelsFolder": "models" }""", root));
+        Assert.Contains("outside the folder", ex.Message);
+        Directory.Delete(root, true);
+        Directory.Delete(outside, true);
+    }
+}

@@ -1,0 +1,124 @@
+using System.Text.Json;
+
+namespace CTCal.Tests;
+
+/// <summary>
+/// Lays out a complete (tiny) SD ONNX model folder in the Optimum layout, with models small enough to run in
+/// milliseconds: text encoder = embedding lookup, UNet = 0.5*sample + mean(text) + 0.001*t, VAE decoder = one
+/// 8x8 stride-8 transposed convolution. The variants choose the exporter conventions the pipeline must adapt to.
+/// </summary>
+public static class TinySdModel
+{
+    public const int Hidden = 8;
+    public const int Vocab = 49408;
+
+    public enum TimestepKind
+    {
+        /// <summary>int64 [batch] (old diffusers script).</summary>
+        Int64Batch,
+
+        /// <summary>float32 [1] (OnnxStack).</summary>
+        FloatOne,
+
+        /// <summary>float32 scalar (current Optimum).</summary>
+        FloatScalar,
+    }
+
+    /// <param name="fixedShapes">Declare batch 1 and a 77-token sequence instead of symbolic dimensions (some exports do).</param>
+    /// <param name="vaeEncoderOutput">Adds a VAE encoder with this output: <c>latent_sample</c> [b, 4, h, w] or
+    /// <c>latent_parameters</c> [b, 8, h, w] (mean and log-variance); null: none.</param>
+    public static string Create(string modelsFolder, string id, bool int32Ids = false, TimestepKind timestep = TimestepKind.Int64Batch, bool fixedShapes = false, string? vaeEncoderOutput = null)
+    {
+        object batch = fixedShapes ? 1L : "batch";
+        object sequence = fixedShapes ? 77L : "sequence";
+        string dir = Path.Combine(modelsFolder, id);
+        Directory.CreateDirectory(dir);
+
+        // text_encoder: input_ids [batch, 77] -> last_hidden_state [batch, 77, 8]
+        var embedding = new float[Vocab * Hidden];
+        var rng = new Random(1234);
+        for (int i = 0; i < embedding.Length; i++)
+        {
+            embedding[i] = (float)(rng.NextDouble() * 2 - 1);
+        }
+
+        new TinyOnnx.Graph()
+            .Input("input_ids", int32Ids ? TinyOnnx.Int32 : TinyOnnx.Int64, batch, 77L)
+            .Init("embedding", new long[] { Vocab, Hidden }, embedding)
+            .Node("Gather", new[] { "embedding", "input_ids" }, new[] { "last_hidden_state" }, ("axis", 0L))
+            .Output("last_hidden_state", TinyOnnx.Float, batch, 77L, (long)Hidden)
+            .Save(Path.Combine(dir, "text_encoder", "model.onnx"));
+
+        // unet: out_sample = 0.5 * sample + mean(encoder_hidden_states) + 0.001 * t
+        var unet = new TinyOnnx.Graph()
+            .Input("sample", TinyOnnx.Float, batch, 4L, "height", "width");
+        unet = timestep switch
+        {
+            TimestepKind.Int64Batch => unet.Input("timestep", TinyOnnx.Int64, batch),
+            TimestepKind.FloatOne => unet.Input("timestep", TinyOnnx.Float, 1L),
+            _ => unet.Input("timestep", TinyOnnx.Float),
+        };
+        unet.Input("encoder_hidden_states", TinyOnnx.Float, batch, sequence, (long)Hidden)
+            .Init("half", new long[0], new[] { 0.5f })
+            .Init("milli", new long[0], new[] { 0.001f })
+            .Init("to4d", new long[] { 4 }, new long[] { -1, 1, 1, 1 })
+            .Node("Mul", new[] { "sample", "half" }, new[] { "scaled" })
+            .Node("ReduceMean", new[] { "encoder_hidden_states" }, new[] { "text_mean" }, ("axes", new long[] { 1, 2 }), ("keepdims", 1L))
+            .Node("Reshape", new[] { "text_mean", "to4d" }, new[] { "text_mean4" })
+            .Node("Cast", new[] { "timestep" }, new[] { "t_float" }, ("to", (long)TinyOnnx.Float))
+            .Node("Reshape", new[] { "t_float", "to4d" }, new[] { "t4" })
+            .Node("Mul", new[] { "t4", "milli" }, new[] { "t_scaled" })
+            .Node("Add", new[] { "scaled", "text_mean4" }, new[] { "partial" })
+            .Node("Add", new[] { "partial", "t_scaled" }, new[] { "out_sample" })
+            .Output("out_sample", TinyOnnx.Float, batch, 4L, "height", "width")
+            .Save(Path.Combine(dir, "unet", "model.onnx"));
+
+        // vae_decoder: latent_sample [batch, 4, h, w] -> sample [batch, 3, 8h, 8w]
+        var kernel = new float[4 * 3 * 8 * 8];
+        for (int i = 0; i < kernel.Length; i++)
+        {
+            kernel[i] = (float)(rng.NextDouble() - 0.5) * 0.5f;
+        }
+
+        new TinyOnnx.Graph()
+            .Input("latent_sample", TinyOnnx.Float, "batch", 4L, "height", "width")
+            .Init("kernel", new long[] { 4, 3, 8, 8 }, kernel)
+            .Node("ConvTranspose", new[] { "latent_sample", "kernel" }, new[] { "sample" }, ("strides", new long[] { 8, 8 }), ("kernel_shape", new long[] { 8, 8 }))
+            .Output("sample", TinyOnnx.Float, "batch", 3L, "out_height", "out_width")
+            .Save(Path.Combine(dir, "vae_decoder", "model.onnx"));
+
+        if (vaeEncoderOutput is not null)
+        {
+            // vae_encoder: sample [batch, 3, H, W] -> one 8x8 stride-8 convolution -> [batch, 4 or 8, H/8, W/8]
+            long outChannels = vaeEncoderOutput == "latent_parameters" ? 8 : 4;
+            var encoderKernel = new float[outChannels * 3 * 8 * 8];
+            for (int i = 0; i < encoderKernel.Length; i++)
+            {
+                encoderKernel[i] = (float)(rng.NextDouble() - 0.5) * 0.1f;
+            }
+
+            new TinyOnnx.Graph()
+                .Input("sample", TinyOnnx.Float, "batch", 3L, "height", "width")
+                .Init("kernel", new long[] { outChannels, 3, 8, 8 }, encoderKernel)
+                .Node("Conv", new[] { "sample", "kernel" }, new[] { vaeEncoderOutput }, ("strides", new long[] { 8, 8 }), ("kernel_shape", new long[] { 8, 8 }))
+                .Output(vaeEncoderOutput, TinyOnnx.Float, "batch", outChannels, "latent_height", "latent_width")
+                .Save(Path.Combine(dir, "vae_encoder", "model.onnx"));
+        }
+
+        // Tokenizer files and configs come from the reference fixtures.
+        string fixtures = TestPaths.Fixtures;
+        Directory.CreateDirectory(Path.Combine(dir, "tokenizer"));
+        foreach (string file in new[] { "vocab.json", "merges.txt" })
+        {
+            File.Copy(Path.Combine(fixtures, "clip-tokenizer", file), Path.Combine(dir, "tokenizer", file));
+        }
+
+        Directory.CreateDirectory(Path.Combine(dir, "scheduler"));
+        File.Copy(Path.Combine(fixtures, "tiny-sd1", "scheduler", "scheduler_config.json"), Path.Combine(dir, "scheduler", "scheduler_config.json"));
+        File.Copy(Path.Combine(fixtures, "tiny-sd1", "model_index.json"), Path.Combine(dir, "model_index.json"));
+        File.WriteAllText(
+            Path.Combine(dir, "ctcal_manifest.json"),
+            JsonSerializer.Serialize(new { name = $"Tiny {id}", family = "sd1", width = 64, height = 64, description = "hand-made test model" }));
+        return dir;
+    }
+}

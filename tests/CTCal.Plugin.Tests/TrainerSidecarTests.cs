@@ -1,0 +1,189 @@
+using System.Diagnostics;
+using CTCal.Contracts;
+using CTCal.Plugin.Training;
+using CTCal.Tests;
+using Xunit;
+
+namespace CTCal.Plugin.Tests;
+
+/// <summary>
+/// The sidecar protocol against a fake trainer: a small shell script that prints JSON progress lines, standing in
+/// for <c>ctcal-train</c> (started directly, not through a shell command line).
+/// </summary>
+public sealed class TrainerSidecarTests : IDisposable
+{
+    private readonly string _dir = TestPaths.NewTempDir();
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private string FakeTrainer(string body)
+    {
+        string path = Path.Combine(_dir, "fake-train");
+        File.WriteAllText(path, "#!/bin/sh\n" + body.Replace("\r", ""));
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+
+        return path;
+    }
+
+    private sealed class ListProgress : IProgress<OperationProgress>
+    {
+        public List<OperationProgress> Items { get; } = new();
+
+        public void Report(OperationProgress value)
+        {
+            lock (Items)
+            {
+                Items.Add(value);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task RelaysEventsAndReturnsDone()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        string trainer = FakeTrainer("""
+            echo "args: $*" >&2
+            echo '{"event":"start","time":"2026-01-01T00:00:00Z","total_steps":3,"start_step":0,"records":4,"method":"ctcal"}'
+            echo 'not json, ignored'
+            echo '{"event":"step","step":1,"total_steps":3,"loss":0.5,"lr":0.0001,"skipped":false}'
+            echo '{"event":"message","level":"warn","text":"record 3 has no nouns"}'
+            echo '{"event":"step","step":2,"total_steps":3,"loss":0.25}'
+            echo '{"event":"validation","step":2,"path":"validation/step-0000002.png"}'
+            echo '{"event":"checkpoint","step":3,"path":"checkpoints/step-0000003.safetensors"}'
+            echo '{"event":"done","steps":3,"skipped_steps":0,"last_checkpoint":"checkpoints/step-0000003.safetensors","final_weights":"final","cancelled":false,"exit_code":0}'
+            """);
+        var log = new RecordingLog();
+        var progress = new ListProgress();
+        var args = CtcalFineTuner.BuildArguments(new FineTuneRequest("/base", "/data with space", "/out", "tuned", 3, new[] { "--seed", "7" }));
+        var done = await new TrainerSidecar(trainer, log).RunAsync(args, progress, CancellationToken.None);
+
+        Assert.Equal("final", done.Path);
+        Assert.Equal(3, done.Step);
+        Assert.Equal(new[] { "start", "step", "message", "step", "validation", "checkpoint", "done" }, progress.Items.Select(p => p.Stage));
+        Assert.Equal("record 3 has no nouns", progress.Items[2].Message);
+        Assert.False(progress.Items[^1].Metrics!.ContainsKey("exit_code"));
+        Assert.Equal(0.5, progress.Items[1].Metrics!["loss"]);
+        Assert.Equal(3, progress.Items[1].Total);
+        Assert.Equal(2, progress.Items[3].Current);
+        // Arguments arrive one by one (the space stays inside its argument) and end with --progress json.
+        Assert.Contains(log.Entries, e => e.Message.Contains("args: train --model /base --data /data with space --out /out --steps 3 --seed 7 --progress json"));
+        Assert.Equal(new[] { "--progress", "json" }, args.TakeLast(2));
+        Assert.Contains("/data with space", args);
+    }
+
+    [Fact]
+    public async Task ErrorEventBecomesFineTuneException()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        string trainer = FakeTrainer("""
+            echo '{"event":"start","totalSteps":10}'
+            echo '{"event":"error","message":"CUDA out of memory"}'
+            exit 3
+            """);
+        var ex = await Assert.ThrowsAsync<FineTuneException>(() => new TrainerSidecar(trainer, new RecordingLog()).RunAsync(new[] { "train" }, null, CancellationToken.None));
+        Assert.Contains("CUDA out of memory", ex.Message);
+    }
+
+    [Fact]
+    public async Task DoneButCancelledIsNotASuccess()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        string trainer = FakeTrainer("""
+            echo '{"event":"done","steps":7,"final_weights":null,"cancelled":true,"exit_code":130}'
+            exit 130
+            """);
+        var ex = await Assert.ThrowsAsync<FineTuneException>(() => new TrainerSidecar(trainer, new RecordingLog()).RunAsync(new[] { "train" }, null, CancellationToken.None));
+        Assert.Contains("130", ex.Message);
+    }
+
+    [Fact]
+    public async Task NonZeroExitWithoutEventsReportsStderr()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        string trainer = FakeTrainer("""
+            echo 'model folder not found' >&2
+            exit 2
+            """);
+        var ex = await Assert.ThrowsAsync<FineTuneException>(() => new TrainerSidecar(trainer, new RecordingLog()).RunAsync(new[] { "train" }, null, CancellationToken.None));
+        Assert.Contains("code 2", ex.Message);
+        Assert.Contains("model folder not found", ex.Message);
+    }
+
+    [Fact]
+    public async Task CancellationKillsTheProcessTree()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        string pidFile = Path.Combine(_dir, "child.pid");
+        string trainer = FakeTrainer($$"""
+            sleep 60 &
+            echo $! > '{{pidFile}}'
+            echo '{"event":"start","total_steps":1000}'
+            echo '{"event":"step","step":1,"loss":1.0}'
+            wait
+            """);
+        using var cts = new CancellationTokenSource();
+        var progress = new ListProgress();
+        var relay = new Progress<OperationProgress>(p =>
+        {
+            progress.Report(p);
+            if (p.Stage == "step") cts.Cancel();
+        });
+        var stopwatch = Stopwatch.StartNew();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => new TrainerSidecar(trainer, new RecordingLog()).RunAsync(new[] { "train" }, relay, cts.Token));
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(30), $"took {stopwatch.Elapsed}");
+
+        int childPid = int.Parse(File.ReadAllText(pidFile).Trim());
+        // The grandchild (sleep 60) was killed with its parent.
+        bool alive = true;
+        for (int i = 0; i < 50 && alive; i++)
+        {
+            alive = IsAlive(childPid);
+            if (alive) await Task.Delay(100);
+        }
+
+        Assert.False(alive, $"child process {childPid} still running");
+    }
+
+    [Fact]
+    public async Task MissingTrainerIsReported()
+    {
+        var ex = await Assert.ThrowsAsync<FineTuneException>(() => new TrainerSidecar(Path.Combine(_dir, "nope"), new RecordingLog()).RunAsync(new[] { "train" }, null, CancellationToken.None));
+        Assert.Contains("nope", ex.Message);
+    }
+
+    [Fact]
+    public void ParsesProtocolLines()
+    {
+        var evt = TrainerEvent.TryParse("""{"event":"checkpoint","step":5,"total_steps":9,"path":"c5","loss":0.1}""", out _);
+        Assert.NotNull(evt);
+        Assert.Equal(("checkpoint", 5L, 9L, "c5"), (evt!.Kind, evt.Step, evt.TotalSteps, evt.Path));
+        Assert.Equal(0.1, evt.Metrics["loss"]);
+        Assert.False(evt.Metrics.ContainsKey("step"));
+        Assert.Null(TrainerEvent.TryParse("""{"event":"party"}""", out string? problem));
+        Assert.Contains("party", problem);
+        Assert.Null(TrainerEvent.TryParse("{broken", out _));
+        var done = TrainerEvent.TryParse("""{"event":"done","steps":12,"final_weights":"/run/pytorch_lora_weights.safetensors","cancelled":false,"exit_code":0}""", out _)!;
+        Assert.Equal((12L, "/run/pytorch_lora_weights.safetensors", false), (done.Step, done.Path, done.Cancelled));
+    }
+
+    private static bool IsAlive(int pid)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            return !p.HasExited && !File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ");
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+}
