@@ -184,6 +184,7 @@ public sealed class BaseModelTrainingTests
         var resumed = BaseDiffusionTrainer.Train(BaseModelConfig.Tiny, data, vaeDir, options with { Resume = "latest" }, split);
 
         Assert.Equal(4, resumed.Steps);
+        Assert.Equal(2, resumed.ResumedAtStep);
         Assert.Equal(full.LossCurve.Select(c => c.Loss), resumed.LossCurve.Select(c => c.Loss), (a, b) => Math.Abs(a - b) < 1e-6);
         foreach (var file in new[] { "unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors" })
         {

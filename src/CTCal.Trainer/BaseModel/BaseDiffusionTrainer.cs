@@ -47,7 +47,11 @@ public sealed record BaseTrainingOptions
 
 /// <summary>What a base run measured.</summary>
 public sealed record BaseTrainingResult(int Steps, double FinalLoss, double SecondsPerStep, double WallSeconds, double CacheSeconds,
-    IReadOnlyList<(int Step, double Loss)> LossCurve, long UNetParameters, long TextParameters);
+    IReadOnlyList<(int Step, double Loss)> LossCurve, long UNetParameters, long TextParameters)
+{
+    /// <summary>The step this run resumed at (0 for a fresh run); the steps before came from the earlier command(s).</summary>
+    public int ResumedAtStep { get; init; }
+}
 
 /// <summary>
 /// Trains the base text-to-image model from scratch on a captioned dataset through a trained VAE: the CLIP text encoder and
@@ -180,7 +184,10 @@ public static class BaseDiffusionTrainer
 
         ema.Swap(); // the averaged weights are the model
         WriteFolder(output, config, world, unet, text, vaeFiles);
-        return new BaseTrainingResult(step, curve[^1].Item2, secondsPerStep, total.Elapsed.TotalSeconds, cacheSeconds, curve, unetParams, textParams);
+        return new BaseTrainingResult(step, curve[^1].Item2, secondsPerStep, total.Elapsed.TotalSeconds, cacheSeconds, curve, unetParams, textParams)
+        {
+            ResumedAtStep = firstStep,
+        };
     }
 
     /// <summary>The newest checkpoint under <paramref name="outputFolder"/>'s <c>checkpoints/</c>, or null.</summary>

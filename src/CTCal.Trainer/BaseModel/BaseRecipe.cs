@@ -18,6 +18,7 @@ public static class BaseRecipe
             ["command"] = command,
             ["seed"] = options.Seed,
             ["steps"] = result.Steps,
+            ["resumed_at_step"] = result.ResumedAtStep,
             ["batch_size"] = options.BatchSize,
             ["lr"] = options.LearningRate,
             ["warmup"] = options.WarmupSteps,
@@ -45,6 +46,8 @@ public static class BaseRecipe
         md.AppendLine("# Base model recipe").AppendLine();
         md.AppendLine("Trained from scratch by the project's own trainer; rerun the command below to reproduce it.").AppendLine();
         md.AppendLine("```bash").AppendLine(command).AppendLine("```").AppendLine();
+        if (result.ResumedAtStep > 0)
+            md.AppendLine(CultureInfo.InvariantCulture, $"This command resumed from a checkpoint at step {result.ResumedAtStep}: the first {result.ResumedAtStep} steps were run by an earlier command (keep its recipe beside this one). Wall time and s/step cover this command only.").AppendLine();
         md.AppendLine(CultureInfo.InvariantCulture, $"- seed {options.Seed}, {result.Steps} steps of batch {options.BatchSize}, lr {options.LearningRate} ({options.LrSchedule.ToString().ToLowerInvariant()}, warmup {options.WarmupSteps}), EMA {options.EmaDecay}, min-SNR {options.MinSnrGamma?.ToString(CultureInfo.InvariantCulture) ?? "off"}, caption dropout {options.CaptionDropout}, {config.PredictionType}");
         md.AppendLine(CultureInfo.InvariantCulture, $"- parameters: UNet {result.UNetParameters:N0}, text encoder {result.TextParameters:N0}");
         md.AppendLine(CultureInfo.InvariantCulture, $"- final loss {result.FinalLoss:F5}; {result.SecondsPerStep:F3} s/step; wall {result.WallSeconds:F0} s (latent cache {result.CacheSeconds:F1} s) on {Environment.ProcessorCount} processors");
