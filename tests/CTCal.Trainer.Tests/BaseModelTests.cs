@@ -185,6 +185,7 @@ public sealed class BaseModelTrainingTests
 
         Assert.Equal(4, resumed.Steps);
         Assert.Equal(2, resumed.ResumedAtStep);
+        Assert.False(resumed.Cancelled);
         Assert.Equal(full.LossCurve.Select(c => c.Loss), resumed.LossCurve.Select(c => c.Loss), (a, b) => Math.Abs(a - b) < 1e-6);
         foreach (var file in new[] { "unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors" })
         {
@@ -193,6 +194,21 @@ public sealed class BaseModelTrainingTests
             Assert.Equal(a.Keys.Order(), b.Keys.Order());
             foreach (var (name, tensor) in a) Assert.True(tensor.allclose(b[name], rtol: 0, atol: 1e-6), $"{file}: {name} differs after resume");
         }
+    }
+
+    [Fact]
+    public void BaseTraining_CancelledWritesOnlyACheckpoint()
+    {
+        string vaeDir = TestPaths.NewTempDir();
+        var data = ImageCaptionDataset.Open(Dataset.Value, 32);
+        VaeTrainer.Train(BaseModelConfig.Tiny, data, new VaeTrainingOptions { Steps = 1, BatchSize = 2, EvalImages = 2 }, vaeDir);
+        string output = TestPaths.NewTempDir();
+        using var cancel = new CancellationTokenSource();
+        cancel.Cancel();
+        var result = BaseDiffusionTrainer.Train(BaseModelConfig.Tiny, data, vaeDir, new BaseTrainingOptions { Steps = 3, BatchSize = 2 }, output, null, cancel.Token);
+        Assert.True(result.Cancelled);
+        Assert.NotNull(BaseDiffusionTrainer.LatestCheckpoint(output));
+        Assert.False(Directory.Exists(Path.Combine(output, "unet")));
     }
 
     [Fact]

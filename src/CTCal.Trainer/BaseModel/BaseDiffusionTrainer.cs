@@ -51,6 +51,9 @@ public sealed record BaseTrainingResult(int Steps, double FinalLoss, double Seco
 {
     /// <summary>The step this run resumed at (0 for a fresh run); the steps before came from the earlier command(s).</summary>
     public int ResumedAtStep { get; init; }
+
+    /// <summary>Stopped by cancellation: only a checkpoint was written (resume with <c>--resume latest</c>), no model folder.</summary>
+    public bool Cancelled { get; init; }
 }
 
 /// <summary>
@@ -66,7 +69,8 @@ public static class BaseDiffusionTrainer
 {
     /// <summary>
     /// Trains and writes the complete diffusers folder into <paramref name="outputFolder"/> (unet/, text_encoder/, vae/
-    /// copied from <paramref name="vaeFolder"/>, tokenizer/, scheduler/, model_index.json).
+    /// copied from <paramref name="vaeFolder"/>, tokenizer/, scheduler/, model_index.json). When cancelled, writes only a
+    /// checkpoint, so an earlier model in the folder is not replaced by a partly trained one.
     /// </summary>
     public static BaseTrainingResult Train(BaseModelConfig config, ImageCaptionDataset data, string vaeFolder, BaseTrainingOptions options,
         string outputFolder, Action<string>? log = null, CancellationToken cancellation = default)
@@ -182,11 +186,16 @@ public static class BaseDiffusionTrainer
         if (step > firstStep || resumeFrom is null) checkpoints.Save(step, order, curve, losses);
         if (curve.Count == 0 || curve[^1].Item1 != step) curve.Add((step, losses.Count > 0 ? VaeTrainer.Mean(losses, Math.Max(1, options.LogEvery)) : double.NaN));
 
-        ema.Swap(); // the averaged weights are the model
-        WriteFolder(output, config, world, unet, text, vaeFiles);
+        bool cancelled = step < options.Steps;
+        if (!cancelled)
+        {
+            ema.Swap(); // the averaged weights are the model
+            WriteFolder(output, config, world, unet, text, vaeFiles);
+        }
         return new BaseTrainingResult(step, curve[^1].Item2, secondsPerStep, total.Elapsed.TotalSeconds, cacheSeconds, curve, unetParams, textParams)
         {
             ResumedAtStep = firstStep,
+            Cancelled = cancelled,
         };
     }
 

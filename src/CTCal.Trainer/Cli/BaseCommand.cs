@@ -118,6 +118,11 @@ public sealed partial class TrainerCli
                 };
                 string outFolder = parse.GetValue(output)!;
                 var result = BaseDiffusionTrainer.Train(config, dataset, parse.GetValue(vaeFolder)!, options, outFolder, Info, Cancellation.Token);
+                if (result.Cancelled)
+                {
+                    _out.WriteLine($"base: cancelled at step {result.Steps}; checkpoint {BaseDiffusionTrainer.LatestCheckpoint(outFolder)} (continue with --resume latest)");
+                    return ExitCodes.Cancelled;
+                }
                 Dictionary<string, string>? vaeRecipe = null;
                 string vaeRecipePath = Path.Combine(BaseDiffusionTrainer.ResolveVae(parse.GetValue(vaeFolder)!).ConfigPath, "..", "VAE_RECIPE.json");
                 if (File.Exists(vaeRecipePath))
