@@ -27,6 +27,7 @@ public sealed class CliTests : IDisposable
     [InlineData("export")]
     [InlineData("finetune")]
     [InlineData("bench")]
+    [InlineData("load")]
     public void EveryVerbHasHelp(string verb)
     {
         var (code, output) = Run(verb, "--help");

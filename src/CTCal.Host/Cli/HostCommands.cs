@@ -105,6 +105,7 @@ public static class HostCommands
         root.Subcommands.Add(ExportCommand(output, Open, Filter));
         root.Subcommands.Add(FineTuneCommand(output, Open, Filter));
         root.Subcommands.Add(BenchCommand.Create(output, Open));
+        root.Subcommands.Add(LoadCommand.Create(output, Open));
         return root;
     }
 
