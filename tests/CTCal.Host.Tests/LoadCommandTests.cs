@@ -37,14 +37,18 @@ public sealed class LoadCommandTests : IDisposable
         (code, output) = Run("load", "--config", config, "-m", "tiny-sd1", "--sequential", "3", "--concurrent", "2", "--warmup", "1");
         Assert.True(code == 0, output);
         Assert.Contains("model tiny-sd1, 32x32, 2 steps", output);
-        Assert.Matches(@"after warm-up \(1 sequential \+ 2 concurrent\): VmRSS \d+\.\d MiB, handles \d+, threads \d+", output);
-        Assert.Matches(@"after 3 sequential: VmRSS \d+\.\d MiB, handles \d+, threads \d+, RSS growth [+-]?\d+\.\d%", output);
-        Assert.Matches(@"end, after 2 concurrent.*: VmRSS \d+\.\d MiB, handles \d+, threads \d+, RSS growth [+-]?\d+\.\d%", output);
+        Assert.Matches(@"after warm-up \(1 sequential \+ 2 concurrent\): VmRSS \d+\.\d MiB \(managed heap \d+\.\d MiB\), handles \d+, threads \d+", output);
+        Assert.Matches(@"after 3 sequential: VmRSS \d+\.\d MiB \(managed heap \d+\.\d MiB\), handles \d+, threads \d+, RSS growth [+-]?\d+\.\d%", output);
+        Assert.Matches(@"end, after 2 concurrent.*: VmRSS \d+\.\d MiB \(managed heap \d+\.\d MiB\), handles \d+, threads \d+, RSS growth [+-]?\d+\.\d%", output);
         Assert.Matches(@"throughput: sequential \d+\.\d images/s, concurrent x2 \d+\.\d images/s", output);
         Assert.Contains("PASS: RSS growth", output);
 
         (code, output) = Run("load", "--config", config, "-m", "no-such-model", "--sequential", "1", "--concurrent", "1");
         Assert.Equal(2, code);
         Assert.Contains("no loaded plugin has a model 'no-such-model'", output);
+
+        (code, output) = Run("load", "--config", Path.Combine(_root, "missing.json"), "-m", "tiny-sd1");
+        Assert.Equal(2, code);
+        Assert.Contains("missing.json", output);
     }
 }

@@ -316,7 +316,7 @@ public static class HostCommands
         }
     }
 
-    private static async Task<int> RunAsync(TextWriter output, Func<Task<int>> body)
+    internal static async Task<int> RunAsync(TextWriter output, Func<Task<int>> body)
     {
         try
         {

@@ -11,7 +11,8 @@ namespace CTCal.Host.Cli;
 /// sessions' arenas and the thread pool reach their working size) it runs N sequential generations, then M concurrent
 /// ones all in flight together, and prints resident memory, open handles and threads (each after a full GC) at
 /// three points, with images/s per phase. Exit code 0 when RSS grew under 10% over the after-warm-up value and handles
-/// and threads came back within a small margin of it; 4 otherwise; 2 when the model is unknown.
+/// and threads came back within a small margin of it; 4 otherwise; 2 for bad input (unknown model, bad plugins.json),
+/// 3 when the plugin fails, 130 when cancelled.
 /// </summary>
 internal static class LoadCommand
 {
@@ -39,7 +40,7 @@ internal static class LoadCommand
             command.Options.Add(o);
         }
 
-        command.SetAction(async (parse, ct) =>
+        command.SetAction((parse, ct) => HostCommands.RunAsync(output, async () =>
         {
             using var host = open(parse);
             string id = parse.GetValue(model)!;
@@ -127,10 +128,10 @@ internal static class LoadCommand
             double growth = (end.RssBytes - warm.RssBytes) / (double)warm.RssBytes;
             bool pass = growth < MaxRssGrowth && ResourcesBack(warm, end);
             output.WriteLine(
-                $"{(pass ? "PASS" : "FAIL")}: RSS growth {Growth(warm, end)} (limit {MaxRssGrowth:P0}), " +
+                $"{(pass ? "PASS" : "FAIL")}: RSS growth {Growth(warm, end)} (limit {MaxRssGrowth * 100:F0}%), " +
                 $"handles {end.Handles - warm.Handles:+0;-0;0} (limit +{HandleMargin}), threads {end.Threads - warm.Threads:+0;-0;0} (limit +{ThreadMargin})");
             return pass ? 0 : 4;
-        });
+        }));
         return command;
     }
 
@@ -144,7 +145,7 @@ internal static class LoadCommand
         (count == 0 || seconds <= 0 ? 0 : count / seconds).ToString("F1", CultureInfo.InvariantCulture);
 
     /// <summary>Process resources after a full, compacting GC (finalizers run, so released native handles are closed).</summary>
-    private readonly record struct Snapshot(long RssBytes, int Handles, int Threads)
+    private readonly record struct Snapshot(long RssBytes, long ManagedBytes, int Handles, int Threads)
     {
         public static string Source => OperatingSystem.IsLinux()
             ? "linux (VmRSS from /proc/self/status, handles = /proc/self/fd entries)"
@@ -158,14 +159,16 @@ internal static class LoadCommand
             using var process = Process.GetCurrentProcess();
             if (OperatingSystem.IsLinux())
             {
-                return new Snapshot(ReadVmRss(), Directory.GetFileSystemEntries("/proc/self/fd").Length, process.Threads.Count);
+                return new Snapshot(ReadVmRss(), GC.GetTotalMemory(false), Directory.GetFileSystemEntries("/proc/self/fd").Length, process.Threads.Count);
             }
 
-            return new Snapshot(process.WorkingSet64, process.HandleCount, process.Threads.Count);
+            return new Snapshot(process.WorkingSet64, GC.GetTotalMemory(false), process.HandleCount, process.Threads.Count);
         }
 
         public override string ToString() =>
-            $"VmRSS {(RssBytes / (1024.0 * 1024.0)).ToString("F1", CultureInfo.InvariantCulture)} MiB, handles {Handles}, threads {Threads}";
+            $"VmRSS {Mib(RssBytes)} MiB (managed heap {Mib(ManagedBytes)} MiB), handles {Handles}, threads {Threads}";
+
+        private static string Mib(long bytes) => (bytes / (1024.0 * 1024.0)).ToString("F1", CultureInfo.InvariantCulture);
 
         private static long ReadVmRss()
         {
