@@ -30,15 +30,7 @@ internal static class BenchCommand
         {
             using var host = open(parse);
             string id = parse.GetValue(model)!;
-            IImageGenerator? generator = null;
-            foreach (var g in host.Generators)
-            {
-                if ((await g.Value.ListModelsAsync(ct)).Any(m => m.Id == id))
-                {
-                    generator = g.Value;
-                    break;
-                }
-            }
+            IImageGenerator? generator = (await HostCommands.FindGeneratorAsync(host.Generators, id, ct))?.Value;
 
             if (generator is null)
             {

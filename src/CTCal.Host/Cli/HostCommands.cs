@@ -185,7 +185,8 @@ public static class HostCommands
         return command;
     }
 
-    private static async Task<PluginExport<IImageGenerator>?> FindGeneratorAsync(
+    /// <summary>The first generator that lists <paramref name="modelId"/>, or null.</summary>
+    internal static async Task<PluginExport<IImageGenerator>?> FindGeneratorAsync(
         IEnumerable<PluginExport<IImageGenerator>> generators, string modelId, CancellationToken ct)
     {
         foreach (var generator in generators)
