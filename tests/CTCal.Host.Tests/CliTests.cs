@@ -144,4 +144,19 @@ public sealed class CliTests : IDisposable
         Assert.Equal(2, code);
         Assert.Contains("Width", output);
     }
+
+    [Theory]
+    [InlineData("bench")]
+    [InlineData("load")]
+    [InlineData("models")]
+    public void ABrokenPluginsFileIsABadInputErrorForEveryVerb(string verb)
+    {
+        string config = Path.Combine(_root, "plugins.json");
+        File.WriteAllText(config, """{ "version": 1, "plugins": [ { "id": "x", "path": "/etc", "assembly": "x.dll" } ] }""");
+        string[] args = verb == "models" ? [verb, "--config", config] : [verb, "--config", config, "-m", "tiny"];
+        var (code, output) = Run(args);
+        Assert.Equal(2, code);
+        Assert.Contains($"{config}: plugins[0].path", output);
+        Assert.DoesNotContain("   at ", output);
+    }
 }

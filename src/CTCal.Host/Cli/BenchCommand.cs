@@ -8,7 +8,8 @@ namespace CTCal.Host.Cli;
 
 /// <summary>
 /// <c>ctcal-host bench</c>: times single-image generations through a plugin (first call separately, since it loads the
-/// sessions), then the same requests run sequentially and concurrently, and prints medians and throughput.
+/// sessions), then the same requests run sequentially and concurrently, and prints medians and throughput. Errors go through
+/// the host's exit codes like every verb (2 bad input such as a broken plugins.json, 3 a plugin failed, 130 cancelled).
 /// </summary>
 internal static class BenchCommand
 {
@@ -26,7 +27,7 @@ internal static class BenchCommand
             command.Options.Add(o);
         }
 
-        command.SetAction(async (parse, ct) =>
+        command.SetAction((parse, ct) => HostCommands.RunAsync(output, async () =>
         {
             using var host = open(parse);
             string id = parse.GetValue(model)!;
@@ -92,7 +93,7 @@ internal static class BenchCommand
             output.WriteLine($"sequential: median {F(Median(sequential))} ms/image ({F(Median(sequential) / warm.Parameters.Steps)} ms/step), {F(n / sequentialWall)} images/s");
             output.WriteLine($"concurrent x{inFlight}: median {F(Median(concurrent))} ms/image, {F(n / concurrentWall)} images/s ({F(sequentialWall / concurrentWall)}x sequential throughput)");
             return 0;
-        });
+        }));
         return command;
     }
 
