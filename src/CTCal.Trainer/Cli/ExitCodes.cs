@@ -10,6 +10,8 @@ public static class ExitCodes
     public const int BadInput = 2;
     /// <summary>Training diverged: too many non-finite steps in a row.</summary>
     public const int Diverged = 3;
+    /// <summary>The output folder or a file in it cannot be written (read-only, full, a folder in the way); earlier checkpoints are intact.</summary>
+    public const int OutputNotWritable = 4;
     /// <summary>Cancelled (Ctrl+C / SIGINT / SIGTERM); a checkpoint of the last finished step was written.</summary>
     public const int Cancelled = 130;
 }

@@ -90,8 +90,10 @@ public sealed partial class TrainerCli
             string model = Required(v.Get(o.Model), "--model");
             string data = Required(v.Get(o.Data), "--data");
             string output = Path.GetFullPath(Required(v.Get(o.Out), "--out"));
-            Directory.CreateDirectory(output);
+            OutputFolder.EnsureWritable(output);
             Logging.UseOutputFolder(output);
+            int stale = OutputFolder.RemoveStaleTemporaryFiles(output);
+            if (stale > 0) Log.Info("removed {0} temporary file(s) left by an interrupted run under {1}", stale, output);
 
             var options = new TrainingOptions
             {
@@ -140,7 +142,7 @@ public sealed partial class TrainerCli
             if (options.TeacherTimestep >= diffusion.AlphasCumprod.Length)
                 throw new UsageException($"--teacher-t {options.TeacherTimestep} is not below the {diffusion.AlphasCumprod.Length} training timesteps");
 
-            File.WriteAllText(Path.Combine(output, "train_config.json"), JsonSerializer.Serialize(
+            OutputFolder.WriteAllTextAtomic(Path.Combine(output, "train_config.json"), JsonSerializer.Serialize(
                 new { model = Path.GetFullPath(model), data = Path.GetFullPath(data), resolution, options }, new JsonSerializerOptions { WriteIndented = true }));
 
             string? resume = v.Get(o.Resume);

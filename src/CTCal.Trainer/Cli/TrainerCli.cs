@@ -52,12 +52,13 @@ public sealed partial class TrainerCli
         int code = e switch
         {
             TrainingDivergedException => ExitCodes.Diverged,
+            OutputWriteException => ExitCodes.OutputNotWritable,
             OperationCanceledException => ExitCodes.Cancelled,
             UsageException or DatasetException or DiffusersConfigException or ModelFolderException or UnsafePathException
                 or SafetensorsException or ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException => ExitCodes.BadInput,
             _ => ExitCodes.Error,
         };
-        string kind = code switch { ExitCodes.Diverged => "diverged", ExitCodes.BadInput => "bad_input", ExitCodes.Cancelled => "cancelled", _ => "error" };
+        string kind = code switch { ExitCodes.Diverged => "diverged", ExitCodes.OutputNotWritable => "output_not_writable", ExitCodes.BadInput => "bad_input", ExitCodes.Cancelled => "cancelled", _ => "error" };
         if (code == ExitCodes.Error) Log.Error(e, "ctcal-train failed");
         else Log.Error("{0}: {1}", kind, e.Message);
         json?.Write("error", new { Kind = kind, e.Message, ExitCode = code });

@@ -37,9 +37,20 @@ public sealed class AdamW : IDisposable
 
     public IReadOnlyList<Parameter> Parameters => _parameters;
 
+    /// <summary>
+    /// Drops every gradient (PyTorch's <c>zero_grad(set_to_none=True)</c>), so a parameter that gets no gradient in a step
+    /// (the attention autoencoder on a caption without nouns) is skipped by <see cref="Update"/> whether or not it had a
+    /// gradient earlier in this process. Zeroing in place instead would keep updating it from its moments after the
+    /// first gradient, and a run resumed from a checkpoint (fresh process, no gradients yet) would diverge from an
+    /// uninterrupted one.
+    /// </summary>
     public void ZeroGrad()
     {
-        foreach (var p in _parameters) p.grad?.zero_();
+        foreach (var p in _parameters)
+        {
+            if (p.grad is null) continue;
+            p.grad = null;
+        }
     }
 
     /// <summary>One update at learning rate <paramref name="lr"/>; parameters without a gradient are left alone.</summary>

@@ -8,7 +8,10 @@ namespace CTCal.Trainer.Training;
 /// <summary>Saves and loads named TorchSharp tensors as safetensors (F32, F64, I64, U8 kept as is; F16/BF16 read as F32).</summary>
 public static class TensorFile
 {
-    /// <summary>Writes <paramref name="tensors"/> to <paramref name="path"/> atomically (temp file + rename), in the given order.</summary>
+    /// <summary>
+    /// Writes <paramref name="tensors"/> to <paramref name="path"/> atomically (temp file + rename), in the given order.
+    /// An I/O failure (read-only folder, full disk, a folder in the way) throws <see cref="OutputWriteException"/> naming the file.
+    /// </summary>
     public static void Save(string path, IEnumerable<(string Name, Tensor Value)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var entries = new List<SafetensorsWriteEntry>();
@@ -35,7 +38,15 @@ public static class TensorFile
                     break;
             }
         }
-        SafetensorsWriter.Write(path, entries, metadata);
+        try
+        {
+            SafetensorsWriter.Write(path, entries, metadata);
+        }
+        catch (SafetensorsException e) when (e.InnerException is IOException or UnauthorizedAccessException)
+        {
+            // The writer removed its temporary file; whatever was under the final name is untouched.
+            throw new OutputWriteException(path, $"cannot write the file ({e.InnerException.Message})", e);
+        }
     }
 
     /// <summary>Reads every tensor of <paramref name="path"/> (CPU tensors, detached from any dispose scope; the caller disposes).</summary>

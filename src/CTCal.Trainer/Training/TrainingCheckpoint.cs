@@ -29,7 +29,14 @@ public sealed partial class TrainingRun
     /// <summary>Writes a checkpoint of the current state and returns its path.</summary>
     public string SaveCheckpoint()
     {
-        Directory.CreateDirectory(CheckpointFolder);
+        try
+        {
+            Directory.CreateDirectory(CheckpointFolder);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new OutputWriteException(CheckpointFolder, $"cannot create the checkpoint folder ({e.Message})", e);
+        }
         string path = Path.Combine(CheckpointFolder, $"step-{Step:D7}.safetensors");
         using var scope = NewDisposeScope();
         var entries = new List<(string, Tensor)>();
@@ -52,8 +59,15 @@ public sealed partial class TrainingRun
     {
         string folder = Path.Combine(outputFolder, "checkpoints");
         if (!Directory.Exists(folder)) return null;
-        return Directory.EnumerateFiles(folder, "step-*.safetensors").OrderBy(f => f, StringComparer.Ordinal).LastOrDefault();
+        // Final names only (step- + 7 digits): a killed write leaves '.step-….tmp', which never matches.
+        return Directory.EnumerateFiles(folder, "step-*.safetensors")
+            .Where(f => IsCheckpointName(Path.GetFileName(f)))
+            .OrderBy(f => f, StringComparer.Ordinal).LastOrDefault();
     }
+
+    private static bool IsCheckpointName(string name) =>
+        name.Length == "step-0000000.safetensors".Length && name.StartsWith("step-", StringComparison.Ordinal)
+        && name.EndsWith(".safetensors", StringComparison.Ordinal) && name.AsSpan(5, 7).IndexOfAnyExceptInRange('0', '9') < 0;
 
     /// <summary>Restores weights, optimizer, EMA, RNG, data order and counters from <paramref name="path"/>.</summary>
     public void Resume(string path)

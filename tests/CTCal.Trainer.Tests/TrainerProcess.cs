@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace CTCal.Trainer.Tests;
+
+/// <summary>
+/// Starts the built <c>ctcal-train</c> (the <c>ctcal-train.dll</c> copied into this test project's output) as a separate
+/// process through <c>dotnet</c>, with arguments passed as a list (no shell). stdout is read line by line and each JSON
+/// event handed to <see cref="EventReceived"/>; stderr is collected.
+/// </summary>
+internal sealed class TrainerProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly System.Text.StringBuilder _stderr = new();
+    private readonly Thread _stdoutReader;
+    private readonly Thread _stderrReader;
+
+    /// <summary>Called on the stdout reader thread for every JSON line: (event name, the parsed object).</summary>
+    public event Action<string, JsonElement>? EventReceived;
+
+    public List<string> Lines { get; } = [];
+
+    public TrainerProcess(IEnumerable<string> arguments)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "ctcal-train.dll");
+        if (!File.Exists(dll)) throw new FileNotFoundException($"the trainer was not copied next to the tests: {dll}", dll);
+        var start = new ProcessStartInfo(DotnetHost())
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
+        start.ArgumentList.Add(dll);
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        _process = Process.Start(start) ?? throw new InvalidOperationException("ctcal-train did not start");
+        _stdoutReader = new Thread(ReadStdout) { IsBackground = true, Name = "ctcal-train stdout" };
+        _stderrReader = new Thread(() =>
+        {
+            string? line;
+            while ((line = _process.StandardError.ReadLine()) is not null)
+                lock (_stderr) _stderr.AppendLine(line);
+        }) { IsBackground = true, Name = "ctcal-train stderr" };
+        _stdoutReader.Start();
+        _stderrReader.Start();
+    }
+
+    private void ReadStdout()
+    {
+        string? line;
+        while ((line = _process.StandardOutput.ReadLine()) is not null)
+        {
+            lock (Lines) Lines.Add(line);
+            JsonElement root;
+            try
+            {
+                using var document = JsonDocument.Parse(line);
+                root = document.RootElement.Clone();
+            }
+            catch (JsonException)
+            {
+                continue; // a line cut by the kill
+            }
+            if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("event", out var name))
+                EventReceived?.Invoke(name.GetString() ?? "", root);
+        }
+    }
+
+    /// <summary>The dotnet host running the tests (DOTNET_HOST_PATH when the CLI set it), else <c>dotnet</c> on PATH.</summary>
+    private static string DotnetHost()
+    {
+        string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
+        if (!string.IsNullOrEmpty(host) && File.Exists(host)) return host;
+        string? current = Environment.ProcessPath;
+        if (current is not null && Path.GetFileNameWithoutExtension(current) == "dotnet") return current;
+        return "dotnet";
+    }
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>SIGKILL to the trainer and everything it started; nothing of its own shutdown code runs.</summary>
+    public void Kill()
+    {
+        try
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+            // It exited on its own just before.
+        }
+    }
+
+    /// <summary>Waits for the exit (killing the process tree after <paramref name="timeout"/>) and returns the exit code.</summary>
+    public int WaitForExit(TimeSpan timeout)
+    {
+        if (!_process.WaitForExit(timeout))
+        {
+            Kill();
+            _process.WaitForExit();
+            throw new TimeoutException($"ctcal-train did not exit within {timeout}; stderr:\n{Stderr}");
+        }
+        _process.WaitForExit(); // drains the redirected streams
+        _stdoutReader.Join();
+        _stderrReader.Join();
+        return _process.ExitCode;
+    }
+
+    public string Stderr
+    {
+        get
+        {
+            lock (_stderr) return _stderr.ToString();
+        }
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) Kill();
+        _process.Dispose();
+    }
+}
