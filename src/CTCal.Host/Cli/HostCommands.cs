@@ -164,7 +164,16 @@ public static class HostCommands
                     output.WriteLine($"image {p.ImageIndex + 1}/{p.ImageCount} step {p.Step}/{p.TotalSteps}");
                 }
             });
-            var result = await generator.Value.GenerateAsync(request, progress, ct);
+            GenerationResult result;
+            try
+            {
+                result = await generator.Value.GenerateAsync(request, progress, ct);
+            }
+            catch (Exception ex) when (ex is not (OperationCanceledException or ArgumentException or OutOfMemoryException))
+            {
+                throw new PluginCallException(generator.PluginId, "generate", ex);
+            }
+
             string folder = Path.GetFullPath(parse.GetValue(outDir)!);
             Directory.CreateDirectory(folder);
             foreach (string warning in result.Warnings)
@@ -191,7 +200,18 @@ public static class HostCommands
     {
         foreach (var generator in generators)
         {
-            var models = await generator.Value.ListModelsAsync(ct);
+            IReadOnlyList<ModelInfo> models;
+            try
+            {
+                models = await generator.Value.ListModelsAsync(ct);
+            }
+            catch (Exception ex) when (ex is not (OperationCanceledException or OutOfMemoryException))
+            {
+                // A plugin that cannot list its models must not hide the models of the others.
+                NLog.LogManager.GetLogger("ctcal-host").Warn(ex, "Plugin {0} failed to list models", generator.PluginId);
+                continue;
+            }
+
             if (models.Any(m => m.Id == modelId))
             {
                 return generator;
@@ -327,6 +347,12 @@ public static class HostCommands
         {
             output.WriteLine("cancelled");
             return 130;
+        }
+        catch (PluginCallException ex)
+        {
+            output.WriteLine($"error: {ex.Message}");
+            NLog.LogManager.GetLogger("ctcal-host").Error(ex.InnerException, "Plugin {0} failed", ex.PluginId);
+            return 3;
         }
         catch (Exception ex) when (IsUserError(ex))
         {
