@@ -30,6 +30,13 @@ internal sealed class ModelCatalog
         var models = new List<OnnxModelFolder>();
         foreach (string dir in Directory.EnumerateDirectories(ModelsFolder).Order(StringComparer.Ordinal))
         {
+            if (Path.GetFileName(dir).StartsWith('.'))
+            {
+                // Hidden folders are never models: the exporter stages a new model as '.<id>.partial-…' and moves a replaced
+                // one aside as '.<id>.old-…'; a killed export can leave either behind, complete-looking or not.
+                continue;
+            }
+
             if (new DirectoryInfo(dir).LinkTarget is not null)
             {
                 _log.Log(LogSeverity.Warning, $"Skipping {dir}: symbolic links are not followed in the models folder");
