@@ -1,5 +1,6 @@
 using System.Text.Json;
 using CTCal.Contracts;
+using CTCal.Core.Diffusers;
 
 namespace CTCal.Plugin.Models;
 
@@ -52,6 +53,17 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, 
         if (missing.Length > 0)
         {
             throw new InvalidDataException($"{folder}: not a complete ONNX model folder, missing {string.Join(", ", missing)}");
+        }
+
+        try
+        {
+            // Only checked (components are found by their folders): a model_index.json that is not a pipeline index makes the
+            // folder suspect, so it is refused with the parser's message (file and field) instead of being served.
+            ModelIndex.Load(Path.Combine(folder, "model_index.json"));
+        }
+        catch (DiffusersConfigException e)
+        {
+            throw new InvalidDataException($"{folder}: {e.Message}", e);
         }
 
         string id = Path.GetFileName(folder.TrimEnd(Path.DirectorySeparatorChar));
