@@ -76,6 +76,25 @@ public sealed class TrainerSidecarTests : IDisposable
     }
 
     [Fact]
+    public async Task ShellMetacharactersInArgumentsArriveVerbatimAndRunNothing()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        string received = Path.Combine(_dir, "received.txt");
+        string pwned = Path.Combine(_dir, "pwned");
+        string trainer = FakeTrainer($$"""
+            printf '%s\n' "$@" > '{{received}}'
+            echo '{"event":"done","steps":1,"final_weights":"final","cancelled":false}'
+            """);
+        string[] hostile = ["$(touch " + pwned + ")", "`touch " + pwned + "`", "; touch " + pwned, "a b", "'\"", "*", "x && touch " + pwned, "--out=/etc"];
+        var args = CtcalFineTuner.BuildArguments(new FineTuneRequest("/base", "/data", "/out", "tuned", 1, hostile));
+        await new TrainerSidecar(trainer, new RecordingLog()).RunAsync(args, new ListProgress(), CancellationToken.None);
+
+        Assert.Equal(args, File.ReadAllLines(received));
+        foreach (string argument in hostile) Assert.Contains(argument, File.ReadAllLines(received));
+        Assert.False(File.Exists(pwned), "an argument was run by a shell");
+    }
+
+    [Fact]
     public async Task ErrorEventBecomesFineTuneException()
     {
         if (OperatingSystem.IsWindows()) return;
