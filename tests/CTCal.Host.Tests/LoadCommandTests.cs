@@ -40,7 +40,7 @@ public sealed class LoadCommandTests : IDisposable
         Assert.True(code is 0 or 4, output);
         Assert.Contains("model tiny-sd1, 32x32, 2 steps", output);
         // Two rounds of a few images rarely reach the GC's gen0 budget; either way the warm-up stops at --warmup-rounds.
-        Assert.Matches(@"warm-up round 1: JIT \+\d+ methods, \d+ gen0 GCs so far, \d+\.\d MiB allocated so far", output);
+        Assert.Matches(@"warm-up round 1: JIT \+\d+ methods, \d+ gen0 GCs so far, \d+\.\d MiB allocated so far, VmRSS \d+\.\d MiB \(no GC forced\)", output);
         Assert.Matches(@"warm-up round 2: .*\n", output);
         Assert.DoesNotMatch(@"warm-up round 3", output);
         const string Figures = @"VmRSS \d+\.\d MiB \((anon \d+\.\d, file \d+\.\d; )?managed heap \d+\.\d MiB live, \d+\.\d MiB committed; JIT \d+ methods\), handles \d+, threads \d+";

@@ -111,7 +111,7 @@ internal static class LoadCommand
                 steady = rounds >= MinWarmupRounds && jitSteady && gen0 >= 1;
                 output.WriteLine(
                     $"warm-up round {rounds}: JIT {jit - jitBefore:+0;-0;0} methods, {gen0} gen0 GCs so far, " +
-                    $"{Mib(GC.GetTotalAllocatedBytes(precise: false) - allocatedBefore)} MiB allocated so far{(steady ? " (steady)" : "")}");
+                    $"{Mib(GC.GetTotalAllocatedBytes(precise: false) - allocatedBefore)} MiB allocated so far, VmRSS {Mib(Snapshot.ReadRss())} MiB (no GC forced){(steady ? " (steady)" : "")}");
                 jitBefore = jit;
             }
 
@@ -233,6 +233,18 @@ internal static class LoadCommand
             (AnonBytes >= 0 ? $"anon {Mib(AnonBytes)}, file {Mib(FileBytes)}; " : "") +
             $"managed heap {Mib(ManagedBytes)} MiB live, {Mib(GcCommittedBytes)} MiB committed; JIT {JitMethods} methods), " +
             $"handles {Handles}, threads {Threads}";
+
+        /// <summary>VmRSS (Linux) or the working set now, without collecting first.</summary>
+        public static long ReadRss()
+        {
+            if (OperatingSystem.IsLinux())
+            {
+                return ReadStatus("VmRSS:")[0];
+            }
+
+            using var process = Process.GetCurrentProcess();
+            return process.WorkingSet64;
+        }
 
         public static string Mib(long bytes) => (bytes / (1024.0 * 1024.0)).ToString("F1", CultureInfo.InvariantCulture);
 
