@@ -197,6 +197,39 @@ public sealed class BaseModelTrainingTests
     }
 
     [Fact]
+    public void BaseTraining_StopAtThenResumeEqualsOneRunOfTheSameSchedule()
+    {
+        string vaeDir = TestPaths.NewTempDir();
+        var data = ImageCaptionDataset.Open(Dataset.Value, 32);
+        VaeTrainer.Train(BaseModelConfig.Tiny, data, new VaeTrainingOptions { Steps = 1, BatchSize = 2, EvalImages = 2 }, vaeDir);
+        var options = new BaseTrainingOptions { Steps = 4, BatchSize = 2, WarmupSteps = 1, LrSchedule = LrScheduleKind.Cosine, SaveEvery = 0, Seed = 5, LogEvery = 1 };
+        string straight = TestPaths.NewTempDir(), split = TestPaths.NewTempDir();
+        var full = BaseDiffusionTrainer.Train(BaseModelConfig.Tiny, data, vaeDir, options, straight);
+
+        var first = BaseDiffusionTrainer.Train(BaseModelConfig.Tiny, data, vaeDir, options with { StopAt = 3 }, split);
+        Assert.True(first.StoppedAtRequest);
+        Assert.False(first.Cancelled);
+        Assert.Equal(3, first.Steps);
+        Assert.False(File.Exists(Path.Combine(split, "model_index.json")), "a stopped run must not write the model folder");
+        Assert.EndsWith("step-0000003.safetensors", BaseDiffusionTrainer.LatestCheckpoint(split));
+
+        var rest = BaseDiffusionTrainer.Train(BaseModelConfig.Tiny, data, vaeDir, options with { Resume = "latest" }, split);
+        Assert.False(rest.StoppedAtRequest);
+        Assert.Equal(3, rest.ResumedAtStep);
+        var a = TensorFile.Load(Path.Combine(straight, "unet/diffusion_pytorch_model.safetensors"));
+        var b = TensorFile.Load(Path.Combine(split, "unet/diffusion_pytorch_model.safetensors"));
+        foreach (var (name, tensor) in a) Assert.True(tensor.allclose(b[name], rtol: 0, atol: 1e-6), $"{name} differs after --stop-at + resume");
+        Assert.Equal(full.FinalLoss, rest.FinalLoss, 6);
+    }
+
+    [Fact]
+    public void BaseTraining_StopAtOutsideTheScheduleIsRefused()
+    {
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => new BaseTrainingOptions { Steps = 4, StopAt = 5 }.Validate());
+        Assert.Contains("stop-at", error.Message);
+    }
+
+    [Fact]
     public void BaseTraining_CancelledWritesOnlyACheckpoint()
     {
         string vaeDir = TestPaths.NewTempDir();

@@ -31,9 +31,15 @@ public sealed record BaseTrainingOptions
     public int SaveEvery { get; init; } = 500;
     /// <summary>Checkpoint to resume from (a path, or <c>latest</c> for the newest under the output folder); null starts fresh.</summary>
     public string? Resume { get; init; }
+    /// <summary>
+    /// End this command after this step of the <see cref="Steps"/> schedule, with a checkpoint and no model folder (null: run
+    /// to the end). A later command with <c>--resume</c> continues; the learning-rate schedule is that of <see cref="Steps"/>.
+    /// </summary>
+    public int? StopAt { get; init; }
 
     public void Validate()
     {
+        if (StopAt is { } stop && (stop <= 0 || stop > Steps)) throw new ArgumentOutOfRangeException("stop-at", StopAt, $"stop-at must be in 1..{Steps} (the --steps schedule)");
         if (SaveEvery < 0) throw new ArgumentOutOfRangeException("save-every", SaveEvery, "save-every must be >= 0");
         if (Steps <= 0) throw new ArgumentOutOfRangeException("steps", Steps, "steps must be positive");
         if (BatchSize <= 0) throw new ArgumentOutOfRangeException("batch-size", BatchSize, "batch-size must be positive");
@@ -54,6 +60,9 @@ public sealed record BaseTrainingResult(int Steps, double FinalLoss, double Seco
 
     /// <summary>Stopped by cancellation: only a checkpoint was written (resume with <c>--resume latest</c>), no model folder.</summary>
     public bool Cancelled { get; init; }
+
+    /// <summary>Stopped at <see cref="BaseTrainingOptions.StopAt"/> as asked: only a checkpoint was written, no model folder.</summary>
+    public bool StoppedAtRequest { get; init; }
 }
 
 /// <summary>
@@ -152,7 +161,8 @@ public static class BaseDiffusionTrainer
         }
         int firstStep = step;
         var watch = Stopwatch.StartNew();
-        for (; step < options.Steps && !cancellation.IsCancellationRequested; step++)
+        int end = Math.Min(options.Steps, options.StopAt ?? options.Steps);
+        for (; step < end && !cancellation.IsCancellationRequested; step++)
         {
             if (options.SaveEvery > 0 && step > firstStep && step % options.SaveEvery == 0)
                 log?.Invoke($"checkpoint {checkpoints.Save(step, order, curve, losses)}");
@@ -179,15 +189,16 @@ public static class BaseDiffusionTrainer
             {
                 double mean = VaeTrainer.Mean(losses, options.LogEvery);
                 curve.Add((step + 1, mean));
-                log?.Invoke($"unet step {step + 1}/{options.Steps}: loss {mean:F5}, lr {schedule.At(step):G3}, {watch.Elapsed.TotalSeconds / (step + 1):F3} s/step");
+                log?.Invoke($"unet step {step + 1}/{options.Steps}: loss {mean:F5}, lr {schedule.At(step):G3}, {watch.Elapsed.TotalSeconds / (step + 1 - firstStep):F3} s/step");
             }
         }
         double secondsPerStep = watch.Elapsed.TotalSeconds / Math.Max(1, step - firstStep);
         if (step > firstStep || resumeFrom is null) checkpoints.Save(step, order, curve, losses);
         if (curve.Count == 0 || curve[^1].Item1 != step) curve.Add((step, losses.Count > 0 ? VaeTrainer.Mean(losses, Math.Max(1, options.LogEvery)) : double.NaN));
 
-        bool cancelled = step < options.Steps;
-        if (!cancelled)
+        bool cancelled = step < end;
+        bool complete = step >= options.Steps;
+        if (complete)
         {
             ema.Swap(); // the averaged weights are the model
             WriteFolder(output, config, world, unet, text, vaeFiles);
@@ -196,6 +207,7 @@ public static class BaseDiffusionTrainer
         {
             ResumedAtStep = firstStep,
             Cancelled = cancelled,
+            StoppedAtRequest = !cancelled && !complete,
         };
     }
 

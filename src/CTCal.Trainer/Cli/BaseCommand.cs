@@ -96,8 +96,9 @@ public sealed partial class TrainerCli
             var schedule = new Option<string>("--lr-schedule") { DefaultValueFactory = _ => "cosine", Description = "constant or cosine" };
             var saveEvery = new Option<int>("--save-every") { DefaultValueFactory = _ => 500, Description = "checkpoint every N steps (0: only at the end)" };
             var resume = new Option<string?>("--resume") { Description = "checkpoint file, or 'latest' under --out" };
+            var stopAt = new Option<int?>("--stop-at") { Description = "end after this step of the --steps schedule with a checkpoint (continue later with --resume)" };
             var unet = new Command("unet", "Train the text encoder and UNet from scratch on cached VAE latents; writes a complete diffusers folder and BASE_RECIPE.md/json.");
-            foreach (var o in new Option[] { data, vaeFolder, output, steps, seed, batch, lr, warmup, schedule, ema, snr, dropout, saveEvery, resume, sizes, threads }) unet.Options.Add(o);
+            foreach (var o in new Option[] { data, vaeFolder, output, steps, seed, batch, lr, warmup, schedule, ema, snr, dropout, saveEvery, resume, stopAt, sizes, threads }) unet.Options.Add(o);
             unet.SetAction(parse => Guarded(() =>
             {
                 SetThreads(parse.GetValue(threads));
@@ -109,6 +110,7 @@ public sealed partial class TrainerCli
                     Steps = parse.GetValue(steps), Seed = parse.GetValue(seed), BatchSize = parse.GetValue(batch), LearningRate = parse.GetValue(lr),
                     WarmupSteps = parse.GetValue(warmup), EmaDecay = parse.GetValue(ema), MinSnrGamma = gamma > 0 ? gamma : null,
                     CaptionDropout = parse.GetValue(dropout), SaveEvery = parse.GetValue(saveEvery), Resume = parse.GetValue(resume),
+                    StopAt = parse.GetValue(stopAt),
                     LrSchedule = parse.GetValue(schedule) switch
                     {
                         "constant" => LrScheduleKind.Constant,
@@ -122,6 +124,11 @@ public sealed partial class TrainerCli
                 {
                     _out.WriteLine($"base: cancelled at step {result.Steps}; checkpoint {BaseDiffusionTrainer.LatestCheckpoint(outFolder)} (continue with --resume latest)");
                     return ExitCodes.Cancelled;
+                }
+                if (result.StoppedAtRequest)
+                {
+                    _out.WriteLine($"base: stopped at step {result.Steps} of {options.Steps} as asked (--stop-at); checkpoint {BaseDiffusionTrainer.LatestCheckpoint(outFolder)} (continue with --resume)");
+                    return ExitCodes.Ok;
                 }
                 Dictionary<string, string>? vaeRecipe = null;
                 string vaeRecipePath = Path.Combine(BaseDiffusionTrainer.ResolveVae(parse.GetValue(vaeFolder)!).ConfigPath, "..", "VAE_RECIPE.json");
