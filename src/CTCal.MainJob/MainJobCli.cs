@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
 using CTCal.Contracts;
 using CTCal.Host.Plugins;
@@ -51,8 +52,31 @@ public static class MainJobCli
         public IEnumerable<Option> All() => GetType().GetFields().Select(f => f.GetValue(this)).OfType<Option>();
     }
 
-    /// <summary>Builds the command line; <paramref name="run"/> receives the parsed options (the main run or a sweep).</summary>
-    public static RootCommand Build(IAnsiConsole console)
+    /// <summary>Parses a main-run command line into options without running anything (bad values throw <see cref="ArgumentException"/>).</summary>
+    public static MainJobOptions ParseOptions(params string[] args)
+    {
+        MainJobOptions? parsed = null;
+        var messages = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(messages), Ansi = AnsiSupport.No });
+        console.Profile.Width = 4000; // one message per line
+        var root = Build(console, options => parsed = options);
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            throw new ArgumentException(string.Join("; ", parse.Errors.Select(e => e.Message)));
+        }
+
+        if (parse.CommandResult.Command != root)
+        {
+            throw new ArgumentException("not a main-run command line");
+        }
+
+        int code = parse.Invoke();
+        return code == ExitCodes.Ok && parsed is not null ? parsed : throw new ArgumentException(messages.ToString().Replace("error: ", "", StringComparison.Ordinal).Trim());
+    }
+
+    /// <summary>Builds the command line. <paramref name="parseOnly"/>, when given, receives the main run's options instead of running it.</summary>
+    public static RootCommand Build(IAnsiConsole console, Action<MainJobOptions>? parseOnly = null)
     {
         var common = new CommonOptions();
         var lr = new Option<double?>("--lr") { Description = "learning rate (both methods)" };
@@ -71,6 +95,12 @@ public static class MainJobCli
         root.SetAction((parse, ct) => Guarded(console, async () =>
         {
             var options = ToOptions(parse, common, parse.GetValue(lr), parse.GetValue(seeds), parse.GetValue(weight), "main");
+            if (parseOnly is not null)
+            {
+                parseOnly(options);
+                return;
+            }
+
             await new MainJobRunner(console).RunAsync(options, ct);
         }));
 
@@ -159,7 +189,13 @@ public static class MainJobCli
             }
         }
 
-        extra.AddRange(parse.GetValue(o.Extra) ?? []);
+        var trailing = parse.GetValue(o.Extra) ?? [];
+        if (trailing.Length > 0 && !parse.Tokens.Any(t => t.Type == TokenType.DoubleDash))
+        {
+            throw new ArgumentException($"unrecognised argument(s): {string.Join(' ', trailing)} (trainer arguments go after --)");
+        }
+
+        extra.AddRange(trailing);
         string defaultOut = verb == "sweep" ? "runs/sweep" : quick ? "runs/quick" : "runs/main";
         var options = new MainJobOptions
         {

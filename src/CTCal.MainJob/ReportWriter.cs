@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Net;
 using System.Text;
 using CTCal.Synthetic;
 
@@ -313,7 +312,9 @@ public static class ReportWriter
         return sb.ToString();
     }
 
-    private static string E(string s) => WebUtility.HtmlEncode(s);
+    /// <summary>HTML-escapes markup characters only (the page is UTF-8, so ± and – stay readable in the source).</summary>
+    private static string E(string s) => s.Replace("&", "&amp;", StringComparison.Ordinal).Replace("<", "&lt;", StringComparison.Ordinal)
+        .Replace(">", "&gt;", StringComparison.Ordinal).Replace("\"", "&quot;", StringComparison.Ordinal);
 
     /// <summary>Loss curves of every fine-tune as an inline SVG: vanilla blue, CTCal red; smoothed by a 10-step moving mean.</summary>
     public static string LossSvg(IReadOnlyList<FineTuneOutcome> runs, Func<LossPoint, double?> pick, string title)
