@@ -176,6 +176,12 @@ public sealed class MainJobRunner
                     if (p.Stage == "step")
                     {
                         task.Value = p.Current;
+                        if (!_console.Profile.Capabilities.Interactive && p.Total > 0 && (p.Current % Math.Max(1, p.Total / 10) == 0 || p.Current == p.Total))
+                        {
+                            string lossText = p.Metrics?.TryGetValue("loss", out double l) == true ? l.ToString(" 'loss' 0.0000", CultureInfo.InvariantCulture) : "";
+                            _console.MarkupLine(Markup.Escape($"{job.ModelId}: step {p.Current}/{p.Total}{lossText}"));
+                        }
+
                         if (p.Metrics?.TryGetValue("loss", out double loss) == true)
                         {
                             task.Description = Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"{job.ModelId} loss {loss:0.0000}"));
@@ -210,9 +216,11 @@ public sealed class MainJobRunner
             foreach (string model in models)
             {
                 var task = ctx.AddTask(Markup.Escape($"images {model}"), maxValue: perModel);
-                scores.Add(await GenerationStage.GenerateAndScoreAsync(prepared.Host.Generator, model, prepared.Prompts, options.Recipe,
-                    Path.Combine(options.OutputFolder, "images"), options.Parallel, evaluator, () => task.Increment(1), ct));
+                var scored = await GenerationStage.GenerateAndScoreAsync(prepared.Host.Generator, model, prepared.Prompts, options.Recipe,
+                    Path.Combine(options.OutputFolder, "images"), options.Parallel, evaluator, () => task.Increment(1), ct);
+                scores.Add(scored);
                 task.StopTask();
+                Say($"{model}: {scored.Images.Count} images, overall {Metrics.Pct(scored.Metrics.GetValueOrDefault("all.overall", double.NaN))}");
             }
         }));
         return scores;
@@ -238,14 +246,16 @@ public sealed class MainJobRunner
     }
 
     /// <summary>
-    /// Rough time of the fine-tune and generation stages from speeds measured on a 2-core machine (one torch thread per
-    /// trainer): vanilla 0.35 s and CTCal 0.6 s per step of batch 16 at 64 px, about 0.12 s per image.
+    /// Rough wall time of the fine-tune and generation stages on 2 idle cores, from speeds measured on a loaded 2-core
+    /// machine and halved: per step of batch 16 at 64 px with one torch thread, vanilla 0.25 s and CTCal 0.45 s; about
+    /// 20 s per fine-tune for the trainer's start and the export; about 0.5 s of one core per image at 25 DDIM steps.
     /// </summary>
     public static double EstimateSeconds(MainJobRecipe recipe, int parallel, int promptCount, int models)
     {
+        double lanes = Math.Min(parallel, Math.Max(1, Environment.ProcessorCount));
         double batch = recipe.BatchSize / 16.0;
-        double train = recipe.Seeds.Count * recipe.Steps * batch * (0.35 + 0.6) / Math.Min(parallel, 2) + 20 * recipe.Seeds.Count;
-        double images = models * promptCount * recipe.ImageSeeds * 0.12 * recipe.SamplingSteps / 25.0 / Math.Min(parallel, 2);
+        double train = recipe.Seeds.Count * ((recipe.Steps * batch * (0.25 + 0.45)) + (2 * 20)) / lanes;
+        double images = models * promptCount * recipe.ImageSeeds * 0.5 * recipe.SamplingSteps / 25.0 / lanes;
         return train + images;
     }
 
