@@ -8,7 +8,8 @@ namespace CTCal.MainJob;
 public sealed record FineTuneJob(string ModelId, string Method, long Seed, double LearningRate, double CtcalWeight);
 
 /// <summary>A finished fine-tune: its loss curve (from the trainer's step events) and wall time.</summary>
-public sealed record FineTuneOutcome(FineTuneJob Job, IReadOnlyList<LossPoint> Loss, double Seconds, string Checkpoint);
+/// <param name="Attempts">1, or 2 when the first trainer run failed and the job was run again from the start (same seed).</param>
+public sealed record FineTuneOutcome(FineTuneJob Job, IReadOnlyList<LossPoint> Loss, double Seconds, string Checkpoint, int Attempts = 1);
 
 /// <summary>One step's losses: total, and the diffusion part (the part both methods share).</summary>
 public sealed record LossPoint(long Step, double Loss, double? Diffusion);
@@ -107,7 +108,34 @@ internal static class FineTuneStage
         }
     }
 
+    /// <summary>Trainer runs per job: a failed run is started once more from scratch (same seed, so the same result), then the failure stands.</summary>
+    public const int MaxAttempts = 2;
+
+    private static readonly NLog.Logger Log = NLog.LogManager.GetLogger("ctcal-main.finetune");
+
     private static async Task<FineTuneOutcome> RunOneAsync(
+        IFineTuner tuner, string baseModel, string data, string runsFolder, FineTuneJob job, MainJobRecipe recipe, int threads,
+        IReadOnlyList<string> extra, Action<FineTuneJob, OperationProgress> onStep, CancellationToken ct)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await RunAttemptAsync(tuner, baseModel, data, runsFolder, job, recipe, threads, extra, onStep, ct) with { Attempts = attempt };
+            }
+            catch (FineTuneException e) when (attempt < MaxAttempts && !ct.IsCancellationRequested)
+            {
+                Log.Warn("{0}; running {1} again from the start (attempt {2} of {3})", e.Message.Split('\n')[0].TrimEnd(), job.ModelId, attempt + 1, MaxAttempts);
+                string failedLog = Path.Combine(runsFolder, job.ModelId, "train.log");
+                if (File.Exists(failedLog))
+                {
+                    File.Copy(failedLog, Path.Combine(runsFolder, $"{job.ModelId}.attempt{attempt}.train.log"), overwrite: true);
+                }
+            }
+        }
+    }
+
+    private static async Task<FineTuneOutcome> RunAttemptAsync(
         IFineTuner tuner, string baseModel, string data, string runsFolder, FineTuneJob job, MainJobRecipe recipe, int threads,
         IReadOnlyList<string> extra, Action<FineTuneJob, OperationProgress> onStep, CancellationToken ct)
     {

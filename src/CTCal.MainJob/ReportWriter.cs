@@ -183,11 +183,11 @@ public static class ReportWriter
 
         sb.AppendLine().AppendLine("## Loss curves").AppendLine();
         sb.AppendLine("See report.html for the plot. Final losses (mean of the last 10% of steps):").AppendLine();
-        sb.AppendLine("| model | steps | final loss | final diffusion loss | wall time |");
-        sb.AppendLine("|---|---|---|---|---|");
+        sb.AppendLine("| model | steps | final loss | final diffusion loss | wall time | trainer runs |");
+        sb.AppendLine("|---|---|---|---|---|---|");
         foreach (var f in r.FineTunes)
         {
-            sb.AppendLine($"| {f.Job.ModelId} | {f.Loss.Count} | {Final(f.Loss, p => p.Loss)} | {Final(f.Loss, p => p.Diffusion)} | {Seconds(f.Seconds)} |");
+            sb.AppendLine($"| {f.Job.ModelId} | {f.Loss.Count} | {Final(f.Loss, p => p.Loss)} | {Final(f.Loss, p => p.Diffusion)} | {Seconds(f.Seconds)} | {f.Attempts} |");
         }
 
         sb.AppendLine().AppendLine(ConfigurationMarkdown(r));
