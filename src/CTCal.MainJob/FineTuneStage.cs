@@ -8,7 +8,7 @@ namespace CTCal.MainJob;
 public sealed record FineTuneJob(string ModelId, string Method, long Seed, double LearningRate, double CtcalWeight);
 
 /// <summary>A finished fine-tune: its loss curve (from the trainer's step events) and wall time.</summary>
-/// <param name="Attempts">1, or 2 when the first trainer run failed and the job was run again from the start (same seed).</param>
+/// <param name="Attempts">Trainer runs it took: more than 1 when a run failed and the job was run again from the start (same seed).</param>
 public sealed record FineTuneOutcome(FineTuneJob Job, IReadOnlyList<LossPoint> Loss, double Seconds, string Checkpoint, int Attempts = 1);
 
 /// <summary>One step's losses: total, and the diffusion part (the part both methods share).</summary>
@@ -108,8 +108,12 @@ internal static class FineTuneStage
         }
     }
 
-    /// <summary>Trainer runs per job: a failed run is started once more from scratch (same seed, so the same result), then the failure stands.</summary>
-    public const int MaxAttempts = 2;
+    /// <summary>
+    /// Trainer runs per job: a failed run is started again from scratch (same seed, so the same result), up to this many
+    /// runs, then the failure stands. The trainer sporadically fails with libtorch's "Expected false to be true ...
+    /// toDouble/toFloat" when the GC finalizes an implicitly converted TorchSharp Scalar while a native call still reads it.
+    /// </summary>
+    public const int MaxAttempts = 3;
 
     private static readonly NLog.Logger Log = NLog.LogManager.GetLogger("ctcal-main.finetune");
 

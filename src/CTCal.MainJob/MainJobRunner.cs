@@ -16,6 +16,10 @@ public sealed class MainJobRunner
 {
     private static readonly Logger Log = LogManager.GetLogger("ctcal-main");
 
+    /// <summary>The .NET runtime's gen-0 budget knob, set for the trainer processes (hex bytes: 256 MB).</summary>
+    internal const string TrainerGen0SizeVariable = "DOTNET_GCgen0size";
+    internal const string TrainerGen0Size = "0x10000000";
+
     private readonly IAnsiConsole _console;
     private readonly List<StageTime> _stages = new();
 
@@ -96,6 +100,12 @@ public sealed class MainJobRunner
 
         string trainer = BuildInfo.TrainerExecutable();
         HostWorkspace.PrependToPath(Path.GetDirectoryName(trainer)!);
+        // Trainer children inherit this: a large gen-0 budget makes their garbage collections rare, and with them the
+        // finalizer race on implicitly converted TorchSharp Scalars (see FineTuneStage.MaxAttempts).
+        if (Environment.GetEnvironmentVariable(TrainerGen0SizeVariable) is null)
+        {
+            Environment.SetEnvironmentVariable(TrainerGen0SizeVariable, TrainerGen0Size);
+        }
         string baseModel = Path.GetFullPath(options.BaseModel ?? BuildInfo.DefaultBaseModel());
 
         // b (validation first, so a missing base fails before minutes of work).
