@@ -12,6 +12,11 @@ try
         e.Cancel = true;
         cancel.Cancel();
     };
+    if (Console.IsOutputRedirected)
+    {
+        AnsiConsole.Console.Profile.Width = 200; // a log file: no wrapping of tables and long lines at 80 columns
+    }
+
     return await MainJobCli.RunAsync(args, AnsiConsole.Console, cancel.Token);
 }
 finally
