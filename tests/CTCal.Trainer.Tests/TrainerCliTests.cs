@@ -80,6 +80,23 @@ public sealed class TrainerCliTests : IDisposable
     }
 
     [Fact]
+    public void ThreadsIsRecordedAndNegativeThreadsExitWithTwo()
+    {
+        string data = TrainingRunTests.MakeDataset(_dir);
+        string output = Path.Combine(_dir, "out");
+        // The current count, so the process-wide torch setting the other tests see does not change.
+        int current = TorchSharp.torch.get_num_threads();
+        int code = Cli().Run(Train(data, output, "--steps", "1", "--save-every", "0", "--threads", current.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.True(code == 0, _err.ToString());
+        using var saved = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "train_config.json")));
+        Assert.Equal(current, saved.RootElement.GetProperty("threads").GetInt32());
+        Assert.Equal(current, TorchSharp.torch.get_num_threads());
+
+        Assert.Equal(ExitCodes.BadInput, Cli().Run(Train(data, Path.Combine(_dir, "out2"), "--steps", "1", "--threads", "-1")));
+        Assert.Contains("--threads must be >= 0, got -1", _err.ToString());
+    }
+
+    [Fact]
     public void BadConfigKeysAndMissingOptionsExitWithTwo()
     {
         string data = TrainingRunTests.MakeDataset(_dir);

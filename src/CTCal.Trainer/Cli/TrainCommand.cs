@@ -53,6 +53,7 @@ public sealed partial class TrainerCli
         public readonly Option<double> Tau = new("--tau") { Description = "CTCal subject-balancing margin tau", DefaultValueFactory = _ => 0.05 };
         public readonly Option<int?> MapResolution = new("--map-resolution") { Description = "side the attention maps are resized to (default: the largest calibrated layer)" };
         public readonly Option<string[]> Layers = new("--layers") { Description = "CTCal layers: auto (maps at 1/2 and 1/4 of the latent side), all, or attn2 module paths", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["auto"] };
+        public readonly Option<int> Threads = new("--threads") { Description = "torch CPU threads (0: library default)", DefaultValueFactory = _ => 0 };
         public readonly Option<string> Progress = Choice("--progress", "auto", "progress output: auto (bar on a terminal, else plain), bar, plain, json (one JSON object per line on stdout), none", "auto", "bar", "plain", "json", "none");
 
         public IEnumerable<Option> All() => GetType().GetFields().Select(f => f.GetValue(this)).OfType<Option>();
@@ -136,6 +137,8 @@ public sealed partial class TrainerCli
             catch (ArgumentException e) { throw new UsageException($"invalid option: {e.Message}"); }
             int resolution = v.Get(o.Resolution);
             if (resolution <= 0) throw new UsageException("--resolution must be positive");
+            int threads = v.Get(o.Threads);
+            SetThreads(threads);
 
             var dataset = ImageCaptionDataset.Open(data, resolution, v.Get(o.Strict));
             using var diffusion = _loadModel(model);
@@ -143,7 +146,7 @@ public sealed partial class TrainerCli
                 throw new UsageException($"--teacher-t {options.TeacherTimestep} is not below the {diffusion.AlphasCumprod.Length} training timesteps");
 
             OutputFolder.WriteAllTextAtomic(Path.Combine(output, "train_config.json"), JsonSerializer.Serialize(
-                new { model = Path.GetFullPath(model), data = Path.GetFullPath(data), resolution, options }, new JsonSerializerOptions { WriteIndented = true }));
+                new { model = Path.GetFullPath(model), data = Path.GetFullPath(data), resolution, threads, options }, new JsonSerializerOptions { WriteIndented = true }));
 
             string? resume = v.Get(o.Resume);
             if (resume == "latest")

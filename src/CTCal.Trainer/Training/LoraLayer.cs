@@ -66,7 +66,10 @@ public sealed class LoraLayer : IDisposable
             _columnMask = keep.to(A.dtype).div(1 - Dropout).DetachFromDisposeScope();
         }
         var a = _columnMask is null ? (Tensor)A : A * _columnMask;
-        Target.weight!.copy_(_base + B.matmul(a).mul(Scale));
+        // An explicit Scalar kept alive to the end of the call: an implicitly converted double is a temporary the GC may
+        // finalize while libtorch still reads it (seen as "Expected false to be true ... toDouble" after ~100 steps).
+        using var scale = Scale.ToScalar();
+        Target.weight!.copy_(_base + B.matmul(a).mul(scale));
     }
 
     /// <summary>

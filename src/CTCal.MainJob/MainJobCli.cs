@@ -1,0 +1,283 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+using CTCal.Contracts;
+using CTCal.Host.Plugins;
+using NLog;
+using Spectre.Console;
+
+namespace CTCal.MainJob;
+
+/// <summary>Exit codes of <c>ctcal-main</c>.</summary>
+public static class ExitCodes
+{
+    public const int Ok = 0;
+    public const int Failure = 1;
+    public const int BadUsage = 2;
+    public const int Cancelled = 130;
+}
+
+/// <summary>
+/// The command line: <c>ctcal-main [options] [-- trainer arguments]</c> runs the main job; <c>ctcal-main sweep</c> runs a
+/// learning-rate x CTCal-weight grid. Every recipe option overrides one value of <see cref="MainJobRecipe"/> (or of
+/// <see cref="MainJobRecipe.Quick"/> with <c>--quick</c>).
+/// </summary>
+public static class MainJobCli
+{
+    private sealed class CommonOptions
+    {
+        public readonly Option<bool> Quick = new("--quick") { Description = "smoke run: few steps, 2 seeds, 4 prompts per category (minutes); the report says so" };
+        public readonly Option<string?> Out = new("--out") { Description = "output folder (default runs/main, runs/quick with --quick, runs/sweep for sweep)" };
+        public readonly Option<int?> Steps = new("--steps") { Description = "fine-tune steps (both methods)" };
+        public readonly Option<int?> BatchSize = new("--batch-size") { Description = "images per step" };
+        public readonly Option<int?> Warmup = new("--warmup") { Description = "warmup steps" };
+        public readonly Option<int?> ImageSeeds = new("--image-seeds") { Description = "images per prompt and model" };
+        public readonly Option<int?> Prompts = new("--prompts") { Description = "evaluation prompts per category (default: all)" };
+        public readonly Option<int?> SamplingSteps = new("--sampling-steps") { Description = "DDIM steps of the evaluation images" };
+        public readonly Option<double?> Guidance = new("--guidance") { Description = "guidance scale of the evaluation images" };
+        public readonly Option<string?> Base = new("--base") { Description = "base model folder (default: assets/base-model)" };
+        public readonly Option<bool> FromScratch = new("--from-scratch") { Description = "train the base model first (ctcal-train base vae + base unet with its recipe)" };
+        public readonly Option<int> Threads = new("--threads") { Description = "torch threads per trainer, ONNX Runtime threads per session", DefaultValueFactory = _ => 1 };
+        public readonly Option<int?> Parallel = new("--parallel") { Description = "fine-tunes / generations at a time (default: 2, or 1 on a single core)" };
+        public readonly Option<int?> TeacherT = new("--teacher-t") { Description = "CTCal teacher timestep (passed to the trainer)" };
+        public readonly Option<string[]> Layers = new("--layers") { Description = "CTCal layers (passed to the trainer)", AllowMultipleArgumentsPerToken = true };
+        public readonly Option<bool> Full = new("--full") { Description = "full fine-tuning instead of LoRA (passed to the trainer)" };
+        public readonly Option<int?> LoraRank = new("--lora-rank") { Description = "LoRA rank (passed to the trainer)" };
+        public readonly Option<string?> Distance = new("--distance") { Description = "CTCal distance mse, l1 or kl (passed to the trainer)" };
+        public readonly Option<double?> ReconstructionWeight = new("--reconstruction-weight") { Description = "CTCal lambda3 (passed to the trainer)" };
+        public readonly Option<double?> BalanceWeight = new("--balance-weight") { Description = "CTCal lambda4 (passed to the trainer)" };
+        public readonly Option<double?> Tau = new("--tau") { Description = "CTCal balancing margin (passed to the trainer)" };
+        public readonly Argument<string[]> Extra = new("trainer-args") { Description = "further trainer arguments (after --)", Arity = ArgumentArity.ZeroOrMore };
+
+        public IEnumerable<Option> All() => GetType().GetFields().Select(f => f.GetValue(this)).OfType<Option>();
+    }
+
+    /// <summary>Parses a main-run command line into options without running anything (bad values throw <see cref="ArgumentException"/>).</summary>
+    public static MainJobOptions ParseOptions(params string[] args)
+    {
+        MainJobOptions? parsed = null;
+        var messages = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(messages), Ansi = AnsiSupport.No });
+        console.Profile.Width = 4000; // one message per line
+        var root = Build(console, options => parsed = options);
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            throw new ArgumentException(string.Join("; ", parse.Errors.Select(e => e.Message)));
+        }
+
+        if (parse.CommandResult.Command != root)
+        {
+            throw new ArgumentException("not a main-run command line");
+        }
+
+        int code = parse.Invoke();
+        return code == ExitCodes.Ok && parsed is not null ? parsed : throw new ArgumentException(messages.ToString().Replace("error: ", "", StringComparison.Ordinal).Trim());
+    }
+
+    /// <summary>Builds the command line. <paramref name="parseOnly"/>, when given, receives the main run's options instead of running it.</summary>
+    public static RootCommand Build(IAnsiConsole console, Action<MainJobOptions>? parseOnly = null)
+    {
+        var common = new CommonOptions();
+        var lr = new Option<double?>("--lr") { Description = "learning rate (both methods)" };
+        var seeds = new Option<string?>("--seeds") { Description = "fine-tune seeds, comma-separated, or a count N (seeds 1..N)" };
+        var weight = new Option<double?>("--ctcal-weight") { Description = "scale of the CTCal pixel and semantic weights (1: the trainer's 1 and 0.5)" };
+        var root = new RootCommand("ctcal-main: the main job. CTCal vs vanilla fine-tuning of the tiny base model on the synthetic world, measured end to end.");
+        foreach (var o in common.All())
+        {
+            root.Options.Add(o);
+        }
+
+        root.Options.Add(lr);
+        root.Options.Add(seeds);
+        root.Options.Add(weight);
+        root.Arguments.Add(common.Extra);
+        root.SetAction((parse, ct) => Guarded(console, async () =>
+        {
+            var options = ToOptions(parse, common, parse.GetValue(lr), parse.GetValue(seeds), parse.GetValue(weight), "main");
+            if (parseOnly is not null)
+            {
+                parseOnly(options);
+                return;
+            }
+
+            await new MainJobRunner(console).RunAsync(options, ct);
+        }));
+
+        var sweepCommon = new CommonOptions();
+        var lrs = new Option<string>("--lr") { Description = "learning rates, comma-separated (both methods)", DefaultValueFactory = _ => "1e-4,2e-4,5e-4" };
+        var weights = new Option<string>("--ctcal-weight") { Description = "CTCal weights, comma-separated", DefaultValueFactory = _ => "0.1,0.3,1" };
+        var seed = new Option<long>("--seed") { Description = "the one fine-tune seed", DefaultValueFactory = _ => 1 };
+        var sweep = new Command("sweep", "Grid over learning rates (both methods) and CTCal weights on one seed and a reduced prompt set; writes sweep.md and sweep.json");
+        foreach (var o in sweepCommon.All())
+        {
+            sweep.Options.Add(o);
+        }
+
+        sweep.Options.Add(lrs);
+        sweep.Options.Add(weights);
+        sweep.Options.Add(seed);
+        sweep.Arguments.Add(sweepCommon.Extra);
+        sweep.SetAction((parse, ct) => Guarded(console, async () =>
+        {
+            var options = ToOptions(parse, sweepCommon, null, parse.GetValue(seed).ToString(CultureInfo.InvariantCulture), null, "sweep");
+            if (parse.GetValue(sweepCommon.Prompts) is null)
+            {
+                options = options with { Recipe = options.Recipe with { PromptsPerCategory = options.Recipe.PromptsPerCategory ?? 8 } };
+            }
+
+            await Sweep.RunAsync(console, options, ParseList(parse.GetValue(lrs)!, "--lr"), ParseList(parse.GetValue(weights)!, "--ctcal-weight"), ct);
+        }));
+        root.Subcommands.Add(sweep);
+        return root;
+    }
+
+    private static MainJobOptions ToOptions(ParseResult parse, CommonOptions o, double? lr, string? seeds, double? weight, string verb)
+    {
+        bool quick = parse.GetValue(o.Quick);
+        var recipe = quick ? MainJobRecipe.Quick : new MainJobRecipe();
+        recipe = recipe with
+        {
+            Steps = parse.GetValue(o.Steps) ?? recipe.Steps,
+            LearningRate = lr ?? recipe.LearningRate,
+            BatchSize = parse.GetValue(o.BatchSize) ?? recipe.BatchSize,
+            Warmup = parse.GetValue(o.Warmup) ?? recipe.Warmup,
+            Seeds = seeds is null ? recipe.Seeds : ParseSeeds(seeds),
+            CtcalWeight = weight ?? recipe.CtcalWeight,
+            ImageSeeds = parse.GetValue(o.ImageSeeds) ?? recipe.ImageSeeds,
+            PromptsPerCategory = parse.GetValue(o.Prompts) ?? recipe.PromptsPerCategory,
+            SamplingSteps = parse.GetValue(o.SamplingSteps) ?? recipe.SamplingSteps,
+            Guidance = parse.GetValue(o.Guidance) ?? recipe.Guidance,
+        };
+        if (recipe.Warmup >= recipe.Steps && parse.GetValue(o.Warmup) is null)
+        {
+            recipe = recipe with { Warmup = recipe.Steps / 10 };
+        }
+
+        var extra = new List<string>();
+        if (parse.GetValue(o.TeacherT) is { } t)
+        {
+            extra.AddRange(["--teacher-t", t.ToString(CultureInfo.InvariantCulture)]);
+        }
+
+        if (parse.GetValue(o.Layers) is { Length: > 0 } layers)
+        {
+            extra.Add("--layers");
+            extra.AddRange(layers);
+        }
+
+        if (parse.GetValue(o.Full))
+        {
+            extra.Add("--full");
+        }
+
+        if (parse.GetValue(o.LoraRank) is { } rank)
+        {
+            extra.AddRange(["--lora-rank", rank.ToString(CultureInfo.InvariantCulture)]);
+        }
+
+        if (parse.GetValue(o.Distance) is { } distance)
+        {
+            extra.AddRange(["--distance", distance]);
+        }
+
+        foreach (var (name, value) in new[] { ("--reconstruction-weight", parse.GetValue(o.ReconstructionWeight)), ("--balance-weight", parse.GetValue(o.BalanceWeight)), ("--tau", parse.GetValue(o.Tau)) })
+        {
+            if (value is { } v)
+            {
+                extra.AddRange([name, v.ToString("R", CultureInfo.InvariantCulture)]);
+            }
+        }
+
+        var trailing = parse.GetValue(o.Extra) ?? [];
+        if (trailing.Length > 0 && !parse.Tokens.Any(t => t.Type == TokenType.DoubleDash))
+        {
+            throw new ArgumentException($"unrecognised argument(s): {string.Join(' ', trailing)} (trainer arguments go after --)");
+        }
+
+        extra.AddRange(trailing);
+        string defaultOut = verb == "sweep" ? "runs/sweep" : quick ? "runs/quick" : "runs/main";
+        var options = new MainJobOptions
+        {
+            Recipe = recipe,
+            OutputFolder = Path.GetFullPath(parse.GetValue(o.Out) ?? defaultOut),
+            BaseModel = parse.GetValue(o.Base) is { } b ? Path.GetFullPath(b) : null,
+            FromScratch = parse.GetValue(o.FromScratch),
+            Quick = quick,
+            Threads = parse.GetValue(o.Threads),
+            Parallel = parse.GetValue(o.Parallel) ?? Math.Clamp(Environment.ProcessorCount, 1, 2),
+            TrainerArguments = extra,
+            WriteReport = verb != "sweep",
+            Label = verb,
+        };
+        options.Validate();
+        return options;
+    }
+
+    /// <summary>"1,2,3" or a count "3" (seeds 1..3).</summary>
+    public static IReadOnlyList<long> ParseSeeds(string text)
+    {
+        if (!text.Contains(',', StringComparison.Ordinal) && int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int count))
+        {
+            return count > 0 ? Enumerable.Range(1, count).Select(i => (long)i).ToList() : throw new ArgumentException($"--seeds: '{text}' must be a positive count or a list of seeds");
+        }
+
+        return text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(s => long.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v) ? v : throw new ArgumentException($"--seeds: '{s}' is not an integer"))
+            .ToList();
+    }
+
+    /// <summary>A comma-separated list of numbers; the message names <paramref name="option"/>.</summary>
+    public static IReadOnlyList<double> ParseList(string text, string option) =>
+        text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v) ? v : throw new ArgumentException($"{option}: '{s}' is not a number"))
+            .ToList();
+
+    /// <summary>Parses and runs; bad usage exits 2 (System.CommandLine's own parse errors too), cancellation 130, failures 1.</summary>
+    public static async Task<int> RunAsync(string[] args, IAnsiConsole console, CancellationToken ct)
+    {
+        var root = Build(console);
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var error in parse.Errors)
+            {
+                console.MarkupLine($"[red]error:[/] {Markup.Escape(error.Message)}");
+            }
+
+            return ExitCodes.BadUsage;
+        }
+
+        return await parse.InvokeAsync(cancellationToken: ct);
+    }
+
+    private static async Task<int> Guarded(IAnsiConsole console, Func<Task> body)
+    {
+        var log = LogManager.GetLogger("ctcal-main");
+        try
+        {
+            await body();
+            return ExitCodes.Ok;
+        }
+        catch (OperationCanceledException)
+        {
+            console.MarkupLine("[yellow]cancelled[/]");
+            log.Warn("cancelled");
+            return ExitCodes.Cancelled;
+        }
+        catch (Exception e) when (e is ArgumentException or PluginsFileException)
+        {
+            console.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
+            log.Error(e, "bad usage");
+            return ExitCodes.BadUsage;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            string message = e is FineTuneException or InvalidOperationException or IOException or InvalidDataException
+                ? e.Message : $"{e.GetType().Name}: {e.Message}";
+            console.MarkupLine($"[red]error:[/] {Markup.Escape(message)}");
+            log.Error(e, "failed");
+            return ExitCodes.Failure;
+        }
+    }
+}

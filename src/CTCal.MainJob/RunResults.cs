@@ -1,0 +1,73 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace CTCal.MainJob;
+
+/// <summary>Wall time of one stage.</summary>
+public sealed record StageTime(string Stage, double Seconds);
+
+/// <summary>The machine a run ran on.</summary>
+public sealed record MachineInfo(string Os, string Framework, string Cpu, int Processors, double? LoadAverage1Min, long MemoryBytes)
+{
+    public static MachineInfo Current()
+    {
+        string cpu = RuntimeInformation.ProcessArchitecture.ToString();
+        double? load = null;
+        try
+        {
+            if (File.Exists("/proc/cpuinfo"))
+            {
+                cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? cpu;
+            }
+
+            if (File.Exists("/proc/loadavg"))
+            {
+                load = double.Parse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            // informational only
+        }
+
+        return new MachineInfo(RuntimeInformation.OSDescription, RuntimeInformation.FrameworkDescription, cpu, Environment.ProcessorCount, load,
+            GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
+    }
+}
+
+/// <summary>How the run was made besides the recipe: paths, threads, pass-through trainer arguments.</summary>
+public sealed record RunConfiguration(
+    string BaseModel, bool FromScratch, ulong WorldSeed, int DatasetImages, int Threads, int Parallel, IReadOnlyList<string> TrainerArguments,
+    IReadOnlyDictionary<string, IReadOnlyList<string>> FineTuneCommandLines);
+
+/// <summary>An evaluation prompt used in the run.</summary>
+public sealed record PromptInfo(int Index, string Prompt, string Category, bool HeldOutPair);
+
+/// <summary>Everything a main-job run measured; written as <c>results.json</c> and rendered into the reports.</summary>
+public sealed record RunResults(
+    string Label,
+    bool Quick,
+    DateTime StartedUtc,
+    MainJobRecipe Recipe,
+    RunConfiguration Configuration,
+    MachineInfo Machine,
+    IReadOnlyList<StageTime> Stages,
+    double TotalSeconds,
+    IReadOnlyList<PromptInfo> Prompts,
+    IReadOnlyList<MethodSummary> Summaries,
+    IReadOnlyList<Verdict> Verdicts,
+    IReadOnlyList<ModelScores> Models,
+    IReadOnlyList<FineTuneOutcome> FineTunes)
+{
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+}

@@ -1,0 +1,165 @@
+using CTCal.Tests;
+using Spectre.Console;
+using Xunit;
+
+namespace CTCal.MainJob.Tests;
+
+public sealed class OptionsTests
+{
+    [Fact]
+    public void NoArgumentsGiveTheDefaultRecipe()
+    {
+        var o = MainJobCli.ParseOptions();
+        Assert.Equal(new MainJobRecipe() with { Seeds = o.Recipe.Seeds }, o.Recipe);
+        Assert.Equal([1L, 2L, 3L], o.Recipe.Seeds);
+        Assert.False(o.Quick);
+        Assert.Equal(Path.GetFullPath("runs/main"), o.OutputFolder);
+        Assert.Equal(1, o.Threads);
+        Assert.Empty(o.TrainerArguments);
+        Assert.Null(o.BaseModel);
+        Assert.Equal(3, o.Recipe.Seeds.Count);
+        Assert.Null(o.Recipe.PromptsPerCategory); // every evaluation prompt
+    }
+
+    [Fact]
+    public void QuickStartsFromTheQuickRecipeAndOptionsOverrideSingleValues()
+    {
+        var o = MainJobCli.ParseOptions("--quick", "--steps", "7", "--lr", "3e-4", "--ctcal-weight", "0.3", "--seeds", "4,9", "--prompts", "2", "--image-seeds", "3", "--out", "x/y");
+        Assert.True(o.Quick);
+        Assert.Equal(Path.GetFullPath("x/y"), o.OutputFolder);
+        Assert.Equal(7, o.Recipe.Steps);
+        Assert.Equal(3e-4, o.Recipe.LearningRate);
+        Assert.Equal(0.3, o.Recipe.CtcalWeight);
+        Assert.Equal([4L, 9L], o.Recipe.Seeds);
+        Assert.Equal(2, o.Recipe.PromptsPerCategory);
+        Assert.Equal(3, o.Recipe.ImageSeeds);
+        Assert.Equal(MainJobRecipe.Quick.SamplingSteps, o.Recipe.SamplingSteps);
+        Assert.Equal(MainJobRecipe.Quick.BatchSize, o.Recipe.BatchSize);
+        Assert.Equal(Path.GetFullPath("runs/quick"), MainJobCli.ParseOptions("--quick").OutputFolder);
+    }
+
+    [Fact]
+    public void SeedsAcceptACount()
+    {
+        Assert.Equal([1L, 2L, 3L, 4L], MainJobCli.ParseOptions("--seeds", "4").Recipe.Seeds);
+        Assert.Equal([5L], MainJobCli.ParseOptions("--seeds", "5,").Recipe.Seeds);
+    }
+
+    [Fact]
+    public void CtcalOptionsAndTrailingArgumentsPassThroughToTheTrainer()
+    {
+        var o = MainJobCli.ParseOptions("--teacher-t", "50", "--layers", "all", "--full", "--lora-rank", "8", "--tau", "0.1", "--", "--distance", "l1");
+        Assert.Equal(["--teacher-t", "50", "--layers", "all", "--full", "--lora-rank", "8", "--tau", "0.1", "--distance", "l1"], o.TrainerArguments);
+    }
+
+    [Theory]
+    [InlineData("--steps 0", "--steps must be positive")]
+    [InlineData("--lr -1", "--lr must be a positive number")]
+    [InlineData("--seeds 1,1", "repeated seed")]
+    [InlineData("--seeds a", "--seeds: 'a' is not an integer")]
+    [InlineData("--threads 0", "--threads must be positive")]
+    [InlineData("--prompts 0", "--prompts must be positive")]
+    [InlineData("--guidance 0.5", "--guidance must be >= 1")]
+    [InlineData("-- --method vanilla", "--method is set by the job itself")]
+    [InlineData("-- --lr 1", "--lr is set by the job itself")]
+    [InlineData("--bogus", "unrecognised argument(s): --bogus")]
+    [InlineData("--steps 3 extra", "unrecognised argument(s): extra")]
+    public void BadValuesNameTheOption(string args, string message)
+    {
+        var e = Assert.Throws<ArgumentException>(() => MainJobCli.ParseOptions(args.Split(' ')));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public async Task ExitCodesAreTwoForBadUsageAndOneForAMissingBase()
+    {
+        var output = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output), Ansi = AnsiSupport.No });
+        console.Profile.Width = 4000;
+        Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["--steps", "0"], console, CancellationToken.None));
+        Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["--no-such-option"], console, CancellationToken.None));
+        Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["sweep", "--lr", "x"], console, CancellationToken.None));
+
+        string dir = TestPaths.NewTempDir("ctcal-main-opts");
+        try
+        {
+            string missing = Path.Combine(dir, "no-base");
+            int code = await MainJobCli.RunAsync(["--quick", "--base", missing, "--out", Path.Combine(dir, "out")], console, CancellationToken.None);
+            Assert.Equal(ExitCodes.Failure, code);
+            Assert.Contains($"base model folder {missing} not found", output.ToString().Replace(Environment.NewLine, "", StringComparison.Ordinal));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void BothMethodsGetTheSameTrainingArguments()
+    {
+        var recipe = new MainJobRecipe { CtcalWeight = 0.4 };
+        var jobs = FineTuneStage.MainJobs(recipe);
+        Assert.Equal(["vanilla-s1", "ctcal-s1", "vanilla-s2", "ctcal-s2", "vanilla-s3", "ctcal-s3"], jobs.Select(j => j.ModelId));
+        var vanilla = FineTuneStage.TrainerArguments(jobs[0], recipe, 1, ["--layers", "all"]).ToList();
+        var ctcal = FineTuneStage.TrainerArguments(jobs[1], recipe, 1, ["--layers", "all"]).ToList();
+        Assert.Equal("vanilla", vanilla[vanilla.IndexOf("--method") + 1]);
+        Assert.Equal("ctcal", ctcal[ctcal.IndexOf("--method") + 1]);
+        foreach (string option in new[] { "--lr", "--batch-size", "--resolution", "--seed", "--warmup", "--threads", "--save-every" })
+        {
+            Assert.Equal(vanilla[vanilla.IndexOf(option) + 1], ctcal[ctcal.IndexOf(option) + 1]);
+        }
+
+        Assert.Equal("0.4", ctcal[ctcal.IndexOf("--pixel-weight") + 1]);
+        Assert.Equal("0.2", ctcal[ctcal.IndexOf("--semantic-weight") + 1]);
+        Assert.DoesNotContain("--pixel-weight", vanilla);
+        Assert.Equal(["--layers", "all"], ctcal[^2..]);
+    }
+
+    [Fact]
+    public void BaseRecipeGivesTheWorldSeedAndTheTrainingOptions()
+    {
+        Assert.Equal(["--steps", "400", "--batch-size", "16", "--lr", "1e-3"],
+            BaseRecipeInfo.TrainingOptions("ctcal-train base vae --data data --out base --steps 400 --batch-size 16 --lr 1e-3 --threads 1"));
+        Assert.Equal(["--steps", "10", "--ema-decay", "0.99"],
+            BaseRecipeInfo.TrainingOptions("ctcal-train base unet --data d --vae base --out base --steps 10 --resume latest --save-every 250 --ema-decay 0.99"));
+
+        string dir = TestPaths.NewTempDir("ctcal-main-recipe");
+        try
+        {
+            Assert.Equal(BaseRecipeInfo.Default, BaseRecipeInfo.Read(dir));
+            File.WriteAllText(Path.Combine(dir, BaseRecipeInfo.FileName),
+                """{"command": "ctcal-train base unet --data x --vae b --out b --steps 99", "dataset": {"seed": 7}, "config": {"image_size": 48}, "vae": {"command": "ctcal-train base vae --steps 5"}}""");
+            var info = BaseRecipeInfo.Read(dir);
+            Assert.Equal(7UL, info.WorldSeed);
+            Assert.Equal(48, info.ImageSize);
+            Assert.Equal(["--steps", "99"], info.UnetArguments);
+            Assert.Equal(["--steps", "5"], info.VaeArguments);
+
+            File.WriteAllText(Path.Combine(dir, BaseRecipeInfo.FileName), """{"world_seed": "x"}""");
+            var e = Assert.Throws<InvalidDataException>(() => BaseRecipeInfo.Read(dir));
+            Assert.Contains("world_seed", e.Message);
+            Assert.Contains(BaseRecipeInfo.FileName, e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void AnIncompleteBaseFolderNamesTheMissingFile()
+    {
+        string dir = TestPaths.NewTempDir("ctcal-main-base");
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "model_index.json"), "{}");
+            var e = Assert.Throws<FileNotFoundException>(() => BaseModelStage.Validate(dir));
+            Assert.Contains(dir, e.Message);
+            Assert.Contains("unet/diffusion_pytorch_model.safetensors", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
