@@ -9,7 +9,12 @@ namespace CTCal.MainJob;
 /// <param name="ImageSize">Its image size (<c>config.image_size</c>), or null.</param>
 /// <param name="VaeArguments">Training options of <c>base vae</c> from the recorded command (data/output options removed).</param>
 /// <param name="UnetArguments">Training options of <c>base unet</c> from the recorded command (data/output options removed).</param>
-internal sealed record BaseRecipeInfo(ulong WorldSeed, int? ImageSize, IReadOnlyList<string> VaeArguments, IReadOnlyList<string> UnetArguments)
+/// <param name="UnetContinuations">
+/// Later <c>base unet</c> commands of the recipe's <c>chain</c>, each resuming the previous one's last checkpoint (for example a
+/// run stopped with <c>--stop-at</c> and continued with another schedule); empty when the recipe is one command.
+/// </param>
+internal sealed record BaseRecipeInfo(ulong WorldSeed, int? ImageSize, IReadOnlyList<string> VaeArguments, IReadOnlyList<string> UnetArguments,
+    IReadOnlyList<IReadOnlyList<string>>? UnetContinuations = null)
 {
     public const string FileName = "BASE_RECIPE.json";
 
@@ -68,7 +73,31 @@ internal sealed record BaseRecipeInfo(ulong WorldSeed, int? ImageSize, IReadOnly
                 ? TrainingOptions(vc.GetString()!) : DefaultVaeArguments;
             var unet = root.TryGetProperty("command", out var uc) && uc.ValueKind == JsonValueKind.String
                 ? TrainingOptions(uc.GetString()!) : DefaultUnetArguments;
-            return new BaseRecipeInfo(seed, imageSize, vae.Count > 0 ? vae : DefaultVaeArguments, unet.Count > 0 ? unet : DefaultUnetArguments);
+            IReadOnlyList<IReadOnlyList<string>>? continuations = null;
+            if (root.TryGetProperty("chain", out var chain))
+            {
+                // The chain is the whole recipe in order: it wins over the last command's own record.
+                if (chain.ValueKind != JsonValueKind.Array || chain.EnumerateArray().Any(c => c.ValueKind != JsonValueKind.String))
+                {
+                    throw new InvalidDataException($"{file}: chain: expected an array of command lines");
+                }
+
+                var commands = chain.EnumerateArray().Select(c => c.GetString()!).ToList();
+                var vaeCommand = commands.FirstOrDefault(c => c.Contains(" base vae ", StringComparison.Ordinal));
+                var unetCommands = commands.Where(c => c.Contains(" base unet ", StringComparison.Ordinal)).Select(TrainingOptions).ToList();
+                if (vaeCommand is not null)
+                {
+                    vae = TrainingOptions(vaeCommand);
+                }
+
+                if (unetCommands.Count > 0)
+                {
+                    unet = unetCommands[0];
+                    continuations = unetCommands.Skip(1).ToList();
+                }
+            }
+
+            return new BaseRecipeInfo(seed, imageSize, vae.Count > 0 ? vae : DefaultVaeArguments, unet.Count > 0 ? unet : DefaultUnetArguments, continuations);
         }
     }
 
@@ -157,6 +186,12 @@ internal static class BaseModelStage
         string t = threads.ToString(CultureInfo.InvariantCulture);
         await RunAsync(trainer, ["base", "vae", "--data", data, "--out", output, "--threads", t, .. recipe.VaeArguments], line => onLine("vae", line), ct);
         await RunAsync(trainer, ["base", "unet", "--data", data, "--vae", output, "--out", output, "--threads", t, .. recipe.UnetArguments], line => onLine("unet", line), ct);
+        foreach (var continuation in recipe.UnetContinuations ?? [])
+        {
+            await RunAsync(trainer, ["base", "unet", "--data", data, "--vae", output, "--out", output, "--threads", t, "--resume", "latest", .. continuation],
+                line => onLine("unet", line), ct);
+        }
+
         Validate(output);
     }
 

@@ -135,6 +135,17 @@ public sealed class OptionsTests
             Assert.Equal(["--steps", "99"], info.UnetArguments);
             Assert.Equal(["--steps", "5"], info.VaeArguments);
 
+            File.WriteAllText(Path.Combine(dir, BaseRecipeInfo.FileName),
+                """{"chain": ["ctcal-train base dataset --out data --count 20 --seed 1", "ctcal-train base vae --data data --out base --steps 4", "ctcal-train base unet --data data --vae base --out base --steps 80 --stop-at 30", "ctcal-train base unet --data data --vae base --out base --steps 50 --resume base/checkpoints/step-0000030.safetensors"], "command": "ctcal-train base unet --steps 50"}""");
+            var chained = BaseRecipeInfo.Read(dir);
+            Assert.Equal(["--steps", "4"], chained.VaeArguments);
+            Assert.Equal(["--steps", "80", "--stop-at", "30"], chained.UnetArguments);
+            var continuation = Assert.Single(chained.UnetContinuations!);
+            Assert.Equal(["--steps", "50"], continuation);
+
+            File.WriteAllText(Path.Combine(dir, BaseRecipeInfo.FileName), """{"chain": "ctcal-train base unet"}""");
+            Assert.Contains("chain", Assert.Throws<InvalidDataException>(() => BaseRecipeInfo.Read(dir)).Message);
+
             File.WriteAllText(Path.Combine(dir, BaseRecipeInfo.FileName), """{"world_seed": "x"}""");
             var e = Assert.Throws<InvalidDataException>(() => BaseRecipeInfo.Read(dir));
             Assert.Contains("world_seed", e.Message);
