@@ -56,8 +56,13 @@ internal static class FineTuneStage
         };
         if (job.Method == Ctcal)
         {
-            // The trainer's defaults are pixel 1, semantic 0.5: the CTCal weight scales both.
+            // The trainer's defaults are pixel 1, semantic 0.5, balance 0.1: the CTCal weight scales the three terms that reach
+            // the UNet (an explicit --balance-weight wins); reconstruction trains only the map autoencoder and stays.
             args.AddRange(["--pixel-weight", F(1.0 * job.CtcalWeight), "--semantic-weight", F(0.5 * job.CtcalWeight)]);
+            if (!extra.Contains("--balance-weight"))
+            {
+                args.AddRange(["--balance-weight", F(job.CtcalWeight / 10)]);
+            }
         }
 
         args.AddRange(extra);

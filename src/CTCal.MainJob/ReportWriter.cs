@@ -225,7 +225,7 @@ public static class ReportWriter
         var rc = r.Recipe;
         sb.AppendLine("## Configuration").AppendLine();
         sb.AppendLine($"- recipe: steps {rc.Steps}, lr {Num(rc.LearningRate)} (constant after {rc.Warmup} warmup steps), batch {rc.BatchSize}, resolution {rc.Resolution}, " +
-            $"seeds {string.Join(", ", rc.Seeds)}, CTCal weight {Num(rc.CtcalWeight)} (pixel {Num(rc.CtcalWeight)}, semantic {Num(0.5 * rc.CtcalWeight)})");
+            $"seeds {string.Join(", ", rc.Seeds)}, CTCal weight {Num(rc.CtcalWeight)} (pixel {Num(rc.CtcalWeight)}, semantic {Num(0.5 * rc.CtcalWeight)}, balance {Num(0.1 * rc.CtcalWeight)} unless set)");
         sb.AppendLine($"- generation: {rc.Scheduler}, {rc.SamplingSteps} steps, guidance {Num(rc.Guidance)}, {rc.ImageSeeds} image seed(s) from {rc.ImageSeedBase}, " +
             $"{r.Prompts.Count} prompts ({string.Join(", ", r.Prompts.GroupBy(p => p.Category).Select(g => $"{g.Key} {g.Count()} ({g.Count(p => p.HeldOutPair)} held-out)"))})");
         sb.AppendLine($"- base model: {r.Configuration.BaseModel}{(r.Configuration.FromScratch ? " (trained from scratch by this run)" : "")}; world seed {r.Configuration.WorldSeed}, {r.Configuration.DatasetImages} training images");

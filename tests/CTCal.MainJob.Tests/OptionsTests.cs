@@ -111,7 +111,11 @@ public sealed class OptionsTests
 
         Assert.Equal("0.4", ctcal[ctcal.IndexOf("--pixel-weight") + 1]);
         Assert.Equal("0.2", ctcal[ctcal.IndexOf("--semantic-weight") + 1]);
+        Assert.Equal("0.04", ctcal[ctcal.IndexOf("--balance-weight") + 1]);
         Assert.DoesNotContain("--pixel-weight", vanilla);
+        Assert.DoesNotContain("--balance-weight", vanilla);
+        var explicitBalance = FineTuneStage.TrainerArguments(jobs[1], recipe, 1, ["--balance-weight", "0.3"]).ToList();
+        Assert.Equal(["--balance-weight", "0.3"], explicitBalance.Where((a, i) => a == "--balance-weight" || (i > 0 && explicitBalance[i - 1] == "--balance-weight")));
         Assert.Equal(["--layers", "all"], ctcal[^2..]);
     }
 

@@ -31,7 +31,7 @@ public sealed class ReportWriterTests : IDisposable
 
     private RunResults Results(bool quick)
     {
-        var recipe = new MainJobRecipe { Seeds = [1, 2], ImageSeeds = 2, Steps = 3 };
+        var recipe = new MainJobRecipe { Seeds = [1, 2], ImageSeeds = 2, Steps = 3, LearningRate = 2e-4 };
         var prompts = new[]
         {
             new PromptInfo(0, "a red circle and a blue square", "binding", true),
