@@ -105,8 +105,8 @@ public static class MainJobCli
         }));
 
         var sweepCommon = new CommonOptions();
-        var lrs = new Option<string>("--lr") { Description = "learning rates, comma-separated (both methods)", DefaultValueFactory = _ => "1e-4,2e-4,5e-4" };
-        var weights = new Option<string>("--ctcal-weight") { Description = "CTCal weights, comma-separated", DefaultValueFactory = _ => "0.1,0.3,1" };
+        var lrs = new Option<string>("--lr") { Description = "learning rates, comma-separated (both methods)", DefaultValueFactory = _ => "3e-4,1e-3" };
+        var weights = new Option<string>("--ctcal-weight") { Description = "CTCal weights, comma-separated", DefaultValueFactory = _ => "0.01,0.1,1" };
         var seed = new Option<long>("--seed") { Description = "the one fine-tune seed", DefaultValueFactory = _ => 1 };
         var sweep = new Command("sweep", "Grid over learning rates (both methods) and CTCal weights on one seed and a reduced prompt set; writes sweep.md and sweep.json");
         foreach (var o in sweepCommon.All())
