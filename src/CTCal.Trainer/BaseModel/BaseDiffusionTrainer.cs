@@ -166,6 +166,7 @@ public static class BaseDiffusionTrainer
         {
             if (options.SaveEvery > 0 && step > firstStep && step % options.SaveEvery == 0)
                 log?.Invoke($"checkpoint {checkpoints.Save(step, order, curve, losses)}");
+            using var guard = new NativeCallGuard();
             using var scope = NewDisposeScope();
             optimizer.ZeroGrad();
             var index = tensor(Enumerable.Range(0, options.BatchSize).Select(_ => (long)order.Next()).ToArray());

@@ -71,6 +71,7 @@ public static class VaeTrainer
         int step = 0;
         for (; step < options.Steps && !cancellation.IsCancellationRequested; step++)
         {
+            using var guard = new NativeCallGuard();
             using var scope = NewDisposeScope();
             optimizer.ZeroGrad();
             var (pixels, _) = BaseTrainingData.Pixels(data, Enumerable.Range(0, options.BatchSize).Select(_ => order.Next()));

@@ -51,6 +51,7 @@ public sealed class SamplingValidator : ITrainingValidator
     /// <summary>One image for <paramref name="prompt"/>: CHW floats in [-1, 1].</summary>
     public float[] Sample(string prompt, long seed)
     {
+        using var guard = new NativeCallGuard();
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         int side = _resolution / _model.VaeScaleFactor;

@@ -207,6 +207,7 @@ public sealed partial class TrainingRun : IDisposable
     /// <summary>One optimizer step over <see cref="TrainingOptions.GradientAccumulation"/> micro-batches.</summary>
     public StepReport TrainStep()
     {
+        using var guard = new NativeCallGuard();
         var watch = Stopwatch.StartNew();
         _optimizer.ZeroGrad();
         double loss = 0, diffusion = 0, ctcal = 0, pixel = 0, semantic = 0, reconstruction = 0, balance = 0;

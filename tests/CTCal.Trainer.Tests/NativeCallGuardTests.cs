@@ -1,0 +1,41 @@
+using System.Runtime;
+using CTCal.Trainer.Training;
+using Xunit;
+
+namespace CTCal.Trainer.Tests;
+
+[CollectionDefinition(nameof(NativeCallGuardTests), DisableParallelization = true)]
+public sealed class NativeCallGuardCollection;
+
+/// <summary>The no-GC region around TorchSharp work: opened, closed, inert when nested, harmless when outgrown.</summary>
+[Collection(nameof(NativeCallGuardTests))]
+public sealed class NativeCallGuardTests
+{
+    [Fact]
+    public void AGuardHoldsOffCollectionsUntilItIsDisposed()
+    {
+        int before = GC.CollectionCount(0);
+        using (var guard = new NativeCallGuard())
+        {
+            Assert.True(guard.Started, "the runtime refused the default budget");
+            Assert.Equal(GCLatencyMode.NoGCRegion, GCSettings.LatencyMode);
+            int inside = GC.CollectionCount(0);
+            for (int i = 0; i < 1000; i++) _ = new byte[64 * 1024]; // 64 MB, inside the budget
+            Assert.Equal(inside, GC.CollectionCount(0));
+            using var inner = new NativeCallGuard();
+            Assert.False(inner.Started);
+        }
+        Assert.NotEqual(GCLatencyMode.NoGCRegion, GCSettings.LatencyMode);
+        Assert.True(GC.CollectionCount(0) >= before);
+    }
+
+    [Fact]
+    public void OutgrowingTheBudgetEndsTheRegionAndDisposeStillSucceeds()
+    {
+        var guard = new NativeCallGuard(budget: 8L * 1024 * 1024);
+        Assert.True(guard.Started);
+        for (int i = 0; i < 200; i++) _ = new byte[256 * 1024]; // 50 MB: the runtime collects and leaves the region
+        guard.Dispose();
+        Assert.NotEqual(GCLatencyMode.NoGCRegion, GCSettings.LatencyMode);
+    }
+}
