@@ -81,7 +81,7 @@ public static class MainJobCli
         var common = new CommonOptions();
         var lr = new Option<double?>("--lr") { Description = "learning rate (both methods)" };
         var seeds = new Option<string?>("--seeds") { Description = "fine-tune seeds, comma-separated, or a count N (seeds 1..N)" };
-        var weight = new Option<double?>("--ctcal-weight") { Description = "scale of the CTCal pixel and semantic weights (1: the trainer's 1 and 0.5)" };
+        var weight = new Option<double?>("--ctcal-weight") { Description = "scale of the CTCal pixel, semantic and balance weights (1: the trainer's 1, 0.5 and 0.1; default 0.01)" };
         var root = new RootCommand("ctcal-main: the main job. CTCal vs vanilla fine-tuning of the tiny base model on the synthetic world, measured end to end.");
         foreach (var o in common.All())
         {
