@@ -236,17 +236,10 @@ public static class BaseDiffusionTrainer
         Directory.CreateDirectory(vaeOut);
         if (!string.Equals(Path.GetDirectoryName(Path.GetFullPath(vae.ConfigPath))!, Path.GetFullPath(vaeOut), StringComparison.Ordinal))
         {
-            CopyAtomic(vae.WeightsPath, Path.Combine(vaeOut, "diffusion_pytorch_model.safetensors"));
-            CopyAtomic(vae.ConfigPath, Path.Combine(vaeOut, "config.json"));
+            AtomicFile.Copy(vae.WeightsPath, Path.Combine(vaeOut, "diffusion_pytorch_model.safetensors"));
+            AtomicFile.Copy(vae.ConfigPath, Path.Combine(vaeOut, "config.json"));
         }
         AtomicFile.WriteText(Path.Combine(output, "scheduler", "scheduler_config.json"), config.SchedulerJson());
         AtomicFile.WriteText(Path.Combine(output, "model_index.json"), BaseModelConfig.ModelIndexJson());
-    }
-
-    private static void CopyAtomic(string source, string destination)
-    {
-        string temp = Path.Combine(Path.GetDirectoryName(destination)!, $".{Path.GetFileName(destination)}.{Guid.NewGuid():N}.tmp");
-        File.Copy(source, temp, overwrite: true);
-        File.Move(temp, destination, overwrite: true);
     }
 }

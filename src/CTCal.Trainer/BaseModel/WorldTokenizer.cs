@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using CTCal.Core.Text;
 using CTCal.Synthetic;
+using CTCal.Trainer.Training;
 
 namespace CTCal.Trainer.BaseModel;
 
@@ -131,27 +132,5 @@ public sealed class WorldTokenizer
             {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
              "model_max_length": 77, "do_lower_case": true, "tokenizer_class": "CLIPTokenizer", "add_prefix_space": false, "errors": "replace"}
             """);
-    }
-}
-
-/// <summary>Text files written through a temp file in the same folder and a rename.</summary>
-internal static class AtomicFile
-{
-    public static void WriteText(string path, string text)
-    {
-        string full = Path.GetFullPath(path);
-        string folder = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(folder);
-        string temp = Path.Combine(folder, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            File.WriteAllText(temp, text, new UTF8Encoding(false));
-            File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-            throw;
-        }
     }
 }

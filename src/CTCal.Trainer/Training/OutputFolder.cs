@@ -67,24 +67,16 @@ public static class OutputFolder
         }
     }
 
-    /// <summary>Writes <paramref name="text"/> to <paramref name="path"/> atomically (temp file beside it + rename).</summary>
+    /// <summary>Writes <paramref name="text"/> to <paramref name="path"/> atomically (<see cref="AtomicFile.WriteText"/>).</summary>
+    /// <exception cref="OutputWriteException">naming the file when it cannot be written.</exception>
     public static void WriteAllTextAtomic(string path, string text)
     {
-        string temp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
         try
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            using (var writer = new StreamWriter(stream))
-            {
-                writer.Write(text);
-                writer.Flush();
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, path, overwrite: true);
+            AtomicFile.WriteText(path, text);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            TryDelete(temp);
             throw new OutputWriteException(path, $"cannot write the file ({e.Message})", e);
         }
     }
