@@ -194,6 +194,22 @@ public static class HostCommands
         return command;
     }
 
+    /// <summary>
+    /// The generator of the plugin that serves <paramref name="modelId"/>, or null after writing an error naming the model
+    /// to <paramref name="output"/> (the verb then exits with 2).
+    /// </summary>
+    internal static async Task<IImageGenerator?> FindGeneratorOrReportAsync(
+        IEnumerable<PluginExport<IImageGenerator>> generators, string modelId, TextWriter output, CancellationToken ct)
+    {
+        var found = await FindGeneratorAsync(generators, modelId, ct);
+        if (found is null)
+        {
+            output.WriteLine($"error: no loaded plugin has a model '{modelId}'");
+        }
+
+        return found?.Value;
+    }
+
     /// <summary>The first generator that lists <paramref name="modelId"/>, or null.</summary>
     internal static async Task<PluginExport<IImageGenerator>?> FindGeneratorAsync(
         IEnumerable<PluginExport<IImageGenerator>> generators, string modelId, CancellationToken ct)

@@ -47,11 +47,8 @@ internal static class LoadCommand
         {
             using var host = open(parse);
             string id = parse.GetValue(model)!;
-            IImageGenerator? generator = (await HostCommands.FindGeneratorAsync(host.Generators, id, ct))?.Value;
-
-            if (generator is null)
+            if (await HostCommands.FindGeneratorOrReportAsync(host.Generators, id, output, ct) is not { } generator)
             {
-                output.WriteLine($"error: no loaded plugin has a model '{id}'");
                 return 2;
             }
 
