@@ -50,6 +50,17 @@ public static class MainJobCli
         public readonly Argument<string[]> Extra = new("trainer-args") { Description = "further trainer arguments (after --)", Arity = ArgumentArity.ZeroOrMore };
 
         public IEnumerable<Option> All() => GetType().GetFields().Select(f => f.GetValue(this)).OfType<Option>();
+
+        /// <summary>Adds these options, then the verb's own <paramref name="options"/>, then the trainer-arguments argument.</summary>
+        public void AddTo(Command command, params Option[] options)
+        {
+            foreach (var o in All().Concat(options))
+            {
+                command.Options.Add(o);
+            }
+
+            command.Arguments.Add(Extra);
+        }
     }
 
     /// <summary>Parses a main-run command line into options without running anything (bad values throw <see cref="ArgumentException"/>).</summary>
@@ -83,15 +94,7 @@ public static class MainJobCli
         var seeds = new Option<string?>("--seeds") { Description = "fine-tune seeds, comma-separated, or a count N (seeds 1..N)" };
         var weight = new Option<double?>("--ctcal-weight") { Description = "scale of the CTCal pixel, semantic and balance weights (1: the trainer's 1, 0.5 and 0.1; default 0.01)" };
         var root = new RootCommand("ctcal-main: the main job. CTCal vs vanilla fine-tuning of the tiny base model on the synthetic world, measured end to end.");
-        foreach (var o in common.All())
-        {
-            root.Options.Add(o);
-        }
-
-        root.Options.Add(lr);
-        root.Options.Add(seeds);
-        root.Options.Add(weight);
-        root.Arguments.Add(common.Extra);
+        common.AddTo(root, lr, seeds, weight);
         root.SetAction((parse, ct) => Guarded(console, async () =>
         {
             var options = ToOptions(parse, common, parse.GetValue(lr), parse.GetValue(seeds), parse.GetValue(weight), "main");
@@ -109,15 +112,7 @@ public static class MainJobCli
         var weights = new Option<string>("--ctcal-weight") { Description = "CTCal weights, comma-separated", DefaultValueFactory = _ => "0.01,0.1,1" };
         var seed = new Option<long>("--seed") { Description = "the one fine-tune seed", DefaultValueFactory = _ => 1 };
         var sweep = new Command("sweep", "Grid over learning rates (both methods) and CTCal weights on one seed and a reduced prompt set; writes sweep.md and sweep.json");
-        foreach (var o in sweepCommon.All())
-        {
-            sweep.Options.Add(o);
-        }
-
-        sweep.Options.Add(lrs);
-        sweep.Options.Add(weights);
-        sweep.Options.Add(seed);
-        sweep.Arguments.Add(sweepCommon.Extra);
+        sweepCommon.AddTo(sweep, lrs, weights, seed);
         sweep.SetAction((parse, ct) => Guarded(console, async () =>
         {
             var options = ToOptions(parse, sweepCommon, null, parse.GetValue(seed).ToString(CultureInfo.InvariantCulture), null, "sweep");
