@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using CTCal.Core.Diagnostics;
 
 namespace CTCal.Core.Safetensors;
 
@@ -56,6 +57,7 @@ public static class SafetensorsWriter
                 }
                 file.Flush(flushToDisk: true);
             }
+            if (FaultPoints.IsArmed) FaultPoints.Reached($"safetensors.before-rename:{System.IO.Path.GetFileName(fullPath)}");
             File.Move(temp, fullPath, overwrite: true);
         }
         catch (Exception e)
