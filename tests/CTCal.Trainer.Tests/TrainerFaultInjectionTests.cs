@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using CTCal.Core.Diagnostics;
 using CTCal.Core.Safetensors;
 using CTCal.Tests;
 using CTCal.Trainer.Training;
@@ -10,16 +11,21 @@ using Xunit.Abstractions;
 namespace CTCal.Trainer.Tests;
 
 /// <summary>
-/// Kills the real <c>ctcal-train train</c> process (SIGKILL, whole process tree) at many points of a run on the tiny-sd1
-/// fixture: while a checkpoint's temporary file is being written, right after a step, right after a checkpoint, and at
-/// seeded random delays after launch (start-up included) and after the start event; then resumes with <c>--resume latest</c> until done. After every kill the
-/// newest checkpoint must load completely and no half-written file may sit under a final name; the final weights must
-/// equal those of an uninterrupted run with the same seed.
-/// <c>CTCAL_TRAINER_KILLS</c> sets the number of kills (default 20), <c>CTCAL_TRAINER_KILL_SEED</c> the seed of the kill schedule.
+/// Kills the real <c>ctcal-train train</c> process 20 times during one run on the tiny-sd1 fixture, each time at a named
+/// fault point (<see cref="FaultPoints"/>, armed through <c>CTCAL_FAULT_KILL</c> in the child's environment): after start-up,
+/// with a checkpoint's temporary file written and flushed but not renamed, right after a step, in the middle of an AdamW
+/// update, right after a checkpoint, and during the final writes (the attention autoencoder's and the LoRA's temporary files,
+/// between those two files, and the rewrite of the last checkpoint). Every kill lands by construction; the test checks that it
+/// did (exit 137 and the hook's line on stderr), then resumes with <c>--resume latest</c>. After every kill the newest
+/// checkpoint is the expected step, loads completely, and no half-written file sits under a final name; at the end the
+/// weights equal those of an uninterrupted run with the same seed within 1e-6. <c>CTCAL_TRAINER_KILL_SEED</c> changes the
+/// seed that picks which hit of each point is killed (every seed lands every kill).
 /// </summary>
 public sealed partial class TrainerFaultInjectionTests(ITestOutputHelper output) : IDisposable
 {
     private const int Steps = 24;
+    private const int Kills = 20;
+    private const int SigkillExitCode = 137;
     private static readonly TimeSpan ProcessTimeout = TimeSpan.FromMinutes(3);
     private readonly string _dir = TestPaths.NewTempDir("ctcal-kill");
 
@@ -28,7 +34,32 @@ public sealed partial class TrainerFaultInjectionTests(ITestOutputHelper output)
     [GeneratedRegex(@"^step-\d{7}\.safetensors$")]
     private static partial Regex CheckpointName();
 
-    private enum KillPoint { CheckpointTempFile, AfterStep, AfterCheckpoint, DelayAfterStartEvent, DelayAfterLaunch }
+    private const string CheckpointTemp = "safetensors.before-rename:step-*";
+    private const string AutoencoderTemp = "safetensors.before-rename:attention_autoencoder.safetensors";
+    private const string LoraTemp = "safetensors.before-rename:" + LoraFile.DefaultName;
+
+    /// <summary>
+    /// One kill: the point, which hit of it, and the step the newest checkpoint must be at afterwards given the step
+    /// <paramref name="From"/> the start resumed from.
+    /// </summary>
+    private sealed record Kill(string Point, int Hit, long From)
+    {
+        public long ExpectedCheckpoint => Point switch
+        {
+            "train.started" => From,
+            "train.after-checkpoint" => Math.Min(From + Hit, Steps),
+            CheckpointTemp or "train.after-step" or "train.mid-optimizer-step" => From + Hit - 1,
+            _ => Steps, // the final writes come after the last checkpoint
+        };
+
+        /// <summary>Kills that stop with a temporary file under the checkpoint folder or the output folder.</summary>
+        public string? TempFolder => Point switch
+        {
+            CheckpointTemp => "checkpoints",
+            AutoencoderTemp or LoraTemp => ".",
+            _ => null,
+        };
+    }
 
     private string[] Arguments(string data, string outFolder, bool resume) =>
     [
@@ -40,7 +71,6 @@ public sealed partial class TrainerFaultInjectionTests(ITestOutputHelper output)
     [Fact]
     public void KilledRunsResumeToTheWeightsOfAnUninterruptedRun()
     {
-        int kills = int.Parse(Environment.GetEnvironmentVariable("CTCAL_TRAINER_KILLS") ?? "20", CultureInfo.InvariantCulture);
         int seed = int.Parse(Environment.GetEnvironmentVariable("CTCAL_TRAINER_KILL_SEED") ?? "20261126", CultureInfo.InvariantCulture);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         string data = TrainingRunTests.MakeDataset(_dir, size: 16);
@@ -53,53 +83,44 @@ public sealed partial class TrainerFaultInjectionTests(ITestOutputHelper output)
         }
         var straightTime = clock.Elapsed;
 
+        // 15 kills during training (at most 15 steps of progress, so all land before step 24), then 5 during the final writes
+        // (the first of those runs the remaining steps, then dies writing the autoencoder).
+        string[] training = ["train.started", CheckpointTemp, "train.after-step", "train.mid-optimizer-step", "train.after-checkpoint"];
+        string[] final = [AutoencoderTemp, "train.between-final-files", LoraTemp, CheckpointTemp, "train.started"];
+        var random = new Random(seed);
+        var plan = Enumerable.Range(0, 15).Select(i => (Point: training[i % training.Length], Hit: i % training.Length == 0 ? 1 : random.Next(1, 3)))
+            .Concat(final.Select(p => (Point: p, Hit: 1))).ToList();
+        Assert.Equal(Kills, plan.Count);
+
         string faulty = Path.Combine(_dir, "faulty");
         string checkpoints = Path.Combine(faulty, "checkpoints");
-        Directory.CreateDirectory(checkpoints);
-        var random = new Random(seed);
-        var landed = new Dictionary<string, int>();
-        int starts = 0, killed = 0, tempFilesLeft = 0;
-        bool finished = false;
-        while (killed < kills)
+        foreach (var (point, hit) in plan)
         {
-            var point = (KillPoint)(killed % 5);
-            int nth = random.Next(1, 3);
-            int delayMs = point == KillPoint.DelayAfterLaunch ? random.Next(100, 2500) : random.Next(0, 700);
-            if (LastStep(checkpoints) >= Steps)
+            var kill = new Kill(point, hit, LastStep(checkpoints));
+            using (var process = new TrainerProcess(Arguments(data, faulty, resume: kill.From > 0),
+                       new Dictionary<string, string?> { [FaultPoints.Variable] = $"{point}#{hit}" }))
             {
-                // No steps left: a resumed run only rewrites the last checkpoint and the final weights; kill during those.
-                if (point == KillPoint.AfterStep) point = KillPoint.CheckpointTempFile;
-                nth = 1;
+                int code = process.WaitForExit(ProcessTimeout);
+                Assert.True(code == SigkillExitCode && process.Stderr.Contains($"fault injection: killed at '", StringComparison.Ordinal),
+                    $"kill at {point}#{hit} from step {kill.From} did not land: exit {code}\n{process.Stderr}");
             }
-            var outcome = StartAndKill(data, faulty, point, nth, delayMs);
-            starts++;
-            if (outcome.Killed)
-            {
-                killed++;
-                string where = $"{point} (last event: {outcome.LastEvent})";
-                landed[where] = landed.GetValueOrDefault(where) + 1;
-                string[] temps = Directory.GetFiles(checkpoints, ".*.tmp");
-                if (temps.Length > 0) tempFilesLeft++;
-                output.WriteLine($"kill {killed}: {point} #{nth} / {delayMs} ms, last event '{outcome.LastEvent}', newest checkpoint step {LastStep(checkpoints)}, temp files {temps.Length}");
-            }
-            else
-            {
-                Assert.True(outcome.ExitCode == 0, $"start {starts} exited with {outcome.ExitCode} before the kill:\n{outcome.Stderr}");
-                finished = true;
-                output.WriteLine($"start {starts}: finished before the {point} kill point");
-            }
+            long newest = LastStep(checkpoints);
+            string[] temps = kill.TempFolder is { } sub ? Directory.GetFiles(Path.Combine(faulty, sub), ".*.tmp") : [];
+            output.WriteLine($"kill at {point}#{hit}: from step {kill.From}, newest checkpoint step {newest}, temporary files {temps.Length}");
+            Assert.Equal(kill.ExpectedCheckpoint, newest);
+            if (kill.TempFolder is not null) Assert.NotEmpty(temps); // the kill landed between the write and the rename
             AssertConsistent(faulty);
         }
 
         // Run to the end without interruption.
-        using (var last = new TrainerProcess(Arguments(data, faulty, resume: LastStep(checkpoints) > 0)))
+        using (var last = new TrainerProcess(Arguments(data, faulty, resume: true)))
         {
             int code = last.WaitForExit(ProcessTimeout);
             Assert.True(code == 0, $"final resume exited with {code}:\n{last.Stderr}");
-            starts++;
         }
         AssertConsistent(faulty);
         Assert.Empty(Directory.GetFiles(checkpoints, ".*.tmp")); // stale temporary files are removed at start
+        Assert.Empty(Directory.GetFiles(faulty, ".*.tmp"));
 
         foreach (string file in new[] { LoraFile.DefaultName, "attention_autoencoder.safetensors" })
         {
@@ -113,52 +134,7 @@ public sealed partial class TrainerFaultInjectionTests(ITestOutputHelper output)
             }
             foreach (var t in expected.Values.Concat(actual.Values)) t.Dispose();
         }
-
-        output.WriteLine($"{killed} kills over {starts} starts ({(finished ? "training finished before the last kills, which hit the final writes" : "all during training")}); " +
-            $"kills that left a temporary checkpoint file: {tempFilesLeft}; uninterrupted run {straightTime.TotalSeconds:F1} s, total {clock.Elapsed.TotalSeconds:F1} s");
-        foreach (var (where, count) in landed.OrderBy(kv => kv.Key, StringComparer.Ordinal)) output.WriteLine($"  {count} x {where}");
-        Assert.True(tempFilesLeft > 0 || kills < 8, "no kill landed while a checkpoint was being written");
-    }
-
-    private sealed record Outcome(bool Killed, int ExitCode, string LastEvent, string Stderr);
-
-    private Outcome StartAndKill(string data, string outFolder, KillPoint point, int nth, int delayMs)
-    {
-        string checkpoints = Path.Combine(outFolder, "checkpoints");
-        bool resume = LastStep(checkpoints) > 0;
-        int killRequested = 0;
-        string lastEvent = "none";
-        TrainerProcess? process = null;
-        void KillNow()
-        {
-            if (Interlocked.Exchange(ref killRequested, 1) == 0) process!.Kill();
-        }
-
-        using var watcher = new FileSystemWatcher(checkpoints) { Filter = ".step-*.tmp" };
-        int temps = 0;
-        watcher.Created += (_, _) =>
-        {
-            if (point == KillPoint.CheckpointTempFile && Interlocked.Increment(ref temps) == nth) KillNow();
-        };
-        watcher.EnableRaisingEvents = true;
-
-        int stepEvents = 0, checkpointEvents = 0;
-        process = new TrainerProcess(Arguments(data, outFolder, resume));
-        using var _ = process;
-        process.EventReceived += (name, e) =>
-        {
-            lastEvent = name == "step" || name == "checkpoint" ? $"{name} {e.GetProperty("step").GetInt64()}" : name;
-            if (point == KillPoint.AfterStep && name == "step" && ++stepEvents == nth) KillNow();
-            if (point == KillPoint.AfterCheckpoint && name == "checkpoint" && ++checkpointEvents == nth) KillNow();
-        };
-        Timer? timer = point == KillPoint.DelayAfterLaunch ? new Timer(_ => KillNow(), null, delayMs, Timeout.Infinite) : null;
-        process.EventReceived += (name, _) =>
-        {
-            if (point == KillPoint.DelayAfterStartEvent && name == "start") timer = new Timer(_ => KillNow(), null, delayMs, Timeout.Infinite);
-        };
-        int code = process.WaitForExit(ProcessTimeout);
-        timer?.Dispose();
-        return new Outcome(Volatile.Read(ref killRequested) == 1 && code != 0, code, lastEvent, process.Stderr);
+        output.WriteLine($"{Kills} kills over {Kills + 1} starts; uninterrupted run {straightTime.TotalSeconds:F1} s, total {clock.Elapsed.TotalSeconds:F1} s");
     }
 
     private static long LastStep(string checkpoints)
@@ -171,6 +147,7 @@ public sealed partial class TrainerFaultInjectionTests(ITestOutputHelper output)
     private static void AssertConsistent(string outFolder)
     {
         string checkpoints = Path.Combine(outFolder, "checkpoints");
+        if (!Directory.Exists(checkpoints)) return;
         foreach (string file in Directory.GetFiles(checkpoints))
         {
             string name = Path.GetFileName(file);

@@ -20,7 +20,8 @@ internal sealed class TrainerProcess : IDisposable
 
     public List<string> Lines { get; } = [];
 
-    public TrainerProcess(IEnumerable<string> arguments)
+    /// <param name="environment">variables set (or, with a null value, removed) in the child's environment only.</param>
+    public TrainerProcess(IEnumerable<string> arguments, IReadOnlyDictionary<string, string?>? environment = null)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "ctcal-train.dll");
         if (!File.Exists(dll)) throw new FileNotFoundException($"the trainer was not copied next to the tests: {dll}", dll);
@@ -31,6 +32,11 @@ internal sealed class TrainerProcess : IDisposable
             UseShellExecute = false,
             WorkingDirectory = AppContext.BaseDirectory,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+        {
+            if (value is null) start.Environment.Remove(name);
+            else start.Environment[name] = value;
+        }
         start.ArgumentList.Add(dll);
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
         _process = Process.Start(start) ?? throw new InvalidOperationException("ctcal-train did not start");

@@ -1,3 +1,4 @@
+using CTCal.Core.Diagnostics;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -63,6 +64,7 @@ public sealed class AdamW : IDisposable
         double bias2 = 1 - Math.Pow(Beta2, Step);
         for (int i = 0; i < _parameters.Length; i++)
         {
+            if (i == _parameters.Length / 2) FaultPoints.Reached("train.mid-optimizer-step"); // some tensors updated, others not
             var p = _parameters[i];
             var g = p.grad;
             if (g is null) continue;

@@ -1,4 +1,5 @@
 using System.Text;
+using CTCal.Core.Diagnostics;
 
 namespace CTCal.Trainer.Training;
 
@@ -37,6 +38,7 @@ internal static class AtomicFile
         try
         {
             writeTemp(temp);
+            if (FaultPoints.IsArmed) FaultPoints.Reached($"atomic-file.before-rename:{Path.GetFileName(full)}");
             File.Move(temp, full, overwrite: true);
         }
         catch

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using CTCal.Core.Diagnostics;
 using CTCal.Trainer.Data;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -51,6 +52,7 @@ public sealed partial class TrainingRun
         };
         TensorFile.Save(path, entries, metadata);
         _observer.CheckpointSaved(Step, path);
+        FaultPoints.Reached("train.after-checkpoint");
         return path;
     }
 
@@ -134,6 +136,7 @@ public sealed partial class TrainingRun
             {
                 autoencoderPath = Path.Combine(OutputFolder, "attention_autoencoder.safetensors");
                 TensorFile.Save(autoencoderPath, _autoencoder.named_parameters().Select(p => (p.name, (Tensor)p.parameter)));
+                FaultPoints.Reached("train.between-final-files");
             }
             if (_options.FullFineTune)
             {

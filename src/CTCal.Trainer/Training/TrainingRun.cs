@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using CTCal.Core.Diagnostics;
 using CTCal.Trainer.Calibration;
 using CTCal.Trainer.Data;
 using TorchSharp;
@@ -163,6 +164,7 @@ public sealed partial class TrainingRun : IDisposable
             _observer.Message("info", $"{withoutNouns} of {_data.Records.Count} captions have no noun to calibrate; they train with the diffusion loss only");
 
         string? lastCheckpoint = null;
+        FaultPoints.Reached("train.started");
         while (Step < _options.Steps)
         {
             if (cancellation.IsCancellationRequested)
@@ -172,6 +174,7 @@ public sealed partial class TrainingRun : IDisposable
             }
             var report = TrainStep();
             _observer.StepDone(report);
+            FaultPoints.Reached("train.after-step");
             if (_options.SaveEvery > 0 && Step % _options.SaveEvery == 0 && Step < _options.Steps) lastCheckpoint = SaveCheckpoint();
             if (Validator is not null && _options.ValidateEvery > 0 && Step % _options.ValidateEvery == 0 && _options.ValidationPrompts.Count > 0)
                 RunValidation();
