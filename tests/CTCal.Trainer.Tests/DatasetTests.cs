@@ -51,6 +51,50 @@ public sealed class DatasetTests : IDisposable
         Assert.All(pixels[32..], v => Assert.Equal(-1f, v, 3));
     }
 
+    /// <summary>
+    /// A PNG cut after its first 60 bytes (signature and IHDR intact, no image data) opens with a decoder, and
+    /// <c>SKBitmap.Decode</c> used to hand back a blank bitmap for it: it was trained on with no message. It is a bad record.
+    /// </summary>
+    [Theory]
+    [InlineData(60)]
+    [InlineData(-1)] // half of the file: the first rows decode, the rest is missing
+    public void TruncatedPngIsABadRecordReportedSkippedAndCountedByStrict(int keep)
+    {
+        WritePng(Path.Combine(_dir, "good.png"), 32, 32);
+        string cut = Path.Combine(_dir, "cut.png");
+        WriteNoisyPng(cut, 32, 32);
+        byte[] bytes = File.ReadAllBytes(cut);
+        File.WriteAllBytes(cut, bytes[..(keep > 0 ? keep : bytes.Length / 2)]);
+        WriteMetadata(
+            """{"file_name": "good.png", "text": "a green square"}""",
+            """{"file_name": "cut.png", "text": "a red circle"}""");
+
+        var e = Assert.Throws<InvalidDataException>(() => ImageLoader.LoadCentreCrop(cut, 16));
+        Assert.Contains(cut, e.Message);
+        Assert.Contains("truncated", e.Message);
+
+        var dataset = ImageCaptionDataset.Open(_dir, resolution: 16);
+        Assert.Single(dataset.Records);
+        Assert.Equal(1, dataset.Report.Skipped);
+        Assert.Contains(dataset.Report.Problems, p => p.StartsWith("metadata.jsonl:2: ", StringComparison.Ordinal) && p.Contains("cut.png") && p.Contains("truncated"));
+
+        var strict = Assert.Throws<DatasetException>(() => ImageCaptionDataset.Open(_dir, resolution: 16, strict: true));
+        Assert.Contains("1 bad record(s)", strict.Message);
+        Assert.Contains("metadata.jsonl:2", strict.Message);
+    }
+
+    /// <summary>A PNG of seeded random pixels (so that it does not compress to a few bytes).</summary>
+    private static void WriteNoisyPng(string path, int width, int height)
+    {
+        var random = new Random(5);
+        using var bitmap = new SKBitmap(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        for (int y = 0; y < height; y++)
+            for (int x = 0; x < width; x++)
+                bitmap.SetPixel(x, y, new SKColor((byte)random.Next(256), (byte)random.Next(256), (byte)random.Next(256)));
+        using var stream = File.Create(path);
+        Assert.True(bitmap.Encode(stream, SKEncodedImageFormat.Png, 100));
+    }
+
     [Fact]
     public void BadRecordsAreReportedWithFileAndLineAndSkipped()
     {

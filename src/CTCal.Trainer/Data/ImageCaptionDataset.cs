@@ -32,7 +32,10 @@ public sealed class ImageCaptionDataset
     public int Resolution { get; }
     public bool Strict { get; }
 
-    /// <summary>Scans <paramref name="folder"/>; every image is checked to open with a decoder (its header), not fully decoded.</summary>
+    /// <summary>
+    /// Scans <paramref name="folder"/>; every image is decoded in full once (a truncated or corrupt image is a bad record,
+    /// reported with its file and line and counted under <paramref name="strict"/>), then released.
+    /// </summary>
     public static ImageCaptionDataset Open(string folder, int resolution, bool strict = false)
     {
         if (!Directory.Exists(folder)) throw new DatasetException($"{folder}: dataset folder does not exist");
@@ -173,10 +176,12 @@ public sealed class ImageCaptionDataset
         if (!File.Exists(path)) return $"image {path} does not exist";
         try
         {
-            using var codec = SkiaSharp.SKCodec.Create(path);
-            if (codec is null) return $"image {path} is not a decodable image";
-            if (codec.Info.Width <= 0 || codec.Info.Height <= 0) return $"image {path} has no pixels";
+            using var bitmap = ImageLoader.DecodeComplete(path);
             return null;
+        }
+        catch (InvalidDataException e)
+        {
+            return $"image {e.Message}";
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

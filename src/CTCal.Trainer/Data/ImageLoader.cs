@@ -13,10 +13,7 @@ public static class ImageLoader
     public static float[] LoadCentreCrop(string path, int resolution)
     {
         if (resolution <= 0) throw new ArgumentOutOfRangeException(nameof(resolution), resolution, "resolution must be positive");
-        using var codec = SKCodec.Create(path) ?? throw new InvalidDataException($"{path}: not a decodable image");
-        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        using var decoded = SKBitmap.Decode(codec, info) ?? throw new InvalidDataException($"{path}: image data is corrupt or truncated");
-        if (decoded.Width <= 0 || decoded.Height <= 0) throw new InvalidDataException($"{path}: empty image");
+        using var decoded = DecodeComplete(path);
 
         double scale = (double)resolution / Math.Min(decoded.Width, decoded.Height);
         int width = Math.Max(resolution, (int)Math.Round(decoded.Width * scale));
@@ -44,6 +41,40 @@ public static class ImageLoader
             }
         }
         return result;
+    }
+
+    /// <summary>Largest image decoded (pixels): 8192 x 8192. A larger one is refused before its pixels are allocated.</summary>
+    public const long MaxPixels = 8192L * 8192;
+
+    /// <summary>
+    /// Decodes every pixel of <paramref name="path"/> as RGBA. An image the decoder can only partly read (a truncated or
+    /// corrupt file: Skia's <c>IncompleteInput</c> / <c>ErrorInInput</c>, which <c>SKBitmap.Decode</c> accepts and fills with
+    /// blank rows) is refused, as are empty images and images over <see cref="MaxPixels"/>.
+    /// </summary>
+    /// <exception cref="InvalidDataException">naming the file and what is wrong with it.</exception>
+    public static SKBitmap DecodeComplete(string path)
+    {
+        using var codec = SKCodec.Create(path) ?? throw new InvalidDataException($"{path}: not a decodable image");
+        int width = codec.Info.Width, height = codec.Info.Height;
+        if (width <= 0 || height <= 0) throw new InvalidDataException($"{path}: empty image ({width}x{height})");
+        if ((long)width * height > MaxPixels)
+            throw new InvalidDataException($"{path}: {width}x{height} is larger than the {MaxPixels / 1_000_000} megapixels this trainer decodes");
+        var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        var bitmap = new SKBitmap(info);
+        try
+        {
+            var result = codec.GetPixels(info, bitmap.GetPixels());
+            if (result != SKCodecResult.Success)
+                throw new InvalidDataException(result == SKCodecResult.IncompleteInput
+                    ? $"{path}: image data is truncated (only part of the {width}x{height} image could be decoded)"
+                    : $"{path}: image data is corrupt ({result})");
+            return bitmap;
+        }
+        catch
+        {
+            bitmap.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Writes CHW floats in [-1, 1] ([3, H, W]) as a PNG, atomically (temp file + rename).</summary>
