@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using CTCal.Core.Diffusers;
+using CTCal.Core.Models;
 using CTCal.Core.Safetensors;
 using CTCal.Export.Graphs;
 using CTCal.Export.Onnx;
@@ -48,7 +49,7 @@ public static class OnnxExporter
         var problems = new List<string>();
         if (!Directory.Exists(model)) throw new ExportValidationException([$"model folder '{model}' does not exist"]);
         if (options.Components == ExportComponents.None) throw new ExportValidationException(["no components selected"]);
-        if (IsSameOrInside(output, model) || IsSameOrInside(model, output))
+        if (PathGuard.Overlaps(output, model))
             throw new ExportValidationException([$"output folder '{output}' must not be, contain or lie inside the model folder '{model}'"]);
         if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any()
             && !File.Exists(Path.Combine(output, ManifestFileName)) && !options.Force)
@@ -132,14 +133,6 @@ public static class OnnxExporter
         }
         if (problems.Count > 0) throw new ExportValidationException(problems.Distinct().ToList());
         return parts;
-    }
-
-    private static bool IsSameOrInside(string path, string folder)
-    {
-        var cmp = OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
-        string f = folder.TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
-        return string.Equals(path.TrimEnd(Path.DirectorySeparatorChar), folder.TrimEnd(Path.DirectorySeparatorChar), cmp)
-            || (path + Path.DirectorySeparatorChar).StartsWith(f, cmp);
     }
 
     // {stem}.safetensors, else {stem}.fp16.safetensors; pickle files are never loaded.

@@ -58,6 +58,33 @@ public static class PathGuard
         return full;
     }
 
+    /// <summary>
+    /// True when <paramref name="first"/> and <paramref name="second"/> are the same folder or one lies inside the other,
+    /// after making both absolute and following every link along the parts of them that exist. A command that reads one
+    /// folder and writes the other refuses such a pair before writing anything.
+    /// </summary>
+    public static bool Overlaps(string first, string second)
+    {
+        string a = Canonical(first), b = Canonical(second);
+        return IsInside(a, b) || IsInside(b, a);
+    }
+
+    /// <summary>The absolute form of <paramref name="path"/> with each existing link along it replaced by its final target.</summary>
+    private static string Canonical(string path)
+    {
+        string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
+        string root = Path.GetPathRoot(full) ?? "";
+        string current = root;
+        foreach (string segment in full[root.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries))
+        {
+            current = Path.Combine(current, segment);
+            if (!Path.Exists(current)) continue;
+            string? target = ResolveFinal(current);
+            if (target is not null) current = target;
+        }
+        return Path.TrimEndingDirectorySeparator(current);
+    }
+
     /// <summary>The final target of a link at <paramref name="path"/>, or null when it is not a link (or does not exist).</summary>
     private static string? ResolveFinal(string path)
     {

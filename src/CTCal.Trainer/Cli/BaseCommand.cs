@@ -64,6 +64,7 @@ public sealed partial class TrainerCli
             vae.SetAction(parse => Guarded(() =>
             {
                 SetThreads(parse.GetValue(threads));
+                RefuseOverlap(Path.GetFullPath(parse.GetValue(output)!), parse.GetValue(data)!, "--data");
                 var config = LoadSizes(parse.GetValue(sizes)!);
                 var dataset = ImageCaptionDataset.Open(parse.GetValue(data)!, config.ImageSize);
                 var options = new VaeTrainingOptions
@@ -102,6 +103,12 @@ public sealed partial class TrainerCli
             unet.SetAction(parse => Guarded(() =>
             {
                 SetThreads(parse.GetValue(threads));
+                string outFull = Path.GetFullPath(parse.GetValue(output)!);
+                RefuseOverlap(outFull, parse.GetValue(data)!, "--data");
+                // The recipe trains the VAE into <out>/vae and then the UNet into <out>: reading <out>/vae and copying it onto
+                // itself (atomically) loses nothing. Any other overlap of --vae and --out is refused.
+                string vaeDir = Path.GetDirectoryName(Path.GetFullPath(BaseDiffusionTrainer.ResolveVae(parse.GetValue(vaeFolder)!).ConfigPath))!;
+                if (!string.Equals(vaeDir, Path.Combine(outFull, "vae"), StringComparison.Ordinal)) RefuseOverlap(outFull, vaeDir, "--vae");
                 var config = LoadSizes(parse.GetValue(sizes)!);
                 var dataset = ImageCaptionDataset.Open(parse.GetValue(data)!, config.ImageSize);
                 double gamma = parse.GetValue(snr);

@@ -7,4 +7,7 @@ public static class Logging
 {
     /// <summary>Sends the file log to <c>{folder}/train.log</c> from now on.</summary>
     public static void UseOutputFolder(string folder) => GlobalDiagnosticsContext.Set("logDir", folder);
+
+    /// <summary>Sends the file log back to <c>logs/</c> beside the executable.</summary>
+    public static void UseDefaultFolder() => GlobalDiagnosticsContext.Remove("logDir");
 }

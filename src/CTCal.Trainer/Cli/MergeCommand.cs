@@ -25,6 +25,7 @@ public sealed partial class TrainerCli
         try
         {
             if (!File.Exists(loraPath)) throw new FileNotFoundException($"LoRA file {loraPath} does not exist", loraPath);
+            RefuseOverlap(Path.GetFullPath(outputFolder), modelFolder, "--model");
             var (tensors, rank, alpha) = LoraFile.Load(loraPath);
             try
             {

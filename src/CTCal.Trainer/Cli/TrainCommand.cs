@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using CTCal.Core.Models;
 using CTCal.Core.Schedulers;
 using CTCal.Trainer.Calibration;
 using CTCal.Trainer.Data;
@@ -75,6 +76,16 @@ public sealed partial class TrainerCli
         return command;
     }
 
+    private const int MinResolution = 8;
+    private const int MaxResolution = 4096;
+
+    /// <summary>Refuses an output folder that is, contains or lies inside a folder the command reads (exit 2, naming both).</summary>
+    private static void RefuseOverlap(string output, string input, string inputOption)
+    {
+        if (PathGuard.Overlaps(output, input))
+            throw new UsageException($"--out '{output}' must not be, contain or lie inside {inputOption} '{Path.GetFullPath(input)}': the run would write into what it reads");
+    }
+
     private static T Choose<T>(string value, params (string Name, T Value)[] choices) => choices.First(c => c.Name == value).Value;
 
     private static string Required(string? value, string name) =>
@@ -83,6 +94,7 @@ public sealed partial class TrainerCli
     private int Train(ParseResult parse, TrainOptions o)
     {
         JsonLinesObserver? json = null;
+        Logging.UseDefaultFolder(); // nothing is logged into --out before it is checked
         try
         {
             var v = new OptionValues(parse, parse.GetValue(o.Config), o.All());
@@ -91,10 +103,8 @@ public sealed partial class TrainerCli
             string model = Required(v.Get(o.Model), "--model");
             string data = Required(v.Get(o.Data), "--data");
             string output = Path.GetFullPath(Required(v.Get(o.Out), "--out"));
-            OutputFolder.EnsureWritable(output);
-            Logging.UseOutputFolder(output);
-            int stale = OutputFolder.RemoveStaleTemporaryFiles(output);
-            if (stale > 0) Log.Info("removed {0} temporary file(s) left by an interrupted run under {1}", stale, output);
+            RefuseOverlap(output, model, "--model");
+            RefuseOverlap(output, data, "--data");
 
             var options = new TrainingOptions
             {
@@ -136,35 +146,47 @@ public sealed partial class TrainerCli
             try { options.Validate(); }
             catch (ArgumentException e) { throw new UsageException($"invalid option: {e.Message}"); }
             int resolution = v.Get(o.Resolution);
-            if (resolution <= 0) throw new UsageException("--resolution must be positive");
+            if (resolution is < MinResolution or > MaxResolution)
+                throw new UsageException($"--resolution {resolution} is outside [{MinResolution}, {MaxResolution}]");
             int threads = v.Get(o.Threads);
+            string? resume = v.Get(o.Resume);
+            if (resume == "latest")
+                resume = TrainingRun.LatestCheckpoint(output) ?? throw new UsageException($"--resume latest: no checkpoint under {Path.Combine(output, "checkpoints")}");
+            else if (resume is not null && !File.Exists(resume))
+                throw new UsageException($"--resume {resume}: no such checkpoint file");
+            string configJson = JsonSerializer.Serialize(
+                new { model = Path.GetFullPath(model), data = Path.GetFullPath(data), resolution, threads, options }, new JsonSerializerOptions { WriteIndented = true });
             SetThreads(threads);
 
             var dataset = ImageCaptionDataset.Open(data, resolution, v.Get(o.Strict));
             using var diffusion = _loadModel(model);
             if (options.TeacherTimestep >= diffusion.AlphasCumprod.Length)
                 throw new UsageException($"--teacher-t {options.TeacherTimestep} is not below the {diffusion.AlphasCumprod.Length} training timesteps");
+            if (resolution % diffusion.VaeScaleFactor != 0)
+                throw new UsageException($"--resolution {resolution} is not a multiple of the model's VAE scale factor {diffusion.VaeScaleFactor}");
+            SchedulerConfig? validationScheduler = options.ValidationPrompts.Count > 0
+                ? SchedulerConfig.Load(Path.Combine(model, "scheduler", "scheduler_config.json")) : null;
 
-            OutputFolder.WriteAllTextAtomic(Path.Combine(output, "train_config.json"), JsonSerializer.Serialize(
-                new { model = Path.GetFullPath(model), data = Path.GetFullPath(data), resolution, threads, options }, new JsonSerializerOptions { WriteIndented = true }));
-
-            string? resume = v.Get(o.Resume);
-            if (resume == "latest")
-                resume = TrainingRun.LatestCheckpoint(output) ?? throw new UsageException($"--resume latest: no checkpoint under {Path.Combine(output, "checkpoints")}");
+            // Everything above only reads. From here the output folder is written; until the first step is done a failure
+            // puts it back as it was (removed when this run created it).
+            using var guard = new OutputFolderGuard(output);
+            OutputFolder.EnsureWritable(output);
+            Logging.UseOutputFolder(output);
 
             int Execute(ITrainingObserver display)
             {
-                var observer = new CompositeObserver(new LogObserver(), display);
+                var observer = new CompositeObserver(new LogObserver(), display, guard);
                 foreach (var problem in dataset.Report.Problems) observer.Message("warn", $"dataset: {problem} (skipped)");
                 using var run = new TrainingRun(diffusion, dataset, options, output, observer);
-                if (options.ValidationPrompts.Count > 0)
+                if (validationScheduler is not null)
                 {
-                    string schedulerConfig = Path.Combine(model, "scheduler", "scheduler_config.json");
-                    run.Validator = new SamplingValidator(diffusion, SchedulerConfig.Load(schedulerConfig), options.ValidationPrompts, resolution,
+                    run.Validator = new SamplingValidator(diffusion, validationScheduler, options.ValidationPrompts, resolution,
                         options.ValidationSteps, options.ValidationScheduler, options.ValidationGuidance, options.Seed);
                 }
                 if (resume is not null) run.Resume(resume);
+                OutputFolder.WriteAllTextAtomic(Path.Combine(output, "train_config.json"), configJson);
                 var result = run.Run(Cancellation.Token);
+                guard.Commit();
                 json?.Write("done", new
                 {
                     result.Steps, result.SkippedSteps, result.DiffusionOnlySamples, result.LastCheckpoint, result.FinalWeights, result.Cancelled,

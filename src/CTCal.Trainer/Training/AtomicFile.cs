@@ -20,6 +20,15 @@ internal static class AtomicFile
             stream.Flush(flushToDisk: true);
         });
 
+    /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/>, creating its folder.</summary>
+    public static void WriteBytes(string path, byte[] bytes) =>
+        Replace(path, temp =>
+        {
+            using var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+            stream.Write(bytes);
+            stream.Flush(flushToDisk: true);
+        });
+
     /// <summary>Copies <paramref name="source"/> to <paramref name="destination"/>, creating its folder.</summary>
     public static void Copy(string source, string destination) =>
         Replace(destination, temp =>

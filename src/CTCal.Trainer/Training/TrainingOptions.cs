@@ -59,10 +59,24 @@ public sealed record TrainingOptions
         if (WarmupSteps < 0) throw new ArgumentOutOfRangeException("warmup", WarmupSteps, "warmup must be >= 0");
         if (SaveEvery < 0) throw new ArgumentOutOfRangeException("save-every", SaveEvery, "save-every must be >= 0");
         if (ValidateEvery < 0) throw new ArgumentOutOfRangeException("validate-every", ValidateEvery, "validate-every must be >= 0");
-        if (MaxGradNorm < 0) throw new ArgumentOutOfRangeException("max-grad-norm", MaxGradNorm, "max-grad-norm must be >= 0");
+        static void Finite(double v, string name, double min, double max, string range)
+        {
+            if (!(v >= min && v <= max) || !double.IsFinite(v)) throw new ArgumentOutOfRangeException(name, v, $"{name} must be a finite number {range} (got {v})");
+        }
+        Finite(WeightDecay, "weight-decay", 0, double.MaxValue, ">= 0");
+        Finite(MaxGradNorm, "max-grad-norm", 0, double.MaxValue, ">= 0 (0: off)");
+        Finite(NoiseOffset, "noise-offset", 0, 1, "in [0, 1]");
+        if (MinSnrGamma is { } gamma) Finite(gamma, "min-snr-gamma", double.Epsilon, double.MaxValue, "> 0");
+        Finite(Beta1, "beta1", 0, 1 - 1e-12, "in [0, 1)");
+        Finite(Beta2, "beta2", 0, 1 - 1e-12, "in [0, 1)");
+        Finite(AdamEpsilon, "adam-epsilon", double.Epsilon, 1, "in (0, 1]");
+        Finite(ValidationGuidance, "guidance", 0, 100, "in [0, 100]");
+        if (!CTCal.Core.Schedulers.SchedulerFactory.Names.Contains(ValidationScheduler))
+            throw new ArgumentException($"validation-scheduler '{ValidationScheduler}' is not one of {string.Join(", ", CTCal.Core.Schedulers.SchedulerFactory.Names)}", "validation-scheduler");
+        if (ValidationSteps is < 1 or > 1000) throw new ArgumentOutOfRangeException("validation-steps", ValidationSteps, $"validation-steps must be in [1, 1000] (got {ValidationSteps})");
         if (MaxNonFiniteSteps <= 0) throw new ArgumentOutOfRangeException("max-nan-steps", MaxNonFiniteSteps, "max-nan-steps must be positive");
         if (TeacherTimestep < 0) throw new ArgumentOutOfRangeException("teacher-t", TeacherTimestep, "teacher-t must be >= 0");
-        if (EmaDecay is { } d && !(d > 0 && d < 1)) throw new ArgumentOutOfRangeException("ema-decay", d, "ema-decay must be in (0, 1)");
+        if (EmaDecay is { } d && !(d > 0 && d < 1)) throw new ArgumentOutOfRangeException("ema-decay", d, $"ema-decay must be in (0, 1) (got {d})");
         if (!FullFineTune) Lora.Validate();
         Ctcal.Validate();
         if (Layers.Count == 0) throw new ArgumentException("layers must name at least one attention layer, 'auto' or 'all'", "layers");
