@@ -16,7 +16,7 @@ public static class FaultPoints
     /// <summary>The environment variable read once at start-up.</summary>
     public const string Variable = "CTCAL_FAULT_KILL";
 
-    private static readonly Spec? Armed = Spec.Parse(Environment.GetEnvironmentVariable(Variable));
+    private static readonly Spec? Armed = Load();
     private static int _hits;
 
     /// <summary>True when a kill point was armed through <see cref="Variable"/>.</summary>
@@ -39,6 +39,24 @@ public static class FaultPoints
         using var self = Process.GetCurrentProcess();
         self.Kill();
         Thread.Sleep(Timeout.Infinite); // Kill is asynchronous on some systems: never run past the point.
+    }
+
+    /// <summary>
+    /// Reads <see cref="Variable"/>. A malformed value ends the process with exit status 2 and a message naming the variable
+    /// the first time any point is reached: a typo must never silently disarm a crash test.
+    /// </summary>
+    private static Spec? Load()
+    {
+        try
+        {
+            return Spec.Parse(Environment.GetEnvironmentVariable(Variable));
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            Environment.Exit(2);
+            return null;
+        }
     }
 
     /// <summary>The parsed value of <see cref="Variable"/>.</summary>
