@@ -21,21 +21,21 @@ public sealed class CaptionGrammarFuzzTests
     [Fact]
     public void Every_grammar_caption_parses_back_to_its_spec()
     {
-        Gen.Int[0, AllSpecs.Value.Length - 1].Sample(i =>
+        Gen.Int[0, AllSpecs.Value.Length - 1].Run(i =>
         {
             var spec = AllSpecs.Value[i];
             string caption = CaptionGrammar.Caption(spec);
             var parsed = FuzzBounds.Check(() => CaptionGrammar.Parse(caption), caption, []).Value!;
             Assert.Equal(spec, parsed);
             Assert.Equal(caption, CaptionGrammar.Caption(parsed));
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]
     public void Word_level_mutations_parse_or_throw_FormatException()
     {
         var edit = Gen.Select(Gen.Int[0, 3], Gen.Int[0, 20], Gen.Int[0, Vocabulary.Length - 1]);
-        Gen.Select(Gen.Int[0, AllSpecs.Value.Length - 1], edit.Array[1, 4]).Sample((i, edits) =>
+        Gen.Select(Gen.Int[0, AllSpecs.Value.Length - 1], edit.Array[1, 4]).Run((i, edits) =>
         {
             var words = CaptionGrammar.Caption(AllSpecs.Value[i]).Split(' ').ToList();
             foreach (var (kind, at, w) in edits)
@@ -53,7 +53,7 @@ public sealed class CaptionGrammarFuzzTests
             var outcome = FuzzBounds.Check(() => CaptionGrammar.Parse(caption), FuzzBounds.Describe(caption), Documented);
             // Anything accepted must be a grammar caption up to case, spacing and the article (the grammar allows "a" | "an").
             if (outcome.Succeeded) Assert.Equal(Canonical(CaptionGrammar.Caption(outcome.Value!)), Canonical(caption));
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     private static string Canonical(string caption) => string.Join(' ',
@@ -62,10 +62,10 @@ public sealed class CaptionGrammarFuzzTests
     [Fact]
     public void Arbitrary_strings_parse_or_throw_FormatException()
     {
-        Gen.OneOf(Gen.String, Gen.String[Gen.Char["aenrdtwohlifgubcsqpy \t"], 0, 80]).Sample(caption =>
+        Gen.OneOf(Gen.String, Gen.String[Gen.Char["aenrdtwohlifgubcsqpy \t"], 0, 80]).Run(caption =>
         {
             FuzzBounds.Check(() => CaptionGrammar.Parse(caption), FuzzBounds.Describe(caption), Documented);
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]

@@ -73,7 +73,7 @@ public sealed class ClipTokenizerFuzzTests(ClipTokenizerFixture fixture) : IClas
     public void Encode_arbitrary_prompts_gives_well_formed_77_id_encodings()
     {
         var tokenizer = fixture.Tokenizer;
-        Prompt.Sample(prompt =>
+        Prompt.Run(prompt =>
         {
             var outcome = FuzzBounds.Check(() => (tokenizer.Encode(prompt), tokenizer.EncodeChunks(prompt), tokenizer.EncodeWithoutSpecials(prompt)),
                 FuzzBounds.Describe(prompt), [], AllocationBound(prompt));
@@ -83,7 +83,7 @@ public sealed class ClipTokenizerFuzzTests(ClipTokenizerFixture fixture) : IClas
             Assert.Equal(raw.Take(ClipTokenizer.MaxPromptTokens), single.InputIds.Skip(1).Take(single.TokenCount));
             foreach (var c in chunks) CheckEncoding(tokenizer, prompt, c, chunk: true);
             Assert.Equal(raw, chunks.SelectMany(c => c.InputIds.Skip(1).Take(c.TokenCount)));
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]
@@ -91,14 +91,14 @@ public sealed class ClipTokenizerFuzzTests(ClipTokenizerFixture fixture) : IClas
     {
         // 32k to 128k characters: the time and allocation bounds catch super-linear BPE or pre-tokenizer work.
         var tokenizer = fixture.Tokenizer;
-        Gen.Select(Word.Array[1, 8], Gen.Int[32_768, 131_072]).Sample((words, length) =>
+        Gen.Select(Word.Array[1, 8], Gen.Int[32_768, 131_072]).Run((words, length) =>
         {
             var sb = new StringBuilder(length + 64);
             for (int i = 0; sb.Length < length; i++) sb.Append(words[i % words.Length]).Append(i % 7 == 0 ? "" : " ");
             string prompt = sb.ToString();
             var e = FuzzBounds.Check(() => tokenizer.Encode(prompt), FuzzBounds.Describe(prompt, 80), [], AllocationBound(prompt)).Value!;
             CheckEncoding(tokenizer, prompt, e, chunk: false);
-        }, iter: Math.Max(2, FuzzBounds.Iterations / 50), threads: 1, seed: FuzzBounds.Seed);
+        }, iter: Math.Max(2, FuzzBounds.Iterations / 50));
     }
 
     [Theory]
@@ -147,12 +147,12 @@ public sealed class ClipTokenizerFuzzTests(ClipTokenizerFixture fixture) : IClas
     [Fact]
     public void FromFiles_with_mutated_vocab_json_loads_or_throws_InvalidDataException()
     {
-        JsonMutator.Mutations().Sample(mutations =>
+        JsonMutator.Mutations().Run(mutations =>
         {
             string vocab = JsonMutator.Apply(SmallSeeds.Value.Vocab, mutations);
             LoadAndEncode(Encoding.UTF8.GetBytes(vocab), Encoding.UTF8.GetBytes(SmallSeeds.Value.Merges),
                 $"vocab {FuzzBounds.Describe(vocab, 120)} ({string.Join(", ", mutations)})");
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]
@@ -167,11 +167,11 @@ public sealed class ClipTokenizerFuzzTests(ClipTokenizerFixture fixture) : IClas
                     lines.Insert(Math.Min(line, lines.Count), text);
                     return string.Join('\n', lines);
                 })));
-        lineEdits.Array[1, 3].Sample(edits =>
+        lineEdits.Array[1, 3].Run(edits =>
         {
             string merges = edits.Aggregate(SmallSeeds.Value.Merges, (text, edit) => edit(text));
             LoadAndEncode(Encoding.UTF8.GetBytes(SmallSeeds.Value.Vocab), Encoding.UTF8.GetBytes(merges), $"merges {FuzzBounds.Describe(merges)}");
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]

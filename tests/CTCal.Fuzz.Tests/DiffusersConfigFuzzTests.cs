@@ -157,7 +157,7 @@ public sealed class DiffusersConfigFuzzTests
     [Fact]
     public void Valid_unet_configs_read_back_field_for_field()
     {
-        ValidUNet.Sample(c =>
+        ValidUNet.Run(c =>
         {
             var config = FuzzBounds.Check(() => UNetConfig.Parse(c.Json), c.Json, []).Value!;
             Assert.Equal(c.Channels, config.BlockOutChannels);
@@ -171,13 +171,13 @@ public sealed class DiffusersConfigFuzzTests
             Assert.Equal(c.Eps, config.NormEps);
             Assert.Equal(c.Sample, config.SampleSize);
             Assert.Equal(c.Channels[0] * 4, config.TimeEmbeddingDim);
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]
     public void Valid_vae_configs_read_back_field_for_field()
     {
-        ValidVae.Sample(c =>
+        ValidVae.Run(c =>
         {
             var config = FuzzBounds.Check(() => VaeConfig.Parse(c.Json), c.Json, []).Value!;
             Assert.Equal(c.Channels, config.BlockOutChannels);
@@ -186,25 +186,25 @@ public sealed class DiffusersConfigFuzzTests
             Assert.Equal(c.Scaling, config.ScalingFactor);
             Assert.Equal(c.Latent, config.LatentChannels);
             Assert.Equal(1 << (c.Channels.Length - 1), config.DownscaleFactor);
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]
     public void Valid_clip_text_configs_read_back_field_for_field()
     {
-        ValidClip.Sample(c =>
+        ValidClip.Run(c =>
         {
             var config = FuzzBounds.Check(() => ClipTextConfig.Parse(c.Json), c.Json, []).Value!;
             Assert.Equal((c.Hidden, c.Heads, c.Layers, c.Act, c.Vocab, c.Eos, c.Eps),
                 (config.HiddenSize, config.NumAttentionHeads, config.NumHiddenLayers, config.HiddenAct, config.VocabSize, config.EosTokenId, config.LayerNormEps));
             Assert.Equal(c.Hidden / c.Heads, config.HeadDim);
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]
     public void Valid_model_indexes_read_back_components_and_other_fields()
     {
-        ValidModelIndex.Sample(c =>
+        ValidModelIndex.Run(c =>
         {
             var index = FuzzBounds.Check(() => ModelIndex.Parse(c.Json), c.Json, []).Value!;
             Assert.Equal(c.ClassName, index.ClassName);
@@ -216,7 +216,7 @@ public sealed class DiffusersConfigFuzzTests
                 Assert.Equal(lib is not null || cls is not null, index.HasComponent(name));
             }
             Assert.Equal(c.Others.Order(StringComparer.Ordinal), index.OtherFields.Keys.Order(StringComparer.Ordinal));
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     private static Gen<string> ValidJsonOf(string kind) => kind switch
@@ -235,11 +235,11 @@ public sealed class DiffusersConfigFuzzTests
     {
         var seeds = Seeds.Value[kind];
         var source = Gen.OneOf(Gen.Int[0, seeds.Length - 1].Select(i => seeds[i]), ValidJsonOf(kind));
-        Gen.Select(source, JsonMutator.Mutations()).Sample((json, mutations) =>
+        Gen.Select(source, JsonMutator.Mutations()).Run((json, mutations) =>
         {
             string mutated = JsonMutator.Apply(json, mutations);
             FuzzBounds.Check(() => Parsers[kind](mutated), $"{kind}: {FuzzBounds.Describe(mutated)} ({string.Join(", ", mutations)})", Documented);
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Theory]
@@ -247,8 +247,8 @@ public sealed class DiffusersConfigFuzzTests
     public void Random_text_parses_or_throws_DiffusersConfigException(string kind)
     {
         var text = Gen.OneOf(Gen.String, Gen.String[Gen.Char["{}[]\":,0123456789.eE-+ntrufalse\\u"], 0, 200]);
-        text.Sample(json => { FuzzBounds.Check(() => Parsers[kind](json), $"{kind}: {FuzzBounds.Describe(json)}", Documented); },
-            iter: FuzzBounds.Scaled(0.25), threads: 1, seed: FuzzBounds.Seed);
+        text.Run(json => { FuzzBounds.Check(() => Parsers[kind](json), $"{kind}: {FuzzBounds.Describe(json)}", Documented); },
+            iter: FuzzBounds.Scaled(0.25));
     }
 
     [Fact]

@@ -42,7 +42,7 @@ public sealed class EvalPromptsFuzzTests : IDisposable
     [Fact]
     public void Written_eval_prompts_read_back_identically()
     {
-        Worlds.Sample(world =>
+        Worlds.Run(world =>
         {
             string path = WriteValid(world);
             var read = Read(File.ReadAllBytes(path), $"world seed {world.Options.Seed}").Value!;
@@ -55,18 +55,18 @@ public sealed class EvalPromptsFuzzTests : IDisposable
                 Assert.Equal(e.Spec, r.Spec);
                 Assert.Equal(e.Subjects, r.Subjects);
             }
-        }, iter: FuzzBounds.Scaled(0.2), threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Scaled(0.2));
     }
 
     [Fact]
     public void Mutated_eval_prompt_files_read_or_throw_InvalidDataException()
     {
         var seeds = Corpus.Texts("eval-prompts", "valid.*.json");
-        Gen.Select(Gen.Int[0, seeds.Length - 1], JsonMutator.Mutations()).Sample((seed, mutations) =>
+        Gen.Select(Gen.Int[0, seeds.Length - 1], JsonMutator.Mutations()).Run((seed, mutations) =>
         {
             string mutated = JsonMutator.Apply(seeds[seed], mutations);
             Read(Encoding.UTF8.GetBytes(mutated), $"{FuzzBounds.Describe(mutated)} ({string.Join(", ", mutations)})");
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using CsCheck;
 using System.Diagnostics;
 using Xunit.Sdk;
 
@@ -6,7 +7,8 @@ namespace CTCal.Fuzz.Tests;
 /// <summary>
 /// The fuzz property: running a parser on any input ends in a result or in one of its documented exception types,
 /// within <see cref="TimeBound"/> and allocating at most <see cref="AllocationBound"/> bytes on its thread.
-/// The iteration count comes from <c>CTCAL_FUZZ_ITERATIONS</c> (default <see cref="DefaultIterations"/>).
+/// The iteration count comes from <c>CTCAL_FUZZ_ITERATIONS</c> (default <see cref="DefaultIterations"/>); the inputs from a
+/// fixed seed set (<see cref="Run{T}"/>).
 /// </summary>
 internal static class FuzzBounds
 {
@@ -29,11 +31,57 @@ internal static class FuzzBounds
     public static long Scaled(double factor) => Math.Max(1, (long)(Iterations * factor));
 
     /// <summary>
-    /// CsCheck seed from CTCAL_FUZZ_SEED (or CsCheck's own CsCheck_Seed), to replay the seed a failure reports; null = random.
+    /// A seed to replay (the one a failure printed): CTCAL_FUZZ_SEED, or CsCheck's own CsCheck_Seed. When set, each property
+    /// runs that one case.
     /// </summary>
     public static string? Seed =>
         Environment.GetEnvironmentVariable("CTCAL_FUZZ_SEED") is { Length: > 0 } s ? s
         : Environment.GetEnvironmentVariable("CsCheck_Seed") is { Length: > 0 } c ? c : null;
+
+    /// <summary>
+    /// CTCAL_FUZZ_RANDOM=1 explores with CsCheck's own time-seeded generator (a campaign); otherwise every run of the same
+    /// commit tries the same fixed inputs: iteration i of every property uses the seed <c>PCG(stream 7, i + FixedBase)</c>,
+    /// so a CI failure is a real, repeatable failure and never luck.
+    /// </summary>
+    public static readonly bool RandomExploration = Environment.GetEnvironmentVariable("CTCAL_FUZZ_RANDOM") == "1";
+
+    /// <summary>First seed of the fixed set (CTCAL_FUZZ_BASE overrides, to try another fixed set).</summary>
+    public static readonly ulong FixedBase = (ulong)ReadPositive("CTCAL_FUZZ_BASE", 20_261_206);
+
+    /// <summary>The seed string of iteration <paramref name="i"/> of the fixed set.</summary>
+    public static string FixedSeed(long i) => new PCG(7, FixedBase + (ulong)i).ToString();
+
+    /// <summary>
+    /// Runs <paramref name="assert"/> on <paramref name="iter"/> generated inputs, one thread: the fixed seed set by default,
+    /// the one replayed <see cref="Seed"/> when set, or random inputs under <see cref="RandomExploration"/>. A failure is
+    /// shrunk by CsCheck and reported with its seed (CsCheck_Seed = "..."), to replay with CTCAL_FUZZ_SEED.
+    /// </summary>
+    public static void Run<T>(this Gen<T> gen, Action<T> assert, long iter)
+    {
+        if (Seed is { } replay)
+        {
+            gen.Sample(assert, seed: replay, iter: 1, threads: 1);
+            return;
+        }
+        if (RandomExploration)
+        {
+            gen.Sample(assert, iter: iter, threads: 1);
+            return;
+        }
+        for (long i = 0; i < iter; i++) gen.Sample(assert, seed: FixedSeed(i), iter: 1, threads: 1);
+    }
+
+    public static void Run<T1, T2>(this Gen<(T1, T2)> gen, Action<T1, T2> assert, long iter) =>
+        gen.Run(t => assert(t.Item1, t.Item2), iter);
+
+    public static void Run<T1, T2, T3>(this Gen<(T1, T2, T3)> gen, Action<T1, T2, T3> assert, long iter) =>
+        gen.Run(t => assert(t.Item1, t.Item2, t.Item3), iter);
+
+    public static void Run<T1, T2, T3, T4>(this Gen<(T1, T2, T3, T4)> gen, Action<T1, T2, T3, T4> assert, long iter) =>
+        gen.Run(t => assert(t.Item1, t.Item2, t.Item3, t.Item4), iter);
+
+    public static void Run<T1, T2, T3, T4, T5>(this Gen<(T1, T2, T3, T4, T5)> gen, Action<T1, T2, T3, T4, T5> assert, long iter) =>
+        gen.Run(t => assert(t.Item1, t.Item2, t.Item3, t.Item4, t.Item5), iter);
 
     private static long ReadPositive(string name, long fallback)
     {

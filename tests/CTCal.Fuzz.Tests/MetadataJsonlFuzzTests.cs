@@ -44,7 +44,7 @@ public sealed class MetadataJsonlFuzzTests : IDisposable
     [Fact]
     public void Valid_metadata_lines_round_trip()
     {
-        ValidLines.Sample(lines =>
+        ValidLines.Run(lines =>
         {
             var read = Read(Encoding.UTF8.GetBytes(ToJsonl(lines)), string.Join(" | ", lines.Select(l => l.ToString()))).Value!;
             Assert.Equal(lines.Length, read.Count);
@@ -54,7 +54,7 @@ public sealed class MetadataJsonlFuzzTests : IDisposable
                 Assert.Equal(lines[i].Text, read[i].Text);
                 Assert.Equal(lines[i].Subjects, read[i].Subjects);
             }
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]
@@ -63,7 +63,7 @@ public sealed class MetadataJsonlFuzzTests : IDisposable
         var seeds = Corpus.Texts("metadata-jsonl", "valid.*.jsonl");
         var source = Gen.OneOf(Gen.Int[0, seeds.Length - 1].Select(i => seeds[i]), ValidLines.Select(ToJsonl));
         Gen.Select(source, Gen.Int[0, 100], JsonMutator.Mutations(), ByteMutator.Mutations(2), Gen.Bool)
-            .Sample((jsonl, lineIndex, jsonMutations, byteMutations, bytesToo) =>
+            .Run((jsonl, lineIndex, jsonMutations, byteMutations, bytesToo) =>
             {
                 // JSON mutations on one line (or the whole file, so that line breaks move), then optional raw byte mutations.
                 var lines = jsonl.Split('\n');
@@ -73,7 +73,7 @@ public sealed class MetadataJsonlFuzzTests : IDisposable
                 byte[] bytes = Encoding.UTF8.GetBytes(text);
                 if (bytesToo) bytes = ByteMutator.Apply(bytes, byteMutations);
                 Read(bytes, $"{FuzzBounds.Describe(bytes)} ({string.Join(", ", jsonMutations)}{(bytesToo ? "; " + string.Join(", ", byteMutations) : "")})");
-            }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+            }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]

@@ -30,7 +30,7 @@ public sealed class ModelFolderFuzzTests : IDisposable
     [Fact]
     public void Generated_layouts_open_or_throw_ModelFolderException()
     {
-        Gen.Select(Gen.Bool.Array[Candidates.Length], Gen.Bool.Array[Candidates.Length], Required, Variant).Sample((present, asFolder, required, variant) =>
+        Gen.Select(Gen.Bool.Array[Candidates.Length], Gen.Bool.Array[Candidates.Length], Required, Variant).Run((present, asFolder, required, variant) =>
         {
             string root = Path.Combine(_temp.Path, Guid.NewGuid().ToString("N"));
             Directory.CreateDirectory(root);
@@ -65,6 +65,6 @@ public sealed class ModelFolderFuzzTests : IDisposable
                 }
             }
             Directory.Delete(root, recursive: true);
-        }, iter: FuzzBounds.Scaled(0.4), threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Scaled(0.4));
     }
 }

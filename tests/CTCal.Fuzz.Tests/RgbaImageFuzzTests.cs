@@ -53,34 +53,34 @@ public sealed class RgbaImageFuzzTests
     [Fact]
     public void Png_written_by_EncodePng_decodes_to_the_same_pixels()
     {
-        Images.Sample(image =>
+        Images.Run(image =>
         {
             var decoded = Decode(image.EncodePng(), $"{image.Width}x{image.Height}").Value!;
             Assert.Equal((image.Width, image.Height), (decoded.Width, decoded.Height));
             Assert.Equal(image.Pixels, decoded.Pixels);
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]
     public void Mutated_images_decode_or_throw_InvalidDataException()
     {
         var formats = Gen.OneOf(SKEncodedImageFormat.Png, SKEncodedImageFormat.Jpeg, SKEncodedImageFormat.Webp);
-        Gen.Select(Images, formats, ByteMutator.Mutations(6)).Sample((image, format, mutations) =>
+        Gen.Select(Images, formats, ByteMutator.Mutations(6)).Run((image, format, mutations) =>
         {
             byte[] bytes = ByteMutator.Apply(Encode(image, format), mutations);
             Decode(bytes, $"{format} {image.Width}x{image.Height} mutated by {string.Join(", ", mutations)}: {FuzzBounds.Describe(bytes)}");
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]
     public void Mutated_corpus_images_decode_or_throw_InvalidDataException()
     {
         var seeds = Corpus.Files("rgba-image", "valid.*").Select(File.ReadAllBytes).ToArray();
-        Gen.Select(Gen.Int[0, seeds.Length - 1], ByteMutator.Mutations(6)).Sample((i, mutations) =>
+        Gen.Select(Gen.Int[0, seeds.Length - 1], ByteMutator.Mutations(6)).Run((i, mutations) =>
         {
             byte[] bytes = ByteMutator.Apply(seeds[i], mutations);
             Decode(bytes, $"seed {i} mutated by {string.Join(", ", mutations)}: {FuzzBounds.Describe(bytes)}");
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]

@@ -100,7 +100,7 @@ public sealed class SafetensorsFuzzTests : IDisposable
     [Fact]
     public void Valid_files_round_trip_names_dtypes_shapes_bytes_and_metadata()
     {
-        ValidSpec.Sample(spec =>
+        ValidSpec.Run(spec =>
         {
             string path = Path.Combine(_temp.Path, $"rt-{Guid.NewGuid():N}.safetensors");
             SafetensorsWriter.Write(path, spec.Tensors.Select(t => SafetensorsWriteEntry.FromBytes(t.Name, t.DType, t.Shape, t.Data)).ToList(), spec.Metadata);
@@ -122,23 +122,23 @@ public sealed class SafetensorsFuzzTests : IDisposable
             }, spec.ToString(), []);
             Assert.True(outcome.Succeeded);
             File.Delete(path);
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]
     public void Byte_mutations_of_valid_files_open_or_throw_SafetensorsException()
     {
-        Gen.Select(ValidSpec, ByteMutator.Mutations()).Sample((spec, mutations) =>
+        Gen.Select(ValidSpec, ByteMutator.Mutations()).Run((spec, mutations) =>
         {
             byte[] bytes = ByteMutator.Apply(Serialize(spec, _temp.Path), mutations);
             OpenAndReadAll(bytes, $"{spec} mutated by {string.Join(", ", mutations)}: {FuzzBounds.Describe(bytes)}");
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]
     public void Header_json_mutations_open_or_throw_SafetensorsException()
     {
-        Gen.Select(ValidSpec, JsonMutator.Mutations(), Gen.Bool).Sample((spec, mutations, pad) =>
+        Gen.Select(ValidSpec, JsonMutator.Mutations(), Gen.Bool).Run((spec, mutations, pad) =>
         {
             byte[] valid = Serialize(spec, _temp.Path);
             ulong n = BinaryPrimitives.ReadUInt64LittleEndian(valid);
@@ -146,13 +146,13 @@ public sealed class SafetensorsFuzzTests : IDisposable
             string mutated = JsonMutator.Apply(header, mutations);
             byte[] bytes = WithHeader(mutated, valid.AsSpan(8 + (int)n), pad);
             OpenAndReadAll(bytes, $"header {FuzzBounds.Describe(mutated)} from {string.Join(", ", mutations)}");
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]
     public void Length_prefix_set_to_hostile_values_throws_SafetensorsException()
     {
-        Gen.Select(ValidSpec, Gen.Int[0, ByteMutator.InterestingIntegers.Length + 3]).Sample((spec, which) =>
+        Gen.Select(ValidSpec, Gen.Int[0, ByteMutator.InterestingIntegers.Length + 3]).Run((spec, which) =>
         {
             byte[] bytes = Serialize(spec, _temp.Path);
             ulong real = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
@@ -171,31 +171,35 @@ public sealed class SafetensorsFuzzTests : IDisposable
                 // Only a shorter header that still parses to the same layout could be accepted; never a longer one.
                 Assert.True(value < real, $"length prefix {value} > real {real} accepted");
             }
-        }, iter: FuzzBounds.Scaled(0.5), threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Scaled(0.5));
     }
 
     [Fact]
     public void Random_bytes_open_or_throw_SafetensorsException()
     {
-        Gen.Byte.Array[0, 600].Sample(bytes => { OpenAndReadAll(bytes, FuzzBounds.Describe(bytes)); },
-            iter: FuzzBounds.Scaled(0.5), threads: 1, seed: FuzzBounds.Seed);
+        Gen.Byte.Array[0, 600].Run(bytes => { OpenAndReadAll(bytes, FuzzBounds.Describe(bytes)); },
+            iter: FuzzBounds.Scaled(0.5));
     }
 
     [Fact]
     public void Writer_refuses_lone_surrogate_names_with_SafetensorsException()
     {
-        Gen.Select(Name, Gen.Int[0, 20], Gen.Char['\ud800', '\udfff']).Sample((name, at, surrogate) =>
+        Gen.Select(Name, Gen.Int[0, 20], Gen.Char['\ud800', '\udfff']).Run((name, at, surrogate) =>
         {
             string bad = name.Insert(Math.Min(at, name.Length), surrogate.ToString());
             if (bad.Length > 1 && char.IsSurrogatePair(bad, Math.Max(0, Math.Min(at, bad.Length - 2)))) return;
             string path = Path.Combine(_temp.Path, "w.safetensors");
-            FuzzBounds.Check(() =>
+            var outcome = FuzzBounds.Check(() =>
             {
                 SafetensorsWriter.Write(path, [SafetensorsWriteEntry.FromBytes(bad, SafetensorsDType.U8, [1], new byte[1])]);
                 return true;
             }, FuzzBounds.Describe(bad), Documented);
+            // The writer must refuse the name (not write a file whose header is not valid UTF-8), with the documented type.
+            Assert.False(outcome.Succeeded, $"the writer accepted the lone surrogate in {FuzzBounds.Describe(bad)}");
+            Assert.IsType<SafetensorsException>(outcome.Error);
+            Assert.False(File.Exists(path), "a file was written under the final name");
             Assert.Empty(Directory.GetFiles(_temp.Path, ".w.safetensors.*.tmp"));
-        }, iter: FuzzBounds.Scaled(0.5), threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Scaled(0.5));
     }
 
     [Fact]

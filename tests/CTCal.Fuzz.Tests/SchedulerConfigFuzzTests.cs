@@ -54,7 +54,7 @@ public sealed class SchedulerConfigFuzzTests
     [Fact]
     public void Valid_scheduler_configs_read_back_field_for_field()
     {
-        Valid.Sample(c =>
+        Valid.Run(c =>
         {
             var config = FuzzBounds.Check(() => SchedulerConfig.Parse(c.Json), c.Json, []).Value!;
             var e = c.Expected;
@@ -63,18 +63,18 @@ public sealed class SchedulerConfigFuzzTests
             Assert.Equal((e.StepsOffset, e.SolverOrder, e.SolverType, e.UseKarrasSigmas, e.ClipSampleRange),
                 (config.StepsOffset, config.SolverOrder, config.SolverType, config.UseKarrasSigmas, config.ClipSampleRange));
             Assert.Equal(e.TrainedBetas, config.TrainedBetas);
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]
     public void Mutated_scheduler_configs_parse_or_throw_DiffusersConfigException()
     {
         var source = Gen.OneOf(Gen.Int[0, Seeds.Value.Length - 1].Select(i => Seeds.Value[i]), Valid.Select(c => c.Json));
-        Gen.Select(source, JsonMutator.Mutations()).Sample((json, mutations) =>
+        Gen.Select(source, JsonMutator.Mutations()).Run((json, mutations) =>
         {
             string mutated = JsonMutator.Apply(json, mutations);
             FuzzBounds.Check(() => SchedulerConfig.Parse(mutated), $"{FuzzBounds.Describe(mutated)} ({string.Join(", ", mutations)})", Documented);
-        }, iter: FuzzBounds.Iterations, threads: 1, seed: FuzzBounds.Seed);
+        }, iter: FuzzBounds.Iterations);
     }
 
     [Fact]
