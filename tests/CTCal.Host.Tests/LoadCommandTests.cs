@@ -49,6 +49,7 @@ public sealed class LoadCommandTests : IDisposable
         Assert.Matches(@"end, after 2 concurrent.*: " + Figures + @", RSS growth [+-]?\d+\.\d%; allocated \d+\.\d MiB managed \(\d+ KiB/image\), \d+ gen0 GCs", output);
         Assert.Matches(@"throughput: sequential \d+\.\d images/s, concurrent x2 \d+\.\d images/s", output);
         Assert.Contains(code == 0 ? "PASS: RSS growth" : "FAIL: RSS growth", output);
+        Assert.DoesNotContain(code == 0 ? "FAIL: RSS growth" : "PASS: RSS growth", output);
 
         (code, output) = Run("load", "--config", config, "-m", "no-such-model", "--sequential", "1", "--concurrent", "1");
         Assert.Equal(2, code);
@@ -57,5 +58,30 @@ public sealed class LoadCommandTests : IDisposable
         (code, output) = Run("load", "--config", Path.Combine(_root, "missing.json"), "-m", "tiny-sd1");
         Assert.Equal(2, code);
         Assert.Contains("missing.json", output);
+    }
+
+    private const long MiB = 1024 * 1024;
+
+    /// <summary>The verdict on made-up readings: each limit on both sides of its threshold, and what the line says.</summary>
+    [Theory]
+    [InlineData(100, 109, 0, 0, true)]      // +9% RSS
+    [InlineData(100, 95, 0, 0, true)]       // shrinking is fine
+    [InlineData(100, 110, 0, 0, false)]     // +10% is the limit itself: fails
+    [InlineData(100, 140, 0, 0, false)]
+    [InlineData(100, 100, 16, 0, true)]     // +16 handles allowed
+    [InlineData(100, 100, 17, 0, false)]
+    [InlineData(100, 100, 0, 4, true)]      // +4 threads allowed
+    [InlineData(100, 100, 0, 5, false)]
+    public void VerdictAppliesEachLimit(int warmMib, int endMib, int extraHandles, int extraThreads, bool pass)
+    {
+        var warm = new LoadCommand.Reading(warmMib * MiB, 124, 17);
+        var end = new LoadCommand.Reading(endMib * MiB, 124 + extraHandles, 17 + extraThreads);
+        var (passed, line) = LoadCommand.Judge(warm, end);
+        Assert.Equal(pass, passed);
+        Assert.StartsWith(pass ? "PASS: " : "FAIL: ", line);
+        double growth = (endMib - warmMib) * 100.0 / warmMib;
+        Assert.Contains($"RSS growth {growth.ToString("+0.0;-0.0;0.0", System.Globalization.CultureInfo.InvariantCulture)}% (limit 10%)", line);
+        Assert.Contains($"handles {(extraHandles == 0 ? "0" : "+" + extraHandles)} (limit +16)", line);
+        Assert.Contains($"threads {(extraThreads == 0 ? "0" : "+" + extraThreads)} (limit +4)", line);
     }
 }

@@ -148,11 +148,8 @@ internal static class LoadCommand
             output.WriteLine($"end, after {m} concurrent{settled}: {end}, RSS growth {Growth(warm, end)}; {Managed(afterSequential, end, m)}");
             output.WriteLine($"throughput: sequential {Rate(n, sequentialSeconds)} images/s, concurrent x{m} {Rate(m, concurrentSeconds)} images/s");
 
-            double growth = (end.RssBytes - warm.RssBytes) / (double)warm.RssBytes;
-            bool pass = growth < MaxRssGrowth && ResourcesBack(warm, end);
-            output.WriteLine(
-                $"{(pass ? "PASS" : "FAIL")}: RSS growth {Growth(warm, end)} (limit {MaxRssGrowth * 100:F0}%), " +
-                $"handles {end.Handles - warm.Handles:+0;-0;0} (limit +{HandleMargin}), threads {end.Threads - warm.Threads:+0;-0;0} (limit +{ThreadMargin})");
+            var (pass, verdict) = Judge(new Reading(warm.RssBytes, warm.Handles, warm.Threads), new Reading(end.RssBytes, end.Handles, end.Threads));
+            output.WriteLine(verdict);
             return pass ? 0 : 4;
         }));
         return command;
@@ -169,6 +166,24 @@ internal static class LoadCommand
 
     private static bool ResourcesBack(Snapshot warm, Snapshot now) =>
         now.Handles <= warm.Handles + HandleMargin && now.Threads <= warm.Threads + ThreadMargin;
+
+    /// <summary>The figures the verdict is made of: resident memory (bytes), open handles, threads.</summary>
+    public readonly record struct Reading(long RssBytes, int Handles, int Threads);
+
+    /// <summary>
+    /// The verdict of a load run: PASS when RSS grew by less than <see cref="MaxRssGrowth"/> of the after-warm-up value and
+    /// handles and threads are within <see cref="HandleMargin"/> / <see cref="ThreadMargin"/> of it; the line says which
+    /// figure failed against which limit.
+    /// </summary>
+    public static (bool Pass, string Line) Judge(Reading warm, Reading end)
+    {
+        if (warm.RssBytes <= 0) throw new ArgumentOutOfRangeException(nameof(warm), warm.RssBytes, "the after-warm-up RSS must be positive");
+        double growth = (end.RssBytes - warm.RssBytes) / (double)warm.RssBytes;
+        bool pass = growth < MaxRssGrowth && end.Handles <= warm.Handles + HandleMargin && end.Threads <= warm.Threads + ThreadMargin;
+        string percent = (growth * 100).ToString("+0.0;-0.0;0.0", CultureInfo.InvariantCulture) + "%";
+        return (pass, $"{(pass ? "PASS" : "FAIL")}: RSS growth {percent} (limit {MaxRssGrowth * 100:F0}%), " +
+            $"handles {end.Handles - warm.Handles:+0;-0;0} (limit +{HandleMargin}), threads {end.Threads - warm.Threads:+0;-0;0} (limit +{ThreadMargin})");
+    }
 
     private static string Mib(long bytes) => Snapshot.Mib(bytes);
 
