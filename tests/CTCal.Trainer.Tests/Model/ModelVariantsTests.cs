@@ -84,10 +84,12 @@ public sealed class ModelVariantsTests
         double vaeErr = FixtureTensors.MaxAbsDiff(decoded, vio["decoded"]);
         var (mean, _) = vae.Encode(vio["image"].to(ScalarType.BFloat16));
         double meanErr = FixtureTensors.MaxAbsDiff(mean, vio["latent_mean"]);
-        // bf16 keeps ~3 significant digits: close, but not the fp32 1e-4 agreement.
-        Assert.True(textErr < 0.1, $"text encoder bf16 error {textErr}");
-        Assert.True(vaeErr < 0.1, $"VAE decode bf16 error {vaeErr}");
-        Assert.True(meanErr < 0.1, $"VAE encode bf16 error {meanErr}");
+        // bf16 keeps ~3 significant digits: close, but not the fp32 1e-4 agreement. Measured on tiny-sd1 (outputs up to
+        // 2.0 / 0.58 / 0.65): 0.018 / 0.014 / 0.0038. The bounds are about 1.5x that, below the ~1e-2 a wrong attention
+        // layout or time embedding moves these outputs by.
+        Assert.True(textErr < 0.03, $"text encoder bf16 error {textErr}");
+        Assert.True(vaeErr < 0.02, $"VAE decode bf16 error {vaeErr}");
+        Assert.True(meanErr < 0.006, $"VAE encode bf16 error {meanErr}");
     }
 
     [Fact]
@@ -108,7 +110,9 @@ public sealed class ModelVariantsTests
         foreach (var (path, map) in capture.Maps)
         {
             Assert.Equal(ScalarType.Float32, map.dtype); // upcast_attention: scores and softmax in fp32
-            Assert.True(FixtureTensors.MaxAbsDiff(map, reference.Maps[path]) < 0.05, path);
+            // Measured 0.002-0.006 on maps of 0.05-0.54 (bf16 projections, fp32 softmax).
+            double error = FixtureTensors.MaxAbsDiff(map, reference.Maps[path]);
+            Assert.True(error < 0.01, $"{path}: bf16 map differs from fp32 by {error}");
         }
     }
 }
