@@ -164,4 +164,101 @@ public sealed class CtcalLossTests
         var n = CtcalLoss.Normalise(maps);
         Assert.True(allclose(n.mean(new long[] { -2, -1 }), ones(3, 2), atol: 1e-5));
     }
+
+    // ---- Term weights, computed by hand on 4x4 maps of one layer and one head (tokens: 0 = start, 1 and 2 = nouns) ----
+
+    private const string HandLayer = "hand.attn2";
+
+    /// <summary>Equal within 2e-6 relative (float32 arithmetic in the loss against double arithmetic here).</summary>
+    private static void Close(double expected, double actual) =>
+        Assert.True(Math.Abs(expected - actual) <= 2e-6 * Math.Max(1, Math.Abs(expected)), $"expected {expected}, got {actual}");
+
+    /// <summary>A token's map: <paramref name="peak"/> at pixel <paramref name="at"/>, <paramref name="rest"/> elsewhere (16 pixels).</summary>
+    private static float[] Column(int at, float peak, float rest) => Enumerable.Range(0, 16).Select(i => i == at ? peak : rest).ToArray();
+
+    /// <summary>[B, 1, 16, 3] maps whose token 1 and 2 columns are the given ones (token 0 takes the rest of the mass).</summary>
+    private static Tensor HandMaps(params (float[] Noun1, float[] Noun2)[] samples)
+    {
+        var data = new float[samples.Length * 16 * 3];
+        for (int b = 0; b < samples.Length; b++)
+            for (int i = 0; i < 16; i++)
+            {
+                int o = (b * 16 + i) * 3;
+                data[o + 1] = samples[b].Noun1[i];
+                data[o + 2] = samples[b].Noun2[i];
+                data[o] = 1 - data[o + 1] - data[o + 2];
+            }
+        return tensor(data, new long[] { samples.Length, 1, 16, 3 });
+    }
+
+    /// <summary>Mean over pixels of the squared difference of the two maps, each scaled to mean 1 (the MSE pixel term).</summary>
+    private static double HandPixelMse(float[] student, float[] teacher)
+    {
+        double ms = student.Average(v => (double)v), mt = teacher.Average(v => (double)v);
+        return student.Zip(teacher, (s, t) => Math.Pow(s / ms - t / mt, 2)).Average();
+    }
+
+    private static readonly float[] StudentA = Column(0, 0.5f, 0.1f), StudentB = Column(5, 0.2f, 0.05f);
+    private static readonly float[] TeacherA = Column(0, 0.6f, 0.05f), TeacherB = Column(10, 0.3f, 0.02f);
+
+    /// <summary>
+    /// Pixel and balance terms with the semantic and reconstruction weights at 0, by hand: sample 0 has nouns A and B at
+    /// t = 800, sample 1 only A at t = 200 (same maps). Each noun's term is weighted by (t/T) / (its sample's nouns x batch):
+    /// 0.8/4 for sample 0's nouns, 0.2/2 for sample 1's. B's peak (0.2) is 0.3 below A's (0.5): balance relu(0.3 - tau).
+    /// </summary>
+    [Fact]
+    public void PixelAndBalanceTermsMatchAHandComputation()
+    {
+        using var scope = NewDisposeScope();
+        var options = new CtcalLossOptions { PixelWeight = 0.7, SemanticWeight = 0, ReconstructionWeight = 0, BalanceWeight = 0.3, Tau = 0.05 };
+        var loss = new CtcalLoss(options, new AttentionMapAutoencoder(), [HandLayer]);
+        var student = new Dictionary<string, Tensor> { [HandLayer] = HandMaps((StudentA, StudentB), (StudentA, StudentB)) };
+        var teacher = new Dictionary<string, Tensor> { [HandLayer] = HandMaps((TeacherA, TeacherB), (TeacherA, TeacherB)) };
+        var parts = loss.Compute(teacher, student, Nouns([[1], [2]], [[1]]), tensor(new long[] { 800, 200 }));
+
+        double pixelA = HandPixelMse(StudentA, TeacherA), pixelB = HandPixelMse(StudentB, TeacherB);
+        double balanceB = Math.Max(0, 0.5 - 0.2 - 0.05);
+        double expected = 0.8 / (2 * 2) * (0.7 * pixelA + 0.7 * pixelB + 0.3 * balanceB)
+                          + 0.2 / (1 * 2) * (0.7 * pixelA);
+        Close(expected, parts.Total.item<float>());
+        Close((pixelA + pixelB + pixelA) / 3, parts.Pixel); // reported: the mean over the 3 (sample, noun) pairs
+        Close(balanceB / 3, parts.Balance);
+        Assert.Equal(3, parts.Nouns);
+    }
+
+    /// <summary>
+    /// Each weight scales its own term and nothing else: with one sample and one noun (coefficient t/T = 0.6), the total with
+    /// only lambda_i set is lambda_i x 0.6 x the reported term i, and with all four set it is the sum of those.
+    /// </summary>
+    [Fact]
+    public void EachWeightScalesItsOwnTerm()
+    {
+        using var scope = NewDisposeScope();
+        var student = new Dictionary<string, Tensor> { [HandLayer] = HandMaps((StudentA, StudentB)) };
+        var teacher = new Dictionary<string, Tensor> { [HandLayer] = HandMaps((TeacherA, TeacherB)) };
+        var t = tensor(new long[] { 600 });
+        var nouns = Nouns([[2]]);
+        var autoencoder = new AttentionMapAutoencoder();
+        using (var generator = new Generator(3)) DeterministicInit.Reset(autoencoder, generator);
+        double Total(CtcalLossOptions o, out CtcalLossParts parts)
+        {
+            parts = new CtcalLoss(o, autoencoder, [HandLayer]).Compute(teacher, student, nouns, t);
+            return parts.Total.item<float>();
+        }
+        var none = new CtcalLossOptions { PixelWeight = 0, SemanticWeight = 0, ReconstructionWeight = 0, BalanceWeight = 0, Tau = 0 };
+        double pixel = Total(none with { PixelWeight = 2 }, out var p);
+        double semantic = Total(none with { SemanticWeight = 3 }, out _);
+        double reconstruction = Total(none with { ReconstructionWeight = 5 }, out _);
+        double balance = Total(none with { BalanceWeight = 7 }, out _);
+        double all = Total(none with { PixelWeight = 2, SemanticWeight = 3, ReconstructionWeight = 5, BalanceWeight = 7 }, out _);
+
+        Close(2 * 0.6 * HandPixelMse(StudentB, TeacherB), pixel);
+        Close(2 * 0.6 * p.Pixel, pixel);
+        Close(3 * 0.6 * p.Semantic, semantic);
+        Close(5 * 0.6 * p.Reconstruction, reconstruction);
+        Assert.Equal(0, balance, 6); // one noun: it is its own strongest peak
+        Close(pixel + semantic + reconstruction + balance, all);
+        Assert.True(p.Semantic > 1e-4 && p.Reconstruction > 1e-4 && Math.Abs(p.Semantic - p.Reconstruction) > 1e-4,
+            $"semantic {p.Semantic} and reconstruction {p.Reconstruction} must differ for the check to tell them apart");
+    }
 }
