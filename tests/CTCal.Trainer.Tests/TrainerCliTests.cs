@@ -171,7 +171,25 @@ public sealed class TrainerCliTests : IDisposable
         Assert.True(allclose(unet["down.attn2.to_q.weight"], expected, atol: 1e-6));
         Assert.False(allclose(unet["down.attn2.to_q.weight"], baseWeight, atol: 1e-6));
         Assert.True(unet["conv_in.weight"].eq(fresh.UNet.state_dict()["conv_in.weight"]).all().item<bool>());
-        Assert.Contains("q_proj.weight", text.Keys);
+        // The text encoder's merged weights: W + (alpha/rank) B A for every adapted projection, the rest untouched.
+        var freshText = fresh.TextEncoder.state_dict();
+        int adapted = 0;
+        foreach (var (name, mergedText) in text)
+        {
+            string stem = name[..^".weight".Length];
+            if (lora.TryGetValue($"text_encoder.{stem}.lora_A.weight", out var a))
+            {
+                var expectedText = freshText[name] + lora[$"text_encoder.{stem}.lora_B.weight"].matmul(a).mul(4.0 / 2);
+                Assert.True(allclose(mergedText, expectedText, atol: 1e-6), $"merged text encoder weight {name}");
+                Assert.False(allclose(mergedText, freshText[name], atol: 1e-6), $"{name} did not change");
+                adapted++;
+            }
+            else
+            {
+                Assert.True(mergedText.eq(freshText[name]).all().item<bool>(), $"{name} has no LoRA and must be unchanged");
+            }
+        }
+        Assert.True(adapted > 0, "no text-encoder weight had a LoRA");
     }
 
     [Fact]
