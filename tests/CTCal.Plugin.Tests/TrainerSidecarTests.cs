@@ -41,10 +41,10 @@ public sealed class TrainerSidecarTests : IDisposable
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task RelaysEventsAndReturnsDone()
     {
-        if (OperatingSystem.IsWindows()) return;
+        Skip.If(OperatingSystem.IsWindows(), "the stand-in trainer is a POSIX shell script");
         string trainer = FakeTrainer("""
             echo "args: $*" >&2
             echo '{"event":"start","time":"2026-01-01T00:00:00Z","total_steps":3,"start_step":0,"records":4,"method":"ctcal"}'
@@ -75,10 +75,10 @@ public sealed class TrainerSidecarTests : IDisposable
         Assert.Contains("/data with space", args);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task ShellMetacharactersInArgumentsArriveVerbatimAndRunNothing()
     {
-        if (OperatingSystem.IsWindows()) return;
+        Skip.If(OperatingSystem.IsWindows(), "the stand-in trainer is a POSIX shell script");
         string received = Path.Combine(_dir, "received.txt");
         string pwned = Path.Combine(_dir, "pwned");
         string trainer = FakeTrainer($$"""
@@ -94,10 +94,10 @@ public sealed class TrainerSidecarTests : IDisposable
         Assert.False(File.Exists(pwned), "an argument was run by a shell");
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task ErrorEventBecomesFineTuneException()
     {
-        if (OperatingSystem.IsWindows()) return;
+        Skip.If(OperatingSystem.IsWindows(), "the stand-in trainer is a POSIX shell script");
         string trainer = FakeTrainer("""
             echo '{"event":"start","totalSteps":10}'
             echo '{"event":"error","message":"CUDA out of memory"}'
@@ -107,10 +107,10 @@ public sealed class TrainerSidecarTests : IDisposable
         Assert.Contains("CUDA out of memory", ex.Message);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task DoneButCancelledIsNotASuccess()
     {
-        if (OperatingSystem.IsWindows()) return;
+        Skip.If(OperatingSystem.IsWindows(), "the stand-in trainer is a POSIX shell script");
         string trainer = FakeTrainer("""
             echo '{"event":"done","steps":7,"final_weights":null,"cancelled":true,"exit_code":130}'
             exit 130
@@ -119,10 +119,10 @@ public sealed class TrainerSidecarTests : IDisposable
         Assert.Contains("130", ex.Message);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task NonZeroExitWithoutEventsReportsStderr()
     {
-        if (OperatingSystem.IsWindows()) return;
+        Skip.If(OperatingSystem.IsWindows(), "the stand-in trainer is a POSIX shell script");
         string trainer = FakeTrainer("""
             echo 'model folder not found' >&2
             exit 2
@@ -132,39 +132,70 @@ public sealed class TrainerSidecarTests : IDisposable
         Assert.Contains("model folder not found", ex.Message);
     }
 
-    [Fact]
+    /// <summary>
+    /// Cancelling kills the trainer and what it started. The grandchild is a <c>sleep</c> with a duration unique to this run,
+    /// so it is found by its command line in /proc, never by a PID that another process may have reused. The cancel happens on
+    /// the reader's own thread, inside the progress callback of the first step event (no thread pool hop, no clock).
+    /// </summary>
+    [SkippableFact]
     public async Task CancellationKillsTheProcessTree()
     {
-        if (OperatingSystem.IsWindows()) return;
-        string pidFile = Path.Combine(_dir, "child.pid");
+        Skip.If(OperatingSystem.IsWindows(), "the stand-in trainer is a POSIX shell script");
+        Skip.IfNot(Directory.Exists("/proc"), "needs /proc to find the grandchild");
+        string marker = $"3600.{Random.Shared.Next(100_000, 999_999)}";
+        string startedFile = Path.Combine(_dir, "child.started");
         string trainer = FakeTrainer($$"""
-            sleep 60 &
-            echo $! > '{{pidFile}}'
+            sleep {{marker}} &
+            echo started > '{{startedFile}}'
             echo '{"event":"start","total_steps":1000}'
             echo '{"event":"step","step":1,"loss":1.0}'
             wait
             """);
         using var cts = new CancellationTokenSource();
-        var progress = new ListProgress();
-        var relay = new Progress<OperationProgress>(p =>
-        {
-            progress.Report(p);
-            if (p.Stage == "step") cts.Cancel();
-        });
-        var stopwatch = Stopwatch.StartNew();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => new TrainerSidecar(trainer, new RecordingLog()).RunAsync(new[] { "train" }, relay, cts.Token));
-        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(30), $"took {stopwatch.Elapsed}");
+        var progress = new CancellingProgress(cts);
+        // A trainer that is not killed sleeps an hour: the bound below only turns such a hang into a failure.
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+            new TrainerSidecar(trainer, new RecordingLog()).RunAsync(new[] { "train" }, progress, cts.Token).WaitAsync(TimeSpan.FromMinutes(2)));
+        Assert.True(progress.CancelledAtStep, "the step event did not arrive before the cancel");
+        Assert.True(File.Exists(startedFile), "the grandchild was never started");
 
-        int childPid = int.Parse(File.ReadAllText(pidFile).Trim());
-        // The grandchild (sleep 60) was killed with its parent.
-        bool alive = true;
-        for (int i = 0; i < 50 && alive; i++)
+        // SIGKILL is delivered asynchronously: wait (bounded) until no live process has the marker's command line.
+        var deadline = DateTime.UtcNow.AddMinutes(1);
+        while (SleepersWith(marker).Count > 0 && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.Empty(SleepersWith(marker));
+    }
+
+    /// <summary>Synchronous progress (runs on the reporting thread) that cancels on the first step event.</summary>
+    private sealed class CancellingProgress(CancellationTokenSource cts) : IProgress<OperationProgress>
+    {
+        public bool CancelledAtStep { get; private set; }
+
+        public void Report(OperationProgress value)
         {
-            alive = IsAlive(childPid);
-            if (alive) await Task.Delay(100);
+            if (value.Stage != "step" || CancelledAtStep) return;
+            CancelledAtStep = true;
+            cts.Cancel();
         }
+    }
 
-        Assert.False(alive, $"child process {childPid} still running");
+    /// <summary>PIDs of live (not zombie: a zombie's cmdline is empty) processes whose command line is <c>sleep marker</c>.</summary>
+    private static List<int> SleepersWith(string marker)
+    {
+        var found = new List<int>();
+        foreach (string dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid)) continue;
+            try
+            {
+                string[] args = File.ReadAllText(Path.Combine(dir, "cmdline")).Split('\0', StringSplitOptions.RemoveEmptyEntries);
+                if (args.Length == 2 && Path.GetFileName(args[0]) == "sleep" && args[1] == marker) found.Add(pid);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // The process ended while being read.
+            }
+        }
+        return found;
     }
 
     [Fact]
@@ -187,22 +218,5 @@ public sealed class TrainerSidecarTests : IDisposable
         Assert.Null(TrainerEvent.TryParse("{broken", out _));
         var done = TrainerEvent.TryParse("""{"event":"done","steps":12,"final_weights":"/run/pytorch_lora_weights.safetensors","cancelled":false,"exit_code":0}""", out _)!;
         Assert.Equal((12L, "/run/pytorch_lora_weights.safetensors", false), (done.Step, done.Path, done.Cancelled));
-    }
-
-    private static bool IsAlive(int pid)
-    {
-        try
-        {
-            using var p = Process.GetProcessById(pid);
-            return !p.HasExited && !File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ");
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
-        catch (IOException)
-        {
-            return false;
-        }
     }
 }
