@@ -41,7 +41,8 @@ internal sealed record PluginSettings
     public const int MaxMemoryLimitMiB = 4095;
 
     /// <summary>
-    /// Cap, in MiB, on ONNX Runtime's CPU memory for this process's models (weights and activations), or null for none.
+    /// Cap, in MiB, on ONNX Runtime's CPU working memory (the tensors runs compute; not the weights) for all of this
+    /// process's models together, or null for none.
     /// Enforced by one shared CPU arena registered in ONNX Runtime's environment (see <see cref="CpuMemoryLimit"/>).
     /// </summary>
     public int? MemoryLimitMiB { get; init; }
