@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using CTCal.Core.Diagnostics;
 using CTCal.Core.Diffusers;
 using CTCal.Core.Safetensors;
 using CTCal.Export.Graphs;
@@ -196,12 +197,14 @@ public static class OnnxExporter
                 File.Copy(part.ConfigPath, Path.Combine(dir, "config.json"));
                 componentsJson[part.Folder] = ComponentManifest(part, files);
                 progress?.Report(new ExportProgress(part.Folder, "done", total, total));
+                if (FaultPoints.IsArmed) FaultPoints.Reached($"export.part-written:{part.Folder}");
             }
             CopyFolder(Path.Combine(model, "tokenizer"), Path.Combine(temp, "tokenizer"), TokenizerFiles);
             CopyFolder(Path.Combine(model, "scheduler"), Path.Combine(temp, "scheduler"), ["scheduler_config.json"]);
             WriteJson(Path.Combine(temp, "model_index.json"), modelIndex);
             WriteJson(Path.Combine(temp, ManifestFileName), Manifest(options, model, componentsJson));
             ct.ThrowIfCancellationRequested();
+            FaultPoints.Reached("export.staged");
             SwapInto(temp, output);
         }
         catch
@@ -221,6 +224,7 @@ public static class OnnxExporter
         }
         string old = Path.Combine(Path.GetDirectoryName(output)!, $".{Path.GetFileName(output)}.old-{Guid.NewGuid():N}");
         Directory.Move(output, old);
+        FaultPoints.Reached("export.between-renames");
         try
         {
             Directory.Move(temp, output);
@@ -230,6 +234,7 @@ public static class OnnxExporter
             Directory.Move(old, output);
             throw;
         }
+        FaultPoints.Reached("export.swapped");
         TryDelete(old);
     }
 
