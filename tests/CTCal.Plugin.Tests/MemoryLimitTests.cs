@@ -88,5 +88,12 @@ public sealed class MemoryLimitTests(ITestOutputHelper output) : IDisposable
 
         Assert.Single(log.Entries, e => e.Message.StartsWith("Loading model tiny-sd1", StringComparison.Ordinal));
         Assert.Equal(2, log.Entries.Count(e => e.Severity == LogSeverity.Warning && e.Message.StartsWith("Not enough memory", StringComparison.Ordinal)));
+
+        // Another plugin instance with a larger cap replaces the process's arena for the sessions it creates: 64x64 fits
+        // there, while the sessions loaded under the 32 MiB cap keep theirs.
+        var (larger, _, _) = Create(memoryLimitMiB: 256);
+        Assert.NotEmpty((await larger.GenerateAsync(Request(64))).Images[0].Png);
+        Assert.Equal(256L << 20, CpuMemoryLimit.RegisteredBytes);
+        await Assert.ThrowsAsync<GenerationOutOfMemoryException>(() => generator.GenerateAsync(Request(64)));
     }
 }
