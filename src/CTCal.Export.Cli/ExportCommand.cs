@@ -66,8 +66,10 @@ internal static class ExportCommand
             {
                 // The exporter recovers too; run it here first to log what a killed export had left behind.
                 foreach (var note in ModelFolderSwap.Recover(parent, Path.GetFileName(output)))
+                {
                     if (note.Failed) Log.Warn(note.Message);
                     else Log.Info(note.Message);
+                }
             }
             OnnxExporter.Export(options, new ConsoleProgress(), ct);
             Console.WriteLine($"wrote {Path.GetFullPath(options.OutputFolder)} in {(DateTime.UtcNow - started).TotalSeconds:F1} s");

@@ -11,8 +11,8 @@ namespace CTCal.Export;
 /// the hidden names beside a target folder <c>&lt;parent&gt;/&lt;name&gt;</c>; one export uses one id (32 hex digits):
 /// <list type="bullet">
 /// <item><c>.&lt;name&gt;.lock-&lt;id&gt;</c>: created first and held open, exclusively, by the exporting process until it is
-/// done (an advisory <c>flock</c> on Unix, a share-none handle on Windows: the kernel lets go when the process dies, however
-/// it dies); it holds the owner's pid and host. Removed last.</item>
+/// done (an advisory <c>flock</c> on Unix, a handle sharing no access on Windows: the kernel lets go when the process dies,
+/// however it dies); it holds the owner's pid and host. Removed last, while still held.</item>
 /// <item><c>.&lt;name&gt;.partial-&lt;id&gt;</c>: the new folder, written in place (<see cref="StagingFolder"/>).</item>
 /// <item><c>.&lt;name&gt;.old-&lt;id&gt;</c>: the previous folder, moved aside by <see cref="Commit"/> only after the new
 /// one is complete, and deleted once the new one is in place.</item>
@@ -42,6 +42,13 @@ public sealed partial class ModelFolderSwap : IDisposable
         _lock = held;
     }
 
+    /// <summary>
+    /// How a lock file is opened, by its export and by <see cref="Recover"/>: exclusively (on Unix .NET takes a
+    /// <c>flock(LOCK_EX)</c> for <see cref="FileShare.None"/>; on Windows the handle shares nothing but deletion, so the
+    /// holder can delete the file before letting go).
+    /// </summary>
+    private static readonly FileShare LockShare = OperatingSystem.IsWindows() ? FileShare.Delete : FileShare.None;
+
     private const string Partial = "partial";
     private const string Old = "old";
     private const string Lock = "lock";
@@ -69,8 +76,7 @@ public sealed partial class ModelFolderSwap : IDisposable
             FileStream held;
             try
             {
-                held = new FileStream(lockPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 4096,
-                    OperatingSystem.IsWindows() ? FileOptions.DeleteOnClose : FileOptions.None);
+                held = new FileStream(lockPath, FileMode.CreateNew, FileAccess.ReadWrite, LockShare);
             }
             catch (IOException) when (attempt < 3 && File.Exists(lockPath))
             {
@@ -145,7 +151,7 @@ public sealed partial class ModelFolderSwap : IDisposable
         try
         {
             if (!_committed && !TryDelete(StagingFolder)) _keepLockFile = true;
-            if (!_keepLockFile && !OperatingSystem.IsWindows())
+            if (!_keepLockFile)
             {
                 // Removed while still held, so no other process can take a lock on a file that is about to disappear.
                 try
@@ -160,7 +166,7 @@ public sealed partial class ModelFolderSwap : IDisposable
         }
         finally
         {
-            held.Dispose(); // on Windows, FileOptions.DeleteOnClose removes the file here
+            held.Dispose();
         }
     }
 
@@ -257,7 +263,7 @@ public sealed partial class ModelFolderSwap : IDisposable
         FileStream held;
         try
         {
-            held = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+            held = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, LockShare);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
