@@ -12,7 +12,8 @@ public interface IImageGenerator
     /// <summary>
     /// Generates <see cref="GenerationRequest.BatchCount"/> images. Image <c>i</c> uses seed <c>Seed + i</c>, so any image
     /// can be reproduced alone with the same parameters. Throws <see cref="ArgumentException"/> for invalid requests,
-    /// <see cref="OperationCanceledException"/> when cancelled.
+    /// <see cref="GenerationOutOfMemoryException"/> when the request needs more memory than the plugin can get (the model
+    /// stays usable for smaller requests), <see cref="OperationCanceledException"/> when cancelled.
     /// </summary>
     Task<GenerationResult> GenerateAsync(
         GenerationRequest request,
@@ -146,3 +147,21 @@ public enum GenerationStage
 /// <param name="Step">Denoising steps done for this image.</param>
 /// <param name="TotalSteps">Denoising steps per image.</param>
 public sealed record GenerationProgress(GenerationStage Stage, int ImageIndex, int ImageCount, int Step, int TotalSteps);
+
+/// <summary>
+/// A generation (or the model load it started) needed more memory than the plugin could get: a memory limit in the
+/// plugin's settings, the device's memory, or the process's. The message names the request (size, images, model) and
+/// what to lower. Nothing is left half-done: the model stays loaded and smaller requests work.
+/// </summary>
+public sealed class GenerationOutOfMemoryException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public GenerationOutOfMemoryException(string message, GenerationParameters parameters, Exception? inner = null)
+        : base(message, inner)
+    {
+        Parameters = parameters;
+    }
+
+    /// <summary>The request that did not fit, with defaults filled in.</summary>
+    public GenerationParameters Parameters { get; }
+}

@@ -61,6 +61,16 @@ internal static class ExportCommand
         {
             var started = DateTime.UtcNow;
             Log.Info("export {0} -> {1} (fp16: {2})", options.ModelFolder, options.OutputFolder, options.Fp16);
+            string output = Path.GetFullPath(options.OutputFolder).TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
+            if (Path.GetDirectoryName(output) is { } parent)
+            {
+                // The exporter recovers too; run it here first to log what a killed export had left behind.
+                foreach (var note in ModelFolderSwap.Recover(parent, Path.GetFileName(output)))
+                {
+                    if (note.Failed) Log.Warn(note.Message);
+                    else Log.Info(note.Message);
+                }
+            }
             OnnxExporter.Export(options, new ConsoleProgress(), ct);
             Console.WriteLine($"wrote {Path.GetFullPath(options.OutputFolder)} in {(DateTime.UtcNow - started).TotalSeconds:F1} s");
             Log.Info("wrote {0} in {1:F1} s", Path.GetFullPath(options.OutputFolder), (DateTime.UtcNow - started).TotalSeconds);

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using CTCal.Core.Diagnostics;
 using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
 using CTCal.Core.Safetensors;
@@ -14,7 +15,8 @@ namespace CTCal.Export;
 /// <c>text_encoder/</c>, <c>unet/</c>, <c>vae_decoder/</c>, <c>vae_encoder/</c> (each <c>model.onnx</c> [+ <c>model.onnx.data</c>]
 /// and the source <c>config.json</c>), <c>tokenizer/</c>, <c>scheduler/</c>, <c>model_index.json</c> and <c>ctcal_manifest.json</c>.
 /// Everything is validated first (configs, every tensor's presence and shape, LoRA targets); only then is the folder
-/// written, into a temporary sibling that replaces the output folder when complete.
+/// written, into a temporary sibling that replaces the output folder when complete (<see cref="ModelFolderSwap"/>, which
+/// also finishes or undoes what a killed export of the same folder left behind).
 /// </summary>
 public static class OnnxExporter
 {
@@ -172,70 +174,30 @@ public static class OnnxExporter
     {
         string parent = Path.GetDirectoryName(output) ?? throw new ExportValidationException([$"output folder '{output}' has no parent folder"]);
         Directory.CreateDirectory(parent);
-        string name = Path.GetFileName(output);
-        string temp = Path.Combine(parent, $".{name}.partial-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(temp);
-        try
+        // What a killed export of this folder left: its swap finished or undone, its hidden folders removed.
+        ModelFolderSwap.Recover(parent, Path.GetFileName(output));
+        using var swap = ModelFolderSwap.Begin(output);
+        string temp = swap.StagingFolder;
+        var componentsJson = new JsonObject();
+        foreach (var part in parts)
         {
-            var componentsJson = new JsonObject();
-            foreach (var part in parts)
-            {
-                ct.ThrowIfCancellationRequested();
-                string dir = Path.Combine(temp, part.Folder);
-                long total = part.Graph.Weights.Sum(w => w.Shape.Aggregate(1L, (a, b) => a * b)) * (options.Fp16 ? 2 : 4);
-                progress?.Report(new ExportProgress(part.Folder, "writing", 0, total));
-                var files = OnnxModelWriter.Write(part.Graph, part.Weights, dir, options.ExternalDataThreshold,
-                    done => progress?.Report(new ExportProgress(part.Folder, "writing", done, total)), ct);
-                File.Copy(part.ConfigPath, Path.Combine(dir, "config.json"));
-                componentsJson[part.Folder] = ComponentManifest(part, files);
-                progress?.Report(new ExportProgress(part.Folder, "done", total, total));
-            }
-            CopyFolder(Path.Combine(model, "tokenizer"), Path.Combine(temp, "tokenizer"), TokenizerFiles);
-            CopyFolder(Path.Combine(model, "scheduler"), Path.Combine(temp, "scheduler"), ["scheduler_config.json"]);
-            WriteJson(Path.Combine(temp, "model_index.json"), modelIndex);
-            WriteJson(Path.Combine(temp, ManifestFileName), Manifest(options, model, componentsJson));
             ct.ThrowIfCancellationRequested();
-            SwapInto(temp, output);
+            string dir = Path.Combine(temp, part.Folder);
+            long total = part.Graph.Weights.Sum(w => w.Shape.Aggregate(1L, (a, b) => a * b)) * (options.Fp16 ? 2 : 4);
+            progress?.Report(new ExportProgress(part.Folder, "writing", 0, total));
+            var files = OnnxModelWriter.Write(part.Graph, part.Weights, dir, options.ExternalDataThreshold,
+                done => progress?.Report(new ExportProgress(part.Folder, "writing", done, total)), ct);
+            File.Copy(part.ConfigPath, Path.Combine(dir, "config.json"));
+            componentsJson[part.Folder] = ComponentManifest(part, files);
+            progress?.Report(new ExportProgress(part.Folder, "done", total, total));
+            if (FaultPoints.IsArmed) FaultPoints.Reached($"export.part-written:{part.Folder}");
         }
-        catch
-        {
-            TryDelete(temp);
-            throw;
-        }
-    }
-
-    // Replaces output with temp: the old folder (if any) is renamed aside first and restored if the final rename fails.
-    private static void SwapInto(string temp, string output)
-    {
-        if (!Directory.Exists(output))
-        {
-            Directory.Move(temp, output);
-            return;
-        }
-        string old = Path.Combine(Path.GetDirectoryName(output)!, $".{Path.GetFileName(output)}.old-{Guid.NewGuid():N}");
-        Directory.Move(output, old);
-        try
-        {
-            Directory.Move(temp, output);
-        }
-        catch
-        {
-            Directory.Move(old, output);
-            throw;
-        }
-        TryDelete(old);
-    }
-
-    private static void TryDelete(string dir)
-    {
-        try
-        {
-            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // a leftover hidden temp folder is harmless; the output folder itself is never affected
-        }
+        CopyFolder(Path.Combine(model, "tokenizer"), Path.Combine(temp, "tokenizer"), TokenizerFiles);
+        CopyFolder(Path.Combine(model, "scheduler"), Path.Combine(temp, "scheduler"), ["scheduler_config.json"]);
+        WriteJson(Path.Combine(temp, "model_index.json"), modelIndex);
+        WriteJson(Path.Combine(temp, ManifestFileName), Manifest(options, model, componentsJson));
+        ct.ThrowIfCancellationRequested();
+        swap.Commit(); // a failure before this point leaves the output folder as it was (Dispose deletes the staging folder)
     }
 
     private static void CopyFolder(string from, string to, string[] files)

@@ -64,12 +64,32 @@ internal sealed class OnnxImageGenerator : IImageGenerator
             () =>
             {
                 progress?.Report(new GenerationProgress(GenerationStage.LoadingModel, 0, parameters.BatchCount, 0, parameters.Steps));
-                var (sessions, lease) = _runtime.Lease(model);
+                ModelSessions sessions;
+                IDisposable lease;
+                try
+                {
+                    (sessions, lease) = _runtime.Lease(model);
+                }
+                catch (Exception ex) when (OutOfMemory.Is(ex))
+                {
+                    throw OutOfMemoryError(parameters, null, ex);
+                }
+
                 using (lease)
                 {
                     var warnings = new List<string>(sessions.ProviderWarnings);
-                    var images = StableDiffusionPipeline.Generate(
-                        sessions, parameters, initRgb, request.PromptOverflow, _runtime.Settings.MemoryMode, warnings, progress, cancellationToken);
+                    IReadOnlyList<GeneratedImage> images;
+                    try
+                    {
+                        images = StableDiffusionPipeline.Generate(
+                            sessions, parameters, initRgb, request.PromptOverflow, _runtime.Settings.MemoryMode, warnings, progress, cancellationToken);
+                    }
+                    catch (Exception ex) when (OutOfMemory.Is(ex))
+                    {
+                        // The failed run's buffers are released with it; the sessions stay loaded for the next request.
+                        throw OutOfMemoryError(parameters, sessions, ex);
+                    }
+
                     foreach (string warning in warnings.Skip(sessions.ProviderWarnings.Count))
                     {
                         _runtime.Log.Log(LogSeverity.Warning, warning);
@@ -82,6 +102,46 @@ internal sealed class OnnxImageGenerator : IImageGenerator
     }
 
     public bool UnloadModel(string modelId) => _runtime.Unload(modelId);
+
+    /// <summary>
+    /// The error for a request that ran out of memory: names the request, where the memory ran out (the
+    /// <c>memoryLimitMiB</c> cap or the process) and what to lower. <paramref name="sessions"/> is null when the model load failed.
+    /// </summary>
+    private GenerationOutOfMemoryException OutOfMemoryError(GenerationParameters p, ModelSessions? sessions, Exception ex)
+    {
+        var settings = _runtime.Settings;
+        string limit = settings.MemoryLimitMiB is int mib
+            ? $"the plugin's ONNX Runtime memory limit (memoryLimitMiB {mib})"
+            : "the memory available to the process";
+        string message;
+        if (sessions is null)
+        {
+            message = $"Not enough memory to load model '{p.Model}' for a {p.Width}x{p.Height} request: {limit} is smaller than the model needs " +
+                $"({OutOfMemory.Describe(ex)}). Raise memoryLimitMiB or free memory; a smaller request does not help with loading.";
+        }
+        else
+        {
+            bool batchedGuidance = p.GuidanceScale > 1.0 && settings.MemoryMode != MemoryMode.Low;
+            string provider = ExecutionProviderSelector.DisplayName(sessions.Provider);
+            string lower = "lower Width and Height (memory grows with width x height, and with its square in the attention layers)";
+            if (batchedGuidance)
+            {
+                lower += ", or set memoryMode \"low\" (guidance as two UNet calls of batch 1)";
+            }
+
+            if (settings.MemoryLimitMiB is not null)
+            {
+                lower += ", or raise memoryLimitMiB";
+            }
+
+            message = $"Not enough memory to generate {p.Width}x{p.Height} with model '{p.Model}' on {provider} " +
+                $"({p.BatchCount} image(s), made one after another, so fewer images do not help; UNet batch {(batchedGuidance ? 2 : 1)}): " +
+                $"{limit} ran out ({OutOfMemory.Describe(ex)}). To fit, {lower}. The model stays loaded; smaller requests work.";
+        }
+
+        _runtime.Log.Log(LogSeverity.Warning, message, ex);
+        return new GenerationOutOfMemoryException(message, p, ex);
+    }
 
     /// <summary>Checks a request and fills in defaults; errors name the field and value.</summary>
     internal static GenerationParameters Resolve(GenerationRequest request, ModelInfo model, string defaultScheduler)

@@ -89,6 +89,37 @@ public sealed class CliTests : IDisposable
         Assert.Contains("already exists", output);
     }
 
+    /// <summary>
+    /// The command, <c>generate --width 4096 --height 4096</c>, on a plugin capped at 32 MiB (memoryLimitMiB): the
+    /// first UNet convolution at that size already needs more, so it fails the same way every run.
+    /// </summary>
+    [Fact]
+    public void AnOutOfMemoryRequestIsOneClearErrorWithItsOwnExitCode()
+    {
+        PluginFolders.CopyPlugin(_root, "onnx");
+        string config = PluginFolders.WritePluginsJson(_root, PluginFolders.Entry(
+            "ctcal.onnx", "onnx", new { modelsFolder = "models", executionProviders = new[] { "cpu" }, memoryLimitMiB = 32, intraOpThreads = 1 }));
+        var (code, output) = Run("export", "--config", config, "--checkpoint", Path.Combine(TestPaths.Fixtures, "tiny-sd1"), "--id", "tiny-sd1");
+        Assert.True(code == 0, output);
+
+        string outDir = Path.Combine(_root, "out");
+        (code, output) = Run("generate", "--config", config, "-m", "tiny-sd1", "--prompt", "a cube", "--width", "4096", "--height", "4096",
+            "--steps", "2", "--seed", "1", "-n", "2", "-o", outDir);
+        Assert.True(code == HostCommands.OutOfMemoryExitCode, output);
+        Assert.Contains("error: Not enough memory to generate 4096x4096 with model 'tiny-sd1' on CPU (2 image(s)", output);
+        Assert.Contains("memoryLimitMiB 32", output);
+        Assert.Contains("lower Width and Height", output);
+        Assert.DoesNotContain("OnnxRuntimeException", output);
+        Assert.DoesNotContain("onnxruntime_src", output);
+        Assert.DoesNotContain("   at ", output);
+        Assert.False(Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any());
+
+        (code, output) = Run("generate", "--config", config, "-m", "tiny-sd1", "--prompt", "a cube", "--width", "32", "--height", "32",
+            "--steps", "2", "--seed", "1", "-o", outDir);
+        Assert.True(code == 0, output);
+        Assert.True(File.Exists(Path.Combine(outDir, "tiny-sd1-1.png")));
+    }
+
     [SkippableFact]
     public void FineTuneVerbRunsTheTrainerThenExportsAndRegisters()
     {

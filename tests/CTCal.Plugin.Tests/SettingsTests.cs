@@ -25,6 +25,9 @@ public class SettingsTests
         Assert.Equal(2, s.IntraOpThreads);
         Assert.Equal(1, s.InterOpThreads);
         Assert.Equal(MemoryMode.Low, s.MemoryMode);
+        Assert.Null(s.MemoryLimitMiB);
+        Assert.Equal(512, Parse("""{ "memoryLimitMiB": 512 }""", root).MemoryLimitMiB);
+        Assert.Null(Parse("""{ "memoryLimitMiB": null }""", root).MemoryLimitMiB);
         Directory.Delete(root, true);
     }
 
@@ -37,6 +40,10 @@ public class SettingsTests
     [InlineData("""{ "modelsFolder": "../outside" }""", "settings.modelsFolder")]
     [InlineData("""{ "modelsFolder": "/abs/models" }""", "settings.modelsFolder")]
     [InlineData("""{ "modelFolder": "models" }""", "settings.modelFolder")]
+    [InlineData("""{ "memoryLimitMiB": 0 }""", "settings.memoryLimitMiB")]
+    [InlineData("""{ "memoryLimitMiB": 4096 }""", "settings.memoryLimitMiB")]
+    [InlineData("""{ "memoryLimitMiB": 1.5 }""", "settings.memoryLimitMiB")]
+    [InlineData("""{ "memoryLimitMiB": "512" }""", "settings.memoryLimitMiB")]
     public void ErrorsNameFileAndField(string json, string field)
     {
         var ex = Assert.Throws<PluginSettingsException>(() => Parse(json, Path.GetTempPath()));

@@ -169,7 +169,7 @@ public static class HostCommands
             {
                 result = await generator.Value.GenerateAsync(request, progress, ct);
             }
-            catch (Exception ex) when (ex is not (OperationCanceledException or ArgumentException or OutOfMemoryException))
+            catch (Exception ex) when (ex is not (OperationCanceledException or ArgumentException or OutOfMemoryException or GenerationOutOfMemoryException))
             {
                 throw new PluginCallException(generator.PluginId, "generate", ex);
             }
@@ -353,6 +353,9 @@ public static class HostCommands
         }
     }
 
+    /// <summary>Exit code of a verb whose request needed more memory than the plugin could get.</summary>
+    public const int OutOfMemoryExitCode = 5;
+
     internal static async Task<int> RunAsync(TextWriter output, Func<Task<int>> body)
     {
         try
@@ -363,6 +366,13 @@ public static class HostCommands
         {
             output.WriteLine("cancelled");
             return 130;
+        }
+        catch (GenerationOutOfMemoryException ex)
+        {
+            // The plugin's own account (request, limit, what to lower); the ONNX Runtime detail goes to the log only.
+            output.WriteLine($"error: {ex.Message}");
+            NLog.LogManager.GetLogger("ctcal-host").Debug(ex.InnerException, "Out of memory");
+            return OutOfMemoryExitCode;
         }
         catch (PluginCallException ex)
         {

@@ -60,6 +60,7 @@ internal sealed class OnnxModelExporter : IModelExporter
 
         Directory.CreateDirectory(_runtime.Settings.ModelsFolder);
         string target = PluginPaths.ResolveInside(_runtime.Settings.ModelsFolder, request.ModelId, "ModelId");
+        _runtime.Catalog.Recover(request.ModelId); // a model hidden by a killed export counts as existing
         if (Directory.Exists(target) && !request.Overwrite)
         {
             throw new InvalidOperationException($"Model '{request.ModelId}' already exists at {target}; set Overwrite to replace it");

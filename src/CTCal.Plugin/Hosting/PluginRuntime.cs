@@ -36,7 +36,8 @@ internal sealed class PluginRuntime : IDisposable
 
     public ModelCatalog Catalog { get; }
 
-    public SessionTuning Tuning => new(Settings.IntraOpThreads, Settings.InterOpThreads, Settings.MemoryMode == MemoryMode.Low);
+    public SessionTuning Tuning => new(
+        Settings.IntraOpThreads, Settings.InterOpThreads, Settings.MemoryMode == MemoryMode.Low, Settings.MemoryLimitMiB * 1024L * 1024L);
 
     /// <summary>The sessions of <paramref name="model"/>, created on first use and then shared.</summary>
     public ModelSessions GetSessions(OnnxModelFolder model)
@@ -44,7 +45,15 @@ internal sealed class PluginRuntime : IDisposable
         var lazy = _sessions.GetOrAdd(
             model.Info.Id,
             _ => new Lazy<ModelSessions>(
-                () => ModelSessions.Create(model, Settings.ExecutionProviders, Tuning, Log),
+                () =>
+                {
+                    if (Tuning.CpuMemoryLimitBytes is long limit)
+                    {
+                        CpuMemoryLimit.Apply(limit, Log);
+                    }
+
+                    return ModelSessions.Create(model, Settings.ExecutionProviders, Tuning, Log);
+                },
                 LazyThreadSafetyMode.ExecutionAndPublication));
         try
         {

@@ -37,12 +37,22 @@ internal sealed record PluginSettings
 
     public MemoryMode MemoryMode { get; init; } = MemoryMode.Balanced;
 
+    /// <summary>Largest accepted <see cref="MemoryLimitMiB"/>: ONNX Runtime's C# arena configuration takes a 32-bit byte count.</summary>
+    public const int MaxMemoryLimitMiB = 4095;
+
+    /// <summary>
+    /// Cap, in MiB, on ONNX Runtime's CPU working memory (the tensors runs compute; not the weights) for all of this
+    /// process's models together, or null for none.
+    /// Enforced by one shared CPU arena registered in ONNX Runtime's environment (see <see cref="CpuMemoryLimit"/>).
+    /// </summary>
+    public int? MemoryLimitMiB { get; init; }
+
     /// <summary>Trainer executable for fine-tuning (absolute), or null to look up <c>ctcal-train</c> on PATH.</summary>
     public string? TrainerPath { get; init; }
 
     private static readonly string[] KnownKeys =
     {
-        "modelsFolder", "defaultScheduler", "executionProviders", "intraOpThreads", "interOpThreads", "memoryMode", "trainerPath",
+        "modelsFolder", "defaultScheduler", "executionProviders", "intraOpThreads", "interOpThreads", "memoryMode", "memoryLimitMiB", "trainerPath",
     };
 
     /// <summary>Reads and validates settings; errors name <paramref name="source"/> and the field.</summary>
@@ -133,6 +143,18 @@ internal sealed record PluginSettings
             };
         }
 
+        int? memoryLimit = null;
+        if (settings.TryGetProperty("memoryLimitMiB", out var limitElement) && limitElement.ValueKind != JsonValueKind.Null)
+        {
+            if (limitElement.ValueKind != JsonValueKind.Number || !limitElement.TryGetInt32(out int limit) || limit < 1 || limit > MaxMemoryLimitMiB)
+            {
+                throw new PluginSettingsException(
+                    $"{Where("memoryLimitMiB")}: expected a whole number of MiB from 1 to {MaxMemoryLimitMiB} (or null for no limit), found {limitElement.GetRawText()}");
+            }
+
+            memoryLimit = limit;
+        }
+
         string? trainer = ReadString(settings, "trainerPath", Where);
         string? trainerPath = trainer is null ? null : PluginPaths.ResolveInside(baseDirectory, trainer, Where("trainerPath"));
 
@@ -144,6 +166,7 @@ internal sealed record PluginSettings
             IntraOpThreads = intra,
             InterOpThreads = inter,
             MemoryMode = memory,
+            MemoryLimitMiB = memoryLimit,
             TrainerPath = trainerPath,
         };
     }

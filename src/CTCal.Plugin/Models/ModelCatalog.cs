@@ -1,4 +1,5 @@
 using CTCal.Contracts;
+using CTCal.Export;
 
 namespace CTCal.Plugin.Models;
 
@@ -27,13 +28,15 @@ internal sealed class ModelCatalog
             return Array.Empty<OnnxModelFolder>();
         }
 
+        Recover();
         var models = new List<OnnxModelFolder>();
         foreach (string dir in Directory.EnumerateDirectories(ModelsFolder).Order(StringComparer.Ordinal))
         {
             if (Path.GetFileName(dir).StartsWith('.'))
             {
                 // Hidden folders are never models: the exporter stages a new model as '.<id>.partial-…' and moves a replaced
-                // one aside as '.<id>.old-…'; a killed export can leave either behind, complete-looking or not.
+                // one aside as '.<id>.old-…'; while an export runs (or after one was killed and before Recover) either may be
+                // there, complete-looking or not.
                 continue;
             }
 
@@ -59,6 +62,28 @@ internal sealed class ModelCatalog
         }
 
         return models;
+    }
+
+    /// <summary>
+    /// Finishes or undoes what killed exports left in the models folder (a model moved aside by an export killed between
+    /// its two renames is listed again) and removes their hidden folders, through the exporter's own
+    /// <see cref="ModelFolderSwap.Recover"/>: folders of an export that is still running, in this process or another,
+    /// are never touched. Problems are logged, never thrown: a listing must not fail because of a leftover.
+    /// </summary>
+    /// <param name="id">Only this model's leftovers; null: all.</param>
+    public void Recover(string? id = null)
+    {
+        try
+        {
+            foreach (var note in ModelFolderSwap.Recover(ModelsFolder, id))
+            {
+                _log.Log(note.Failed ? LogSeverity.Warning : LogSeverity.Information, $"Models folder: {note.Message}");
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            _log.Log(LogSeverity.Warning, $"Could not check {ModelsFolder} for what killed exports left behind: {ex.Message}", ex);
+        }
     }
 
     /// <summary>The model with id <paramref name="id"/>; the error lists the models that exist.</summary>

@@ -117,6 +117,12 @@ internal static class ExecutionProviderSelector
             options.EnableMemoryPattern = false;
         }
 
+        if (tuning.CpuMemoryLimitBytes is not null)
+        {
+            // CPU memory comes from the capped arena shared through the environment (CpuMemoryLimit), in either memory mode.
+            options.AddSessionConfigEntry(CpuMemoryLimit.SessionConfigKey, "1");
+        }
+
         if (kind == ExecutionProviderKind.DirectML)
         {
             // DirectML does not support memory-pattern planning or parallel execution.
@@ -135,4 +141,5 @@ internal static class ExecutionProviderSelector
 }
 
 /// <summary>Session knobs from the plugin settings.</summary>
-internal sealed record SessionTuning(int IntraOpThreads, int InterOpThreads, bool LowMemory);
+/// <param name="CpuMemoryLimitBytes">The <c>memoryLimitMiB</c> cap in bytes, or null for none.</param>
+internal sealed record SessionTuning(int IntraOpThreads, int InterOpThreads, bool LowMemory, long? CpuMemoryLimitBytes = null);
