@@ -88,7 +88,7 @@ internal sealed class ToyDiffusionModel : ITrainableDiffusionModel
         out IReadOnlyDictionary<string, Tensor> maps)
     {
         if (FailPredictions is not null) throw FailPredictions;
-        Calls.Add((timesteps.data<long>().ToArray(), capturePaths is not null, is_grad_enabled()));
+        Calls.Add((timesteps.to_type(ScalarType.Int64).data<long>().ToArray(), capturePaths is not null, is_grad_enabled())); // sampling passes float timesteps
         var captured = new Dictionary<string, Tensor>();
         var output = _unet.forward(latents, timesteps, context, capturePaths, captured);
         maps = captured;
