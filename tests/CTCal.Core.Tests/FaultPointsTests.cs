@@ -3,7 +3,7 @@ using Xunit;
 
 namespace CTCal.Core.Tests;
 
-/// <summary>The parser of <c>CTCAL_FAULT_KILL</c> (the kill itself is exercised by the trainer and exporter kill tests).</summary>
+/// <summary>The parser of <c>CTCAL_FAULT_KILL</c> and <c>CTCAL_FAULT_PAUSE</c> (the kill itself is exercised by the trainer and exporter kill tests, the pause by the trainer's SIGTERM test).</summary>
 public sealed class FaultPointsTests
 {
     [Fact]
@@ -30,6 +30,15 @@ public sealed class FaultPointsTests
         var e = Assert.Throws<ArgumentException>(() => FaultPoints.Spec.Parse(value));
         Assert.Contains(FaultPoints.Variable, e.Message);
         Assert.Contains(value, e.Message);
+    }
+
+    [Fact]
+    public void Malformed_pause_values_are_refused_naming_the_pause_variable()
+    {
+        var e = Assert.Throws<ArgumentException>(() => FaultPoints.Spec.Parse("train.mid-step#0", FaultPoints.PauseVariable));
+        Assert.Contains(FaultPoints.PauseVariable, e.Message);
+        Assert.DoesNotContain(FaultPoints.Variable, e.Message);
+        Assert.Equal(new FaultPoints.Spec("train.mid-step", 2), FaultPoints.Spec.Parse("train.mid-step#2", FaultPoints.PauseVariable));
     }
 
     [Fact]

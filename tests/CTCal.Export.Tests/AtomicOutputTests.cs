@@ -65,6 +65,32 @@ public sealed class AtomicOutputTests
         }
     }
 
+    [Fact]
+    public void A_foreign_non_empty_folder_is_replaced_as_a_whole_with_force()
+    {
+        string root = TestModels.NewRoot();
+        try
+        {
+            string output = Path.Combine(root, "photos");
+            Directory.CreateDirectory(Path.Combine(output, "album"));
+            File.WriteAllText(Path.Combine(output, "keep.txt"), "mine");
+            File.WriteAllText(Path.Combine(output, "album", "a.jpg"), "not a picture");
+            OnnxExporter.Export(new ExportOptions
+            {
+                ModelFolder = TinySd1Export.ModelFolder, OutputFolder = output, Components = ExportComponents.VaeDecoder, Force = true,
+            });
+            Assert.Equal(["ctcal_manifest.json", "model_index.json", "scheduler", "tokenizer", "vae_decoder"],
+                Directory.EnumerateFileSystemEntries(output).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+            Assert.True(File.Exists(Path.Combine(output, "vae_decoder", "model.onnx")));
+            // Nothing of the old folder is left beside it either (no staging or renamed-aside folder).
+            Assert.Equal(["photos"], Directory.EnumerateFileSystemEntries(root).Select(Path.GetFileName));
+        }
+        finally
+        {
+            TestModels.DeleteQuietly(root);
+        }
+    }
+
     private static void AssertSame(Dictionary<string, byte[]> expected, Dictionary<string, byte[]> actual)
     {
         Assert.Equal(expected.Keys.Order(), actual.Keys.Order());

@@ -28,6 +28,19 @@ public sealed class GraphStructureTests(TinySd1Export export) : IClassFixture<Ti
         Assert.Equal(model.Graph.Node.Count, model.Graph.Node.Select(n => n.Name).Distinct().Count());
     }
 
+    [Theory]
+    [InlineData("text_encoder")]
+    [InlineData("unet")]
+    [InlineData("vae_decoder")]
+    [InlineData("vae_encoder")]
+    public void Every_part_is_ir_version_8_with_opset_17_of_the_default_domain(string part)
+    {
+        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(export.Model(part)));
+        Assert.Equal(8, model.IrVersion);
+        var opset = Assert.Single(model.OpsetImport);
+        Assert.Equal(("", 17L), (opset.Domain, opset.Version));
+    }
+
     [Fact]
     public void Text_encoder_pools_at_the_first_eos_for_non_legacy_configs()
     {

@@ -11,8 +11,9 @@ namespace CTCal.Host.Tests;
 
 /// <summary>
 /// Plugins that are broken on purpose, compiled from source during the test (Roslyn), loaded beside the real CTCal plugin
-/// in one host: a constructor that throws, a generator that throws, and P/Invoke into a native library that does not
-/// exist, called at load and at generate. The host keeps serving the real plugin and every error names the broken one.
+/// in one host: a constructor that throws, a generator that throws, P/Invoke into a native library that does not
+/// exist, called at load and at generate, and a model listing that throws. The host keeps serving the real plugin and
+/// every error names the broken one. A generator that only ends when cancelled checks that SIGTERM reaches it.
 /// </summary>
 public sealed class BrokenPluginTests : IDisposable
 {
@@ -51,13 +52,33 @@ public sealed class BrokenPluginTests : IDisposable
                 if (Mode == "native-load") ctcal_missing_entry_point();
             }
 
-            public Task<IReadOnlyList<ModelInfo>> ListModelsAsync(CancellationToken cancellationToken = default) =>
-                Task.FromResult<IReadOnlyList<ModelInfo>>([new ModelInfo("model-MODE", "Broken MODE", "/nowhere", "sd1", 64, 64, false)]);
+            public Task<IReadOnlyList<ModelInfo>> ListModelsAsync(CancellationToken cancellationToken = default)
+            {
+                if (Mode == "list") throw new DeliberateFailureException("broken plugin: listing models fails");
+                return Task.FromResult<IReadOnlyList<ModelInfo>>([new ModelInfo("model-MODE", "Broken MODE", "/nowhere", "sd1", 64, 64, false)]);
+            }
 
             public Task<GenerationResult> GenerateAsync(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancellationToken = default)
             {
+                if (Mode == "hang") return HangUntilCancelledAsync(progress, cancellationToken);
                 if (Mode == "native-generate") ctcal_missing_entry_point();
                 throw new DeliberateFailureException("broken plugin: generate fails");
+            }
+
+            // Reports step 5 of 10 (the host prints it), then waits for the cancellation and says on stdout that it saw it.
+            private static async Task<GenerationResult> HangUntilCancelledAsync(IProgress<GenerationProgress>? progress, CancellationToken cancellationToken)
+            {
+                progress?.Report(new GenerationProgress(GenerationStage.Denoising, 0, 1, 5, 10));
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, cancellationToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    Console.Out.WriteLine("broken plugin: GenerateAsync saw the cancellation");
+                    throw;
+                }
+                throw new DeliberateFailureException("broken plugin: the wait ended without a cancellation");
             }
 
             public bool UnloadModel(string modelId) => false;
@@ -119,6 +140,77 @@ public sealed class BrokenPluginTests : IDisposable
         await Assert.ThrowsAsync<DllNotFoundException>(() => native.GenerateAsync(request with { Model = "model-native-generate" }));
         var image = Assert.Single((await good.GenerateAsync(request)).Images);
         Assert.NotEmpty(image.Png);
+    }
+
+    private static (int Code, string Output) RunHost(params string[] args)
+    {
+        var output = new StringWriter();
+        var log = new RecordingLog();
+        int code = HostCommands.Build(output, log, _ => log).Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = output });
+        return (code, output.ToString());
+    }
+
+    [Fact]
+    public void APluginWhoseModelListingThrowsIsSkippedAndTheOthersKeepServing()
+    {
+        // The broken plugin comes first, so every lookup meets its failing ListModelsAsync before the real plugin.
+        PluginFolders.CopyPlugin(_root, "good");
+        TinySdModel.Create(Path.Combine(_root, "models"), "tiny");
+        string file = PluginFolders.WritePluginsJson(_root, BrokenEntry("list", Compile("list")), PluginFolders.Entry("good", "good"));
+
+        var (code, output) = RunHost("models", "--config", file);
+        Assert.True(code == 0, output);
+        Assert.Contains("warning: broken.list failed to list models: broken plugin: listing models fails", output);
+        Assert.Contains("good  tiny", output);
+
+        string outDir = Path.Combine(_root, "out");
+        foreach (string verb in new[] { "generate", "bench" })
+        {
+            string[] args = verb == "generate"
+                ? ["generate", "--config", file, "-m", "tiny", "--prompt", "a cube", "--width", "64", "--height", "64", "--steps", "2", "--seed", "1", "-o", outDir]
+                : ["bench", "--config", file, "-m", "tiny", "--steps", "1", "--size", "64", "--runs", "1", "--concurrency", "1"];
+            (code, output) = RunHost(args);
+            Assert.True(code == 0, $"{verb}: exit {code}\n{output}");
+        }
+        Assert.True(File.Exists(Path.Combine(outDir, "tiny-1.png")));
+    }
+
+    [Fact]
+    public void WithNoPluginLoadedEveryVerbExitsWithOne()
+    {
+        string file = PluginFolders.WritePluginsJson(_root, BrokenEntry("ctor", Compile("ctor")));
+        string[][] verbs =
+        [
+            ["plugins"],
+            ["models"],
+            ["generate", "-m", "tiny", "--prompt", "x"],
+            ["export", "--checkpoint", Path.Combine(TestPaths.Fixtures, "tiny-sd1"), "--id", "x"],
+            ["finetune", "--base", Path.Combine(TestPaths.Fixtures, "tiny-sd1"), "--data", _root, "--output", Path.Combine(_root, "run"), "--id", "x"],
+            ["bench", "-m", "tiny"],
+            ["load", "-m", "tiny"],
+        ];
+        foreach (var verb in verbs)
+        {
+            var (code, output) = RunHost([.. verb, "--config", file]);
+            Assert.True(code == 1, $"{verb[0]}: exit {code}, expected 1\n{output}");
+            Assert.Contains("warning: plugin broken.ctor", output);
+            if (verb[0] != "plugins") Assert.Contains($"error: no plugin of {file} could be loaded", output);
+        }
+    }
+
+    [Fact]
+    public void SigtermCancelsARunningGenerateInThePluginAndExitsWith130()
+    {
+        if (!OperatingSystem.IsLinux()) return; // SIGTERM is sent through libc's kill()
+        string file = PluginFolders.WritePluginsJson(_root, BrokenEntry("hang", Compile("hang")));
+        using var host = new HostProcess(_root, ["generate", "--config", file, "-m", "model-hang", "--prompt", "x", "-o", Path.Combine(_root, "out")]);
+        // The plugin has reported step 5 and now waits for nothing but the cancellation.
+        Assert.True(host.WaitForLine("image 1/1 step 5/10"), $"the host ended before the plugin reported progress:\n{host.Output}");
+        host.Terminate();
+        int code = host.WaitForExit();
+        Assert.True(code == 130, $"exit {code}, expected 130\n{host.Output}");
+        Assert.Contains("broken plugin: GenerateAsync saw the cancellation", host.Output);
+        Assert.EndsWith("cancelled", host.Output.TrimEnd());
     }
 
     [Fact]

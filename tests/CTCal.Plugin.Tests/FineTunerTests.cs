@@ -73,6 +73,31 @@ public sealed class FineTunerTests : IDisposable
     }
 
     [SkippableFact]
+    public async Task FinalWeightsThatAreADiffusersFolderAreExportedAsTheCheckpoint()
+    {
+        Skip.If(OperatingSystem.IsWindows(), "the stand-in trainer is a POSIX shell script");
+        // final_weights names a folder (relative to the run folder) holding a whole diffusers checkpoint.
+        var (tuner, exporter) = Create("""
+            out=""
+            while [ $# -gt 0 ]; do [ "$1" = "--out" ] && out="$2"; shift; done
+            mkdir -p "$out/merged/unet" && echo '{"_class_name": "StableDiffusionPipeline"}' > "$out/merged/model_index.json"
+            touch "$out/merged/unet/diffusion_pytorch_model.safetensors"
+            echo '{"event":"done","steps":3,"final_weights":"merged","cancelled":false,"exit_code":0}'
+            """);
+        var request = Request();
+        var result = await tuner.FineTuneAsync(request);
+
+        string merged = Path.Combine(request.OutputFolder, "merged");
+        Assert.Equal(merged, result.CheckpointFolder);
+        var export = Assert.Single(exporter.Requests);
+        Assert.Equal(merged, export.CheckpointFolder);
+        Assert.Null(export.UnetWeights);
+        Assert.Null(export.Loras);
+        Assert.Equal("tuned", export.ModelId);
+        Assert.True(export.Overwrite);
+    }
+
+    [SkippableFact]
     public async Task FailedTrainingExportsNothing()
     {
         Skip.If(OperatingSystem.IsWindows(), "the stand-in trainer is a POSIX shell script");

@@ -116,6 +116,7 @@ public sealed class GenerationTests : IDisposable
 
     [Theory]
     [InlineData(false, TinySdModel.TimestepKind.Int64Batch)]
+    [InlineData(false, TinySdModel.TimestepKind.Int32Batch)]
     [InlineData(true, TinySdModel.TimestepKind.FloatOne)]
     [InlineData(true, TinySdModel.TimestepKind.FloatScalar)]
     public async Task RunsEveryExporterConvention(bool int32Ids, TinySdModel.TimestepKind timestep)
@@ -126,6 +127,93 @@ public sealed class GenerationTests : IDisposable
         {
             var result = await generator.GenerateAsync(Request(scheduler: scheduler));
             Assert.Single(result.Images);
+        }
+    }
+
+    [Fact]
+    public async Task Int32TimestepsAndFp16TensorsGiveTheImageOfTheInt64Fp32Model()
+    {
+        TinySdModel.Create(Models, "reference");
+        TinySdModel.Create(Models, "int32", timestep: TinySdModel.TimestepKind.Int32Batch);
+        TinySdModel.Create(Models, "fp16", fp16: true);
+        var (generator, _, _) = Create();
+        byte[] Rgb(GenerationResult r) => PngReader.Read(r.Images[0].Png).Rgb;
+        foreach (string scheduler in new[] { "ddim", "euler_a" })
+        {
+            var reference = Rgb(await generator.GenerateAsync(Request(model: "reference", scheduler: scheduler)));
+            Assert.True(reference.Distinct().Count() > 10, "image is flat");
+
+            // The UNet adds 0.001 * t, so a timestep fed wrongly (not rounded the same way, or as 0) changes the image.
+            Assert.Equal(reference, Rgb(await generator.GenerateAsync(Request(model: "int32", scheduler: scheduler))));
+
+            // fp16 inputs and outputs round every tensor to 11 significant bits on the way (a relative error of 2^-11 per
+            // rounding, compounded over the sampler's steps and guidance): the same image within a few levels of 255.
+            var half = Rgb(await generator.GenerateAsync(Request(model: "fp16", scheduler: scheduler)));
+            Assert.Equal(reference.Length, half.Length);
+            var differences = reference.Zip(half, (a, b) => Math.Abs(a - b)).ToArray();
+            Assert.True(differences.Max() <= 8 && differences.Average() <= 1,
+                $"{scheduler}: fp16 image differs by up to {differences.Max()} levels, {differences.Average():F2} on average");
+        }
+    }
+
+    [Fact]
+    public void ANegativePromptIsPaddedWithEmptyChunksToThePromptsChunkCount()
+    {
+        TinySdModel.Create(Models, "tiny");
+        var (_, runtime, _) = Create();
+        var sessions = runtime.GetSessions(runtime.Catalog.Find("tiny"));
+        string longPrompt = string.Join(" ", Enumerable.Range(0, 40).Select(i => $"red cube {i}"));
+        int chunks = sessions.Tokenizer.EncodeChunks(longPrompt).Count;
+        Assert.True(chunks >= 2, $"the prompt needs {chunks} chunk(s); the test needs several");
+
+        using var run = new Microsoft.ML.OnnxRuntime.RunOptions();
+        var text = Pipeline.TextEmbeddings.Encode(sessions, longPrompt, "blurry", PromptOverflow.Chunk, Pipeline.StableDiffusionPipeline.MaxPromptChunks, run, new List<string>());
+        Assert.Equal(chunks * 77, text.Length);
+        Assert.Equal(text.Prompt.Length, text.Negative.Length);
+
+        // The tiny text encoder looks its hidden states up in a table: the negative side must be the rows of "blurry"'s ids,
+        // then chunks - 1 chunks of the empty prompt's ids.
+        var table = TinySdModel.EmbeddingTable();
+        var ids = sessions.Tokenizer.Encode("blurry").InputIds.Concat(Enumerable.Repeat(sessions.Tokenizer.Encode("").InputIds, chunks - 1).SelectMany(x => x)).ToArray();
+        var expected = ids.SelectMany(id => table.AsSpan(id * TinySdModel.Hidden, TinySdModel.Hidden).ToArray()).ToArray();
+        Assert.Equal(expected, text.Negative);
+        Assert.NotEqual(text.Negative[..(77 * TinySdModel.Hidden)], text.Negative[(77 * TinySdModel.Hidden)..(2 * 77 * TinySdModel.Hidden)]);
+    }
+
+    private static void WriteManifest(string model, double? vaeScalingFactor) =>
+        File.WriteAllText(Path.Combine(model, "ctcal_manifest.json"), System.Text.Json.JsonSerializer.Serialize(vaeScalingFactor is { } f
+            ? new { name = "m", family = "sd1", width = 64, height = 64, vaeScalingFactor = f } as object
+            : new { name = "m", family = "sd1", width = 64, height = 64 }));
+
+    [Fact]
+    public void VaeScalingFactorIsTakenFromTheManifestFirst()
+    {
+        string model = TinySdModel.Create(Models, "tiny");
+        File.WriteAllText(Path.Combine(model, "vae_decoder", "config.json"), """{ "scaling_factor": 0.13025, "block_out_channels": [8, 8, 8, 8] }""");
+        WriteManifest(model, 0.5);
+        Assert.Equal(0.5, CTCal.Plugin.Models.OnnxModelFolder.Load(model).VaeScalingFactor);
+        WriteManifest(model, null);
+        Assert.Equal(0.13025, CTCal.Plugin.Models.OnnxModelFolder.Load(model).VaeScalingFactor);
+        File.Delete(Path.Combine(model, "vae_decoder", "config.json"));
+        Assert.Equal(0.18215, CTCal.Plugin.Models.OnnxModelFolder.Load(model).VaeScalingFactor);
+    }
+
+    [Fact]
+    public async Task TheManifestsVaeScalingFactorDividesTheLatentsBeforeDecoding()
+    {
+        // The tiny VAE decoder is linear, so doubling the factor halves its output x, and pixel = round((x / 2 + 0.5) * 255):
+        // (pixel_a - 127.5) = 2 (pixel_b - 127.5) within the two roundings (1.5 levels), where nothing is clipped.
+        const double factor = 4;
+        WriteManifest(TinySdModel.Create(Models, "a"), factor);
+        WriteManifest(TinySdModel.Create(Models, "b"), 2 * factor);
+        var (generator, _, _) = Create();
+        byte[] a = PngReader.Read((await generator.GenerateAsync(Request(model: "a"))).Images[0].Png).Rgb;
+        byte[] b = PngReader.Read((await generator.GenerateAsync(Request(model: "b"))).Images[0].Png).Rgb;
+        Assert.All(a, p => Assert.InRange(p, (byte)1, (byte)254));
+        Assert.True(a.Max(p => Math.Abs(p - 127.5)) >= 20, "the image is too flat to show the factor");
+        for (int i = 0; i < a.Length; i++)
+        {
+            Assert.InRange((a[i] - 127.5) - 2 * (b[i] - 127.5), -1.5, 1.5);
         }
     }
 

@@ -14,6 +14,7 @@ public sealed class OnnxInputAdaptationTests : IDisposable
 
     [Theory]
     [InlineData(TinySdModel.TimestepKind.Int64Batch)]
+    [InlineData(TinySdModel.TimestepKind.Int32Batch)]
     [InlineData(TinySdModel.TimestepKind.FloatOne)]
     [InlineData(TinySdModel.TimestepKind.FloatScalar)]
     public void UnetTimestepFollowsDeclaredTypeAndRank(TinySdModel.TimestepKind kind)
@@ -30,11 +31,18 @@ public sealed class OnnxInputAdaptationTests : IDisposable
 
         var expectedShape = kind switch
         {
-            TinySdModel.TimestepKind.Int64Batch => new long[] { batch },
+            TinySdModel.TimestepKind.Int64Batch or TinySdModel.TimestepKind.Int32Batch => new long[] { batch },
             TinySdModel.TimestepKind.FloatOne => new long[] { 1 },
             _ => Array.Empty<long>(),
         };
         Assert.Equal(expectedShape, timestep.GetTensorTypeAndShape().Shape);
+        var expectedType = kind switch
+        {
+            TinySdModel.TimestepKind.Int64Batch => Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Int64,
+            TinySdModel.TimestepKind.Int32Batch => Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Int32,
+            _ => Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float,
+        };
+        Assert.Equal(expectedType, timestep.GetTensorTypeAndShape().ElementDataType);
 
         using var outputs = session.Run(new RunOptions(), new[] { "sample", "timestep", "encoder_hidden_states" }, new[] { sampleValue, timestep, hidden }, new[] { "out_sample" });
         var result = OnnxTensors.ReadFloats(outputs[0], where, out var shape);
@@ -42,6 +50,32 @@ public sealed class OnnxInputAdaptationTests : IDisposable
         for (int i = 0; i < sample.Length; i++)
         {
             Assert.Equal(0.5f * sample[i] + 0.5f, result[i], 4);
+        }
+    }
+
+    [Fact]
+    public void Fp16InputsAreFedAsFp16AndFp16OutputsReadBack()
+    {
+        string model = TinySdModel.Create(_dir, "m", fp16: true);
+        using var session = new InferenceSession(Path.Combine(model, "unet", "model.onnx"));
+        const int batch = 2;
+        // Values exactly representable in fp16 (multiples of 1/8 up to 4), so out = 0.5 * sample + 0.5 is exact too.
+        var sample = Enumerable.Range(0, batch * 4 * 2 * 2).Select(i => i / 8f).ToArray();
+        var text = new float[batch * 77 * TinySdModel.Hidden];
+        string where = "unet";
+        using var sampleValue = OnnxTensors.Floats(OnnxTensors.Input(session, "sample", where), sample, new long[] { batch, 4, 2, 2 }, where);
+        using var timestep = OnnxTensors.Timestep(OnnxTensors.Input(session, "timestep", where), 500, batch, where);
+        using var hidden = OnnxTensors.Floats(OnnxTensors.Input(session, "encoder_hidden_states", where), text, new long[] { batch, 77, TinySdModel.Hidden }, where);
+        Assert.Equal(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16, sampleValue.GetTensorTypeAndShape().ElementDataType);
+        Assert.Equal(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16, hidden.GetTensorTypeAndShape().ElementDataType);
+
+        using var outputs = session.Run(new RunOptions(), new[] { "sample", "timestep", "encoder_hidden_states" }, new[] { sampleValue, timestep, hidden }, new[] { "out_sample" });
+        Assert.Equal(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16, outputs[0].GetTensorTypeAndShape().ElementDataType);
+        var result = OnnxTensors.ReadFloats(outputs[0], where, out var shape);
+        Assert.Equal(new long[] { batch, 4, 2, 2 }, shape);
+        for (int i = 0; i < sample.Length; i++)
+        {
+            Assert.Equal(0.5f * sample[i] + 0.5f, result[i]);
         }
     }
 

@@ -103,6 +103,10 @@ internal static class TinyOnnx
             return this;
         }
 
+        /// <summary>A Cast of <paramref name="input"/> to <paramref name="to"/> named <paramref name="output"/>, when <paramref name="apply"/>.</summary>
+        public Graph CastIf(bool apply, string input, string output, int to) =>
+            apply ? Node("Cast", new[] { input }, new[] { output }, ("to", (long)to)) : this;
+
         /// <summary>Writes the model (IR 7, default opset <paramref name="opset"/>) to <paramref name="path"/>.</summary>
         public void Save(string path, int opset = 13)
         {

@@ -17,6 +17,9 @@ public static class TinySdModel
         /// <summary>int64 [batch] (old diffusers script).</summary>
         Int64Batch,
 
+        /// <summary>int32 [batch] (some converters narrow int64 inputs).</summary>
+        Int32Batch,
+
         /// <summary>float32 [1] (OnnxStack).</summary>
         FloatOne,
 
@@ -25,52 +28,55 @@ public static class TinySdModel
     }
 
     /// <param name="fixedShapes">Declare batch 1 and a 77-token sequence instead of symbolic dimensions (some exports do).</param>
+    /// <param name="fp16">Declare the float inputs and outputs (text encoder output, UNet sample, hidden states and output, VAE
+    /// decoder input and output) as float16, with Casts around the same float32 computation (fp16 exports do).</param>
     /// <param name="vaeEncoderOutput">Adds a VAE encoder with this output: <c>latent_sample</c> [b, 4, h, w] or
     /// <c>latent_parameters</c> [b, 8, h, w] (mean and log-variance); null: none.</param>
-    public static string Create(string modelsFolder, string id, bool int32Ids = false, TimestepKind timestep = TimestepKind.Int64Batch, bool fixedShapes = false, string? vaeEncoderOutput = null)
+    public static string Create(string modelsFolder, string id, bool int32Ids = false, TimestepKind timestep = TimestepKind.Int64Batch, bool fixedShapes = false, string? vaeEncoderOutput = null, bool fp16 = false)
     {
+        int floatType = fp16 ? TinyOnnx.Float16 : TinyOnnx.Float;
         object batch = fixedShapes ? 1L : "batch";
         object sequence = fixedShapes ? 77L : "sequence";
         string dir = Path.Combine(modelsFolder, id);
         Directory.CreateDirectory(dir);
 
         // text_encoder: input_ids [batch, 77] -> last_hidden_state [batch, 77, 8]
-        var embedding = new float[Vocab * Hidden];
         var rng = new Random(1234);
-        for (int i = 0; i < embedding.Length; i++)
-        {
-            embedding[i] = (float)(rng.NextDouble() * 2 - 1);
-        }
-
+        var embedding = EmbeddingTable(rng);
         new TinyOnnx.Graph()
             .Input("input_ids", int32Ids ? TinyOnnx.Int32 : TinyOnnx.Int64, batch, 77L)
             .Init("embedding", new long[] { Vocab, Hidden }, embedding)
-            .Node("Gather", new[] { "embedding", "input_ids" }, new[] { "last_hidden_state" }, ("axis", 0L))
-            .Output("last_hidden_state", TinyOnnx.Float, batch, 77L, (long)Hidden)
+            .Node("Gather", new[] { "embedding", "input_ids" }, new[] { fp16 ? "hidden_f" : "last_hidden_state" }, ("axis", 0L))
+            .CastIf(fp16, "hidden_f", "last_hidden_state", TinyOnnx.Float16)
+            .Output("last_hidden_state", floatType, batch, 77L, (long)Hidden)
             .Save(Path.Combine(dir, "text_encoder", "model.onnx"));
 
         // unet: out_sample = 0.5 * sample + mean(encoder_hidden_states) + 0.001 * t
         var unet = new TinyOnnx.Graph()
-            .Input("sample", TinyOnnx.Float, batch, 4L, "height", "width");
+            .Input("sample", floatType, batch, 4L, "height", "width");
         unet = timestep switch
         {
             TimestepKind.Int64Batch => unet.Input("timestep", TinyOnnx.Int64, batch),
+            TimestepKind.Int32Batch => unet.Input("timestep", TinyOnnx.Int32, batch),
             TimestepKind.FloatOne => unet.Input("timestep", TinyOnnx.Float, 1L),
             _ => unet.Input("timestep", TinyOnnx.Float),
         };
-        unet.Input("encoder_hidden_states", TinyOnnx.Float, batch, sequence, (long)Hidden)
+        unet.Input("encoder_hidden_states", floatType, batch, sequence, (long)Hidden)
+            .CastIf(fp16, "sample", "sample_f", TinyOnnx.Float)
+            .CastIf(fp16, "encoder_hidden_states", "hidden_f", TinyOnnx.Float)
             .Init("half", new long[0], new[] { 0.5f })
             .Init("milli", new long[0], new[] { 0.001f })
             .Init("to4d", new long[] { 4 }, new long[] { -1, 1, 1, 1 })
-            .Node("Mul", new[] { "sample", "half" }, new[] { "scaled" })
-            .Node("ReduceMean", new[] { "encoder_hidden_states" }, new[] { "text_mean" }, ("axes", new long[] { 1, 2 }), ("keepdims", 1L))
+            .Node("Mul", new[] { fp16 ? "sample_f" : "sample", "half" }, new[] { "scaled" })
+            .Node("ReduceMean", new[] { fp16 ? "hidden_f" : "encoder_hidden_states" }, new[] { "text_mean" }, ("axes", new long[] { 1, 2 }), ("keepdims", 1L))
             .Node("Reshape", new[] { "text_mean", "to4d" }, new[] { "text_mean4" })
             .Node("Cast", new[] { "timestep" }, new[] { "t_float" }, ("to", (long)TinyOnnx.Float))
             .Node("Reshape", new[] { "t_float", "to4d" }, new[] { "t4" })
             .Node("Mul", new[] { "t4", "milli" }, new[] { "t_scaled" })
             .Node("Add", new[] { "scaled", "text_mean4" }, new[] { "partial" })
-            .Node("Add", new[] { "partial", "t_scaled" }, new[] { "out_sample" })
-            .Output("out_sample", TinyOnnx.Float, batch, 4L, "height", "width")
+            .Node("Add", new[] { "partial", "t_scaled" }, new[] { fp16 ? "out_f" : "out_sample" })
+            .CastIf(fp16, "out_f", "out_sample", TinyOnnx.Float16)
+            .Output("out_sample", floatType, batch, 4L, "height", "width")
             .Save(Path.Combine(dir, "unet", "model.onnx"));
 
         // vae_decoder: latent_sample [batch, 4, h, w] -> sample [batch, 3, 8h, 8w]
@@ -81,10 +87,12 @@ public static class TinySdModel
         }
 
         new TinyOnnx.Graph()
-            .Input("latent_sample", TinyOnnx.Float, "batch", 4L, "height", "width")
+            .Input("latent_sample", floatType, "batch", 4L, "height", "width")
+            .CastIf(fp16, "latent_sample", "latent_f", TinyOnnx.Float)
             .Init("kernel", new long[] { 4, 3, 8, 8 }, kernel)
-            .Node("ConvTranspose", new[] { "latent_sample", "kernel" }, new[] { "sample" }, ("strides", new long[] { 8, 8 }), ("kernel_shape", new long[] { 8, 8 }))
-            .Output("sample", TinyOnnx.Float, "batch", 3L, "out_height", "out_width")
+            .Node("ConvTranspose", new[] { fp16 ? "latent_f" : "latent_sample", "kernel" }, new[] { fp16 ? "sample_f" : "sample" }, ("strides", new long[] { 8, 8 }), ("kernel_shape", new long[] { 8, 8 }))
+            .CastIf(fp16, "sample_f", "sample", TinyOnnx.Float16)
+            .Output("sample", floatType, "batch", 3L, "out_height", "out_width")
             .Save(Path.Combine(dir, "vae_decoder", "model.onnx"));
 
         if (vaeEncoderOutput is not null)
@@ -120,5 +128,22 @@ public static class TinySdModel
             Path.Combine(dir, "ctcal_manifest.json"),
             JsonSerializer.Serialize(new { name = $"Tiny {id}", family = "sd1", width = 64, height = 64, description = "hand-made test model" }));
         return dir;
+    }
+
+    /// <summary>
+    /// The text encoder's embedding table [Vocab, Hidden] (the first values drawn from <c>new Random(1234)</c>): the tiny text
+    /// encoder's hidden state of a token is its row.
+    /// </summary>
+    public static float[] EmbeddingTable() => EmbeddingTable(new Random(1234));
+
+    private static float[] EmbeddingTable(Random rng)
+    {
+        var embedding = new float[Vocab * Hidden];
+        for (int i = 0; i < embedding.Length; i++)
+        {
+            embedding[i] = (float)(rng.NextDouble() * 2 - 1);
+        }
+
+        return embedding;
     }
 }

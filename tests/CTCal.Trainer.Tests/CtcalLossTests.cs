@@ -116,6 +116,38 @@ public sealed class CtcalLossTests
         Assert.Equal(0.225, parts.Balance, 5);
     }
 
+    /// <summary>One layer, 4x4 pixels, 4 tokens: noun token 1 gets <paramref name="corner"/> on pixels 0..3 and <paramref name="rest"/> elsewhere.</summary>
+    private static Dictionary<string, Tensor> NounMaps(float corner, float rest)
+    {
+        var data = new float[16 * 4];
+        for (int px = 0; px < 16; px++)
+        {
+            float p = px < 4 ? corner : rest;
+            data[px * 4 + 1] = p;
+            data[px * 4] = 1f - p;
+        }
+        return new Dictionary<string, Tensor> { ["only.attn2"] = tensor(data, new long[] { 1, 1, 16, 4 }) };
+    }
+
+    [Fact]
+    public void KlDistanceIsKlOfTeacherGivenStudent()
+    {
+        using var scope = NewDisposeScope();
+        var loss = new CtcalLoss(new CtcalLossOptions { Distance = MapDistance.Kl }, new AttentionMapAutoencoder(), ["only.attn2"]);
+        var nouns = Nouns([[1]]);
+        // Teacher: 0.3 on 4 pixels, 0.1 on 12 (sum 2.4), as a distribution p = 1/8 on 4 pixels and 1/24 on 12.
+        // Student: 0.2 everywhere, q = 1/16 on all 16 pixels.
+        var teacher = NounMaps(0.3f, 0.1f);
+        var student = NounMaps(0.2f, 0.2f);
+        // KL(p || q) = 4/8 ln((1/8)/(1/16)) + 12/24 ln((1/24)/(1/16)) = 0.5 ln 2 + 0.5 ln(2/3) = 0.5 ln(4/3) = 0.1438410
+        // KL(q || p) = 4/16 ln((1/16)/(1/8)) + 12/16 ln((1/16)/(1/24)) = 0.25 ln 0.5 + 0.75 ln 1.5 = 0.1308120
+        double teacherGivenStudent = loss.Compute(teacher, student, nouns, tensor(new long[] { 999 })).Pixel;
+        Assert.Equal(0.5 * Math.Log(4.0 / 3.0), teacherGivenStudent, 5);
+        Assert.Equal(0.1438410, teacherGivenStudent, 5);
+        double swapped = loss.Compute(student, teacher, nouns, tensor(new long[] { 999 })).Pixel;
+        Assert.Equal(0.25 * Math.Log(0.5) + 0.75 * Math.Log(1.5), swapped, 5);
+    }
+
     [Fact]
     public void SamplesWithoutNounsContributeNothing()
     {

@@ -38,6 +38,15 @@ internal sealed class ToyDiffusionModel : ITrainableDiffusionModel
     /// <summary>Makes every prediction NaN (to test divergence handling).</summary>
     public bool PoisonPredictions { get; set; }
 
+    /// <summary>Makes <see cref="PredictNoise"/> throw this exception (a model that fails to run).</summary>
+    public Exception? FailPredictions { get; set; }
+
+    /// <summary>
+    /// Every <see cref="PredictNoise"/> call: the timesteps, whether attention maps were captured, and whether gradients were
+    /// on (the CTCal teacher pass runs under no_grad).
+    /// </summary>
+    public List<(long[] Timesteps, bool Captured, bool Grad)> Calls { get; } = [];
+
     public nn.Module UNet => _unet;
     public nn.Module TextEncoder => _text;
     public IReadOnlyList<AttentionLayerInfo> CrossAttentionLayers { get; } = [new("down.attn2", 1), new("mid.attn2", 2)];
@@ -78,6 +87,8 @@ internal sealed class ToyDiffusionModel : ITrainableDiffusionModel
     public Tensor PredictNoise(Tensor latents, Tensor timesteps, Tensor context, IReadOnlyCollection<string>? capturePaths,
         out IReadOnlyDictionary<string, Tensor> maps)
     {
+        if (FailPredictions is not null) throw FailPredictions;
+        Calls.Add((timesteps.to_type(ScalarType.Int64).data<long>().ToArray(), capturePaths is not null, is_grad_enabled())); // sampling passes float timesteps
         var captured = new Dictionary<string, Tensor>();
         var output = _unet.forward(latents, timesteps, context, capturePaths, captured);
         maps = captured;

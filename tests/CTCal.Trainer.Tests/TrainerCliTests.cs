@@ -135,6 +135,26 @@ public sealed class TrainerCliTests : IDisposable
         Assert.Equal(3, error.GetProperty("exit_code").GetInt32());
     }
 
+    [Theory]
+    [InlineData("model")]
+    [InlineData("io")]
+    public void AnUnexpectedErrorExitsWithOneAndAnErrorEvent(string failure)
+    {
+        string data = TrainingRunTests.MakeDataset(_dir);
+        // A model that fails to run in the middle of training, or an I/O error while the model is read.
+        var cli = new TrainerCli(_ => failure == "io"
+            ? throw new IOException("read error on the model's weights (simulated)")
+            : new ToyDiffusionModel { FailPredictions = new InvalidOperationException("the UNet failed (simulated)") }, _out, _err);
+        Assert.Equal(ExitCodes.Error, cli.Run(Train(data, Path.Combine(_dir, "out"), "--steps", "3")));
+        Assert.Equal(1, ExitCodes.Error);
+        var error = Events().Last();
+        Assert.Equal("error", error.GetProperty("event").GetString());
+        Assert.Equal("error", error.GetProperty("kind").GetString());
+        Assert.Equal(1, error.GetProperty("exit_code").GetInt32());
+        Assert.Contains("(simulated)", error.GetProperty("message").GetString());
+        Assert.Contains("(simulated)", _err.ToString());
+    }
+
     [Fact]
     public void CancellationWritesACheckpointAndExitsWith130ThenResumeLatestContinues()
     {

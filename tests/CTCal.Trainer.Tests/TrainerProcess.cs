@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 
 namespace CTCal.Trainer.Tests;
@@ -14,6 +15,7 @@ internal sealed class TrainerProcess : IDisposable
     private readonly System.Text.StringBuilder _stderr = new();
     private readonly Thread _stdoutReader;
     private readonly Thread _stderrReader;
+    private bool _stderrClosed;
 
     /// <summary>Called on the stdout reader thread for every JSON line: (event name, the parsed object).</summary>
     public event Action<string, JsonElement>? EventReceived;
@@ -45,7 +47,18 @@ internal sealed class TrainerProcess : IDisposable
         {
             string? line;
             while ((line = _process.StandardError.ReadLine()) is not null)
-                lock (_stderr) _stderr.AppendLine(line);
+            {
+                lock (_stderr)
+                {
+                    _stderr.AppendLine(line);
+                    Monitor.PulseAll(_stderr);
+                }
+            }
+            lock (_stderr)
+            {
+                _stderrClosed = true;
+                Monitor.PulseAll(_stderr);
+            }
         }) { IsBackground = true, Name = "ctcal-train stderr" };
         _stdoutReader.Start();
         _stderrReader.Start();
@@ -94,6 +107,40 @@ internal sealed class TrainerProcess : IDisposable
         catch (InvalidOperationException)
         {
             // It exited on its own just before.
+        }
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int signal);
+
+    /// <summary>Sends SIGTERM (15) to the trainer, as a service manager or <c>kill</c> does.</summary>
+    public void Terminate()
+    {
+        const int sigterm = 15;
+        if (kill(_process.Id, sigterm) != 0) throw new InvalidOperationException($"kill({_process.Id}, SIGTERM) failed: errno {Marshal.GetLastPInvokeError()}");
+    }
+
+    /// <summary>
+    /// Waits until stderr has a line containing <paramref name="text"/> (true), or stderr closed without one (false). The
+    /// <paramref name="timeout"/> only guards against a hang: it throws, killing the trainer.
+    /// </summary>
+    public bool WaitForStderr(string text, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        lock (_stderr)
+        {
+            while (true)
+            {
+                if (_stderr.ToString().Contains(text, StringComparison.Ordinal)) return true;
+                if (_stderrClosed) return false;
+                var left = deadline - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero)
+                {
+                    Kill();
+                    throw new TimeoutException($"ctcal-train wrote no '{text}' within {timeout}; stderr:\n{_stderr}");
+                }
+                Monitor.Wait(_stderr, left);
+            }
         }
     }
 

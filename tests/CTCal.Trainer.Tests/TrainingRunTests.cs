@@ -14,12 +14,12 @@ public sealed class TrainingRunTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    /// <summary>Four 8x8 images with captions (one without a noun) in the metadata.jsonl layout.</summary>
-    internal static string MakeDataset(string root, int size = 8)
+    /// <summary>Four 8x8 images with captions (by default one without a noun) in the metadata.jsonl layout.</summary>
+    internal static string MakeDataset(string root, int size = 8, string[]? captions = null)
     {
         string data = Path.Combine(root, "data");
         Directory.CreateDirectory(data);
-        string[] captions = ["a red cube", "two green spheres", "a blue cone on top of a cube", "bright and colourful"];
+        captions ??= ["a red cube", "two green spheres", "a blue cone on top of a cube", "bright and colourful"];
         SKColor[] colours = [SKColors.Red, SKColors.Green, SKColors.Blue, SKColors.Orange];
         var lines = new List<string>();
         for (int i = 0; i < captions.Length; i++)
@@ -239,6 +239,209 @@ public sealed class TrainingRunTests : IDisposable
         Assert.Equal(["mid_block.a.attn2"], TrainingRun.ResolveLayers(layers, ["mid_block.a.attn2.processor"]));
         Assert.Contains("nope", Assert.Throws<ArgumentException>(() => TrainingRun.ResolveLayers(layers, ["nope"])).Message);
         Assert.Equal(["x", "y"], TrainingRun.ResolveLayers([new("x", 1), new("y", 8)], ["auto"]));
+    }
+
+    /// <summary>Copies of the gradients the optimizer was given in the last step (they stay on the parameters until the next).</summary>
+    private static List<Tensor> Gradients(TrainingRun run) =>
+        run.TrainableParameters.Select(p => p.Parameter.grad is { } g ? g.to_type(ScalarType.Float64).clone() : zeros_like(p.Parameter, dtype: ScalarType.Float64)).ToList();
+
+    private static double GlobalNorm(IEnumerable<Tensor> gradients) => Math.Sqrt(gradients.Sum(g => g.square().sum().item<double>()));
+
+    [Fact]
+    public void MaxGradNormClipsALargerGlobalNormToTheMaximumAndLeavesASmallerOneUntouched()
+    {
+        string data = MakeDataset(_dir);
+        var dataset = ImageCaptionDataset.Open(data, resolution: 8);
+        (List<Tensor> Gradients, double ReportedNorm) OneStep(double maxGradNorm, string name)
+        {
+            using var model = new ToyDiffusionModel();
+            using var run = new TrainingRun(model, dataset, Options(TrainingMethod.Ctcal, 1) with { MaxGradNorm = maxGradNorm }, Path.Combine(_dir, name));
+            var report = run.TrainStep();
+            Assert.False(report.Skipped);
+            return (Gradients(run), report.GradNorm);
+        }
+
+        var (raw, reported) = OneStep(0, "off"); // 0: clipping off
+        double norm = GlobalNorm(raw);
+        Assert.True(norm > 1e-3, $"the test needs a non-trivial gradient, got norm {norm}");
+        Assert.Equal(norm, reported, norm * 1e-5); // the step event reports the norm before clipping
+
+        // Larger than the maximum: scaled down to it (to 1e-6 relative: the scale is max / (norm + 1e-6)), direction kept.
+        double max = norm / 4;
+        var (clipped, reportedClipped) = OneStep(max, "clipped");
+        Assert.Equal(norm, reportedClipped, norm * 1e-5);
+        Assert.Equal(max, GlobalNorm(clipped), max * 1e-5);
+        for (int i = 0; i < raw.Count; i++)
+            Assert.True(allclose(clipped[i], raw[i] * 0.25, rtol: 1e-5, atol: 1e-12), $"gradient {i} is not the unclipped one scaled by 1/4");
+
+        // Smaller than the maximum: untouched.
+        var (untouched, _) = OneStep(norm * 4, "untouched");
+        for (int i = 0; i < raw.Count; i++)
+            Assert.True(untouched[i].eq(raw[i]).all().item<bool>(), $"gradient {i} changed although its norm was below the maximum");
+    }
+
+    private sealed class SnapshotValidator(Func<Dictionary<string, Tensor>> snapshot) : ITrainingValidator
+    {
+        public readonly Dictionary<long, Dictionary<string, Tensor>> Seen = new();
+
+        public string Validate(long step, string outputFolder)
+        {
+            Seen[step] = snapshot();
+            return Path.Combine(outputFolder, $"step-{step}.png");
+        }
+    }
+
+    /// <summary>Follows the live weights after every step and keeps the EMA the docs describe, computed here.</summary>
+    private sealed class EmaFollower(IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable, double decay) : ITrainingObserver
+    {
+        private readonly Dictionary<string, Tensor> _average = trainable.ToDictionary(t => t.Name, t => t.Parameter.detach().to_type(ScalarType.Float64).clone());
+        private int _updates;
+        public readonly Dictionary<long, Dictionary<string, Tensor>> Average = new();
+        public readonly Dictionary<long, Dictionary<string, Tensor>> Live = new();
+
+        public void StepDone(StepReport report)
+        {
+            // shadow = d * shadow + (1 - d) * weights with d = min(decay, (1 + n) / (10 + n)), n = updates before this one.
+            double d = Math.Min(decay, (1.0 + _updates) / (10.0 + _updates));
+            _updates++;
+            var live = trainable.ToDictionary(t => t.Name, t => t.Parameter.detach().to_type(ScalarType.Float64).clone());
+            foreach (var (name, weights) in live) _average[name] = _average[name] * d + weights * (1 - d);
+            Live[report.Step] = live;
+            Average[report.Step] = _average.ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        }
+
+        public void Started(TrainingStart start) { }
+        public void CheckpointSaved(long step, string path) { }
+        public void ValidationSaved(long step, string path) { }
+        public void Message(string level, string text) { }
+    }
+
+    private static void AssertSameWeights(Dictionary<string, Tensor> expected, Dictionary<string, Tensor> actual, string what)
+    {
+        Assert.Equal(expected.Keys.Order(StringComparer.Ordinal), actual.Keys.Order(StringComparer.Ordinal));
+        foreach (var (name, value) in expected)
+            Assert.True(allclose(actual[name].to_type(ScalarType.Float64), value, rtol: 1e-5, atol: 1e-7), $"{what}: '{name}' is not the expected value");
+    }
+
+    private static void AssertDifferentWeights(Dictionary<string, Tensor> a, Dictionary<string, Tensor> b, string what) =>
+        Assert.True(a.Keys.Any(k => !allclose(a[k], b[k].to_type(ScalarType.Float64), rtol: 1e-5, atol: 1e-7)), $"{what}: the EMA equals the live weights, so the test shows nothing");
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void EmaWeightsAreUsedForValidationAndForTheFinalWeights(bool full)
+    {
+        string data = MakeDataset(_dir);
+        var dataset = ImageCaptionDataset.Open(data, resolution: 8);
+        using var model = new ToyDiffusionModel();
+        var options = Options(TrainingMethod.Vanilla, 4) with
+        {
+            FullFineTune = full, EmaDecay = 0.2, ValidateEvery = 2, ValidationPrompts = ["a red cube"], LearningRate = 5e-2,
+        };
+        string output = Path.Combine(_dir, "out");
+        EmaFollower? follower = null;
+        // The observer has to exist before the run does; it forwards to the follower made from the run's parameters.
+        using var run = new TrainingRun(model, dataset, options, output, new ForwardingObserver(() => follower));
+        follower = new EmaFollower(run.TrainableParameters, decay: 0.2);
+        var validator = new SnapshotValidator(() => run.TrainableParameters.ToDictionary(t => t.Name, t => t.Parameter.detach().clone()));
+        run.Validator = validator;
+        var result = run.Run();
+
+        Assert.Equal([2L, 4L], validator.Seen.Keys.Order());
+        foreach (long step in new[] { 2L, 4L })
+        {
+            AssertSameWeights(follower.Average[step], validator.Seen[step], $"validation at step {step}");
+            AssertDifferentWeights(follower.Average[step], follower.Live[step], $"step {step}");
+        }
+
+        // After validation and saving the live weights are back.
+        AssertSameWeights(follower.Live[4], run.TrainableParameters.ToDictionary(t => t.Name, t => (Tensor)t.Parameter), "live weights after the run");
+
+        var saved = full
+            ? TensorFile.Load(result.FinalWeights!).ToDictionary(kv => "unet." + kv.Key, kv => kv.Value)
+            : LoraFile.Load(result.FinalWeights!).Tensors.ToDictionary(kv => kv.Key, kv => kv.Value);
+        AssertSameWeights(follower.Average[4], saved.Where(kv => follower.Average[4].ContainsKey(kv.Key)).ToDictionary(), "final weights");
+        Assert.Equal(follower.Average[4].Count, saved.Keys.Count(follower.Average[4].ContainsKey));
+        foreach (var t in saved.Values) t.Dispose();
+    }
+
+    private sealed class ForwardingObserver(Func<ITrainingObserver?> target) : ITrainingObserver
+    {
+        public void Started(TrainingStart start) => target()?.Started(start);
+        public void StepDone(StepReport report) => target()?.StepDone(report);
+        public void CheckpointSaved(long step, string path) => target()?.CheckpointSaved(step, path);
+        public void ValidationSaved(long step, string path) => target()?.ValidationSaved(step, path);
+        public void Message(string level, string text) => target()?.Message(level, text);
+    }
+
+    private static readonly string[] CaptionsWithNouns = ["a red cube", "two green spheres", "a blue cone on top of a cube", "an orange ball"];
+
+    [Fact]
+    public void StudentTimestepsAtOrBelowTheTeacherTimestepTrainWithTheDiffusionLossOnly()
+    {
+        // T = 1000 and t_stu ~ U[0, T): with t_tea = 999 no sample can be calibrated, so CTCal must train exactly as vanilla.
+        string data = MakeDataset(_dir, captions: CaptionsWithNouns);
+        var dataset = ImageCaptionDataset.Open(data, resolution: 8);
+        List<StepReport> Train(TrainingMethod method, string name, out List<(long[] Timesteps, bool Captured, bool Grad)> calls,
+            out List<Tensor>? autoencoderBefore, out List<Tensor>? autoencoderAfter)
+        {
+            using var model = new ToyDiffusionModel();
+            using var run = new TrainingRun(model, dataset, Options(method, 4) with { TeacherTimestep = 999 }, Path.Combine(_dir, name));
+            autoencoderBefore = run.Autoencoder?.parameters().Select(p => p.detach().clone()).ToList();
+            var reports = Enumerable.Range(0, 4).Select(_ => run.TrainStep()).ToList();
+            autoencoderAfter = run.Autoencoder?.parameters().Select(p => p.detach().clone()).ToList();
+            calls = model.Calls;
+            return reports;
+        }
+
+        var vanilla = Train(TrainingMethod.Vanilla, "vanilla", out _, out _, out _);
+        var ctcal = Train(TrainingMethod.Ctcal, "ctcal", out var calls, out var before, out var after);
+
+        Assert.Equal(vanilla.Select(r => r.Loss), ctcal.Select(r => r.Loss));
+        Assert.All(ctcal, r => Assert.Equal((0.0, 0, 2), (r.Ctcal, r.Nouns, r.DiffusionOnlySamples)));
+        Assert.All(calls, c => Assert.True(c.Grad && !c.Captured, "a teacher pass ran or maps were captured"));
+        Assert.Equal(4, calls.Count);
+        for (int i = 0; i < before!.Count; i++) Assert.True(before[i].eq(after![i]).all().item<bool>(), "the attention autoencoder was trained");
+    }
+
+    [Fact]
+    public void OnlySamplesWithTheStudentTimestepAboveTheTeacherTimestepAreCalibrated()
+    {
+        string data = MakeDataset(_dir, captions: CaptionsWithNouns);
+        var dataset = ImageCaptionDataset.Open(data, resolution: 8);
+        using var model = new ToyDiffusionModel();
+        const int teacherT = 500;
+        using var run = new TrainingRun(model, dataset, Options(TrainingMethod.Ctcal, 12) with { BatchSize = 4, TeacherTimestep = teacherT }, Path.Combine(_dir, "out"));
+        int mixed = 0, none = 0, all = 0;
+        for (int step = 0; step < 12; step++)
+        {
+            model.Calls.Clear();
+            var report = run.TrainStep();
+            var student = Assert.Single(model.Calls, c => c.Grad);
+            var teacher = model.Calls.Where(c => !c.Grad).ToList();
+            int above = student.Timesteps.Count(t => t > teacherT);
+
+            // Every caption has a noun, so exactly the samples with t_stu <= t_tea are trained with the diffusion loss only.
+            Assert.Equal(4 - above, report.DiffusionOnlySamples);
+            if (above == 0)
+            {
+                none++;
+                Assert.Empty(teacher);
+                Assert.False(student.Captured);
+                Assert.Equal(0.0, report.Ctcal);
+            }
+            else
+            {
+                if (above == 4) all++;
+                else mixed++;
+                // The teacher pass sees only the calibrated samples, all at t_tea.
+                var pass = Assert.Single(teacher);
+                Assert.True(pass.Captured);
+                Assert.Equal(Enumerable.Repeat((long)teacherT, above), pass.Timesteps);
+                Assert.True(report.Ctcal > 0);
+            }
+        }
+        Assert.True(mixed > 0 && none + all > 0, $"the seed did not give both kinds of batch (mixed {mixed}, none {none}, all {all})");
     }
 
     [Fact]

@@ -9,15 +9,24 @@ namespace CTCal.Core.Diagnostics;
 /// the process starts: <c>CTCAL_FAULT_KILL=&lt;point&gt;[#&lt;n&gt;]</c> kills this process with SIGKILL (no
 /// <c>finally</c>, no flush, no exit handler runs) the <c>n</c>-th time (default 1) it reaches a point whose name matches.
 /// A pattern ending in <c>*</c> matches every name with that prefix. The point names are listed in docs/hardening.md.
-/// When the variable is unset, <see cref="Reached"/> is a read of one static field.
+/// When the variable is unset, <see cref="Reached(string)"/> is a read of one static field.
+/// <para>Points given a release token (<see cref="Reached(string, CancellationToken)"/>) can also be held:
+/// <c>CTCAL_FAULT_PAUSE=&lt;point&gt;[#&lt;n&gt;]</c> makes the process stop the <c>n</c>-th time it reaches a matching
+/// point and wait there until the token is cancelled (in the trainer, by Ctrl+C or SIGTERM), so that a test can deliver a
+/// signal at exactly that point instead of racing the process.</para>
 /// </summary>
 public static class FaultPoints
 {
     /// <summary>The environment variable read once at start-up.</summary>
     public const string Variable = "CTCAL_FAULT_KILL";
 
-    private static readonly Spec? Armed = Load();
+    /// <summary>The environment variable, read once at start-up, that arms a pause (see <see cref="Reached(string, CancellationToken)"/>).</summary>
+    public const string PauseVariable = "CTCAL_FAULT_PAUSE";
+
+    private static readonly Spec? Armed = Load(Variable);
+    private static readonly Spec? ArmedPause = Load(PauseVariable);
     private static int _hits;
+    private static int _pauseHits;
 
     /// <summary>True when a kill point was armed through <see cref="Variable"/>.</summary>
     public static bool IsArmed => Armed is not null;
@@ -42,14 +51,35 @@ public static class FaultPoints
     }
 
     /// <summary>
-    /// Reads <see cref="Variable"/>. A malformed value ends the process with exit status 2 and a message naming the variable
-    /// the first time any point is reached: a typo must never silently disarm a crash test.
+    /// <see cref="Reached(string)"/> at a point where the process can also be held: when <see cref="PauseVariable"/> names
+    /// it and this is the armed hit, writes <c>fault injection: paused at '&lt;point&gt;' (hit &lt;n&gt;)</c> to stderr and
+    /// waits until <paramref name="release"/> is cancelled, then carries on.
     /// </summary>
-    private static Spec? Load()
+    public static void Reached(string name, CancellationToken release)
+    {
+        Reached(name);
+        var spec = ArmedPause;
+        if (spec is null || !spec.Matches(name)) return;
+        if (Interlocked.Increment(ref _pauseHits) != spec.Hit) return;
+        try
+        {
+            Console.Error.WriteLine($"fault injection: paused at '{name}' (hit {spec.Hit})");
+        }
+        catch (IOException)
+        {
+        }
+        release.WaitHandle.WaitOne();
+    }
+
+    /// <summary>
+    /// Reads <paramref name="variable"/>. A malformed value ends the process with exit status 2 and a message naming the
+    /// variable the first time any point is reached: a typo must never silently disarm a crash test.
+    /// </summary>
+    private static Spec? Load(string variable)
     {
         try
         {
-            return Spec.Parse(Environment.GetEnvironmentVariable(Variable));
+            return Spec.Parse(Environment.GetEnvironmentVariable(variable), variable);
         }
         catch (ArgumentException e)
         {
@@ -67,15 +97,15 @@ public static class FaultPoints
             : string.Equals(Pattern, name, StringComparison.Ordinal);
 
         /// <exception cref="ArgumentException">a malformed value, naming the variable: a typo must not silently disarm a test.</exception>
-        public static Spec? Parse(string? value)
+        public static Spec? Parse(string? value, string variable = Variable)
         {
             if (string.IsNullOrWhiteSpace(value)) return null;
             int hash = value.LastIndexOf('#');
             string pattern = (hash < 0 ? value : value[..hash]).Trim();
             int hit = 1;
             if (hash >= 0 && (!int.TryParse(value[(hash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out hit) || hit < 1))
-                throw new ArgumentException($"{Variable}='{value}': the part after '#' must be a whole number of at least 1");
-            if (pattern.Length == 0) throw new ArgumentException($"{Variable}='{value}': no point name before '#'");
+                throw new ArgumentException($"{variable}='{value}': the part after '#' must be a whole number of at least 1");
+            if (pattern.Length == 0) throw new ArgumentException($"{variable}='{value}': no point name before '#'");
             return new Spec(pattern, hit);
         }
     }

@@ -22,13 +22,26 @@ public static class HostCommands
         root.Options.Add(config);
         root.Options.Add(pluginFilter);
 
-        PluginHost Open(ParseResult parse)
+        PluginHost LoadPlugins(ParseResult parse)
         {
             var file = PluginsFile.Load(parse.GetValue(config)!);
             var host = PluginHost.Load(file, hostLog, pluginLog);
             foreach (var failure in host.Failures)
             {
                 output.WriteLine($"warning: plugin {failure}");
+            }
+
+            return host;
+        }
+
+        // Every verb but 'plugins' (which reports the failures itself) needs a plugin: none loaded is exit code 1.
+        PluginHost Open(ParseResult parse)
+        {
+            var host = LoadPlugins(parse);
+            if (host.Plugins.Count == 0)
+            {
+                host.Dispose();
+                throw new NoPluginLoadedException(Path.GetFullPath(parse.GetValue(config)!));
             }
 
             return host;
@@ -44,7 +57,7 @@ public static class HostCommands
         var plugins = new Command("plugins", "List the plugins in plugins.json, their exports and load failures");
         plugins.SetAction(parse => Run(output, () =>
         {
-            using var host = Open(parse);
+            using var host = LoadPlugins(parse);
             foreach (var plugin in host.Plugins)
             {
                 output.WriteLine($"{plugin.Entry.Id}  {plugin.Entry.AssemblyPath}");
@@ -346,6 +359,11 @@ public static class HostCommands
         {
             return body();
         }
+        catch (NoPluginLoadedException ex)
+        {
+            output.WriteLine($"error: {ex.Message}");
+            return 1;
+        }
         catch (Exception ex) when (IsUserError(ex))
         {
             output.WriteLine($"error: {ex.Message}");
@@ -379,6 +397,11 @@ public static class HostCommands
             output.WriteLine($"error: {ex.Message}");
             NLog.LogManager.GetLogger("ctcal-host").Error(ex.InnerException, "Plugin {0} failed", ex.PluginId);
             return 3;
+        }
+        catch (NoPluginLoadedException ex)
+        {
+            output.WriteLine($"error: {ex.Message}");
+            return 1;
         }
         catch (Exception ex) when (IsUserError(ex))
         {

@@ -42,6 +42,7 @@ public sealed partial class TrainingRun : IDisposable
     private int _consecutiveNonFinite;
     private int _skippedSteps;
     private int _diffusionOnlySamples;
+    private CancellationToken _cancellation;
 
     public TrainingRun(ITrainableDiffusionModel model, ImageCaptionDataset data, TrainingOptions options, string outputFolder,
         ITrainingObserver? observer = null, ITrainingValidator? validator = null)
@@ -164,6 +165,7 @@ public sealed partial class TrainingRun : IDisposable
             _observer.Message("info", $"{withoutNouns} of {_data.Records.Count} captions have no noun to calibrate; they train with the diffusion loss only");
 
         string? lastCheckpoint = null;
+        _cancellation = cancellation;
         FaultPoints.Reached("train.started");
         while (Step < _options.Steps)
         {
@@ -233,6 +235,8 @@ public sealed partial class TrainingRun : IDisposable
             finite &= double.IsFinite(parts.Loss);
         }
 
+        // Gradients of every micro-batch are in, nothing is updated yet; a test can hold the process here and signal it.
+        FaultPoints.Reached("train.mid-step", _cancellation);
         double gradNorm = GradientNorm();
         finite &= double.IsFinite(gradNorm);
         double lr = _schedule.At(Step);
