@@ -22,6 +22,20 @@ public sealed class ParityTests(TinySd1Export export) : IClassFixture<TinySd1Exp
         Assert.True(err <= Tolerance, $"max abs error {err} at t={t} (output max {OrtRunner.MaxAbs(expected.Data)})");
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(999)]
+    public void Unet_cross_attention_probabilities_match_diffusers(int t)
+    {
+        var errors = AttentionProbe.Compare(export, t);
+        Assert.Equal(4, errors.Count);
+        foreach (var (key, (err, heads)) in errors)
+        {
+            Assert.Equal(4, heads);
+            Assert.True(err <= 1e-5f, $"{key}: max abs error {err}");
+        }
+    }
+
     [Fact]
     public void Text_encoder_matches_transformers()
     {
