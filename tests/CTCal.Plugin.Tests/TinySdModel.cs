@@ -4,7 +4,8 @@ namespace CTCal.Tests;
 
 /// <summary>
 /// Lays out a complete (tiny) SD ONNX model folder in the Optimum layout, with models small enough to run in
-/// milliseconds: text encoder = embedding lookup, UNet = 0.5*sample + mean(text) + 0.001*t, VAE decoder = one
+/// milliseconds: text encoder = embedding lookup, UNet = 0.5*sample + mean(text) + 0.001*t + 0.05*cos(pi*t) (the
+/// cosine makes a timestep that is off by one, e.g. truncated instead of rounded, visible), VAE decoder = one
 /// 8x8 stride-8 transposed convolution. The variants choose the exporter conventions the pipeline must adapt to.
 /// </summary>
 public static class TinySdModel
@@ -35,13 +36,7 @@ public static class TinySdModel
         Directory.CreateDirectory(dir);
 
         // text_encoder: input_ids [batch, 77] -> last_hidden_state [batch, 77, 8]
-        var embedding = new float[Vocab * Hidden];
-        var rng = new Random(1234);
-        for (int i = 0; i < embedding.Length; i++)
-        {
-            embedding[i] = (float)(rng.NextDouble() * 2 - 1);
-        }
-
+        var (embedding, kernel, rng) = DrawWeights();
         new TinyOnnx.Graph()
             .Input("input_ids", int32Ids ? TinyOnnx.Int32 : TinyOnnx.Int64, batch, 77L)
             .Init("embedding", new long[] { Vocab, Hidden }, embedding)
@@ -49,7 +44,7 @@ public static class TinySdModel
             .Output("last_hidden_state", TinyOnnx.Float, batch, 77L, (long)Hidden)
             .Save(Path.Combine(dir, "text_encoder", "model.onnx"));
 
-        // unet: out_sample = 0.5 * sample + mean(encoder_hidden_states) + 0.001 * t
+        // unet: out_sample = 0.5 * sample + mean(encoder_hidden_states) + 0.001 * t + 0.05 * cos(pi * t)
         var unet = new TinyOnnx.Graph()
             .Input("sample", TinyOnnx.Float, batch, 4L, "height", "width");
         unet = timestep switch
@@ -61,6 +56,8 @@ public static class TinySdModel
         unet.Input("encoder_hidden_states", TinyOnnx.Float, batch, sequence, (long)Hidden)
             .Init("half", new long[0], new[] { 0.5f })
             .Init("milli", new long[0], new[] { 0.001f })
+            .Init("pi", new long[0], new[] { MathF.PI })
+            .Init("twentieth", new long[0], new[] { 0.05f })
             .Init("to4d", new long[] { 4 }, new long[] { -1, 1, 1, 1 })
             .Node("Mul", new[] { "sample", "half" }, new[] { "scaled" })
             .Node("ReduceMean", new[] { "encoder_hidden_states" }, new[] { "text_mean" }, ("axes", new long[] { 1, 2 }), ("keepdims", 1L))
@@ -68,18 +65,16 @@ public static class TinySdModel
             .Node("Cast", new[] { "timestep" }, new[] { "t_float" }, ("to", (long)TinyOnnx.Float))
             .Node("Reshape", new[] { "t_float", "to4d" }, new[] { "t4" })
             .Node("Mul", new[] { "t4", "milli" }, new[] { "t_scaled" })
+            .Node("Mul", new[] { "t4", "pi" }, new[] { "t_pi" })
+            .Node("Cos", new[] { "t_pi" }, new[] { "t_cos" })
+            .Node("Mul", new[] { "t_cos", "twentieth" }, new[] { "t_wave" })
             .Node("Add", new[] { "scaled", "text_mean4" }, new[] { "partial" })
-            .Node("Add", new[] { "partial", "t_scaled" }, new[] { "out_sample" })
+            .Node("Add", new[] { "partial", "t_scaled" }, new[] { "partial_t" })
+            .Node("Add", new[] { "partial_t", "t_wave" }, new[] { "out_sample" })
             .Output("out_sample", TinyOnnx.Float, batch, 4L, "height", "width")
             .Save(Path.Combine(dir, "unet", "model.onnx"));
 
         // vae_decoder: latent_sample [batch, 4, h, w] -> sample [batch, 3, 8h, 8w]
-        var kernel = new float[4 * 3 * 8 * 8];
-        for (int i = 0; i < kernel.Length; i++)
-        {
-            kernel[i] = (float)(rng.NextDouble() - 0.5) * 0.5f;
-        }
-
         new TinyOnnx.Graph()
             .Input("latent_sample", TinyOnnx.Float, "batch", 4L, "height", "width")
             .Init("kernel", new long[] { 4, 3, 8, 8 }, kernel)
@@ -120,5 +115,34 @@ public static class TinySdModel
             Path.Combine(dir, "ctcal_manifest.json"),
             JsonSerializer.Serialize(new { name = $"Tiny {id}", family = "sd1", width = 64, height = 64, description = "hand-made test model" }));
         return dir;
+    }
+
+    /// <summary>
+    /// The text encoder's embedding table [Vocab, Hidden] and the VAE decoder's ConvTranspose kernel [4, 3, 8, 8] (no
+    /// bias) that <see cref="Create"/> writes, for tests that compute the expected image by hand.
+    /// </summary>
+    public static (float[] Embedding, float[] DecoderKernel) Weights()
+    {
+        var (embedding, kernel, _) = DrawWeights();
+        return (embedding, kernel);
+    }
+
+    /// <summary>Seeded weights; the generator is returned positioned for the optional VAE encoder's kernel.</summary>
+    private static (float[] Embedding, float[] DecoderKernel, Random Rng) DrawWeights()
+    {
+        var rng = new Random(1234);
+        var embedding = new float[Vocab * Hidden];
+        for (int i = 0; i < embedding.Length; i++)
+        {
+            embedding[i] = (float)(rng.NextDouble() * 2 - 1);
+        }
+
+        var kernel = new float[4 * 3 * 8 * 8];
+        for (int i = 0; i < kernel.Length; i++)
+        {
+            kernel[i] = (float)(rng.NextDouble() - 0.5) * 0.5f;
+        }
+
+        return (embedding, kernel, rng);
     }
 }
