@@ -4,13 +4,19 @@ using CTCal.Core.Safetensors;
 namespace CTCal.Core.Tests;
 
 /// <summary>tests/data/fixtures/schedulers.json + .safetensors (diffusers 0.27.2), loaded once for a test class.</summary>
-public sealed class SchedulerFixture
+public class SchedulerFixture
 {
     public SchedulerFixture()
+        : this("schedulers")
+    {
+    }
+
+    /// <param name="stem">The fixture's file name without extension: <c>{stem}.json</c> and <c>{stem}.safetensors</c>.</param>
+    protected SchedulerFixture(string stem)
     {
         string dir = CTCal.Tests.TestPaths.Fixtures;
-        Json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "schedulers.json")));
-        using var file = SafetensorsFile.Open(Path.Combine(dir, "schedulers.safetensors"));
+        Json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, stem + ".json")));
+        using var file = SafetensorsFile.Open(Path.Combine(dir, stem + ".safetensors"));
         Tensors = file.Tensors.ToDictionary(t => t.Name, t => file.ReadAsFloat32(t.Name));
     }
 
@@ -20,3 +26,6 @@ public sealed class SchedulerFixture
 
     public IEnumerable<string> Cases => Json.RootElement.EnumerateObject().Select(p => p.Name);
 }
+
+/// <summary>tests/data/fixtures/schedulers_extra.* (diffusers 0.27.2): LMS, DPM++ 2M without Karras sigmas, Euler with v-prediction and linspace spacing.</summary>
+public sealed class SchedulerExtraFixture() : SchedulerFixture("schedulers_extra");

@@ -1,4 +1,5 @@
 using CTCal.Contracts;
+using CTCal.Core.Schedulers;
 using CTCal.Plugin.Hosting;
 using CTCal.Plugin.Onnx;
 using CTCal.Tests;
@@ -121,13 +122,70 @@ public sealed class GenerationTests : IDisposable
     [InlineData(true, TinySdModel.TimestepKind.FloatScalar)]
     public async Task RunsEveryExporterConvention(bool int32Ids, TinySdModel.TimestepKind timestep)
     {
-        TinySdModel.Create(Models, "tiny", int32Ids, timestep);
+        // Every image must be the one worked out from the tiny model's closed form (ExpectedTinyImage), with the timestep
+        // rounded where the export declares an integer type: ids, timesteps and both guidance halves reach the models
+        // as intended whatever the convention.
+        string dir = TinySdModel.Create(Models, "tiny", int32Ids, timestep);
+        // linspace spacing at 5 steps gives Euler and LMS fractional timesteps (249.75, 499.5, 749.25), which an integer
+        // timestep input must receive rounded and a float one unchanged.
+        string configPath = Path.Combine(dir, "scheduler", "scheduler_config.json");
+        File.WriteAllText(configPath, File.ReadAllText(configPath).Replace("\"leading\"", "\"linspace\"", StringComparison.Ordinal));
         var (generator, _, _) = Create();
+        var config = SchedulerConfig.Load(configPath);
+        Assert.Equal("linspace", config.TimestepSpacing);
         foreach (string scheduler in new[] { "ddim", "euler", "pndm", "lms", "dpmpp_2m_karras", "ddpm" })
         {
-            var result = await generator.GenerateAsync(Request(scheduler: scheduler));
-            Assert.Single(result.Images);
+            var request = Request(scheduler: scheduler) with { NegativePrompt = "two cats and three dogs", Steps = 5 };
+            var result = await generator.GenerateAsync(request);
+            var png = PngReader.Read(Assert.Single(result.Images).Png);
+            Assert.Equal((64, 48), (png.Width, png.Height));
+            double[] expected = ExpectedTinyImage(SchedulerFactory.Create(scheduler, config), request, timestep is TinySdModel.TimestepKind.Int64Batch or TinySdModel.TimestepKind.Int32Batch);
+            Assert.True(expected.Count(v => v is > 0 and < 255) > expected.Length / 20, $"{scheduler}: the expected image is nearly all clamped");
+            ClosedFormReference.AssertPixels(expected, png.Rgb);
         }
+    }
+
+    /// <summary>
+    /// The image a correct pipeline makes with <see cref="TinySdModel"/> (UNet = 0.5 sample + mean(text) + 0.001 t + 0.05 cos(pi t), VAE =
+    /// one ConvTranspose, default scaling_factor 0.18215), worked out here: the fixture's CLIP ids (openai/CLIP) for both
+    /// prompts, x_T = init_noise_sigma * GaussianNoise(seed), eps = eps_neg + g (eps_text - eps_neg) on the scaled input,
+    /// the sampler's step (the samplers are checked against diffusers in Core.Tests; DDPM and the ancestral noise draw
+    /// from the same GaussianNoise after x_T), then decode(latents / 0.18215) mapped to bytes, returned unrounded.
+    /// </summary>
+    private static double[] ExpectedTinyImage(IDiffusionScheduler scheduler, GenerationRequest r, bool integerTimesteps)
+    {
+        var (embedding, kernel) = TinySdModel.Weights();
+        double text = ClosedFormReference.TextMean(embedding, TinySdModel.Hidden, ClosedFormReference.Sd1InputIds(r.Prompt));
+        double negative = ClosedFormReference.TextMean(embedding, TinySdModel.Hidden, ClosedFormReference.Sd1InputIds(r.NegativePrompt));
+        int width = r.Width!.Value, height = r.Height!.Value, h = height / 8, w = width / 8;
+
+        scheduler.SetTimesteps(r.Steps);
+        var noise = new GaussianNoise(r.Seed!.Value);
+        var latents = new float[4 * h * w];
+        noise.NextGaussian(latents);
+        for (int k = 0; k < latents.Length; k++)
+        {
+            latents[k] *= scheduler.InitNoiseSigma;
+        }
+
+        var input = new float[latents.Length];
+        var eps = new float[latents.Length];
+        foreach (double t in scheduler.Timesteps)
+        {
+            latents.CopyTo(input, 0);
+            scheduler.ScaleModelInput(input, t);
+            double seen = integerTimesteps ? Math.Round(t) : (float)t;
+            for (int k = 0; k < eps.Length; k++)
+            {
+                eps[k] = (float)(0.5 * input[k] + negative + r.GuidanceScale * (text - negative) + 0.001 * seen + 0.05 * Math.Cos(Math.PI * seen));
+            }
+
+            scheduler.Step(eps, t, latents, noise);
+        }
+
+        double[] z = latents.Select(v => v / 0.18215).ToArray();
+        double[] image = ClosedFormReference.Decode(z, h, w, kernel, new float[3]);
+        return ClosedFormReference.ToPixelScale(image, width, height);
     }
 
     [Fact]

@@ -4,7 +4,8 @@ namespace CTCal.Tests;
 
 /// <summary>
 /// Lays out a complete (tiny) SD ONNX model folder in the Optimum layout, with models small enough to run in
-/// milliseconds: text encoder = embedding lookup, UNet = 0.5*sample + mean(text) + 0.001*t, VAE decoder = one
+/// milliseconds: text encoder = embedding lookup, UNet = 0.5*sample + mean(text) + 0.001*t + 0.05*cos(pi*t) (the
+/// cosine makes a timestep that is off by one, e.g. truncated instead of rounded, visible), VAE decoder = one
 /// 8x8 stride-8 transposed convolution. The variants choose the exporter conventions the pipeline must adapt to.
 /// </summary>
 public static class TinySdModel
@@ -41,8 +42,7 @@ public static class TinySdModel
         Directory.CreateDirectory(dir);
 
         // text_encoder: input_ids [batch, 77] -> last_hidden_state [batch, 77, 8]
-        var rng = new Random(1234);
-        var embedding = EmbeddingTable(rng);
+        var (embedding, kernel, rng) = DrawWeights();
         new TinyOnnx.Graph()
             .Input("input_ids", int32Ids ? TinyOnnx.Int32 : TinyOnnx.Int64, batch, 77L)
             .Init("embedding", new long[] { Vocab, Hidden }, embedding)
@@ -51,7 +51,7 @@ public static class TinySdModel
             .Output("last_hidden_state", floatType, batch, 77L, (long)Hidden)
             .Save(Path.Combine(dir, "text_encoder", "model.onnx"));
 
-        // unet: out_sample = 0.5 * sample + mean(encoder_hidden_states) + 0.001 * t
+        // unet: out_sample = 0.5 * sample + mean(encoder_hidden_states) + 0.001 * t + 0.05 * cos(pi * t)
         var unet = new TinyOnnx.Graph()
             .Input("sample", floatType, batch, 4L, "height", "width");
         unet = timestep switch
@@ -66,6 +66,8 @@ public static class TinySdModel
             .CastIf(fp16, "encoder_hidden_states", "hidden_f", TinyOnnx.Float)
             .Init("half", new long[0], new[] { 0.5f })
             .Init("milli", new long[0], new[] { 0.001f })
+            .Init("pi", new long[0], new[] { MathF.PI })
+            .Init("twentieth", new long[0], new[] { 0.05f })
             .Init("to4d", new long[] { 4 }, new long[] { -1, 1, 1, 1 })
             .Node("Mul", new[] { fp16 ? "sample_f" : "sample", "half" }, new[] { "scaled" })
             .Node("ReduceMean", new[] { fp16 ? "hidden_f" : "encoder_hidden_states" }, new[] { "text_mean" }, ("axes", new long[] { 1, 2 }), ("keepdims", 1L))
@@ -73,19 +75,17 @@ public static class TinySdModel
             .Node("Cast", new[] { "timestep" }, new[] { "t_float" }, ("to", (long)TinyOnnx.Float))
             .Node("Reshape", new[] { "t_float", "to4d" }, new[] { "t4" })
             .Node("Mul", new[] { "t4", "milli" }, new[] { "t_scaled" })
+            .Node("Mul", new[] { "t4", "pi" }, new[] { "t_pi" })
+            .Node("Cos", new[] { "t_pi" }, new[] { "t_cos" })
+            .Node("Mul", new[] { "t_cos", "twentieth" }, new[] { "t_wave" })
             .Node("Add", new[] { "scaled", "text_mean4" }, new[] { "partial" })
-            .Node("Add", new[] { "partial", "t_scaled" }, new[] { fp16 ? "out_f" : "out_sample" })
+            .Node("Add", new[] { "partial", "t_scaled" }, new[] { "partial_t" })
+            .Node("Add", new[] { "partial_t", "t_wave" }, new[] { fp16 ? "out_f" : "out_sample" })
             .CastIf(fp16, "out_f", "out_sample", TinyOnnx.Float16)
             .Output("out_sample", floatType, batch, 4L, "height", "width")
             .Save(Path.Combine(dir, "unet", "model.onnx"));
 
         // vae_decoder: latent_sample [batch, 4, h, w] -> sample [batch, 3, 8h, 8w]
-        var kernel = new float[4 * 3 * 8 * 8];
-        for (int i = 0; i < kernel.Length; i++)
-        {
-            kernel[i] = (float)(rng.NextDouble() - 0.5) * 0.5f;
-        }
-
         new TinyOnnx.Graph()
             .Input("latent_sample", floatType, "batch", 4L, "height", "width")
             .CastIf(fp16, "latent_sample", "latent_f", TinyOnnx.Float)
@@ -130,20 +130,35 @@ public static class TinySdModel
         return dir;
     }
 
-    /// <summary>
-    /// The text encoder's embedding table [Vocab, Hidden] (the first values drawn from <c>new Random(1234)</c>): the tiny text
-    /// encoder's hidden state of a token is its row.
-    /// </summary>
-    public static float[] EmbeddingTable() => EmbeddingTable(new Random(1234));
+    /// <summary>The text encoder's embedding table [Vocab, Hidden]: the tiny text encoder's hidden state of a token is its row.</summary>
+    public static float[] EmbeddingTable() => Weights().Embedding;
 
-    private static float[] EmbeddingTable(Random rng)
+    /// <summary>
+    /// The text encoder's embedding table [Vocab, Hidden] and the VAE decoder's ConvTranspose kernel [4, 3, 8, 8] (no
+    /// bias) that <see cref="Create"/> writes, for tests that compute the expected image by hand.
+    /// </summary>
+    public static (float[] Embedding, float[] DecoderKernel) Weights()
     {
+        var (embedding, kernel, _) = DrawWeights();
+        return (embedding, kernel);
+    }
+
+    /// <summary>Seeded weights; the generator is returned positioned for the optional VAE encoder's kernel.</summary>
+    private static (float[] Embedding, float[] DecoderKernel, Random Rng) DrawWeights()
+    {
+        var rng = new Random(1234);
         var embedding = new float[Vocab * Hidden];
         for (int i = 0; i < embedding.Length; i++)
         {
             embedding[i] = (float)(rng.NextDouble() * 2 - 1);
         }
 
-        return embedding;
+        var kernel = new float[4 * 3 * 8 * 8];
+        for (int i = 0; i < kernel.Length; i++)
+        {
+            kernel[i] = (float)(rng.NextDouble() - 0.5) * 0.5f;
+        }
+
+        return (embedding, kernel, rng);
     }
 }

@@ -38,4 +38,7 @@ internal static class ModelTestConfigs
         CTCal.Trainer.Model.DiffusersWeights.Load(module, folder);
 
     public static string TinySd1 => Path.Combine(CTCal.Tests.TestPaths.Fixtures, "tiny-sd1");
+
+    /// <summary>The SD2-style diffusers folder (linear projections, per-block heads, upcast attention, gelu CLIP padded with 0, v-prediction).</summary>
+    public static string TinySd2Style => Path.Combine(CTCal.Tests.TestPaths.Fixtures, "tiny-sd2-style");
 }
