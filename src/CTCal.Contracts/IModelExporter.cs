@@ -19,12 +19,15 @@ public interface IModelExporter
 /// <param name="Overwrite">Replace an existing model of that id.</param>
 /// <param name="UnetWeights">Fine-tuned UNet weights (a safetensors file) used instead of the checkpoint's own.</param>
 /// <param name="Loras">LoRA safetensors files merged into the weights at export (strength 1).</param>
+/// <param name="Method">How the weights were trained, recorded with the model: <c>base</c>, <c>vanilla</c> or <c>ctcal</c>
+/// (null: <c>base</c> when nothing replaces or is merged into the checkpoint's weights, else not recorded).</param>
 public sealed record ModelExportRequest(
     string CheckpointFolder,
     string ModelId,
     bool Overwrite = false,
     string? UnetWeights = null,
-    IReadOnlyList<string>? Loras = null);
+    IReadOnlyList<string>? Loras = null,
+    string? Method = null);
 
 /// <summary>Progress of a long operation (export, fine-tune).</summary>
 /// <param name="Stage">Short machine-friendly stage name (for example <c>unet</c>, <c>step</c>, <c>checkpoint</c>).</param>

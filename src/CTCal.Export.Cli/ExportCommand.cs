@@ -18,7 +18,7 @@ internal static class ExportCommand
             Description = "Comma-separated parts to export: text_encoder,unet,vae_decoder,vae_encoder.",
             DefaultValueFactory = _ => "text_encoder,unet,vae_decoder,vae_encoder",
         };
-        var method = new Option<string?>("--method") { Description = "Training method recorded in ctcal_manifest.json (e.g. ctcal)." };
+        var method = new Option<string?>("--method") { Description = "Training method of the weights, recorded in ctcal_manifest.json: base, vanilla or ctcal (default: base when no --unet-weights/--lora, else not recorded)." };
         var steps = new Option<int?>("--steps") { Description = "Training steps recorded in ctcal_manifest.json." };
         var force = new Option<bool>("--force") { Description = "Replace a non-empty output folder that was not written by ctcal-export." };
 

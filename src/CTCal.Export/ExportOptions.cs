@@ -51,7 +51,11 @@ public sealed record ExportOptions
     /// <summary>Total weight bytes of a graph above which its weights go to model.onnx.data (external data).</summary>
     public long ExternalDataThreshold { get; init; } = OnnxModelWriter.DefaultExternalDataThreshold;
 
-    /// <summary>Recorded in the manifest when known: the training method (e.g. "ctcal") and its step count.</summary>
+    /// <summary>
+    /// Recorded in the manifest: the training method of the exported weights (<c>base</c>, <c>vanilla</c> or <c>ctcal</c>) and
+    /// its step count. When null the manifest says <c>base</c> if nothing replaces or is merged into the source weights, and
+    /// records no method otherwise (an unknown fine-tune is never labelled by guess).
+    /// </summary>
     public string? TrainingMethod { get; init; }
 
     public int? TrainingSteps { get; init; }

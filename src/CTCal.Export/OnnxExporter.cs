@@ -4,6 +4,7 @@ using CTCal.Core.Diagnostics;
 using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
 using CTCal.Core.Safetensors;
+using CTCal.Core.Schedulers;
 using CTCal.Export.Graphs;
 using CTCal.Export.Onnx;
 using CTCal.Export.Weights;
@@ -20,8 +21,8 @@ namespace CTCal.Export;
 /// </summary>
 public static class OnnxExporter
 {
-    public const string ManifestFileName = "ctcal_manifest.json";
-    public const int ManifestFormatVersion = 1;
+    public const string ManifestFileName = OnnxModelManifest.FileName;
+    public const int ManifestFormatVersion = OnnxModelManifest.CurrentFormatVersion;
     private static readonly string[] TokenizerFiles = ["vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"];
 
     private sealed record Part(string Folder, string ConfigPath, OnnxGraph Graph, ComponentWeights Weights);
@@ -57,6 +58,9 @@ public static class OnnxExporter
             && !File.Exists(Path.Combine(output, ManifestFileName)) && !options.Force)
             problems.Add($"output folder '{output}' exists, is not empty and was not written by this exporter (no {ManifestFileName}); pass Force to replace it");
         if (File.Exists(output)) problems.Add($"output path '{output}' is a file");
+        if (options.TrainingMethod is { } method && !OnnxModelManifest.Methods.Contains(method))
+            problems.Add($"training method '{method}' is not one of {string.Join(", ", OnnxModelManifest.Methods)}");
+        if (options.TrainingSteps is < 0) problems.Add($"training steps must be >= 0, got {options.TrainingSteps}");
 
         var loras = new Dictionary<string, Dictionary<string, List<LoraDelta>>>(StringComparer.Ordinal);
         foreach (var spec in options.Loras)
@@ -195,7 +199,7 @@ public static class OnnxExporter
         CopyFolder(Path.Combine(model, "tokenizer"), Path.Combine(temp, "tokenizer"), TokenizerFiles);
         CopyFolder(Path.Combine(model, "scheduler"), Path.Combine(temp, "scheduler"), ["scheduler_config.json"]);
         WriteJson(Path.Combine(temp, "model_index.json"), modelIndex);
-        WriteJson(Path.Combine(temp, ManifestFileName), Manifest(options, model, componentsJson));
+        Manifest(options, model, componentsJson).Write(temp);
         ct.ThrowIfCancellationRequested();
         swap.Commit(); // a failure before this point leaves the output folder as it was (Dispose deletes the staging folder)
     }
@@ -238,27 +242,41 @@ public static class OnnxExporter
         };
     }
 
-    private static JsonObject Manifest(ExportOptions options, string model, JsonObject components) => new()
+    /// <summary>
+    /// The folder's <see cref="OnnxModelManifest"/>: family and native size from the source's configs (never guessed from a
+    /// width), the VAE scaling factor and prediction type, the method (<c>base</c> when nothing replaces or is merged into the
+    /// source's weights), and what was merged with hashes.
+    /// </summary>
+    private static OnnxModelManifest Manifest(ExportOptions options, string model, JsonObject components)
     {
-        ["format"] = "ctcal-onnx",
-        ["formatVersion"] = ManifestFormatVersion,
-        ["exporter"] = "CTCal.Export " + (typeof(OnnxExporter).Assembly.GetName().Version?.ToString() ?? "0"),
-        ["createdUtc"] = DateTime.UtcNow.ToString("O"),
-        ["sourceFolder"] = model,
-        ["unetWeights"] = options.UnetWeights is null ? null : Path.GetFullPath(options.UnetWeights),
-        ["loras"] = new JsonArray(options.Loras.Select(l => (JsonNode)new JsonObject
+        UNetConfig? unet = TryLoad(Path.Combine(model, "unet", "config.json"), UNetConfig.Load);
+        ClipTextConfig? text = TryLoad(Path.Combine(model, "text_encoder", "config.json"), ClipTextConfig.Load);
+        VaeConfig? vae = TryLoad(Path.Combine(model, "vae", "config.json"), VaeConfig.Load);
+        string? prediction = TryLoad(Path.Combine(model, "scheduler", "scheduler_config.json"), SchedulerConfig.Load)?.PredictionType;
+        int? native = unet is null ? null : unet.SampleSize * (vae?.DownscaleFactor ?? 8);
+        bool merged = options.UnetWeights is not null || options.Loras.Count > 0;
+        return new OnnxModelManifest
         {
-            ["path"] = Path.GetFullPath(l.Path),
-            ["scale"] = l.Scale,
-            ["sha256"] = Sha256OfFile(l.Path),
-        }).ToArray()),
-        ["method"] = options.TrainingMethod,
-        ["steps"] = options.TrainingSteps,
-        ["opset"] = OnnxGraph.Opset,
-        ["irVersion"] = OnnxGraph.IrVersion,
-        ["fp16"] = options.Fp16,
-        ["components"] = components,
-    };
+            Family = ModelFamily.Detect(unet, text),
+            Width = native,
+            Height = native,
+            VaeScalingFactor = vae?.ScalingFactor,
+            PredictionType = prediction,
+            Method = options.TrainingMethod ?? (merged ? null : "base"),
+            Steps = options.TrainingSteps,
+            SourceFolder = model,
+            UnetWeights = options.UnetWeights is null ? null : new ManifestWeights(Path.GetFullPath(options.UnetWeights), Sha256OfFile(options.UnetWeights)),
+            Loras = options.Loras.Select(l => new ManifestLora(Path.GetFullPath(l.Path), l.Scale, Sha256OfFile(l.Path))).ToList(),
+            Exporter = "CTCal.Export " + (typeof(OnnxExporter).Assembly.GetName().Version?.ToString() ?? "0"),
+            CreatedUtc = DateTime.UtcNow.ToString("O"),
+            Opset = OnnxGraph.Opset,
+            IrVersion = (int)OnnxGraph.IrVersion,
+            Fp16 = options.Fp16,
+            Components = components,
+        };
+    }
+
+    private static T? TryLoad<T>(string path, Func<string, T> load) where T : class => File.Exists(path) ? load(path) : null;
 
     private static string Sha256OfFile(string path)
     {

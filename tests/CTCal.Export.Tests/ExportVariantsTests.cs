@@ -97,7 +97,7 @@ public sealed class ExportVariantsTests(TinySd1Export export) : IClassFixture<Ti
             Assert.True(File.Exists(Path.Combine(o, f)), $"missing {f}");
         using var manifest = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(o, "ctcal_manifest.json")));
         var root = manifest.RootElement;
-        Assert.Equal(1, root.GetProperty("formatVersion").GetInt32());
+        Assert.Equal(2, root.GetProperty("formatVersion").GetInt32());
         Assert.Equal(17, root.GetProperty("opset").GetInt32());
         Assert.False(root.GetProperty("fp16").GetBoolean());
         var unet = root.GetProperty("components").GetProperty("unet");

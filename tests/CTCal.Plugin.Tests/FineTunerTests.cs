@@ -156,4 +156,28 @@ public sealed class FineTunerTests : IDisposable
 
         public void Report(OperationProgress value) => _report(value);
     }
+
+    /// <summary>
+    /// The exported model records the method the trainer reported in its start event: a vanilla fine-tune is labelled
+    /// vanilla (every fine-tune used to be labelled "ctcal"), a CTCal one ctcal, and one whose trainer says nothing is not
+    /// labelled at all.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("vanilla", "vanilla")]
+    [InlineData("ctcal", "ctcal")]
+    [InlineData(null, null)]
+    public async Task TheExportRecordsTheMethodTheTrainerReported(string? method, string? recorded)
+    {
+        Skip.If(OperatingSystem.IsWindows(), "the stand-in trainer is a POSIX shell script");
+        string start = method is null ? """{"event":"start","total_steps":1}""" : $$"""{"event":"start","total_steps":1,"method":"{{method}}"}""";
+        var (tuner, exporter) = Create($$"""
+            out=""
+            while [ $# -gt 0 ]; do [ "$1" = "--out" ] && out="$2"; shift; done
+            mkdir -p "$out/final/unet" && touch "$out/final/unet/diffusion_pytorch_model.safetensors"
+            echo '{{start}}'
+            echo '{"event":"done","steps":1,"final_weights":"final","cancelled":false,"exit_code":0}'
+            """);
+        await tuner.FineTuneAsync(Request());
+        Assert.Equal(recorded, Assert.Single(exporter.Requests).Method);
+    }
 }

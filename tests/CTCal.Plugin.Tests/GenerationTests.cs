@@ -480,6 +480,29 @@ public sealed class GenerationTests : IDisposable
         Assert.Contains(log.Warnings, w => w.Contains("broken") && w.Contains("unet/model.onnx"));
     }
 
+    /// <summary>
+    /// A folder made by another tool (no manifest) whose text encoder is 48 wide with gelu and whose UNet uses linear
+    /// projections: SD2 by architecture. It used to be listed as sd1 because its width is not 1024.
+    /// </summary>
+    [Fact]
+    public async Task TheFamilyOfAFolderWithoutManifestComesFromItsArchitectureNotItsWidth()
+    {
+        string folder = TinySdModel.Create(Models, "heldout");
+        File.Delete(Path.Combine(folder, "ctcal_manifest.json"));
+        File.WriteAllText(Path.Combine(folder, "text_encoder", "config.json"), """
+            { "hidden_size": 48, "intermediate_size": 96, "num_attention_heads": 2, "num_hidden_layers": 1, "vocab_size": 49408,
+              "max_position_embeddings": 77, "hidden_act": "gelu" }
+            """);
+        File.WriteAllText(Path.Combine(folder, "unet", "config.json"), """
+            { "block_out_channels": [8, 16], "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+              "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "norm_num_groups": 4, "cross_attention_dim": 48,
+              "use_linear_projection": true, "sample_size": 8 }
+            """);
+        var (generator, _, _) = Create();
+        var model = Assert.Single(await generator.ListModelsAsync());
+        Assert.Equal(("heldout", "sd2", 64, 64), (model.Id, model.Family, model.DefaultWidth, model.DefaultHeight));
+    }
+
     /// <summary>Reports synchronously (Progress&lt;T&gt; posts to the thread pool, which would race the assertions).</summary>
     private sealed class SyncProgress<T> : IProgress<T>
     {

@@ -82,7 +82,7 @@ internal sealed class OnnxModelExporter : IModelExporter
                         UnetWeights = request.UnetWeights,
                         Loras = loras.Select(l => new LoraSpec(l)).ToArray(),
                         Force = request.Overwrite,
-                        TrainingMethod = request.UnetWeights is null && loras.Count == 0 ? null : "ctcal",
+                        TrainingMethod = request.Method, // never guessed: a vanilla fine-tune is not "ctcal"
                     },
                     relay,
                     cancellationToken);

@@ -1,6 +1,8 @@
 using System.Text.Json;
 using CTCal.Contracts;
 using CTCal.Core.Diffusers;
+using CTCal.Core.Models;
+using CTCal.Core.Schedulers;
 
 namespace CTCal.Plugin.Models;
 
@@ -8,7 +10,7 @@ namespace CTCal.Plugin.Models;
 /// A Stable Diffusion 1.x/2.x ONNX folder in the Optimum/OnnxStack layout: <c>tokenizer/</c>,
 /// <c>text_encoder/model.onnx</c>, <c>unet/model.onnx</c>, <c>vae_decoder/model.onnx</c>, optional
 /// <c>vae_encoder/model.onnx</c>, <c>scheduler/scheduler_config.json</c>, <c>model_index.json</c>, and optionally a
-/// <c>ctcal_manifest.json</c> (name, family, width, height, description, vaeScalingFactor).
+/// <c>ctcal_manifest.json</c> (<see cref="OnnxModelManifest"/>, read through Core: the exporter writes the same record).
 /// </summary>
 /// <param name="VaeScaleFactor">Pixels per latent cell: 2^(VAE blocks - 1), 8 for every SD 1.x/2.x VAE.</param>
 internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, int VaeScaleFactor = 8)
@@ -67,25 +69,14 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, 
         }
 
         string id = Path.GetFileName(folder.TrimEnd(Path.DirectorySeparatorChar));
-        string name = id;
-        string? description = null;
-        string? family = null;
-        int? width = null;
-        int? height = null;
-        double? scaling = null;
-
-        string manifestPath = Path.Combine(folder, "ctcal_manifest.json");
-        if (File.Exists(manifestPath))
-        {
-            using var manifest = ParseJson(manifestPath);
-            var root = manifest.RootElement;
-            name = OptionalString(root, "name", manifestPath) ?? name;
-            description = OptionalString(root, "description", manifestPath);
-            family = OptionalString(root, "family", manifestPath);
-            width = OptionalInt(root, "width", manifestPath);
-            height = OptionalInt(root, "height", manifestPath);
-            scaling = OptionalDouble(root, "vaeScalingFactor", manifestPath);
-        }
+        string manifestPath = Path.Combine(folder, OnnxModelManifest.FileName);
+        var manifest = OnnxModelManifest.TryRead(folder); // a broken manifest throws, naming the file and field
+        string name = manifest?.Name ?? id;
+        string? description = manifest?.Description;
+        string? family = manifest?.Family;
+        int? width = manifest?.Width;
+        int? height = manifest?.Height;
+        double? scaling = manifest?.VaeScalingFactor;
 
         // Optimum copies each part's diffusers config.json beside its model.onnx.
         string vaeConfig = Path.Combine(folder, "vae_decoder", "config.json");
@@ -101,33 +92,22 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, 
         }
 
         // The exporter (and Optimum) keep each part's diffusers config.json: the UNet's sample_size gives the native
-        // resolution, the text encoder's hidden_size tells SD2 (OpenCLIP ViT-H, 1024) from SD1 (CLIP ViT-L, 768).
-        string unetConfig = Path.Combine(folder, "unet", "config.json");
-        if (File.Exists(unetConfig))
+        // resolution; the family comes from the architecture (ModelFamily: gelu text encoder or linear projections = SD2),
+        // never from a width.
+        string unetConfigPath = Path.Combine(folder, "unet", "config.json");
+        string textConfigPath = Path.Combine(folder, "text_encoder", "config.json");
+        UNetConfig? unetConfig = LoadConfig(unetConfigPath, UNetConfig.Load);
+        ClipTextConfig? textConfig = LoadConfig(textConfigPath, ClipTextConfig.Load);
+        if (unetConfig is not null)
         {
-            using var config = ParseJson(unetConfig);
-            if (OptionalInt(config.RootElement, "sample_size", unetConfig) is int sampleSize)
-            {
-                width ??= Math.Max(8, sampleSize * vaeScaleFactor / 8 * 8);
-                height ??= Math.Max(8, sampleSize * vaeScaleFactor / 8 * 8);
-            }
+            width ??= Math.Max(8, unetConfig.SampleSize * vaeScaleFactor / 8 * 8);
+            height ??= Math.Max(8, unetConfig.SampleSize * vaeScaleFactor / 8 * 8);
         }
 
-        string textConfig = Path.Combine(folder, "text_encoder", "config.json");
-        if (family is null && File.Exists(textConfig))
-        {
-            using var config = ParseJson(textConfig);
-            if (OptionalInt(config.RootElement, "hidden_size", textConfig) is int hidden)
-            {
-                family = hidden == 1024 ? "sd2" : "sd1";
-            }
-        }
+        family ??= ModelFamily.Detect(unetConfig, textConfig);
 
-        string predictionType = "epsilon";
-        using (var scheduler = ParseJson(Path.Combine(folder, "scheduler", "scheduler_config.json")))
-        {
-            predictionType = OptionalString(scheduler.RootElement, "prediction_type", "scheduler_config.json") ?? predictionType;
-        }
+        string predictionType = manifest?.PredictionType
+            ?? LoadConfig(Path.Combine(folder, "scheduler", "scheduler_config.json"), SchedulerConfig.Load)!.PredictionType;
 
         family ??= predictionType == "v_prediction" ? "sd2" : "sd1";
         int native = family == "sd2" && predictionType == "v_prediction" ? 768 : 512;
@@ -143,6 +123,24 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, 
         return new OnnxModelFolder(info, scaling ?? DefaultVaeScalingFactor, vaeScaleFactor);
     }
 
+    /// <summary>A diffusers config through Core's parser, or null when the file is absent; a broken one names file and field.</summary>
+    private static T? LoadConfig<T>(string path, Func<string, T> load) where T : class
+    {
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+
+        try
+        {
+            return load(path);
+        }
+        catch (DiffusersConfigException e)
+        {
+            throw new InvalidDataException(e.Message, e);
+        }
+    }
+
     private static JsonDocument ParseJson(string path)
     {
         try
@@ -153,30 +151,6 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, 
         {
             throw new InvalidDataException($"{path}: invalid JSON ({ex.Message})", ex);
         }
-    }
-
-    private static string? OptionalString(JsonElement root, string key, string file)
-    {
-        if (!root.TryGetProperty(key, out var e) || e.ValueKind == JsonValueKind.Null)
-        {
-            return null;
-        }
-
-        return e.ValueKind == JsonValueKind.String
-            ? e.GetString()
-            : throw new InvalidDataException($"{file}: '{key}' must be a string, found {e.ValueKind}");
-    }
-
-    private static int? OptionalInt(JsonElement root, string key, string file)
-    {
-        if (!root.TryGetProperty(key, out var e) || e.ValueKind == JsonValueKind.Null)
-        {
-            return null;
-        }
-
-        return e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int v)
-            ? v
-            : throw new InvalidDataException($"{file}: '{key}' must be an integer, found {e.GetRawText()}");
     }
 
     private static double? OptionalDouble(JsonElement root, string key, string file)

@@ -115,7 +115,8 @@ internal sealed class CtcalFineTuner : IFineTuner
             checkpoint = Path.GetFullPath(Path.Combine(request.OutputFolder, checkpoint));
         }
 
-        var export = ExportRequestFor(checkpoint, request);
+        // The method the trainer reported in its start event (vanilla or ctcal), recorded with the exported model.
+        var export = ExportRequestFor(checkpoint, request) with { Method = done.Method };
         progress?.Report(new OperationProgress("export", 0, 0, $"Exporting {checkpoint} as {request.ModelId}"));
         var model = await _exporter.ExportAsync(export, progress, cancellationToken).ConfigureAwait(false);
         return new FineTuneResult(checkpoint, model, done.Step ?? 0);

@@ -7,7 +7,7 @@ namespace CTCal.Plugin.Training;
 /// One line of <c>ctcal-train --progress json</c> (docs/trainer.md): a JSON object with an <c>event</c> of
 /// <c>start</c>, <c>step</c>, <c>checkpoint</c>, <c>validation</c>, <c>message</c>, <c>done</c> or <c>error</c>.
 /// Read here: <c>step</c> (or <c>steps</c> in <c>done</c>), <c>total_steps</c>, <c>path</c> (or <c>final_weights</c> in
-/// <c>done</c>), <c>message</c> (or <c>text</c>), <c>cancelled</c>, and every other number as a metric (<c>loss</c>,
+/// <c>done</c>), <c>message</c> (or <c>text</c>), <c>cancelled</c>, <c>method</c> (in <c>start</c>), and every other number as a metric (<c>loss</c>,
 /// <c>lr</c>, ...). camelCase spellings are accepted too.
 /// </summary>
 internal sealed record TrainerEvent(
@@ -17,7 +17,8 @@ internal sealed record TrainerEvent(
     string? Path,
     string? Message,
     IReadOnlyDictionary<string, double> Metrics,
-    bool Cancelled = false)
+    bool Cancelled = false,
+    string? Method = null)
 {
     public static readonly string[] Kinds = { "start", "step", "checkpoint", "validation", "message", "done", "error" };
 
@@ -67,7 +68,8 @@ internal sealed record TrainerEvent(
                 String(root, "final_weights") ?? String(root, "finalWeights") ?? String(root, "path"),
                 String(root, "message") ?? String(root, "text"),
                 metrics,
-                root.TryGetProperty("cancelled", out var cancelled) && cancelled.ValueKind == JsonValueKind.True);
+                root.TryGetProperty("cancelled", out var cancelled) && cancelled.ValueKind == JsonValueKind.True,
+                String(root, "method"));
         }
         catch (JsonException ex)
         {

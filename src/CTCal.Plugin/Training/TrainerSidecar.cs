@@ -23,7 +23,7 @@ internal sealed class TrainerSidecar
     }
 
     /// <summary>
-    /// Runs the trainer to its end and returns its <c>done</c> event. Throws <see cref="FineTuneException"/> when it
+    /// Runs the trainer to its end and returns its <c>done</c> event (with the <c>start</c> event's method). Throws <see cref="FineTuneException"/> when it
     /// reports <c>error</c> or exits without <c>done</c>, <see cref="OperationCanceledException"/> when cancelled
     /// (the process tree is killed first).
     /// </summary>
@@ -80,6 +80,7 @@ internal sealed class TrainerSidecar
 
         TrainerEvent? done = null;
         TrainerEvent? error = null;
+        string? method = null; // from the start event: what the trainer says it ran, carried on the returned done event
         long? totalSteps = null;
         bool cancelled = false;
         using (cancellationToken.Register(() =>
@@ -101,9 +102,13 @@ internal sealed class TrainerSidecar
                 _log.Log(evt.Kind == "error" ? LogSeverity.Error : LogSeverity.Information, $"trainer: {evt}");
                 progress?.Report(new OperationProgress(
                     evt.Kind, evt.Step ?? 0, totalSteps ?? 0, evt.Message ?? evt.Path, evt.Metrics));
-                if (evt.Kind == "done")
+                if (evt.Kind == "start")
                 {
-                    done = evt;
+                    method = evt.Method ?? method;
+                }
+                else if (evt.Kind == "done")
+                {
+                    done = evt with { Method = evt.Method ?? method };
                 }
                 else if (evt.Kind == "error")
                 {

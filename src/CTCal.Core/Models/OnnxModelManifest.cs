@@ -1,0 +1,124 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+
+namespace CTCal.Core.Models;
+
+/// <summary>A LoRA merged into an exported model: its file, strength and SHA-256.</summary>
+public sealed record ManifestLora(string Path, double Scale, string Sha256);
+
+/// <summary>A weights file used instead of the source folder's own (a full fine-tune's UNet): its path and SHA-256.</summary>
+public sealed record ManifestWeights(string Path, string Sha256);
+
+/// <summary>
+/// <c>ctcal_manifest.json</c>, the record an ONNX model folder carries about itself. The exporter writes it and the plugin
+/// reads it through this one type (so the two cannot drift apart). Every field a reader needs to serve the model without
+/// guessing is here: <see cref="Family"/>, the native <see cref="Width"/> x <see cref="Height"/>, the VAE
+/// <see cref="VaeScalingFactor"/>, the <see cref="PredictionType"/>; and what was exported: the <see cref="Method"/> that
+/// trained the weights (<c>base</c>, <c>vanilla</c> or <c>ctcal</c>), the source folder, the replacement UNet weights and
+/// LoRAs with their hashes, the exporter's version and the graph format. Folders written by other tools have no manifest;
+/// manifests of format version 1 (exporter before this record) lack the serving fields, which are then null.
+/// </summary>
+public sealed record OnnxModelManifest
+{
+    public const string FileName = "ctcal_manifest.json";
+    public const string FormatName = "ctcal-onnx";
+    public const int CurrentFormatVersion = 2;
+
+    /// <summary>Values of <see cref="Method"/>.</summary>
+    public static IReadOnlyList<string> Methods { get; } = ["base", "vanilla", "ctcal"];
+
+    public string Format { get; init; } = FormatName;
+    public int FormatVersion { get; init; } = CurrentFormatVersion;
+    /// <summary>Display name (the folder name when absent).</summary>
+    public string? Name { get; init; }
+    public string? Description { get; init; }
+    /// <summary><see cref="ModelFamily.Sd1"/> or <see cref="ModelFamily.Sd2"/>.</summary>
+    public string? Family { get; init; }
+    /// <summary>Native image width in pixels (the UNet's sample size times the VAE's scale factor).</summary>
+    public int? Width { get; init; }
+    public int? Height { get; init; }
+    public double? VaeScalingFactor { get; init; }
+    /// <summary><c>epsilon</c>, <c>v_prediction</c> or <c>sample</c>, from the scheduler config.</summary>
+    public string? PredictionType { get; init; }
+    /// <summary>How the weights were trained: <c>base</c> (nothing merged), <c>vanilla</c> or <c>ctcal</c>; null when not recorded.</summary>
+    public string? Method { get; init; }
+    /// <summary>Training steps of the fine-tune, when recorded.</summary>
+    public int? Steps { get; init; }
+    public string? SourceFolder { get; init; }
+    public ManifestWeights? UnetWeights { get; init; }
+    public IReadOnlyList<ManifestLora> Loras { get; init; } = [];
+    /// <summary>"CTCal.Export x.y.z.w".</summary>
+    public string? Exporter { get; init; }
+    public string? CreatedUtc { get; init; }
+    public int? Opset { get; init; }
+    public int? IrVersion { get; init; }
+    public bool Fp16 { get; init; }
+    /// <summary>Per exported part: its files and settings (free-form, written by the exporter for people and tools).</summary>
+    public JsonObject? Components { get; init; }
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        WriteIndented = true,
+    };
+
+    /// <summary>Checks the fields a writer must get right; throws naming the field.</summary>
+    /// <exception cref="InvalidDataException">a field out of its range.</exception>
+    public void Validate(string source = FileName)
+    {
+        if (Format != FormatName) throw new InvalidDataException($"{source}: format must be '{FormatName}', got '{Format}'");
+        if (FormatVersion < 1) throw new InvalidDataException($"{source}: formatVersion must be at least 1, got {FormatVersion}");
+        if (Family is not null && !ModelFamily.Known.Contains(Family))
+            throw new InvalidDataException($"{source}: family must be one of {string.Join(", ", ModelFamily.Known)}, got '{Family}'");
+        if (Method is not null && !Methods.Contains(Method))
+            throw new InvalidDataException($"{source}: method must be one of {string.Join(", ", Methods)}, got '{Method}'");
+        foreach (var (name, value) in new[] { ("width", Width), ("height", Height) })
+            if (value is { } v && (v <= 0 || v % 8 != 0))
+                throw new InvalidDataException($"{source}: {name} must be a positive multiple of 8, got {v}");
+        if (VaeScalingFactor is { } s && (!double.IsFinite(s) || s <= 0))
+            throw new InvalidDataException($"{source}: vaeScalingFactor must be a positive number, got {s}");
+        if (Steps is < 0) throw new InvalidDataException($"{source}: steps must be >= 0, got {Steps}");
+    }
+
+    /// <summary>The manifest as JSON text (camelCase keys, null fields left out).</summary>
+    public string ToJson()
+    {
+        Validate();
+        return JsonSerializer.Serialize(this, Json);
+    }
+
+    /// <summary>Parses <paramref name="json"/>; <paramref name="source"/> names the file in errors.</summary>
+    /// <exception cref="InvalidDataException">not JSON, a field of the wrong type, or a value out of range; names the file.</exception>
+    public static OnnxModelManifest Parse(string json, string source = FileName)
+    {
+        OnnxModelManifest? manifest;
+        try
+        {
+            manifest = JsonSerializer.Deserialize<OnnxModelManifest>(json, Json);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{source}: not a valid manifest ({e.Message})", e);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            throw new InvalidDataException($"{source}: not valid text ({e.Message})", e);
+        }
+        if (manifest is null) throw new InvalidDataException($"{source}: empty manifest (null)");
+        manifest.Validate(source);
+        return manifest;
+    }
+
+    /// <summary>Writes the manifest to <c>{folder}/ctcal_manifest.json</c>.</summary>
+    public void Write(string folder) => File.WriteAllText(Path.Combine(folder, FileName), ToJson());
+
+    /// <summary>The manifest of <paramref name="folder"/>, or null when it has none (a folder made by another tool).</summary>
+    /// <exception cref="InvalidDataException">the manifest exists but is broken; names the file.</exception>
+    public static OnnxModelManifest? TryRead(string folder)
+    {
+        string path = Path.Combine(folder, FileName);
+        return File.Exists(path) ? Parse(File.ReadAllText(path), path) : null;
+    }
+}
