@@ -106,6 +106,9 @@ public sealed partial class ModelFolderSwap : IDisposable
     /// aside, the new folder moved in, and the old one deleted (moved back if the second rename fails). Reaches the fault
     /// points <c>export.staged</c>, <c>export.between-renames</c> and <c>export.swapped</c>.
     /// </summary>
+    /// <summary>Test seam: runs between the two renames of <see cref="Commit"/> (to make the second one fail on purpose).</summary>
+    internal Action? BetweenRenames { get; set; }
+
     public void Commit()
     {
         ObjectDisposedException.ThrowIf(_lock is null, this);
@@ -120,6 +123,7 @@ public sealed partial class ModelFolderSwap : IDisposable
 
         Directory.Move(Target, _old);
         FaultPoints.Reached("export.between-renames");
+        BetweenRenames?.Invoke();
         try
         {
             Directory.Move(StagingFolder, Target);

@@ -57,6 +57,31 @@ public sealed class ModelFolderSwapTests : IDisposable
         Assert.Empty(Hidden());
     }
 
+    /// <summary>
+    /// The README's "restored if the swap fails": the staged folder vanishes between the two renames (here moved away by the
+    /// test seam), so moving it in throws; the previous model is moved back under its name and nothing stays hidden.
+    /// </summary>
+    [Fact]
+    public void A_failed_second_rename_puts_the_previous_model_back()
+    {
+        Folder(Target, "previous");
+        string stolen = Path.Combine(_root, "stolen");
+        using (var swap = ModelFolderSwap.Begin(Target))
+        {
+            Folder(swap.StagingFolder, "new");
+            swap.BetweenRenames = () =>
+            {
+                Assert.False(Directory.Exists(Target)); // the previous model is aside now
+                Directory.Move(swap.StagingFolder, stolen);
+            };
+            Assert.ThrowsAny<IOException>(swap.Commit);
+            Assert.Equal("previous", Marker(Target));
+        }
+
+        Assert.Equal("previous", Marker(Target));
+        Assert.Empty(Hidden());
+    }
+
     [Fact]
     public void An_uncommitted_swap_removes_its_staging_folder_and_lock_and_keeps_the_target()
     {
