@@ -1,5 +1,5 @@
 using CTCal.Host.Cli;
-using CTCal.Host.Plugins;
+using CTCal.Hosting;
 using NLog;
 
 // ctcal-host: logging comes from the nlog.config copied beside the executable (build/nlog.config: console + rolling file).

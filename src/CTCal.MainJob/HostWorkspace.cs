@@ -1,14 +1,14 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using CTCal.Contracts;
-using CTCal.Host.Plugins;
+using CTCal.Hosting;
 
 namespace CTCal.MainJob;
 
 /// <summary>
 /// Stage c: a host workspace <c>&lt;out&gt;/host/</c> laid out like a <c>ctcal-host</c> installation: <c>plugins.json</c>
 /// (written here), <c>plugins/CTCal.Plugin/</c> (a copy of the plugin's build output, this platform's native runtime
-/// only) and <c>models/</c>. It is loaded with the host's <see cref="PluginHost"/>, exactly as <c>ctcal-host</c> does:
+/// only) and <c>models/</c>. It is loaded with CTCal.Hosting's <see cref="PluginHost"/>, exactly as <c>ctcal-host</c> does:
 /// one load context per plugin, composed with MEF. The trainer is found by the plugin on <c>PATH</c>, which the job
 /// prepends with the trainer's build folder (plugins.json may only name paths inside its own folder).
 /// </summary>

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using CTCal.Contracts;
-using CTCal.Host.Plugins;
+using CTCal.Hosting;
 using CTCal.Synthetic;
 using NLog;
 using Spectre.Console;

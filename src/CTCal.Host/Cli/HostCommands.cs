@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using CTCal.Contracts;
-using CTCal.Host.Plugins;
+using CTCal.Hosting;
 
 namespace CTCal.Host.Cli;
 
