@@ -4,7 +4,6 @@ using CTCal.Tests;
 using CTCal.Trainer.Cli;
 using CTCal.Trainer.Training;
 using Xunit;
-using Xunit.Abstractions;
 
 namespace CTCal.Trainer.Tests;
 
@@ -12,7 +11,7 @@ namespace CTCal.Trainer.Tests;
 /// A read-only output folder and a checkpoint write that fails (a folder sits where the file must go) end the run with
 /// exit code 4 and one message naming the folder or file, never a stack trace, and leave earlier checkpoints intact.
 /// </summary>
-public sealed class OutputFolderFaultTests(ITestOutputHelper output) : IDisposable
+public sealed class OutputFolderFaultTests : IDisposable
 {
     private readonly string _dir = TestPaths.NewTempDir("ctcal-outfault");
     private readonly StringWriter _out = new();
