@@ -1,5 +1,6 @@
 using System.Globalization;
 using CTCal.Contracts;
+using CTCal.Core.IO;
 using CTCal.Synthetic;
 
 namespace CTCal.MainJob;
@@ -49,7 +50,7 @@ internal static class GenerationStage
                 foreach (var image in result.Images)
                 {
                     string file = Path.Combine(folder, ImageFileName(p.Index, image.Seed));
-                    HostWorkspace.AtomicWrite(file, image.Png);
+                    AtomicFile.WriteBytes(file, image.Png);
                     var rgba = RgbaImage.Decode(image.Png, file);
                     images.Add(rgba);
                     scored.Add(new ImageResult(model, p.Index, image.Seed, file, evaluator.Score(rgba, p.Prompt.Spec)));

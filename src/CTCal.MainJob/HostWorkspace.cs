@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using CTCal.Contracts;
+using CTCal.Core.IO;
 using CTCal.Hosting;
 
 namespace CTCal.MainJob;
@@ -46,7 +47,7 @@ internal sealed class HostWorkspace : IDisposable
         Directory.CreateDirectory(Path.Combine(folder, "models"));
         SyncPluginFolder(pluginBuildFolder, Path.Combine(folder, PluginFolderName));
         string pluginsJson = Path.Combine(folder, "plugins.json");
-        AtomicWrite(pluginsJson, PluginsJson(threads));
+        AtomicFile.WriteText(pluginsJson, PluginsJson(threads));
 
         var file = PluginsFile.Load(pluginsJson);
         var host = PluginHost.Load(file, hostLog, pluginLog);
@@ -132,11 +133,7 @@ internal sealed class HostWorkspace : IDisposable
                 continue;
             }
 
-            Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
-            string temp = destination + ".tmp";
-            File.Copy(file, temp, overwrite: true);
-            File.SetLastWriteTimeUtc(temp, from.LastWriteTimeUtc);
-            File.Move(temp, destination, overwrite: true);
+            AtomicFile.Copy(file, destination, keepLastWriteTime: true);
         }
     }
 
@@ -151,22 +148,6 @@ internal sealed class HostWorkspace : IDisposable
         }
 
         Environment.SetEnvironmentVariable("PATH", directory + Path.PathSeparator + path);
-    }
-
-    public static void AtomicWrite(string path, string text)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        string temp = path + ".tmp";
-        File.WriteAllText(temp, text);
-        File.Move(temp, path, overwrite: true);
-    }
-
-    public static void AtomicWrite(string path, byte[] bytes)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        string temp = path + ".tmp";
-        File.WriteAllBytes(temp, bytes);
-        File.Move(temp, path, overwrite: true);
     }
 
     public void Dispose() => Host.Dispose();

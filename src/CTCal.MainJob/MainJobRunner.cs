@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using CTCal.Contracts;
+using CTCal.Core.IO;
 using CTCal.Hosting;
 using CTCal.Synthetic;
 using NLog;
@@ -81,7 +82,7 @@ public sealed class MainJobRunner
         results = results with { Stages = _stages.ToList(), TotalSeconds = total.Elapsed.TotalSeconds };
         if (options.WriteReport)
         {
-            HostWorkspace.AtomicWrite(Path.Combine(options.OutputFolder, "results.json"), results.ToJson());
+            AtomicFile.WriteText(Path.Combine(options.OutputFolder, "results.json"), results.ToJson());
             ReportWriter.WriteAll(results, options.OutputFolder);
         }
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using CTCal.Contracts;
+using CTCal.Core.IO;
 using CTCal.Hosting;
 
 namespace CTCal.Host.Cli;
@@ -184,7 +185,7 @@ public static class HostCommands
             foreach (var image in result.Images)
             {
                 string path = Path.Combine(folder, $"{result.Parameters.Model}-{image.Seed.ToString(CultureInfo.InvariantCulture)}.png");
-                AtomicFile.WriteAllBytes(path, image.Png);
+                AtomicFile.WriteBytes(path, image.Png);
                 output.WriteLine(path);
             }
 
