@@ -1,4 +1,5 @@
 using CTCal.Contracts;
+using CTCal.Core.Threading;
 using CTCal.Plugin.Hosting;
 using CTCal.Plugin.Onnx;
 using CTCal.Tests;
@@ -61,7 +62,7 @@ public sealed class GenerationTests : IDisposable
         TinySdModel.Create(Models, "tiny");
         var (generator, _, _) = Create();
         var progress = new List<GenerationProgress>();
-        var result = await generator.GenerateAsync(Request(count: 2), new SyncProgress<GenerationProgress>(progress.Add));
+        var result = await generator.GenerateAsync(Request(count: 2), new SynchronousProgress<GenerationProgress>(progress.Add));
 
         Assert.Equal("CPU", result.ExecutionProvider);
         Assert.Equal(2, result.Images.Count);
@@ -242,7 +243,7 @@ public sealed class GenerationTests : IDisposable
         var (generator, runtime, _) = Create();
         var expected = (await generator.GenerateAsync(Request(seed: 9))).Images[0].Png;
         bool unloaded = false;
-        var progress = new SyncProgress<GenerationProgress>(p =>
+        var progress = new SynchronousProgress<GenerationProgress>(p =>
         {
             if (p.Stage == GenerationStage.Denoising && p.Step == 1 && !unloaded)
             {
@@ -260,7 +261,7 @@ public sealed class GenerationTests : IDisposable
         TinySdModel.Create(Models, "tiny");
         var (generator, _, _) = Create();
         using var cts = new CancellationTokenSource();
-        var progress = new SyncProgress<GenerationProgress>(p =>
+        var progress = new SynchronousProgress<GenerationProgress>(p =>
         {
             if (p.Stage == GenerationStage.Denoising && p.Step == 2) cts.Cancel();
         });
@@ -276,7 +277,7 @@ public sealed class GenerationTests : IDisposable
 
         using var cts = new CancellationTokenSource();
         int lastStep = 0;
-        var progress = new SyncProgress<GenerationProgress>(p =>
+        var progress = new SynchronousProgress<GenerationProgress>(p =>
         {
             if (p.Stage != GenerationStage.Denoising) return;
             lastStep = Math.Max(lastStep, p.Step);
@@ -332,21 +333,5 @@ public sealed class GenerationTests : IDisposable
         var model = Assert.Single(models);
         Assert.Equal(("tiny", "Tiny tiny", "sd1", 64, 64, false), (model.Id, model.Name, model.Family, model.DefaultWidth, model.DefaultHeight, model.HasVaeEncoder));
         Assert.Contains(log.Warnings, w => w.Contains("broken") && w.Contains("unet/model.onnx"));
-    }
-
-    /// <summary>Reports synchronously (Progress&lt;T&gt; posts to the thread pool, which would race the assertions).</summary>
-    private sealed class SyncProgress<T> : IProgress<T>
-    {
-        private readonly Action<T> _report;
-
-        public SyncProgress(Action<T> report) => _report = report;
-
-        public void Report(T value)
-        {
-            lock (this)
-            {
-                _report(value);
-            }
-        }
     }
 }
