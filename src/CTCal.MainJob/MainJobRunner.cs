@@ -227,7 +227,7 @@ public sealed class MainJobRunner
             foreach (string model in models)
             {
                 var task = ctx.AddTask(Markup.Escape($"images {model}"), maxValue: perModel);
-                var scored = await GenerationStage.GenerateAndScoreAsync(prepared.Host.Generator, model, prepared.Prompts, options.Recipe,
+                var scored = await GenerateAndScoreStage.GenerateAndScoreAsync(prepared.Host.Generator, model, prepared.Prompts, options.Recipe,
                     Path.Combine(options.OutputFolder, "images"), options.Parallel, evaluator, () => task.Increment(1), ct);
                 scores.Add(scored);
                 task.StopTask();

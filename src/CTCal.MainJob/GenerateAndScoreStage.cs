@@ -14,7 +14,7 @@ public sealed record ImageResult(string Model, int PromptIndex, long Seed, strin
 /// <c>images/&lt;model&gt;/</c>, each scored by the synthetic <see cref="Evaluator"/> and, per prompt, the spread
 /// across seeds measured with <see cref="Diversity"/>.
 /// </summary>
-internal static class GenerationStage
+internal static class GenerateAndScoreStage
 {
     /// <summary>File name of one image: prompt index in eval_prompts.json and seed.</summary>
     public static string ImageFileName(int promptIndex, long seed) =>
