@@ -1,7 +1,7 @@
 using CTCal.Contracts;
 using CTCal.Core.Threading;
 using CTCal.Plugin.Hosting;
-using CTCal.Plugin.Training;
+using CTCal.Plugin.TrainerClient;
 using CTCal.Tests;
 using Xunit;
 
