@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using CTCal.Core.Diffusers;
+using CTCal.Core.IO;
 using CTCal.Trainer.Model;
 using static TorchSharp.torch;
 
@@ -94,12 +95,5 @@ internal static class MidPipelineFolder
 
     private static long Count(TorchSharp.torch.nn.Module module) => module.parameters().Sum(p => p.numel());
 
-    private static void Write(string folder, string relative, string text)
-    {
-        string path = Path.Combine(folder, relative);
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        string temp = path + ".tmp";
-        File.WriteAllText(temp, text);
-        File.Move(temp, path, overwrite: true);
-    }
+    private static void Write(string folder, string relative, string text) => AtomicFile.WriteText(Path.Combine(folder, relative), text);
 }

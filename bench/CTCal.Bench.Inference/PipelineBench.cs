@@ -3,7 +3,7 @@ using System.Reflection;
 using System.Text.Json;
 using CTCal.Contracts;
 using CTCal.Export;
-using CTCal.Host.Plugins;
+using CTCal.Hosting;
 
 namespace CTCal.Bench.Inference;
 
@@ -26,7 +26,7 @@ internal sealed record PipelineBenchOptions
 /// <summary>
 /// Seconds per image through the real plugin pipeline: builds the mid-size diffusers folder with random weights,
 /// exports it with <see cref="OnnxExporter"/> into a models folder, lays out the plugin's build output in a plugin
-/// folder beside a generated plugins.json, loads it with the reference host's <see cref="PluginHost"/> (own
+/// folder beside a generated plugins.json, loads it with CTCal.Hosting's <see cref="PluginHost"/> (own
 /// AssemblyLoadContext, MEF composition) and times <see cref="IImageGenerator.GenerateAsync"/> (tokenizer, text
 /// encoder, sampler loop with classifier-free guidance, VAE decode, PNG encode).
 /// </summary>

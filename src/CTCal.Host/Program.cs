@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 using CTCal.Host.Cli;
-using CTCal.Host.Plugins;
+using CTCal.Hosting;
 using NLog;
 
 // ctcal-host: Ctrl+C and SIGTERM cancel the running verb (exit code 130). Logging comes from the nlog.config copied

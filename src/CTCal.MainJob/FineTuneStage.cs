@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using CTCal.Contracts;
+using CTCal.Core.Threading;
 
 namespace CTCal.MainJob;
 
@@ -155,7 +156,7 @@ internal static class FineTuneStage
         }
 
         var loss = new List<LossPoint>();
-        var progress = new InlineProgress<OperationProgress>(p =>
+        var progress = new SynchronousProgress<OperationProgress>(p =>
         {
             if (p.Stage == "step" && p.Metrics is { } m && m.TryGetValue("loss", out double l))
             {
@@ -187,14 +188,4 @@ internal static class FineTuneStage
 
         return new FineTuneOutcome(job, curve, clock.Elapsed.TotalSeconds, result.CheckpointFolder);
     }
-}
-
-/// <summary>Reports on the caller's thread, in order (<see cref="Progress{T}"/> would post to the thread pool).</summary>
-internal sealed class InlineProgress<T> : IProgress<T>
-{
-    private readonly Action<T> _report;
-
-    public InlineProgress(Action<T> report) => _report = report;
-
-    public void Report(T value) => _report(value);
 }

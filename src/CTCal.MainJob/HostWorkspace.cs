@@ -1,14 +1,15 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using CTCal.Contracts;
-using CTCal.Host.Plugins;
+using CTCal.Core.IO;
+using CTCal.Hosting;
 
 namespace CTCal.MainJob;
 
 /// <summary>
 /// Stage c: a host workspace <c>&lt;out&gt;/host/</c> laid out like a <c>ctcal-host</c> installation: <c>plugins.json</c>
 /// (written here), <c>plugins/CTCal.Plugin/</c> (a copy of the plugin's build output, this platform's native runtime
-/// only) and <c>models/</c>. It is loaded with the host's <see cref="PluginHost"/>, exactly as <c>ctcal-host</c> does:
+/// only) and <c>models/</c>. It is loaded with CTCal.Hosting's <see cref="PluginHost"/>, exactly as <c>ctcal-host</c> does:
 /// one load context per plugin, composed with MEF. The trainer is found by the plugin on <c>PATH</c>, which the job
 /// prepends with the trainer's build folder (plugins.json may only name paths inside its own folder).
 /// </summary>
@@ -46,7 +47,7 @@ internal sealed class HostWorkspace : IDisposable
         Directory.CreateDirectory(Path.Combine(folder, "models"));
         SyncPluginFolder(pluginBuildFolder, Path.Combine(folder, PluginFolderName));
         string pluginsJson = Path.Combine(folder, "plugins.json");
-        AtomicWrite(pluginsJson, PluginsJson(threads));
+        AtomicFile.WriteText(pluginsJson, PluginsJson(threads));
 
         var file = PluginsFile.Load(pluginsJson);
         var host = PluginHost.Load(file, hostLog, pluginLog);
@@ -132,11 +133,7 @@ internal sealed class HostWorkspace : IDisposable
                 continue;
             }
 
-            Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
-            string temp = destination + ".tmp";
-            File.Copy(file, temp, overwrite: true);
-            File.SetLastWriteTimeUtc(temp, from.LastWriteTimeUtc);
-            File.Move(temp, destination, overwrite: true);
+            AtomicFile.Copy(file, destination, keepLastWriteTime: true);
         }
     }
 
@@ -151,22 +148,6 @@ internal sealed class HostWorkspace : IDisposable
         }
 
         Environment.SetEnvironmentVariable("PATH", directory + Path.PathSeparator + path);
-    }
-
-    public static void AtomicWrite(string path, string text)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        string temp = path + ".tmp";
-        File.WriteAllText(temp, text);
-        File.Move(temp, path, overwrite: true);
-    }
-
-    public static void AtomicWrite(string path, byte[] bytes)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        string temp = path + ".tmp";
-        File.WriteAllBytes(temp, bytes);
-        File.Move(temp, path, overwrite: true);
     }
 
     public void Dispose() => Host.Dispose();

@@ -1,7 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using CTCal.Contracts;
-using CTCal.Host.Plugins;
+using CTCal.Core.IO;
+using CTCal.Hosting;
 using CTCal.Synthetic;
 using NLog;
 using Spectre.Console;
@@ -81,7 +82,7 @@ public sealed class MainJobRunner
         results = results with { Stages = _stages.ToList(), TotalSeconds = total.Elapsed.TotalSeconds };
         if (options.WriteReport)
         {
-            HostWorkspace.AtomicWrite(Path.Combine(options.OutputFolder, "results.json"), results.ToJson());
+            AtomicFile.WriteText(Path.Combine(options.OutputFolder, "results.json"), results.ToJson());
             ReportWriter.WriteAll(results, options.OutputFolder);
         }
 
@@ -226,7 +227,7 @@ public sealed class MainJobRunner
             foreach (string model in models)
             {
                 var task = ctx.AddTask(Markup.Escape($"images {model}"), maxValue: perModel);
-                var scored = await GenerationStage.GenerateAndScoreAsync(prepared.Host.Generator, model, prepared.Prompts, options.Recipe,
+                var scored = await GenerateAndScoreStage.GenerateAndScoreAsync(prepared.Host.Generator, model, prepared.Prompts, options.Recipe,
                     Path.Combine(options.OutputFolder, "images"), options.Parallel, evaluator, () => task.Increment(1), ct);
                 scores.Add(scored);
                 task.StopTask();

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using CTCal.Core.IO;
 using CTCal.Synthetic;
 
 namespace CTCal.MainJob;
@@ -26,10 +27,10 @@ public static class ReportWriter
     public static void WriteAll(RunResults results, string folder)
     {
         Directory.CreateDirectory(folder);
-        HostWorkspace.AtomicWrite(Path.Combine(folder, "results.json"), results.ToJson());
+        AtomicFile.WriteText(Path.Combine(folder, "results.json"), results.ToJson());
         var grids = WriteGrids(results, folder);
-        HostWorkspace.AtomicWrite(Path.Combine(folder, "report.md"), Markdown(results, folder, grids));
-        HostWorkspace.AtomicWrite(Path.Combine(folder, "report.html"), Html(results, folder));
+        AtomicFile.WriteText(Path.Combine(folder, "report.md"), Markdown(results, folder, grids));
+        AtomicFile.WriteText(Path.Combine(folder, "report.html"), Html(results, folder));
     }
 
     /// <summary>The columns of the comparison grid: base, then the first seed's vanilla and CTCal models (when present).</summary>
@@ -92,7 +93,7 @@ public static class ReportWriter
             }
 
             string relative = $"grids/{group.Key}.png";
-            HostWorkspace.AtomicWrite(Path.Combine(folder, relative), new RgbaImage(width, height, pixels).EncodePng());
+            AtomicFile.WriteBytes(Path.Combine(folder, relative), new RgbaImage(width, height, pixels).EncodePng());
             written[group.Key] = relative;
         }
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using CTCal.Core.IO;
 using Spectre.Console;
 
 namespace CTCal.MainJob;
@@ -59,9 +60,9 @@ public static class Sweep
         }
 
         var results = new SweepResults(options.Recipe, lrs, weights, points, clock.Elapsed.TotalSeconds);
-        HostWorkspace.AtomicWrite(Path.Combine(options.OutputFolder, "sweep.json"), JsonSerializer.Serialize(results, RunResults.Json));
+        AtomicFile.WriteText(Path.Combine(options.OutputFolder, "sweep.json"), JsonSerializer.Serialize(results, RunResults.Json));
         string markdown = Markdown(results);
-        HostWorkspace.AtomicWrite(Path.Combine(options.OutputFolder, "sweep.md"), markdown);
+        AtomicFile.WriteText(Path.Combine(options.OutputFolder, "sweep.md"), markdown);
         console.WriteLine(markdown);
         return results;
     }

@@ -1,3 +1,5 @@
+using CTCal.Core.Threading;
+
 namespace CTCal.Export.Tests;
 
 /// <summary>An existing output folder is replaced only by a complete export; a failed export leaves it as it was.</summary>
@@ -18,7 +20,7 @@ public sealed class AtomicOutputTests
 
             // fails while writing the UNet (cancelled after the first weight bytes)
             using var cts = new CancellationTokenSource();
-            var progress = new SyncProgress(p => { if (p.Component == "unet" && p.BytesDone > 0) cts.Cancel(); });
+            var progress = new SynchronousProgress<ExportProgress>(p => { if (p.Component == "unet" && p.BytesDone > 0) cts.Cancel(); });
             Assert.ThrowsAny<OperationCanceledException>(() => OnnxExporter.Export(
                 new ExportOptions { ModelFolder = TinySd1Export.ModelFolder, OutputFolder = output, Components = ExportComponents.Unet }, progress, cts.Token));
             AssertSame(before, Snapshot(output));
@@ -95,11 +97,5 @@ public sealed class AtomicOutputTests
     {
         Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
         foreach (var (k, v) in expected) Assert.True(v.AsSpan().SequenceEqual(actual[k]), $"{k} changed");
-    }
-
-    /// <summary>IProgress that reports synchronously (Progress&lt;T&gt; posts to the thread pool).</summary>
-    private sealed class SyncProgress(Action<ExportProgress> report) : IProgress<ExportProgress>
-    {
-        public void Report(ExportProgress value) => report(value);
     }
 }

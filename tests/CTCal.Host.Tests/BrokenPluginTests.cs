@@ -1,7 +1,7 @@
 using System.CommandLine;
 using CTCal.Contracts;
 using CTCal.Host.Cli;
-using CTCal.Host.Plugins;
+using CTCal.Hosting;
 using CTCal.Tests;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;

@@ -1,5 +1,6 @@
 using CTCal.Contracts;
-using CTCal.Host.Plugins;
+using CTCal.Core.Threading;
+using CTCal.Hosting;
 using CTCal.Tests;
 using Xunit;
 
@@ -31,7 +32,7 @@ public sealed class ExportedModelTests : IDisposable
         var stages = new List<string>();
         var model = await exporter.ExportAsync(
             new ModelExportRequest(Path.Combine(TestPaths.Fixtures, "tiny-sd1"), "tiny-sd1"),
-            new InlineProgress(p => stages.Add(p.Stage)));
+            new SynchronousProgress<OperationProgress>(p => stages.Add(p.Stage)));
         Assert.Equal("tiny-sd1", model.Id);
         Assert.Equal(Path.Combine(_root, "models", "tiny-sd1"), model.Folder);
         Assert.NotEmpty(stages);
@@ -81,20 +82,5 @@ public sealed class ExportedModelTests : IDisposable
         var replaced = await exporter.ExportAsync(new ModelExportRequest(Path.Combine(TestPaths.Fixtures, "tiny-sd1"), "tiny-sd1", Overwrite: true));
         Assert.Equal("tiny-sd1", replaced.Id);
         Assert.Equal(sequential[0], (await generator.GenerateAsync(Request(100))).Images[0].Png);
-    }
-
-    private sealed class InlineProgress : IProgress<OperationProgress>
-    {
-        private readonly Action<OperationProgress> _report;
-
-        public InlineProgress(Action<OperationProgress> report) => _report = report;
-
-        public void Report(OperationProgress value)
-        {
-            lock (this)
-            {
-                _report(value);
-            }
-        }
     }
 }

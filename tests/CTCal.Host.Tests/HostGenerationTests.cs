@@ -1,5 +1,5 @@
 using CTCal.Contracts;
-using CTCal.Host.Plugins;
+using CTCal.Hosting;
 using CTCal.Tests;
 using Xunit;
 

@@ -23,7 +23,7 @@ public sealed class ReportWriterTests : IDisposable
             pixels[i + 3] = 255;
         }
 
-        string file = Path.Combine(_dir, "images", model, GenerationStage.ImageFileName(prompt, seed));
+        string file = Path.Combine(_dir, "images", model, GenerateAndScoreStage.ImageFileName(prompt, seed));
         Directory.CreateDirectory(Path.GetDirectoryName(file)!);
         File.WriteAllBytes(file, new RgbaImage(16, 16, pixels).EncodePng());
         return file;

@@ -1,6 +1,7 @@
 using CTCal.Contracts;
+using CTCal.Core.Threading;
 using CTCal.Plugin.Hosting;
-using CTCal.Plugin.Training;
+using CTCal.Plugin.TrainerClient;
 using CTCal.Tests;
 using Xunit;
 
@@ -60,7 +61,7 @@ public sealed class FineTunerTests : IDisposable
             """);
         var stages = new List<string>();
         var request = Request();
-        var result = await tuner.FineTuneAsync(request, new InlineProgress(p => stages.Add(p.Stage)));
+        var result = await tuner.FineTuneAsync(request, new SynchronousProgress<OperationProgress>(p => stages.Add(p.Stage)));
 
         Assert.Equal(2, result.Steps);
         Assert.Equal(Path.Combine(request.OutputFolder, "final"), result.CheckpointFolder);
@@ -146,15 +147,6 @@ public sealed class FineTunerTests : IDisposable
         var fromFull = CtcalFineTuner.ExportRequestFor(full, request);
         Assert.Equal(full, fromFull.UnetWeights);
         Assert.Null(fromFull.Loras);
-    }
-
-    private sealed class InlineProgress : IProgress<OperationProgress>
-    {
-        private readonly Action<OperationProgress> _report;
-
-        public InlineProgress(Action<OperationProgress> report) => _report = report;
-
-        public void Report(OperationProgress value) => _report(value);
     }
 
     /// <summary>

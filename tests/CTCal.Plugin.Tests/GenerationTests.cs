@@ -1,5 +1,6 @@
 using CTCal.Contracts;
 using CTCal.Core.Schedulers;
+using CTCal.Core.Threading;
 using CTCal.Plugin.Hosting;
 using CTCal.Plugin.Onnx;
 using CTCal.Tests;
@@ -62,7 +63,7 @@ public sealed class GenerationTests : IDisposable
         TinySdModel.Create(Models, "tiny");
         var (generator, _, _) = Create();
         var progress = new List<GenerationProgress>();
-        var result = await generator.GenerateAsync(Request(count: 2), new SyncProgress<GenerationProgress>(progress.Add));
+        var result = await generator.GenerateAsync(Request(count: 2), new SynchronousProgress<GenerationProgress>(progress.Add));
 
         Assert.Equal("CPU", result.ExecutionProvider);
         Assert.Equal(2, result.Images.Count);
@@ -388,7 +389,7 @@ public sealed class GenerationTests : IDisposable
         var (generator, runtime, _) = Create();
         var expected = (await generator.GenerateAsync(Request(seed: 9))).Images[0].Png;
         bool unloaded = false;
-        var progress = new SyncProgress<GenerationProgress>(p =>
+        var progress = new SynchronousProgress<GenerationProgress>(p =>
         {
             if (p.Stage == GenerationStage.Denoising && p.Step == 1 && !unloaded)
             {
@@ -406,7 +407,7 @@ public sealed class GenerationTests : IDisposable
         TinySdModel.Create(Models, "tiny");
         var (generator, _, _) = Create();
         using var cts = new CancellationTokenSource();
-        var progress = new SyncProgress<GenerationProgress>(p =>
+        var progress = new SynchronousProgress<GenerationProgress>(p =>
         {
             if (p.Stage == GenerationStage.Denoising && p.Step == 2) cts.Cancel();
         });
@@ -422,7 +423,7 @@ public sealed class GenerationTests : IDisposable
 
         using var cts = new CancellationTokenSource();
         int lastStep = 0;
-        var progress = new SyncProgress<GenerationProgress>(p =>
+        var progress = new SynchronousProgress<GenerationProgress>(p =>
         {
             if (p.Stage != GenerationStage.Denoising) return;
             lastStep = Math.Max(lastStep, p.Step);
@@ -501,21 +502,5 @@ public sealed class GenerationTests : IDisposable
         var (generator, _, _) = Create();
         var model = Assert.Single(await generator.ListModelsAsync());
         Assert.Equal(("heldout", "sd2", 64, 64), (model.Id, model.Family, model.DefaultWidth, model.DefaultHeight));
-    }
-
-    /// <summary>Reports synchronously (Progress&lt;T&gt; posts to the thread pool, which would race the assertions).</summary>
-    private sealed class SyncProgress<T> : IProgress<T>
-    {
-        private readonly Action<T> _report;
-
-        public SyncProgress(Action<T> report) => _report = report;
-
-        public void Report(T value)
-        {
-            lock (this)
-            {
-                _report(value);
-            }
-        }
     }
 }

@@ -1,4 +1,5 @@
 using CTCal.Contracts;
+using CTCal.Core.Threading;
 using CTCal.Plugin.Hosting;
 using CTCal.Plugin.Imaging;
 using CTCal.Plugin.Onnx;
@@ -63,7 +64,7 @@ public sealed class ImageToImageTests : IDisposable
     {
         TinySdModel.Create(Path.Combine(_root, "models"), "tiny", vaeEncoderOutput: output);
         var progress = new List<GenerationProgress>();
-        var result = await _generator.GenerateAsync(Request(1, 0.5), new InlineProgress(progress.Add));
+        var result = await _generator.GenerateAsync(Request(1, 0.5), new SynchronousProgress<GenerationProgress>(progress.Add));
         var png = PngReader.Read(result.Images[0].Png);
         Assert.Equal((64, 48), (png.Width, png.Height));
         Assert.Equal("0.5", png.Text["strength"]);
@@ -117,20 +118,5 @@ public sealed class ImageToImageTests : IDisposable
         var corrupt = PngEncoder.Encode(rgb, 17, 5);
         corrupt[20] ^= 0xFF; // inside IHDR
         Assert.Throws<InvalidDataException>(() => PngDecoder.Decode(corrupt));
-    }
-
-    private sealed class InlineProgress : IProgress<GenerationProgress>
-    {
-        private readonly Action<GenerationProgress> _report;
-
-        public InlineProgress(Action<GenerationProgress> report) => _report = report;
-
-        public void Report(GenerationProgress value)
-        {
-            lock (this)
-            {
-                _report(value);
-            }
-        }
     }
 }

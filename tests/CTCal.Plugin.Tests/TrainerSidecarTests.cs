@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using CTCal.Contracts;
-using CTCal.Plugin.Training;
+using CTCal.Plugin.TrainerClient;
 using CTCal.Tests;
 using Xunit;
 

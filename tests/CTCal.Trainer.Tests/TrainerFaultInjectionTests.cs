@@ -148,6 +148,26 @@ public sealed partial class TrainerFaultInjectionTests(ITestOutputHelper output)
         output.WriteLine($"{Kills} kills over {Kills + 1} starts; uninterrupted run {straightTime.TotalSeconds:F1} s, total {clock.Elapsed.TotalSeconds:F1} s");
     }
 
+    /// <summary>
+    /// The shared atomic-write helper (now in CTCal.Core) still reaches <c>atomic-file.before-rename:&lt;file&gt;</c> in the
+    /// trainer: killed there, <c>train_config.json</c> is not in place and only its hidden temporary file is.
+    /// </summary>
+    [Fact]
+    public void AKillBeforeAnAtomicRenameLeavesOnlyTheHiddenTemporaryFile()
+    {
+        string data = TrainingRunTests.MakeDataset(_dir, size: 16);
+        string outFolder = Path.Combine(_dir, "atomic");
+        const string point = "atomic-file.before-rename:train_config.json";
+        using (var process = new TrainerProcess(Arguments(data, outFolder, resume: false), new Dictionary<string, string?> { [FaultPoints.Variable] = point }))
+        {
+            int code = process.WaitForExit(ProcessTimeout);
+            Assert.True(code == SigkillExitCode && process.Stderr.Contains($"fault injection: killed at '{point}'", StringComparison.Ordinal),
+                $"kill at {point} did not land: exit {code}\n{process.Stderr}");
+        }
+        Assert.False(File.Exists(Path.Combine(outFolder, "train_config.json")));
+        Assert.Single(Directory.GetFiles(outFolder, ".train_config.json.*.tmp"));
+    }
+
     private static long LastStep(string checkpoints)
     {
         string? latest = TrainingRun.LatestCheckpoint(Path.GetDirectoryName(checkpoints)!);

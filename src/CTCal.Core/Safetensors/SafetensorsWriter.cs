@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
-using CTCal.Core.Diagnostics;
+using CTCal.Core.IO;
 
 namespace CTCal.Core.Safetensors;
 
@@ -25,7 +25,8 @@ public static class SafetensorsWriter
 {
     /// <summary>
     /// Writes <paramref name="tensors"/> (in the given order) to <paramref name="path"/> atomically: a temporary file in the
-    /// same folder is written, flushed and renamed over the target, so readers never see a partial file.
+    /// same folder is written, flushed and renamed over the target (<see cref="AtomicFile"/>, fault point
+    /// <c>safetensors.before-rename:&lt;name&gt;</c>), so readers never see a partial file.
     /// </summary>
     /// <exception cref="SafetensorsException">an invalid entry (duplicate or reserved name, negative dimension, overflow),
     /// an entry whose callback wrote a different number of bytes than its shape needs, or an I/O failure; names the tensor.</exception>
@@ -35,13 +36,11 @@ public static class SafetensorsWriter
         ArgumentNullException.ThrowIfNull(tensors);
         byte[] header = BuildHeader(path, tensors, metadata, out long[] byteLengths);
 
-        string fullPath = System.IO.Path.GetFullPath(path);
-        string folder = System.IO.Path.GetDirectoryName(fullPath) ?? ".";
-        string temp = System.IO.Path.Combine(folder, $".{System.IO.Path.GetFileName(fullPath)}.{Guid.NewGuid():N}.tmp");
         try
         {
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            AtomicFile.Replace(path, "safetensors.before-rename:", temp =>
             {
+                using var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
                 Span<byte> prefix = stackalloc byte[8];
                 BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
                 file.Write(prefix);
@@ -56,28 +55,11 @@ public static class SafetensorsWriter
                             $"the data callback wrote {counting.Written} bytes but shape [{string.Join(", ", entry.Shape)}] of {entry.DType.ToHeaderName()} needs {byteLengths[i]}");
                 }
                 file.Flush(flushToDisk: true);
-            }
-            if (FaultPoints.IsArmed) FaultPoints.Reached($"safetensors.before-rename:{System.IO.Path.GetFileName(fullPath)}");
-            File.Move(temp, fullPath, overwrite: true);
-        }
-        catch (Exception e)
-        {
-            TryDelete(temp);
-            if (e is IOException or UnauthorizedAccessException)
-                throw new SafetensorsException(path, null, $"cannot write the file ({e.Message})", e);
-            throw;
-        }
-    }
-
-    private static void TryDelete(string path)
-    {
-        try
-        {
-            File.Delete(path);
+            }, createFolder: false);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            // The original error matters more than a leftover temporary file.
+            throw new SafetensorsException(path, null, $"cannot write the file ({e.Message})", e);
         }
     }
 

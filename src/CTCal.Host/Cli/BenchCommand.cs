@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using CTCal.Contracts;
-using CTCal.Host.Plugins;
+using CTCal.Hosting;
 
 namespace CTCal.Host.Cli;
 

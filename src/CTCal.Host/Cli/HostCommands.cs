@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
 using CTCal.Contracts;
-using CTCal.Host.Plugins;
+using CTCal.Core.IO;
+using CTCal.Core.Threading;
+using CTCal.Hosting;
 
 namespace CTCal.Host.Cli;
 
@@ -170,7 +172,7 @@ public static class HostCommands
                 InitImage = parse.GetValue(initImage) is { } initPath ? await File.ReadAllBytesAsync(initPath, ct) : null,
                 Strength = parse.GetValue(strength),
             };
-            var progress = new SyncProgress<GenerationProgress>(p =>
+            var progress = new SynchronousProgress<GenerationProgress>(p =>
             {
                 if (p.Stage == GenerationStage.Denoising && (p.Step == p.TotalSteps || p.Step % 5 == 0))
                 {
@@ -197,7 +199,7 @@ public static class HostCommands
             foreach (var image in result.Images)
             {
                 string path = Path.Combine(folder, $"{result.Parameters.Model}-{image.Seed.ToString(CultureInfo.InvariantCulture)}.png");
-                AtomicFile.WriteAllBytes(path, image.Png);
+                AtomicFile.WriteBytes(path, image.Png);
                 output.WriteLine(path);
             }
 
@@ -321,7 +323,7 @@ public static class HostCommands
     private static IProgress<OperationProgress> Throttled(TextWriter output)
     {
         string? lastStage = null;
-        return new SyncProgress<OperationProgress>(p =>
+        return new SynchronousProgress<OperationProgress>(p =>
         {
             bool counterOnly = p.Metrics is not { Count: > 0 } && p.Message is null or "writing";
             bool edge = p.Stage != lastStage || p.Current == p.Total || p.Message is "done";
@@ -334,23 +336,6 @@ public static class HostCommands
             string metrics = p.Metrics is null ? "" : string.Join(" ", p.Metrics.Select(m => $"{m.Key}={m.Value.ToString("G4", CultureInfo.InvariantCulture)}"));
             output.WriteLine($"{p.Stage} {p.Current}/{p.Total} {metrics} {p.Message}".Replace("  ", " ").TrimEnd());
         });
-    }
-
-    /// <summary>Reports on the caller's thread, in order (Progress&lt;T&gt; would post each report to the thread pool).</summary>
-    private sealed class SyncProgress<T> : IProgress<T>
-    {
-        private readonly object _gate = new();
-        private readonly Action<T> _report;
-
-        public SyncProgress(Action<T> report) => _report = report;
-
-        public void Report(T value)
-        {
-            lock (_gate)
-            {
-                _report(value);
-            }
-        }
     }
 
     private static int Run(TextWriter output, Func<int> body)

@@ -1,6 +1,7 @@
 using System.Composition;
 using System.Text.RegularExpressions;
 using CTCal.Contracts;
+using CTCal.Core.Threading;
 using CTCal.Export;
 using CTCal.Plugin.Hosting;
 using CTCal.Plugin.Models;
@@ -72,7 +73,7 @@ internal sealed class OnnxModelExporter : IModelExporter
                 _runtime.Unload(request.ModelId);
                 var relay = progress is null
                     ? null
-                    : new Relay(p => progress.Report(new OperationProgress(p.Component, p.BytesDone, p.BytesTotal, p.Stage)));
+                    : new SynchronousProgress<ExportProgress>(p => progress.Report(new OperationProgress(p.Component, p.BytesDone, p.BytesTotal, p.Stage)));
                 _runtime.Log.Log(LogSeverity.Information, $"Exporting {request.CheckpointFolder} to {target}");
                 OnnxExporter.Export(
                     new ExportOptions
@@ -91,15 +92,5 @@ internal sealed class OnnxModelExporter : IModelExporter
                 return model.Info;
             },
             cancellationToken);
-    }
-
-    /// <summary>Synchronous relay (the exporter reports from its own thread; ordering matters to callers).</summary>
-    private sealed class Relay : IProgress<ExportProgress>
-    {
-        private readonly Action<ExportProgress> _report;
-
-        public Relay(Action<ExportProgress> report) => _report = report;
-
-        public void Report(ExportProgress value) => _report(value);
     }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using CTCal.Core.Diffusers;
+using CTCal.Core.IO;
 using CTCal.Core.Models;
 using CTCal.Core.Schedulers;
 using CTCal.Core.Text;

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using CTCal.Core.IO;
 using CTCal.Trainer.Training;
 
 namespace CTCal.Trainer.BaseModel;

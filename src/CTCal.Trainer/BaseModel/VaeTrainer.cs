@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using CTCal.Core.Diffusers;
+using CTCal.Core.IO;
 using CTCal.Trainer.Data;
 using CTCal.Trainer.Model;
 using CTCal.Trainer.Training;

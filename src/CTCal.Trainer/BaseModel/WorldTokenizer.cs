@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using CTCal.Core.IO;
 using CTCal.Core.Text;
 using CTCal.Synthetic;
 using CTCal.Trainer.Training;

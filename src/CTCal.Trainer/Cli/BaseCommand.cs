@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using CTCal.Core.IO;
 using CTCal.Trainer.BaseModel;
 using CTCal.Trainer.Data;
 using CTCal.Trainer.Training;

@@ -1,3 +1,4 @@
+using CTCal.Core.IO;
 using CTCal.Trainer.Training;
 using NLog;
 

@@ -1,3 +1,4 @@
+using CTCal.Core.IO;
 using SkiaSharp;
 
 namespace CTCal.Trainer.Data;
@@ -77,7 +78,7 @@ public static class ImageLoader
         }
     }
 
-    /// <summary>Writes CHW floats in [-1, 1] ([3, H, W]) as a PNG, atomically (temp file + rename).</summary>
+    /// <summary>Writes CHW floats in [-1, 1] ([3, H, W]) as a PNG, atomically (<see cref="AtomicFile"/>).</summary>
     public static void SavePng(ReadOnlySpan<float> chw, int width, int height, string path)
     {
         using var bitmap = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul));
@@ -91,11 +92,9 @@ public static class ImageLoader
                 pixels[p + c] = (byte)Math.Clamp((int)Math.Round((chw[c * plane + i] + 1f) * 127.5f), 0, 255);
             pixels[p + 3] = 255;
         }
-        string temp = path + ".tmp";
-        using (var stream = File.Create(temp))
+        AtomicFile.Write(path, stream =>
         {
             if (!bitmap.Encode(stream, SKEncodedImageFormat.Png, 100)) throw new IOException($"{path}: PNG encoding failed");
-        }
-        File.Move(temp, path, overwrite: true);
+        });
     }
 }

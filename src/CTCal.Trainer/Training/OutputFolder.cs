@@ -1,3 +1,5 @@
+using CTCal.Core.IO;
+
 namespace CTCal.Trainer.Training;
 
 /// <summary>Checks and tidies a run's output folder before training starts.</summary>

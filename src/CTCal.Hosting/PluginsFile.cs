@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 
-namespace CTCal.Host.Plugins;
+namespace CTCal.Hosting;
 
 /// <summary>One plugin entry of <c>plugins.json</c>, with paths resolved and checked.</summary>
 /// <param name="Index">Position in the <c>plugins</c> array (for messages).</param>

@@ -1,6 +1,6 @@
 using CTCal.Core.Models;
 
-namespace CTCal.Host.Plugins;
+namespace CTCal.Hosting;
 
 /// <summary>Resolves paths from <c>plugins.json</c> inside the file's folder (see <see cref="PathGuard"/>).</summary>
 public static class HostPaths

@@ -1,7 +1,7 @@
 using System.Reflection;
 using System.Runtime.Loader;
 
-namespace CTCal.Host.Plugins;
+namespace CTCal.Hosting;
 
 /// <summary>
 /// Isolates one plugin: its dependencies come from its own folder (through its <c>.deps.json</c>), except the

@@ -1,5 +1,6 @@
 using System.Globalization;
 using CTCal.Contracts;
+using CTCal.Core.IO;
 using CTCal.Synthetic;
 
 namespace CTCal.MainJob;
@@ -13,7 +14,7 @@ public sealed record ImageResult(string Model, int PromptIndex, long Seed, strin
 /// <c>images/&lt;model&gt;/</c>, each scored by the synthetic <see cref="Evaluator"/> and, per prompt, the spread
 /// across seeds measured with <see cref="Diversity"/>.
 /// </summary>
-internal static class GenerationStage
+internal static class GenerateAndScoreStage
 {
     /// <summary>File name of one image: prompt index in eval_prompts.json and seed.</summary>
     public static string ImageFileName(int promptIndex, long seed) =>
@@ -49,7 +50,7 @@ internal static class GenerationStage
                 foreach (var image in result.Images)
                 {
                     string file = Path.Combine(folder, ImageFileName(p.Index, image.Seed));
-                    HostWorkspace.AtomicWrite(file, image.Png);
+                    AtomicFile.WriteBytes(file, image.Png);
                     var rgba = RgbaImage.Decode(image.Png, file);
                     images.Add(rgba);
                     scored.Add(new ImageResult(model, p.Index, image.Seed, file, evaluator.Score(rgba, p.Prompt.Spec)));

@@ -4,7 +4,7 @@ using CTCal.Contracts;
 using CTCal.Core.Safetensors;
 using CTCal.Plugin.Hosting;
 
-namespace CTCal.Plugin.Training;
+namespace CTCal.Plugin.TrainerClient;
 
 /// <summary>
 /// <see cref="IFineTuner"/> that runs <c>ctcal-train train --model --data --out [--steps] ... --progress json</c> as a sidecar process and, when the

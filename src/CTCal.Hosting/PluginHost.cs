@@ -4,7 +4,7 @@ using System.Reflection;
 using System.Text.Json;
 using CTCal.Contracts;
 
-namespace CTCal.Host.Plugins;
+namespace CTCal.Hosting;
 
 /// <summary>An export of a loaded plugin with its metadata.</summary>
 public sealed record PluginExport<T>(string PluginId, PluginExportMetadata Metadata, T Value);

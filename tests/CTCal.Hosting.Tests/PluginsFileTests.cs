@@ -1,8 +1,8 @@
-using CTCal.Host.Plugins;
+using CTCal.Hosting;
 using CTCal.Tests;
 using Xunit;
 
-namespace CTCal.Host.Tests;
+namespace CTCal.Hosting.Tests;
 
 public sealed class PluginsFileTests : IDisposable
 {

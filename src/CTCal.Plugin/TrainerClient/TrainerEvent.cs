@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 
-namespace CTCal.Plugin.Training;
+namespace CTCal.Plugin.TrainerClient;
 
 /// <summary>
 /// One line of <c>ctcal-train --progress json</c> (docs/trainer.md): a JSON object with an <c>event</c> of

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using CTCal.Contracts;
 
-namespace CTCal.Plugin.Training;
+namespace CTCal.Plugin.TrainerClient;
 
 /// <summary>
 /// Runs the trainer as a separate process (never through a shell: arguments go through

@@ -1,10 +1,10 @@
 using System.Runtime.Loader;
 using CTCal.Contracts;
-using CTCal.Host.Plugins;
+using CTCal.Hosting;
 using CTCal.Tests;
 using Xunit;
 
-namespace CTCal.Host.Tests;
+namespace CTCal.Hosting.Tests;
 
 public sealed class PluginHostTests : IDisposable
 {

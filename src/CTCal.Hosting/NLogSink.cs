@@ -1,7 +1,7 @@
 using CTCal.Contracts;
 using NLog;
 
-namespace CTCal.Host.Plugins;
+namespace CTCal.Hosting;
 
 /// <summary>Forwards a plugin's (or the host's) <see cref="ILogSink"/> messages to an NLog logger.</summary>
 public sealed class NLogSink : ILogSink
