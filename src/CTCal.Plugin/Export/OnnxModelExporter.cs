@@ -87,6 +87,7 @@ internal sealed class OnnxModelExporter : IModelExporter
                     },
                     relay,
                     cancellationToken);
+                _runtime.Catalog.Refresh(); // the folder was replaced: list it afresh even if its timestamp looks the same
                 var model = OnnxModelFolder.Load(target);
                 _runtime.Log.Log(LogSeverity.Information, $"Registered model {model.Info.Id} ({model.Info.Folder})");
                 return model.Info;

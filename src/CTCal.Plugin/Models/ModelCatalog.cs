@@ -4,22 +4,33 @@ using CTCal.Export;
 namespace CTCal.Plugin.Models;
 
 /// <summary>
-/// The models in the plugin's models folder. Every listing rescans the folder (cheap: a few small JSON files per
-/// model), so models exported or copied in while the host runs appear without a restart. Broken folders are logged
-/// and left out.
+/// The models in the plugin's models folder, read once and kept until the folder changes. Each listing takes a cheap
+/// fingerprint of the folder (its entry names, and each entry's last-write time: one directory read and one stat per
+/// entry) and reads the model folders again only when it differs, so a model exported, copied in, removed or renamed while
+/// the host runs appears or goes without a restart. Edits inside a model folder's subfolders (a config rewritten in place)
+/// are not seen by the fingerprint: <see cref="Refresh"/> forgets the cache (the plugin's exporter calls it after every
+/// export). Broken folders are logged (once per change) and left out.
 /// </summary>
 internal sealed class ModelCatalog
 {
     private readonly ILogSink _log;
+    private readonly object _gate = new();
+    private string? _fingerprint;
+    private IReadOnlyList<OnnxModelFolder> _cached = Array.Empty<OnnxModelFolder>();
 
-    public ModelCatalog(string modelsFolder, ILogSink log)
+    /// <summary>How many times a model folder was read (for tests: a cached listing reads none).</summary>
+    public int FolderReads { get; private set; }
+
+    /// <summary>Forgets the cached listing: the next one reads every model folder again.</summary>
+    public void Refresh()
     {
-        ModelsFolder = modelsFolder;
-        _log = log;
+        lock (_gate)
+        {
+            _fingerprint = null;
+        }
     }
 
-    public string ModelsFolder { get; }
-
+    /// <summary>The models, read again only when the folder's fingerprint changed since the last listing.</summary>
     public IReadOnlyList<OnnxModelFolder> Scan()
     {
         if (!Directory.Exists(ModelsFolder))
@@ -29,6 +40,41 @@ internal sealed class ModelCatalog
         }
 
         Recover();
+        lock (_gate)
+        {
+            string fingerprint = Fingerprint();
+            if (fingerprint != _fingerprint)
+            {
+                _cached = ReadAll();
+                _fingerprint = fingerprint;
+            }
+
+            return _cached;
+        }
+    }
+
+    /// <summary>Entry names and last-write times (UTC ticks) of the models folder's entries, in name order.</summary>
+    private string Fingerprint()
+    {
+        var text = new System.Text.StringBuilder();
+        foreach (string entry in Directory.EnumerateFileSystemEntries(ModelsFolder).Order(StringComparer.Ordinal))
+        {
+            text.Append(Path.GetFileName(entry)).Append('|').Append(Directory.GetLastWriteTimeUtc(entry).Ticks).Append('\n');
+        }
+
+        return text.ToString();
+    }
+
+    public ModelCatalog(string modelsFolder, ILogSink log)
+    {
+        ModelsFolder = modelsFolder;
+        _log = log;
+    }
+
+    public string ModelsFolder { get; }
+
+    private IReadOnlyList<OnnxModelFolder> ReadAll()
+    {
         var models = new List<OnnxModelFolder>();
         foreach (string dir in Directory.EnumerateDirectories(ModelsFolder).Order(StringComparer.Ordinal))
         {
@@ -53,6 +99,7 @@ internal sealed class ModelCatalog
 
             try
             {
+                FolderReads++;
                 models.Add(OnnxModelFolder.Load(dir));
             }
             catch (Exception ex) when (ex is InvalidDataException or IOException or UnauthorizedAccessException)

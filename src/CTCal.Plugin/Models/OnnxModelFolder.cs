@@ -43,6 +43,9 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, 
 
     public string SchedulerConfigPath => Path.Combine(Folder, "scheduler", "scheduler_config.json");
 
+    /// <summary>The scheduler config as read when the folder was loaded (null only for records made by hand in tests).</summary>
+    public SchedulerConfig? Scheduler { get; init; }
+
     /// <summary>Whether <paramref name="folder"/> looks like a model folder at all (so missing parts are worth reporting).</summary>
     public static bool LooksLikeModel(string folder) =>
         File.Exists(Path.Combine(folder, "model_index.json")) || Directory.Exists(Path.Combine(folder, "unet"));
@@ -106,8 +109,9 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, 
 
         family ??= ModelFamily.Detect(unetConfig, textConfig);
 
-        string predictionType = manifest?.PredictionType
-            ?? LoadConfig(Path.Combine(folder, "scheduler", "scheduler_config.json"), SchedulerConfig.Load)!.PredictionType;
+        // Parsed once here (Core's parser) and kept with the model for its sessions.
+        var scheduler = LoadConfig(Path.Combine(folder, "scheduler", "scheduler_config.json"), SchedulerConfig.Load)!;
+        string predictionType = scheduler.PredictionType;
 
         family ??= predictionType == "v_prediction" ? "sd2" : "sd1";
         int native = family == "sd2" && predictionType == "v_prediction" ? 768 : 512;
@@ -120,7 +124,7 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, 
 
         bool hasEncoder = File.Exists(Path.Combine(folder, "vae_encoder", "model.onnx"));
         var info = new ModelInfo(id, name, folder, family, width.Value, height.Value, hasEncoder, description);
-        return new OnnxModelFolder(info, scaling ?? DefaultVaeScalingFactor, vaeScaleFactor);
+        return new OnnxModelFolder(info, scaling ?? DefaultVaeScalingFactor, vaeScaleFactor) { Scheduler = scheduler };
     }
 
     /// <summary>A diffusers config through Core's parser, or null when the file is absent; a broken one names file and field.</summary>

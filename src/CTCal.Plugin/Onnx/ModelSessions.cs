@@ -30,7 +30,7 @@ internal sealed class ModelSessions : IDisposable
         try
         {
             Tokenizer = ClipTokenizer.FromFolder(model.TokenizerFolder);
-            SchedulerConfig = SchedulerConfig.Load(model.SchedulerConfigPath);
+            SchedulerConfig = model.Scheduler ?? SchedulerConfig.Load(model.SchedulerConfigPath);
             TextEncoder = new InferenceSession(model.TextEncoderPath, options);
             Unet = new InferenceSession(model.UnetPath, options);
             VaeDecoder = new InferenceSession(model.VaeDecoderPath, options);
