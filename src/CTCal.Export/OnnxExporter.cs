@@ -67,7 +67,7 @@ public static class OnnxExporter
         {
             try
             {
-                foreach (var (component, byWeight) in LoraFile.Load(Path.GetFullPath(spec.Path), spec.Scale))
+                foreach (var (component, byWeight) in LoraFile.Load(Path.GetFullPath(spec.Path), spec.Scale, c => WeightNames(model, c, options)))
                 {
                     if (!loras.TryGetValue(component, out var target)) loras[component] = target = new(StringComparer.Ordinal);
                     foreach (var (weight, deltas) in byWeight)
@@ -142,6 +142,24 @@ public static class OnnxExporter
     }
 
     // {stem}.safetensors, else {stem}.fp16.safetensors; pickle files are never loaded.
+    /// <summary>The weight names of a LoRA component (what kohya keys are mapped back through); empty when unreadable (reported later).</summary>
+    private static IEnumerable<string> WeightNames(string model, string component, ExportOptions options)
+    {
+        string path = component == LoraFile.UNet
+            ? options.UnetWeights is { } u ? Path.GetFullPath(u) : FindWeights(Path.Combine(model, "unet"), "diffusion_pytorch_model", [])
+            : FindWeights(Path.Combine(model, "text_encoder"), "model", []);
+        if (!File.Exists(path)) return [];
+        try
+        {
+            using var file = SafetensorsFile.Open(path);
+            return file.Tensors.Select(t => t.Name).ToList();
+        }
+        catch (Exception e) when (e is SafetensorsException or IOException or UnauthorizedAccessException or JsonException)
+        {
+            return [];
+        }
+    }
+
     private static string FindWeights(string folder, string stem, List<string> problems)
     {
         foreach (string name in new[] { $"{stem}.safetensors", $"{stem}.fp16.safetensors" })

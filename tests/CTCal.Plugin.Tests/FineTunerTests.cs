@@ -123,6 +123,26 @@ public sealed class FineTunerTests : IDisposable
         Assert.Empty(exporter.Requests);
     }
 
+    [Theory]
+    [InlineData("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_q.lora_A.weight", "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_q.lora_B.weight")]
+    [InlineData("text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight", "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight")]
+    [InlineData("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_q.lora.down.weight", "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_q.lora.up.weight")]
+    [InlineData("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_q.lora_down.weight", "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_q.lora_up.weight")]
+    [InlineData("lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight", "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight")]
+    public void LoraInEverySpellingIsExportedAsALora(string down, string up)
+    {
+        var request = Request();
+        string lora = Path.Combine(_root, "lora.safetensors");
+        CTCal.Core.Safetensors.SafetensorsWriter.Write(lora, new[]
+        {
+            CTCal.Core.Safetensors.SafetensorsWriteEntry.FromFloat32(down, new long[] { 1, 2 }, new float[] { 1, 2 }),
+            CTCal.Core.Safetensors.SafetensorsWriteEntry.FromFloat32(up, new long[] { 2, 1 }, new float[] { 1, 2 }),
+        });
+        var export = CtcalFineTuner.ExportRequestFor(lora, request);
+        Assert.Equal(new[] { lora }, export.Loras);
+        Assert.Null(export.UnetWeights);
+    }
+
     [Fact]
     public void LoraAndFullWeightsAreExportedDifferently()
     {

@@ -174,6 +174,43 @@ public sealed class TrainerCliTests : IDisposable
     }
 
     [Fact]
+    public void KohyaLoraFormatIsWrittenAndMergedThroughTheKeyGrammar()
+    {
+        string data = TrainingRunTests.MakeDataset(_dir);
+        string output = Path.Combine(_dir, "out");
+        Assert.Equal(0, Cli().Run(Train(data, output, "--steps", "2", "--lora-alpha", "4", "--lr", "0.05", "--train-text-encoder", "--lora-format", "kohya")));
+        string file = Path.Combine(output, LoraFile.DefaultName);
+        var lora = TensorFile.Load(file);
+        Assert.All(lora.Keys, k => Assert.True(k.StartsWith("lora_unet_", StringComparison.Ordinal) || k.StartsWith("lora_te_", StringComparison.Ordinal), k));
+        Assert.Contains("lora_unet_down_attn2_to_q.lora_down.weight", lora.Keys);
+        Assert.Contains("lora_unet_mid_attn2_to_out_0.lora_up.weight", lora.Keys);
+        Assert.Contains("lora_te_q_proj.lora_down.weight", lora.Keys);
+        Assert.All(lora.Where(kv => kv.Key.EndsWith(".alpha", StringComparison.Ordinal)), kv => Assert.Equal(4f, kv.Value.item<float>()));
+        Assert.Equal(3 * 12, lora.Count);
+
+        // read back through the grammar: peft names, kohya names mapped through the model's parameter names
+        using (var model = new ToyDiffusionModel())
+        {
+            var (tensors, rank, alpha) = LoraFile.Load(file, c => (c == "unet" ? model.UNet : model.TextEncoder).named_parameters().Select(p => p.name).ToList());
+            Assert.Equal(2, rank);
+            Assert.Equal(4.0, alpha);
+            Assert.True(tensors["unet.mid.attn2.to_out.0.lora_B.weight"].eq(lora["lora_unet_mid_attn2_to_out_0.lora_up.weight"]).all().item<bool>());
+            Assert.True(tensors["text_encoder.q_proj.lora_A.weight"].eq(lora["lora_te_q_proj.lora_down.weight"]).all().item<bool>());
+            Assert.Equal(2 * 12, tensors.Count);
+            Assert.Throws<InvalidDataException>(() => LoraFile.Load(file)); // kohya names need the model's names
+        }
+
+        string merged = Path.Combine(_dir, "merged");
+        Assert.Equal(0, Cli().Run(["merge", "--model", "toy", "--lora", file, "--out", merged]));
+        var unet = TensorFile.Load(Path.Combine(merged, "unet", "diffusion_pytorch_model.safetensors"));
+        using var fresh = new ToyDiffusionModel();
+        var baseWeight = fresh.UNet.state_dict()["mid.attn2.to_out.0.weight"];
+        var expected = baseWeight + lora["lora_unet_mid_attn2_to_out_0.lora_up.weight"].matmul(lora["lora_unet_mid_attn2_to_out_0.lora_down.weight"]).mul(4.0 / 2);
+        Assert.True(allclose(unet["mid.attn2.to_out.0.weight"], expected, atol: 1e-6));
+        Assert.False(allclose(unet["mid.attn2.to_out.0.weight"], baseWeight, atol: 1e-6));
+    }
+
+    [Fact]
     public void MergeFoldsTheLoraIntoTheWeights()
     {
         string data = TrainingRunTests.MakeDataset(_dir);

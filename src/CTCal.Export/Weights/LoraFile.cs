@@ -1,76 +1,86 @@
+using CTCal.Core.Models;
 using CTCal.Core.Safetensors;
 
 namespace CTCal.Export.Weights;
 
 /// <summary>
-/// Reads a LoRA safetensors file in diffusers/peft naming and groups its updates by component. Accepted key forms
-/// (with an optional <c>unet.</c> or <c>text_encoder.</c> prefix; no prefix means the UNet):
-/// <c>{module}.lora_A.weight</c> / <c>{module}.lora_B.weight</c> (peft) and <c>{module}.lora.down.weight</c> /
-/// <c>{module}.lora.up.weight</c> (older diffusers), each with an optional scalar <c>{module}.alpha</c>. The updated weight is
+/// Reads a LoRA safetensors file and groups its updates by component. Keys follow the grammar of
+/// <see cref="LoraKeys"/>: peft <c>{module}.lora_A.weight</c> / <c>{module}.lora_B.weight</c> and older diffusers
+/// <c>{module}.lora.down.weight</c> / <c>{module}.lora.up.weight</c> (optional <c>unet.</c> or <c>text_encoder.</c> prefix;
+/// none means the UNet), and kohya <c>lora_unet_*</c> / <c>lora_te_*</c> with <c>.lora_down.weight</c> / <c>.lora_up.weight</c>
+/// (module names mapped back through the component's weight names), each with an optional scalar alpha tensor. The updated weight is
 /// <c>{module}.weight</c> of that component. Without a per-module alpha tensor, alpha comes from the file's metadata
 /// (<c>ctcal.lora_alpha</c>, else <c>lora_alpha</c> in the peft config JSON <c>lora_adapter_metadata</c>), else alpha = rank.
 /// </summary>
 public static class LoraFile
 {
-    public const string UNet = "unet";
-    public const string TextEncoder = "text_encoder";
+    public const string UNet = LoraKeys.UNet;
+    public const string TextEncoder = LoraKeys.TextEncoder;
 
-    /// <summary>Component name -> (weight name -> updates). Throws <see cref="ExportValidationException"/> naming bad keys.</summary>
-    public static Dictionary<string, Dictionary<string, List<LoraDelta>>> Load(string path, float scale)
+    /// <summary>
+    /// Component name -> (weight name -> updates). Throws <see cref="ExportValidationException"/> naming bad keys.
+    /// <paramref name="weightNames"/> gives a component's weight names, needed to map kohya keys (dots lost) back to modules.
+    /// </summary>
+    public static Dictionary<string, Dictionary<string, List<LoraDelta>>> Load(string path, float scale, Func<string, IEnumerable<string>>? weightNames = null)
     {
         var result = new Dictionary<string, Dictionary<string, List<LoraDelta>>>(StringComparer.Ordinal);
         var problems = new List<string>();
         using var file = OpenOrThrow(path);
         float? fileAlpha = MetadataAlpha(file, path, problems);
-        var modules = new Dictionary<string, (string? Down, string? Up, string? Alpha)>(StringComparer.Ordinal);
+        // grouped by (component, module as spelled); kohya modules are mapped back below
+        var modules = new Dictionary<(string Component, string Module), (LoraKey? Down, LoraKey? Up, LoraKey? Alpha)>();
         foreach (var t in file.Tensors)
         {
-            string key = t.Name;
-            (string module, int kind) = key switch
+            if (!LoraKeys.TryParse(t.Name, out var key))
             {
-                _ when key.EndsWith(".lora_A.weight", StringComparison.Ordinal) => (key[..^".lora_A.weight".Length], 0),
-                _ when key.EndsWith(".lora_B.weight", StringComparison.Ordinal) => (key[..^".lora_B.weight".Length], 1),
-                _ when key.EndsWith(".lora.down.weight", StringComparison.Ordinal) => (key[..^".lora.down.weight".Length], 0),
-                _ when key.EndsWith(".lora.up.weight", StringComparison.Ordinal) => (key[..^".lora.up.weight".Length], 1),
-                _ when key.EndsWith(".alpha", StringComparison.Ordinal) => (key[..^".alpha".Length], 2),
-                _ => ("", -1),
-            };
-            if (kind < 0)
-            {
-                problems.Add($"{path}: tensor '{key}' is not a LoRA key (expected *.lora_A.weight, *.lora_B.weight, *.lora.down.weight, *.lora.up.weight or *.alpha)");
+                problems.Add($"{path}: {LoraKeysMessage(t.Name)}");
                 continue;
             }
-            modules.TryGetValue(module, out var entry);
-            modules[module] = kind switch { 0 => entry with { Down = key }, 1 => entry with { Up = key }, _ => entry with { Alpha = key } };
+            modules.TryGetValue((key.Component, key.Module), out var entry);
+            modules[(key.Component, key.Module)] = key.Part switch
+            {
+                LoraPart.Down => entry with { Down = key }, LoraPart.Up => entry with { Up = key }, _ => entry with { Alpha = key },
+            };
         }
 
-        foreach (var (module, (down, up, alpha)) in modules)
+        var resolvers = new Dictionary<string, LoraModuleResolver>(StringComparer.Ordinal);
+        foreach (var ((component, module), (down, up, alpha)) in modules)
         {
             if (down is null || up is null)
             {
                 problems.Add($"{path}: module '{module}' has {(down is null ? "no down/lora_A" : "no up/lora_B")} tensor");
                 continue;
             }
-            var a = file.GetInfo(down);
-            var b = file.GetInfo(up);
+            var a = file.GetInfo(down.Key);
+            var b = file.GetInfo(up.Key);
             if (a.Shape.Length < 2 || b.Shape.Length < 2 || b.Shape[1] != a.Shape[0] || b.Shape.Skip(2).Any(d => d != 1))
             {
                 problems.Add($"{path}: module '{module}': lora down [{string.Join(",", a.Shape)}] and up [{string.Join(",", b.Shape)}] do not form a rank-r product");
+                continue;
+            }
+            string inner;
+            try
+            {
+                if (down.Spelling == LoraSpelling.Kohya && !resolvers.ContainsKey(component))
+                    resolvers[component] = new LoraModuleResolver(weightNames?.Invoke(component)
+                        ?? throw new LoraKeyException($"kohya LoRA key '{down.Key}': the {component} weight names are needed to map it to a module"));
+                inner = down.Spelling == LoraSpelling.Kohya ? resolvers[component].Resolve(down) : down.Module;
+            }
+            catch (LoraKeyException e)
+            {
+                problems.Add($"{path}: {e.Message}");
                 continue;
             }
             int rank = (int)a.Shape[0];
             float alphaValue = fileAlpha ?? rank;
             if (alpha is not null)
             {
-                float[] al = file.ReadAsFloat32(alpha);
-                if (al.Length != 1) { problems.Add($"{path}: '{alpha}' must be a scalar"); continue; }
+                float[] al = file.ReadAsFloat32(alpha.Key);
+                if (al.Length != 1) { problems.Add($"{path}: '{alpha.Key}' must be a scalar"); continue; }
                 alphaValue = al[0];
             }
-            (string component, string inner) = module.StartsWith("unet.", StringComparison.Ordinal) ? (UNet, module["unet.".Length..])
-                : module.StartsWith("text_encoder.", StringComparison.Ordinal) ? (TextEncoder, module["text_encoder.".Length..])
-                : (UNet, module);
             long inFeatures = a.ElementCount / rank;
-            var delta = new LoraDelta(path, inner, file.ReadAsFloat32(down), file.ReadAsFloat32(up), rank, b.Shape[0], inFeatures, scale * alphaValue / rank);
+            var delta = new LoraDelta(path, inner, file.ReadAsFloat32(down.Key), file.ReadAsFloat32(up.Key), rank, b.Shape[0], inFeatures, scale * alphaValue / rank);
             if (!result.TryGetValue(component, out var byWeight)) result[component] = byWeight = new(StringComparer.Ordinal);
             string weight = inner + ".weight";
             if (!byWeight.TryGetValue(weight, out var list)) byWeight[weight] = list = [];
@@ -78,6 +88,19 @@ public static class LoraFile
         }
         if (problems.Count > 0) throw new ExportValidationException(problems);
         return result;
+    }
+
+    private static string LoraKeysMessage(string key)
+    {
+        try
+        {
+            LoraKeys.Parse(key);
+            return $"tensor '{key}' is not a LoRA key";
+        }
+        catch (LoraKeyException e)
+        {
+            return e.Message;
+        }
     }
 
     private static float? MetadataAlpha(SafetensorsFile file, string path, List<string> problems)

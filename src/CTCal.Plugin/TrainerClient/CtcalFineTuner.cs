@@ -1,6 +1,7 @@
 using System.Composition;
 using System.Globalization;
 using CTCal.Contracts;
+using CTCal.Core.Models;
 using CTCal.Core.Safetensors;
 using CTCal.Plugin.Hosting;
 
@@ -87,8 +88,7 @@ internal sealed class CtcalFineTuner : IFineTuner
     private static bool IsLora(string safetensors)
     {
         using var file = SafetensorsFile.Open(safetensors);
-        return file.Tensors.Any(t => t.Name.Contains(".lora_A.", StringComparison.Ordinal) || t.Name.Contains(".lora_B.", StringComparison.Ordinal)
-            || t.Name.Contains(".lora_down.", StringComparison.Ordinal) || t.Name.Contains(".lora_up.", StringComparison.Ordinal));
+        return LoraKeys.IsLoraFile(file.Tensors.Select(t => t.Name));
     }
 
     public async Task<FineTuneResult> FineTuneAsync(

@@ -26,10 +26,11 @@ public sealed partial class TrainerCli
         {
             if (!File.Exists(loraPath)) throw new FileNotFoundException($"LoRA file {loraPath} does not exist", loraPath);
             RefuseOverlap(Path.GetFullPath(outputFolder), modelFolder, "--model");
-            var (tensors, rank, alpha) = LoraFile.Load(loraPath);
+            using var diffusion = _loadModel(modelFolder);
+            var (tensors, rank, alpha) = LoraFile.Load(loraPath, component =>
+                (component == "unet" ? diffusion.UNet : diffusion.TextEncoder).named_parameters().Select(p => p.name).ToList());
             try
             {
-                using var diffusion = _loadModel(modelFolder);
                 var options = new LoraOptions { Rank = rank, Alpha = alpha };
                 var written = new List<string>();
                 foreach (var (prefix, module, targets, component, file) in new[]

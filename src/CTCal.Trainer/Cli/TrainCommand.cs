@@ -21,6 +21,7 @@ public sealed partial class TrainerCli
         public readonly Option<int> LoraRank = new("--lora-rank") { Description = "LoRA rank (LoRA is the default mode)", DefaultValueFactory = _ => 4 };
         public readonly Option<double?> LoraAlpha = new("--lora-alpha") { Description = "LoRA alpha (default: the rank, i.e. scale 1)" };
         public readonly Option<double> LoraDropout = new("--lora-dropout") { Description = "LoRA dropout on the adapters' input features", DefaultValueFactory = _ => 0.0 };
+        public readonly Option<string> LoraFormat = Choice("--lora-format", "peft", "key spelling of the written LoRA file (peft: unet.{module}.lora_A.weight; kohya: lora_unet_{module}.lora_down.weight with per-module alpha)", "peft", "kohya");
         public readonly Option<bool> TrainTextEncoder = new("--train-text-encoder") { Description = "also put LoRA on the text encoder's self-attention (q/k/v/out_proj)" };
         public readonly Option<bool> Full = new("--full") { Description = "full fine-tuning of every UNet parameter instead of LoRA" };
         public readonly Option<int> Steps = new("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => 1000 };
@@ -109,7 +110,8 @@ public sealed partial class TrainerCli
             var options = new TrainingOptions
             {
                 Method = Choose(v.Get(o.Method), ("ctcal", TrainingMethod.Ctcal), ("vanilla", TrainingMethod.Vanilla)),
-                Lora = new LoraOptions { Rank = v.Get(o.LoraRank), Alpha = v.Get(o.LoraAlpha), Dropout = v.Get(o.LoraDropout), TextEncoder = v.Get(o.TrainTextEncoder) },
+                Lora = new LoraOptions { Rank = v.Get(o.LoraRank), Alpha = v.Get(o.LoraAlpha), Dropout = v.Get(o.LoraDropout), TextEncoder = v.Get(o.TrainTextEncoder),
+                    Format = v.Get(o.LoraFormat) == "kohya" ? LoraSpelling.Kohya : LoraSpelling.Peft },
                 FullFineTune = v.Get(o.Full),
                 Steps = v.Get(o.Steps),
                 BatchSize = v.Get(o.BatchSize),

@@ -1,3 +1,4 @@
+using CTCal.Core.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -90,8 +91,8 @@ public sealed class LoraAdapters : IDisposable
     {
         foreach (var layer in _layers)
         {
-            yield return ($"{Prefix}.{layer.Path}.lora_A.weight", layer.A);
-            yield return ($"{Prefix}.{layer.Path}.lora_B.weight", layer.B);
+            yield return (LoraKeys.Format(Prefix, layer.Path, LoraPart.Down, LoraSpelling.Peft), layer.A);
+            yield return (LoraKeys.Format(Prefix, layer.Path, LoraPart.Up, LoraSpelling.Peft), layer.B);
         }
     }
 

@@ -1,3 +1,5 @@
+using CTCal.Core.Models;
+
 namespace CTCal.Trainer.Training;
 
 /// <summary>LoRA settings (the GORS/CTCal recipe: rank 4 on the UNet's attention; optionally the text encoder's self-attention).</summary>
@@ -13,6 +15,9 @@ public sealed record LoraOptions
 
     /// <summary>Also adapt the text encoder's self-attention projections.</summary>
     public bool TextEncoder { get; init; }
+
+    /// <summary>Key spelling of the written LoRA file (<see cref="LoraFile.Save"/>): peft (default) or kohya.</summary>
+    public LoraSpelling Format { get; init; } = LoraSpelling.Peft;
 
     public double EffectiveAlpha => Alpha ?? Rank;
 
