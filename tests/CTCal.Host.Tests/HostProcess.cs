@@ -20,17 +20,7 @@ internal sealed class HostProcess : IDisposable
 
     public HostProcess(string workingDirectory, IEnumerable<string> arguments)
     {
-        string dll = Path.Combine(AppContext.BaseDirectory, "ctcal-host.dll");
-        if (!File.Exists(dll)) throw new FileNotFoundException($"the host was not copied next to the tests: {dll}", dll);
-        var start = new ProcessStartInfo(DotnetHost())
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = workingDirectory,
-        };
-        start.ArgumentList.Add(dll);
-        foreach (string argument in arguments) start.ArgumentList.Add(argument);
+        var start = DotnetApp.StartInfo("ctcal-host.dll", workingDirectory, arguments);
         _process = Process.Start(start) ?? throw new InvalidOperationException("ctcal-host did not start");
         _readers = [Reader(_process.StandardOutput, "stdout"), Reader(_process.StandardError, "stderr")];
     }
@@ -56,15 +46,6 @@ internal sealed class HostProcess : IDisposable
         }) { IsBackground = true, Name = $"ctcal-host {name}" };
         thread.Start();
         return thread;
-    }
-
-    private static string DotnetHost()
-    {
-        string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (!string.IsNullOrEmpty(host) && File.Exists(host)) return host;
-        string? current = Environment.ProcessPath;
-        if (current is not null && Path.GetFileNameWithoutExtension(current) == "dotnet") return current;
-        return "dotnet";
     }
 
     public string Output

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using CTCal.Tests;
 
 namespace CTCal.Trainer.Tests;
 
@@ -25,22 +26,7 @@ internal sealed class TrainerProcess : IDisposable
     /// <param name="environment">variables set (or, with a null value, removed) in the child's environment only.</param>
     public TrainerProcess(IEnumerable<string> arguments, IReadOnlyDictionary<string, string?>? environment = null)
     {
-        string dll = Path.Combine(AppContext.BaseDirectory, "ctcal-train.dll");
-        if (!File.Exists(dll)) throw new FileNotFoundException($"the trainer was not copied next to the tests: {dll}", dll);
-        var start = new ProcessStartInfo(DotnetHost())
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = AppContext.BaseDirectory,
-        };
-        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
-        {
-            if (value is null) start.Environment.Remove(name);
-            else start.Environment[name] = value;
-        }
-        start.ArgumentList.Add(dll);
-        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        var start = DotnetApp.StartInfo("ctcal-train.dll", AppContext.BaseDirectory, arguments, environment);
         _process = Process.Start(start) ?? throw new InvalidOperationException("ctcal-train did not start");
         _stdoutReader = new Thread(ReadStdout) { IsBackground = true, Name = "ctcal-train stdout" };
         _stderrReader = new Thread(() =>
@@ -83,16 +69,6 @@ internal sealed class TrainerProcess : IDisposable
             if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("event", out var name))
                 EventReceived?.Invoke(name.GetString() ?? "", root);
         }
-    }
-
-    /// <summary>The dotnet host running the tests (DOTNET_HOST_PATH when the CLI set it), else <c>dotnet</c> on PATH.</summary>
-    private static string DotnetHost()
-    {
-        string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (!string.IsNullOrEmpty(host) && File.Exists(host)) return host;
-        string? current = Environment.ProcessPath;
-        if (current is not null && Path.GetFileNameWithoutExtension(current) == "dotnet") return current;
-        return "dotnet";
     }
 
     public bool HasExited => _process.HasExited;
