@@ -40,33 +40,17 @@ public static class LoraFile
             ["ctcal.lora_rank"] = options.Rank.ToString(CultureInfo.InvariantCulture),
             ["ctcal.lora_alpha"] = options.EffectiveAlpha.ToString("R", CultureInfo.InvariantCulture),
         };
-        if (spelling == LoraSpelling.Peft)
+        // Kohya files carry the (one) alpha as a scalar tensor beside every module.
+        using var alpha = spelling == LoraSpelling.Kohya ? torch.tensor((float)options.EffectiveAlpha) : null;
+        var entries = new List<(string, Tensor)>();
+        foreach (var a in adapters)
+        foreach (var layer in a.Layers)
         {
-            TensorFile.Save(path, adapters.SelectMany(a => a.StateEntries()), metadata);
-            return;
+            entries.Add((LoraKeys.Format(a.Prefix, layer.Path, LoraPart.Down, spelling), layer.A));
+            entries.Add((LoraKeys.Format(a.Prefix, layer.Path, LoraPart.Up, spelling), layer.B));
+            if (alpha is not null) entries.Add((LoraKeys.Format(a.Prefix, layer.Path, LoraPart.Alpha, spelling), alpha));
         }
-        var alphas = new List<Tensor>();
-        try
-        {
-            var entries = new List<(string, Tensor)>();
-            foreach (var a in adapters)
-            foreach (var layer in a.Layers)
-            {
-                entries.Add((LoraKeys.Format(a.Prefix, layer.Path, LoraPart.Down, spelling), layer.A));
-                entries.Add((LoraKeys.Format(a.Prefix, layer.Path, LoraPart.Up, spelling), layer.B));
-                if (spelling == LoraSpelling.Kohya)
-                {
-                    var alpha = torch.tensor((float)options.EffectiveAlpha);
-                    alphas.Add(alpha);
-                    entries.Add((LoraKeys.Format(a.Prefix, layer.Path, LoraPart.Alpha, spelling), alpha));
-                }
-            }
-            TensorFile.Save(path, entries, metadata);
-        }
-        finally
-        {
-            foreach (var t in alphas) t.Dispose();
-        }
+        TensorFile.Save(path, entries, metadata);
     }
 
     /// <summary>
