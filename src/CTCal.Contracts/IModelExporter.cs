@@ -56,20 +56,12 @@ public interface IFineTuner
         CancellationToken cancellationToken = default);
 }
 
-/// <summary>A fine-tune job.</summary>
-/// <param name="BaseCheckpointFolder">Diffusers-layout safetensors checkpoint to start from.</param>
-/// <param name="DatasetPath">Training prompts/images, as the trainer expects them.</param>
-/// <param name="OutputFolder">Where the trainer writes checkpoints.</param>
+/// <summary>A fine-tune: the trainer job and the id its result is registered under.</summary>
 /// <param name="ModelId">Id of the model registered on success.</param>
-/// <param name="MaxSteps">Training steps (null: the trainer's default).</param>
-/// <param name="ExtraArguments">Further trainer arguments, passed verbatim (one list item per argument).</param>
-public sealed record FineTuneRequest(
-    string BaseCheckpointFolder,
-    string DatasetPath,
-    string OutputFolder,
-    string ModelId,
-    int? MaxSteps = null,
-    IReadOnlyList<string>? ExtraArguments = null);
+/// <param name="Job">What the trainer runs: <see cref="FineTuneJob.Model"/> (the diffusers checkpoint to start from),
+/// <see cref="FineTuneJob.Data"/> and <see cref="FineTuneJob.Out"/> are required. The fine-tuner writes it as the trainer's
+/// job file (its own progress mode set to <c>json</c>) and passes nothing else on the trainer's command line.</param>
+public sealed record FineTuneRequest(string ModelId, FineTuneJob Job);
 
 /// <summary>Result of a finished fine-tune.</summary>
 /// <param name="CheckpointFolder">The final checkpoint the trainer reported.</param>

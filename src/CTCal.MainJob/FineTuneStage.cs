@@ -6,11 +6,11 @@ using CTCal.Core.Threading;
 namespace CTCal.MainJob;
 
 /// <summary>One fine-tune: a method, a seed and the hyper-parameters that may differ between sweep points.</summary>
-public sealed record FineTuneJob(string ModelId, string Method, long Seed, double LearningRate, double CtcalWeight);
+public sealed record FineTuneSpec(string ModelId, string Method, long Seed, double LearningRate, double CtcalWeight);
 
 /// <summary>A finished fine-tune: its loss curve (from the trainer's step events) and wall time.</summary>
 /// <param name="Attempts">Trainer runs it took: more than 1 when a run failed and the job was run again from the start (same seed).</param>
-public sealed record FineTuneOutcome(FineTuneJob Job, IReadOnlyList<LossPoint> Loss, double Seconds, string Checkpoint, int Attempts = 1);
+public sealed record FineTuneOutcome(FineTuneSpec Spec, IReadOnlyList<LossPoint> Loss, double Seconds, string Checkpoint, int Attempts = 1);
 
 /// <summary>One step's losses: total, and the diffusion part (the part both methods share).</summary>
 public sealed record LossPoint(long Step, double Loss, double? Diffusion);
@@ -25,49 +25,53 @@ internal static class FineTuneStage
     public const string Vanilla = "vanilla";
     public const string Ctcal = "ctcal";
 
-    /// <summary>Trainer options the job sets itself; passing them through is refused.</summary>
-    public static readonly IReadOnlyList<string> ReservedArguments =
+    /// <summary>Trainer job keys the stage sets itself; setting them as overrides is refused.</summary>
+    public static readonly IReadOnlyList<string> ReservedKeys =
     [
-        "--model", "--data", "--out", "--steps", "--method", "--lr", "--batch-size", "--resolution", "--seed", "--warmup",
-        "--threads", "--progress", "--save-every", "--pixel-weight", "--semantic-weight", "--config", "--resume",
+        "model", "data", "out", "steps", "method", "lr", "batch-size", "resolution", "seed", "warmup",
+        "threads", "progress", "save-every", "pixel-weight", "semantic-weight", "resume",
     ];
 
     /// <summary>The jobs of the main run: for each seed, vanilla then CTCal.</summary>
-    public static IReadOnlyList<FineTuneJob> MainJobs(MainJobRecipe recipe) =>
+    public static IReadOnlyList<FineTuneSpec> MainJobs(MainJobRecipe recipe) =>
         recipe.Seeds.SelectMany(seed => new[]
         {
-            new FineTuneJob($"{Vanilla}-s{seed}", Vanilla, seed, recipe.LearningRate, recipe.CtcalWeight),
-            new FineTuneJob($"{Ctcal}-s{seed}", Ctcal, seed, recipe.LearningRate, recipe.CtcalWeight),
+            new FineTuneSpec($"{Vanilla}-s{seed}", Vanilla, seed, recipe.LearningRate, recipe.CtcalWeight),
+            new FineTuneSpec($"{Ctcal}-s{seed}", Ctcal, seed, recipe.LearningRate, recipe.CtcalWeight),
         }).ToList();
 
-    /// <summary>The trainer arguments of <paramref name="job"/> (after <c>--model --data --out --steps</c>, which the plugin adds).</summary>
-    public static IReadOnlyList<string> TrainerArguments(FineTuneJob job, MainJobRecipe recipe, int threads, IReadOnlyList<string> extra)
+    /// <summary>The output folder of <paramref name="spec"/>'s trainer run.</summary>
+    public static string OutputOf(string runsFolder, FineTuneSpec spec) => Path.Combine(runsFolder, spec.ModelId);
+
+    /// <summary>
+    /// The trainer job of <paramref name="spec"/>: the recipe's shared settings, the spec's method, seed and learning rate,
+    /// for CTCal the alignment terms at the spec's weight (<see cref="FineTuneJob.WithAlignmentWeight"/>), then the run's
+    /// <paramref name="overrides"/> (an explicit <c>balance-weight</c> wins over the scaled one).
+    /// </summary>
+    public static FineTuneJob TrainerJob(
+        FineTuneSpec spec, MainJobRecipe recipe, int threads, IReadOnlyList<FineTuneJobSetting> overrides, string baseModel, string data, string output)
     {
-        static string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
-        var args = new List<string>
+        var job = new FineTuneJob
         {
-            "--method", job.Method,
-            "--lr", F(job.LearningRate),
-            "--batch-size", recipe.BatchSize.ToString(CultureInfo.InvariantCulture),
-            "--resolution", recipe.Resolution.ToString(CultureInfo.InvariantCulture),
-            "--seed", job.Seed.ToString(CultureInfo.InvariantCulture),
-            "--warmup", recipe.Warmup.ToString(CultureInfo.InvariantCulture),
-            "--threads", threads.ToString(CultureInfo.InvariantCulture),
-            "--save-every", "0",
+            Model = baseModel,
+            Data = data,
+            Out = output,
+            Method = spec.Method,
+            Steps = recipe.Steps,
+            Lr = spec.LearningRate,
+            BatchSize = recipe.BatchSize,
+            Resolution = recipe.Resolution,
+            Seed = spec.Seed,
+            Warmup = recipe.Warmup,
+            Threads = threads,
+            SaveEvery = 0,
         };
-        if (job.Method == Ctcal)
+        if (spec.Method == Ctcal)
         {
-            // The trainer's defaults are pixel 1, semantic 0.5, balance 0.1: the CTCal weight scales the three terms that reach
-            // the UNet (an explicit --balance-weight wins); reconstruction trains only the map autoencoder and stays.
-            args.AddRange(["--pixel-weight", F(1.0 * job.CtcalWeight), "--semantic-weight", F(0.5 * job.CtcalWeight)]);
-            if (!extra.Contains("--balance-weight"))
-            {
-                args.AddRange(["--balance-weight", F(job.CtcalWeight / 10)]);
-            }
+            job = job.WithAlignmentWeight(spec.CtcalWeight);
         }
 
-        args.AddRange(extra);
-        return args;
+        return FineTuneJobJson.With(job, overrides);
     }
 
     /// <summary>
@@ -75,17 +79,17 @@ internal static class FineTuneStage
     /// job's step events (for progress). The first failure cancels the rest and is rethrown.
     /// </summary>
     public static async Task<IReadOnlyList<FineTuneOutcome>> RunAsync(
-        IFineTuner tuner, string baseModel, string data, string runsFolder, IReadOnlyList<FineTuneJob> jobs, MainJobRecipe recipe,
-        int threads, int parallel, IReadOnlyList<string> extra, Action<FineTuneJob, OperationProgress> onStep, CancellationToken ct)
+        IFineTuner tuner, string baseModel, string data, string runsFolder, IReadOnlyList<FineTuneSpec> specs, MainJobRecipe recipe,
+        int threads, int parallel, IReadOnlyList<FineTuneJobSetting> overrides, Action<FineTuneSpec, OperationProgress> onStep, CancellationToken ct)
     {
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         using var gate = new SemaphoreSlim(parallel);
-        var tasks = jobs.Select(async job =>
+        var tasks = specs.Select(async spec =>
         {
             await gate.WaitAsync(failed.Token);
             try
             {
-                return await RunOneAsync(tuner, baseModel, data, runsFolder, job, recipe, threads, extra, onStep, failed.Token);
+                return await RunOneAsync(tuner, baseModel, data, runsFolder, spec, recipe, threads, overrides, onStep, failed.Token);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -124,32 +128,32 @@ internal static class FineTuneStage
     private static readonly NLog.Logger Log = NLog.LogManager.GetLogger("ctcal-main.finetune");
 
     private static async Task<FineTuneOutcome> RunOneAsync(
-        IFineTuner tuner, string baseModel, string data, string runsFolder, FineTuneJob job, MainJobRecipe recipe, int threads,
-        IReadOnlyList<string> extra, Action<FineTuneJob, OperationProgress> onStep, CancellationToken ct)
+        IFineTuner tuner, string baseModel, string data, string runsFolder, FineTuneSpec spec, MainJobRecipe recipe, int threads,
+        IReadOnlyList<FineTuneJobSetting> overrides, Action<FineTuneSpec, OperationProgress> onStep, CancellationToken ct)
     {
         for (int attempt = 1; ; attempt++)
         {
             try
             {
-                return await RunAttemptAsync(tuner, baseModel, data, runsFolder, job, recipe, threads, extra, onStep, ct) with { Attempts = attempt };
+                return await RunAttemptAsync(tuner, baseModel, data, runsFolder, spec, recipe, threads, overrides, onStep, ct) with { Attempts = attempt };
             }
             catch (FineTuneException e) when (attempt < MaxAttempts && !ct.IsCancellationRequested)
             {
-                Log.Warn("{0}; running {1} again from the start (attempt {2} of {3})", e.Message.Split('\n')[0].TrimEnd(), job.ModelId, attempt + 1, MaxAttempts);
-                string failedLog = Path.Combine(runsFolder, job.ModelId, "train.log");
+                Log.Warn("{0}; running {1} again from the start (attempt {2} of {3})", e.Message.Split('\n')[0].TrimEnd(), spec.ModelId, attempt + 1, MaxAttempts);
+                string failedLog = Path.Combine(runsFolder, spec.ModelId, "train.log");
                 if (File.Exists(failedLog))
                 {
-                    File.Copy(failedLog, Path.Combine(runsFolder, $"{job.ModelId}.attempt{attempt}.train.log"), overwrite: true);
+                    File.Copy(failedLog, Path.Combine(runsFolder, $"{spec.ModelId}.attempt{attempt}.train.log"), overwrite: true);
                 }
             }
         }
     }
 
     private static async Task<FineTuneOutcome> RunAttemptAsync(
-        IFineTuner tuner, string baseModel, string data, string runsFolder, FineTuneJob job, MainJobRecipe recipe, int threads,
-        IReadOnlyList<string> extra, Action<FineTuneJob, OperationProgress> onStep, CancellationToken ct)
+        IFineTuner tuner, string baseModel, string data, string runsFolder, FineTuneSpec spec, MainJobRecipe recipe, int threads,
+        IReadOnlyList<FineTuneJobSetting> overrides, Action<FineTuneSpec, OperationProgress> onStep, CancellationToken ct)
     {
-        string output = Path.Combine(runsFolder, job.ModelId);
+        string output = OutputOf(runsFolder, spec);
         if (Directory.Exists(output))
         {
             Directory.Delete(output, recursive: true);
@@ -166,9 +170,9 @@ internal static class FineTuneStage
                 }
             }
 
-            onStep(job, p);
+            onStep(spec, p);
         });
-        var request = new FineTuneRequest(baseModel, data, output, job.ModelId, recipe.Steps, TrainerArguments(job, recipe, threads, extra));
+        var request = new FineTuneRequest(spec.ModelId, TrainerJob(spec, recipe, threads, overrides, baseModel, data, output));
         var clock = Stopwatch.StartNew();
         FineTuneResult result;
         try
@@ -177,7 +181,7 @@ internal static class FineTuneStage
         }
         catch (FineTuneException e)
         {
-            throw new FineTuneException($"fine-tune {job.ModelId} failed (log: {Path.Combine(output, "train.log")}): {e.Message}", e);
+            throw new FineTuneException($"fine-tune {spec.ModelId} failed (log: {Path.Combine(output, "train.log")}): {e.Message}", e);
         }
 
         List<LossPoint> curve;
@@ -186,6 +190,6 @@ internal static class FineTuneStage
             curve = loss.OrderBy(p => p.Step).ToList();
         }
 
-        return new FineTuneOutcome(job, curve, clock.Elapsed.TotalSeconds, result.CheckpointFolder);
+        return new FineTuneOutcome(spec, curve, clock.Elapsed.TotalSeconds, result.CheckpointFolder);
     }
 }

@@ -149,38 +149,37 @@ public static class MainJobCli
             recipe = recipe with { Warmup = recipe.Steps / 10 };
         }
 
-        var extra = new List<string>();
+        var overrides = new List<FineTuneJobSetting>();
         if (parse.GetValue(o.TeacherT) is { } t)
         {
-            extra.AddRange(["--teacher-t", t.ToString(CultureInfo.InvariantCulture)]);
+            overrides.Add(new("teacher-t", t));
         }
 
         if (parse.GetValue(o.Layers) is { Length: > 0 } layers)
         {
-            extra.Add("--layers");
-            extra.AddRange(layers);
+            overrides.Add(new("layers", layers));
         }
 
         if (parse.GetValue(o.Full))
         {
-            extra.Add("--full");
+            overrides.Add(new("full", true));
         }
 
         if (parse.GetValue(o.LoraRank) is { } rank)
         {
-            extra.AddRange(["--lora-rank", rank.ToString(CultureInfo.InvariantCulture)]);
+            overrides.Add(new("lora-rank", rank));
         }
 
         if (parse.GetValue(o.Distance) is { } distance)
         {
-            extra.AddRange(["--distance", distance]);
+            overrides.Add(new("distance", distance));
         }
 
-        foreach (var (name, value) in new[] { ("--reconstruction-weight", parse.GetValue(o.ReconstructionWeight)), ("--balance-weight", parse.GetValue(o.BalanceWeight)), ("--tau", parse.GetValue(o.Tau)) })
+        foreach (var (key, value) in new[] { ("reconstruction-weight", parse.GetValue(o.ReconstructionWeight)), ("balance-weight", parse.GetValue(o.BalanceWeight)), ("tau", parse.GetValue(o.Tau)) })
         {
             if (value is { } v)
             {
-                extra.AddRange([name, v.ToString("R", CultureInfo.InvariantCulture)]);
+                overrides.Add(new(key, v));
             }
         }
 
@@ -190,7 +189,15 @@ public static class MainJobCli
             throw new ArgumentException($"unrecognised argument(s): {string.Join(' ', trailing)} (trainer arguments go after --)");
         }
 
-        extra.AddRange(trailing);
+        try
+        {
+            overrides.AddRange(FineTuneJobJson.ParseArguments(trailing));
+        }
+        catch (FormatException e)
+        {
+            throw new ArgumentException(e.Message, e);
+        }
+
         string defaultOut = verb == "sweep" ? "runs/sweep" : quick ? "runs/quick" : "runs/main";
         var options = new MainJobOptions
         {
@@ -201,7 +208,7 @@ public static class MainJobCli
             Quick = quick,
             Threads = parse.GetValue(o.Threads),
             Parallel = parse.GetValue(o.Parallel) ?? Math.Clamp(Environment.ProcessorCount, 1, 2),
-            TrainerArguments = extra,
+            TrainerOverrides = overrides,
             WriteReport = verb != "sweep",
             Label = verb,
         };

@@ -1,3 +1,4 @@
+using CTCal.Contracts;
 namespace CTCal.MainJob;
 
 /// <summary>Where and how the job runs (the recipe says what it computes).</summary>
@@ -25,7 +26,7 @@ public sealed record MainJobOptions
     public int Parallel { get; init; } = 2;
 
     /// <summary>Further trainer arguments given to every fine-tune of both methods (CTCal options are ignored by vanilla).</summary>
-    public IReadOnlyList<string> TrainerArguments { get; init; } = Array.Empty<string>();
+    public IReadOnlyList<FineTuneJobSetting> TrainerOverrides { get; init; } = Array.Empty<FineTuneJobSetting>();
 
     /// <summary>Whether to write report.md / report.html (the sweep writes its own table instead).</summary>
     public bool WriteReport { get; init; } = true;
@@ -47,11 +48,11 @@ public sealed record MainJobOptions
             throw new ArgumentException($"--parallel must be positive, got {Parallel}");
         }
 
-        foreach (string reserved in FineTuneStage.ReservedArguments)
+        foreach (var setting in TrainerOverrides)
         {
-            if (TrainerArguments.Contains(reserved))
+            if (FineTuneStage.ReservedKeys.Contains(setting.Key))
             {
-                throw new ArgumentException($"trainer argument {reserved} is set by the job itself (use the job's own option)");
+                throw new ArgumentException($"trainer argument --{setting.Key} is set by the job itself (use the job's own option)");
             }
         }
     }

@@ -67,7 +67,9 @@ public sealed class MainJobRunner
         var results = new RunResults(
             options.Quick ? "quick (smoke run)" : options.Label, options.Quick, started, recipe,
             new RunConfiguration(prepared.BaseModel, options.FromScratch, prepared.World.Seed, prepared.World.TrainCount, options.Threads, options.Parallel,
-                options.TrainerArguments, jobs.ToDictionary(j => j.ModelId, j => FineTuneStage.TrainerArguments(j, recipe, options.Threads, options.TrainerArguments))),
+                options.TrainerOverrides.Select(o => o.ToString()).ToList(),
+                jobs.ToDictionary(j => j.ModelId, j => FineTuneStage.TrainerJob(j, recipe, options.Threads, options.TrainerOverrides, prepared.BaseModel, prepared.Data,
+                    FineTuneStage.OutputOf(Path.Combine(options.OutputFolder, "runs"), j)))),
             machine, _stages.ToList(), total.Elapsed.TotalSeconds,
             prepared.Prompts.Select(p => new PromptInfo(p.Index, p.Prompt.Prompt, Metrics.Word(p.Prompt.Category), p.Prompt.HeldOutPair)).ToList(),
             summaries, verdicts, scores, fineTunes);
@@ -169,14 +171,14 @@ public sealed class MainJobRunner
         return new Prepared(data, allPrompts, prompts, baseModel, baseRecipe, world, host!);
     }
 
-    internal async Task<IReadOnlyList<FineTuneOutcome>> FineTuneAsync(MainJobOptions options, Prepared prepared, IReadOnlyList<FineTuneJob> jobs, CancellationToken ct)
+    internal async Task<IReadOnlyList<FineTuneOutcome>> FineTuneAsync(MainJobOptions options, Prepared prepared, IReadOnlyList<FineTuneSpec> jobs, CancellationToken ct)
     {
         IReadOnlyList<FineTuneOutcome> outcomes = Array.Empty<FineTuneOutcome>();
         await Stage("fine-tune", () => Progress().StartAsync(async ctx =>
         {
             var tasks = jobs.ToDictionary(j => j.ModelId, j => ctx.AddTask(Markup.Escape(j.ModelId), autoStart: false, maxValue: options.Recipe.Steps));
             outcomes = await FineTuneStage.RunAsync(prepared.Host.FineTuner, prepared.BaseModel, prepared.Data, Path.Combine(options.OutputFolder, "runs"), jobs,
-                options.Recipe, options.Threads, options.Parallel, options.TrainerArguments, (job, p) =>
+                options.Recipe, options.Threads, options.Parallel, options.TrainerOverrides, (job, p) =>
                 {
                     var task = tasks[job.ModelId];
                     if (!task.IsStarted)
@@ -211,7 +213,7 @@ public sealed class MainJobRunner
         }));
         foreach (var o in outcomes)
         {
-            Log.Info("fine-tune {0}: {1} steps in {2:0.0} s", o.Job.ModelId, o.Loss.Count, o.Seconds);
+            Log.Info("fine-tune {0}: {1} steps in {2:0.0} s", o.Spec.ModelId, o.Loss.Count, o.Seconds);
         }
 
         return outcomes;

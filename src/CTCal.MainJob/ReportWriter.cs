@@ -1,3 +1,4 @@
+using CTCal.Contracts;
 using System.Globalization;
 using System.Text;
 using CTCal.Core.IO;
@@ -188,7 +189,7 @@ public static class ReportWriter
         sb.AppendLine("|---|---|---|---|---|---|");
         foreach (var f in r.FineTunes)
         {
-            sb.AppendLine($"| {f.Job.ModelId} | {f.Loss.Count} | {Final(f.Loss, p => p.Loss)} | {Final(f.Loss, p => p.Diffusion)} | {Seconds(f.Seconds)} | {f.Attempts} |");
+            sb.AppendLine($"| {f.Spec.ModelId} | {f.Loss.Count} | {Final(f.Loss, p => p.Loss)} | {Final(f.Loss, p => p.Diffusion)} | {Seconds(f.Seconds)} | {f.Attempts} |");
         }
 
         sb.AppendLine().AppendLine(ConfigurationMarkdown(r));
@@ -220,22 +221,30 @@ public static class ReportWriter
         ? string.Create(CultureInfo.InvariantCulture, $"{s / 60:0.0} min ({s:0} s)")
         : string.Create(CultureInfo.InvariantCulture, $"{s:0.0} s");
 
+    /// <summary>The alignment weights a CTCal weight stands for (<see cref="FineTuneJob.WithAlignmentWeight"/>).</summary>
+    private static string AlignmentWeights(double weight)
+    {
+        var job = FineTuneJob.Defaults.WithAlignmentWeight(weight);
+        return $"pixel {Num(job.PixelWeight)}, semantic {Num(job.SemanticWeight)}, balance {Num(job.BalanceWeight)}";
+    }
+
     private static string ConfigurationMarkdown(RunResults r)
     {
         var sb = new StringBuilder();
         var rc = r.Recipe;
         sb.AppendLine("## Configuration").AppendLine();
         sb.AppendLine($"- recipe: steps {rc.Steps}, lr {Num(rc.LearningRate)} (constant after {rc.Warmup} warmup steps), batch {rc.BatchSize}, resolution {rc.Resolution}, " +
-            $"seeds {string.Join(", ", rc.Seeds)}, CTCal weight {Num(rc.CtcalWeight)} (pixel {Num(rc.CtcalWeight)}, semantic {Num(0.5 * rc.CtcalWeight)}, balance {Num(0.1 * rc.CtcalWeight)} unless set)");
+            $"seeds {string.Join(", ", rc.Seeds)}, CTCal weight {Num(rc.CtcalWeight)} ({AlignmentWeights(rc.CtcalWeight)} unless set)");
         sb.AppendLine($"- generation: {rc.Scheduler}, {rc.SamplingSteps} steps, guidance {Num(rc.Guidance)}, {rc.ImageSeeds} image seed(s) from {rc.ImageSeedBase}, " +
             $"{r.Prompts.Count} prompts ({string.Join(", ", r.Prompts.GroupBy(p => p.Category).Select(g => $"{g.Key} {g.Count()} ({g.Count(p => p.HeldOutPair)} held-out)"))})");
         sb.AppendLine($"- base model: {r.Configuration.BaseModel}{(r.Configuration.FromScratch ? " (trained from scratch by this run)" : "")}; world seed {r.Configuration.WorldSeed}, {r.Configuration.DatasetImages} training images");
-        sb.AppendLine($"- trainer threads {r.Configuration.Threads}, {r.Configuration.Parallel} fine-tunes / generations at a time; extra trainer arguments: {(r.Configuration.TrainerArguments.Count == 0 ? "none" : string.Join(' ', r.Configuration.TrainerArguments))}");
+        sb.AppendLine($"- trainer threads {r.Configuration.Threads}, {r.Configuration.Parallel} fine-tunes / generations at a time; extra trainer arguments: {(r.Configuration.TrainerOverrides.Count == 0 ? "none" : string.Join(' ', r.Configuration.TrainerOverrides))}");
         sb.AppendLine($"- machine: {r.Machine.Cpu}, {r.Machine.Processors} processors, load average {(r.Machine.LoadAverage1Min is { } l ? l.ToString("0.00", CultureInfo.InvariantCulture) : "n/a")} at start, {r.Machine.Os}, {r.Machine.Framework}");
-        sb.AppendLine().AppendLine("Fine-tune command lines (after `ctcal-train train --model <base> --data <data> --out <run> --steps N`):").AppendLine();
-        foreach (var (model, args) in r.Configuration.FineTuneCommandLines)
+        sb.AppendLine().AppendLine("Fine-tune jobs (results.json has each whole; here the values that differ from the trainer's defaults, but model, data and out):").AppendLine();
+        foreach (var (model, job) in r.Configuration.FineTuneJobs)
         {
-            sb.AppendLine($"- `{model}`: `{string.Join(' ', args)}`");
+            var changed = FineTuneJobJson.ChangedSettings(job).Where(c => c.Key is not ("model" or "data" or "out" or "method"));
+            sb.AppendLine($"- `{model}`: `--method {job.Method} {string.Join(' ', changed)}`");
         }
 
         sb.AppendLine().AppendLine("### Wall time per stage").AppendLine();
@@ -320,7 +329,7 @@ public static class ReportWriter
     /// <summary>Loss curves of every fine-tune as an inline SVG: vanilla blue, CTCal red; smoothed by a 10-step moving mean.</summary>
     public static string LossSvg(IReadOnlyList<FineTuneOutcome> runs, Func<LossPoint, double?> pick, string title)
     {
-        var series = runs.Select(f => (f.Job, Points: f.Loss.Where(p => pick(p) is { } v && double.IsFinite(v)).Select(p => (X: (double)p.Step, Y: pick(p)!.Value)).ToList()))
+        var series = runs.Select(f => (f.Spec, Points: f.Loss.Where(p => pick(p) is { } v && double.IsFinite(v)).Select(p => (X: (double)p.Step, Y: pick(p)!.Value)).ToList()))
             .Where(s => s.Points.Count > 0).ToList();
         const int w = 640, h = 300, left = 60, right = 150, top = 24, bottom = 36;
         var sb = new StringBuilder();
@@ -332,7 +341,7 @@ public static class ReportWriter
             return sb.ToString();
         }
 
-        var smoothed = series.Select(s => (s.Job, Points: Smooth(s.Points, 10))).ToList();
+        var smoothed = series.Select(s => (s.Spec, Points: Smooth(s.Points, 10))).ToList();
         double xMax = Math.Max(1, smoothed.Max(s => s.Points.Max(p => p.X)));
         double yMin = smoothed.Min(s => s.Points.Min(p => p.Y)), yMax = smoothed.Max(s => s.Points.Max(p => p.Y));
         if (yMax - yMin < 1e-12)

@@ -1,3 +1,4 @@
+using CTCal.Contracts;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
@@ -37,10 +38,13 @@ public sealed record MachineInfo(string Os, string Framework, string Cpu, int Pr
     }
 }
 
-/// <summary>How the run was made besides the recipe: paths, threads, pass-through trainer arguments.</summary>
+/// <summary>
+/// How the run was made besides the recipe: paths, threads, the trainer settings given to every fine-tune (as
+/// <c>--key value</c>), and each fine-tune's trainer job.
+/// </summary>
 public sealed record RunConfiguration(
-    string BaseModel, bool FromScratch, ulong WorldSeed, int DatasetImages, int Threads, int Parallel, IReadOnlyList<string> TrainerArguments,
-    IReadOnlyDictionary<string, IReadOnlyList<string>> FineTuneCommandLines);
+    string BaseModel, bool FromScratch, ulong WorldSeed, int DatasetImages, int Threads, int Parallel, IReadOnlyList<string> TrainerOverrides,
+    IReadOnlyDictionary<string, FineTuneJob> FineTuneJobs);
 
 /// <summary>An evaluation prompt used in the run.</summary>
 public sealed record PromptInfo(int Index, string Prompt, string Category, bool HeldOutPair);

@@ -20,16 +20,16 @@ public sealed record SweepResults(MainJobRecipe Recipe, IReadOnlyList<double> Le
 /// </summary>
 public static class Sweep
 {
-    public static IReadOnlyList<FineTuneJob> Jobs(long seed, IReadOnlyList<double> lrs, IReadOnlyList<double> weights)
+    public static IReadOnlyList<FineTuneSpec> Jobs(long seed, IReadOnlyList<double> lrs, IReadOnlyList<double> weights)
     {
         static string F(double v) => v.ToString("G4", CultureInfo.InvariantCulture);
-        var jobs = new List<FineTuneJob>();
+        var jobs = new List<FineTuneSpec>();
         foreach (double lr in lrs)
         {
-            jobs.Add(new FineTuneJob($"{FineTuneStage.Vanilla}-lr{F(lr)}", FineTuneStage.Vanilla, seed, lr, 0));
+            jobs.Add(new FineTuneSpec($"{FineTuneStage.Vanilla}-lr{F(lr)}", FineTuneStage.Vanilla, seed, lr, 0));
             foreach (double w in weights)
             {
-                jobs.Add(new FineTuneJob($"{FineTuneStage.Ctcal}-lr{F(lr)}-w{F(w)}", FineTuneStage.Ctcal, seed, lr, w));
+                jobs.Add(new FineTuneSpec($"{FineTuneStage.Ctcal}-lr{F(lr)}-w{F(w)}", FineTuneStage.Ctcal, seed, lr, w));
             }
         }
 
@@ -55,8 +55,8 @@ public static class Sweep
         foreach (var o in outcomes)
         {
             var tail = o.Loss.Skip(o.Loss.Count - Math.Max(1, o.Loss.Count / 10)).Select(p => p.Diffusion ?? p.Loss).ToList();
-            points.Add(new SweepPoint(o.Job.ModelId, o.Job.Method, o.Job.LearningRate, o.Job.Method == FineTuneStage.Ctcal ? o.Job.CtcalWeight : null,
-                scores.First(s => s.Model == o.Job.ModelId).Metrics, tail.Count > 0 ? tail.Average() : null, o.Seconds));
+            points.Add(new SweepPoint(o.Spec.ModelId, o.Spec.Method, o.Spec.LearningRate, o.Spec.Method == FineTuneStage.Ctcal ? o.Spec.CtcalWeight : null,
+                scores.First(s => s.Model == o.Spec.ModelId).Metrics, tail.Count > 0 ? tail.Average() : null, o.Seconds));
         }
 
         var results = new SweepResults(options.Recipe, lrs, weights, points, clock.Elapsed.TotalSeconds);

@@ -130,11 +130,9 @@ public sealed class CliTests : IDisposable
         Directory.CreateDirectory(Path.GetDirectoryName(trainer)!);
         File.WriteAllText(trainer, """
             #!/bin/sh
-            base=""; out=""
-            while [ $# -gt 0 ]; do
-              case "$1" in --model) base="$2";; --out) out="$2";; esac
-              shift
-            done
+            cfg=""; while [ $# -gt 0 ]; do [ "$1" = "--config" ] && cfg="$2"; shift; done
+            base=$(sed -n 's/^ *"model": "\(.*\)",\{0,1\}$/\1/p' "$cfg")
+            out=$(sed -n 's/^ *"out": "\(.*\)",\{0,1\}$/\1/p' "$cfg")
             echo '{"event":"start","totalSteps":2}'
             echo '{"event":"step","step":1,"totalSteps":2,"loss":0.5}'
             echo '{"event":"step","step":2,"totalSteps":2,"loss":0.4}'

@@ -1,3 +1,4 @@
+using CTCal.Contracts;
 using CTCal.Tests;
 using Spectre.Console;
 using Xunit;
@@ -15,7 +16,7 @@ public sealed class OptionsTests
         Assert.False(o.Quick);
         Assert.Equal(Path.GetFullPath("runs/main"), o.OutputFolder);
         Assert.Equal(1, o.Threads);
-        Assert.Empty(o.TrainerArguments);
+        Assert.Empty(o.TrainerOverrides);
         Assert.Null(o.BaseModel);
         Assert.Equal(3, o.Recipe.Seeds.Count);
         Assert.Null(o.Recipe.PromptsPerCategory); // every evaluation prompt
@@ -49,7 +50,10 @@ public sealed class OptionsTests
     public void CtcalOptionsAndTrailingArgumentsPassThroughToTheTrainer()
     {
         var o = MainJobCli.ParseOptions("--teacher-t", "50", "--layers", "all", "--full", "--lora-rank", "8", "--tau", "0.1", "--", "--distance", "l1");
-        Assert.Equal(["--teacher-t", "50", "--layers", "all", "--full", "--lora-rank", "8", "--tau", "0.1", "--distance", "l1"], o.TrainerArguments);
+        Assert.Equal(["--teacher-t 50", "--layers all", "--full", "--lora-rank 8", "--tau 0.1", "--distance l1"], o.TrainerOverrides.Select(s => s.ToString()));
+        var job = FineTuneJobJson.With(new FineTuneJob(), o.TrainerOverrides);
+        Assert.Equal((50, true, 8, 0.1, "l1"), (job.TeacherT, job.Full, job.LoraRank, job.Tau, job.Distance));
+        Assert.Equal(["all"], job.Layers);
     }
 
     [Theory]
@@ -64,6 +68,8 @@ public sealed class OptionsTests
     [InlineData("-- --lr 1", "--lr is set by the job itself")]
     [InlineData("--bogus", "unrecognised argument(s): --bogus")]
     [InlineData("--steps 3 extra", "unrecognised argument(s): extra")]
+    [InlineData("-- --lora-rank many", "--lora-rank must be an integer, got 'many'")]
+    [InlineData("-- --stepz 3", "unknown option '--stepz'")]
     public void BadValuesNameTheOption(string args, string message)
     {
         var e = Assert.Throws<ArgumentException>(() => MainJobCli.ParseOptions(args.Split(' ')));
@@ -95,28 +101,27 @@ public sealed class OptionsTests
     }
 
     [Fact]
-    public void BothMethodsGetTheSameTrainingArguments()
+    public void BothMethodsGetTheSameTrainerJobButTheMethodAndAlignmentWeights()
     {
         var recipe = new MainJobRecipe { CtcalWeight = 0.4 };
         var jobs = FineTuneStage.MainJobs(recipe);
         Assert.Equal(["vanilla-s1", "ctcal-s1", "vanilla-s2", "ctcal-s2", "vanilla-s3", "ctcal-s3"], jobs.Select(j => j.ModelId));
-        var vanilla = FineTuneStage.TrainerArguments(jobs[0], recipe, 1, ["--layers", "all"]).ToList();
-        var ctcal = FineTuneStage.TrainerArguments(jobs[1], recipe, 1, ["--layers", "all"]).ToList();
-        Assert.Equal("vanilla", vanilla[vanilla.IndexOf("--method") + 1]);
-        Assert.Equal("ctcal", ctcal[ctcal.IndexOf("--method") + 1]);
-        foreach (string option in new[] { "--lr", "--batch-size", "--resolution", "--seed", "--warmup", "--threads", "--save-every" })
-        {
-            Assert.Equal(vanilla[vanilla.IndexOf(option) + 1], ctcal[ctcal.IndexOf(option) + 1]);
-        }
+        FineTuneJobSetting[] layersAll = [new("layers", new[] { "all" })];
+        var vanilla = FineTuneStage.TrainerJob(jobs[0], recipe, 1, layersAll, "/base", "/data", "/runs/a");
+        var ctcal = FineTuneStage.TrainerJob(jobs[1], recipe, 1, layersAll, "/base", "/data", "/runs/a");
+        Assert.Equal("vanilla", vanilla.Method);
+        Assert.Equal("ctcal", ctcal.Method);
+        Assert.Equal(vanilla with { Method = "ctcal", PixelWeight = 0.4, SemanticWeight = 0.2, BalanceWeight = 0.04000000000000001 }, ctcal);
+        Assert.Equal((FineTuneJob.Defaults.PixelWeight, FineTuneJob.Defaults.SemanticWeight, FineTuneJob.Defaults.BalanceWeight),
+            (vanilla.PixelWeight, vanilla.SemanticWeight, vanilla.BalanceWeight));
+        Assert.Equal((recipe.LearningRate, recipe.BatchSize, recipe.Resolution, 1L, recipe.Warmup, 1, 0, recipe.Steps),
+            (ctcal.Lr, ctcal.BatchSize, ctcal.Resolution, ctcal.Seed, ctcal.Warmup, ctcal.Threads, ctcal.SaveEvery, ctcal.Steps));
+        Assert.Equal(["all"], ctcal.Layers);
+        Assert.Empty(ctcal.Problems());
 
-        Assert.Equal("0.4", ctcal[ctcal.IndexOf("--pixel-weight") + 1]);
-        Assert.Equal("0.2", ctcal[ctcal.IndexOf("--semantic-weight") + 1]);
-        Assert.Equal("0.04", ctcal[ctcal.IndexOf("--balance-weight") + 1]);
-        Assert.DoesNotContain("--pixel-weight", vanilla);
-        Assert.DoesNotContain("--balance-weight", vanilla);
-        var explicitBalance = FineTuneStage.TrainerArguments(jobs[1], recipe, 1, ["--balance-weight", "0.3"]).ToList();
-        Assert.Equal(["--balance-weight", "0.3"], explicitBalance.Where((a, i) => a == "--balance-weight" || (i > 0 && explicitBalance[i - 1] == "--balance-weight")));
-        Assert.Equal(["--layers", "all"], ctcal[^2..]);
+        // An explicit balance weight wins over the scaled one; the reconstruction weight is not an alignment term and stays.
+        var explicitBalance = FineTuneStage.TrainerJob(jobs[1], recipe, 1, [new("balance-weight", 0.3)], "/base", "/data", "/runs/a");
+        Assert.Equal((0.3, 0.4, FineTuneJob.Defaults.ReconstructionWeight), (explicitBalance.BalanceWeight, explicitBalance.PixelWeight, explicitBalance.ReconstructionWeight));
     }
 
     [Fact]

@@ -63,7 +63,7 @@ public sealed class ReportWriterTests : IDisposable
         var jobs = FineTuneStage.MainJobs(recipe);
         var fineTunes = jobs.Select(j => new FineTuneOutcome(j, [new LossPoint(1, 0.3, 0.2), new LossPoint(2, 0.25, 0.18), new LossPoint(3, 0.2, 0.15)], 12.5, "w.safetensors")).ToList();
         return new RunResults(quick ? "quick (smoke run)" : "main", quick, new DateTime(2026, 11, 26, 12, 0, 0, DateTimeKind.Utc), recipe,
-            new RunConfiguration("/base", false, 1, 2000, 1, 2, ["--layers", "all"], jobs.ToDictionary(j => j.ModelId, j => FineTuneStage.TrainerArguments(j, recipe, 1, []))),
+            new RunConfiguration("/base", false, 1, 2000, 1, 2, ["--layers all"], jobs.ToDictionary(j => j.ModelId, j => FineTuneStage.TrainerJob(j, recipe, 1, [], "/base", "/data", "/runs/" + j.ModelId))),
             new MachineInfo("linux", ".NET", "cpu", 2, 1.5, 1 << 30),
             [new StageTime("dataset", 1.5), new StageTime("fine-tune", 130)], 140,
             prompts, summaries, [Verdict.Of(summaries[2], summaries[1])], models, fineTunes);
@@ -83,7 +83,8 @@ public sealed class ReportWriterTests : IDisposable
         Assert.Contains("CTCal beats vanilla on all.overall: 75.0% vs 25.0%", md);
         Assert.Contains("| vanilla-s2 |", md);
         Assert.Contains("steps 3, lr 0.0002", md);
-        Assert.Contains("`ctcal-s1`: `--method ctcal --lr 0.0002", md);
+        Assert.Contains("`ctcal-s1`: `--method ctcal --steps ", md);
+        Assert.Matches("`ctcal-s1`: `[^`]* --lr 0.0002 [^`]*--pixel-weight", md);
         Assert.Contains("| fine-tune | 2.2 min (130 s) |", md);
         Assert.DoesNotContain("SMOKE", md);
 

@@ -43,7 +43,7 @@ public sealed class FineTunerTests : IDisposable
     {
         string baseModel = Path.Combine(_root, "base");
         Directory.CreateDirectory(baseModel);
-        return new FineTuneRequest(baseModel, Path.Combine(_root, "data"), Path.Combine(_root, "run"), "tuned", MaxSteps: 2);
+        return new FineTuneRequest("tuned", new FineTuneJob { Model = baseModel, Data = Path.Combine(_root, "data"), Out = Path.Combine(_root, "run"), Steps = 2 });
     }
 
     [SkippableFact]
@@ -52,7 +52,8 @@ public sealed class FineTunerTests : IDisposable
         Skip.If(OperatingSystem.IsWindows(), "the stand-in trainer is a POSIX shell script");
         var (tuner, exporter) = Create("""
             out=""
-            while [ $# -gt 0 ]; do [ "$1" = "--out" ] && out="$2"; shift; done
+            cfg=""; while [ $# -gt 0 ]; do [ "$1" = "--config" ] && cfg="$2"; shift; done
+            out=$(sed -n 's/^ *"out": "\(.*\)",\{0,1\}$/\1/p' "$cfg")
             mkdir -p "$out/final/unet" && touch "$out/final/unet/diffusion_pytorch_model.safetensors"
             echo '{"event":"start","totalSteps":2}'
             echo '{"event":"step","step":1,"loss":0.3}'
@@ -64,11 +65,11 @@ public sealed class FineTunerTests : IDisposable
         var result = await tuner.FineTuneAsync(request, new SynchronousProgress<OperationProgress>(p => stages.Add(p.Stage)));
 
         Assert.Equal(2, result.Steps);
-        Assert.Equal(Path.Combine(request.OutputFolder, "final"), result.CheckpointFolder);
+        Assert.Equal(Path.Combine(request.Job.Out!, "final"), result.CheckpointFolder);
         Assert.Equal("tuned", result.Model.Id);
         var export = Assert.Single(exporter.Requests);
-        Assert.Equal(request.BaseCheckpointFolder, export.CheckpointFolder);
-        Assert.Equal(Path.Combine(request.OutputFolder, "final", "unet", "diffusion_pytorch_model.safetensors"), export.UnetWeights);
+        Assert.Equal(request.Job.Model, export.CheckpointFolder);
+        Assert.Equal(Path.Combine(request.Job.Out!, "final", "unet", "diffusion_pytorch_model.safetensors"), export.UnetWeights);
         Assert.True(export.Overwrite);
         Assert.Equal(new[] { "start", "step", "step", "done", "export" }, stages);
     }
@@ -80,7 +81,8 @@ public sealed class FineTunerTests : IDisposable
         // final_weights names a folder (relative to the run folder) holding a whole diffusers checkpoint.
         var (tuner, exporter) = Create("""
             out=""
-            while [ $# -gt 0 ]; do [ "$1" = "--out" ] && out="$2"; shift; done
+            cfg=""; while [ $# -gt 0 ]; do [ "$1" = "--config" ] && cfg="$2"; shift; done
+            out=$(sed -n 's/^ *"out": "\(.*\)",\{0,1\}$/\1/p' "$cfg")
             mkdir -p "$out/merged/unet" && echo '{"_class_name": "StableDiffusionPipeline"}' > "$out/merged/model_index.json"
             touch "$out/merged/unet/diffusion_pytorch_model.safetensors"
             echo '{"event":"done","steps":3,"final_weights":"merged","cancelled":false,"exit_code":0}'
@@ -88,7 +90,7 @@ public sealed class FineTunerTests : IDisposable
         var request = Request();
         var result = await tuner.FineTuneAsync(request);
 
-        string merged = Path.Combine(request.OutputFolder, "merged");
+        string merged = Path.Combine(request.Job.Out!, "merged");
         Assert.Equal(merged, result.CheckpointFolder);
         var export = Assert.Single(exporter.Requests);
         Assert.Equal(merged, export.CheckpointFolder);
@@ -160,7 +162,7 @@ public sealed class FineTunerTests : IDisposable
         });
 
         var fromLora = CtcalFineTuner.ExportRequestFor(lora, request);
-        Assert.Equal(request.BaseCheckpointFolder, fromLora.CheckpointFolder);
+        Assert.Equal(request.Job.Model, fromLora.CheckpointFolder);
         Assert.Equal(new[] { lora }, fromLora.Loras);
         Assert.Null(fromLora.UnetWeights);
 
@@ -184,12 +186,58 @@ public sealed class FineTunerTests : IDisposable
         string start = method is null ? """{"event":"start","total_steps":1}""" : $$"""{"event":"start","total_steps":1,"method":"{{method}}"}""";
         var (tuner, exporter) = Create($$"""
             out=""
-            while [ $# -gt 0 ]; do [ "$1" = "--out" ] && out="$2"; shift; done
+            cfg=""; while [ $# -gt 0 ]; do [ "$1" = "--config" ] && cfg="$2"; shift; done
+            out=$(sed -n 's/^ *"out": "\(.*\)",\{0,1\}$/\1/p' "$cfg")
             mkdir -p "$out/final/unet" && touch "$out/final/unet/diffusion_pytorch_model.safetensors"
             echo '{{start}}'
             echo '{"event":"done","steps":1,"final_weights":"final","cancelled":false,"exit_code":0}'
             """);
         await tuner.FineTuneAsync(Request());
         Assert.Equal(recorded, Assert.Single(exporter.Requests).Method);
+    }
+
+    /// <summary>
+    /// Every value of the job travels in the job file: the trainer's command line is <c>train --config &lt;file&gt;</c> whatever
+    /// the values hold, the file reads back as the request's job with progress json, and it is gone afterwards.
+    /// </summary>
+    [SkippableFact]
+    public async Task JobValuesTravelInTheJobFileNotOnTheCommandLine()
+    {
+        Skip.If(OperatingSystem.IsWindows(), "the stand-in trainer is a POSIX shell script");
+        string received = Path.Combine(_root, "received.txt");
+        string copy = Path.Combine(_root, "job-copy.json");
+        string pwned = Path.Combine(_root, "pwned");
+        var (tuner, _) = Create($$"""
+            printf '%s\n' "$@" > '{{received}}'
+            cp "$3" '{{copy}}'
+            out=$(sed -n 's/^ *"out": "\(.*\)",\{0,1\}$/\1/p' "$3")
+            mkdir -p "$out/final/unet" && touch "$out/final/unet/diffusion_pytorch_model.safetensors"
+            echo '{"event":"done","steps":2,"final_weights":"final","cancelled":false,"exit_code":0}'
+            """);
+        string[] hostile = ["$(touch " + pwned + ")", "`touch " + pwned + "`", "; touch " + pwned, "--out=/etc", "a \"quoted\" b"];
+        var request = Request() with { };
+        request = request with { Job = request.Job with { ValidationPrompts = hostile, Seed = 7 } };
+        await tuner.FineTuneAsync(request);
+
+        string[] args = File.ReadAllLines(received);
+        Assert.Equal(3, args.Length);
+        Assert.Equal(["train", "--config"], args[..2]);
+        Assert.False(File.Exists(args[2]), "the job file is removed once the trainer has finished");
+        var sent = FineTuneJobJson.Read(copy);
+        Assert.Equal(request.Job with { Progress = "json" }, sent with { ValidationPrompts = request.Job.ValidationPrompts });
+        Assert.Equal(hostile, sent.ValidationPrompts);
+        Assert.False(File.Exists(pwned), "a value was run by a shell");
+    }
+
+    [Fact]
+    public async Task AnInvalidJobIsRefusedBeforeAnyProcessStarts()
+    {
+        var (tuner, exporter) = Create("touch '" + Path.Combine(_root, "started") + "'");
+        var request = Request();
+        var e = await Assert.ThrowsAsync<ArgumentException>(() => tuner.FineTuneAsync(request with { Job = request.Job with { Steps = 0, Distance = "cosine" } }));
+        Assert.Contains("steps must be positive (got 0)", e.Message);
+        Assert.Contains("distance 'cosine' is not one of mse, l1, kl", e.Message);
+        Assert.False(File.Exists(Path.Combine(_root, "started")));
+        Assert.Empty(exporter.Requests);
     }
 }

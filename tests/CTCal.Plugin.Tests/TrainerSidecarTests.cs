@@ -58,7 +58,7 @@ public sealed class TrainerSidecarTests : IDisposable
             """);
         var log = new RecordingLog();
         var progress = new ListProgress();
-        var args = CtcalFineTuner.BuildArguments(new FineTuneRequest("/base", "/data with space", "/out", "tuned", 3, new[] { "--seed", "7" }));
+        var args = CtcalFineTuner.BuildArguments("/tmp/jobs with space/job.json");
         var done = await new TrainerSidecar(trainer, log).RunAsync(args, progress, CancellationToken.None);
 
         Assert.Equal("final", done.Path);
@@ -69,10 +69,9 @@ public sealed class TrainerSidecarTests : IDisposable
         Assert.Equal(0.5, progress.Items[1].Metrics!["loss"]);
         Assert.Equal(3, progress.Items[1].Total);
         Assert.Equal(2, progress.Items[3].Current);
-        // Arguments arrive one by one (the space stays inside its argument) and end with --progress json.
-        Assert.Contains(log.Entries, e => e.Message.Contains("args: train --model /base --data /data with space --out /out --steps 3 --seed 7 --progress json"));
-        Assert.Equal(new[] { "--progress", "json" }, args.TakeLast(2));
-        Assert.Contains("/data with space", args);
+        // The command line is the job file and nothing else; arguments arrive one by one (the space stays inside its argument).
+        Assert.Contains(log.Entries, e => e.Message.Contains("args: train --config /tmp/jobs with space/job.json"));
+        Assert.Equal(new[] { "train", "--config", "/tmp/jobs with space/job.json" }, args);
     }
 
     [SkippableFact]
@@ -86,7 +85,7 @@ public sealed class TrainerSidecarTests : IDisposable
             echo '{"event":"done","steps":1,"final_weights":"final","cancelled":false}'
             """);
         string[] hostile = ["$(touch " + pwned + ")", "`touch " + pwned + "`", "; touch " + pwned, "a b", "'\"", "*", "x && touch " + pwned, "--out=/etc"];
-        var args = CtcalFineTuner.BuildArguments(new FineTuneRequest("/base", "/data", "/out", "tuned", 1, hostile));
+        string[] args = ["train", "--config", .. hostile];
         await new TrainerSidecar(trainer, new RecordingLog()).RunAsync(args, new ListProgress(), CancellationToken.None);
 
         Assert.Equal(args, File.ReadAllLines(received));

@@ -288,9 +288,10 @@ public static class HostCommands
         var outDir = new Option<string>("--output", "-o") { Description = "Folder for the trainer's checkpoints", Required = true };
         var id = new Option<string>("--id") { Description = "Id of the model registered when training succeeds", Required = true };
         var maxSteps = new Option<int?>("--max-steps") { Description = "Training steps" };
-        var extra = new Argument<string[]>("trainer-args") { Description = "Further trainer arguments (after --)", Arity = ArgumentArity.ZeroOrMore };
+        var jobFile = new Option<string?>("--job") { Description = "Trainer job file (JSON, keys: ctcal-train's option names) the other values are set over" };
+        var extra = new Argument<string[]>("trainer-args") { Description = "Further trainer options as --key value (after --), set over the job", Arity = ArgumentArity.ZeroOrMore };
         var command = new Command("finetune", "Fine-tune with CTCal (runs ctcal-train as a separate process), then export and register the result");
-        foreach (var o in new Option[] { baseModel, data, outDir, id, maxSteps })
+        foreach (var o in new Option[] { baseModel, data, outDir, id, maxSteps, jobFile })
         {
             command.Options.Add(o);
         }
@@ -302,18 +303,38 @@ public static class HostCommands
             var tuner = filter(parse, host.FineTuners).FirstOrDefault()
                 ?? throw new InvalidOperationException("No loaded plugin offers fine-tuning");
             var progress = Throttled(output);
-            var request = new FineTuneRequest(
-                Path.GetFullPath(parse.GetValue(baseModel)!),
-                Path.GetFullPath(parse.GetValue(data)!),
-                Path.GetFullPath(parse.GetValue(outDir)!),
-                parse.GetValue(id)!,
-                parse.GetValue(maxSteps),
-                parse.GetValue(extra));
+            var request = new FineTuneRequest(parse.GetValue(id)!, FineTuneJobFrom(
+                parse.GetValue(jobFile), parse.GetValue(baseModel)!, parse.GetValue(data)!, parse.GetValue(outDir)!, parse.GetValue(maxSteps), parse.GetValue(extra) ?? []));
             var result = await tuner.Value.FineTuneAsync(request, progress, ct);
             output.WriteLine($"fine-tuned {result.Steps} steps; checkpoint {result.CheckpointFolder}; model {result.Model.Id} registered at {result.Model.Folder}");
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>
+    /// The trainer job of the finetune verb: the <c>--job</c> file (or the defaults), then the base, data and output folders
+    /// and the step count, then the trailing <c>--key value</c> options. The folders have options of their own here, so the
+    /// trailing options may not name them.
+    /// </summary>
+    internal static FineTuneJob FineTuneJobFrom(string? jobFile, string baseModel, string data, string output, int? maxSteps, IReadOnlyList<string> extra)
+    {
+        foreach (string reserved in new[] { "--model", "--data", "--out" })
+        {
+            if (extra.Contains(reserved))
+            {
+                throw new ArgumentException($"{reserved} is set by --base, --data and --output, not as a trainer option");
+            }
+        }
+
+        var job = jobFile is null ? new FineTuneJob() : FineTuneJobJson.Read(jobFile);
+        job = job with { Model = Path.GetFullPath(baseModel), Data = Path.GetFullPath(data), Out = Path.GetFullPath(output) };
+        if (maxSteps is int steps)
+        {
+            job = job with { Steps = steps };
+        }
+
+        return FineTuneJobJson.WithArguments(job, extra);
     }
 
     /// <summary>
@@ -403,5 +424,5 @@ public static class HostCommands
     }
 
     private static bool IsUserError(Exception ex) =>
-        ex is PluginsFileException or ArgumentException or InvalidOperationException or FineTuneException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException;
+        ex is PluginsFileException or ArgumentException or InvalidOperationException or FineTuneException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException or FormatException;
 }

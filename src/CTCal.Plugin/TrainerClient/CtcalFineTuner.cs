@@ -1,6 +1,7 @@
 using System.Composition;
 using System.Globalization;
 using CTCal.Contracts;
+using CTCal.Core.IO;
 using CTCal.Core.Models;
 using CTCal.Core.Safetensors;
 using CTCal.Plugin.Hosting;
@@ -8,7 +9,8 @@ using CTCal.Plugin.Hosting;
 namespace CTCal.Plugin.TrainerClient;
 
 /// <summary>
-/// <see cref="IFineTuner"/> that runs <c>ctcal-train train --model --data --out [--steps] ... --progress json</c> as a sidecar process and, when the
+/// <see cref="IFineTuner"/> that writes the request's <see cref="FineTuneJob"/> as a job file, runs <c>ctcal-train train --config
+/// &lt;job&gt;</c> as a sidecar process following its JSON progress and, when the
 /// trainer reports <c>done</c>, exports its final checkpoint with this plugin's <see cref="IModelExporter"/> so the
 /// model is registered in the models folder.
 /// </summary>
@@ -30,31 +32,34 @@ internal sealed class CtcalFineTuner : IFineTuner
         _exporter = exporter;
     }
 
-    /// <summary>The trainer's command line (without the executable), one list item per argument.</summary>
-    internal static IReadOnlyList<string> BuildArguments(FineTuneRequest request)
+    /// <summary>
+    /// The job as the trainer gets it: the request's job with progress set to <c>json</c> (this client follows the trainer's
+    /// JSON events), checked before any process starts. Throws <see cref="ArgumentException"/> naming the problems.
+    /// </summary>
+    internal static FineTuneJob TrainerJob(FineTuneRequest request)
     {
-        var args = new List<string>
+        var job = request.Job with { Progress = "json" };
+        var problems = job.Problems();
+        if (problems.Count > 0)
         {
-            "train",
-            "--model", request.BaseCheckpointFolder,
-            "--data", request.DatasetPath,
-            "--out", request.OutputFolder,
+            throw new ArgumentException($"Fine-tune job for {request.ModelId}: {string.Join("; ", problems)}", nameof(request));
+        }
+
+        // The trainer runs in its own working folder: every path it gets is absolute.
+        return job with
+        {
+            Model = Path.GetFullPath(job.Model!),
+            Data = Path.GetFullPath(job.Data!),
+            Out = Path.GetFullPath(job.Out!),
+            Resume = job.Resume is null or "latest" ? job.Resume : Path.GetFullPath(job.Resume),
         };
-        if (request.MaxSteps is int steps)
-        {
-            args.Add("--steps");
-            args.Add(steps.ToString(CultureInfo.InvariantCulture));
-        }
-
-        if (request.ExtraArguments is not null)
-        {
-            args.AddRange(request.ExtraArguments);
-        }
-
-        args.Add("--progress");
-        args.Add("json");
-        return args;
     }
+
+    /// <summary>
+    /// The trainer's command line (without the executable): the job file and nothing else, so no value of the job is ever
+    /// read as an option of the trainer.
+    /// </summary>
+    internal static IReadOnlyList<string> BuildArguments(string jobFile) => ["train", "--config", jobFile];
 
     /// <summary>
     /// What to export for the trainer's final weights: a LoRA file (peft <c>lora_A</c>/<c>lora_B</c> or kohya
@@ -66,8 +71,8 @@ internal sealed class CtcalFineTuner : IFineTuner
         if (File.Exists(checkpoint) && checkpoint.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
         {
             return IsLora(checkpoint)
-                ? new ModelExportRequest(request.BaseCheckpointFolder, request.ModelId, Overwrite: true, Loras: new[] { checkpoint })
-                : new ModelExportRequest(request.BaseCheckpointFolder, request.ModelId, Overwrite: true, UnetWeights: checkpoint);
+                ? new ModelExportRequest(request.Job.Model!, request.ModelId, Overwrite: true, Loras: new[] { checkpoint })
+                : new ModelExportRequest(request.Job.Model!, request.ModelId, Overwrite: true, UnetWeights: checkpoint);
         }
 
         if (File.Exists(Path.Combine(checkpoint, "model_index.json")))
@@ -78,7 +83,7 @@ internal sealed class CtcalFineTuner : IFineTuner
         string unet = Path.Combine(checkpoint, "unet", "diffusion_pytorch_model.safetensors");
         if (File.Exists(unet))
         {
-            return new ModelExportRequest(request.BaseCheckpointFolder, request.ModelId, Overwrite: true, UnetWeights: unet);
+            return new ModelExportRequest(request.Job.Model!, request.ModelId, Overwrite: true, UnetWeights: unet);
         }
 
         throw new FineTuneException(
@@ -97,22 +102,35 @@ internal sealed class CtcalFineTuner : IFineTuner
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        if (!Directory.Exists(request.BaseCheckpointFolder))
+        var job = TrainerJob(request);
+        if (!Directory.Exists(job.Model))
         {
-            throw new ArgumentException($"Base checkpoint folder {request.BaseCheckpointFolder} does not exist", nameof(request));
+            throw new ArgumentException($"Base checkpoint folder {job.Model} does not exist", nameof(request));
         }
 
         string trainer = _runtime.Settings.TrainerPath
             ?? TrainerSidecar.FindOnPath(TrainerName)
             ?? throw new FineTuneException($"Trainer '{TrainerName}' not found: set settings.trainerPath in plugins.json or put it on PATH");
 
-        var sidecar = new TrainerSidecar(trainer, _runtime.Log);
-        var done = await sidecar.RunAsync(BuildArguments(request), progress, cancellationToken).ConfigureAwait(false);
+        // The job file lives beside nothing the trainer reads or writes: a private temporary file, removed afterwards.
+        string jobFile = Path.Combine(Path.GetTempPath(), $"ctcal-job-{Guid.NewGuid():N}.json");
+        TrainerEvent done;
+        try
+        {
+            AtomicFile.WriteText(jobFile, FineTuneJobJson.ToJson(job));
+            var sidecar = new TrainerSidecar(trainer, _runtime.Log);
+            done = await sidecar.RunAsync(BuildArguments(jobFile), progress, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            File.Delete(jobFile);
+        }
+
         string checkpoint = done.Path
             ?? throw new FineTuneException("Trainer's 'done' event names no final weights ('final_weights' or 'path')");
         if (!Path.IsPathRooted(checkpoint))
         {
-            checkpoint = Path.GetFullPath(Path.Combine(request.OutputFolder, checkpoint));
+            checkpoint = Path.GetFullPath(Path.Combine(job.Out!, checkpoint));
         }
 
         // The method the trainer reported in its start event (vanilla or ctcal), recorded with the exported model.
