@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
-using CTCal.Core.IO;
 using CTCal.BaseModel;
+using CTCal.Core.IO;
 using CTCal.Trainer.Data;
 using CTCal.Trainer.Training;
 
