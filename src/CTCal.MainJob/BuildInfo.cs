@@ -39,7 +39,7 @@ internal static class BuildInfo
         string exe = Path.Combine(dir, OperatingSystem.IsWindows() ? "ctcal-train.exe" : "ctcal-train");
         if (!File.Exists(exe))
         {
-            throw new FileNotFoundException($"trainer executable {exe} not found; build it: dotnet build src/CTCal.Trainer -c Release", exe);
+            throw new FileNotFoundException($"trainer executable {exe} not found; build it: dotnet build src/CTCal.Trainer.Cli -c Release", exe);
         }
 
         return exe;

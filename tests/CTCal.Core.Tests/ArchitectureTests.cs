@@ -8,8 +8,12 @@ namespace CTCal.Core.Tests;
 /// The project graph keeps its seams (issue #13). Read from the <c>src/*/*.csproj</c> files (and every project they
 /// reference, and the <c>Directory.Build.props</c>/<c>.targets</c> between a project and the repository root):
 /// <list type="bullet">
-/// <item>CTCal.Trainer references neither CTCal.Export nor CTCal.Plugin, directly or through another project, in any
-/// form: the trainer writes diffusers folders and knows nothing of ONNX or of hosts.</item>
+/// <item>The trainer (the CTCal.Trainer library, the CTCal.BaseModel recipe and the CTCal.Trainer.Cli executable,
+/// ctcal-train) references neither CTCal.Export nor CTCal.Plugin, directly or through another project, in any form: the
+/// trainer writes diffusers folders and knows nothing of ONNX or of hosts.</item>
+/// <item>The trainer library (CTCal.Trainer) reaches neither CTCal.Synthetic (the synthetic world is the base-model
+/// recipe's business: CTCal.BaseModel) nor the command-line packages System.CommandLine and Spectre.Console (those belong
+/// to ctcal-train), directly or through a project it references.</item>
 /// <item>CTCal.Export (and CTCal.Export.Cli, and everything a host loads: Contracts, Core, Hosting, Plugin, and the
 /// reference host) never reaches TorchSharp or libtorch, directly or through a project it references. Every project
 /// reference is followed here, build-order-only ones too, because NuGet flows package references through them.</item>
@@ -27,12 +31,14 @@ public sealed class ArchitectureTests
     public void TheGraphIsReadFromTheSourceProjects()
     {
         var names = Graph.Value.SourceProjects.Select(p => p.Name).ToHashSet();
-        foreach (string expected in new[] { "CTCal.Contracts", "CTCal.Core", "CTCal.Export", "CTCal.Export.Cli", "CTCal.Hosting", "CTCal.Host", "CTCal.MainJob", "CTCal.Plugin", "CTCal.Trainer" })
+        foreach (string expected in new[] { "CTCal.BaseModel", "CTCal.Contracts", "CTCal.Core", "CTCal.Export", "CTCal.Export.Cli", "CTCal.Hosting", "CTCal.Host", "CTCal.MainJob", "CTCal.Plugin", "CTCal.Trainer", "CTCal.Trainer.Cli" })
         {
             Assert.Contains(expected, names);
         }
 
-        Assert.True(Graph.Value.Find("CTCal.Trainer")!.IsExe, "CTCal.Trainer should read as an executable");
+        Assert.False(Graph.Value.Find("CTCal.Trainer")!.IsExe, "CTCal.Trainer should read as a library");
+        Assert.False(Graph.Value.Find("CTCal.BaseModel")!.IsExe, "CTCal.BaseModel should read as a library");
+        Assert.True(Graph.Value.Find("CTCal.Trainer.Cli")!.IsExe, "CTCal.Trainer.Cli (ctcal-train) should read as an executable");
         Assert.False(Graph.Value.Find("CTCal.Hosting")!.IsExe, "CTCal.Hosting should read as a library");
         Assert.Contains(Graph.Value.Find("CTCal.Trainer")!.Packages, p => p == "TorchSharp");
     }
@@ -40,6 +46,10 @@ public sealed class ArchitectureTests
     [Fact]
     public void TheTrainerReferencesNeitherTheExporterNorThePlugin() =>
         AssertNone(Graph.Value.TrainerViolations());
+
+    [Fact]
+    public void TheTrainerLibraryReachesNeitherTheSyntheticWorldNorTheCommandLinePackages() =>
+        AssertNone(Graph.Value.TrainerLibraryViolations());
 
     [Fact]
     public void TheExporterAndWhatAHostLoadsNeverReachTorchSharp() =>
@@ -73,13 +83,25 @@ public sealed class ArchitectureTests
             Project("CTCal.Torchy", false, """<PackageReference Include="TorchSharp" />""");
             Project("CTCal.Export", false, Ref("CTCal.Core") + Ref("CTCal.Torchy", assembly: false)); // reaches TorchSharp through a project
             Project("CTCal.Plugin", false, Ref("CTCal.Export"));
-            Project("CTCal.Trainer", true, Ref("CTCal.Core") + Ref("CTCal.Plugin", assembly: false));
+            Project("CTCal.Synthetic", false, Ref("CTCal.Core"));
+            Project("CTCal.Words", false, Ref("CTCal.Synthetic", assembly: false) + """<PackageReference Include="System.CommandLine" />""");
+            Project("CTCal.Trainer", false, Ref("CTCal.Core") + Ref("CTCal.Plugin", assembly: false) + Ref("CTCal.Words") + """<PackageReference Include="Spectre.Console" />""");
+            Project("CTCal.BaseModel", false, Ref("CTCal.Trainer") + Ref("CTCal.Synthetic") + Ref("CTCal.Export")); // Synthetic allowed here, Export not
+            Project("CTCal.Trainer.Cli", true, Ref("CTCal.BaseModel") + """<PackageReference Include="System.CommandLine" /><PackageReference Include="Spectre.Console" />""");
             Project("CTCal.Host", true, Ref("CTCal.Core"));
-            Project("CTCal.MainJob", true, Ref("CTCal.Host") + Ref("CTCal.Trainer", assembly: false)); // the first is forbidden, the second allowed
+            Project("CTCal.MainJob", true, Ref("CTCal.Host") + Ref("CTCal.Trainer.Cli", assembly: false)); // the first is forbidden, the second allowed
 
             var graph = ProjectGraph.Load(root);
             Assert.Contains(graph.TrainerViolations(), v => v.Contains("CTCal.Trainer") && v.Contains("CTCal.Plugin"));
-            Assert.Contains(graph.TrainerViolations(), v => v.Contains("CTCal.Export")); // through the plugin
+            Assert.Contains(graph.TrainerViolations(), v => v.StartsWith("CTCal.Trainer references CTCal.Export", StringComparison.Ordinal)); // through the plugin
+            Assert.Contains(graph.TrainerViolations(), v => v.StartsWith("CTCal.BaseModel references CTCal.Export", StringComparison.Ordinal));
+            Assert.Contains(graph.TrainerViolations(), v => v.StartsWith("CTCal.Trainer.Cli references CTCal.Export", StringComparison.Ordinal)); // through the recipe
+            var library = graph.TrainerLibraryViolations();
+            Assert.Contains(library, v => v.Contains("CTCal.Synthetic") && v.Contains("CTCal.Words")); // through another project, build-order only
+            Assert.Contains(library, v => v.Contains("System.CommandLine") && v.Contains("CTCal.Words"));
+            Assert.Contains(library, v => v.Contains("Spectre.Console"));
+            Assert.All(library, v => Assert.StartsWith("CTCal.Trainer ", v)); // BaseModel and the CLI may use them
+            Assert.Equal(3, library.Count);
             Assert.Contains(graph.TorchSharpViolations(), v => v.StartsWith("CTCal.Export ", StringComparison.Ordinal) && v.Contains("CTCal.Torchy"));
             Assert.Contains(graph.TorchSharpViolations(), v => v.StartsWith("CTCal.Plugin ", StringComparison.Ordinal));
             var exe = Assert.Single(graph.ExecutableReferenceViolations());
@@ -172,13 +194,40 @@ internal sealed class ProjectGraph
         }
     }
 
+    /// <summary>The trainer's projects: the library, the base-model recipe and the command line (ctcal-train).</summary>
+    public static readonly string[] TrainerProjects = ["CTCal.Trainer", "CTCal.BaseModel", "CTCal.Trainer.Cli"];
+
+    /// <summary>Packages of the command line, which the trainer library must not reach.</summary>
+    public static readonly string[] CommandLinePackages = ["System.CommandLine", "Spectre.Console"];
+
     public List<string> TrainerViolations()
     {
-        var trainer = Find("CTCal.Trainer") ?? throw new InvalidOperationException("src/CTCal.Trainer/CTCal.Trainer.csproj not found");
-        return Reachable(trainer, assemblyReferencesOnly: false)
-            .Where(r => r.Project.Name is "CTCal.Export" or "CTCal.Plugin")
-            .Select(r => $"CTCal.Trainer references {r.Project.Name} ({r.Path}); the trainer must not know the exporter or the plugin")
+        _ = Find("CTCal.Trainer") ?? throw new InvalidOperationException("src/CTCal.Trainer/CTCal.Trainer.csproj not found");
+        return SourceProjects.Where(p => TrainerProjects.Contains(p.Name))
+            .SelectMany(project => Reachable(project, assemblyReferencesOnly: false)
+                .Where(r => r.Project.Name is "CTCal.Export" or "CTCal.Plugin")
+                .Select(r => $"{project.Name} references {r.Project.Name} ({r.Path}); the trainer must not know the exporter or the plugin"))
             .ToList();
+    }
+
+    public List<string> TrainerLibraryViolations()
+    {
+        var trainer = Find("CTCal.Trainer") ?? throw new InvalidOperationException("src/CTCal.Trainer/CTCal.Trainer.csproj not found");
+        var violations = new List<string>();
+        foreach (var (node, path) in new[] { (trainer, trainer.Name) }.Concat(Reachable(trainer, assemblyReferencesOnly: false)))
+        {
+            if (node.Name == "CTCal.Synthetic")
+            {
+                violations.Add($"CTCal.Trainer references CTCal.Synthetic ({path}); the synthetic world belongs to CTCal.BaseModel");
+            }
+
+            foreach (string package in node.Packages.Where(p => CommandLinePackages.Contains(p, StringComparer.OrdinalIgnoreCase)))
+            {
+                violations.Add($"CTCal.Trainer reaches {package} ({path} -> package {package}); command-line code belongs to CTCal.Trainer.Cli");
+            }
+        }
+
+        return violations;
     }
 
     public List<string> TorchSharpViolations()

@@ -4,7 +4,7 @@ using CTCal.Core.Models;
 using CTCal.Core.Text;
 using CTCal.Synthetic;
 using CTCal.Tests;
-using CTCal.Trainer.BaseModel;
+using CTCal.BaseModel;
 using CTCal.Trainer.Cli;
 using CTCal.Trainer.Data;
 using CTCal.Trainer.Model;

@@ -4,7 +4,7 @@ using System.Text.Json.Serialization;
 using CTCal.Core.Diffusers;
 using CTCal.Core.Schedulers;
 
-namespace CTCal.Trainer.BaseModel;
+namespace CTCal.BaseModel;
 
 /// <summary>
 /// Sizes of the from-scratch base model for the synthetic world, and the diffusers config files they give. Defaults: a

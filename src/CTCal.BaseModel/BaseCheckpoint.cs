@@ -5,7 +5,7 @@ using TorchSharp;
 using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;
 
-namespace CTCal.Trainer.BaseModel;
+namespace CTCal.BaseModel;
 
 /// <summary>The resumable state of a base run besides its tensors.</summary>
 internal sealed record BaseCheckpointState(int Step, int Epoch, int Position, int BatchSize, long Seed, int Tensors,

@@ -2,7 +2,7 @@ using CTCal.Core.Schedulers;
 using CTCal.Synthetic;
 using CTCal.Trainer.Training;
 
-namespace CTCal.Trainer.BaseModel;
+namespace CTCal.BaseModel;
 
 /// <summary>Scores of one sampled image.</summary>
 public sealed record ProbeSample(string Prompt, PromptCategory Category, long Seed, bool ColoursPresent, double Primary, double Overall);

@@ -5,7 +5,7 @@ using CTCal.Core.Text;
 using CTCal.Synthetic;
 using CTCal.Trainer.Training;
 
-namespace CTCal.Trainer.BaseModel;
+namespace CTCal.BaseModel;
 
 /// <summary>
 /// A CLIP-format BPE vocabulary for the synthetic world: the 256 byte-level symbols (CLIP's bytes_to_unicode order) and

@@ -9,7 +9,8 @@ using Spectre.Console;
 
 namespace CTCal.Trainer.Cli;
 
-public sealed partial class TrainerCli
+/// <summary><c>ctcal-train train</c>: fine-tunes a diffusers model with CTCal or vanilla (options, optional --config file, progress display).</summary>
+internal sealed class TrainVerb(CliContext context)
 {
     private sealed class TrainOptions
     {
@@ -68,7 +69,7 @@ public sealed partial class TrainerCli
         return option;
     }
 
-    private Command BuildTrainCommand()
+    public Command Build()
     {
         var o = new TrainOptions();
         var command = new Command("train", "Fine-tune a diffusers SD 1.x/2.x model with CTCal (or vanilla) on a captioned image folder.");
@@ -79,13 +80,6 @@ public sealed partial class TrainerCli
 
     private const int MinResolution = 8;
     private const int MaxResolution = 4096;
-
-    /// <summary>Refuses an output folder that is, contains or lies inside a folder the command reads (exit 2, naming both).</summary>
-    private static void RefuseOverlap(string output, string input, string inputOption)
-    {
-        if (PathGuard.Overlaps(output, input))
-            throw new UsageException($"--out '{output}' must not be, contain or lie inside {inputOption} '{Path.GetFullPath(input)}': the run would write into what it reads");
-    }
 
     private static T Choose<T>(string value, params (string Name, T Value)[] choices) => choices.First(c => c.Name == value).Value;
 
@@ -100,12 +94,12 @@ public sealed partial class TrainerCli
         {
             var v = new OptionValues(parse, parse.GetValue(o.Config), o.All());
             string progress = v.Get(o.Progress);
-            if (progress == "json") json = new JsonLinesObserver(_out);
+            if (progress == "json") json = new JsonLinesObserver(context.Out);
             string model = Required(v.Get(o.Model), "--model");
             string data = Required(v.Get(o.Data), "--data");
             string output = Path.GetFullPath(Required(v.Get(o.Out), "--out"));
-            RefuseOverlap(output, model, "--model");
-            RefuseOverlap(output, data, "--data");
+            CliContext.RefuseOverlap(output, model, "--model");
+            CliContext.RefuseOverlap(output, data, "--data");
 
             var options = new TrainingOptions
             {
@@ -158,10 +152,10 @@ public sealed partial class TrainerCli
                 throw new UsageException($"--resume {resume}: no such checkpoint file");
             string configJson = JsonSerializer.Serialize(
                 new { model = Path.GetFullPath(model), data = Path.GetFullPath(data), resolution, threads, options }, new JsonSerializerOptions { WriteIndented = true });
-            SetThreads(threads);
+            CliContext.SetThreads(threads);
 
             var dataset = ImageCaptionDataset.Open(data, resolution, v.Get(o.Strict));
-            using var diffusion = _loadModel(model);
+            using var diffusion = context.LoadModel(model);
             if (options.TeacherTimestep >= diffusion.AlphasCumprod.Length)
                 throw new UsageException($"--teacher-t {options.TeacherTimestep} is not below the {diffusion.AlphasCumprod.Length} training timesteps");
             if (resolution % diffusion.VaeScaleFactor != 0)
@@ -187,20 +181,20 @@ public sealed partial class TrainerCli
                 }
                 if (resume is not null) run.Resume(resume);
                 OutputFolder.WriteAllTextAtomic(Path.Combine(output, "train_config.json"), configJson);
-                var result = run.Run(Cancellation.Token);
+                var result = run.Run(context.Cancellation.Token);
                 guard.Commit();
                 json?.Write("done", new
                 {
                     result.Steps, result.SkippedSteps, result.DiffusionOnlySamples, result.LastCheckpoint, result.FinalWeights, result.Cancelled,
                     ExitCode = result.Cancelled ? ExitCodes.Cancelled : ExitCodes.Ok,
                 });
-                Log.Info("done: {0} steps ({1} skipped), {2} samples trained with the diffusion loss only; weights {3}; cancelled {4}",
+                CliContext.Log.Info("done: {0} steps ({1} skipped), {2} samples trained with the diffusion loss only; weights {3}; cancelled {4}",
                     result.Steps, result.SkippedSteps, result.DiffusionOnlySamples, result.FinalWeights ?? "-", result.Cancelled);
-                if (json is null) _err.WriteLine(result.Cancelled ? $"cancelled at step {result.Steps}; checkpoint {result.LastCheckpoint}" : $"done: {result.FinalWeights}");
+                if (json is null) context.Err.WriteLine(result.Cancelled ? $"cancelled at step {result.Steps}; checkpoint {result.LastCheckpoint}" : $"done: {result.FinalWeights}");
                 return result.Cancelled ? ExitCodes.Cancelled : ExitCodes.Ok;
             }
 
-            bool terminal = !Console.IsOutputRedirected && ReferenceEquals(_out, Console.Out);
+            bool terminal = !Console.IsOutputRedirected && ReferenceEquals(context.Out, Console.Out);
             if (progress == "bar" || (progress == "auto" && terminal))
             {
                 int code = 0;
@@ -215,12 +209,12 @@ public sealed partial class TrainerCli
             {
                 "json" => json!,
                 "none" => new CompositeObserver(),
-                _ => new PlainObserver(_err),
+                _ => new PlainObserver(context.Err),
             });
         }
         catch (Exception e)
         {
-            return Fail(e, json);
+            return context.Fail(e, json);
         }
     }
 }

@@ -7,9 +7,10 @@ using SkiaSharp;
 
 namespace CTCal.Trainer.Cli;
 
-public sealed partial class TrainerCli
+/// <summary><c>ctcal-train bench</c>: seconds per optimizer step of vanilla and CTCal fine-tuning, and their ratio.</summary>
+internal sealed class BenchVerb(CliContext context)
 {
-    private Command BuildBenchCommand()
+    public Command Build()
     {
         var model = new Option<string>("--model") { Description = "diffusers model folder (a tiny one, e.g. tests/data/fixtures/tiny-sd1)", Required = true };
         var steps = new Option<int>("--steps") { Description = "timed optimizer steps per round", DefaultValueFactory = _ => 5 };
@@ -48,7 +49,7 @@ public sealed partial class TrainerCli
             {
                 foreach (var method in new[] { TrainingMethod.Vanilla, TrainingMethod.Ctcal })
                 {
-                    using var diffusion = _loadModel(modelFolder);
+                    using var diffusion = context.LoadModel(modelFolder);
                     var options = new TrainingOptions
                     {
                         Method = method, Steps = warmup + steps, BatchSize = batchSize, LearningRate = 1e-4, Seed = seed,
@@ -67,7 +68,7 @@ public sealed partial class TrainerCli
                         cpu[method].Add((process.TotalProcessorTime - cpuBefore).TotalSeconds);
                     }
                     if (round == 0 && method == TrainingMethod.Ctcal)
-                        _out.WriteLine($"calibrated layers: {string.Join(", ", run.CalibratedLayers)}");
+                        context.Out.WriteLine($"calibrated layers: {string.Join(", ", run.CalibratedLayers)}");
                 }
             }
             double vanilla = Median(timings[TrainingMethod.Vanilla]);
@@ -75,15 +76,15 @@ public sealed partial class TrainerCli
             var c = CultureInfo.InvariantCulture;
             double vanillaCpu = Median(cpu[TrainingMethod.Vanilla]);
             double ctcalCpu = Median(cpu[TrainingMethod.Ctcal]);
-            _out.WriteLine(string.Create(c, $"model {modelFolder}, batch {batchSize}, resolution {resolution}, seed {seed}, {threads} torch thread(s), {rounds} rounds x {steps} timed steps (after {warmup} warmup)"));
-            _out.WriteLine(string.Create(c, $"vanilla: {vanilla:F4} s/step wall (median; min {timings[TrainingMethod.Vanilla].Min():F4}), {vanillaCpu:F4} s/step CPU (median)"));
-            _out.WriteLine(string.Create(c, $"ctcal:   {ctcal:F4} s/step wall (median; min {timings[TrainingMethod.Ctcal].Min():F4}), {ctcalCpu:F4} s/step CPU (median)"));
-            _out.WriteLine(string.Create(c, $"ratio ctcal/vanilla: {ctcal / vanilla:F3} wall, {ctcalCpu / vanillaCpu:F3} CPU (goal <= 1.5)"));
+            context.Out.WriteLine(string.Create(c, $"model {modelFolder}, batch {batchSize}, resolution {resolution}, seed {seed}, {threads} torch thread(s), {rounds} rounds x {steps} timed steps (after {warmup} warmup)"));
+            context.Out.WriteLine(string.Create(c, $"vanilla: {vanilla:F4} s/step wall (median; min {timings[TrainingMethod.Vanilla].Min():F4}), {vanillaCpu:F4} s/step CPU (median)"));
+            context.Out.WriteLine(string.Create(c, $"ctcal:   {ctcal:F4} s/step wall (median; min {timings[TrainingMethod.Ctcal].Min():F4}), {ctcalCpu:F4} s/step CPU (median)"));
+            context.Out.WriteLine(string.Create(c, $"ratio ctcal/vanilla: {ctcal / vanilla:F3} wall, {ctcalCpu / vanillaCpu:F3} CPU (goal <= 1.5)"));
             return ExitCodes.Ok;
         }
         catch (Exception e)
         {
-            return Fail(e, null);
+            return context.Fail(e, null);
         }
         finally
         {

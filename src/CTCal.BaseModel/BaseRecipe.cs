@@ -4,7 +4,7 @@ using System.Text.Json;
 using CTCal.Core.IO;
 using CTCal.Trainer.Training;
 
-namespace CTCal.Trainer.BaseModel;
+namespace CTCal.BaseModel;
 
 /// <summary>
 /// BASE_RECIPE.json / BASE_RECIPE.md beside a trained base: the exact command, seed, step counts, wall time and losses, so

@@ -7,7 +7,7 @@ using CTCal.Trainer.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace CTCal.Trainer.BaseModel;
+namespace CTCal.BaseModel;
 
 /// <summary>Settings of a from-scratch VAE run.</summary>
 public sealed record VaeTrainingOptions

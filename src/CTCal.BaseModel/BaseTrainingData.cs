@@ -1,7 +1,7 @@
 using CTCal.Trainer.Data;
 using static TorchSharp.torch;
 
-namespace CTCal.Trainer.BaseModel;
+namespace CTCal.BaseModel;
 
 /// <summary>Pixel batches from an <see cref="ImageCaptionDataset"/> (images that fail to decode are skipped with the dataset's report).</summary>
 internal static class BaseTrainingData

@@ -1,27 +1,30 @@
 using System.CommandLine;
 using System.Globalization;
+using CTCal.BaseModel;
 using CTCal.Core.IO;
-using CTCal.Trainer.BaseModel;
 using CTCal.Trainer.Data;
 using CTCal.Trainer.Training;
 
 namespace CTCal.Trainer.Cli;
 
-public sealed partial class TrainerCli
+/// <summary>
+/// <c>ctcal-train base tokenizer|dataset|vae|unet|sample</c>: the from-scratch base model of the synthetic world (CTCal.BaseModel).
+/// <paramref name="args"/> is the whole command line, recorded in the recipes.
+/// </summary>
+internal sealed class BaseVerb(CliContext context, string[] args)
 {
-    /// <summary><c>base tokenizer|vae|unet</c>: the from-scratch base model of the synthetic world.</summary>
-    private Command BuildBaseCommand(string[] args)
+    public Command Build()
     {
         var command = new Command("base", "Train the synthetic world's base model from scratch: world tokenizer, VAE, then text encoder + UNet.");
 
         var tokOut = new Option<string>("--out") { Description = "tokenizer folder to write (vocab.json, merges.txt, ...)", Required = true };
         var tokenizer = new Command("tokenizer", "Write the world tokenizer (CLIP BPE format, one token per grammar word).");
         tokenizer.Options.Add(tokOut);
-        tokenizer.SetAction(parse => Guarded(() =>
+        tokenizer.SetAction(parse => context.Guarded(() =>
         {
             var world = WorldTokenizer.ForSyntheticWorld();
             world.Write(parse.GetValue(tokOut)!);
-            _out.WriteLine($"tokenizer: {world.VocabularySize} tokens, {world.Merges.Count} merges, {world.Words.Count} words -> {parse.GetValue(tokOut)}");
+            context.Out.WriteLine($"tokenizer: {world.VocabularySize} tokens, {world.Merges.Count} merges, {world.Words.Count} words -> {parse.GetValue(tokOut)}");
             return ExitCodes.Ok;
         }));
         command.Subcommands.Add(tokenizer);
@@ -32,7 +35,7 @@ public sealed partial class TrainerCli
         var dsSeed = new Option<long>("--seed") { Description = "world seed (split, held-out pairs, scenes)", DefaultValueFactory = _ => 1 };
         var dataset = new Command("dataset", "Write the synthetic world's training dataset and its evaluation prompts.");
         foreach (var o in new Option[] { dsOut, dsCount, dsSize, dsSeed }) dataset.Options.Add(o);
-        dataset.SetAction(parse => Guarded(() =>
+        dataset.SetAction(parse => context.Guarded(() =>
         {
             var world = CTCal.Synthetic.SyntheticWorld.Create(new CTCal.Synthetic.SyntheticWorldOptions
             {
@@ -41,7 +44,7 @@ public sealed partial class TrainerCli
             string folder = parse.GetValue(dsOut)!;
             CTCal.Synthetic.DatasetWriter.WriteDataset(world, folder);
             CTCal.Synthetic.DatasetWriter.WriteEvalPrompts(world, Path.Combine(folder, "eval_prompts.json"));
-            _out.WriteLine($"dataset: {world.TrainRecords.Count} images, {world.EvalPrompts.Count} evaluation prompts -> {folder}");
+            context.Out.WriteLine($"dataset: {world.TrainRecords.Count} images, {world.EvalPrompts.Count} evaluation prompts -> {folder}");
             return ExitCodes.Ok;
         }));
         command.Subcommands.Add(dataset);
@@ -62,10 +65,10 @@ public sealed partial class TrainerCli
             var kl = new Option<double>("--kl-weight") { Description = "weight of the KL term", DefaultValueFactory = _ => 1e-4 };
             var vae = new Command("vae", "Train the AutoencoderKL from scratch (MSE + L1 reconstruction + small KL, AdamW).");
             foreach (var o in new Option[] { data, output, steps, seed, batch, lr, warmup, kl, sizes, threads }) vae.Options.Add(o);
-            vae.SetAction(parse => Guarded(() =>
+            vae.SetAction(parse => context.Guarded(() =>
             {
-                SetThreads(parse.GetValue(threads));
-                RefuseOverlap(Path.GetFullPath(parse.GetValue(output)!), parse.GetValue(data)!, "--data");
+                CliContext.SetThreads(parse.GetValue(threads));
+                CliContext.RefuseOverlap(Path.GetFullPath(parse.GetValue(output)!), parse.GetValue(data)!, "--data");
                 var config = LoadSizes(parse.GetValue(sizes)!);
                 var dataset = ImageCaptionDataset.Open(parse.GetValue(data)!, config.ImageSize);
                 var options = new VaeTrainingOptions
@@ -74,7 +77,7 @@ public sealed partial class TrainerCli
                     LearningRate = parse.GetValue(lr), WarmupSteps = parse.GetValue(warmup), KlWeight = parse.GetValue(kl),
                 };
                 string outFolder = parse.GetValue(output)!;
-                var result = VaeTrainer.Train(config, dataset, options, outFolder, Info, Cancellation.Token);
+                var result = VaeTrainer.Train(config, dataset, options, outFolder, context.Info, context.Cancellation.Token);
                 string summary = string.Create(CultureInfo.InvariantCulture,
                     $"vae: {result.Steps} steps, reconstruction L1 {result.InitialL1:F4} -> {result.FinalL1:F4}, final loss {result.FinalLoss:F5}, scaling_factor {result.ScalingFactor}, {result.SecondsPerStep:F3} s/step");
                 AtomicFile.WriteText(Path.Combine(outFolder, "vae", "VAE_RECIPE.json"), System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
@@ -83,8 +86,8 @@ public sealed partial class TrainerCli
                     ["initial_l1"] = result.InitialL1, ["final_l1"] = result.FinalL1, ["final_loss"] = result.FinalLoss,
                     ["scaling_factor"] = result.ScalingFactor, ["seconds_per_step"] = result.SecondsPerStep,
                 }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
-                _out.WriteLine(summary);
-                return Cancellation.IsCancellationRequested ? ExitCodes.Cancelled : ExitCodes.Ok;
+                context.Out.WriteLine(summary);
+                return context.Cancellation.IsCancellationRequested ? ExitCodes.Cancelled : ExitCodes.Ok;
             }));
             command.Subcommands.Add(vae);
         }
@@ -101,15 +104,15 @@ public sealed partial class TrainerCli
             var stopAt = new Option<int?>("--stop-at") { Description = "end after this step of the --steps schedule with a checkpoint (continue later with --resume)" };
             var unet = new Command("unet", "Train the text encoder and UNet from scratch on cached VAE latents; writes a complete diffusers folder and BASE_RECIPE.md/json.");
             foreach (var o in new Option[] { data, vaeFolder, output, steps, seed, batch, lr, warmup, schedule, ema, snr, dropout, saveEvery, resume, stopAt, sizes, threads }) unet.Options.Add(o);
-            unet.SetAction(parse => Guarded(() =>
+            unet.SetAction(parse => context.Guarded(() =>
             {
-                SetThreads(parse.GetValue(threads));
+                CliContext.SetThreads(parse.GetValue(threads));
                 string outFull = Path.GetFullPath(parse.GetValue(output)!);
-                RefuseOverlap(outFull, parse.GetValue(data)!, "--data");
+                CliContext.RefuseOverlap(outFull, parse.GetValue(data)!, "--data");
                 // The recipe trains the VAE into <out>/vae and then the UNet into <out>: reading <out>/vae and copying it onto
                 // itself (atomically) loses nothing. Any other overlap of --vae and --out is refused.
                 string vaeDir = Path.GetDirectoryName(Path.GetFullPath(BaseDiffusionTrainer.ResolveVae(parse.GetValue(vaeFolder)!).ConfigPath))!;
-                if (!string.Equals(vaeDir, Path.Combine(outFull, "vae"), StringComparison.Ordinal)) RefuseOverlap(outFull, vaeDir, "--vae");
+                if (!string.Equals(vaeDir, Path.Combine(outFull, "vae"), StringComparison.Ordinal)) CliContext.RefuseOverlap(outFull, vaeDir, "--vae");
                 var config = LoadSizes(parse.GetValue(sizes)!);
                 var dataset = ImageCaptionDataset.Open(parse.GetValue(data)!, config.ImageSize);
                 double gamma = parse.GetValue(snr);
@@ -127,15 +130,15 @@ public sealed partial class TrainerCli
                     },
                 };
                 string outFolder = parse.GetValue(output)!;
-                var result = BaseDiffusionTrainer.Train(config, dataset, parse.GetValue(vaeFolder)!, options, outFolder, Info, Cancellation.Token);
+                var result = BaseDiffusionTrainer.Train(config, dataset, parse.GetValue(vaeFolder)!, options, outFolder, context.Info, context.Cancellation.Token);
                 if (result.Cancelled)
                 {
-                    _out.WriteLine($"base: cancelled at step {result.Steps}; checkpoint {BaseDiffusionTrainer.LatestCheckpoint(outFolder)} (continue with --resume latest)");
+                    context.Out.WriteLine($"base: cancelled at step {result.Steps}; checkpoint {BaseDiffusionTrainer.LatestCheckpoint(outFolder)} (continue with --resume latest)");
                     return ExitCodes.Cancelled;
                 }
                 if (result.StoppedAtRequest)
                 {
-                    _out.WriteLine($"base: stopped at step {result.Steps} of {options.Steps} as asked (--stop-at); checkpoint {BaseDiffusionTrainer.LatestCheckpoint(outFolder)} (continue with --resume)");
+                    context.Out.WriteLine($"base: stopped at step {result.Steps} of {options.Steps} as asked (--stop-at); checkpoint {BaseDiffusionTrainer.LatestCheckpoint(outFolder)} (continue with --resume)");
                     return ExitCodes.Ok;
                 }
                 Dictionary<string, string>? vaeRecipe = null;
@@ -144,9 +147,9 @@ public sealed partial class TrainerCli
                     vaeRecipe = System.Text.Json.JsonDocument.Parse(File.ReadAllText(vaeRecipePath)).RootElement.EnumerateObject()
                         .ToDictionary(p => p.Name, p => p.Value.ToString());
                 BaseRecipe.Write(outFolder, CommandLine(args), config, options, result, vaeRecipe);
-                _out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"base: {result.Steps} steps, final loss {result.FinalLoss:F5}, {result.SecondsPerStep:F3} s/step, wall {result.WallSeconds:F0} s -> {outFolder}"));
-                return Cancellation.IsCancellationRequested ? ExitCodes.Cancelled : ExitCodes.Ok;
+                return context.Cancellation.IsCancellationRequested ? ExitCodes.Cancelled : ExitCodes.Ok;
             }));
             command.Subcommands.Add(unet);
         }
@@ -161,9 +164,9 @@ public sealed partial class TrainerCli
             var threads = Threads();
             var sample = new Command("sample", "Sample evaluation prompts from a base model and score them with the synthetic world's evaluator.");
             foreach (var o in new Option[] { model, prompts, output, perCategory, seeds, steps, guidance, threads }) sample.Options.Add(o);
-            sample.SetAction(parse => Guarded(() =>
+            sample.SetAction(parse => context.Guarded(() =>
             {
-                SetThreads(parse.GetValue(threads));
+                CliContext.SetThreads(parse.GetValue(threads));
                 var all = CTCal.Synthetic.DatasetWriter.ReadEvalPrompts(parse.GetValue(prompts)!);
                 var chosen = all.GroupBy(p => p.Category).SelectMany(g => g.Take(parse.GetValue(perCategory))).ToList();
                 using var diffusion = DiffusersTrainableModel.Load(parse.GetValue(model)!);
@@ -173,37 +176,13 @@ public sealed partial class TrainerCli
                     parse.GetValue(seeds), parse.GetValue(steps), parse.GetValue(guidance));
                 AtomicFile.WriteText(Path.Combine(outFolder, "probe.json"), System.Text.Json.JsonSerializer.Serialize(report,
                     new System.Text.Json.JsonSerializerOptions { WriteIndented = true, Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } }));
-                _out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"probe: {report.Samples.Count} images, colour {report.ColourAccuracy:P0}, binding {report.BindingAccuracy:P0}, category check {report.PrimaryAccuracy:P0}, overall {report.OverallMean:F3} -> {report.GridPath}"));
                 return ExitCodes.Ok;
             }));
             command.Subcommands.Add(sample);
         }
         return command;
-    }
-
-    private int Guarded(Func<int> action)
-    {
-        try
-        {
-            return action();
-        }
-        catch (Exception e)
-        {
-            return Fail(e, null);
-        }
-    }
-
-    private void Info(string line)
-    {
-        Log.Info(line);
-        _err.WriteLine(line);
-    }
-
-    private static void SetThreads(int threads)
-    {
-        if (threads < 0) throw new UsageException($"--threads must be >= 0, got {threads}");
-        if (threads > 0) TorchSharp.torch.set_num_threads(threads);
     }
 
     private static BaseModelConfig LoadSizes(string sizes) => sizes switch
@@ -214,6 +193,6 @@ public sealed partial class TrainerCli
         _ => throw new UsageException($"--sizes: '{sizes}' is not default, tiny or an existing JSON file"),
     };
 
-    private static string CommandLine(string[] args) =>
-        "ctcal-train " + string.Join(' ', args.Select(a => a.Length > 0 && a.All(c => char.IsLetterOrDigit(c) || "-_./=:,".Contains(c)) ? a : $"'{a.Replace("'", "'\\''")}'"));
+    private static string CommandLine(string[] arguments) =>
+        "ctcal-train " + string.Join(' ', arguments.Select(a => a.Length > 0 && a.All(c => char.IsLetterOrDigit(c) || "-_./=:,".Contains(c)) ? a : $"'{a.Replace("'", "'\\''")}'"));
 }

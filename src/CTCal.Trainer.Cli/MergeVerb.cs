@@ -4,9 +4,10 @@ using TorchSharp;
 
 namespace CTCal.Trainer.Cli;
 
-public sealed partial class TrainerCli
+/// <summary><c>ctcal-train merge</c>: folds a LoRA into full weights.</summary>
+internal sealed class MergeVerb(CliContext context)
 {
-    private Command BuildMergeCommand()
+    public Command Build()
     {
         var model = new Option<string>("--model") { Description = "the diffusers model folder the LoRA was trained on", Required = true };
         var lora = new Option<string>("--lora") { Description = "LoRA weights (pytorch_lora_weights.safetensors)", Required = true };
@@ -25,8 +26,8 @@ public sealed partial class TrainerCli
         try
         {
             if (!File.Exists(loraPath)) throw new FileNotFoundException($"LoRA file {loraPath} does not exist", loraPath);
-            RefuseOverlap(Path.GetFullPath(outputFolder), modelFolder, "--model");
-            using var diffusion = _loadModel(modelFolder);
+            CliContext.RefuseOverlap(Path.GetFullPath(outputFolder), modelFolder, "--model");
+            using var diffusion = context.LoadModel(modelFolder);
             var (tensors, rank, alpha) = LoraFile.Load(loraPath, component =>
                 (component == "unet" ? diffusion.UNet : diffusion.TextEncoder).named_parameters().Select(p => p.name).ToList());
             try
@@ -52,8 +53,8 @@ public sealed partial class TrainerCli
                     written.Add(weights);
                 }
                 if (written.Count == 0) throw new InvalidDataException($"{loraPath}: no 'unet.' or 'text_encoder.' LoRA keys");
-                foreach (var w in written) _out.WriteLine($"merged: {w}");
-                Log.Info("merged {0} (rank {1}, alpha {2}) into {3}", loraPath, rank, alpha, string.Join(", ", written));
+                foreach (var w in written) context.Out.WriteLine($"merged: {w}");
+                CliContext.Log.Info("merged {0} (rank {1}, alpha {2}) into {3}", loraPath, rank, alpha, string.Join(", ", written));
                 return ExitCodes.Ok;
             }
             finally
@@ -63,7 +64,7 @@ public sealed partial class TrainerCli
         }
         catch (Exception e)
         {
-            return Fail(e, null);
+            return context.Fail(e, null);
         }
     }
 }
