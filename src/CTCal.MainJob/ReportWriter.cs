@@ -1,6 +1,6 @@
-using CTCal.Contracts;
 using System.Globalization;
 using System.Text;
+using CTCal.Contracts;
 using CTCal.Core.IO;
 using CTCal.Synthetic;
 

@@ -1,8 +1,8 @@
-using CTCal.Contracts;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using CTCal.Contracts;
 
 namespace CTCal.MainJob;
 

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using CTCal.Core.IO;
 
 namespace CTCal.Synthetic;
 
@@ -38,15 +39,15 @@ public static class DatasetWriter
         var metadata = new StringBuilder();
         foreach (var record in world.TrainRecords)
         {
-            WriteAtomic(Path.Combine(directory, record.FileName), record.Render().EncodePng());
+            AtomicFile.WriteBytes(Path.Combine(directory, record.FileName), record.Render().EncodePng());
             metadata.Append(MetadataJson(new MetadataLine(record.FileName, record.Caption, record.Subjects))).Append('\n');
         }
-        WriteAtomic(Path.Combine(directory, MetadataFileName), Encoding.UTF8.GetBytes(metadata.ToString()));
+        AtomicFile.WriteBytes(Path.Combine(directory, MetadataFileName), Encoding.UTF8.GetBytes(metadata.ToString()));
         var o = world.Options;
         var description = new WorldFile(o.Seed, o.ImageSize, o.TrainCount, o.EvalPromptsPerCategory, o.EvalFraction,
             PairsOf(world.HeldOutPairs),
             Palette.All.ToDictionary(Palette.Word, c => RgbArray(Palette.ToRgb(c))), RgbArray(Palette.Background));
-        WriteAtomic(Path.Combine(directory, WorldFileName), JsonSerializer.SerializeToUtf8Bytes(description, Json));
+        AtomicFile.WriteBytes(Path.Combine(directory, WorldFileName), JsonSerializer.SerializeToUtf8Bytes(description, Json));
     }
 
     /// <summary>Writes <paramref name="world"/>'s evaluation prompts to <paramref name="path"/>.</summary>
@@ -58,7 +59,7 @@ public static class DatasetWriter
                 new SpecDto(p.Spec.Objects.ToArray(), p.Spec.Relation))).ToArray());
         string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (dir is not null) Directory.CreateDirectory(dir);
-        WriteAtomic(path, JsonSerializer.SerializeToUtf8Bytes(file, Json));
+        AtomicFile.WriteBytes(path, JsonSerializer.SerializeToUtf8Bytes(file, Json));
     }
 
     /// <summary>Reads an evaluation prompt file; throws <see cref="InvalidDataException"/> naming the file and prompt at fault.</summary>
@@ -151,13 +152,6 @@ public static class DatasetWriter
 
     private static string RequiredString(JsonElement root, string name) =>
         root.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new FormatException($"missing string '{name}'");
-
-    private static void WriteAtomic(string path, byte[] bytes)
-    {
-        string tmp = path + ".tmp-" + Environment.ProcessId;
-        File.WriteAllBytes(tmp, bytes);
-        File.Move(tmp, path, overwrite: true);
-    }
 
     private static PairDto[] PairsOf(IEnumerable<(ShapeColor Color, ShapeKind Shape)> pairs) =>
         pairs.Select(p => new PairDto(p.Color, p.Shape)).ToArray();

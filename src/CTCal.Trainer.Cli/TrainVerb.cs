@@ -1,5 +1,5 @@
 using System.CommandLine;
-using System.Text.Json;
+using CTCal.Contracts;
 using CTCal.Core.Models;
 using CTCal.Core.Schedulers;
 using CTCal.Trainer.Calibration;
@@ -12,60 +12,66 @@ namespace CTCal.Trainer.Cli;
 /// <summary><c>ctcal-train train</c>: fine-tunes a diffusers model with CTCal or vanilla (options, optional --config file, progress display).</summary>
 internal sealed class TrainVerb(CliContext context)
 {
+    /// <summary>
+    /// The options: <c>--config</c> (the job file) and one per <see cref="FineTuneJob"/> key, named as the key, with the job's
+    /// default (so <c>--help</c> shows it; only values given on the command line are applied over the job file).
+    /// </summary>
     private sealed class TrainOptions
     {
-        public readonly Option<string?> Config = new("--config") { Description = "JSON file of option values (keys: option names without dashes); command-line values win" };
+        private static readonly FineTuneJob D = FineTuneJob.Defaults;
+
+        public readonly Option<string?> Config = new("--config") { Description = "job file: one JSON object of option values (keys: option names without dashes); command-line values win" };
         public readonly Option<string?> Model = new("--model") { Description = "diffusers model folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)" };
         public readonly Option<string?> Data = new("--data") { Description = "dataset folder: metadata.jsonl (file_name, text, optional subjects) or images with same-name .txt captions" };
         public readonly Option<string?> Out = new("--out") { Description = "output folder (checkpoints/, validation/, weights, train.log)" };
-        public readonly Option<string> Method = Choice("--method", "ctcal", "fine-tuning method", "ctcal", "vanilla");
-        public readonly Option<int> LoraRank = new("--lora-rank") { Description = "LoRA rank (LoRA is the default mode)", DefaultValueFactory = _ => 4 };
+        public readonly Option<string> Method = Choice("--method", "fine-tuning method", FineTuneJob.Methods, D.Method);
+        public readonly Option<int> LoraRank = new("--lora-rank") { Description = "LoRA rank (LoRA is the default mode)", DefaultValueFactory = _ => D.LoraRank };
         public readonly Option<double?> LoraAlpha = new("--lora-alpha") { Description = "LoRA alpha (default: the rank, i.e. scale 1)" };
-        public readonly Option<double> LoraDropout = new("--lora-dropout") { Description = "LoRA dropout on the adapters' input features", DefaultValueFactory = _ => 0.0 };
-        public readonly Option<string> LoraFormat = Choice("--lora-format", "peft", "key spelling of the written LoRA file (peft: unet.{module}.lora_A.weight; kohya: lora_unet_{module}.lora_down.weight with per-module alpha)", "peft", "kohya");
+        public readonly Option<double> LoraDropout = new("--lora-dropout") { Description = "LoRA dropout on the adapters' input features", DefaultValueFactory = _ => D.LoraDropout };
+        public readonly Option<string> LoraFormat = Choice("--lora-format", "key spelling of the written LoRA file (peft: unet.{module}.lora_A.weight; kohya: lora_unet_{module}.lora_down.weight with per-module alpha)", FineTuneJob.LoraFormats, D.LoraFormat);
         public readonly Option<bool> TrainTextEncoder = new("--train-text-encoder") { Description = "also put LoRA on the text encoder's self-attention (q/k/v/out_proj)" };
         public readonly Option<bool> Full = new("--full") { Description = "full fine-tuning of every UNet parameter instead of LoRA" };
-        public readonly Option<int> Steps = new("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => 1000 };
-        public readonly Option<int> BatchSize = new("--batch-size") { Description = "images per micro-batch", DefaultValueFactory = _ => 1 };
-        public readonly Option<int> GradAccum = new("--grad-accum") { Description = "micro-batches per optimizer step", DefaultValueFactory = _ => 1 };
-        public readonly Option<double> Lr = new("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => 1e-4 };
-        public readonly Option<string> LrSchedule = Choice("--lr-schedule", "constant", "learning-rate schedule after warmup", "constant", "cosine");
-        public readonly Option<int> Warmup = new("--warmup") { Description = "linear warmup steps", DefaultValueFactory = _ => 0 };
-        public readonly Option<double> WeightDecay = new("--weight-decay") { Description = "AdamW weight decay", DefaultValueFactory = _ => 1e-2 };
-        public readonly Option<double> MaxGradNorm = new("--max-grad-norm") { Description = "gradient clipping norm (0: off)", DefaultValueFactory = _ => 1.0 };
+        public readonly Option<int> Steps = new("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => D.Steps };
+        public readonly Option<int> BatchSize = new("--batch-size") { Description = "images per micro-batch", DefaultValueFactory = _ => D.BatchSize };
+        public readonly Option<int> GradAccum = new("--grad-accum") { Description = "micro-batches per optimizer step", DefaultValueFactory = _ => D.GradAccum };
+        public readonly Option<double> Lr = new("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => D.Lr };
+        public readonly Option<string> LrSchedule = Choice("--lr-schedule", "learning-rate schedule after warmup", FineTuneJob.LrSchedules, D.LrSchedule);
+        public readonly Option<int> Warmup = new("--warmup") { Description = "linear warmup steps", DefaultValueFactory = _ => D.Warmup };
+        public readonly Option<double> WeightDecay = new("--weight-decay") { Description = "AdamW weight decay", DefaultValueFactory = _ => D.WeightDecay };
+        public readonly Option<double> MaxGradNorm = new("--max-grad-norm") { Description = "gradient clipping norm (0: off)", DefaultValueFactory = _ => D.MaxGradNorm };
         public readonly Option<double?> EmaDecay = new("--ema-decay") { Description = "EMA of the trainable weights with this decay (off by default)" };
-        public readonly Option<double> NoiseOffset = new("--noise-offset") { Description = "noise offset", DefaultValueFactory = _ => 0.0 };
+        public readonly Option<double> NoiseOffset = new("--noise-offset") { Description = "noise offset", DefaultValueFactory = _ => D.NoiseOffset };
         public readonly Option<double?> MinSnrGamma = new("--min-snr-gamma") { Description = "Min-SNR loss weighting gamma (off by default; 5 is common)" };
-        public readonly Option<int> Resolution = new("--resolution") { Description = "training resolution (images are resized and centre-cropped)", DefaultValueFactory = _ => 512 };
-        public readonly Option<long> Seed = new("--seed") { Description = "seed of weights init, noise, timesteps and data order", DefaultValueFactory = _ => 42 };
-        public readonly Option<int> SaveEvery = new("--save-every") { Description = "checkpoint every N steps (0: only at the end)", DefaultValueFactory = _ => 500 };
-        public readonly Option<int> ValidateEvery = new("--validate-every") { Description = "validation images every N steps (0: only at the end when prompts are given)", DefaultValueFactory = _ => 0 };
-        public readonly Option<string[]> ValidationPrompts = new("--validation-prompts") { Description = "prompts for validation images", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [] };
-        public readonly Option<int> ValidationSteps = new("--validation-steps") { Description = "sampler steps of validation images", DefaultValueFactory = _ => 20 };
-        public readonly Option<string> ValidationScheduler = new("--validation-scheduler") { Description = "sampler of validation images: " + string.Join(", ", SchedulerFactory.Names), DefaultValueFactory = _ => "ddim" };
-        public readonly Option<double> Guidance = new("--guidance") { Description = "classifier-free guidance scale of validation images", DefaultValueFactory = _ => 7.5 };
+        public readonly Option<int> Resolution = new("--resolution") { Description = "training resolution (images are resized and centre-cropped)", DefaultValueFactory = _ => D.Resolution };
+        public readonly Option<long> Seed = new("--seed") { Description = "seed of weights init, noise, timesteps and data order", DefaultValueFactory = _ => D.Seed };
+        public readonly Option<int> SaveEvery = new("--save-every") { Description = "checkpoint every N steps (0: only at the end)", DefaultValueFactory = _ => D.SaveEvery };
+        public readonly Option<int> ValidateEvery = new("--validate-every") { Description = "validation images every N steps (0: only at the end when prompts are given)", DefaultValueFactory = _ => D.ValidateEvery };
+        public readonly Option<string[]> ValidationPrompts = new("--validation-prompts") { Description = "prompts for validation images", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [.. D.ValidationPrompts] };
+        public readonly Option<int> ValidationSteps = new("--validation-steps") { Description = "sampler steps of validation images", DefaultValueFactory = _ => D.ValidationSteps };
+        public readonly Option<string> ValidationScheduler = new("--validation-scheduler") { Description = "sampler of validation images: " + string.Join(", ", SchedulerFactory.Names), DefaultValueFactory = _ => D.ValidationScheduler };
+        public readonly Option<double> Guidance = new("--guidance") { Description = "classifier-free guidance scale of validation images", DefaultValueFactory = _ => D.Guidance };
         public readonly Option<string?> Resume = new("--resume") { Description = "checkpoint file to resume from, or 'latest' (the newest under --out)" };
         public readonly Option<bool> Strict = new("--strict") { Description = "fail on any bad dataset record instead of reporting and skipping it" };
-        public readonly Option<int> MaxNanSteps = new("--max-nan-steps") { Description = "non-finite steps in a row before the run stops as diverged (exit 3)", DefaultValueFactory = _ => 5 };
-        public readonly Option<int> TeacherT = new("--teacher-t") { Description = "CTCal teacher timestep t_tea", DefaultValueFactory = _ => 0 };
-        public readonly Option<double> PixelWeight = new("--pixel-weight") { Description = "CTCal lambda1: pixel-level alignment", DefaultValueFactory = _ => 1.0 };
-        public readonly Option<double> SemanticWeight = new("--semantic-weight") { Description = "CTCal lambda2: semantic-level (autoencoder code) alignment", DefaultValueFactory = _ => 0.5 };
-        public readonly Option<double> ReconstructionWeight = new("--reconstruction-weight") { Description = "CTCal lambda3: attention-autoencoder reconstruction", DefaultValueFactory = _ => 0.5 };
-        public readonly Option<double> BalanceWeight = new("--balance-weight") { Description = "CTCal lambda4: subject balancing", DefaultValueFactory = _ => 0.1 };
-        public readonly Option<string> Distance = Choice("--distance", "mse", "CTCal distance D", "mse", "l1", "kl");
-        public readonly Option<double> Tau = new("--tau") { Description = "CTCal subject-balancing margin tau", DefaultValueFactory = _ => 0.05 };
+        public readonly Option<int> MaxNanSteps = new("--max-nan-steps") { Description = "non-finite steps in a row before the run stops as diverged (exit 3)", DefaultValueFactory = _ => D.MaxNanSteps };
+        public readonly Option<int> TeacherT = new("--teacher-t") { Description = "CTCal teacher timestep t_tea", DefaultValueFactory = _ => D.TeacherT };
+        public readonly Option<double> PixelWeight = new("--pixel-weight") { Description = "CTCal lambda1: pixel-level alignment", DefaultValueFactory = _ => D.PixelWeight };
+        public readonly Option<double> SemanticWeight = new("--semantic-weight") { Description = "CTCal lambda2: semantic-level (autoencoder code) alignment", DefaultValueFactory = _ => D.SemanticWeight };
+        public readonly Option<double> ReconstructionWeight = new("--reconstruction-weight") { Description = "CTCal lambda3: attention-autoencoder reconstruction", DefaultValueFactory = _ => D.ReconstructionWeight };
+        public readonly Option<double> BalanceWeight = new("--balance-weight") { Description = "CTCal lambda4: subject balancing", DefaultValueFactory = _ => D.BalanceWeight };
+        public readonly Option<string> Distance = Choice("--distance", "CTCal distance D", FineTuneJob.Distances, D.Distance);
+        public readonly Option<double> Tau = new("--tau") { Description = "CTCal subject-balancing margin tau", DefaultValueFactory = _ => D.Tau };
         public readonly Option<int?> MapResolution = new("--map-resolution") { Description = "side the attention maps are resized to (default: the largest calibrated layer)" };
-        public readonly Option<string[]> Layers = new("--layers") { Description = "CTCal layers: auto (maps at 1/2 and 1/4 of the latent side), all, or attn2 module paths", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["auto"] };
-        public readonly Option<int> Threads = new("--threads") { Description = "torch CPU threads (0: library default)", DefaultValueFactory = _ => 0 };
-        public readonly Option<string> Progress = Choice("--progress", "auto", "progress output: auto (bar on a terminal, else plain), bar, plain, json (one JSON object per line on stdout), none", "auto", "bar", "plain", "json", "none");
+        public readonly Option<string[]> Layers = new("--layers") { Description = "CTCal layers: auto (maps at 1/2 and 1/4 of the latent side), all, or attn2 module paths", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [.. D.Layers] };
+        public readonly Option<int> Threads = new("--threads") { Description = "torch CPU threads (0: library default)", DefaultValueFactory = _ => D.Threads };
+        public readonly Option<string> Progress = Choice("--progress", "progress output: auto (bar on a terminal, else plain), bar, plain, json (one JSON object per line on stdout), none", FineTuneJob.ProgressModes, D.Progress);
 
         public IEnumerable<Option> All() => GetType().GetFields().Select(f => f.GetValue(this)).OfType<Option>();
     }
 
-    private static Option<string> Choice(string name, string defaultValue, string description, params string[] values)
+    private static Option<string> Choice(string name, string description, IReadOnlyList<string> values, string defaultValue)
     {
         var option = new Option<string>(name) { Description = $"{description}: {string.Join(", ", values)}", DefaultValueFactory = _ => defaultValue };
-        option.AcceptOnlyFromAmong(values);
+        option.AcceptOnlyFromAmong([.. values]);
         return option;
     }
 
@@ -78,13 +84,33 @@ internal sealed class TrainVerb(CliContext context)
         return command;
     }
 
-    private const int MinResolution = 8;
-    private const int MaxResolution = 4096;
+    /// <summary>
+    /// The job this run trains: the <c>--config</c> job file (or the defaults), then every option given on the command line.
+    /// </summary>
+    private static FineTuneJob ReadJob(ParseResult parse, TrainOptions o)
+    {
+        string? configPath = parse.GetValue(o.Config);
+        FineTuneJob job;
+        try
+        {
+            job = configPath is null ? new FineTuneJob() : FineTuneJobJson.Read(configPath);
+            foreach (var option in o.All().Where(x => x != o.Config))
+            {
+                if (parse.GetResult(option) is { Implicit: false } given)
+                    job = FineTuneJobJson.With(job, option.Name.TrimStart('-'), given.GetValueOrDefault<object?>());
+            }
+        }
+        catch (FileNotFoundException)
+        {
+            throw new UsageException($"--config: {configPath} does not exist");
+        }
+        catch (FormatException e)
+        {
+            throw new UsageException(e.Message);
+        }
 
-    private static T Choose<T>(string value, params (string Name, T Value)[] choices) => choices.First(c => c.Name == value).Value;
-
-    private static string Required(string? value, string name) =>
-        string.IsNullOrWhiteSpace(value) ? throw new UsageException($"{name} is required (on the command line or in --config)") : value;
+        return job;
+    }
 
     private int Train(ParseResult parse, TrainOptions o)
     {
@@ -92,69 +118,32 @@ internal sealed class TrainVerb(CliContext context)
         Logging.UseDefaultFolder(); // nothing is logged into --out before it is checked
         try
         {
-            var v = new OptionValues(parse, parse.GetValue(o.Config), o.All());
-            string progress = v.Get(o.Progress);
-            if (progress == "json") json = new JsonLinesObserver(context.Out);
-            string model = Required(v.Get(o.Model), "--model");
-            string data = Required(v.Get(o.Data), "--data");
-            string output = Path.GetFullPath(Required(v.Get(o.Out), "--out"));
+            var job = ReadJob(parse, o);
+            if (job.Progress == "json") json = new JsonLinesObserver(context.Out);
+            var problems = job.Problems();
+            if (problems.Count > 0)
+                throw new UsageException(string.Join("; ", problems.Select(p => "--" + (p.EndsWith(" is required", StringComparison.Ordinal) ? p + " (on the command line or in --config)" : p))));
+            if (!SchedulerFactory.Names.Contains(job.ValidationScheduler))
+                throw new UsageException($"--validation-scheduler '{job.ValidationScheduler}' is not one of {string.Join(", ", SchedulerFactory.Names)}");
+            string model = job.Model!;
+            string data = job.Data!;
+            string output = Path.GetFullPath(job.Out!);
             CliContext.RefuseOverlap(output, model, "--model");
             CliContext.RefuseOverlap(output, data, "--data");
 
-            var options = new TrainingOptions
-            {
-                Method = Choose(v.Get(o.Method), ("ctcal", TrainingMethod.Ctcal), ("vanilla", TrainingMethod.Vanilla)),
-                Lora = new LoraOptions { Rank = v.Get(o.LoraRank), Alpha = v.Get(o.LoraAlpha), Dropout = v.Get(o.LoraDropout), TextEncoder = v.Get(o.TrainTextEncoder),
-                    Format = v.Get(o.LoraFormat) == "kohya" ? LoraSpelling.Kohya : LoraSpelling.Peft },
-                FullFineTune = v.Get(o.Full),
-                Steps = v.Get(o.Steps),
-                BatchSize = v.Get(o.BatchSize),
-                GradientAccumulation = v.Get(o.GradAccum),
-                LearningRate = v.Get(o.Lr),
-                LrSchedule = Choose(v.Get(o.LrSchedule), ("constant", LrScheduleKind.Constant), ("cosine", LrScheduleKind.Cosine)),
-                WarmupSteps = v.Get(o.Warmup),
-                WeightDecay = v.Get(o.WeightDecay),
-                MaxGradNorm = v.Get(o.MaxGradNorm),
-                EmaDecay = v.Get(o.EmaDecay),
-                NoiseOffset = v.Get(o.NoiseOffset),
-                MinSnrGamma = v.Get(o.MinSnrGamma),
-                Seed = v.Get(o.Seed),
-                SaveEvery = v.Get(o.SaveEvery),
-                ValidateEvery = v.Get(o.ValidateEvery),
-                ValidationPrompts = v.Get(o.ValidationPrompts),
-                ValidationSteps = v.Get(o.ValidationSteps),
-                ValidationScheduler = v.Get(o.ValidationScheduler),
-                ValidationGuidance = v.Get(o.Guidance),
-                MaxNonFiniteSteps = v.Get(o.MaxNanSteps),
-                TeacherTimestep = v.Get(o.TeacherT),
-                Layers = v.Get(o.Layers),
-                Ctcal = new CtcalLossOptions
-                {
-                    PixelWeight = v.Get(o.PixelWeight),
-                    SemanticWeight = v.Get(o.SemanticWeight),
-                    ReconstructionWeight = v.Get(o.ReconstructionWeight),
-                    BalanceWeight = v.Get(o.BalanceWeight),
-                    Tau = v.Get(o.Tau),
-                    Distance = Choose(v.Get(o.Distance), ("mse", MapDistance.Mse), ("l1", MapDistance.L1), ("kl", MapDistance.Kl)),
-                    MapResolution = v.Get(o.MapResolution),
-                },
-            };
-            try { options.Validate(); }
-            catch (ArgumentException e) { throw new UsageException($"invalid option: {e.Message}"); }
-            int resolution = v.Get(o.Resolution);
-            if (resolution is < MinResolution or > MaxResolution)
-                throw new UsageException($"--resolution {resolution} is outside [{MinResolution}, {MaxResolution}]");
-            int threads = v.Get(o.Threads);
-            string? resume = v.Get(o.Resume);
+            var options = TrainingOptions.FromJob(job);
+            int resolution = job.Resolution;
+            int threads = job.Threads;
+            string? resume = job.Resume;
             if (resume == "latest")
                 resume = TrainingRun.LatestCheckpoint(output) ?? throw new UsageException($"--resume latest: no checkpoint under {Path.Combine(output, "checkpoints")}");
             else if (resume is not null && !File.Exists(resume))
                 throw new UsageException($"--resume {resume}: no such checkpoint file");
-            string configJson = JsonSerializer.Serialize(
-                new { model = Path.GetFullPath(model), data = Path.GetFullPath(data), resolution, threads, options }, new JsonSerializerOptions { WriteIndented = true });
+            // train_config.json is the job this run trained, re-runnable as --config (paths made absolute; resuming is not part of it).
+            string configJson = FineTuneJobJson.ToJson(job with { Model = Path.GetFullPath(model), Data = Path.GetFullPath(data), Out = output, Resume = null });
             CliContext.SetThreads(threads);
 
-            var dataset = ImageCaptionDataset.Open(data, resolution, v.Get(o.Strict));
+            var dataset = ImageCaptionDataset.Open(data, resolution, job.Strict);
             using var diffusion = context.LoadModel(model);
             if (options.TeacherTimestep >= diffusion.AlphasCumprod.Length)
                 throw new UsageException($"--teacher-t {options.TeacherTimestep} is not below the {diffusion.AlphasCumprod.Length} training timesteps");
@@ -195,7 +184,7 @@ internal sealed class TrainVerb(CliContext context)
             }
 
             bool terminal = !Console.IsOutputRedirected && ReferenceEquals(context.Out, Console.Out);
-            if (progress == "bar" || (progress == "auto" && terminal))
+            if (job.Progress == "bar" || (job.Progress == "auto" && terminal))
             {
                 int code = 0;
                 AnsiConsole.Progress()
@@ -205,7 +194,7 @@ internal sealed class TrainVerb(CliContext context)
                     .Start(ctx => code = Execute(new ProgressBarObserver(ctx.AddTask("starting", maxValue: options.Steps))));
                 return code;
             }
-            return Execute(progress switch
+            return Execute(job.Progress switch
             {
                 "json" => json!,
                 "none" => new CompositeObserver(),

@@ -1,10 +1,10 @@
 using System.Text.Json;
+using CTCal.BaseModel;
 using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
 using CTCal.Core.Text;
 using CTCal.Synthetic;
 using CTCal.Tests;
-using CTCal.BaseModel;
 using CTCal.Trainer.Cli;
 using CTCal.Trainer.Data;
 using CTCal.Trainer.Model;

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using CTCal.Contracts;
 using CTCal.Tests;
 using CTCal.Trainer.Cli;
 using CTCal.Trainer.Training;
@@ -59,13 +60,28 @@ public sealed class TrainerCliTests : IDisposable
         _model = Path.Combine(TestPaths.Fixtures, "tiny-sd1"); // the toy loader ignores it; validation reads its scheduler config
         int code = Cli().Run(Train(data, output, "--config", config, "--lr", "0.001"));
         Assert.True(code == 0, _err.ToString());
-        using var saved = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "train_config.json")));
-        var options = saved.RootElement.GetProperty("options");
-        Assert.Equal(2, options.GetProperty("Steps").GetInt32());
-        Assert.Equal(0.001, options.GetProperty("LearningRate").GetDouble());
-        Assert.Equal(1, options.GetProperty("Method").GetInt32()); // Vanilla
-        Assert.Equal("a cube", options.GetProperty("ValidationPrompts")[0].GetString());
+        // train_config.json is the job that ran: the file's values, the command line's over them, absolute paths.
+        var saved = FineTuneJobJson.Read(Path.Combine(output, "train_config.json"));
+        Assert.Equal(2, saved.Steps);
+        Assert.Equal(0.001, saved.Lr);
+        Assert.Equal("vanilla", saved.Method);
+        Assert.Equal(["a cube"], saved.ValidationPrompts);
+        Assert.Equal(output, saved.Out);
+        // ... and runs again as the job file: the same job, written again byte for byte.
+        string again = Path.Combine(_dir, "again");
+        Assert.True(Cli().Run(["train", "--config", Path.Combine(output, "train_config.json"), "--out", again]) == 0, _err.ToString());
+        Assert.Equal(saved with { Out = again }, FineTuneJobJson.Read(Path.Combine(again, "train_config.json")));
         Assert.True(File.Exists(Path.Combine(output, "validation", "step-0000002.png")));
+    }
+
+    /// <summary>The train verb's options are the job's keys, one for one, plus --config (the job file itself).</summary>
+    [Fact]
+    public void TrainOptionsAreTheJobKeys()
+    {
+        Assert.Equal(0, Cli().Run(["train", "--help"]));
+        var options = System.Text.RegularExpressions.Regex.Matches(_out.ToString(), @"^\s+(?:-\S+, )*--([a-z-]+)", System.Text.RegularExpressions.RegexOptions.Multiline)
+            .Select(m => m.Groups[1].Value).Where(o => o != "help").ToHashSet();
+        Assert.Equal(FineTuneJobJson.Keys.Append("config").Order(), options.Order());
     }
 
     [Theory]
@@ -88,8 +104,7 @@ public sealed class TrainerCliTests : IDisposable
         int current = TorchSharp.torch.get_num_threads();
         int code = Cli().Run(Train(data, output, "--steps", "1", "--save-every", "0", "--threads", current.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         Assert.True(code == 0, _err.ToString());
-        using var saved = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "train_config.json")));
-        Assert.Equal(current, saved.RootElement.GetProperty("threads").GetInt32());
+        Assert.Equal(current, FineTuneJobJson.Read(Path.Combine(output, "train_config.json")).Threads);
         Assert.Equal(current, TorchSharp.torch.get_num_threads());
 
         Assert.Equal(ExitCodes.BadInput, Cli().Run(Train(data, Path.Combine(_dir, "out2"), "--steps", "1", "--threads", "-1")));

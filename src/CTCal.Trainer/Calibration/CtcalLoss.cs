@@ -45,7 +45,6 @@ public sealed class CtcalLoss
     /// <param name="layers">Module paths of the attn2 layers whose maps are calibrated.</param>
     public CtcalLoss(CtcalLossOptions options, AttentionMapAutoencoder autoencoder, IReadOnlyList<string> layers)
     {
-        options.Validate();
         if (layers.Count == 0) throw new ArgumentException("CTCal needs at least one attention layer", nameof(layers));
         _options = options;
         Autoencoder = autoencoder;

@@ -1,3 +1,5 @@
+using CTCal.Contracts;
+
 namespace CTCal.Trainer.Calibration;
 
 /// <summary>The distance D used by the CTCal terms.</summary>
@@ -15,25 +17,25 @@ public enum MapDistance
 }
 
 /// <summary>
-/// Options of the CTCal term. The paper does not publish its distance, layers, weights or tau; these defaults are this
-/// project's choice and every one is settable from the command line.
+/// Options of the CTCal term. The paper does not publish its distance, layers, weights or tau; the defaults are this
+/// project's choice, written once in <see cref="FineTuneJob"/> (which also validates them), and every one is settable.
 /// </summary>
 public sealed record CtcalLossOptions
 {
-    /// <summary>lambda1, pixel-level alignment D(A_stu, A_tea). Default 1.</summary>
-    public double PixelWeight { get; init; } = 1.0;
+    /// <summary>lambda1, pixel-level alignment D(A_stu, A_tea). Default: the job's (1).</summary>
+    public double PixelWeight { get; init; } = FineTuneJob.Defaults.PixelWeight;
 
-    /// <summary>lambda2, semantic-level alignment D(f_enc(A_stu), f_enc(A_tea)). Default 0.5.</summary>
-    public double SemanticWeight { get; init; } = 0.5;
+    /// <summary>lambda2, semantic-level alignment D(f_enc(A_stu), f_enc(A_tea)). Default: the job's (0.5).</summary>
+    public double SemanticWeight { get; init; } = FineTuneJob.Defaults.SemanticWeight;
 
-    /// <summary>lambda3, autoencoder reconstruction D(f_dec(f_enc(A_tea)), A_tea). Default 0.5.</summary>
-    public double ReconstructionWeight { get; init; } = 0.5;
+    /// <summary>lambda3, autoencoder reconstruction D(f_dec(f_enc(A_tea)), A_tea). Default: the job's (0.5).</summary>
+    public double ReconstructionWeight { get; init; } = FineTuneJob.Defaults.ReconstructionWeight;
 
-    /// <summary>lambda4, subject balancing R_subject. Default 0.1.</summary>
-    public double BalanceWeight { get; init; } = 0.1;
+    /// <summary>lambda4, subject balancing R_subject. Default: the job's (0.1).</summary>
+    public double BalanceWeight { get; init; } = FineTuneJob.Defaults.BalanceWeight;
 
-    /// <summary>tau, the margin a subject's peak may fall below the strongest subject's peak for free. Default 0.05.</summary>
-    public double Tau { get; init; } = 0.05;
+    /// <summary>tau, the margin a subject's peak may fall below the strongest subject's peak for free. Default: the job's (0.05).</summary>
+    public double Tau { get; init; } = FineTuneJob.Defaults.Tau;
 
     /// <summary>Distance D. Default <see cref="MapDistance.Mse"/>.</summary>
     public MapDistance Distance { get; init; } = MapDistance.Mse;
@@ -45,19 +47,4 @@ public sealed record CtcalLossOptions
 
     /// <summary>Number of training timesteps T of the noise schedule (t_stu / T weights the term).</summary>
     public int NumTrainTimesteps { get; init; } = 1000;
-
-    public void Validate()
-    {
-        static void NonNegative(double v, string name)
-        {
-            if (!(v >= 0) || double.IsInfinity(v)) throw new ArgumentOutOfRangeException(name, v, $"{name} must be a finite value >= 0");
-        }
-        NonNegative(PixelWeight, nameof(PixelWeight));
-        NonNegative(SemanticWeight, nameof(SemanticWeight));
-        NonNegative(ReconstructionWeight, nameof(ReconstructionWeight));
-        NonNegative(BalanceWeight, nameof(BalanceWeight));
-        NonNegative(Tau, nameof(Tau));
-        if (MapResolution is { } r && r < 4) throw new ArgumentOutOfRangeException(nameof(MapResolution), r, "MapResolution must be at least 4");
-        if (NumTrainTimesteps <= 0) throw new ArgumentOutOfRangeException(nameof(NumTrainTimesteps), NumTrainTimesteps, "NumTrainTimesteps must be positive");
-    }
 }

@@ -44,7 +44,6 @@ public sealed class LoraAdapters : IDisposable
     /// <summary>Freezes <paramref name="root"/> and attaches adapters to its target linears.</summary>
     public static LoraAdapters Attach(nn.Module root, string prefix, IEnumerable<string> targets, LoraOptions options, Generator? generator = null)
     {
-        options.Validate();
         var targetList = targets.ToArray();
         var found = FindTargets(root, targetList);
         if (found.Count == 0)

@@ -127,6 +127,8 @@ public static class LoraFile
         foreach (var (key, value) in tensors)
             if (LoraKeys.Parse(key).Part == LoraPart.Down && value.shape[0] != rank)
                 Fail($"{path}: '{key}' has rank {value.shape[0]}, but '{firstA.Key}' has rank {rank}");
+        if (rank <= 0) Fail($"{path}: '{firstA.Key}' has rank {rank}; a LoRA needs rank >= 1");
+        if (!(alpha > 0) || double.IsInfinity(alpha)) Fail($"{path}: LoRA alpha {alpha} is not a positive number");
         return (tensors, rank, alpha);
     }
 }

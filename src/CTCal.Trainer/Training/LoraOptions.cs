@@ -5,7 +5,7 @@ namespace CTCal.Trainer.Training;
 /// <summary>LoRA settings (the GORS/CTCal recipe: rank 4 on the UNet's attention; optionally the text encoder's self-attention).</summary>
 public sealed record LoraOptions
 {
-    public int Rank { get; init; } = 4;
+    public int Rank { get; init; } = CTCal.Contracts.FineTuneJob.Defaults.LoraRank;
 
     /// <summary>LoRA alpha; the update is scaled by alpha / rank. Default: equal to the rank (scale 1).</summary>
     public double? Alpha { get; init; }
@@ -28,11 +28,4 @@ public sealed record LoraOptions
 
     /// <summary>CLIP text encoder self-attention projections (transformers names).</summary>
     public static readonly string[] TextEncoderTargets = ["q_proj", "k_proj", "v_proj", "out_proj"];
-
-    public void Validate()
-    {
-        if (Rank <= 0) throw new ArgumentOutOfRangeException(nameof(Rank), Rank, "LoRA rank must be positive");
-        if (EffectiveAlpha <= 0 || double.IsNaN(EffectiveAlpha)) throw new ArgumentOutOfRangeException(nameof(Alpha), Alpha, "LoRA alpha must be positive");
-        if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, "LoRA dropout must be in [0, 1)");
-    }
 }

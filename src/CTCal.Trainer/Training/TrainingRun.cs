@@ -47,7 +47,6 @@ public sealed partial class TrainingRun : IDisposable
     public TrainingRun(ITrainableDiffusionModel model, ImageCaptionDataset data, TrainingOptions options, string outputFolder,
         ITrainingObserver? observer = null, ITrainingValidator? validator = null)
     {
-        options.Validate();
         _model = model;
         _data = data;
         _options = options;
