@@ -22,6 +22,8 @@ public sealed record FineTuneJob
     public static readonly IReadOnlyList<string> LrSchedules = ["constant", "cosine"];
     /// <summary>Accepted values of <see cref="Distance"/>.</summary>
     public static readonly IReadOnlyList<string> Distances = ["mse", "l1", "kl"];
+    /// <summary>Accepted values of <see cref="Teacher"/>.</summary>
+    public static readonly IReadOnlyList<string> Teachers = ["model", "shuffled", "oracle"];
     /// <summary>Accepted values of <see cref="Progress"/>.</summary>
     public static readonly IReadOnlyList<string> ProgressModes = ["auto", "bar", "plain", "json", "none"];
 
@@ -90,6 +92,12 @@ public sealed record FineTuneJob
     // CTCal.
     /// <summary>Teacher timestep t_tea (the paper uses 0 for SD 2.1).</summary>
     public int TeacherT { get; init; }
+    /// <summary>
+    /// Where the teacher maps come from: <c>model</c> (the method: the model's own maps at <see cref="TeacherT"/>),
+    /// <c>shuffled</c> (a control: the teacher maps of another sample of the batch, so the term regularises without
+    /// calibrating) or <c>oracle</c> (an upper bound: the dataset's per-subject masks).
+    /// </summary>
+    public string Teacher { get; init; } = "model";
     /// <summary>lambda1, pixel-level alignment.</summary>
     public double PixelWeight { get; init; } = 1.0;
     /// <summary>lambda2, semantic-level (autoencoder code) alignment.</summary>
@@ -153,6 +161,7 @@ public sealed record FineTuneJob
         OneOf(LrSchedule, LrSchedules, "lr-schedule");
         OneOf(Distance, Distances, "distance");
         OneOf(Progress, ProgressModes, "progress");
+        OneOf(Teacher, Teachers, "teacher");
         if (!Full)
         {
             Check(LoraRank > 0, $"lora-rank must be positive (got {LoraRank})");

@@ -38,7 +38,11 @@ public sealed partial class TrainingRun
         var select = runCtcal ? tensor(calibrated.Select(b => (long)b).ToArray(), device: batch.Latents.device) : null;
         Tensor Pick(Tensor t) => subset ? t.index_select(0, select!) : t;
 
-        var teacherMaps = runCtcal ? TeacherMaps(batch, Pick, calibrated.Count) : new Dictionary<string, Tensor>();
+        var teacherMaps = !runCtcal ? new Dictionary<string, Tensor>() : _options.Teacher switch
+        {
+            TeacherSource.Model => TeacherMaps(batch, Pick, calibrated.Count),
+            _ => throw new NotSupportedException($"teacher '{_options.Teacher}' is not implemented yet"),
+        };
         var prediction = _model.PredictNoise(batch.Noisy, batch.TStudent, batch.Context, runCtcal ? _ctcal!.Layers.ToList() : null, out var studentMaps);
         var diffusionLoss = _objective.Loss(prediction, batch.Target, batch.TStudent);
         CtcalLossParts? parts = null;

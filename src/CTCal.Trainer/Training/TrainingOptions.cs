@@ -4,6 +4,12 @@ using CTCal.Trainer.Calibration;
 
 namespace CTCal.Trainer.Training;
 
+/// <summary>
+/// Where CTCal's teacher maps come from: the model itself at t_tea (the method), another sample's (the shuffled-teacher
+/// control) or the dataset's subject masks (the oracle upper bound).
+/// </summary>
+public enum TeacherSource { Model, Shuffled, Oracle }
+
 /// <summary>Fine-tuning method: CTCal adds the calibration term; vanilla is the same loop with it off.</summary>
 public enum TrainingMethod { Ctcal, Vanilla }
 
@@ -51,6 +57,8 @@ public sealed record TrainingOptions
 
     /// <summary>CTCal: teacher timestep t_tea (the paper uses 0 for SD 2.1).</summary>
     public int TeacherTimestep { get; init; }
+    /// <summary>CTCal: where the teacher maps come from (<see cref="TeacherSource"/>).</summary>
+    public TeacherSource Teacher { get; init; } = TeacherSource.Model;
     /// <summary>CTCal loss weights, distance, tau, map resolution.</summary>
     public CtcalLossOptions Ctcal { get; init; } = new();
     /// <summary>CTCal layers: <c>auto</c> (cross-attention maps at 1/2 and 1/4 of the latent side, else all), <c>all</c>, or module paths.</summary>
@@ -92,6 +100,7 @@ public sealed record TrainingOptions
             ValidationGuidance = job.Guidance,
             MaxNonFiniteSteps = job.MaxNanSteps,
             TeacherTimestep = job.TeacherT,
+            Teacher = job.Teacher switch { "shuffled" => TeacherSource.Shuffled, "oracle" => TeacherSource.Oracle, _ => TeacherSource.Model },
             Layers = job.Layers,
             Ctcal = new CtcalLossOptions
             {
