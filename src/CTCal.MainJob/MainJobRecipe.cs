@@ -27,8 +27,8 @@ public sealed record MainJobRecipe
     public IReadOnlyList<long> Seeds { get; init; } = new long[] { 1, 2, 3 };
 
     /// <summary>
-    /// Scale of the CTCal alignment weights: <c>--pixel-weight</c> = 1 x this, <c>--semantic-weight</c> = 0.5 x this,
-    /// <c>--balance-weight</c> = 0.1 x this (the trainer's defaults are 1, 0.5 and 0.1, i.e. a scale of 1). 0.01 from the
+    /// Scale of the CTCal alignment weights, applied with <see cref="CTCal.Contracts.FineTuneJob.WithAlignmentWeight"/>
+    /// (the trainer's default weights times this; a scale of 1 is the trainer's defaults). 0.01 from the
     /// sweep in docs/main-job.md: on this base, weights of 0.1 to 1 lowered binding at every learning rate tried.
     /// </summary>
     public double CtcalWeight { get; init; } = 0.01;
