@@ -1,31 +1,14 @@
 using CTCal.Core.Diffusers;
 using CTCal.Export.Graphs;
+using CTCal.Tests;
 
 namespace CTCal.Export.Tests;
 
 /// <summary>An SD2-style UNet (linear projections, per-block heads, upcast_attention, 3 levels, 2 layers) exports and runs.</summary>
 public sealed class Sd2ConfigTests
 {
-    private const string Config = """
-    {
-      "_class_name": "UNet2DConditionModel",
-      "act_fn": "silu",
-      "attention_head_dim": [2, 4, 8],
-      "block_out_channels": [16, 32, 64],
-      "cross_attention_dim": 24,
-      "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-      "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-      "flip_sin_to_cos": true,
-      "freq_shift": 0,
-      "in_channels": 4,
-      "out_channels": 4,
-      "layers_per_block": 2,
-      "norm_num_groups": 8,
-      "sample_size": 16,
-      "use_linear_projection": true,
-      "upcast_attention": true
-    }
-    """;
+    /// <summary>The tiny SD2-style UNet config shared with the integration tests.</summary>
+    private static readonly string Config = TinyConfigs.Sd2.UNet;
 
     [Fact]
     public void Sd2_style_unet_exports_and_runs_with_the_right_output_shape()

@@ -1,6 +1,9 @@
-namespace CTCal.Integration.Tests;
+namespace CTCal.Tests;
 
-/// <summary>The config.json texts of one small pipeline (UNet, CLIP text encoder, VAE) and its test input sizes.</summary>
+/// <summary>
+/// The config.json texts of one small pipeline (UNet, CLIP text encoder, VAE) and its test input sizes; shared by the
+/// test projects (tests/Shared) so the tiny SD1- and SD2-style configurations are written once.
+/// </summary>
 public sealed record TinyConfigs(string Name, string UNet, string TextEncoder, string Vae, int LatentHeight, int LatentWidth)
 {
     /// <summary>SD 1.x style: conv projections, one head count for all blocks, quick_gelu CLIP with the legacy eos_token_id 2 (argmax pooling), 2-level VAE.</summary>
