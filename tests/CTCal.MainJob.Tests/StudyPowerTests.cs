@@ -56,4 +56,22 @@ public sealed class StudyPowerTests
         double formula = StudyPower.StandardErrorOfDifference(r.MeanA, r.MeanB, 600);
         Assert.InRange(r.StandardError / formula, 0.9, 1.1);
     }
+
+    [Fact]
+    public void ResamplingSeedsAndPromptsTogetherIsConservativeByAboutTheSquareRootOfTwo()
+    {
+        // Three seed pairs x 300 prompts of pure noise (no seed, prompt or method effect): crossed resampling counts
+        // the noise once per factor; holding the seeds fixed gives the binomial standard error.
+        var rng = new SeededRandom(10);
+        List<double[][]> Draw() => Enumerable.Range(0, 3).Select(_ => Enumerable.Range(0, 300).Select(_ => new[] { rng.NextDouble() < 0.5 ? 1.0 : 0.0 }).ToArray()).ToList();
+        var (a, b) = (Draw(), Draw());
+        var options = new PairedBootstrapOptions { Resamples = 4000 };
+        var crossed = PairedBootstrap.Compare(a, b, options);
+        var fixedSeeds = PairedBootstrap.Compare(a, b, options with { ResampleSeeds = false });
+        double formula = StudyPower.StandardErrorOfDifference(0.5, 0.5, 900);
+        Assert.True(crossed.ResampledSeeds);
+        Assert.False(fixedSeeds.ResampledSeeds);
+        Assert.InRange(fixedSeeds.StandardError / formula, 0.9, 1.1);
+        Assert.InRange(crossed.StandardError / fixedSeeds.StandardError, 1.2, 1.65);
+    }
 }

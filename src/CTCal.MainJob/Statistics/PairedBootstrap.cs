@@ -20,6 +20,14 @@ public sealed record PairedBootstrapOptions
     /// to show that, not for reporting.
     /// </summary>
     public bool ClusterByPrompt { get; init; } = true;
+
+    /// <summary>
+    /// Resample the fine-tune seed pairs as well (the interval then speaks for new seeds, not only these). Crossed with
+    /// the prompt resampling this counts the image-level noise twice, so without real seed or prompt effects the
+    /// standard error comes out up to sqrt(2) too large (a conservative interval; no bootstrap of a crossed design is
+    /// exact, McCullagh 2000). False holds the seed pairs fixed.
+    /// </summary>
+    public bool ResampleSeeds { get; init; } = true;
 }
 
 /// <summary>One fine-tune seed pair: seed s of method A against seed s of method B on the same units.</summary>
@@ -34,7 +42,7 @@ public sealed record SeedPairDifference(int SeedIndex, double MeanA, double Mean
 /// </summary>
 public sealed record PairedBootstrapResult(
     int SeedPairs, int Prompts, int Images, double MeanA, double MeanB, double Difference, double Low, double High, double StandardError,
-    double Confidence, int Resamples, ulong Seed, bool ClusteredByPrompt, IReadOnlyList<SeedPairDifference> PerSeed)
+    double Confidence, int Resamples, ulong Seed, bool ClusteredByPrompt, bool ResampledSeeds, IReadOnlyList<SeedPairDifference> PerSeed)
 {
     /// <summary>Whether the interval holds <paramref name="value"/>.</summary>
     public bool Covers(double value) => Low <= value && value <= High;
@@ -50,8 +58,8 @@ public sealed record PairedBootstrapResult(
 /// <remarks>
 /// Input: <c>a[s][p][i]</c> and <c>b[s][p][i]</c>, the score (usually 0 or 1) of image i of prompt p for seed pair s;
 /// every seed pair has the same prompts and the same images per prompt in both methods. The estimate is
-/// mean(B) - mean(A) over all units of all seed pairs. Each resample draws seed pairs with replacement and, crossed
-/// with them, prompts with replacement (every image of a drawn prompt comes along; with
+/// mean(B) - mean(A) over all units of all seed pairs. Each resample draws seed pairs with replacement (unless
+/// <see cref="PairedBootstrapOptions.ResampleSeeds"/> is off) and, crossed with them, prompts with replacement (every image of a drawn prompt comes along; with
 /// <see cref="PairedBootstrapOptions.ClusterByPrompt"/> off, single images instead), and recomputes the difference of the
 /// resampled units; pairing is kept because a drawn unit carries both methods' scores. The interval is the
 /// (1 - c)/2 and (1 + c)/2 percentiles of the resampled differences (Efron and Tibshirani 1993, ch. 13; quantiles by
@@ -123,7 +131,7 @@ public static class PairedBootstrap
         }
 
         return new PairedBootstrapResult(seeds, prompts, images, sumA / units, sumB / units, (sumB - sumA) / units, low, high, se,
-            options.Confidence, options.Resamples, options.Seed, options.ClusterByPrompt, perSeed);
+            options.Confidence, options.Resamples, options.Seed, options.ClusterByPrompt, options.ResampleSeeds, perSeed);
     }
 
     /// <summary>
@@ -187,7 +195,7 @@ public static class PairedBootstrap
         for (int r = 0; r < draws.Length; r++)
         {
             Array.Clear(seedWeight);
-            for (int j = 0; j < seedPool.Length; j++) seedWeight[seedPool[rng.NextInt(seedPool.Length)]]++;
+            for (int j = 0; j < seedPool.Length; j++) seedWeight[options.ResampleSeeds ? seedPool[rng.NextInt(seedPool.Length)] : seedPool[j]]++;
             double num = 0, den = 0;
             for (int j = 0; j < clusters; j++)
             {
