@@ -36,13 +36,13 @@ public static class DatasetWriter
     {
         ArgumentNullException.ThrowIfNull(world);
         Directory.CreateDirectory(directory);
-        var metadata = new StringBuilder();
+        var metadata = new List<MetadataLine>();
         foreach (var record in world.TrainRecords)
         {
             AtomicFile.WriteBytes(Path.Combine(directory, record.FileName), record.Render().EncodePng());
-            metadata.Append(MetadataJson(new MetadataLine(record.FileName, record.Caption, record.Subjects))).Append('\n');
+            metadata.Add(new MetadataLine(record.FileName, record.Caption, record.Subjects));
         }
-        AtomicFile.WriteBytes(Path.Combine(directory, MetadataFileName), Encoding.UTF8.GetBytes(metadata.ToString()));
+        WriteMetadata(Path.Combine(directory, MetadataFileName), metadata);
         var o = world.Options;
         var description = new WorldFile(o.Seed, o.ImageSize, o.TrainCount, o.EvalPromptsPerCategory, o.EvalFraction,
             PairsOf(world.HeldOutPairs),
@@ -54,8 +54,19 @@ public static class DatasetWriter
     public static void WriteEvalPrompts(SyntheticWorld world, string path)
     {
         ArgumentNullException.ThrowIfNull(world);
+        WriteEvalPrompts(world, world.EvalPrompts, path);
+    }
+
+    /// <summary>
+    /// Writes <paramref name="prompts"/> (for instance one side of a <see cref="PromptSplit"/>) as an evaluation prompt
+    /// file of <paramref name="world"/> to <paramref name="path"/>; <see cref="ReadEvalPrompts"/> reads it back.
+    /// </summary>
+    public static void WriteEvalPrompts(SyntheticWorld world, IReadOnlyList<EvalPrompt> prompts, string path)
+    {
+        ArgumentNullException.ThrowIfNull(world);
+        ArgumentNullException.ThrowIfNull(prompts);
         var file = new EvalPromptFile(world.Options.Seed, world.Options.ImageSize, PairsOf(world.HeldOutPairs),
-            world.EvalPrompts.Select(p => new EvalPromptDto(p.Prompt, p.Category, p.HeldOutPair, p.Subjects.ToArray(),
+            prompts.Select(p => new EvalPromptDto(p.Prompt, p.Category, p.HeldOutPair, p.Subjects.ToArray(),
                 new SpecDto(p.Spec.Objects.ToArray(), p.Spec.Relation))).ToArray());
         string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (dir is not null) Directory.CreateDirectory(dir);
@@ -131,6 +142,15 @@ public static class DatasetWriter
             }
         }
         return result;
+    }
+
+    /// <summary>Writes <paramref name="lines"/> as a <c>metadata.jsonl</c> at <paramref name="path"/>, in one atomic step.</summary>
+    public static void WriteMetadata(string path, IEnumerable<MetadataLine> lines)
+    {
+        ArgumentNullException.ThrowIfNull(lines);
+        var metadata = new StringBuilder();
+        foreach (var line in lines) metadata.Append(MetadataJson(line)).Append('\n');
+        AtomicFile.WriteBytes(path, Encoding.UTF8.GetBytes(metadata.ToString()));
     }
 
     /// <summary>One compact JSON line for <paramref name="line"/> (keys file_name, text, subjects).</summary>
