@@ -6,7 +6,7 @@ using CTCal.Export;
 using CTCal.Plugin.Hosting;
 using CTCal.Plugin.Models;
 
-namespace CTCal.Plugin.Export;
+namespace CTCal.Plugin.ModelExport;
 
 /// <summary>
 /// <see cref="IModelExporter"/> over the CTCal.Export library: writes the ONNX folder straight into the plugin's models
