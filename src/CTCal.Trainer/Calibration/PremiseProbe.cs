@@ -89,7 +89,7 @@ public static class PremiseProbe
             using (var scope = NewDisposeScope())
             using (no_grad())
             {
-                var generator = new Generator((ulong)(options.Seed + index));
+                using var generator = new Generator((ulong)(options.Seed + index));
                 int r = data.Resolution;
                 var image = tensor(pixels, new long[] { 1, 3, r, r });
                 var latents = model.EncodeImages(image, generator);

@@ -26,6 +26,7 @@ public sealed class OracleTeacher
     private readonly ImageCaptionDataset _data;
     private readonly IReadOnlyList<(string Path, int Side)> _layers;
     private readonly Dictionary<int, IReadOnlyList<string>> _subjects = new();
+    private readonly Dictionary<(int Record, int Side), IReadOnlyDictionary<string, float[]>> _masks = new();
 
     /// <summary>
     /// Checks (<see cref="RequireMasks"/>) that every record's calibrated nouns have masks, and keeps the calibrated
@@ -84,11 +85,18 @@ public sealed class OracleTeacher
             var subjects = _subjects[records[b]];
             if (subjects.Count != nouns[b].Count)
                 throw new InvalidOperationException($"{_data.Records[records[b]].Origin}: {nouns[b].Count} calibrated nouns but {subjects.Count} subjects");
-            var bySide = _layers.Select(l => l.Side).Distinct().ToDictionary(s => s, s => _data.LoadMasks(records[b], s));
+            var bySide = _layers.Select(l => l.Side).Distinct().ToDictionary(s => s, s => Masks(records[b], s));
             samples.Add(nouns[b].Select((positions, k) => new OracleNoun(positions,
                 bySide.ToDictionary(kv => kv.Key, kv => kv.Value[subjects[k]]))).ToList());
         }
         return Maps(samples, _layers, tokenCount, device);
+    }
+
+    /// <summary>Record <paramref name="record"/>'s masks at <paramref name="side"/>, decoded once and kept (side² floats per subject).</summary>
+    private IReadOnlyDictionary<string, float[]> Masks(int record, int side)
+    {
+        if (!_masks.TryGetValue((record, side), out var masks)) _masks[(record, side)] = masks = _data.LoadMasks(record, side);
+        return masks;
     }
 
     /// <summary>
