@@ -4,9 +4,10 @@ using CTCal.Synthetic;
 namespace CTCal.MainJob;
 
 /// <summary>
-/// Stage a: the synthetic training dataset, exactly as <c>ctcal-train base dataset --count N --seed S</c> writes it
-/// (metadata.jsonl, PNGs, world.json, eval_prompts.json). An existing folder is reused when its world.json records the
-/// same seed, image size and count and its files are there.
+/// Stage a: the synthetic training dataset, exactly as <c>ctcal-train base dataset --count N --seed S --with-masks</c>
+/// writes it (metadata.jsonl, PNGs, per-subject masks for <c>--teacher oracle</c>, world.json, eval_prompts.json). An
+/// existing folder is reused when its world.json records the same seed, image size and count, its files are there and its
+/// metadata lines carry masks.
 /// </summary>
 internal static class DatasetStage
 {
@@ -38,7 +39,20 @@ internal static class DatasetStage
                 && root.GetProperty("imageSize").GetInt32() == world.ImageSize
                 && root.GetProperty("trainCount").GetInt32() == world.TrainCount
                 && root.GetProperty("evalPromptsPerCategory").GetInt32() == world.EvalPromptsPerCategory;
-            return same && File.ReadLines(metadata).Count(l => l.Length > 0) == world.TrainCount;
+            var lines = File.ReadLines(metadata).Where(l => l.Length > 0).ToList();
+            if (!same || lines.Count != world.TrainCount)
+            {
+                return false;
+            }
+
+            if (lines.Count == 0)
+            {
+                return true;
+            }
+
+            using var first = JsonDocument.Parse(lines[0]);
+            return first.RootElement.TryGetProperty("masks", out var masks) && masks.ValueKind == JsonValueKind.Object
+                && Directory.Exists(Path.Combine(folder, SubjectMasks.Folder));
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {
@@ -61,7 +75,7 @@ internal static class DatasetStage
         }
 
         var world = SyntheticWorld.Create(options);
-        DatasetWriter.WriteDataset(world, folder);
+        DatasetWriter.WriteDataset(world, folder, withMasks: true);
         DatasetWriter.WriteEvalPrompts(world, Path.Combine(folder, EvalPromptsFileName));
         return false;
     }

@@ -6,15 +6,20 @@ using CTCal.Core.IO;
 namespace CTCal.Synthetic;
 
 /// <summary>One line of a diffusers image-folder <c>metadata.jsonl</c>.</summary>
-public sealed record MetadataLine(string FileName, string Text, IReadOnlyList<string> Subjects);
+/// <param name="FileName">The image, inside the dataset folder.</param>
+/// <param name="Text">The caption.</param>
+/// <param name="Subjects">The subject nouns to calibrate.</param>
+/// <param name="Masks">Optional: subject noun -> its mask PNG's path relative to the dataset folder ('/'-separated).</param>
+public sealed record MetadataLine(string FileName, string Text, IReadOnlyList<string> Subjects, IReadOnlyDictionary<string, string>? Masks = null);
 
 /// <summary>
 /// Writes and reads the synthetic world's files. A dataset folder is a diffusers image-folder dataset:
 /// <c>metadata.jsonl</c> with one <c>{"file_name": "00000.png", "text": "...", "subjects": ["circle", ...]}</c> per line,
 /// the PNGs beside it, and <c>world.json</c> recording the options, palette and held-out pairs. The evaluation prompt
 /// file is JSON: <c>{"seed", "imageSize", "heldOutPairs": [...], "prompts": [{"prompt", "category", "heldOutPair",
-/// "subjects", "spec": {"objects": [{"color", "shape", "count"}], "relation"}}]}</c>. Every file is written to a
-/// temporary name and renamed into place.
+/// "subjects", "spec": {"objects": [{"color", "shape", "count"}], "relation"}}]}</c>. With masks, each line also carries
+/// <c>"masks": {"circle": "masks/00000_circle.png", ...}</c>, one 8-bit grayscale PNG per subject (255 inside the objects
+/// the subject names, 0 outside; <see cref="SubjectMasks"/>). Every file is written to a temporary name and renamed into place.
 /// </summary>
 public static class DatasetWriter
 {
@@ -31,16 +36,32 @@ public static class DatasetWriter
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase, allowIntegerValues: false) },
     };
 
-    /// <summary>Renders every training record of <paramref name="world"/> into <paramref name="directory"/> (created if missing).</summary>
-    public static void WriteDataset(SyntheticWorld world, string directory)
+    /// <summary>
+    /// Renders every training record of <paramref name="world"/> into <paramref name="directory"/> (created if missing);
+    /// with <paramref name="withMasks"/> also each record's subject masks under <c>masks/</c>, named in its metadata line.
+    /// </summary>
+    public static void WriteDataset(SyntheticWorld world, string directory, bool withMasks = false)
     {
         ArgumentNullException.ThrowIfNull(world);
         Directory.CreateDirectory(directory);
+        if (withMasks) Directory.CreateDirectory(Path.Combine(directory, SubjectMasks.Folder));
         var metadata = new List<MetadataLine>();
         foreach (var record in world.TrainRecords)
         {
             AtomicFile.WriteBytes(Path.Combine(directory, record.FileName), record.Render().EncodePng());
-            metadata.Add(new MetadataLine(record.FileName, record.Caption, record.Subjects));
+            Dictionary<string, string>? masks = null;
+            if (withMasks)
+            {
+                masks = new Dictionary<string, string>(StringComparer.Ordinal);
+                foreach (string subject in record.Subjects)
+                {
+                    string relative = SubjectMasks.RelativePath(record.FileName, subject);
+                    byte[] png = SubjectMasks.EncodePng(record.Scene.Width, record.Scene.Height, SubjectMasks.Render(record, subject));
+                    AtomicFile.WriteBytes(Path.Combine(directory, relative), png);
+                    masks[subject] = relative;
+                }
+            }
+            metadata.Add(new MetadataLine(record.FileName, record.Caption, record.Subjects, masks));
         }
         WriteMetadata(Path.Combine(directory, MetadataFileName), metadata);
         var o = world.Options;
@@ -133,7 +154,19 @@ public static class DatasetWriter
                     throw new FormatException("missing array 'subjects'");
                 var words = subjects.EnumerateArray().Select(s => s.ValueKind == JsonValueKind.String
                     ? s.GetString()! : throw new FormatException("'subjects' holds a non-string")).ToArray();
-                result.Add(new MetadataLine(fileName, text, words));
+                Dictionary<string, string>? masks = null;
+                if (root.TryGetProperty("masks", out var masksElement) && masksElement.ValueKind != JsonValueKind.Null)
+                {
+                    if (masksElement.ValueKind != JsonValueKind.Object) throw new FormatException("'masks' must be an object of subject -> mask path");
+                    masks = new Dictionary<string, string>(StringComparer.Ordinal);
+                    foreach (var m in masksElement.EnumerateObject())
+                    {
+                        if (m.Value.ValueKind != JsonValueKind.String) throw new FormatException($"masks['{m.Name}'] must be a string path");
+                        if (!words.Contains(m.Name)) throw new FormatException($"masks['{m.Name}'] is not one of the subjects");
+                        masks[m.Name] = m.Value.GetString()!;
+                    }
+                }
+                result.Add(new MetadataLine(fileName, text, words, masks));
             }
             catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException)
             {
@@ -153,7 +186,7 @@ public static class DatasetWriter
         AtomicFile.WriteBytes(path, Encoding.UTF8.GetBytes(metadata.ToString()));
     }
 
-    /// <summary>One compact JSON line for <paramref name="line"/> (keys file_name, text, subjects).</summary>
+    /// <summary>One compact JSON line for <paramref name="line"/> (keys file_name, text, subjects, and masks when given).</summary>
     public static string MetadataJson(MetadataLine line)
     {
         using var buffer = new MemoryStream();
@@ -165,6 +198,12 @@ public static class DatasetWriter
             w.WriteStartArray("subjects");
             foreach (string s in line.Subjects) w.WriteStringValue(s);
             w.WriteEndArray();
+            if (line.Masks is not null)
+            {
+                w.WriteStartObject("masks");
+                foreach (var (subject, path) in line.Masks) w.WriteString(subject, path);
+                w.WriteEndObject();
+            }
             w.WriteEndObject();
         }
         return Encoding.UTF8.GetString(buffer.ToArray());

@@ -33,8 +33,9 @@ internal sealed class BaseVerb(CliContext context, string[] args)
         var dsCount = new Option<int>("--count") { Description = "training images", DefaultValueFactory = _ => 2000 };
         var dsSize = new Option<int>("--image-size") { Description = "image side in pixels", DefaultValueFactory = _ => 64 };
         var dsSeed = new Option<long>("--seed") { Description = "world seed (split, held-out pairs, scenes)", DefaultValueFactory = _ => 1 };
+        var dsMasks = new Option<bool>("--with-masks") { Description = "also write each record's per-subject masks (masks/*.png, named in metadata.jsonl 'masks')" };
         var dataset = new Command("dataset", "Write the synthetic world's training dataset and its evaluation prompts.");
-        foreach (var o in new Option[] { dsOut, dsCount, dsSize, dsSeed }) dataset.Options.Add(o);
+        foreach (var o in new Option[] { dsOut, dsCount, dsSize, dsSeed, dsMasks }) dataset.Options.Add(o);
         dataset.SetAction(parse => context.Guarded(() =>
         {
             var world = CTCal.Synthetic.SyntheticWorld.Create(new CTCal.Synthetic.SyntheticWorldOptions
@@ -42,7 +43,7 @@ internal sealed class BaseVerb(CliContext context, string[] args)
                 Seed = checked((ulong)parse.GetValue(dsSeed)), TrainCount = parse.GetValue(dsCount), ImageSize = parse.GetValue(dsSize),
             });
             string folder = parse.GetValue(dsOut)!;
-            CTCal.Synthetic.DatasetWriter.WriteDataset(world, folder);
+            CTCal.Synthetic.DatasetWriter.WriteDataset(world, folder, parse.GetValue(dsMasks));
             CTCal.Synthetic.DatasetWriter.WriteEvalPrompts(world, Path.Combine(folder, "eval_prompts.json"));
             context.Out.WriteLine($"dataset: {world.TrainRecords.Count} images, {world.EvalPrompts.Count} evaluation prompts -> {folder}");
             return ExitCodes.Ok;

@@ -150,6 +150,8 @@ internal sealed class TrainVerb(CliContext context)
                 throw new UsageException($"--teacher-t {options.TeacherTimestep} is not below the {diffusion.AlphasCumprod.Length} training timesteps");
             if (resolution % diffusion.VaeScaleFactor != 0)
                 throw new UsageException($"--resolution {resolution} is not a multiple of the model's VAE scale factor {diffusion.VaeScaleFactor}");
+            if (options.Method == TrainingMethod.Ctcal && options.Teacher == TeacherSource.Oracle)
+                OracleTeacher.RequireMasks(diffusion, dataset);
             SchedulerConfig? validationScheduler = options.ValidationPrompts.Count > 0
                 ? SchedulerConfig.Load(Path.Combine(model, "scheduler", "scheduler_config.json")) : null;
 

@@ -3,8 +3,11 @@ namespace CTCal.Trainer.Calibration;
 /// <summary>A word of a prompt as the tokenizer reports it, with the positions of its tokens in the encoder input.</summary>
 public sealed record PromptWord(string Text, int[] TokenPositions);
 
-/// <summary>A noun (or compound noun such as "teddy bear") chosen for calibration, with all its token positions.</summary>
-public sealed record SelectedNoun(string Text, int[] TokenPositions);
+/// <summary>
+/// A noun (or compound noun such as "teddy bear") chosen for calibration, with all its token positions, and the
+/// dataset subject it was matched to (null when the lexicon chose it).
+/// </summary>
+public sealed record SelectedNoun(string Text, int[] TokenPositions, string? Subject = null);
 
 /// <summary>Where the nouns came from.</summary>
 public enum NounSource
@@ -129,7 +132,7 @@ public sealed class NounSelector
             for (int p = 0; p < parts.Length; p++) used[found + p] = true;
             nouns.Add((found, new SelectedNoun(
                 string.Join(' ', Enumerable.Range(found, parts.Length).Select(x => words[x].Text)),
-                Enumerable.Range(found, parts.Length).SelectMany(x => words[x].TokenPositions).ToArray())));
+                Enumerable.Range(found, parts.Length).SelectMany(x => words[x].TokenPositions).ToArray(), subject)));
         }
         return new NounSelection(nouns.OrderBy(n => n.Start).Select(n => n.Noun).ToList(), NounSource.Subjects, unmatched);
     }

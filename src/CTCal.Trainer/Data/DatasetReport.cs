@@ -5,7 +5,10 @@ namespace CTCal.Trainer.Data;
 /// <param name="Caption">The prompt.</param>
 /// <param name="Subjects">Explicit subject nouns from <c>metadata.jsonl</c>, or null.</param>
 /// <param name="Origin">Where the record came from, for messages (<c>metadata.jsonl:12</c> or the caption file).</param>
-public sealed record DatasetRecord(string ImagePath, string Caption, IReadOnlyList<string>? Subjects, string Origin);
+/// <param name="Masks">Optional per-subject masks from <c>metadata.jsonl</c>: subject -> full path of its mask PNG (checked:
+/// inside the folder, decodable, the image's size, the key one of <paramref name="Subjects"/>), or null.</param>
+public sealed record DatasetRecord(string ImagePath, string Caption, IReadOnlyList<string>? Subjects, string Origin,
+    IReadOnlyDictionary<string, string>? Masks = null);
 
 /// <summary>What loading a dataset found: usable records and, for every skipped one, a message naming file and line.</summary>
 public sealed class DatasetReport

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using CTCal.Core.Models;
 
 namespace CTCal.Trainer.Data;
 
@@ -6,10 +7,13 @@ namespace CTCal.Trainer.Data;
 /// A captioned image folder in one of two layouts:
 /// <list type="bullet">
 /// <item>diffusers' image-folder layout: <c>metadata.jsonl</c>, one JSON object per line with <c>file_name</c> (relative to the
-/// folder), <c>text</c> (the caption) and optional <c>subjects</c> (array of strings: the nouns to calibrate);</item>
+/// folder), <c>text</c> (the caption), optional <c>subjects</c> (array of strings: the nouns to calibrate) and optional
+/// <c>masks</c> (object: subject -> relative path of an 8-bit grayscale PNG of the image's size, 255 inside the subject's
+/// objects, 0 outside; read by <see cref="LoadMasks"/>);</item>
 /// <item>images (<c>.png .jpg .jpeg .webp .bmp .gif</c>) each with a caption in a same-name <c>.txt</c> file.</item>
 /// </list>
-/// Bad records (bad JSON line, missing field, empty caption, <c>file_name</c> leaving the folder, missing or undecodable image)
+/// Bad records (bad JSON line, missing field, empty caption, <c>file_name</c> leaving the folder, missing or undecodable image,
+/// a mask entry whose key is not a subject or whose file leaves the folder, is missing, undecodable or not the image's size)
 /// are reported in <see cref="Report"/> with file and line and skipped; with <c>strict</c> they fail
 /// <see cref="Open"/> (or <see cref="LoadImage"/>) with a <see cref="DatasetException"/> listing them. Nothing is dropped silently.
 /// </summary>
@@ -57,7 +61,7 @@ public sealed class ImageCaptionDataset
         var usable = new List<DatasetRecord>();
         foreach (var record in records)
         {
-            string? problem = CheckImage(record.ImagePath);
+            string? problem = CheckImage(record.ImagePath) ?? CheckMasks(record);
             if (problem is null) usable.Add(record);
             else report.Problem($"{record.Origin}: {problem}");
         }
@@ -87,6 +91,30 @@ public sealed class ImageCaptionDataset
             Report.Problem(message);
             return null;
         }
+    }
+
+    /// <summary>
+    /// The masks of record <paramref name="index"/> (subject -> <paramref name="side"/>² values in [0, 1], row-major), each
+    /// cropped like the image and area-averaged (<see cref="MaskLoader"/>); empty when the record has none.
+    /// </summary>
+    /// <exception cref="DatasetException">a mask that was readable at <see cref="Open"/> no longer is (names the record and key).</exception>
+    public IReadOnlyDictionary<string, float[]> LoadMasks(int index, int side)
+    {
+        var record = Records[index];
+        var result = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        if (record.Masks is null) return result;
+        foreach (var (subject, path) in record.Masks)
+        {
+            try
+            {
+                result[subject] = MaskLoader.Load(path, side);
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                throw new DatasetException($"{record.Origin}: masks['{subject}']: {e.Message}");
+            }
+        }
+        return result;
     }
 
     private static void ReadMetadata(string root, string metadata, List<DatasetRecord> records, DatasetReport report)
@@ -136,9 +164,75 @@ public sealed class ImageCaptionDataset
                 }
                 string? path = ResolveInside(root, name);
                 if (path is null) { report.Problem($"{origin}: file_name '{name}' leaves the dataset folder"); continue; }
-                records.Add(new DatasetRecord(path, caption, subjects, origin));
+                Dictionary<string, string>? masks = null;
+                if (obj.TryGetProperty("masks", out var masksElement) && masksElement.ValueKind != JsonValueKind.Null)
+                {
+                    string? problem = ReadMasks(root, masksElement, subjects, out masks);
+                    if (problem is not null) { report.Problem($"{origin}: {problem}"); continue; }
+                }
+                records.Add(new DatasetRecord(path, caption, subjects, origin, masks));
             }
         }
+    }
+
+    /// <summary>The <c>masks</c> object as subject -> full path, or the problem (naming the key) that makes the record bad.</summary>
+    private static string? ReadMasks(string root, JsonElement element, IReadOnlyList<string>? subjects, out Dictionary<string, string>? masks)
+    {
+        masks = null;
+        if (element.ValueKind != JsonValueKind.Object) return "'masks' must be an object of subject -> mask path";
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var entry in element.EnumerateObject())
+        {
+            string key = entry.Name;
+            if (entry.Value.ValueKind != JsonValueKind.String) return $"masks['{key}'] must be a string (a path relative to the dataset folder)";
+            if (subjects is null || !subjects.Contains(key, StringComparer.Ordinal))
+                return $"masks['{key}']: '{key}' is not one of the record's subjects ({(subjects is null ? "none given" : string.Join(", ", subjects))})";
+            string relative = entry.Value.GetString()!;
+            try
+            {
+                result[key] = PathGuard.ResolveInside(root, relative);
+            }
+            catch (UnsafePathException e)
+            {
+                return $"masks['{key}']: '{relative}' is not a file inside the dataset folder ({e.Message})";
+            }
+        }
+        masks = result;
+        return null;
+    }
+
+    /// <summary>Each mask exists, decodes completely and has the image's size; the problem naming the key otherwise.</summary>
+    private static string? CheckMasks(DatasetRecord record)
+    {
+        if (record.Masks is null) return null;
+        (int Width, int Height) image;
+        try
+        {
+            image = MaskLoader.Size(record.ImagePath);
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+        {
+            return $"image {e.Message}";
+        }
+        foreach (var (subject, path) in record.Masks)
+        {
+            if (!File.Exists(path)) return $"masks['{subject}']: mask {path} does not exist";
+            try
+            {
+                using var bitmap = ImageLoader.DecodeComplete(path);
+                if (bitmap.Width != image.Width || bitmap.Height != image.Height)
+                    return $"masks['{subject}']: mask {path} is {bitmap.Width}x{bitmap.Height}, its image is {image.Width}x{image.Height}";
+            }
+            catch (InvalidDataException e)
+            {
+                return $"masks['{subject}']: mask {e.Message}";
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return $"masks['{subject}']: mask {path} cannot be read ({e.Message})";
+            }
+        }
+        return null;
     }
 
     private static void ReadCaptionFiles(string root, List<DatasetRecord> records, DatasetReport report)

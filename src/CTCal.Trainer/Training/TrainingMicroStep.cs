@@ -41,6 +41,7 @@ public sealed partial class TrainingRun
         var teacherMaps = !runCtcal ? new Dictionary<string, Tensor>() : _options.Teacher switch
         {
             TeacherSource.Model => TeacherMaps(batch, Pick, calibrated.Count),
+            TeacherSource.Oracle => OracleTeacherMaps(indices, calibrated, batch),
             _ => throw new NotSupportedException($"teacher '{_options.Teacher}' is not implemented yet"),
         };
         var prediction = _model.PredictNoise(batch.Noisy, batch.TStudent, batch.Context, runCtcal ? _ctcal!.Layers.ToList() : null, out var studentMaps);

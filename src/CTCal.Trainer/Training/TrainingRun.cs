@@ -88,6 +88,7 @@ public sealed partial class TrainingRun : IDisposable
             DeterministicInit.Reset(_autoencoder, init);
             _ctcal = new CtcalLoss(options.Ctcal with { NumTrainTimesteps = _objective.NumTrainTimesteps }, _autoencoder, CalibratedLayers);
             foreach (var (name, p) in _autoencoder.named_parameters()) _trainable.Add(($"attention_autoencoder.{name}", p));
+            if (options.Teacher == TeacherSource.Oracle) _oracleTeacher = new OracleTeacher(model, data, CalibratedLayers);
         }
         else
         {
