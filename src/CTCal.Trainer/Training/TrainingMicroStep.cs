@@ -8,7 +8,8 @@ namespace CTCal.Trainer.Training;
 /// One micro-batch of <see cref="TrainingRun.TrainStep"/>, in the order its pieces draw from the run's generator (the
 /// order is part of exact resume): <see cref="NextBatch"/> (records in data order, undecodable images skipped) ->
 /// <see cref="Noised"/> (text context, latents, noise, t_stu, x_t, target) -> <see cref="CalibratedSamples"/> (which samples
-/// the CTCal term covers) -> <see cref="TeacherMaps"/> (no-grad pass at t_tea) -> the student pass with grad ->
+/// the CTCal term covers) -> <see cref="TeacherMaps"/> (no-grad pass at t_tea; <c>--teacher shuffled</c> then draws its derangement,
+/// <see cref="ShuffledTeacher"/>) -> the student pass with grad ->
 /// <see cref="CombineLosses"/> -> backward. Tensors belong to the caller's dispose scope.
 /// </summary>
 public sealed partial class TrainingRun
@@ -41,6 +42,7 @@ public sealed partial class TrainingRun
         var teacherMaps = !runCtcal ? new Dictionary<string, Tensor>() : _options.Teacher switch
         {
             TeacherSource.Model => TeacherMaps(batch, Pick, calibrated.Count),
+            TeacherSource.Shuffled => ShuffledTeacher.Apply(TeacherMaps(batch, Pick, calibrated.Count), calibrated.Select(b => batch.Prompts[b].Nouns).ToList(), _generator),
             _ => throw new NotSupportedException($"teacher '{_options.Teacher}' is not implemented yet"),
         };
         var prediction = _model.PredictNoise(batch.Noisy, batch.TStudent, batch.Context, runCtcal ? _ctcal!.Layers.ToList() : null, out var studentMaps);
