@@ -45,6 +45,7 @@ internal sealed class TrainVerb(CliContext context)
         public readonly Option<int> Resolution = new("--resolution") { Description = "training resolution (images are resized and centre-cropped)", DefaultValueFactory = _ => D.Resolution };
         public readonly Option<long> Seed = new("--seed") { Description = "seed of weights init, noise, timesteps and data order", DefaultValueFactory = _ => D.Seed };
         public readonly Option<int> SaveEvery = new("--save-every") { Description = "checkpoint every N steps (0: only at the end)", DefaultValueFactory = _ => D.SaveEvery };
+        public readonly Option<int> AlignEvery = new("--align-every") { Description = "study measures (align_kl, align_cos, per-term gradient norms) on step 1 and every N steps (0: off)", DefaultValueFactory = _ => D.AlignEvery };
         public readonly Option<int> ValidateEvery = new("--validate-every") { Description = "validation images every N steps (0: only at the end when prompts are given)", DefaultValueFactory = _ => D.ValidateEvery };
         public readonly Option<string[]> ValidationPrompts = new("--validation-prompts") { Description = "prompts for validation images", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [.. D.ValidationPrompts] };
         public readonly Option<int> ValidationSteps = new("--validation-steps") { Description = "sampler steps of validation images", DefaultValueFactory = _ => D.ValidationSteps };

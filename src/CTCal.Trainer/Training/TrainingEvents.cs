@@ -20,6 +20,16 @@ public sealed record StepReport
     /// <summary>Samples of this step trained with the diffusion loss only (no noun, or t_stu ≤ t_tea).</summary>
     public int DiffusionOnlySamples { get; init; }
     public double Seconds { get; init; }
+    /// <summary>
+    /// Measured steps only (<see cref="TrainingOptions.AlignEvery"/>; null otherwise, or when no sample of the step has a noun
+    /// and t_stu &gt; t_tea): mean over the measured nouns of KL(teacher || student) of the noun maps read as spatial
+    /// distributions, against the model's own teacher at t_tea, for both methods.
+    /// </summary>
+    public double? AlignKl { get; init; }
+    /// <summary>Measured steps only: mean over the measured nouns of the cosine similarity of student and teacher noun maps.</summary>
+    public double? AlignCos { get; init; }
+    /// <summary>Measured steps only: nouns the alignment measure averaged over (0: none qualified).</summary>
+    public int? AlignNouns { get; init; }
 }
 
 /// <summary>Facts reported once when training starts.</summary>

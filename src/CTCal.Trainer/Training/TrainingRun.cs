@@ -30,6 +30,7 @@ public sealed partial class TrainingRun : IDisposable
     private readonly LoraAdapters? _textLora;
     private readonly AttentionMapAutoencoder? _autoencoder;
     private readonly CtcalLoss? _ctcal;
+    private readonly IReadOnlyList<string> _mapLayers; // layers whose maps the teacher pass and the study measures capture
     private readonly List<(string Name, Parameter Parameter)> _trainable = [];
     private readonly AdamW _optimizer;
     private readonly ExponentialMovingAverage? _ema;
@@ -93,6 +94,8 @@ public sealed partial class TrainingRun : IDisposable
         {
             CalibratedLayers = [];
         }
+        _mapLayers = _ctcal is not null ? CalibratedLayers
+            : options.AlignEvery > 0 ? ResolveLayers(model.CrossAttentionLayers, options.Layers) : [];
 
         _optimizer = new AdamW(_trainable.Select(t => t.Parameter), options.Beta1, options.Beta2, options.AdamEpsilon, options.WeightDecay);
         if (options.EmaDecay is { } decay) _ema = new ExponentialMovingAverage(_trainable.Select(t => t.Parameter), decay);
@@ -218,10 +221,11 @@ public sealed partial class TrainingRun : IDisposable
         int nouns = 0, diffusionOnly = 0;
         bool finite = true;
         int accumulation = _options.GradientAccumulation;
+        var study = IsStudyStep(Step + 1, _options.AlignEvery) ? new StudyStep() : null;
         for (int micro = 0; micro < accumulation; micro++)
         {
             using var scope = NewDisposeScope();
-            var parts = MicroStep(accumulation);
+            var parts = MicroStep(accumulation, study);
             loss += parts.Loss / accumulation;
             diffusion += parts.Diffusion / accumulation;
             ctcal += parts.Ctcal / accumulation;
@@ -260,6 +264,9 @@ public sealed partial class TrainingRun : IDisposable
             Step = Step, TotalSteps = _options.Steps, Loss = loss, Diffusion = diffusion, Ctcal = ctcal, Pixel = pixel,
             Semantic = semantic, Reconstruction = reconstruction, Balance = balance, LearningRate = lr, GradNorm = gradNorm,
             Skipped = !finite, Nouns = nouns, DiffusionOnlySamples = diffusionOnly, Seconds = watch.Elapsed.TotalSeconds,
+            AlignKl = study?.Alignment.Nouns > 0 ? study.Alignment.KlSum / study.Alignment.Nouns : null,
+            AlignCos = study?.Alignment.Nouns > 0 ? study.Alignment.CosineSum / study.Alignment.Nouns : null,
+            AlignNouns = study?.Alignment.Nouns,
         };
         if (!finite)
         {
