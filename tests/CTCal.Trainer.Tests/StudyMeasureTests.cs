@@ -114,4 +114,37 @@ public sealed class StudyMeasureTests : IDisposable
         Assert.True(steps[0].TryGetProperty("align_cos", out _));
         Assert.False(steps[2].TryGetProperty("align_kl", out _));
     }
+
+    [Fact]
+    public void VanillaDiffusionGradientNormIsTheStepsGradientNorm()
+    {
+        var (reports, _) = Train(Options(TrainingMethod.Vanilla, 1) with { Steps = 2, MaxGradNorm = 0 }, "vanilla");
+        foreach (var r in reports)
+        {
+            Assert.True(r.GradDiffusion > 0, $"step {r.Step}: {r.GradDiffusion}");
+            Assert.Equal(r.GradNorm, r.GradDiffusion!.Value, r.GradNorm * 1e-5);
+            Assert.Null(r.GradCtcal);
+            Assert.Null(r.GradReconstruction);
+        }
+    }
+
+    [Fact]
+    public void TheCtcalGradientScalesWithItsWeightsAndTheOthersDoNot()
+    {
+        StepReport FirstStep(double weight, string name)
+        {
+            var options = Options(TrainingMethod.Ctcal, 1) with
+            {
+                Steps = 1,
+                Ctcal = new CtcalLossOptions { PixelWeight = weight, SemanticWeight = 0.5 * weight, BalanceWeight = 0.1 * weight, ReconstructionWeight = 0.5 },
+            };
+            return Train(options, name).Reports[0];
+        }
+        var one = FirstStep(1, "one");
+        var two = FirstStep(2, "two");
+        Assert.True(one.GradCtcal > 0 && one.GradReconstruction > 0, $"ctcal {one.GradCtcal}, reconstruction {one.GradReconstruction}");
+        Assert.Equal(2 * one.GradCtcal!.Value, two.GradCtcal!.Value, one.GradCtcal.Value * 1e-4);
+        Assert.Equal(one.GradDiffusion!.Value, two.GradDiffusion!.Value, one.GradDiffusion.Value * 1e-6);
+        Assert.Equal(one.GradReconstruction!.Value, two.GradReconstruction!.Value, one.GradReconstruction.Value * 1e-6);
+    }
 }

@@ -30,6 +30,15 @@ public sealed record StepReport
     public double? AlignCos { get; init; }
     /// <summary>Measured steps only: nouns the alignment measure averaged over (0: none qualified).</summary>
     public int? AlignNouns { get; init; }
+    /// <summary>
+    /// Measured steps only: L2 norm of the gradient of the diffusion loss alone w.r.t. the UNet (+ text-encoder) trainable
+    /// parameters, as it enters the step (before clipping; summed over micro-batches).
+    /// </summary>
+    public double? GradDiffusion { get; init; }
+    /// <summary>Measured CTCal steps only: the same for the CTCal alignment term alone (pixel + semantic + balance, weighted).</summary>
+    public double? GradCtcal { get; init; }
+    /// <summary>Measured CTCal steps only: L2 norm of the reconstruction term's gradient w.r.t. the attention autoencoder (the only parameters it reaches).</summary>
+    public double? GradReconstruction { get; init; }
 }
 
 /// <summary>Facts reported once when training starts.</summary>

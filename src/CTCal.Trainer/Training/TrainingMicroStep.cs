@@ -56,7 +56,13 @@ public sealed partial class TrainingRun
             parts = _ctcal!.Compute(teacherMaps, studentSubset, nounTokens, Pick(batch.TStudent));
         }
         var (total, ctcalTerm) = CombineLosses(diffusionLoss, parts?.Total, calibrated.Count, size);
-        if (study is not null) MeasureAlignment(study, batch, tValues, modelTeacher, runCtcal ? studentMaps : null);
+        if (study is not null)
+        {
+            MeasureAlignment(study, batch, tValues, modelTeacher, runCtcal ? studentMaps : null);
+            double termScale = (calibrated.Count < size ? (double)calibrated.Count / size : 1.0) / accumulation; // as CombineLosses
+            MeasureTermGradients(study, diffusionLoss / accumulation, parts?.AlignmentTerm is { } a ? a * termScale : null,
+                parts?.ReconstructionTerm is { } r ? r * termScale : null);
+        }
         (total / accumulation).backward();
         _unetLora?.AccumulateFactorGradients();
         _textLora?.AccumulateFactorGradients();

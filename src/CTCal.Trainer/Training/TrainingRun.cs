@@ -32,6 +32,7 @@ public sealed partial class TrainingRun : IDisposable
     private readonly CtcalLoss? _ctcal;
     private readonly IReadOnlyList<string> _mapLayers; // layers whose maps the teacher pass and the study measures capture
     private readonly List<(string Name, Parameter Parameter)> _trainable = [];
+    private readonly int _modelTrainableCount; // the first entries of _trainable: UNet (+ text encoder); the autoencoder's follow
     private readonly AdamW _optimizer;
     private readonly ExponentialMovingAverage? _ema;
     private readonly LearningRateSchedule _schedule;
@@ -82,6 +83,7 @@ public sealed partial class TrainingRun : IDisposable
             }
         }
 
+        _modelTrainableCount = _trainable.Count;
         if (options.Method == TrainingMethod.Ctcal)
         {
             CalibratedLayers = ResolveLayers(model.CrossAttentionLayers, options.Layers);
@@ -221,7 +223,7 @@ public sealed partial class TrainingRun : IDisposable
         int nouns = 0, diffusionOnly = 0;
         bool finite = true;
         int accumulation = _options.GradientAccumulation;
-        var study = IsStudyStep(Step + 1, _options.AlignEvery) ? new StudyStep() : null;
+        using var study = IsStudyStep(Step + 1, _options.AlignEvery) ? new StudyStep() : null;
         for (int micro = 0; micro < accumulation; micro++)
         {
             using var scope = NewDisposeScope();
@@ -267,6 +269,8 @@ public sealed partial class TrainingRun : IDisposable
             AlignKl = study?.Alignment.Nouns > 0 ? study.Alignment.KlSum / study.Alignment.Nouns : null,
             AlignCos = study?.Alignment.Nouns > 0 ? study.Alignment.CosineSum / study.Alignment.Nouns : null,
             AlignNouns = study?.Alignment.Nouns,
+            GradDiffusion = StudyStep.Norm(study?.Diffusion), GradCtcal = StudyStep.Norm(study?.Ctcal),
+            GradReconstruction = StudyStep.Norm(study?.Reconstruction),
         };
         if (!finite)
         {
