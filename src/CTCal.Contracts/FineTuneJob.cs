@@ -65,7 +65,7 @@ public sealed record FineTuneJob
     public string LrSchedule { get; init; } = "constant";
     public int Warmup { get; init; }
     public double WeightDecay { get; init; } = 1e-2;
-    /// <summary>Global gradient-clipping norm; 0 turns clipping off.</summary>
+    /// <summary>Gradient-clipping norm, applied to the UNet (+ text encoder) parameters and to CTCal's attention autoencoder separately; 0 turns clipping off.</summary>
     public double MaxGradNorm { get; init; } = 1.0;
     /// <summary>EMA decay of the trainable weights; null: no EMA.</summary>
     public double? EmaDecay { get; init; }

@@ -89,7 +89,7 @@ public sealed class JsonLinesObserver(TextWriter output) : ITrainingObserver
         Write("step", new
         {
             r.Step, r.TotalSteps, r.Loss, r.Diffusion, r.Ctcal, r.Pixel, r.Semantic, r.Reconstruction, r.Balance,
-            Lr = r.LearningRate, r.GradNorm, r.Skipped, r.Nouns, r.DiffusionOnlySamples, r.Seconds, ItPerS = rate, EtaS = eta,
+            Lr = r.LearningRate, r.GradNorm, r.AutoencoderGradNorm, r.Skipped, r.Nouns, r.DiffusionOnlySamples, r.Seconds, ItPerS = rate, EtaS = eta,
             r.AlignKl, r.AlignCos, r.AlignNouns, r.GradDiffusion, r.GradCtcal, r.GradReconstruction,
         });
     }

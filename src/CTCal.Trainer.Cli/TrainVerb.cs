@@ -38,7 +38,7 @@ internal sealed class TrainVerb(CliContext context)
         public readonly Option<string> LrSchedule = Choice("--lr-schedule", "learning-rate schedule after warmup", FineTuneJob.LrSchedules, D.LrSchedule);
         public readonly Option<int> Warmup = new("--warmup") { Description = "linear warmup steps", DefaultValueFactory = _ => D.Warmup };
         public readonly Option<double> WeightDecay = new("--weight-decay") { Description = "AdamW weight decay", DefaultValueFactory = _ => D.WeightDecay };
-        public readonly Option<double> MaxGradNorm = new("--max-grad-norm") { Description = "gradient clipping norm (0: off)", DefaultValueFactory = _ => D.MaxGradNorm };
+        public readonly Option<double> MaxGradNorm = new("--max-grad-norm") { Description = "gradient clipping norm of the UNet/text-encoder parameters, and separately of the CTCal autoencoder (0: off)", DefaultValueFactory = _ => D.MaxGradNorm };
         public readonly Option<double?> EmaDecay = new("--ema-decay") { Description = "EMA of the trainable weights with this decay (off by default)" };
         public readonly Option<double> NoiseOffset = new("--noise-offset") { Description = "noise offset", DefaultValueFactory = _ => D.NoiseOffset };
         public readonly Option<double?> MinSnrGamma = new("--min-snr-gamma") { Description = "Min-SNR loss weighting gamma (off by default; 5 is common)" };

@@ -143,6 +143,8 @@ public sealed class StudyMeasureTests : IDisposable
         var one = FirstStep(1, "one");
         var two = FirstStep(2, "two");
         Assert.True(one.GradCtcal > 0 && one.GradReconstruction > 0, $"ctcal {one.GradCtcal}, reconstruction {one.GradReconstruction}");
+        // The step's UNet gradient is grad_diffusion + grad_ctcal as vectors: its norm (grad_norm, before clipping) obeys the triangle inequality.
+        Assert.InRange(one.GradNorm, Math.Abs(one.GradDiffusion!.Value - one.GradCtcal!.Value) * (1 - 1e-5), (one.GradDiffusion.Value + one.GradCtcal.Value) * (1 + 1e-5));
         Assert.Equal(2 * one.GradCtcal!.Value, two.GradCtcal!.Value, one.GradCtcal.Value * 1e-4);
         Assert.Equal(one.GradDiffusion!.Value, two.GradDiffusion!.Value, one.GradDiffusion.Value * 1e-6);
         Assert.Equal(one.GradReconstruction!.Value, two.GradReconstruction!.Value, one.GradReconstruction.Value * 1e-6);

@@ -13,7 +13,13 @@ public sealed record StepReport
     public double Reconstruction { get; init; }
     public double Balance { get; init; }
     public double LearningRate { get; init; }
+    /// <summary>
+    /// L2 norm of the step's gradient over the UNet (+ text-encoder) trainable parameters, BEFORE clipping (the attention
+    /// autoencoder is not in it: it is clipped separately, <see cref="AutoencoderGradNorm"/>).
+    /// </summary>
     public double GradNorm { get; init; }
+    /// <summary>CTCal only: L2 norm of the attention autoencoder's gradient before its own clipping (null for vanilla).</summary>
+    public double? AutoencoderGradNorm { get; init; }
     /// <summary>True when the step was skipped for a non-finite loss or gradient.</summary>
     public bool Skipped { get; init; }
     public int Nouns { get; init; }

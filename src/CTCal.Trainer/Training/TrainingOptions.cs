@@ -36,7 +36,7 @@ public sealed record TrainingOptions
     public double Beta1 { get; init; } = 0.9;
     public double Beta2 { get; init; } = 0.999;
     public double AdamEpsilon { get; init; } = 1e-8;
-    /// <summary>Max global gradient norm; 0 disables clipping.</summary>
+    /// <summary>Max gradient norm, applied to the UNet (+ text encoder) parameters and to the attention autoencoder's separately; 0 disables clipping.</summary>
     public double MaxGradNorm { get; init; } = D.MaxGradNorm;
     /// <summary>EMA decay of the trainable weights; null disables EMA.</summary>
     public double? EmaDecay { get; init; }
