@@ -34,7 +34,7 @@ public sealed class LogObserver : ITrainingObserver
     /// <summary>The study measures of a measured step for the log line ("" on other steps).</summary>
     private static string StudyText(StepReport r) => r.AlignNouns is null ? ""
         : string.Create(CultureInfo.InvariantCulture,
-            $" | align kl {r.AlignKl:G4} cos {r.AlignCos:G4} over {r.AlignNouns} nouns | grad diffusion {r.GradDiffusion:G4} ctcal {r.GradCtcal:G4} reconstruction {r.GradReconstruction:G4}");
+            $" | align kl {r.AlignKl:G4} cos {r.AlignCos:G4} entropy {r.AlignEntropy:G4} over {r.AlignNouns} nouns | grad diffusion {r.GradDiffusion:G4} ctcal {r.GradCtcal:G4} reconstruction {r.GradReconstruction:G4}");
 
     public void CheckpointSaved(long step, string path) => Log.Info("checkpoint at step {0}: {1}", step, path);
     public void ValidationSaved(long step, string path) => Log.Info("validation images at step {0}: {1}", step, path);
@@ -90,7 +90,7 @@ public sealed class JsonLinesObserver(TextWriter output) : ITrainingObserver
         {
             r.Step, r.TotalSteps, r.Loss, r.Diffusion, r.Ctcal, r.Pixel, r.Semantic, r.Reconstruction, r.Balance,
             Lr = r.LearningRate, r.GradNorm, r.AutoencoderGradNorm, r.Skipped, r.Nouns, r.DiffusionOnlySamples, r.Seconds, ItPerS = rate, EtaS = eta,
-            r.AlignKl, r.AlignCos, r.AlignNouns, r.GradDiffusion, r.GradCtcal, r.GradReconstruction,
+            r.AlignKl, r.AlignCos, r.AlignEntropy, r.AlignNouns, r.GradDiffusion, r.GradCtcal, r.GradReconstruction,
         });
     }
 

@@ -40,6 +40,18 @@ public sealed class StudyMeasureTests : IDisposable
     }
 
     [Fact]
+    public void EntropyIsOneForUniformStudentMapsAndZeroForASinglePixel()
+    {
+        using var scope = NewDisposeScope();
+        var nouns = new NounTokens([[[1]]]);
+        var teacher = new Dictionary<string, Tensor> { ["l"] = ones(1, 1, 16, 3) };
+        var peak = zeros(1, 1, 16, 3);
+        peak[0, 0, 5, 1] = tensor(1f);
+        Assert.Equal(1, AlignmentMeasure.Compute(teacher, teacher, nouns, ["l"], null).EntropySum, 6);
+        Assert.Equal(0, AlignmentMeasure.Compute(teacher, new Dictionary<string, Tensor> { ["l"] = peak }, nouns, ["l"], null).EntropySum, 6);
+    }
+
+    [Fact]
     public void StudyStepsAreStepOneAndEveryMultiple()
     {
         Assert.Equal([1, 3, 6, 9], Enumerable.Range(1, 10).Where(s => TrainingRun.IsStudyStep(s, 3)));
@@ -112,6 +124,7 @@ public sealed class StudyMeasureTests : IDisposable
         Assert.Equal([true, true, false], steps.Select(s => s.TryGetProperty("align_nouns", out _)));
         Assert.True(steps[0].TryGetProperty("align_kl", out var kl) && kl.GetDouble() >= 0);
         Assert.True(steps[0].TryGetProperty("align_cos", out _));
+        Assert.True(steps[0].TryGetProperty("align_entropy", out var entropy) && entropy.GetDouble() is > 0 and <= 1);
         Assert.False(steps[2].TryGetProperty("align_kl", out _));
     }
 

@@ -6,9 +6,12 @@ namespace CTCal.Trainer.Calibration;
 /// <param name="KlSum">Sum over nouns of KL(teacher || student), the maps read as spatial distributions.</param>
 /// <param name="CosineSum">Sum over nouns of the cosine similarity of the flattened maps.</param>
 /// <param name="Nouns">Nouns measured.</param>
-public readonly record struct AlignmentSums(double KlSum, double CosineSum, int Nouns)
+/// <param name="EntropySum">Sum over nouns of the student map's spatial entropy divided by log(pixels): 1 for a uniform
+/// (content-free) map, 0 for a single pixel. It tells a real agreement from maps that agree because they show nothing.</param>
+public readonly record struct AlignmentSums(double KlSum, double CosineSum, int Nouns, double EntropySum = 0)
 {
-    public static AlignmentSums operator +(AlignmentSums a, AlignmentSums b) => new(a.KlSum + b.KlSum, a.CosineSum + b.CosineSum, a.Nouns + b.Nouns);
+    public static AlignmentSums operator +(AlignmentSums a, AlignmentSums b) =>
+        new(a.KlSum + b.KlSum, a.CosineSum + b.CosineSum, a.Nouns + b.Nouns, a.EntropySum + b.EntropySum);
 }
 
 /// <summary>
@@ -18,7 +21,9 @@ public readonly record struct AlignmentSums(double KlSum, double CosineSum, int 
 /// <list type="bullet">
 /// <item><c>KL(teacher || student)</c> of the maps scaled to sum 1 over their pixels (spatial distributions; 0 when they
 /// agree; it does not depend on how much probability mass the token receives, nor on the CTCal loss weights);</item>
-/// <item>the cosine similarity of the flattened raw maps (1 when they agree up to scale).</item>
+/// <item>the cosine similarity of the flattened raw maps (1 when they agree up to scale);</item>
+/// <item>the student map's normalised spatial entropy (1: uniform, content-free), since maps that lost their content agree
+/// trivially.</item>
 /// </list>
 /// Computed without gradient from detached maps; draws nothing.
 /// </summary>
@@ -54,6 +59,7 @@ public static class AlignmentMeasure
         var q = student / (student.sum(new long[] { 1 }, keepdim: true) + Epsilon);
         var kl = (p * ((p + Epsilon).log() - (q + Epsilon).log())).sum(new long[] { 1 });
         var cosine = nn.functional.cosine_similarity(teacher, student, dim: 1, eps: Epsilon);
-        return new AlignmentSums(kl.sum().item<double>(), cosine.sum().item<double>(), (int)valid.shape[0]);
+        var entropy = -(q * (q + Epsilon).log()).sum(new long[] { 1 }) / Math.Log(q.shape[1]);
+        return new AlignmentSums(kl.sum().item<double>(), cosine.sum().item<double>(), (int)valid.shape[0], entropy.sum().item<double>());
     }
 }

@@ -37,6 +37,11 @@ public sealed record StepReport
     /// <summary>Measured steps only: nouns the alignment measure averaged over (0: none qualified).</summary>
     public int? AlignNouns { get; init; }
     /// <summary>
+    /// Measured steps only: mean over the measured nouns of the student map's spatial entropy / log(pixels) (1: uniform,
+    /// content-free; a low <see cref="AlignKl"/> with an entropy near 1 is agreement on nothing).
+    /// </summary>
+    public double? AlignEntropy { get; init; }
+    /// <summary>
     /// Measured steps only: L2 norm of the gradient of the diffusion loss alone w.r.t. the UNet (+ text-encoder) trainable
     /// parameters, as it enters the step (before clipping; summed over micro-batches).
     /// </summary>

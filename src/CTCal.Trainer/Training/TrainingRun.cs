@@ -277,6 +277,7 @@ public sealed partial class TrainingRun : IDisposable
             AlignKl = study?.Alignment.Nouns > 0 ? study.Alignment.KlSum / study.Alignment.Nouns : null,
             AlignCos = study?.Alignment.Nouns > 0 ? study.Alignment.CosineSum / study.Alignment.Nouns : null,
             AlignNouns = study?.Alignment.Nouns,
+            AlignEntropy = study?.Alignment.Nouns > 0 ? study.Alignment.EntropySum / study.Alignment.Nouns : null,
             GradDiffusion = StudyStep.Norm(study?.Diffusion), GradCtcal = StudyStep.Norm(study?.Ctcal),
             GradReconstruction = StudyStep.Norm(study?.Reconstruction),
         };
