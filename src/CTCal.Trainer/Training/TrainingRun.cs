@@ -283,7 +283,7 @@ public sealed partial class TrainingRun : IDisposable
         };
         if (!finite)
         {
-            _observer.Message("warn", $"step {Step}: non-finite loss or gradient (loss {loss}, grad norm {gradNorm}); step skipped ({_consecutiveNonFinite} in a row)");
+            _observer.Message("warn", $"step {Step}: non-finite loss or gradient (loss {loss}, grad norm {gradNorm}{(_autoencoder is null ? "" : $", autoencoder grad norm {autoencoderNorm}")}); step skipped ({_consecutiveNonFinite} in a row)");
             if (_consecutiveNonFinite >= _options.MaxNonFiniteSteps)
             {
                 _observer.StepDone(report);
