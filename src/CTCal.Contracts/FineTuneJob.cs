@@ -65,7 +65,7 @@ public sealed record FineTuneJob
     public string LrSchedule { get; init; } = "constant";
     public int Warmup { get; init; }
     public double WeightDecay { get; init; } = 1e-2;
-    /// <summary>Global gradient-clipping norm; 0 turns clipping off.</summary>
+    /// <summary>Gradient-clipping norm, applied to the UNet (+ text encoder) parameters and to CTCal's attention autoencoder separately; 0 turns clipping off.</summary>
     public double MaxGradNorm { get; init; } = 1.0;
     /// <summary>EMA decay of the trainable weights; null: no EMA.</summary>
     public double? EmaDecay { get; init; }
@@ -83,6 +83,11 @@ public sealed record FineTuneJob
     public int SaveEvery { get; init; } = 500;
     /// <summary>Validation images every N steps; 0: only at the end when prompts are given.</summary>
     public int ValidateEvery { get; init; }
+    /// <summary>
+    /// Study measures (alignment of the student maps to the model teacher's, per-term gradient norms) on step 1 and every
+    /// N-th step, for both methods on the same steps and samples; 0: off. They never change the trained weights.
+    /// </summary>
+    public int AlignEvery { get; init; } = 10;
     public IReadOnlyList<string> ValidationPrompts { get; init; } = [];
     public int ValidationSteps { get; init; } = 20;
     public string ValidationScheduler { get; init; } = "ddim";
@@ -183,6 +188,7 @@ public sealed record FineTuneJob
         Check(MaxNanSteps > 0, $"max-nan-steps must be positive (got {MaxNanSteps})");
         Check(SaveEvery >= 0, $"save-every must be >= 0 (got {SaveEvery})");
         Check(ValidateEvery >= 0, $"validate-every must be >= 0 (got {ValidateEvery})");
+        Check(AlignEvery >= 0, $"align-every must be >= 0 (0: off) (got {AlignEvery})");
         Check(ValidationSteps is >= 1 and <= 1000, $"validation-steps must be in [1, 1000] (got {ValidationSteps})");
         Check(Finite(Guidance, 0, 100), $"guidance must be a finite number in [0, 100] (got {F(Guidance)})");
         Check(TeacherT >= 0, $"teacher-t must be >= 0 (got {TeacherT})");

@@ -27,9 +27,14 @@ public sealed class LogObserver : ITrainingObserver
         s.Method, s.Records, s.SkippedRecords, s.RecordsWithoutNouns, s.TrainableParameters, s.StartStep, s.TotalSteps, string.Join(", ", s.CalibratedLayers));
 
     public void StepDone(StepReport r) => Log.Debug(CultureInfo.InvariantCulture,
-        "step {0}/{1}: loss {2:G5} (diffusion {3:G5}, ctcal {4:G5}: pixel {5:G4}, semantic {6:G4}, recon {7:G4}, balance {8:G4}) lr {9:G3} grad {10:G3}{11} {12:F3}s",
+        "step {0}/{1}: loss {2:G5} (diffusion {3:G5}, ctcal {4:G5}: pixel {5:G4}, semantic {6:G4}, recon {7:G4}, balance {8:G4}) lr {9:G3} grad {10:G3}{11} {12:F3}s{13}",
         r.Step, r.TotalSteps, r.Loss, r.Diffusion, r.Ctcal, r.Pixel, r.Semantic, r.Reconstruction, r.Balance, r.LearningRate, r.GradNorm,
-        r.Skipped ? " SKIPPED" : "", r.Seconds);
+        r.Skipped ? " SKIPPED" : "", r.Seconds, StudyText(r));
+
+    /// <summary>The study measures of a measured step for the log line ("" on other steps).</summary>
+    private static string StudyText(StepReport r) => r.AlignNouns is null ? ""
+        : string.Create(CultureInfo.InvariantCulture,
+            $" | align kl {r.AlignKl:G4} cos {r.AlignCos:G4} entropy {r.AlignEntropy:G4} over {r.AlignNouns} nouns | grad diffusion {r.GradDiffusion:G4} ctcal {r.GradCtcal:G4} reconstruction {r.GradReconstruction:G4}");
 
     public void CheckpointSaved(long step, string path) => Log.Info("checkpoint at step {0}: {1}", step, path);
     public void ValidationSaved(long step, string path) => Log.Info("validation images at step {0}: {1}", step, path);
@@ -84,7 +89,8 @@ public sealed class JsonLinesObserver(TextWriter output) : ITrainingObserver
         Write("step", new
         {
             r.Step, r.TotalSteps, r.Loss, r.Diffusion, r.Ctcal, r.Pixel, r.Semantic, r.Reconstruction, r.Balance,
-            Lr = r.LearningRate, r.GradNorm, r.Skipped, r.Nouns, r.DiffusionOnlySamples, r.Seconds, ItPerS = rate, EtaS = eta,
+            Lr = r.LearningRate, r.GradNorm, r.AutoencoderGradNorm, r.Skipped, r.Nouns, r.DiffusionOnlySamples, r.Seconds, ItPerS = rate, EtaS = eta,
+            r.AlignKl, r.AlignCos, r.AlignEntropy, r.AlignNouns, r.GradDiffusion, r.GradCtcal, r.GradReconstruction,
         });
     }
 

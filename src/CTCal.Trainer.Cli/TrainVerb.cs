@@ -38,13 +38,14 @@ internal sealed class TrainVerb(CliContext context)
         public readonly Option<string> LrSchedule = Choice("--lr-schedule", "learning-rate schedule after warmup", FineTuneJob.LrSchedules, D.LrSchedule);
         public readonly Option<int> Warmup = new("--warmup") { Description = "linear warmup steps", DefaultValueFactory = _ => D.Warmup };
         public readonly Option<double> WeightDecay = new("--weight-decay") { Description = "AdamW weight decay", DefaultValueFactory = _ => D.WeightDecay };
-        public readonly Option<double> MaxGradNorm = new("--max-grad-norm") { Description = "gradient clipping norm (0: off)", DefaultValueFactory = _ => D.MaxGradNorm };
+        public readonly Option<double> MaxGradNorm = new("--max-grad-norm") { Description = "gradient clipping norm of the UNet/text-encoder parameters, and separately of the CTCal autoencoder (0: off)", DefaultValueFactory = _ => D.MaxGradNorm };
         public readonly Option<double?> EmaDecay = new("--ema-decay") { Description = "EMA of the trainable weights with this decay (off by default)" };
         public readonly Option<double> NoiseOffset = new("--noise-offset") { Description = "noise offset", DefaultValueFactory = _ => D.NoiseOffset };
         public readonly Option<double?> MinSnrGamma = new("--min-snr-gamma") { Description = "Min-SNR loss weighting gamma (off by default; 5 is common)" };
         public readonly Option<int> Resolution = new("--resolution") { Description = "training resolution (images are resized and centre-cropped)", DefaultValueFactory = _ => D.Resolution };
         public readonly Option<long> Seed = new("--seed") { Description = "seed of weights init, noise, timesteps and data order", DefaultValueFactory = _ => D.Seed };
         public readonly Option<int> SaveEvery = new("--save-every") { Description = "checkpoint every N steps (0: only at the end)", DefaultValueFactory = _ => D.SaveEvery };
+        public readonly Option<int> AlignEvery = new("--align-every") { Description = "study measures (align_kl, align_cos, per-term gradient norms) on step 1 and every N steps (0: off)", DefaultValueFactory = _ => D.AlignEvery };
         public readonly Option<int> ValidateEvery = new("--validate-every") { Description = "validation images every N steps (0: only at the end when prompts are given)", DefaultValueFactory = _ => D.ValidateEvery };
         public readonly Option<string[]> ValidationPrompts = new("--validation-prompts") { Description = "prompts for validation images", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [.. D.ValidationPrompts] };
         public readonly Option<int> ValidationSteps = new("--validation-steps") { Description = "sampler steps of validation images", DefaultValueFactory = _ => D.ValidationSteps };

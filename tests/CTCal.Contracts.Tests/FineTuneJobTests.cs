@@ -115,6 +115,15 @@ public sealed class FineTuneJobTests
     }
 
     [Fact]
+    public void AlignEveryIsTenByDefaultAndMustNotBeNegative()
+    {
+        Assert.Equal(10, FineTuneJob.Defaults.AlignEvery);
+        Assert.Equal("align-every", FineTuneJobJson.KeyOf(nameof(FineTuneJob.AlignEvery)));
+        Assert.Equal(["align-every must be >= 0 (0: off) (got -1)"], (Runnable() with { AlignEvery = -1 }).Problems());
+        Assert.Empty((Runnable() with { AlignEvery = 0 }).Problems());
+    }
+
+    [Fact]
     public void ReadNamesAMissingFile()
     {
         string path = Path.Combine(TestPaths.NewTempDir("ctcal-job"), "none.json");

@@ -248,36 +248,49 @@ public sealed class TrainingRunTests : IDisposable
     private static double GlobalNorm(IEnumerable<Tensor> gradients) => Math.Sqrt(gradients.Sum(g => g.square().sum().item<double>()));
 
     [Fact]
-    public void MaxGradNormClipsALargerGlobalNormToTheMaximumAndLeavesASmallerOneUntouched()
+    public void MaxGradNormClipsTheUNetAndTheAutoencoderEachByItsOwnNormAndLeavesSmallerOnesUntouched()
     {
         string data = MakeDataset(_dir);
         var dataset = ImageCaptionDataset.Open(data, resolution: 8);
-        (List<Tensor> Gradients, double ReportedNorm) OneStep(double maxGradNorm, string name)
+        (List<Tensor> Model, List<Tensor> Autoencoder, StepReport Report) OneStep(double maxGradNorm, string name)
         {
             using var model = new ToyDiffusionModel();
             using var run = new TrainingRun(model, dataset, Options(TrainingMethod.Ctcal, 1) with { MaxGradNorm = maxGradNorm }, Path.Combine(_dir, name));
             var report = run.TrainStep();
             Assert.False(report.Skipped);
-            return (Gradients(run), report.GradNorm);
+            var gradients = Gradients(run);
+            var isAutoencoder = run.TrainableParameters.Select(p => p.Name.StartsWith("attention_autoencoder.", StringComparison.Ordinal)).ToList();
+            return (gradients.Where((_, i) => !isAutoencoder[i]).ToList(), gradients.Where((_, i) => isAutoencoder[i]).ToList(), report);
         }
 
-        var (raw, reported) = OneStep(0, "off"); // 0: clipping off
-        double norm = GlobalNorm(raw);
-        Assert.True(norm > 1e-3, $"the test needs a non-trivial gradient, got norm {norm}");
-        Assert.Equal(norm, reported, norm * 1e-5); // the step event reports the norm before clipping
+        var (rawModel, rawAutoencoder, report) = OneStep(0, "off"); // 0: clipping off
+        double modelNorm = GlobalNorm(rawModel), autoencoderNorm = GlobalNorm(rawAutoencoder);
+        Assert.True(modelNorm > 1e-3 && autoencoderNorm > 1e-3, $"the test needs non-trivial gradients, got norms {modelNorm} and {autoencoderNorm}");
+        Assert.Equal(modelNorm, report.GradNorm, modelNorm * 1e-5); // grad_norm: the UNet group before clipping
+        Assert.Equal(autoencoderNorm, report.AutoencoderGradNorm!.Value, autoencoderNorm * 1e-5);
 
-        // Larger than the maximum: scaled down to it (to 1e-6 relative: the scale is max / (norm + 1e-6)), direction kept.
-        double max = norm / 4;
-        var (clipped, reportedClipped) = OneStep(max, "clipped");
-        Assert.Equal(norm, reportedClipped, norm * 1e-5);
-        Assert.Equal(max, GlobalNorm(clipped), max * 1e-5);
-        for (int i = 0; i < raw.Count; i++)
-            Assert.True(allclose(clipped[i], raw[i] * 0.25, rtol: 1e-5, atol: 1e-12), $"gradient {i} is not the unclipped one scaled by 1/4");
+        // Each group larger than the maximum is scaled down to it by its own norm (the scale is max / (norm + 1e-6)),
+        // direction kept; a group below it is untouched.
+        void ExpectClipped(List<Tensor> raw, double norm, List<Tensor> clipped, double max, string what)
+        {
+            double factor = norm > max ? max / (norm + 1e-6) : 1;
+            Assert.Equal(norm * factor, GlobalNorm(clipped), max * 1e-5);
+            for (int i = 0; i < raw.Count; i++)
+                Assert.True(allclose(clipped[i], raw[i] * factor, rtol: 1e-5, atol: 1e-12), $"{what} gradient {i} is not the unclipped one scaled by {factor}");
+        }
+        foreach (var (max, name) in new[] { (modelNorm / 4, "model"), (autoencoderNorm / 4, "autoencoder") })
+        {
+            var (model, autoencoder, clippedReport) = OneStep(max, name);
+            Assert.Equal(modelNorm, clippedReport.GradNorm, modelNorm * 1e-5);
+            ExpectClipped(rawModel, modelNorm, model, max, "UNet");
+            ExpectClipped(rawAutoencoder, autoencoderNorm, autoencoder, max, "autoencoder");
+        }
 
         // Smaller than the maximum: untouched.
-        var (untouched, _) = OneStep(norm * 4, "untouched");
-        for (int i = 0; i < raw.Count; i++)
-            Assert.True(untouched[i].eq(raw[i]).all().item<bool>(), $"gradient {i} changed although its norm was below the maximum");
+        var (untouchedModel, untouchedAutoencoder, _) = OneStep(Math.Max(modelNorm, autoencoderNorm) * 4, "untouched");
+        foreach (var (raw, untouched) in new[] { (rawModel, untouchedModel), (rawAutoencoder, untouchedAutoencoder) })
+            for (int i = 0; i < raw.Count; i++)
+                Assert.True(untouched[i].eq(raw[i]).all().item<bool>(), $"gradient {i} changed although its norm was below the maximum");
     }
 
     private sealed class SnapshotValidator(Func<Dictionary<string, Tensor>> snapshot) : ITrainingValidator

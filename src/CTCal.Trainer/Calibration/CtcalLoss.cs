@@ -13,7 +13,17 @@ namespace CTCal.Trainer.Calibration;
 /// <param name="Reconstruction">Mean over nouns of D(f_dec(f_enc(A_tea)), A_tea): trains the autoencoder only (A_tea is detached).</param>
 /// <param name="Balance">Mean over nouns of ReLU(S_attn - max(A_stu,y) - tau).</param>
 /// <param name="Nouns">Nouns calibrated in this batch.</param>
-public sealed record CtcalLossParts(Tensor Total, double Pixel, double Semantic, double Reconstruction, double Balance, int Nouns);
+public sealed record CtcalLossParts(Tensor Total, double Pixel, double Semantic, double Reconstruction, double Balance, int Nouns)
+{
+    /// <summary>
+    /// The part of <see cref="Total"/> that aligns the student (pixel + semantic + balance, weighted and time-weighted as in
+    /// Total; Total = AlignmentTerm + ReconstructionTerm up to rounding). For the per-term gradient norms; null when no noun.
+    /// </summary>
+    public Tensor? AlignmentTerm { get; init; }
+
+    /// <summary>The reconstruction part of <see cref="Total"/> (it reaches only the autoencoder); null when no noun.</summary>
+    public Tensor? ReconstructionTerm { get; init; }
+}
 
 /// <summary>
 /// The CTCal loss (Cross-Timestep Self-Calibration), as a pure function of captured cross-attention maps:
@@ -137,9 +147,12 @@ public sealed class CtcalLoss
         var timeWeight = studentTimesteps.to(ScalarType.Float32).to(first.device).flatten() / _options.NumTrainTimesteps;
         var coefficient = (timeWeight / nounCounts.clamp_min(1) / batch).index_select(0, sampleOfNoun);
         var total = (coefficient * perNoun).sum();
+        var reconstructionTerm = (coefficient * (_options.ReconstructionWeight * reconstruction)).sum();
+        var alignmentTerm = (coefficient * (_options.PixelWeight * pixel + _options.SemanticWeight * semantic + _options.BalanceWeight * balance)).sum();
 
         return new CtcalLossParts(total,
             pixel.mean().item<float>(), semantic.mean().item<float>(), reconstruction.mean().item<float>(), balance.mean().item<float>(),
-            nouns.TotalNouns);
+            nouns.TotalNouns)
+        { AlignmentTerm = alignmentTerm, ReconstructionTerm = reconstructionTerm };
     }
 }

@@ -86,6 +86,19 @@ public sealed class LoraLayer : IDisposable
         return B.matmul(a).mul(Scale).mul(gradient).sum();
     }
 
+    /// <summary>
+    /// The factor gradients (dL/dA, dL/dB) that <see cref="FactorSurrogate"/>'s backward would accumulate for the weight
+    /// gradient <paramref name="weightGradient"/> (same dropout mask), computed directly without touching any .grad.
+    /// </summary>
+    internal (Tensor A, Tensor B) FactorGradients(Tensor weightGradient)
+    {
+        using var _ = no_grad();
+        var a = _columnMask is null ? A.detach() : A.detach() * _columnMask;
+        var gradB = weightGradient.matmul(a.t()).mul(Scale);
+        var gradA = B.detach().t().matmul(weightGradient).mul(Scale);
+        return (_columnMask is null ? gradA : gradA * _columnMask, gradB);
+    }
+
     /// <summary>Accumulates dL/dA and dL/dB from the layer's weight gradient (see the class remarks) and clears that gradient.</summary>
     public void AccumulateFactorGradients()
     {

@@ -8,8 +8,9 @@ namespace CTCal.Trainer.Training;
 /// One micro-batch of <see cref="TrainingRun.TrainStep"/>, in the order its pieces draw from the run's generator (the
 /// order is part of exact resume): <see cref="NextBatch"/> (records in data order, undecodable images skipped) ->
 /// <see cref="Noised"/> (text context, latents, noise, t_stu, x_t, target) -> <see cref="CalibratedSamples"/> (which samples
-/// the CTCal term covers) -> <see cref="TeacherMaps"/> (no-grad pass at t_tea) -> the student pass with grad ->
-/// <see cref="CombineLosses"/> -> backward. Tensors belong to the caller's dispose scope.
+/// the CTCal term covers) -> <see cref="TeacherMaps"/> (no-grad pass at t_tea; <c>--teacher shuffled</c> then draws its derangement,
+/// <see cref="ShuffledTeacher"/>) -> the student pass with grad ->
+/// <see cref="CombineLosses"/> -> the study measures on measured steps (no draws, <see cref="MeasureAlignment"/>) -> backward. Tensors belong to the caller's dispose scope.
 /// </summary>
 public sealed partial class TrainingRun
 {
@@ -26,7 +27,7 @@ public sealed partial class TrainingRun
         Tensor Noisy,     // [B, C, h, w] = x_t at t_stu
         Tensor Target);   // [B, C, h, w]: noise, v or x0 by prediction type
 
-    private MicroParts MicroStep(int accumulation)
+    private MicroParts MicroStep(int accumulation, StudyStep? study)
     {
         var (indices, pixels) = NextBatch();
         var batch = Noised(indices, pixels);
@@ -38,11 +39,13 @@ public sealed partial class TrainingRun
         var select = runCtcal ? tensor(calibrated.Select(b => (long)b).ToArray(), device: batch.Latents.device) : null;
         Tensor Pick(Tensor t) => subset ? t.index_select(0, select!) : t;
 
+        IReadOnlyDictionary<string, Tensor>? modelTeacher = null; // the model's own teacher maps, for the study measures
         var teacherMaps = !runCtcal ? new Dictionary<string, Tensor>() : _options.Teacher switch
         {
-            TeacherSource.Model => TeacherMaps(batch, Pick, calibrated.Count),
+            TeacherSource.Model => modelTeacher = TeacherMaps(batch, Pick, calibrated.Count),
+            TeacherSource.Shuffled => ShuffledTeacher.Apply(modelTeacher = TeacherMaps(batch, Pick, calibrated.Count), calibrated.Select(b => batch.Prompts[b].Nouns).ToList(), _generator),
             TeacherSource.Oracle => OracleTeacherMaps(indices, calibrated, batch),
-            _ => throw new NotSupportedException($"teacher '{_options.Teacher}' is not implemented yet"),
+            _ => throw new ArgumentOutOfRangeException(nameof(TrainingOptions.Teacher), _options.Teacher, "unknown teacher source"),
         };
         var prediction = _model.PredictNoise(batch.Noisy, batch.TStudent, batch.Context, runCtcal ? _ctcal!.Layers.ToList() : null, out var studentMaps);
         var diffusionLoss = _objective.Loss(prediction, batch.Target, batch.TStudent);
@@ -54,6 +57,13 @@ public sealed partial class TrainingRun
             parts = _ctcal!.Compute(teacherMaps, studentSubset, nounTokens, Pick(batch.TStudent));
         }
         var (total, ctcalTerm) = CombineLosses(diffusionLoss, parts?.Total, calibrated.Count, size);
+        if (study is not null)
+        {
+            MeasureAlignment(study, batch, tValues, modelTeacher, runCtcal ? studentMaps : null);
+            double termScale = (calibrated.Count < size ? (double)calibrated.Count / size : 1.0) / accumulation; // as CombineLosses
+            MeasureTermGradients(study, diffusionLoss / accumulation, parts?.AlignmentTerm is { } a ? a * termScale : null,
+                parts?.ReconstructionTerm is { } r ? r * termScale : null);
+        }
         (total / accumulation).backward();
         _unetLora?.AccumulateFactorGradients();
         _textLora?.AccumulateFactorGradients();
@@ -128,7 +138,7 @@ public sealed partial class TrainingRun
         using var _ = no_grad();
         var tTeacher = full(new long[] { count }, _options.TeacherTimestep, dtype: ScalarType.Int64, device: batch.Latents.device);
         var noisyTeacher = _objective.AddNoise(pick(batch.Latents), pick(batch.Noise), tTeacher);
-        _model.PredictNoise(noisyTeacher, tTeacher, pick(batch.Context.detach()), _ctcal!.Layers.ToList(), out var maps);
+        _model.PredictNoise(noisyTeacher, tTeacher, pick(batch.Context.detach()), _mapLayers.ToList(), out var maps);
         return maps;
     }
 

@@ -36,7 +36,7 @@ public sealed record TrainingOptions
     public double Beta1 { get; init; } = 0.9;
     public double Beta2 { get; init; } = 0.999;
     public double AdamEpsilon { get; init; } = 1e-8;
-    /// <summary>Max global gradient norm; 0 disables clipping.</summary>
+    /// <summary>Max gradient norm, applied to the UNet (+ text encoder) parameters and to the attention autoencoder's separately; 0 disables clipping.</summary>
     public double MaxGradNorm { get; init; } = D.MaxGradNorm;
     /// <summary>EMA decay of the trainable weights; null disables EMA.</summary>
     public double? EmaDecay { get; init; }
@@ -48,6 +48,11 @@ public sealed record TrainingOptions
     public int SaveEvery { get; init; } = D.SaveEvery;
     /// <summary>Validation images every N steps (0: never).</summary>
     public int ValidateEvery { get; init; }
+    /// <summary>
+    /// Alignment and per-term gradient-norm measures on step 1 and every N-th step (0: off); they never change the trained
+    /// weights (<see cref="TrainingRun"/>: StudyMeasures).
+    /// </summary>
+    public int AlignEvery { get; init; }
     public IReadOnlyList<string> ValidationPrompts { get; init; } = [];
     public int ValidationSteps { get; init; } = D.ValidationSteps;
     public string ValidationScheduler { get; init; } = D.ValidationScheduler;
@@ -94,6 +99,7 @@ public sealed record TrainingOptions
             Seed = job.Seed,
             SaveEvery = job.SaveEvery,
             ValidateEvery = job.ValidateEvery,
+            AlignEvery = job.AlignEvery,
             ValidationPrompts = job.ValidationPrompts,
             ValidationSteps = job.ValidationSteps,
             ValidationScheduler = job.ValidationScheduler,

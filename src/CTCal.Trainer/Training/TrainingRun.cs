@@ -13,7 +13,8 @@ namespace CTCal.Trainer.Training;
 /// <see cref="TrainingMethod.Ctcal"/>, the CTCal term. Per micro-batch: encode images (no grad), draw noise and t_stu, run the
 /// teacher pass at t_tea forward-only under no_grad (capturing the calibrated attn2 maps), run the student pass at t_stu
 /// with grad (capturing the same maps), add (t_stu/T)·L_ctcal to the diffusion loss, backward. Every
-/// <see cref="TrainingOptions.GradientAccumulation"/> micro-batches: clip, AdamW update, EMA update. A step whose loss or
+/// <see cref="TrainingOptions.GradientAccumulation"/> micro-batches: clip (the UNet/text-encoder parameters by their own
+/// norm, the attention autoencoder's separately, both to <see cref="TrainingOptions.MaxGradNorm"/>), AdamW update, EMA update. A step whose loss or
 /// gradient is not finite is skipped (weights and optimizer untouched); after
 /// <see cref="TrainingOptions.MaxNonFiniteSteps"/> in a row the run throws <see cref="TrainingDivergedException"/> without
 /// writing a checkpoint, so the last good one stays intact. Vanilla runs the same code with the CTCal term off.
@@ -30,7 +31,9 @@ public sealed partial class TrainingRun : IDisposable
     private readonly LoraAdapters? _textLora;
     private readonly AttentionMapAutoencoder? _autoencoder;
     private readonly CtcalLoss? _ctcal;
+    private readonly IReadOnlyList<string> _mapLayers; // layers whose maps the teacher pass and the study measures capture
     private readonly List<(string Name, Parameter Parameter)> _trainable = [];
+    private readonly int _modelTrainableCount; // the first entries of _trainable: UNet (+ text encoder); the autoencoder's follow
     private readonly AdamW _optimizer;
     private readonly ExponentialMovingAverage? _ema;
     private readonly LearningRateSchedule _schedule;
@@ -81,6 +84,7 @@ public sealed partial class TrainingRun : IDisposable
             }
         }
 
+        _modelTrainableCount = _trainable.Count;
         if (options.Method == TrainingMethod.Ctcal)
         {
             CalibratedLayers = ResolveLayers(model.CrossAttentionLayers, options.Layers);
@@ -94,6 +98,8 @@ public sealed partial class TrainingRun : IDisposable
         {
             CalibratedLayers = [];
         }
+        _mapLayers = _ctcal is not null ? CalibratedLayers
+            : options.AlignEvery > 0 ? ResolveLayers(model.CrossAttentionLayers, options.Layers) : [];
 
         _optimizer = new AdamW(_trainable.Select(t => t.Parameter), options.Beta1, options.Beta2, options.AdamEpsilon, options.WeightDecay);
         if (options.EmaDecay is { } decay) _ema = new ExponentialMovingAverage(_trainable.Select(t => t.Parameter), decay);
@@ -219,10 +225,11 @@ public sealed partial class TrainingRun : IDisposable
         int nouns = 0, diffusionOnly = 0;
         bool finite = true;
         int accumulation = _options.GradientAccumulation;
+        using var study = IsStudyStep(Step + 1, _options.AlignEvery) ? new StudyStep() : null;
         for (int micro = 0; micro < accumulation; micro++)
         {
             using var scope = NewDisposeScope();
-            var parts = MicroStep(accumulation);
+            var parts = MicroStep(accumulation, study);
             loss += parts.Loss / accumulation;
             diffusion += parts.Diffusion / accumulation;
             ctcal += parts.Ctcal / accumulation;
@@ -237,12 +244,18 @@ public sealed partial class TrainingRun : IDisposable
 
         // Gradients of every micro-batch are in, nothing is updated yet; a test can hold the process here and signal it.
         FaultPoints.Reached("train.mid-step", _cancellation);
-        double gradNorm = GradientNorm();
-        finite &= double.IsFinite(gradNorm);
+        // Clipping per group: the UNet (+ text encoder) by its own norm, the attention autoencoder (CTCal only) by its own, so
+        // the autoencoder's reconstruction gradient never scales the UNet's step. grad_norm reports the UNet group before clipping.
+        var modelGroup = _trainable.Take(_modelTrainableCount).Select(t => t.Parameter).ToList();
+        var autoencoderGroup = _trainable.Skip(_modelTrainableCount).Select(t => t.Parameter).ToList();
+        double gradNorm = GradientNorm(modelGroup);
+        double autoencoderNorm = GradientNorm(autoencoderGroup);
+        finite &= double.IsFinite(gradNorm) && double.IsFinite(autoencoderNorm);
         double lr = _schedule.At(Step);
         if (finite)
         {
-            if (_options.MaxGradNorm > 0 && gradNorm > _options.MaxGradNorm) ScaleGradients(_options.MaxGradNorm / (gradNorm + 1e-6));
+            if (_options.MaxGradNorm > 0 && gradNorm > _options.MaxGradNorm) ScaleGradients(modelGroup, _options.MaxGradNorm / (gradNorm + 1e-6));
+            if (_options.MaxGradNorm > 0 && autoencoderNorm > _options.MaxGradNorm) ScaleGradients(autoencoderGroup, _options.MaxGradNorm / (autoencoderNorm + 1e-6));
             _optimizer.Update(lr);
             _ema?.Update();
             _consecutiveNonFinite = 0;
@@ -260,11 +273,18 @@ public sealed partial class TrainingRun : IDisposable
         {
             Step = Step, TotalSteps = _options.Steps, Loss = loss, Diffusion = diffusion, Ctcal = ctcal, Pixel = pixel,
             Semantic = semantic, Reconstruction = reconstruction, Balance = balance, LearningRate = lr, GradNorm = gradNorm,
+            AutoencoderGradNorm = _autoencoder is null ? null : autoencoderNorm,
             Skipped = !finite, Nouns = nouns, DiffusionOnlySamples = diffusionOnly, Seconds = watch.Elapsed.TotalSeconds,
+            AlignKl = study?.Alignment.Nouns > 0 ? study.Alignment.KlSum / study.Alignment.Nouns : null,
+            AlignCos = study?.Alignment.Nouns > 0 ? study.Alignment.CosineSum / study.Alignment.Nouns : null,
+            AlignNouns = study?.Alignment.Nouns,
+            AlignEntropy = study?.Alignment.Nouns > 0 ? study.Alignment.EntropySum / study.Alignment.Nouns : null,
+            GradDiffusion = StudyStep.Norm(study?.Diffusion), GradCtcal = StudyStep.Norm(study?.Ctcal),
+            GradReconstruction = StudyStep.Norm(study?.Reconstruction),
         };
         if (!finite)
         {
-            _observer.Message("warn", $"step {Step}: non-finite loss or gradient (loss {loss}, grad norm {gradNorm}); step skipped ({_consecutiveNonFinite} in a row)");
+            _observer.Message("warn", $"step {Step}: non-finite loss or gradient (loss {loss}, grad norm {gradNorm}{(_autoencoder is null ? "" : $", autoencoder grad norm {autoencoderNorm}")}); step skipped ({_consecutiveNonFinite} in a row)");
             if (_consecutiveNonFinite >= _options.MaxNonFiniteSteps)
             {
                 _observer.StepDone(report);
@@ -301,19 +321,19 @@ public sealed partial class TrainingRun : IDisposable
         return _objective.Loss(prediction, _objective.Target(latents, noise, t), t).item<float>();
     }
 
-    private double GradientNorm()
+    private static double GradientNorm(IEnumerable<Parameter> group)
     {
         using var scope = NewDisposeScope();
         double sum = 0;
-        foreach (var (_, p) in _trainable)
+        foreach (var p in group)
             if (p.grad is { } g) sum += g.square().sum().item<float>();
         return Math.Sqrt(sum);
     }
 
-    private void ScaleGradients(double factor)
+    private static void ScaleGradients(IEnumerable<Parameter> group, double factor)
     {
         using var _ = no_grad();
-        foreach (var (_, p) in _trainable) p.grad?.mul_(factor);
+        foreach (var p in group) p.grad?.mul_(factor);
     }
 
     public void Dispose()
