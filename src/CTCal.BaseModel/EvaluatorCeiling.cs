@@ -192,7 +192,7 @@ public static class EvaluatorCeiling
             string name = ReferenceEquals(c, report.Overall) ? "overall" : c.Category.ToString().ToLowerInvariant();
             md.AppendLine(CultureInfo.InvariantCulture, $"| {name} | {c.Scenes} | {c.Clean:P1} ({c.CleanPassed}) | {c.RoundTrip:P1} ({c.RoundTripPassed}) |");
         }
-        md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"## Failures ({report.Failures.Count}; rows of ceiling_failures.png in this order)").AppendLine();
+        md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"## Failures ({report.Failures.Count}; ceiling_failures.png in reading order, four to a line)").AppendLine();
         foreach (var f in report.Failures)
         {
             md.AppendLine(CultureInfo.InvariantCulture, $"- #{f.Index} {f.Source} {f.Category.ToString().ToLowerInvariant()} \"{f.Prompt}\"{(f.CleanPassed ? "" : " (clean render fails too)")}");
