@@ -1,6 +1,7 @@
 using CTCal.BaseModel;
 using CTCal.Synthetic;
 using CTCal.Tests;
+using CTCal.Trainer.Cli;
 using CTCal.Trainer.Model;
 using Xunit;
 
@@ -61,6 +62,35 @@ public sealed class EvaluatorCeilingTests
         }
         Assert.True(tried > 4 * cases.Length, $"only {tried} wrong prompts");
         Assert.True(passed <= 0.02 * tried, $"{passed} of {tried} wrong prompts passed on round trips:\n{string.Join("\n", wrongPasses)}");
+    }
+
+    [Fact]
+    public void CeilingCommandWritesTheReportAndRefusesBadCounts()
+    {
+        string dir = TestPaths.NewTempDir("ctcal-ceiling");
+        try
+        {
+            var stdout = new StringWriter();
+            var stderr = new StringWriter();
+            var cli = new TrainerCli(_ => throw new InvalidOperationException("the ceiling loads no trainable model"), stdout, stderr);
+            string vae = Path.Combine(TestPaths.RepoRoot, "assets", "base-model");
+            int code = cli.Run(["base", "ceiling", "--vae", vae, "--out", Path.Combine(dir, "c"), "--layouts", "0", "--train-per-category", "4", "--threads", "1"]);
+            Assert.True(code == ExitCodes.Ok, stderr.ToString());
+            using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "c", "ceiling.json")));
+            var categories = json.RootElement.GetProperty("report").GetProperty("Categories");
+            Assert.Equal(3, categories.GetArrayLength());
+            Assert.All(categories.EnumerateArray(), c => Assert.Equal(4, c.GetProperty("Scenes").GetInt32()));
+            Assert.Contains("| overall | 12 |", File.ReadAllText(Path.Combine(dir, "c", "ceiling.md")));
+            Assert.Contains("ceiling overall: 12 scenes", stdout.ToString());
+
+            Assert.Equal(ExitCodes.BadInput, cli.Run(["base", "ceiling", "--vae", vae, "--out", Path.Combine(dir, "d"), "--layouts", "-1"]));
+            Assert.Contains("LayoutsPerEvalPrompt -1", stderr.ToString());
+            Assert.False(Directory.Exists(Path.Combine(dir, "d")));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     /// <summary>The spec with one word changed: the first object's colour (to each unused colour), its shape (triangle and
