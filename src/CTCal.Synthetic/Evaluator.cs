@@ -15,10 +15,14 @@ public sealed record EvaluatorOptions
     /// <summary>
     /// A connected object-coloured region takes one colour, the most frequent in its interior (pixels whose four neighbours
     /// are in the region), unless a second colour holds at least this share of the interior (and a quarter of the minimum
-    /// component size): then each such colour's own components are objects. Decoders shift hues at edges (a green triangle
+    /// component size) and the two are more than <see cref="SplitMinDeltaE"/> apart: then each such colour's own
+    /// components are objects. Decoders shift hues at edges (a green triangle
     /// gets a teal rim), which would otherwise split one object into colour fragments; a rim has no interior.
     /// </summary>
     public double MajorColourShare { get; init; } = 0.3;
+
+    /// <summary>A region is split into touching objects only when two of its major colours are farther apart than this (ΔE76).</summary>
+    public double SplitMinDeltaE { get; init; } = 50;
 
     /// <summary>
     /// A region whose interior's mean colour (CIELAB) is farther than this (ΔE76) from every palette colour is not an
@@ -171,7 +175,10 @@ public sealed class Evaluator
             int minInterior = Math.Max(1, minArea / 4);
             var majors = Enumerable.Range(0, votes.Length)
                 .Where(k => votes[k] >= minInterior && votes[k] >= _options.MajorColourShare * interior).ToArray();
-            if (majors.Length <= 1)
+            // Two touching objects only when two majors are far apart; neighbouring palette colours (blue and purple, yellow
+            // and orange: 33-47 ΔE) across one region are one object drawn in an in-between or graded colour.
+            bool split = majors.Any(a => majors.Any(b => _colorLab[a].DeltaE(_colorLab[b]) > _options.SplitMinDeltaE));
+            if (!split)
             {
                 if (component.Count >= minArea && NearestColour(rgb, core) is var (colour, deltaE) && deltaE <= _options.MaxObjectDeltaE)
                     objects.Add((colour, component));

@@ -139,4 +139,27 @@ public sealed class EvaluatorNegativeTests
         Assert.Equal(1, Evaluator.Score(image, SceneSpec.Spatial(new ObjectSpec(ShapeColor.Red, ShapeKind.Square), SpatialRelation.LeftOf,
             new ObjectSpec(ShapeColor.Blue, ShapeKind.Circle))).Spatial);
     }
+
+    [Fact]
+    public void AnObjectGradedBetweenNeighbouringColoursIsOneObject()
+    {
+        // Generated stars come out purple with a blue half: one star (not a blue and a purple fragment), while red and blue
+        // halves (far apart) are two touching objects.
+        foreach (var (other, expected) in new[] { (ShapeColor.Blue, 1), (ShapeColor.Red, 2) })
+        {
+            var image = Renderer.Render(new Scene(64, 64, [new SceneObject(ShapeColor.Purple, ShapeKind.Star, 32, 32, 30)]));
+            var paint = Palette.ToRgb(other);
+            for (int y = 0; y < 64; y++)
+            {
+                for (int x = 0; x < 32; x++)
+                {
+                    int i = (y * 64 + x) * 4;
+                    if (image.Pixels[i] == 140 && image.Pixels[i + 1] == 48) (image.Pixels[i], image.Pixels[i + 1], image.Pixels[i + 2]) = (paint.R, paint.G, paint.B);
+                }
+            }
+            var found = Evaluator.Detect(image);
+            Assert.True(found.Count == expected, $"purple star half {other}: {string.Join("; ", found)}");
+            if (expected == 1) Assert.Equal(ShapeKind.Star, found[0].Shape);
+        }
+    }
 }
