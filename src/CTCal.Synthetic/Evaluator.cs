@@ -12,17 +12,26 @@ public sealed record EvaluatorOptions
     /// <summary>Pixels farther than this (ΔE76) from every background-colour blend are labelled unknown and ignored.</summary>
     public double MaxResidualDeltaE { get; init; } = 40;
 
-    /// <summary>A component is a triangle when its widest rows sit at least this far down its bounding box (apex up: ≈ 0.9) ...</summary>
-    public double TriangleWidestRow { get; init; } = 0.68;
+    /// <summary>
+    /// A connected object-coloured region takes one colour, the most frequent in its interior (pixels whose four neighbours
+    /// are in the region), unless a second colour holds at least this share of the interior (and a quarter of the minimum
+    /// component size) and the two are more than <see cref="SplitMinDeltaE"/> apart: then each such colour's own
+    /// components are objects. Decoders shift hues at edges (a green triangle
+    /// gets a teal rim), which would otherwise split one object into colour fragments; a rim has no interior.
+    /// </summary>
+    public double MajorColourShare { get; init; } = 0.3;
 
-    /// <summary>... and less than this share of its pixels lie in the upper half of the bounding box (apex up: ≈ 1/4).</summary>
-    public double TriangleTopHalf { get; init; } = 0.40;
+    /// <summary>A region is split into touching objects only when two of its major colours are farther apart than this (ΔE76).</summary>
+    public double SplitMinDeltaE { get; init; } = 50;
 
-    /// <summary>A non-triangle component is a star when its solidity (area / convex-hull area; star ≈ 0.6) is below this.</summary>
-    public double StarSolidity { get; init; } = 0.87;
+    /// <summary>
+    /// A region whose interior's mean colour (CIELAB) is farther than this (ΔE76) from every palette colour is not an
+    /// object (decoded hues drift: a small green triangle comes back teal, ≈ 60 from green).
+    /// </summary>
+    public double MaxObjectDeltaE { get; init; } = 60;
 
-    /// <summary>Corner coverage at or above which a remaining component is a square (≈ 1), else a circle (≈ 0).</summary>
-    public double SquareCorners { get; init; } = 0.25;
+    /// <summary>Pixels around a component's bounding box that its shape template is compared on.</summary>
+    public int TemplateMargin { get; init; } = 3;
 
     /// <summary>Smallest centroid offset along a relation's axis, as a share of the image side, that counts as a relation.</summary>
     public double RelationMargin { get; init; } = 0.04;
@@ -33,10 +42,12 @@ public sealed record EvaluatorOptions
 /// features: <paramref name="Fill"/> (area / bounding-box area), <paramref name="Solidity"/> (area / convex-hull area),
 /// <paramref name="TopHalf"/> (share of the pixels in the upper half of the bounding box), <paramref name="WidestRow"/>
 /// (mean height, as a share of the bounding box from its top, of the rows at least 90% as wide as the widest) and
-/// <paramref name="Corners"/> (covered share of the four corner triangles of the bounding box, legs a quarter of its sides).
+/// <paramref name="Corners"/> (covered share of the four corner triangles of the bounding box, legs a quarter of its sides);
+/// these features are diagnostics, the shape comes from <see cref="ShapeTemplateFit"/>, whose runner-up margin is
+/// <paramref name="TemplateMargin"/> (0: a tie between two shapes).
 /// </summary>
 public sealed record DetectedObject(ShapeColor Color, ShapeKind Shape, double X, double Y, int Area, Box Bounds,
-    double Fill, double Solidity, double TopHalf, double WidestRow, double Corners);
+    double Fill, double Solidity, double TopHalf, double WidestRow, double Corners, double TemplateMargin = double.PositiveInfinity);
 
 /// <summary>
 /// Per-image scores against a <see cref="SceneSpec"/>; each check is 1 (pass) or 0 (fail), null when it does not apply.
@@ -62,12 +73,13 @@ public sealed record ImageScore(double? Binding, double? Counting, double? Spati
 /// background→c: the pixel's blend weight α is its projection onto that line in sRGB, the colour whose blend
 /// bg + α(c − bg) is nearest in CIELAB wins, and the pixel takes that colour when α ≥ 0.5, the background otherwise
 /// (unknown when even the nearest blend is more than <see cref="EvaluatorOptions.MaxResidualDeltaE"/> away).</item>
-/// <item>4-connected components per colour; components under <see cref="EvaluatorOptions.MinComponentFraction"/> of the
-/// image are dropped.</item>
-/// <item>Shape of the upright shapes from the component's pixels: triangle when its widest rows are near the bottom
-/// of its bounding box and its upper half is light (apex up; every other shape is widest near the middle or, the
-/// star, above it); else star when concave (solidity, area over the area of the convex hull of the pixel squares,
-/// ≈ 0.6 against ≥ 0.9); else square when the corner triangles of the bounding box are covered; else circle.</item>
+/// <item>4-connected components of object-coloured pixels (any colour); a component takes the most frequent colour of
+/// its interior, and its colour is the palette colour nearest to the mean CIELAB of its interior (pixels whose four neighbours are in it), unless a second colour holds <see cref="EvaluatorOptions.MajorColourShare"/> of the interior, when each such colour's own
+/// components are objects. Components under <see cref="EvaluatorOptions.MinComponentFraction"/> of the image are
+/// dropped.</item>
+/// <item>Shape by template matching (<see cref="ShapeTemplateFit"/>): the object's soft ink map (distance from the
+/// background in sRGB over its colour's, capped at 1; other objects' pixels 0) around its bounding box against each
+/// shape drawn at the object's centroid, sized around its area, blurred; the smallest squared error wins.</item>
 /// <item>Checks: binding (every requested colour-shape object present), counting (exactly the requested number of
 /// each), spatial (both present; the largest instances' centroids differ along the relation's axis by more than
 /// the margin and by at least as much as across it).</item>
@@ -80,6 +92,7 @@ public sealed class Evaluator
     private readonly EvaluatorOptions _options;
     private readonly Rgb[] _colors;
     private readonly Lab _backgroundLab;
+    private readonly Lab[] _colorLab;
     private readonly Lab[][] _blendLab; // [colour][step]: CIELAB of bg + (step / BlendSteps)(colour - bg)
     private const int BlendSteps = 256;
 
@@ -89,6 +102,7 @@ public sealed class Evaluator
         _options = options ?? new EvaluatorOptions();
         _colors = Palette.All.Select(Palette.ToRgb).ToArray();
         _backgroundLab = Palette.ToLab(_options.Background);
+        _colorLab = _colors.Select(Palette.ToLab).ToArray();
         var bg = _options.Background;
         _blendLab = _colors.Select(c => Enumerable.Range(0, BlendSteps + 1).Select(i =>
         {
@@ -138,17 +152,96 @@ public sealed class Evaluator
     public IReadOnlyList<DetectedObject> Detect(RgbaImage image)
     {
         int w = image.Width, h = image.Height;
-        int[] labels = Label(Smooth(image), w, h);
+        float[] rgb = Smooth(image);
+        int[] labels = Label(rgb, w, h);
         int minArea = Math.Max(1, (int)Math.Ceiling(_options.MinComponentFraction * w * h));
+        var objects = new List<(int Color, List<int> Pixels)>();
+        foreach (var component in Components(labels, w, h, p => labels[p] != Background))
+        {
+            // Colour votes of the interior (pixels whose four neighbours are in the component too): a decoder's hue-shifted
+            // rim has no interior, a second object touching this one has.
+            var member = new HashSet<int>(component);
+            var votes = new int[_colors.Length];
+            var core = new List<int>();
+            foreach (int p in component)
+            {
+                int x = p % w, y = p / w;
+                if (x > 0 && x < w - 1 && y > 0 && y < h - 1 && member.Contains(p - 1) && member.Contains(p + 1) && member.Contains(p - w) && member.Contains(p + w))
+                    core.Add(p);
+            }
+            if (core.Count == 0) core = component;
+            foreach (int p in core) if (labels[p] >= 0) votes[labels[p]]++;
+            int interior = Math.Max(1, votes.Sum());
+            int minInterior = Math.Max(1, minArea / 4);
+            var majors = Enumerable.Range(0, votes.Length)
+                .Where(k => votes[k] >= minInterior && votes[k] >= _options.MajorColourShare * interior).ToArray();
+            // Two touching objects only when two majors are far apart; neighbouring palette colours (blue and purple, yellow
+            // and orange: 33-47 ΔE) across one region are one object drawn in an in-between or graded colour.
+            bool split = majors.Any(a => majors.Any(b => _colorLab[a].DeltaE(_colorLab[b]) > _options.SplitMinDeltaE));
+            if (!split)
+            {
+                if (component.Count >= minArea && NearestColour(rgb, core) is var (colour, deltaE) && deltaE <= _options.MaxObjectDeltaE)
+                    objects.Add((colour, component));
+                continue;
+            }
+            var inComponent = new bool[w * h];
+            foreach (int p in component) inComponent[p] = true;
+            foreach (int k in majors)
+                objects.AddRange(Components(labels, w, h, p => inComponent[p] && labels[p] == k).Where(c => c.Count >= minArea).Select(c => (k, c)));
+        }
+        var owner = new int[w * h];
+        Array.Fill(owner, -1);
+        for (int i = 0; i < objects.Count; i++)
+        {
+            foreach (int p in objects[i].Pixels) owner[p] = i;
+        }
+        var bg = _options.Background;
+        var distance = new float[w * h];
+        for (int p = 0; p < distance.Length; p++)
+        {
+            float dr = rgb[p * 3] - bg.R, dg = rgb[p * 3 + 1] - bg.G, db = rgb[p * 3 + 2] - bg.B;
+            distance[p] = MathF.Sqrt(dr * dr + dg * dg + db * db);
+        }
         var found = new List<DetectedObject>();
+        var ink = new float[w * h];
+        for (int i = 0; i < objects.Count; i++)
+        {
+            var c = _colors[objects[i].Color];
+            float full = MathF.Sqrt((c.R - bg.R) * (c.R - bg.R) + (c.G - bg.G) * (c.G - bg.G) + (c.B - bg.B) * (c.B - bg.B));
+            for (int p = 0; p < ink.Length; p++) ink[p] = owner[p] == -1 || owner[p] == i ? Math.Min(1f, distance[p] / full) : 0f;
+            found.Add(Describe((ShapeColor)objects[i].Color, objects[i].Pixels, w, h, ink));
+        }
+        return found.OrderByDescending(d => d.Area).ToArray();
+    }
+
+    /// <summary>The palette colour nearest (ΔE76) to the mean CIELAB colour of <paramref name="pixels"/>, and that distance.</summary>
+    private (int Colour, double DeltaE) NearestColour(float[] rgb, List<int> pixels)
+    {
+        double l = 0, a = 0, b = 0;
+        foreach (int p in pixels)
+        {
+            var lab = Palette.ToLab(rgb[p * 3], rgb[p * 3 + 1], rgb[p * 3 + 2]);
+            l += lab.L; a += lab.A; b += lab.B;
+        }
+        var mean = new Lab(l / pixels.Count, a / pixels.Count, b / pixels.Count);
+        int best = 0;
+        for (int k = 1; k < _colors.Length; k++)
+        {
+            if (mean.DeltaE(_colorLab[k]) < mean.DeltaE(_colorLab[best])) best = k;
+        }
+        return (best, mean.DeltaE(_colorLab[best]));
+    }
+
+    /// <summary>4-connected components of the pixels where <paramref name="member"/> holds, each in scan order of its seed.</summary>
+    private static List<List<int>> Components(int[] labels, int w, int h, Func<int, bool> member)
+    {
+        var result = new List<List<int>>();
         var seen = new bool[w * h];
         var queue = new Queue<int>();
-        var pixels = new List<int>();
         for (int start = 0; start < labels.Length; start++)
         {
-            if (seen[start] || labels[start] < 0) continue;
-            int label = labels[start];
-            pixels.Clear();
+            if (seen[start] || !member(start)) continue;
+            var pixels = new List<int>();
             seen[start] = true;
             queue.Enqueue(start);
             while (queue.Count > 0)
@@ -161,21 +254,21 @@ public sealed class Evaluator
                 if (y > 0) Visit(p - w);
                 if (y < h - 1) Visit(p + w);
             }
-            if (pixels.Count >= minArea) found.Add(Describe((ShapeColor)label, pixels, w));
+            result.Add(pixels);
+        }
+        return result;
 
-            void Visit(int q)
+        void Visit(int q)
+        {
+            if (!seen[q] && member(q))
             {
-                if (!seen[q] && labels[q] == label)
-                {
-                    seen[q] = true;
-                    queue.Enqueue(q);
-                }
+                seen[q] = true;
+                queue.Enqueue(q);
             }
         }
-        return found.OrderByDescending(d => d.Area).ToArray();
     }
 
-    private DetectedObject Describe(ShapeColor color, List<int> pixels, int width)
+    private DetectedObject Describe(ShapeColor color, List<int> pixels, int width, int height, float[] ink)
     {
         int minX = int.MaxValue, minY = int.MaxValue, maxX = int.MinValue, maxY = int.MinValue;
         double sx = 0, sy = 0;
@@ -217,12 +310,11 @@ public sealed class Evaluator
         double solidity = pixels.Count / ConvexHullArea(pixels, width);
         double topHalf = top / (double)pixels.Count;
         double corners = cornerCells == 0 ? 0 : cornerHits / (double)cornerCells;
-        ShapeKind shape = widestRow >= _options.TriangleWidestRow && topHalf < _options.TriangleTopHalf ? ShapeKind.Triangle
-            : solidity < _options.StarSolidity ? ShapeKind.Star
-            : corners >= _options.SquareCorners ? ShapeKind.Square
-            : ShapeKind.Circle;
-        return new DetectedObject(color, shape, sx / pixels.Count, sy / pixels.Count, pixels.Count,
-            new Box(minX, minY, maxX + 1, maxY + 1), fill, solidity, topHalf, widestRow, corners);
+        int m = _options.TemplateMargin;
+        var fit = ShapeTemplateFit.Fit(ink, width, Math.Max(0, minX - m), Math.Max(0, minY - m), Math.Min(width - 1, maxX + m),
+            Math.Min(height - 1, maxY + m), sx / pixels.Count, sy / pixels.Count, pixels.Count);
+        return new DetectedObject(color, fit.Best, sx / pixels.Count, sy / pixels.Count, pixels.Count,
+            new Box(minX, minY, maxX + 1, maxY + 1), fill, solidity, topHalf, widestRow, corners, fit.Margin);
 
         // Pixel centre inside one of the four corner triangles (legs legX, legY) of the bounding box.
         bool InCorner(int x, int y)

@@ -8,7 +8,7 @@ using CTCal.Trainer.Training;
 namespace CTCal.Trainer.Cli;
 
 /// <summary>
-/// <c>ctcal-train base tokenizer|dataset|vae|unet|sample</c>: the from-scratch base model of the synthetic world (CTCal.BaseModel).
+/// <c>ctcal-train base tokenizer|dataset|vae|unet|sample|ceiling</c>: the from-scratch base model of the synthetic world (CTCal.BaseModel).
 /// <paramref name="args"/> is the whole command line, recorded in the recipes.
 /// </summary>
 internal sealed class BaseVerb(CliContext context, string[] args)
@@ -183,6 +183,7 @@ internal sealed class BaseVerb(CliContext context, string[] args)
             }));
             command.Subcommands.Add(sample);
         }
+        command.Subcommands.Add(new BaseCeilingCommand(context, args).Build());
         return command;
     }
 
@@ -194,6 +195,6 @@ internal sealed class BaseVerb(CliContext context, string[] args)
         _ => throw new UsageException($"--sizes: '{sizes}' is not default, tiny or an existing JSON file"),
     };
 
-    private static string CommandLine(string[] arguments) =>
+    internal static string CommandLine(string[] arguments) =>
         "ctcal-train " + string.Join(' ', arguments.Select(a => a.Length > 0 && a.All(c => char.IsLetterOrDigit(c) || "-_./=:,".Contains(c)) ? a : $"'{a.Replace("'", "'\\''")}'"));
 }

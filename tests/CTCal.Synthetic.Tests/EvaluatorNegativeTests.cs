@@ -91,4 +91,75 @@ public sealed class EvaluatorNegativeTests
         var noisy = Renderer.Render(new Scene(64, 64, [])).WithGaussianNoise(0.08, seed: 3);
         Assert.Empty(Evaluator.Detect(noisy));
     }
+
+    [Fact]
+    public void EveryShapeSwapFailsBindingAtEverySize()
+    {
+        // Each shape redrawn as each other shape, small (12 px, the sampler's floor) to large: the template fit must not
+        // let a triangle pass as a star, a star as a circle, a square as a circle, or any other swap.
+        foreach (double size in new[] { 12.0, 16, 24, 32 })
+        {
+            foreach (var drawn in Shapes.All)
+            {
+                foreach (var asked in Shapes.All.Where(s => s != drawn))
+                {
+                    var image = Renderer.Render(new Scene(64, 64, [new SceneObject(ShapeColor.Purple, drawn, 30, 34, size)]));
+                    var score = Evaluator.Score(image, SceneSpec.Binding(new ObjectSpec(ShapeColor.Purple, asked)));
+                    Assert.True(score.Binding == 0, $"a {size} px {drawn} passed as a {asked}");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void OffPaletteObjectIsNotAnObject()
+    {
+        // A grey or black square is far from every palette colour: no object, whatever its shape.
+        foreach (var (r, g, b) in new[] { (128, 128, 128), (20, 20, 20), (90, 90, 96) })
+        {
+            var image = Renderer.Render(new Scene(64, 64, [new SceneObject(ShapeColor.Red, ShapeKind.Square, 32, 32, 24)]));
+            for (int i = 0; i < image.Pixels.Length; i += 4)
+            {
+                if (image.Pixels[i] == 214 && image.Pixels[i + 1] == 36) (image.Pixels[i], image.Pixels[i + 1], image.Pixels[i + 2]) = ((byte)r, (byte)g, (byte)b);
+            }
+            Assert.True(Evaluator.Detect(image).All(d => d.Area < 100), $"a ({r}, {g}, {b}) square was taken for an object: {string.Join("; ", Evaluator.Detect(image))}");
+        }
+    }
+
+    [Fact]
+    public void TouchingObjectsOfTwoColoursStayTwoObjects()
+    {
+        // Merging object-coloured pixels into one region (to absorb a decoder's hue-shifted rims) must not merge two
+        // touching objects of different colours.
+        var image = Renderer.Render(new Scene(64, 64, [
+            new SceneObject(ShapeColor.Red, ShapeKind.Square, 22, 32, 22), new SceneObject(ShapeColor.Blue, ShapeKind.Circle, 41, 32, 20)]));
+        var found = Evaluator.Detect(image);
+        Assert.Contains(found, d => d.Color == ShapeColor.Red && d.Shape == ShapeKind.Square);
+        Assert.Contains(found, d => d.Color == ShapeColor.Blue && d.Shape == ShapeKind.Circle);
+        Assert.Equal(1, Evaluator.Score(image, SceneSpec.Spatial(new ObjectSpec(ShapeColor.Red, ShapeKind.Square), SpatialRelation.LeftOf,
+            new ObjectSpec(ShapeColor.Blue, ShapeKind.Circle))).Spatial);
+    }
+
+    [Fact]
+    public void AnObjectGradedBetweenNeighbouringColoursIsOneObject()
+    {
+        // Generated stars come out purple with a blue half: one star (not a blue and a purple fragment), while red and blue
+        // halves (far apart) are two touching objects.
+        foreach (var (other, expected) in new[] { (ShapeColor.Blue, 1), (ShapeColor.Red, 2) })
+        {
+            var image = Renderer.Render(new Scene(64, 64, [new SceneObject(ShapeColor.Purple, ShapeKind.Star, 32, 32, 30)]));
+            var paint = Palette.ToRgb(other);
+            for (int y = 0; y < 64; y++)
+            {
+                for (int x = 0; x < 32; x++)
+                {
+                    int i = (y * 64 + x) * 4;
+                    if (image.Pixels[i] == 140 && image.Pixels[i + 1] == 48) (image.Pixels[i], image.Pixels[i + 1], image.Pixels[i + 2]) = (paint.R, paint.G, paint.B);
+                }
+            }
+            var found = Evaluator.Detect(image);
+            Assert.True(found.Count == expected, $"purple star half {other}: {string.Join("; ", found)}");
+            if (expected == 1) Assert.Equal(ShapeKind.Star, found[0].Shape);
+        }
+    }
 }
