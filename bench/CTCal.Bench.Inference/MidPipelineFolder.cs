@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
 using CTCal.Core.Diffusers;
 using CTCal.Core.IO;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using static TorchSharp.torch;
 
 namespace CTCal.Bench.Inference;

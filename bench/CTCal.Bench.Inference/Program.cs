@@ -5,7 +5,7 @@ using System.Diagnostics;
 using CTCal.Bench.Inference;
 using CTCal.Core.Diffusers;
 using CTCal.Export;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using Microsoft.ML.OnnxRuntime;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -1,7 +1,7 @@
 // Forward+backward cost of cross-attention capture on the tiny SD1 UNet, and resident memory over a training-like loop.
 using System.Diagnostics;
 using CTCal.Core.Diffusers;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using TorchSharp;
 using static TorchSharp.torch;
 

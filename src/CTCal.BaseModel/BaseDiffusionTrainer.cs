@@ -5,7 +5,7 @@ using CTCal.Core.Models;
 using CTCal.Core.Schedulers;
 using CTCal.Core.Text;
 using CTCal.Trainer.Data;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using CTCal.Trainer.Training;
 using TorchSharp;
 using static TorchSharp.torch;

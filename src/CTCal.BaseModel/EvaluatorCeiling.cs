@@ -4,7 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using CTCal.Core.IO;
 using CTCal.Synthetic;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using static TorchSharp.torch;
 
 namespace CTCal.BaseModel;

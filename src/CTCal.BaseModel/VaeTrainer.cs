@@ -2,7 +2,7 @@ using System.Diagnostics;
 using CTCal.Core.Diffusers;
 using CTCal.Core.IO;
 using CTCal.Trainer.Data;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using CTCal.Trainer.Training;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -1,6 +1,6 @@
 using CTCal.Core.Diffusers;
 using CTCal.Export;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using static TorchSharp.torch;
 
 namespace CTCal.Integration.Tests;

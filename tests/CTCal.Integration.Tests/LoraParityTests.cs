@@ -3,7 +3,7 @@ using System.Text.Json;
 using CTCal.Core.Diffusers;
 using CTCal.Core.Safetensors;
 using CTCal.Export;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using TorchSharp;
 using static TorchSharp.torch;
 

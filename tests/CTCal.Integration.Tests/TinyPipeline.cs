@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
 using CTCal.Core.Diffusers;
 using CTCal.Tests;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using TorchSharp;
 using static TorchSharp.torch;
 

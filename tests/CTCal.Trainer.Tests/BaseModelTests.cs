@@ -7,7 +7,7 @@ using CTCal.Synthetic;
 using CTCal.Tests;
 using CTCal.Trainer.Cli;
 using CTCal.Trainer.Data;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using CTCal.Trainer.Training;
 using Xunit;
 using static TorchSharp.torch;

@@ -2,7 +2,7 @@ using CTCal.BaseModel;
 using CTCal.Synthetic;
 using CTCal.Tests;
 using CTCal.Trainer.Cli;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using Xunit;
 
 namespace CTCal.Trainer.Tests;

@@ -2,7 +2,7 @@ using CTCal.Core.Diffusers;
 using CTCal.Core.Schedulers;
 using CTCal.Core.Text;
 using CTCal.Tests;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using CTCal.Trainer.Training;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -2,7 +2,7 @@ using CTCal.Core.Diffusers;
 using CTCal.Tests;
 using CTCal.Trainer.Cli;
 using CTCal.Trainer.Data;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using CTCal.Trainer.Training;
 using Xunit;
 using static TorchSharp.torch;

@@ -1,7 +1,7 @@
 using CTCal.Core.Models;
 using CTCal.Core.Schedulers;
 using CTCal.Core.Text;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using TorchSharp;
 using static TorchSharp.torch;
 

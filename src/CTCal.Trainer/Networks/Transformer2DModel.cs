@@ -3,7 +3,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace CTCal.Trainer.Model;
+namespace CTCal.Trainer.Networks;
 
 // diffusers.models.transformers.transformer_2d.Transformer2DModel (continuous input, SD 1.x conv / SD 2.x linear projections).
 /// <summary>

@@ -1,10 +1,10 @@
 using Xunit;
 using CTCal.Core.Diffusers;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace CTCal.Trainer.Tests.Model;
+namespace CTCal.Trainer.Tests.Networks;
 
 public sealed class TextEncoderAndVaeTests
 {

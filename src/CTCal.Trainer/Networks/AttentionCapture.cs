@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace CTCal.Trainer.Model;
+namespace CTCal.Trainer.Networks;
 
 /// <summary>
 /// Records the attention probabilities softmax(Q K^T / sqrt(d)) of chosen attention layers during one

@@ -3,7 +3,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace CTCal.Trainer.Model;
+namespace CTCal.Trainer.Networks;
 
 // diffusers.models.embeddings.get_timestep_embedding (the Transformer's sinusoidal position encoding, Vaswani et al. 2017).
 /// <summary>Sinusoidal timestep features, as diffusers' <c>Timesteps</c> module computes them (no parameters).</summary>

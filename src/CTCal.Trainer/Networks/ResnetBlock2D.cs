@@ -3,7 +3,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace CTCal.Trainer.Model;
+namespace CTCal.Trainer.Networks;
 
 // diffusers.models.resnet.ResnetBlock2D (time_embedding_norm="default", output_scale_factor, 1x1 conv_shortcut).
 /// <summary>GroupNorm-SiLU-conv twice with an optional time-embedding shift and a 1x1 shortcut when channels change.</summary>

@@ -4,7 +4,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace CTCal.Trainer.Model;
+namespace CTCal.Trainer.Networks;
 
 // diffusers.models.unets.unet_2d_condition.UNet2DConditionModel, restricted to what SD 1.x/2.x configs use.
 /// <summary>

@@ -1,9 +1,9 @@
 using Xunit;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace CTCal.Trainer.Tests.Model;
+namespace CTCal.Trainer.Tests.Networks;
 
 public sealed class UNetStructureTests
 {

@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace CTCal.Trainer.Model;
+namespace CTCal.Trainer.Networks;
 
 /// <summary>Layer factories with PyTorch's initial values.</summary>
 internal static class Layers

@@ -3,11 +3,11 @@ using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
 using CTCal.Core.Safetensors;
 using CTCal.Tests;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace CTCal.Trainer.Tests.Model;
+namespace CTCal.Trainer.Tests.Networks;
 
 public sealed class DiffusersWeightsTests : IDisposable
 {

@@ -1,7 +1,7 @@
 using Xunit;
 using CTCal.Core.Diffusers;
 
-namespace CTCal.Trainer.Tests.Model;
+namespace CTCal.Trainer.Tests.Networks;
 
 /// <summary>Small model configs for shape, naming and gradient tests (no weights needed).</summary>
 internal static class ModelTestConfigs
@@ -33,9 +33,9 @@ internal static class ModelTestConfigs
     }
     """, "gelu-clip/text_encoder/config.json");
 
-    /// <summary>Loads <paramref name="folder"/>'s weights strictly through <see cref="CTCal.Trainer.Model.DiffusersWeights"/>.</summary>
+    /// <summary>Loads <paramref name="folder"/>'s weights strictly through <see cref="CTCal.Trainer.Networks.DiffusersWeights"/>.</summary>
     public static void LoadWeights(TorchSharp.torch.nn.Module module, string folder) =>
-        CTCal.Trainer.Model.DiffusersWeights.Load(module, folder);
+        CTCal.Trainer.Networks.DiffusersWeights.Load(module, folder);
 
     public static string TinySd1 => Path.Combine(CTCal.Tests.TestPaths.Fixtures, "tiny-sd1");
 

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace CTCal.Trainer.Model;
+namespace CTCal.Trainer.Networks;
 
 /// <summary>
 /// Picks the compute device and the dtype of frozen model parts. Trainable parameters always stay fp32 (TorchSharp has

@@ -5,7 +5,7 @@ using CTCal.Core.Safetensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace CTCal.Trainer.Model;
+namespace CTCal.Trainer.Networks;
 
 /// <summary>
 /// Loads and saves model weights in diffusers' safetensors layout. Module parameter names are the file's tensor names,

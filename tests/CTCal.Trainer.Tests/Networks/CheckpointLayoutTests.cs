@@ -1,8 +1,8 @@
 using Xunit;
 using CTCal.Core.Diffusers;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 
-namespace CTCal.Trainer.Tests.Model;
+namespace CTCal.Trainer.Tests.Networks;
 
 /// <summary>
 /// The SD 1.x/2.x layouts at reduced width: the key sets must have the tensor counts of the real checkpoints

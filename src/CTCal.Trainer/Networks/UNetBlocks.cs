@@ -3,7 +3,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace CTCal.Trainer.Model;
+namespace CTCal.Trainer.Networks;
 
 /// <summary>Settings shared by every block of one UNet (from its config).</summary>
 internal sealed record UNetBlockSettings(int TembChannels, int Groups, double Eps, int CrossAttentionDim, bool UseLinearProjection, bool UpcastAttention);

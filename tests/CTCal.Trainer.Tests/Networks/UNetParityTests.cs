@@ -1,10 +1,10 @@
 using Xunit;
 using CTCal.Core.Diffusers;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace CTCal.Trainer.Tests.Model;
+namespace CTCal.Trainer.Tests.Networks;
 
 /// <summary>The tiny SD1 UNet against diffusers 0.27.2's outputs and cross-attention probabilities.</summary>
 public sealed class UNetParityTests

@@ -1,11 +1,11 @@
 using Xunit;
 using CTCal.Core.Diffusers;
-using CTCal.Trainer.Model;
+using CTCal.Trainer.Networks;
 using TorchSharp;
 using static TorchSharp.torch;
 using Xunit.Abstractions;
 
-namespace CTCal.Trainer.Tests.Model;
+namespace CTCal.Trainer.Tests.Networks;
 
 /// <summary>
 /// The SD2-style models against the diffusers / transformers outputs recorded in tests/data/fixtures/tiny-sd2-style:

@@ -3,7 +3,7 @@ using System.Text.Json;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace CTCal.Trainer.Tests.Model;
+namespace CTCal.Trainer.Tests.Networks;
 
 /// <summary>Reads the fixtures' plain safetensors files (F32 / I64) into tensors, for comparing against reference outputs.</summary>
 internal static class FixtureTensors

@@ -4,7 +4,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace CTCal.Trainer.Model;
+namespace CTCal.Trainer.Networks;
 
 // diffusers.models.autoencoders.autoencoder_kl.AutoencoderKL (Rombach et al. 2022, KL-regularised autoencoder).
 /// <summary>

@@ -3,7 +3,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace CTCal.Trainer.Model;
+namespace CTCal.Trainer.Networks;
 
 // diffusers.models.attention_processor.Attention with AttnProcessor2_0 (fused SDPA) / AttnProcessor (explicit probabilities).
 /// <summary>

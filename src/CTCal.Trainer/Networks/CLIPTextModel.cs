@@ -4,7 +4,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace CTCal.Trainer.Model;
+namespace CTCal.Trainer.Networks;
 
 // transformers.models.clip.modeling_clip.CLIPTextModel (pre-LN transformer with a causal mask, Radford et al. 2021).
 /// <summary>

@@ -3,7 +3,7 @@ using CTCal.Core.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace CTCal.Trainer.Model;
+namespace CTCal.Trainer.Networks;
 
 /// <summary>
 /// Builds the SD models from a diffusers folder's components (config + safetensors). The caller owns and disposes the
