@@ -60,10 +60,13 @@ public static class StudyReport
                 }
 
                 md.AppendLine(section);
-                foreach (string note in done.Notes)
+                if (done.Notes.Count > 0)
                 {
                     md.AppendLine();
-                    md.AppendLine("- " + note);
+                    foreach (string note in done.Notes)
+                    {
+                        md.AppendLine("- " + note);
+                    }
                 }
             }
             else

@@ -102,7 +102,16 @@ public sealed class StudyRunner
             }
             else
             {
-                done = await RunStageAsync(i, stage, folder, ct);
+                try
+                {
+                    done = await RunStageAsync(i, stage, folder, ct);
+                }
+                catch
+                {
+                    WriteReport(); // the report then says the stage is not done
+                    throw;
+                }
+
                 outcomes.Add(new StudyStageOutcome(stage.Name, folder, StudyStageStatus.Ran, done));
             }
 
