@@ -142,5 +142,12 @@ public sealed class StudyStagesTests : IDisposable
         Assert.Equal(6, again[2].Done!.Summary["reused_prompts"]);
         Assert.Equal(gors.Summary["kept"], again[2].Done!.Summary["kept"]);
         Assert.Contains(said, l => l.Contains("resuming", StringComparison.Ordinal));
+
+        // Other sampler settings: the old images are not reused.
+        File.Delete(Path.Combine(o, "03-gors-data", StudyDone.FileName));
+        said.Clear();
+        var other = await new StudyRunner(StudyStages.Default(), settings with { SamplingSteps = 8 }, said.Add).RunAsync(null, CancellationToken.None);
+        Assert.Equal(0, other[2].Done!.Summary["reused_prompts"]);
+        Assert.Contains(said, l => l.Contains("made with other settings", StringComparison.Ordinal));
     }
 }

@@ -18,14 +18,18 @@ namespace CTCal.MainJob.Study;
 /// image with its verdict.
 /// </summary>
 /// <remarks>
-/// Resumable: a killed run's images in <c>candidates/</c> are reused when every image of a prompt is there and
-/// decodes (a prompt with a missing or broken one is generated again, all its images, as one seeded request); the
-/// dataset folder is rewritten from scratch.
+/// Resumable: a killed run's images in <c>candidates/</c> are reused when they were made with the same settings
+/// (<c>candidates/request.json</c>: base, prompts, seeds, steps, guidance, size; otherwise all are made again) and
+/// every image of a prompt is there and decodes (a prompt with a missing or broken one is generated again, all its
+/// images, as one seeded request); the dataset folder is rewritten from scratch.
 /// </remarks>
 public sealed class GorsDataStudyStage : IStudyStage
 {
     /// <summary>Files and folders of the stage.</summary>
     public const string CandidatesFolder = "candidates", CandidatesFile = "candidates.jsonl", DatasetFolder = "dataset", HostFolder = "host";
+
+    /// <summary>The settings the images in <see cref="CandidatesFolder"/> were made with (model, prompts, seeds, sampler).</summary>
+    public const string RequestFile = "request.json";
 
     /// <summary>The world-seed stream the GORS prompts are drawn with (the world uses 1 to 3 and 1000 up, the split 4).</summary>
     public const ulong PromptStream = 5;
@@ -88,7 +92,21 @@ public sealed class GorsDataStudyStage : IStudyStage
         }
 
         string images = Path.Combine(context.Folder, CandidatesFolder);
+        // What the images are made from; a previous run's images are reused only when it is the same.
+        string request = JsonSerializer.Serialize(new
+        {
+            baseModel = settings.BaseModel, prompts = prompts.Select(p => $"{p.Id}: {p.Prompt}"), seeds, steps = settings.SamplingSteps,
+            guidance = settings.Guidance, size = record.ImageSize, scheduler = "ddim",
+        }, RunResults.Json);
+        string requestFile = Path.Combine(images, RequestFile);
+        if (Directory.Exists(images) && (!File.Exists(requestFile) || File.ReadAllText(requestFile) != request))
+        {
+            context.Say($"gors-data: the images in {images} were made with other settings; generating all again");
+            Directory.Delete(images, recursive: true);
+        }
+
         Directory.CreateDirectory(images);
+        AtomicFile.WriteText(requestFile, request);
         var reused = prompts.ToDictionary(p => p.Id, p => Reusable(images, p, seeds));
         int toGenerate = reused.Count(r => r.Value is null);
         context.Say($"gors-data: {prompts.Count} prompts x {seeds.Count} images; {prompts.Count - toGenerate} prompts' images reused from a previous run");
