@@ -3,6 +3,7 @@ using System.CommandLine.Parsing;
 using System.Globalization;
 using CTCal.Contracts;
 using CTCal.Hosting;
+using CTCal.MainJob.Study;
 using NLog;
 using Spectre.Console;
 
@@ -19,7 +20,7 @@ public static class ExitCodes
 
 /// <summary>
 /// The command line: <c>ctcal-main [options] [-- trainer arguments]</c> runs the main job; <c>ctcal-main sweep</c> runs a
-/// learning-rate x CTCal-weight grid. Every recipe option overrides one value of <see cref="MainJobRecipe"/> (or of
+/// learning-rate x CTCal-weight grid; <c>ctcal-main study</c> runs the study's stages (<see cref="StudyRunner"/>). Every recipe option overrides one value of <see cref="MainJobRecipe"/> (or of
 /// <see cref="MainJobRecipe.Quick"/> with <c>--quick</c>).
 /// </summary>
 public static class MainJobCli
@@ -124,7 +125,46 @@ public static class MainJobCli
             await Sweep.RunAsync(console, options, ParseList(parse.GetValue(lrs)!, "--lr"), ParseList(parse.GetValue(weights)!, "--ctcal-weight"), ct);
         }));
         root.Subcommands.Add(sweep);
+        root.Subcommands.Add(StudyCommand(console));
         return root;
+    }
+
+    private static Command StudyCommand(IAnsiConsole console)
+    {
+        var quick = new Option<bool>("--quick") { Description = "smoke settings: 256 training images, 8 probe records, 4 GORS prompts per category x 1 image" };
+        var output = new Option<string?>("--out") { Description = "study folder (default runs/study, runs/study-quick with --quick)" };
+        var only = new Option<string?>("--only") { Description = "run just this stage (the stages before it must be done)" };
+        var baseModel = new Option<string?>("--base") { Description = "base model folder (default: assets/base-model)" };
+        var threads = new Option<int>("--threads") { Description = "torch threads of the trainer, ONNX Runtime threads per session", DefaultValueFactory = _ => 1 };
+        var parallel = new Option<int?>("--parallel") { Description = "generations at a time (default: 2, or 1 on a single core)" };
+        var study = new Command("study", "The CTCal study, stage by stage into <out>/<nn>-<stage>/ (each finished by its done.json; a rerun skips done stages); writes study.md");
+        foreach (var o in new Option[] { quick, output, only, baseModel, threads, parallel })
+        {
+            study.Options.Add(o);
+        }
+
+        study.SetAction((parse, ct) => Guarded(console, async () =>
+        {
+            bool q = parse.GetValue(quick);
+            var settings = new StudySettings
+            {
+                OutputFolder = Path.GetFullPath(parse.GetValue(output) ?? (q ? "runs/study-quick" : "runs/study")),
+                BaseModel = Path.GetFullPath(parse.GetValue(baseModel) ?? BuildInfo.DefaultBaseModel()),
+                Threads = parse.GetValue(threads),
+                Parallel = parse.GetValue(parallel) ?? Math.Clamp(Environment.ProcessorCount, 1, 2),
+            };
+            settings = q ? settings.ForQuick() : settings;
+            settings.Validate();
+            if (LogManager.Configuration is { } logConfig)
+            {
+                logConfig.Variables["runDir"] = settings.OutputFolder;
+            }
+
+            var runner = new StudyRunner(StudyStages.Default(), settings, line => console.MarkupLine(Markup.Escape(line)));
+            await runner.RunAsync(parse.GetValue(only), ct);
+            console.MarkupLine(Markup.Escape($"study: {Path.Combine(settings.OutputFolder, StudyReport.FileName)}"));
+        }));
+        return study;
     }
 
     private static MainJobOptions ToOptions(ParseResult parse, CommonOptions o, double? lr, string? seeds, double? weight, string verb)

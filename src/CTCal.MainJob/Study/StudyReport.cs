@@ -1,0 +1,98 @@
+using System.Globalization;
+using System.Text;
+using CTCal.Core.IO;
+
+namespace CTCal.MainJob.Study;
+
+/// <summary>
+/// <c>study.md</c>: a table of the stages (done with wall time, or not done yet), each done stage's own section
+/// (<see cref="IStudyStage.Report"/>) and the stages the study does not have yet. Rewritten after every stage.
+/// </summary>
+public static class StudyReport
+{
+    /// <summary>File name in the study folder.</summary>
+    public const string FileName = "study.md";
+
+    /// <summary>Stages of issue #14 that are not implemented yet (named in the report so nobody reads the study as complete).</summary>
+    public static readonly IReadOnlyList<string> NotImplemented =
+    [
+        "fine-tunes on the study data (vanilla, CTCal, GORS, CTCal + GORS, shuffled and oracle teachers; several seeds)",
+        "choice of weight, learning rate and steps on the validation prompts",
+        "test-prompt evaluation with paired bootstrap intervals (PairedBootstrap) and the power statement (StudyPower)",
+    ];
+
+    /// <summary>Builds the report text for <paramref name="stages"/> in <paramref name="folders"/>.</summary>
+    public static string Build(IReadOnlyList<IStudyStage> stages, IReadOnlyList<string> folders, StudySettings settings)
+    {
+        var md = new StringBuilder();
+        md.AppendLine(settings.Quick ? "# CTCal study — SMOKE RUN (--quick)" : "# CTCal study");
+        md.AppendLine();
+        md.AppendLine(CultureInfo.InvariantCulture, $"Base model: `{settings.BaseModel}`. Folder: `{settings.OutputFolder}`.");
+        md.AppendLine();
+        md.AppendLine("| stage | status | wall time |");
+        md.AppendLine("|---|---|---|");
+        var dones = folders.Select(f => (Done: SafeRead(f, out string? problem), Problem: problem)).ToList();
+        for (int i = 0; i < stages.Count; i++)
+        {
+            var (done, problem) = dones[i];
+            string status = done is not null ? $"done {done.FinishedUtc:yyyy-MM-dd HH:mm} UTC" : problem ?? "**not done yet**";
+            string time = done is null ? "–" : done.Seconds.ToString("0.0", CultureInfo.InvariantCulture) + " s";
+            md.AppendLine(CultureInfo.InvariantCulture, $"| {StudyRunner.FolderName(i, stages[i].Name)} | {status} | {time} |");
+        }
+
+        md.AppendLine();
+        md.AppendLine("Not implemented yet (no stage exists for these): " + string.Join("; ", NotImplemented) + ".");
+        for (int i = 0; i < stages.Count; i++)
+        {
+            md.AppendLine();
+            md.AppendLine(CultureInfo.InvariantCulture, $"## {StudyRunner.FolderName(i, stages[i].Name)}");
+            md.AppendLine();
+            if (dones[i].Done is { } done)
+            {
+                string section;
+                try
+                {
+                    section = stages[i].Report(folders[i], done).TrimEnd();
+                }
+                catch (Exception e) when (e is IOException or InvalidDataException or System.Text.Json.JsonException or KeyNotFoundException or UnauthorizedAccessException)
+                {
+                    section = $"(the stage's files could not be read for the report: {e.Message})";
+                }
+
+                md.AppendLine(section);
+                if (done.Notes.Count > 0)
+                {
+                    md.AppendLine();
+                    foreach (string note in done.Notes)
+                    {
+                        md.AppendLine("- " + note);
+                    }
+                }
+            }
+            else
+            {
+                md.AppendLine("Not done yet.");
+            }
+        }
+
+        return md.ToString();
+    }
+
+    /// <summary>Writes <see cref="Build"/> to <c>study.md</c> in the study folder, atomically.</summary>
+    public static void Write(IReadOnlyList<IStudyStage> stages, IReadOnlyList<string> folders, StudySettings settings) =>
+        AtomicFile.WriteText(Path.Combine(settings.OutputFolder, FileName), Build(stages, folders, settings));
+
+    private static StudyDone? SafeRead(string folder, out string? problem)
+    {
+        problem = null;
+        try
+        {
+            return StudyDone.Read(folder);
+        }
+        catch (InvalidDataException e)
+        {
+            problem = "unreadable done.json: " + e.Message.Replace("|", "/", StringComparison.Ordinal);
+            return null;
+        }
+    }
+}

@@ -1,0 +1,94 @@
+using CTCal.Synthetic;
+
+namespace CTCal.MainJob.Study;
+
+/// <summary>
+/// Settings of <c>ctcal-main study</c>. <see cref="ForQuick"/> gives the smoke values of <c>--quick</c>; a stage's
+/// <c>done.json</c> records which of the two it ran with, and the runner refuses to mix them in one folder.
+/// </summary>
+public sealed record StudySettings
+{
+    /// <summary>The study folder (stage folders <c>&lt;nn&gt;-&lt;stage&gt;</c> and <c>study.md</c>).</summary>
+    public required string OutputFolder { get; init; }
+
+    /// <summary>Smoke settings (<c>--quick</c>).</summary>
+    public bool Quick { get; init; }
+
+    /// <summary>The base model folder (default <c>assets/base-model</c>).</summary>
+    public required string BaseModel { get; init; }
+
+    /// <summary>Torch threads of the trainer, ONNX Runtime threads per session.</summary>
+    public int Threads { get; init; } = 1;
+
+    /// <summary>Generations at a time.</summary>
+    public int Parallel { get; init; } = 2;
+
+    /// <summary>Training images of the synthetic dataset (stage world).</summary>
+    public int DatasetCount { get; init; } = 2000;
+
+    /// <summary>Validation and test prompts per category (stage world).</summary>
+    public PromptSplitOptions Split { get; init; } = new();
+
+    /// <summary>Records of the premise probe (stage premise).</summary>
+    public int ProbeRecords { get; init; } = 64;
+
+    /// <summary>Training-split prompts per category the base generates for (stage gors-data).</summary>
+    public int GorsPromptsPerCategory { get; init; } = 100;
+
+    /// <summary>Images per GORS prompt (stage gors-data); also the most kept per prompt.</summary>
+    public int GorsImagesPerPrompt { get; init; } = 4;
+
+    /// <summary>Most GORS images kept per category.</summary>
+    public int GorsCapPerCategory { get; init; } = 500;
+
+    /// <summary>Seed of the first GORS image of each prompt (image i uses this + i); disjoint from the evaluation seeds.</summary>
+    public long GorsSeedBase { get; init; } = 100_000;
+
+    /// <summary>DDIM steps of generated images.</summary>
+    public int SamplingSteps { get; init; } = 25;
+
+    /// <summary>Guidance scale of generated images.</summary>
+    public double Guidance { get; init; } = 5.0;
+
+    /// <summary>Seed of the first evaluation image of each prompt (the main job's <see cref="MainJobRecipe.ImageSeedBase"/>).</summary>
+    public long EvaluationImageSeedBase { get; init; } = 1000;
+
+    /// <summary>Evaluation images per prompt the study's later stages may use (seeds reserved from GORS).</summary>
+    public int EvaluationImageSeeds { get; init; } = 16;
+
+    /// <summary>The reserved evaluation image seeds.</summary>
+    public IReadOnlySet<long> EvaluationSeeds => Enumerable.Range(0, EvaluationImageSeeds).Select(i => EvaluationImageSeedBase + i).ToHashSet();
+
+    /// <summary>The smoke values: 256 training images, 8 probe records, 4 GORS prompts per category x 1 image, 20 DDIM steps.</summary>
+    public StudySettings ForQuick() => this with
+    {
+        Quick = true,
+        DatasetCount = 256,
+        ProbeRecords = 8,
+        GorsPromptsPerCategory = 4,
+        GorsImagesPerPrompt = 1,
+        SamplingSteps = 20,
+    };
+
+    /// <summary>Checks every value; the message names the setting at fault.</summary>
+    /// <exception cref="ArgumentException">A value is out of range.</exception>
+    public void Validate()
+    {
+        static void Require(bool ok, string message)
+        {
+            if (!ok) throw new ArgumentException(message);
+        }
+
+        Require(Threads > 0, $"--threads must be positive, got {Threads}");
+        Require(Parallel > 0, $"--parallel must be positive, got {Parallel}");
+        Require(DatasetCount > 0, $"dataset count must be positive, got {DatasetCount}");
+        Require(ProbeRecords > 0, $"probe records must be positive, got {ProbeRecords}");
+        Require(GorsPromptsPerCategory > 0, $"GORS prompts per category must be positive, got {GorsPromptsPerCategory}");
+        Require(GorsImagesPerPrompt > 0, $"GORS images per prompt must be positive, got {GorsImagesPerPrompt}");
+        Require(SamplingSteps > 0, $"sampling steps must be positive, got {SamplingSteps}");
+        Require(Guidance >= 1 && double.IsFinite(Guidance), $"guidance must be >= 1, got {Guidance}");
+        long gorsLast = GorsSeedBase + GorsImagesPerPrompt - 1, evalLast = EvaluationImageSeedBase + EvaluationImageSeeds - 1;
+        Require(gorsLast < EvaluationImageSeedBase || GorsSeedBase > evalLast,
+            $"GORS seeds {GorsSeedBase}..{gorsLast} overlap the evaluation seeds {EvaluationImageSeedBase}..{evalLast}");
+    }
+}

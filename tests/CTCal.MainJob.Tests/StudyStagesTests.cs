@@ -1,0 +1,153 @@
+using System.Text.Json;
+using CTCal.MainJob.Study;
+using CTCal.Synthetic;
+using CTCal.Tests;
+using Spectre.Console;
+using Xunit;
+
+namespace CTCal.MainJob.Tests;
+
+/// <summary>The study's stages: their pure parts, and <c>study --quick</c> end to end on the shipped base model.</summary>
+public sealed class StudyStagesTests : IDisposable
+{
+    private readonly string _dir = TestPaths.NewTempDir("ctcal-study-stages");
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void WorldStageWritesMaskedDataAndADisjointPromptSplit()
+    {
+        var record = new WorldStudyStage.StudyWorld(3, 64, 6, 5, 4);
+        var result = WorldStudyStage.Write(_dir, record, _ => { }, CancellationToken.None);
+
+        Assert.Equal(record, WorldStudyStage.StudyWorld.Read(_dir));
+        Assert.True(DatasetStage.Matches(Path.Combine(_dir, WorldStudyStage.DataFolder), record.Options));
+        var validation = DatasetWriter.ReadEvalPrompts(Path.Combine(_dir, WorldStudyStage.ValidationFile));
+        var test = DatasetWriter.ReadEvalPrompts(Path.Combine(_dir, WorldStudyStage.TestFile));
+        Assert.Equal(validation.Count, (int)Enum.GetValues<PromptCategory>().Sum(c => result.Summary[$"validation.{Metrics.Word(c)}"]));
+        Assert.Equal(5, validation.Count(p => p.Category == PromptCategory.Spatial));
+        Assert.Equal(4, test.Count(p => p.Category == PromptCategory.Spatial));
+        Assert.Empty(validation.Select(p => p.Spec.CanonicalKey).Intersect(test.Select(p => p.Spec.CanonicalKey)));
+        var world = SyntheticWorld.Create(record.Options);
+        Assert.Empty(world.TrainSpecs.Select(s => s.CanonicalKey).Intersect(validation.Concat(test).Select(p => p.Spec.CanonicalKey)));
+    }
+
+    [Fact]
+    public void GorsPromptsAreTrainingSplitCaptionsOfTheirSpecsAndDeterministic()
+    {
+        var world = SyntheticWorld.Create(new SyntheticWorldOptions { Seed = 1, TrainCount = 50 });
+        var split = PromptSplit.Create(world);
+        var prompts = GorsDataStudyStage.TrainingPrompts(world, split, 6);
+        var trainKeys = world.TrainSpecs.Select(s => s.CanonicalKey).ToHashSet();
+
+        Assert.All(Enum.GetValues<PromptCategory>(), c => Assert.Equal(6, prompts.Count(p => p.Spec.Category == c)));
+        Assert.All(prompts, p =>
+        {
+            Assert.Contains(p.Spec.CanonicalKey, trainKeys);
+            Assert.False(split.IsHeldBack(p.Prompt));
+            Assert.Equal(p.Spec, CaptionGrammar.Parse(p.Prompt));
+        });
+        Assert.Equal(prompts.Count, prompts.Select(p => p.Spec.CanonicalKey).Distinct().Count());
+        Assert.Equal(prompts.Count, prompts.Select(p => p.Id).Distinct().Count());
+        Assert.Equal(prompts, GorsDataStudyStage.TrainingPrompts(world, split, 6));
+        // More than the world has: every training group of the category, no repeats.
+        int counting = world.TrainSpecs.Where(s => s.Category == PromptCategory.Counting).Select(s => s.CanonicalKey).Distinct().Count();
+        Assert.Equal(counting, GorsDataStudyStage.TrainingPrompts(world, split, 10_000).Count(p => p.Spec.Category == PromptCategory.Counting));
+    }
+
+    [Fact]
+    public void ProbeVerdictsAreReadAndAMalformedFileIsNamed()
+    {
+        string file = Path.Combine(_dir, "probe.json");
+        File.WriteAllText(file, """{"records": 2, "nouns": 3, "verdicts": [{"layer": "*", "resolution": 16, "teacher_mass": 0.3, "large_t_mass": 0.1, "chance": 0.07, "holds": true}]}""");
+        var v = Assert.Single(PremiseStudyStage.ReadVerdicts(file));
+        Assert.Equal(new PremiseStudyStage.Verdict("*", 16, 0.3, 0.1, 0.07, true), v);
+
+        File.WriteAllText(file, """{"verdicts": [{"layer": "*"}]}""");
+        var e = Assert.Throws<InvalidDataException>(() => PremiseStudyStage.ReadVerdicts(file));
+        Assert.Contains(file, e.Message);
+    }
+
+    [Fact]
+    public void SettingsRefuseGorsSeedsThatOverlapTheEvaluationSeeds()
+    {
+        var settings = new StudySettings { OutputFolder = _dir, BaseModel = _dir };
+        settings.Validate();
+        var e = Assert.Throws<ArgumentException>(() => (settings with { GorsSeedBase = 1010 }).Validate());
+        Assert.Contains("overlap the evaluation seeds", e.Message);
+    }
+
+    [Fact]
+    public async Task StudyVerbExitCodesNameTheProblem()
+    {
+        var output = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output), Ansi = AnsiSupport.No });
+        console.Profile.Width = 4000;
+        string o = Path.Combine(_dir, "cli");
+
+        Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["study", "--out", o, "--only", "nope"], console, CancellationToken.None));
+        Assert.Contains("no study stage 'nope' (stages: world, premise, gors-data)", output.ToString());
+        Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["study", "--out", o, "--parallel", "0"], console, CancellationToken.None));
+        Assert.Contains("--parallel must be positive", output.ToString());
+
+        string missing = Path.Combine(_dir, "no-base");
+        Assert.Equal(ExitCodes.Failure, await MainJobCli.RunAsync(["study", "--quick", "--out", o, "--base", missing], console, CancellationToken.None));
+        Assert.Contains($"base model folder {missing} not found", output.ToString());
+        Assert.Contains("| 01-world | **not done yet** |", File.ReadAllText(Path.Combine(o, StudyReport.FileName)));
+    }
+
+    [Fact]
+    public async Task QuickStudyRunsItsStagesAndAResumedGorsStageReusesItsImages()
+    {
+        string baseModel = Path.Combine(TestPaths.RepoRoot, "assets", "base-model");
+        var settings = new StudySettings { OutputFolder = Path.Combine(_dir, "study"), BaseModel = baseModel, Threads = 1, Parallel = 2 }.ForQuick()
+            with { DatasetCount = 32, ProbeRecords = 2, GorsPromptsPerCategory = 2, SamplingSteps = 4 };
+        var said = new List<string>();
+
+        var outcomes = await new StudyRunner(StudyStages.Default(), settings, said.Add).RunAsync(null, CancellationToken.None);
+
+        Assert.Equal(["world", "premise", "gors-data"], outcomes.Select(o => o.Stage));
+        Assert.All(outcomes, o => Assert.Equal(StudyStageStatus.Ran, o.Status));
+        string o = settings.OutputFolder;
+        foreach (string file in new[] { "01-world/data/metadata.jsonl", "01-world/validation_prompts.json", "02-premise/probe.json", "02-premise/probe.md",
+            "03-gors-data/candidates.jsonl", "study.md" })
+        {
+            Assert.True(File.Exists(Path.Combine(o, file)), $"{file} missing");
+        }
+
+        var premise = outcomes[1].Done!;
+        Assert.Equal(2, premise.Summary["records"]);
+        Assert.InRange(premise.Summary["res16.chance"], 0, 1);
+        var gors = outcomes[2].Done!;
+        Assert.Equal(6, gors.Summary["candidates"]);
+        Assert.Equal(0, gors.Summary["reused_prompts"]);
+        string selection = Path.Combine(o, "03-gors-data", "dataset", GorsDatasetWriter.SelectionFileName);
+        using (var doc = JsonDocument.Parse(File.ReadAllBytes(selection)))
+        {
+            Assert.All(doc.RootElement.GetProperty("files").EnumerateArray(), f => Assert.True(f.GetProperty("seed").GetInt64() >= settings.GorsSeedBase));
+        }
+
+        string report = File.ReadAllText(Path.Combine(o, StudyReport.FileName));
+        Assert.Contains("SMOKE RUN", report);
+        Assert.Contains("| all layers | 16 |", report);
+        Assert.Contains("| spatial | 2 |", report);
+        Assert.DoesNotContain("Not done yet.", report);
+
+        // As if killed after generating: the images stay, done.json and the dataset go; the rerun reuses every image.
+        File.Delete(Path.Combine(o, "03-gors-data", StudyDone.FileName));
+        Directory.Delete(Path.Combine(o, "03-gors-data", "dataset"), recursive: true);
+        said.Clear();
+        var again = await new StudyRunner(StudyStages.Default(), settings, said.Add).RunAsync(null, CancellationToken.None);
+        Assert.Equal([StudyStageStatus.Skipped, StudyStageStatus.Skipped, StudyStageStatus.Ran], again.Select(x => x.Status));
+        Assert.Equal(6, again[2].Done!.Summary["reused_prompts"]);
+        Assert.Equal(gors.Summary["kept"], again[2].Done!.Summary["kept"]);
+        Assert.Contains(said, l => l.Contains("resuming", StringComparison.Ordinal));
+
+        // Other sampler settings: the old images are not reused.
+        File.Delete(Path.Combine(o, "03-gors-data", StudyDone.FileName));
+        said.Clear();
+        var other = await new StudyRunner(StudyStages.Default(), settings with { SamplingSteps = 8 }, said.Add).RunAsync(null, CancellationToken.None);
+        Assert.Equal(0, other[2].Done!.Summary["reused_prompts"]);
+        Assert.Contains(said, l => l.Contains("made with other settings", StringComparison.Ordinal));
+    }
+}
