@@ -1,16 +1,10 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using CTCal.Core.Datasets;
 using CTCal.Core.IO;
 
 namespace CTCal.Synthetic;
-
-/// <summary>One line of a diffusers image-folder <c>metadata.jsonl</c>.</summary>
-/// <param name="FileName">The image, inside the dataset folder.</param>
-/// <param name="Text">The caption.</param>
-/// <param name="Subjects">The subject nouns to calibrate.</param>
-/// <param name="Masks">Optional: subject noun -> its mask PNG's path relative to the dataset folder ('/'-separated).</param>
-public sealed record MetadataLine(string FileName, string Text, IReadOnlyList<string> Subjects, IReadOnlyDictionary<string, string>? Masks = null);
 
 /// <summary>
 /// Writes and reads the synthetic world's files. A dataset folder is a diffusers image-folder dataset:
@@ -24,7 +18,7 @@ public sealed record MetadataLine(string FileName, string Text, IReadOnlyList<st
 public static class DatasetWriter
 {
     /// <summary>File name of the metadata lines inside a dataset folder.</summary>
-    public const string MetadataFileName = "metadata.jsonl";
+    public const string MetadataFileName = MetadataJsonl.FileName;
 
     /// <summary>File name of the world description inside a dataset folder.</summary>
     public const string WorldFileName = "world.json";
@@ -63,7 +57,7 @@ public static class DatasetWriter
             }
             metadata.Add(new MetadataLine(record.FileName, record.Caption, record.Subjects, masks));
         }
-        WriteMetadata(Path.Combine(directory, MetadataFileName), metadata);
+        MetadataJsonl.Write(Path.Combine(directory, MetadataFileName), metadata);
         var o = world.Options;
         var description = new WorldFile(o.Seed, o.ImageSize, o.TrainCount, o.EvalPromptsPerCategory, o.EvalFraction,
             PairsOf(world.HeldOutPairs),
@@ -132,85 +126,25 @@ public static class DatasetWriter
         return result;
     }
 
-    /// <summary>Reads a <c>metadata.jsonl</c>; throws <see cref="InvalidDataException"/> naming the file, line and field at fault.</summary>
+    /// <summary>
+    /// Reads a <c>metadata.jsonl</c> of a synthetic dataset (through <see cref="MetadataJsonl"/>): every line must parse and,
+    /// as the world writes them, carry <c>subjects</c> and name a file directly in the folder. Throws
+    /// <see cref="InvalidDataException"/> naming the file, line and field at fault.
+    /// </summary>
     public static IReadOnlyList<MetadataLine> ReadMetadata(string path)
     {
         var result = new List<MetadataLine>();
-        int lineNo = 0;
-        foreach (string line in File.ReadLines(path))
+        foreach (var (number, line, problem) in MetadataJsonl.Read(path))
         {
-            lineNo++;
-            if (line.Length == 0) continue;
-            try
-            {
-                using var doc = JsonDocument.Parse(line);
-                var root = doc.RootElement;
-                if (root.ValueKind != JsonValueKind.Object) throw new FormatException($"expected a JSON object, found {root.ValueKind}");
-                string fileName = RequiredString(root, "file_name");
-                if (fileName != Path.GetFileName(fileName) || fileName is "." or "..")
-                    throw new FormatException($"file_name '{fileName}' must name a file inside the dataset folder");
-                string text = RequiredString(root, "text");
-                if (!root.TryGetProperty("subjects", out var subjects) || subjects.ValueKind != JsonValueKind.Array)
-                    throw new FormatException("missing array 'subjects'");
-                var words = subjects.EnumerateArray().Select(s => s.ValueKind == JsonValueKind.String
-                    ? s.GetString()! : throw new FormatException("'subjects' holds a non-string")).ToArray();
-                Dictionary<string, string>? masks = null;
-                if (root.TryGetProperty("masks", out var masksElement) && masksElement.ValueKind != JsonValueKind.Null)
-                {
-                    if (masksElement.ValueKind != JsonValueKind.Object) throw new FormatException("'masks' must be an object of subject -> mask path");
-                    masks = new Dictionary<string, string>(StringComparer.Ordinal);
-                    foreach (var m in masksElement.EnumerateObject())
-                    {
-                        if (m.Value.ValueKind != JsonValueKind.String) throw new FormatException($"masks['{m.Name}'] must be a string path");
-                        if (!words.Contains(m.Name)) throw new FormatException($"masks['{m.Name}'] is not one of the subjects");
-                        masks[m.Name] = m.Value.GetString()!;
-                    }
-                }
-                result.Add(new MetadataLine(fileName, text, words, masks));
-            }
-            catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException)
-            {
-                // InvalidOperationException: System.Text.Json reading an escaped lone surrogate ("\ud800") in a key or string.
-                throw new InvalidDataException($"{path}:{lineNo}: {e.Message}", e);
-            }
+            string? fault = problem
+                ?? (line!.Subjects is null ? "missing array 'subjects'"
+                : line.FileName != Path.GetFileName(line.FileName) || line.FileName is "." or ".." ? $"file_name '{line.FileName}' must name a file inside the dataset folder"
+                : null);
+            if (fault is not null) throw new InvalidDataException($"{path}:{number}: {fault}");
+            result.Add(line!);
         }
         return result;
     }
-
-    /// <summary>Writes <paramref name="lines"/> as a <c>metadata.jsonl</c> at <paramref name="path"/>, in one atomic step.</summary>
-    public static void WriteMetadata(string path, IEnumerable<MetadataLine> lines)
-    {
-        ArgumentNullException.ThrowIfNull(lines);
-        var metadata = new StringBuilder();
-        foreach (var line in lines) metadata.Append(MetadataJson(line)).Append('\n');
-        AtomicFile.WriteBytes(path, Encoding.UTF8.GetBytes(metadata.ToString()));
-    }
-
-    /// <summary>One compact JSON line for <paramref name="line"/> (keys file_name, text, subjects, and masks when given).</summary>
-    public static string MetadataJson(MetadataLine line)
-    {
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer))
-        {
-            w.WriteStartObject();
-            w.WriteString("file_name", line.FileName);
-            w.WriteString("text", line.Text);
-            w.WriteStartArray("subjects");
-            foreach (string s in line.Subjects) w.WriteStringValue(s);
-            w.WriteEndArray();
-            if (line.Masks is not null)
-            {
-                w.WriteStartObject("masks");
-                foreach (var (subject, path) in line.Masks) w.WriteString(subject, path);
-                w.WriteEndObject();
-            }
-            w.WriteEndObject();
-        }
-        return Encoding.UTF8.GetString(buffer.ToArray());
-    }
-
-    private static string RequiredString(JsonElement root, string name) =>
-        root.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new FormatException($"missing string '{name}'");
 
     private static PairDto[] PairsOf(IEnumerable<(ShapeColor Color, ShapeKind Shape)> pairs) =>
         pairs.Select(p => new PairDto(p.Color, p.Shape)).ToArray();

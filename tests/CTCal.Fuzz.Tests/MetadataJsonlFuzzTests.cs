@@ -1,3 +1,4 @@
+using CTCal.Core.Datasets;
 using System.Text;
 using CsCheck;
 using CTCal.Synthetic;
@@ -23,10 +24,14 @@ public sealed class MetadataJsonlFuzzTests : IDisposable
         Gen.String[Gen.Char.AlphaNumeric, 1, 12].Select(s => s + ".png"),
         Gen.OneOf("00000.png", "é.png", "a b.png", "...png", "x"));
 
-    private static readonly Gen<MetadataLine[]> ValidLines =
-        Gen.Select(FileName, Text, Text.Array[0, 3], (f, t, s) => new MetadataLine(f, t, s)).Array[0, 8];
+    /// <summary>A subject as the reader keeps it: trimmed, not empty (it trims and drops the others).</summary>
+    private static readonly Gen<string> Subject = Text.Select(t => t.Trim()).Where(t => t.Length > 0);
 
-    private static string ToJsonl(IEnumerable<MetadataLine> lines) => string.Concat(lines.Select(l => DatasetWriter.MetadataJson(l) + "\n"));
+    /// <summary>Valid lines: a caption with something besides white space (an empty one is a bad record), subjects as kept.</summary>
+    private static readonly Gen<MetadataLine[]> ValidLines =
+        Gen.Select(FileName, Text.Where(t => t.Trim().Length > 0), Subject.Array[0, 3], (f, t, s) => new MetadataLine(f, t, s)).Array[0, 8];
+
+    private static string ToJsonl(IEnumerable<MetadataLine> lines) => string.Concat(lines.Select(l => MetadataJsonl.Format(l) + "\n"));
 
     private Outcome<IReadOnlyList<MetadataLine>> Read(byte[] bytes, string description)
     {

@@ -34,7 +34,7 @@ public sealed class DatasetWriterTests
             }
             var read = DatasetWriter.ReadMetadata(Path.Combine(dir, DatasetWriter.MetadataFileName));
             Assert.Equal(World.TrainRecords.Select(r => (r.FileName, r.Caption, string.Join(",", r.Subjects))),
-                read.Select(m => (m.FileName, m.Text, string.Join(",", m.Subjects))));
+                read.Select(m => (m.FileName, m.Text, string.Join(",", m.Subjects!))));
             using var world = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, DatasetWriter.WorldFileName)));
             Assert.Equal(3ul, world.RootElement.GetProperty("seed").GetUInt64());
             Assert.Equal(4, world.RootElement.GetProperty("heldOutPairs").GetArrayLength());

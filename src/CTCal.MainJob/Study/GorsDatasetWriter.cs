@@ -1,3 +1,4 @@
+using CTCal.Core.Datasets;
 using System.Text.Json;
 using CTCal.Core.IO;
 using CTCal.Synthetic;
@@ -55,7 +56,7 @@ public static class GorsDatasetWriter
             sources.Add(new SourceDto(fileName, c.Prompt, Metrics.Word(c.Category), c.GenerationSeed, c.ImagePath, selection.Kept[i].Weight));
         }
 
-        DatasetWriter.WriteMetadata(Path.Combine(directory, DatasetWriter.MetadataFileName), lines);
+        MetadataJsonl.Write(Path.Combine(directory, DatasetWriter.MetadataFileName), lines);
         var record = new SelectionDto(selection.Options, selection.Categories.Select(s =>
             new CategoryDto(Metrics.Word(s.Category), s.Candidates, s.Passed, s.Kept, s.KeptPrompts, s.Candidates == 0 ? null : s.PassRate)).ToList(), sources);
         AtomicFile.WriteBytes(Path.Combine(directory, SelectionFileName), JsonSerializer.SerializeToUtf8Bytes(record, RunResults.Json));

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using CTCal.Core.Datasets;
 using CTCal.Core.Models;
 
 namespace CTCal.Trainer.Data;
@@ -119,82 +120,36 @@ public sealed class ImageCaptionDataset
 
     private static void ReadMetadata(string root, string metadata, List<DatasetRecord> records, DatasetReport report)
     {
-        int lineNumber = 0;
-        foreach (string line in File.ReadLines(metadata))
+        foreach (var (lineNumber, line, problem) in MetadataJsonl.Read(metadata))
         {
-            lineNumber++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
             string origin = $"metadata.jsonl:{lineNumber}";
-            JsonDocument doc;
-            try
+            if (line is null) { report.Problem($"{origin}: {problem}"); continue; }
+            string? path = ResolveInside(root, line.FileName);
+            if (path is null) { report.Problem($"{origin}: file_name '{line.FileName}' leaves the dataset folder"); continue; }
+            Dictionary<string, string>? masks = null;
+            if (line.Masks is not null)
             {
-                doc = JsonDocument.Parse(line);
+                string? maskProblem = ResolveMasks(root, line.Masks, out masks);
+                if (maskProblem is not null) { report.Problem($"{origin}: {maskProblem}"); continue; }
             }
-            catch (JsonException e)
-            {
-                report.Problem($"{origin}: invalid JSON ({e.Message})");
-                continue;
-            }
-            using (doc)
-            {
-                var obj = doc.RootElement;
-                if (obj.ValueKind != JsonValueKind.Object) { report.Problem($"{origin}: expected a JSON object"); continue; }
-                if (!obj.TryGetProperty("file_name", out var fileName) || fileName.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(fileName.GetString()))
-                {
-                    report.Problem($"{origin}: missing or non-string 'file_name'");
-                    continue;
-                }
-                string name = fileName.GetString()!;
-                if (!obj.TryGetProperty("text", out var text) || text.ValueKind != JsonValueKind.String)
-                {
-                    report.Problem($"{origin}: missing or non-string 'text' for '{name}'");
-                    continue;
-                }
-                string caption = text.GetString()!.Trim();
-                if (caption.Length == 0) { report.Problem($"{origin}: empty caption ('text') for '{name}'"); continue; }
-                List<string>? subjects = null;
-                if (obj.TryGetProperty("subjects", out var subjectsElement) && subjectsElement.ValueKind != JsonValueKind.Null)
-                {
-                    if (subjectsElement.ValueKind != JsonValueKind.Array || subjectsElement.EnumerateArray().Any(s => s.ValueKind != JsonValueKind.String))
-                    {
-                        report.Problem($"{origin}: 'subjects' must be an array of strings");
-                        continue;
-                    }
-                    subjects = subjectsElement.EnumerateArray().Select(s => s.GetString()!.Trim()).Where(s => s.Length > 0).ToList();
-                }
-                string? path = ResolveInside(root, name);
-                if (path is null) { report.Problem($"{origin}: file_name '{name}' leaves the dataset folder"); continue; }
-                Dictionary<string, string>? masks = null;
-                if (obj.TryGetProperty("masks", out var masksElement) && masksElement.ValueKind != JsonValueKind.Null)
-                {
-                    string? problem = ReadMasks(root, masksElement, subjects, out masks);
-                    if (problem is not null) { report.Problem($"{origin}: {problem}"); continue; }
-                }
-                records.Add(new DatasetRecord(path, caption, subjects, origin, masks));
-            }
+            records.Add(new DatasetRecord(path, line.Text.Trim(), line.Subjects?.ToList(), origin, masks));
         }
     }
 
-    /// <summary>The <c>masks</c> object as subject -> full path, or the problem (naming the key) that makes the record bad.</summary>
-    private static string? ReadMasks(string root, JsonElement element, IReadOnlyList<string>? subjects, out Dictionary<string, string>? masks)
+    /// <summary>The masks as subject -> full path inside the dataset folder, or the problem (naming the key) that makes the record bad.</summary>
+    private static string? ResolveMasks(string root, IReadOnlyDictionary<string, string> relative, out Dictionary<string, string>? masks)
     {
         masks = null;
-        if (element.ValueKind != JsonValueKind.Object) return "'masks' must be an object of subject -> mask path";
         var result = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var entry in element.EnumerateObject())
+        foreach (var (key, path) in relative)
         {
-            string key = entry.Name;
-            if (entry.Value.ValueKind != JsonValueKind.String) return $"masks['{key}'] must be a string (a path relative to the dataset folder)";
-            if (subjects is null || !subjects.Contains(key, StringComparer.Ordinal))
-                return $"masks['{key}']: '{key}' is not one of the record's subjects ({(subjects is null ? "none given" : string.Join(", ", subjects))})";
-            string relative = entry.Value.GetString()!;
             try
             {
-                result[key] = PathGuard.ResolveInside(root, relative);
+                result[key] = PathGuard.ResolveInside(root, path);
             }
             catch (UnsafePathException e)
             {
-                return $"masks['{key}']: '{relative}' is not a file inside the dataset folder ({e.Message})";
+                return $"masks['{key}']: '{path}' is not a file inside the dataset folder ({e.Message})";
             }
         }
         masks = result;
