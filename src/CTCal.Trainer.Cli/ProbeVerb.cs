@@ -1,4 +1,5 @@
 using System.CommandLine;
+using CTCal.Core.Probes;
 using CTCal.Contracts;
 using CTCal.Trainer.Calibration;
 using CTCal.Trainer.Data;

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using CTCal.Core.Probes;
 using CTCal.MainJob.Study;
 using CTCal.Synthetic;
 using CTCal.Tests;
@@ -56,15 +57,20 @@ public sealed class StudyStagesTests : IDisposable
     }
 
     [Fact]
-    public void ProbeVerdictsAreReadAndAMalformedFileIsNamed()
+    public void ProbeResultsAreReadThroughTheOneOwnerOfTheFormatAndAMalformedFileIsNamed()
     {
-        string file = Path.Combine(_dir, "probe.json");
-        File.WriteAllText(file, """{"records": 2, "nouns": 3, "verdicts": [{"layer": "*", "resolution": 16, "teacher_mass": 0.3, "large_t_mass": 0.1, "chance": 0.07, "holds": true}]}""");
-        var v = Assert.Single(PremiseStudyStage.ReadVerdicts(file));
-        Assert.Equal(new PremiseStudyStage.Verdict("*", 16, 0.3, 0.1, 0.07, true), v);
+        var written = new PremiseProbeResult([0, 900], 2, 3, 0,
+            [new PremiseProbeRow(0, "down.attn2", 16, 0.3, 0.07, 4.3, 3), new PremiseProbeRow(900, "down.attn2", 16, 0.1, 0.07, 1.4, 3)],
+            [new PremiseProbeRow(0, PremiseProbeResult.AllLayers, 16, 0.3, 0.07, 4.3, 3), new PremiseProbeRow(900, PremiseProbeResult.AllLayers, 16, 0.1, 0.07, 1.4, 3)]);
+        written.Write(_dir, "ctcal-train probe ...");
+        string file = Path.Combine(_dir, PremiseStudyStage.JsonFile);
+        var read = PremiseProbeResult.Read(file);
+        Assert.Equal((2, 3), (read.Records, read.Nouns));
+        Assert.Equal(written.Verdicts, read.Verdicts);
+        Assert.Equal(new PremiseVerdict(PremiseProbeResult.AllLayers, 16, 0.3, 0.1, 0.07, true), read.Verdicts[0]);
 
         File.WriteAllText(file, """{"verdicts": [{"layer": "*"}]}""");
-        var e = Assert.Throws<InvalidDataException>(() => PremiseStudyStage.ReadVerdicts(file));
+        var e = Assert.Throws<InvalidDataException>(() => PremiseProbeResult.Read(file));
         Assert.Contains(file, e.Message);
     }
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using CTCal.Core.Probes;
 using CTCal.Synthetic;
 using CTCal.Tests;
 using CTCal.Trainer.Calibration;

@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
+using CTCal.Core.Probes;
 using NLog;
 
 namespace CTCal.MainJob.Study;
@@ -15,7 +15,7 @@ public sealed class PremiseStudyStage : IStudyStage
     private static readonly Logger Log = LogManager.GetLogger("ctcal-main.study");
 
     /// <summary>Files of the stage (the probe's own names).</summary>
-    public const string JsonFile = "probe.json", MarkdownFile = "probe.md", ProbeFolder = "probe-out";
+    public const string JsonFile = PremiseProbeResult.JsonFileName, MarkdownFile = PremiseProbeResult.MarkdownFileName, ProbeFolder = "probe-out";
 
     /// <inheritdoc/>
     public string Name => "premise";
@@ -56,8 +56,9 @@ public sealed class PremiseStudyStage : IStudyStage
             File.Copy(source, Path.Combine(context.Folder, file), overwrite: true);
         }
 
-        var verdicts = ReadVerdicts(Path.Combine(context.Folder, JsonFile));
-        var summary = new Dictionary<string, double> { ["records"] = ReadInt(Path.Combine(context.Folder, JsonFile), "records"), ["nouns"] = ReadInt(Path.Combine(context.Folder, JsonFile), "nouns") };
+        var probe = PremiseProbeResult.Read(Path.Combine(context.Folder, JsonFile));
+        var verdicts = probe.Verdicts;
+        var summary = new Dictionary<string, double> { ["records"] = probe.Records, ["nouns"] = probe.Nouns };
         foreach (var v in verdicts.Where(v => v.Layer == "*"))
         {
             string r = v.Resolution.ToString(CultureInfo.InvariantCulture);
@@ -72,36 +73,10 @@ public sealed class PremiseStudyStage : IStudyStage
         return new StudyStageResult([JsonFile, MarkdownFile, ProbeFolder], summary, []);
     }
 
-    /// <summary>One verdict row of <c>probe.json</c>.</summary>
-    public sealed record Verdict(string Layer, int Resolution, double TeacherMass, double LargeTMass, double Chance, bool Holds);
-
-    /// <summary>The verdicts of a <c>probe.json</c>.</summary>
-    /// <exception cref="InvalidDataException">The file is not a probe result (the message names it and the field).</exception>
-    public static IReadOnlyList<Verdict> ReadVerdicts(string file)
-    {
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(file));
-            return doc.RootElement.GetProperty("verdicts").EnumerateArray().Select(v => new Verdict(
-                v.GetProperty("layer").GetString() ?? "", v.GetProperty("resolution").GetInt32(), v.GetProperty("teacher_mass").GetDouble(),
-                v.GetProperty("large_t_mass").GetDouble(), v.GetProperty("chance").GetDouble(), v.GetProperty("holds").GetBoolean())).ToList();
-        }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
-        {
-            throw new InvalidDataException($"{file}: not a premise probe result (verdicts: layer, resolution, teacher_mass, large_t_mass, chance, holds): {e.Message}", e);
-        }
-    }
-
-    private static int ReadInt(string file, string key)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllBytes(file));
-        return doc.RootElement.TryGetProperty(key, out var v) && v.TryGetInt32(out int n) ? n : throw new InvalidDataException($"{file}: '{key}' missing or not an integer");
-    }
-
     /// <inheritdoc/>
     public string Report(string folder, StudyDone done)
     {
-        var verdicts = ReadVerdicts(Path.Combine(folder, JsonFile));
+        var verdicts = PremiseProbeResult.Read(Path.Combine(folder, JsonFile)).Verdicts;
         var md = new StringBuilder();
         md.AppendLine(CultureInfo.InvariantCulture,
             $"Premise probe of the base model on {WorldStudyStage.Get(done, "records")} training records ({WorldStudyStage.Get(done, "nouns")} subject nouns): share of a noun's attention inside its subject's mask at the teacher (smallest) t and the largest t, against chance (the mask's area). Full tables: `{MarkdownFile}`.");
@@ -111,7 +86,7 @@ public sealed class PremiseStudyStage : IStudyStage
         foreach (var v in verdicts)
         {
             md.AppendLine(CultureInfo.InvariantCulture,
-                $"| {(v.Layer == "*" ? "all layers" : v.Layer)} | {v.Resolution} | {v.TeacherMass:0.0000} | {v.LargeTMass:0.0000} | {v.Chance:0.0000} | {(v.Holds ? "yes" : "**no**")} |");
+                $"| {(v.Layer == PremiseProbeResult.AllLayers ? "all layers" : v.Layer)} | {v.Resolution} | {v.TeacherMass:0.0000} | {v.LargeTMass:0.0000} | {v.Chance:0.0000} | {(v.Holds ? "yes" : "**no**")} |");
         }
 
         return md.ToString();

@@ -1,3 +1,4 @@
+using CTCal.Core.Probes;
 using CTCal.Trainer.Data;
 using CTCal.Trainer.Training;
 using TorchSharp;

@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using CTCal.Core.IO;
 
-namespace CTCal.Trainer.Calibration;
+namespace CTCal.Core.Probes;
 
 /// <summary>One cell of the premise probe: a timestep and a layer (or all layers of one resolution).</summary>
 /// <param name="Timestep">The probed timestep t.</param>
@@ -25,8 +25,10 @@ public sealed record PremiseProbeRow(int Timestep, string Layer, int Resolution,
 public sealed record PremiseVerdict(string Layer, int Resolution, double TeacherMass, double LargeTMass, double Chance, bool Holds);
 
 /// <summary>
-/// What <see cref="PremiseProbe.Run"/> measured: rows per (t, layer) and per (t, resolution), and the verdicts; written
-/// as <c>probe.json</c> (machine-readable) and <c>probe.md</c> (tables), each atomically.
+/// What the premise probe (the trainer's <c>PremiseProbe.Run</c>, <c>ctcal-train probe</c>) measured: rows per (t, layer)
+/// and per (t, resolution), and the verdicts; written as <c>probe.json</c> (machine-readable) and <c>probe.md</c> (tables),
+/// each atomically, and read back by <see cref="Read"/> (the study reads the probe's output through it). The one owner of
+/// the <c>probe.json</c> format.
 /// </summary>
 public sealed record PremiseProbeResult(IReadOnlyList<int> Timesteps, int Records, int Nouns, int Skipped,
     IReadOnlyList<PremiseProbeRow> PerLayer, IReadOnlyList<PremiseProbeRow> PerResolution)
@@ -74,6 +76,32 @@ public sealed record PremiseProbeResult(IReadOnlyList<int> Timesteps, int Record
         };
         AtomicFile.WriteBytes(Path.Combine(folder, JsonFileName), JsonSerializer.SerializeToUtf8Bytes(json, new JsonSerializerOptions { WriteIndented = true }));
         AtomicFile.WriteText(Path.Combine(folder, MarkdownFileName), ToMarkdown(command));
+    }
+
+    /// <summary>
+    /// Reads a <c>probe.json</c> written by <see cref="Write"/>; the verdicts are derived again from the rows. Throws
+    /// <see cref="InvalidDataException"/> naming the file and the field at fault.
+    /// </summary>
+    public static PremiseProbeResult Read(string path)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            var root = doc.RootElement;
+            static IReadOnlyList<PremiseProbeRow> Rows(JsonElement root, string name) =>
+                root.GetProperty(name).EnumerateArray().Select(r => new PremiseProbeRow(
+                    r.GetProperty("t").GetInt32(), r.GetProperty("layer").GetString() ?? throw new FormatException($"'{name}' has a null layer"),
+                    r.GetProperty("resolution").GetInt32(), r.GetProperty("mass").GetDouble(), r.GetProperty("chance").GetDouble(),
+                    r.GetProperty("ratio").GetDouble(), r.GetProperty("count").GetInt32())).ToList();
+            var timesteps = root.GetProperty("timesteps").EnumerateArray().Select(t => t.GetInt32()).ToList();
+            if (timesteps.Count == 0) throw new FormatException("'timesteps' is empty");
+            return new PremiseProbeResult(timesteps, root.GetProperty("records").GetInt32(), root.GetProperty("nouns").GetInt32(),
+                root.GetProperty("skipped").GetInt32(), Rows(root, "per_layer"), Rows(root, "per_resolution"));
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"{path}: not a premise probe result ({e.Message})", e);
+        }
     }
 
     /// <summary>The tables: per resolution, the verdicts, per layer.</summary>
