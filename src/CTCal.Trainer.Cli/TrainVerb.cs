@@ -63,7 +63,7 @@ internal sealed class TrainVerb(CliContext context)
         public readonly Option<string> Distance = Choice("--distance", "CTCal distance D", FineTuneJob.Distances, D.Distance);
         public readonly Option<double> Tau = new("--tau") { Description = "CTCal subject-balancing margin tau", DefaultValueFactory = _ => D.Tau };
         public readonly Option<int?> MapResolution = new("--map-resolution") { Description = "side the attention maps are resized to (default: the largest calibrated layer)" };
-        public readonly Option<string[]> Layers = new("--layers") { Description = "CTCal layers: auto (maps at 1/2 and 1/4 of the latent side), all, or attn2 module paths", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [.. D.Layers] };
+        public readonly Option<string[]> Layers = new("--layers") { Description = "CTCal layers: auto (maps at 1/2 and 1/4 of the latent side), all, premise:<probe.json> (the layers a premise probe found worth calibrating), or attn2 module paths", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [.. D.Layers] };
         public readonly Option<int> Threads = new("--threads") { Description = "torch CPU threads (0: library default)", DefaultValueFactory = _ => D.Threads };
         public readonly Option<string> Progress = Choice("--progress", "progress output: auto (bar on a terminal, else plain), bar, plain, json (one JSON object per line on stdout), none", FineTuneJob.ProgressModes, D.Progress);
 

@@ -1,3 +1,4 @@
+using CTCal.Core.Probes;
 using CTCal.Tests;
 using CTCal.Trainer.Calibration;
 using CTCal.Trainer.Data;
@@ -239,6 +240,32 @@ public sealed class TrainingRunTests : IDisposable
         Assert.Equal(["mid_block.a.attn2"], TrainingRun.ResolveLayers(layers, ["mid_block.a.attn2.processor"]));
         Assert.Contains("nope", Assert.Throws<ArgumentException>(() => TrainingRun.ResolveLayers(layers, ["nope"])).Message);
         Assert.Equal(["x", "y"], TrainingRun.ResolveLayers([new("x", 1), new("y", 8)], ["auto"]));
+    }
+
+    /// <summary>
+    /// <c>--layers premise:&lt;probe.json&gt;</c>: the layers whose teacher-t mass is above the large-t mass and at least twice
+    /// chance; a probe with none is refused; a probed layer the model lacks is refused by name.
+    /// </summary>
+    [Fact]
+    public void LayerOptionTakesTheLayersAPremiseProbeFoundWorthCalibrating()
+    {
+        AttentionLayerInfo[] layers = [new("down.attn2", 2), new("mid.attn2", 4), new("up.attn2", 2)];
+        PremiseProbeRow Row(int t, string layer, double mass) => new(t, layer, 8, mass, 0.1, mass / 0.1, 5);
+        var probe = new PremiseProbeResult([0, 900], 5, 5, 0,
+        [
+            Row(0, "down.attn2", 0.5), Row(900, "down.attn2", 0.15),  // holds, 5x chance: calibrated
+            Row(0, "mid.attn2", 0.15), Row(900, "mid.attn2", 0.12),   // holds but only 1.5x chance: left out
+            Row(0, "up.attn2", 0.3), Row(900, "up.attn2", 0.35),      // the noisy maps are better: left out
+        ], [Row(0, PremiseProbeResult.AllLayers, 0.3), Row(900, PremiseProbeResult.AllLayers, 0.2)]);
+        string dir = TestPaths.NewTempDir("ctcal-premise-layers");
+        probe.Write(dir, "test");
+        string file = Path.Combine(dir, PremiseProbeResult.JsonFileName);
+        Assert.Equal(["down.attn2"], TrainingRun.ResolveLayers(layers, [TrainingRun.PremisePrefix + file]));
+
+        Assert.Contains("'down.attn2' is not a cross-attention layer", Assert.Throws<ArgumentException>(() => TrainingRun.ResolveLayers([new("other.attn2", 2)], [TrainingRun.PremisePrefix + file])).Message);
+        (probe with { PerLayer = [Row(0, "down.attn2", 0.1), Row(900, "down.attn2", 0.2)] }).Write(dir, "test");
+        Assert.Contains("found no layer", Assert.Throws<ArgumentException>(() => TrainingRun.ResolveLayers(layers, [TrainingRun.PremisePrefix + file])).Message);
+        Directory.Delete(dir, recursive: true);
     }
 
     /// <summary>Copies of the gradients the optimizer was given in the last step (they stay on the parameters until the next).</summary>

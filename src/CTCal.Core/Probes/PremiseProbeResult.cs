@@ -61,6 +61,17 @@ public sealed record PremiseProbeResult(IReadOnlyList<int> Timesteps, int Record
         }
     }
 
+    /// <summary>Smallest teacher-t mass, in multiples of chance, for <see cref="CalibrationLayers"/> by default.</summary>
+    public const double DefaultMinTeacherRatio = 2.0;
+
+    /// <summary>
+    /// The layers worth calibrating by this probe: those whose verdict holds (the teacher-t mass above the large-t mass
+    /// and above chance) with a teacher-t mass of at least <paramref name="minTeacherRatio"/> times chance, so a layer
+    /// whose maps are near chance at every t (no better teacher to copy) is left out. In the probe's layer order.
+    /// </summary>
+    public IReadOnlyList<string> CalibrationLayers(double minTeacherRatio = DefaultMinTeacherRatio) =>
+        Verdicts.Where(v => v.Layer != AllLayers && v.Holds && v.TeacherMass >= minTeacherRatio * v.Chance).Select(v => v.Layer).ToList();
+
     /// <summary>Writes <c>probe.json</c> and <c>probe.md</c> into <paramref name="folder"/> (created); <paramref name="command"/> is quoted in the markdown.</summary>
     public void Write(string folder, string command)
     {

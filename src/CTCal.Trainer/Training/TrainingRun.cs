@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using CTCal.Core.Diagnostics;
+using CTCal.Core.Probes;
 using CTCal.Trainer.Calibration;
 using CTCal.Trainer.Data;
 using TorchSharp;
@@ -108,6 +109,9 @@ public sealed partial class TrainingRun : IDisposable
         _order = new DataOrder(data.Records.Count, options.Seed);
     }
 
+    /// <summary>The <c>--layers</c> prefix naming a premise probe's <c>probe.json</c>.</summary>
+    public const string PremisePrefix = "premise:";
+
     public string OutputFolder { get; }
     public ITrainingValidator? Validator { get; set; }
     public IReadOnlyList<string> CalibratedLayers { get; }
@@ -126,11 +130,21 @@ public sealed partial class TrainingRun : IDisposable
 
     /// <summary>
     /// Resolves the CTCal layer option: <c>auto</c> = cross-attention layers with maps at 1/2 or 1/4 of the latent side (the
-    /// 32x32 and 16x16 maps of SD at 512 px; all layers when the model has none there), <c>all</c>, or explicit module paths.
+    /// 32x32 and 16x16 maps of SD at 512 px; all layers when the model has none there), <c>all</c>,
+    /// <c>premise:&lt;probe.json&gt;</c> (the layers a premise probe of this model found worth calibrating,
+    /// <see cref="PremiseProbeResult.CalibrationLayers"/>), or explicit module paths.
     /// </summary>
     public static IReadOnlyList<string> ResolveLayers(IReadOnlyList<AttentionLayerInfo> available, IReadOnlyList<string> requested)
     {
         if (available.Count == 0) throw new ArgumentException("the model reports no cross-attention layers to calibrate");
+        if (requested.Count == 1 && requested[0].StartsWith(PremisePrefix, StringComparison.Ordinal))
+        {
+            string probe = requested[0][PremisePrefix.Length..];
+            var chosen = PremiseProbeResult.Read(probe).CalibrationLayers();
+            if (chosen.Count == 0)
+                throw new ArgumentException($"layers: the premise probe {probe} found no layer whose teacher maps are worth calibrating toward");
+            return ResolveLayers(available, chosen);
+        }
         if (requested.Count == 1 && requested[0].Equals("all", StringComparison.OrdinalIgnoreCase)) return available.Select(l => l.Path).ToList();
         if (requested.Count == 1 && requested[0].Equals("auto", StringComparison.OrdinalIgnoreCase))
         {
