@@ -13,14 +13,14 @@ namespace CTCal.Contracts;
 /// </summary>
 public static class FineTuneJobJson
 {
-    private static readonly Dictionary<string, PropertyInfo> Properties = typeof(FineTuneJob)
-        .GetProperties(BindingFlags.Public | BindingFlags.Instance)
-        .Where(p => p.CanWrite)
-        .ToDictionary(p => KeyOf(p.Name), StringComparer.Ordinal);
+    /// <summary>The job's settable properties, in declaration order.</summary>
+    private static readonly PropertyInfo[] Settable = typeof(FineTuneJob)
+        .GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite).ToArray();
+
+    private static readonly Dictionary<string, PropertyInfo> Properties = Settable.ToDictionary(p => KeyOf(p.Name), StringComparer.Ordinal);
 
     /// <summary>Every key of a job, in declaration order.</summary>
-    public static IReadOnlyList<string> Keys { get; } = typeof(FineTuneJob)
-        .GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite).Select(p => KeyOf(p.Name)).ToList();
+    public static IReadOnlyList<string> Keys { get; } = Settable.Select(p => KeyOf(p.Name)).ToList();
 
     /// <summary>The key of a property: <c>LoraRank</c> -> <c>lora-rank</c>, <c>TeacherT</c> -> <c>teacher-t</c>.</summary>
     public static string KeyOf(string propertyName)

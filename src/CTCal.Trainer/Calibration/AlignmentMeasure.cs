@@ -57,7 +57,7 @@ public static class AlignmentMeasure
         var student = Noun(studentMaps);
         var p = teacher / (teacher.sum(new long[] { 1 }, keepdim: true) + Epsilon);
         var q = student / (student.sum(new long[] { 1 }, keepdim: true) + Epsilon);
-        var kl = (p * ((p + Epsilon).log() - (q + Epsilon).log())).sum(new long[] { 1 });
+        var kl = CtcalLoss.Kl(p, q);
         var cosine = nn.functional.cosine_similarity(teacher, student, dim: 1, eps: Epsilon);
         var entropy = -(q * (q + Epsilon).log()).sum(new long[] { 1 }) / Math.Log(q.shape[1]);
         return new AlignmentSums(kl.sum().item<double>(), cosine.sum().item<double>(), (int)valid.shape[0], entropy.sum().item<double>());

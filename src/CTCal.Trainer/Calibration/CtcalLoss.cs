@@ -70,6 +70,9 @@ public sealed class CtcalLoss
     /// <summary>Scales each map [.., R, R] to mean 1 over its pixels.</summary>
     public static Tensor Normalise(Tensor maps) => maps / (maps.mean(new long[] { -2, -1 }, keepdim: true) + Epsilon);
 
+    /// <summary>KL(p || q) of the rows of [N, P] tensors read as distributions over P pixels -> [N].</summary>
+    public static Tensor Kl(Tensor p, Tensor q) => (p * ((p + Epsilon).log() - (q + Epsilon).log())).sum(new long[] { 1 });
+
     /// <summary>Per-map distance of [N, C, h, w] tensors -> [N].</summary>
     public static Tensor Distance(Tensor student, Tensor teacher, MapDistance distance, bool mapsAreNormalised)
     {
@@ -79,9 +82,7 @@ public sealed class CtcalLoss
                 return (student - teacher).abs().flatten(1).mean(new long[] { 1 });
             case MapDistance.Kl when mapsAreNormalised:
                 long pixels = student.shape[^1] * student.shape[^2];
-                var p = (teacher / pixels).flatten(1);
-                var q = (student / pixels).flatten(1);
-                return (p * ((p + Epsilon).log() - (q + Epsilon).log())).sum(new long[] { 1 });
+                return Kl((teacher / pixels).flatten(1), (student / pixels).flatten(1));
             default:
                 return (student - teacher).square().flatten(1).mean(new long[] { 1 });
         }

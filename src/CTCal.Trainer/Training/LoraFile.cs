@@ -69,8 +69,9 @@ public static class LoraFile
             tensors[LoraKeys.Format(m.Component, m.Module, LoraPart.Up, LoraSpelling.Peft)] = raw[m.UpKey];
         }
 
+        var kept = layout.Modules.SelectMany(m => new[] { m.DownKey, m.UpKey }).ToHashSet(StringComparer.Ordinal);
         foreach (var (key, value) in raw)
-            if (!tensors.ContainsValue(value)) value.Dispose(); // alpha scalars: read through the layout
+            if (!kept.Contains(key)) value.Dispose(); // alpha scalars: read through the layout
         return (tensors, first.Rank, alpha);
     }
 }
