@@ -24,6 +24,8 @@ public sealed record FineTuneJob
     public static readonly IReadOnlyList<string> Distances = ["mse", "l1", "kl"];
     /// <summary>Accepted values of <see cref="Teacher"/>.</summary>
     public static readonly IReadOnlyList<string> Teachers = ["model", "shuffled", "oracle"];
+    /// <summary>Accepted values of <see cref="TimeWeighting"/>.</summary>
+    public static readonly IReadOnlyList<string> TimeWeightings = ["linear", "constant"];
     /// <summary>Accepted values of <see cref="Progress"/>.</summary>
     public static readonly IReadOnlyList<string> ProgressModes = ["auto", "bar", "plain", "json", "none"];
 
@@ -112,6 +114,11 @@ public sealed record FineTuneJob
     /// <summary>lambda4, subject balancing.</summary>
     public double BalanceWeight { get; init; } = 0.1;
     public string Distance { get; init; } = "mse";
+    /// <summary>
+    /// How a sample's CTCal term is weighted by its student timestep: <c>linear</c> (the method: t_stu / T) or
+    /// <c>constant</c> (an ablation: every timestep weighs 1).
+    /// </summary>
+    public string TimeWeighting { get; init; } = "linear";
     /// <summary>Subject-balancing margin tau.</summary>
     public double Tau { get; init; } = 0.05;
     /// <summary>Side the maps are resized to; null: the largest calibrated layer.</summary>
@@ -167,6 +174,7 @@ public sealed record FineTuneJob
         OneOf(Distance, Distances, "distance");
         OneOf(Progress, ProgressModes, "progress");
         OneOf(Teacher, Teachers, "teacher");
+        OneOf(TimeWeighting, TimeWeightings, "time-weighting");
         if (!Full)
         {
             Check(LoraRank > 0, $"lora-rank must be positive (got {LoraRank})");

@@ -57,44 +57,14 @@ public static class ReportWriter
         var models = GridModels(results);
         foreach (var group in GridRows(results).GroupBy(r => r.Prompt.Category))
         {
-            var rows = group.Select(r => models.Select(m => Find(results, m, r.Prompt.Index, r.Seed)?.File).ToList()).ToList();
-            var cells = rows.SelectMany(r => r).Where(f => f is not null && File.Exists(f)).Select(f => RgbaImage.Load(f!)).ToList();
-            if (cells.Count == 0)
+            var rows = group.Select(r => (IReadOnlyList<string?>)models.Select(m => Find(results, m, r.Prompt.Index, r.Seed)?.File).ToList()).ToList();
+            if (ImageGrid.Compose(rows) is not { } grid)
             {
                 continue;
             }
 
-            int side = cells.Max(c => Math.Max(c.Width, c.Height));
-            const int gap = 2;
-            int width = models.Count * (side + gap) + gap;
-            int height = rows.Count * (side + gap) + gap;
-            var pixels = new byte[width * height * 4];
-            for (int i = 0; i < pixels.Length; i += 4)
-            {
-                pixels[i] = pixels[i + 1] = pixels[i + 2] = 255;
-                pixels[i + 3] = 255;
-            }
-
-            for (int r = 0; r < rows.Count; r++)
-            {
-                for (int c = 0; c < models.Count; c++)
-                {
-                    if (rows[r][c] is not { } file || !File.Exists(file))
-                    {
-                        continue;
-                    }
-
-                    var image = RgbaImage.Load(file);
-                    int x0 = gap + c * (side + gap), y0 = gap + r * (side + gap);
-                    for (int y = 0; y < image.Height; y++)
-                    {
-                        Array.Copy(image.Pixels, y * image.Width * 4, pixels, ((y0 + y) * width + x0) * 4, image.Width * 4);
-                    }
-                }
-            }
-
             string relative = $"grids/{group.Key}.png";
-            AtomicFile.WriteBytes(Path.Combine(folder, relative), new RgbaImage(width, height, pixels).EncodePng());
+            AtomicFile.WriteBytes(Path.Combine(folder, relative), grid.EncodePng());
             written[group.Key] = relative;
         }
 

@@ -61,6 +61,7 @@ internal sealed class TrainVerb(CliContext context)
         public readonly Option<double> ReconstructionWeight = new("--reconstruction-weight") { Description = "CTCal lambda3: attention-autoencoder reconstruction", DefaultValueFactory = _ => D.ReconstructionWeight };
         public readonly Option<double> BalanceWeight = new("--balance-weight") { Description = "CTCal lambda4: subject balancing", DefaultValueFactory = _ => D.BalanceWeight };
         public readonly Option<string> Distance = Choice("--distance", "CTCal distance D", FineTuneJob.Distances, D.Distance);
+        public readonly Option<string> TimeWeighting = Choice("--time-weighting", "CTCal weight of a sample by its student timestep: linear (t/T, the method) or constant (an ablation)", FineTuneJob.TimeWeightings, D.TimeWeighting);
         public readonly Option<double> Tau = new("--tau") { Description = "CTCal subject-balancing margin tau", DefaultValueFactory = _ => D.Tau };
         public readonly Option<int?> MapResolution = new("--map-resolution") { Description = "side the attention maps are resized to (default: the largest calibrated layer)" };
         public readonly Option<string[]> Layers = new("--layers") { Description = "CTCal layers: auto (maps at 1/2 and 1/4 of the latent side), all, premise:<probe.json> (the layers a premise probe found worth calibrating), or attn2 module paths", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [.. D.Layers] };

@@ -56,6 +56,36 @@ public sealed record StudySettings
     /// <summary>Evaluation images per prompt the study's later stages may use (seeds reserved from GORS).</summary>
     public int EvaluationImageSeeds { get; init; } = 16;
 
+    /// <summary>The fine-tune recipe of every study fine-tune (stages sweep, main, ablations, ground-truth).</summary>
+    public StudyRecipe Recipe { get; init; } = new();
+
+    /// <summary>Learning rates the sweep tries for GORS (vanilla): as many fine-tunes as CTCal gets (same search budget).</summary>
+    public IReadOnlyList<double> SweepGorsLearningRates { get; init; } = [1e-4, 3e-4, 1e-3, 3e-3];
+
+    /// <summary>Learning rates the sweep tries for CTCal (crossed with <see cref="SweepCtcalWeights"/>).</summary>
+    public IReadOnlyList<double> SweepCtcalLearningRates { get; init; } = [3e-4, 1e-3];
+
+    /// <summary>CTCal weights the sweep tries (<see cref="CTCal.Contracts.FineTuneJob.WithAlignmentWeight"/>).</summary>
+    public IReadOnlyList<double> SweepCtcalWeights { get; init; } = [0.03, 0.1];
+
+    /// <summary>Fine-tune seeds of each sweep point.</summary>
+    public IReadOnlyList<long> SweepSeeds { get; init; } = [1];
+
+    /// <summary>Fine-tune seeds of the main comparison (each trains one GORS and one GORS + CTCal model).</summary>
+    public IReadOnlyList<long> MainSeeds { get; init; } = [1, 2, 3, 4, 5];
+
+    /// <summary>Fine-tune seeds of each ablation and control (the first of <see cref="MainSeeds"/>, paired with them).</summary>
+    public IReadOnlyList<long> AblationSeeds { get; init; } = [1, 2];
+
+    /// <summary>Fine-tune seeds of the ground-truth-render condition.</summary>
+    public IReadOnlyList<long> GroundTruthSeeds { get; init; } = [1, 2];
+
+    /// <summary>Images per prompt of the sweep's validation evaluation.</summary>
+    public int ValidationImageSeeds { get; init; } = 4;
+
+    /// <summary>Images per prompt of the test evaluation (main, ablations, ground truth).</summary>
+    public int TestImageSeeds { get; init; } = 4;
+
     /// <summary>The reserved evaluation image seeds.</summary>
     public IReadOnlySet<long> EvaluationSeeds => Enumerable.Range(0, EvaluationImageSeeds).Select(i => EvaluationImageSeedBase + i).ToHashSet();
 
@@ -68,6 +98,16 @@ public sealed record StudySettings
         GorsPromptsPerCategory = 4,
         GorsImagesPerPrompt = 1,
         SamplingSteps = 20,
+        Recipe = StudyRecipe.Quick,
+        SweepGorsLearningRates = [1e-3, 3e-3],
+        SweepCtcalLearningRates = [1e-3],
+        SweepCtcalWeights = [0.03, 0.1],
+        MainSeeds = [1, 2],
+        AblationSeeds = [1],
+        GroundTruthSeeds = [1],
+        ValidationImageSeeds = 1,
+        TestImageSeeds = 1,
+        Split = new PromptSplitOptions { ValidationPerCategory = 3, TestPerCategory = 3 },
     };
 
     /// <summary>Checks every value; the message names the setting at fault.</summary>
@@ -85,6 +125,12 @@ public sealed record StudySettings
         Require(ProbeRecords > 0, $"probe records must be positive, got {ProbeRecords}");
         Require(GorsPromptsPerCategory > 0, $"GORS prompts per category must be positive, got {GorsPromptsPerCategory}");
         Require(GorsImagesPerPrompt > 0, $"GORS images per prompt must be positive, got {GorsImagesPerPrompt}");
+        Require(SweepGorsLearningRates.Count == SweepCtcalLearningRates.Count * SweepCtcalWeights.Count,
+            $"the sweep must give both methods the same number of fine-tunes: {SweepGorsLearningRates.Count} GORS learning rates, {SweepCtcalLearningRates.Count} x {SweepCtcalWeights.Count} CTCal points");
+        Require(MainSeeds.Count > 0 && MainSeeds.Distinct().Count() == MainSeeds.Count, "main seeds must be distinct and at least one");
+        Require(AblationSeeds.All(MainSeeds.Contains) && GroundTruthSeeds.Count > 0 && SweepSeeds.Count > 0, "ablation seeds must be main seeds (they are paired with them)");
+        Require(ValidationImageSeeds > 0 && TestImageSeeds > 0 && Math.Max(ValidationImageSeeds, TestImageSeeds) <= EvaluationImageSeeds,
+            $"validation and test image seeds must be 1..{EvaluationImageSeeds} (the seeds reserved from GORS)");
         Require(SamplingSteps > 0, $"sampling steps must be positive, got {SamplingSteps}");
         Require(Guidance >= 1 && double.IsFinite(Guidance), $"guidance must be >= 1, got {Guidance}");
         long gorsLast = GorsSeedBase + GorsImagesPerPrompt - 1, evalLast = EvaluationImageSeedBase + EvaluationImageSeeds - 1;

@@ -145,7 +145,9 @@ public sealed class CtcalLoss
 
         // Per noun coefficient: (t_stu/T) of its sample / (its sample's noun count * B).
         var nounCounts = mask.sum(new long[] { 1 });                                // [B]
-        var timeWeight = studentTimesteps.to(ScalarType.Float32).to(first.device).flatten() / _options.NumTrainTimesteps;
+        var timeWeight = _options.ConstantTimeWeight
+            ? ones(batch, ScalarType.Float32, first.device)                          // [B] the constant-weighting ablation
+            : studentTimesteps.to(ScalarType.Float32).to(first.device).flatten() / _options.NumTrainTimesteps;
         var coefficient = (timeWeight / nounCounts.clamp_min(1) / batch).index_select(0, sampleOfNoun);
         var total = (coefficient * perNoun).sum();
         var reconstructionTerm = (coefficient * (_options.ReconstructionWeight * reconstruction)).sum();

@@ -47,4 +47,7 @@ public sealed record CtcalLossOptions
 
     /// <summary>Number of training timesteps T of the noise schedule (t_stu / T weights the term).</summary>
     public int NumTrainTimesteps { get; init; } = 1000;
+
+    /// <summary>An ablation: weigh every sample's term 1 instead of t_stu / T. Default false (the method).</summary>
+    public bool ConstantTimeWeight { get; init; }
 }

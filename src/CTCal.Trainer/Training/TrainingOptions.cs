@@ -117,6 +117,7 @@ public sealed record TrainingOptions
                 Tau = job.Tau,
                 Distance = job.Distance switch { "l1" => MapDistance.L1, "kl" => MapDistance.Kl, _ => MapDistance.Mse },
                 MapResolution = job.MapResolution,
+                ConstantTimeWeight = job.TimeWeighting == "constant",
             },
         };
     }
