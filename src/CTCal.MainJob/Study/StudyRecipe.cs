@@ -13,7 +13,7 @@ namespace CTCal.MainJob.Study;
 public sealed record StudyRecipe
 {
     /// <summary>Optimizer steps.</summary>
-    public int Steps { get; init; } = 300;
+    public int Steps { get; init; } = 200;
 
     /// <summary>Images per step.</summary>
     public int BatchSize { get; init; } = 16;

@@ -75,7 +75,7 @@ public sealed record StudySettings
     public IReadOnlyList<long> MainSeeds { get; init; } = [1, 2, 3, 4, 5];
 
     /// <summary>Fine-tune seeds of each ablation and control (the first of <see cref="MainSeeds"/>, paired with them).</summary>
-    public IReadOnlyList<long> AblationSeeds { get; init; } = [1, 2];
+    public IReadOnlyList<long> AblationSeeds { get; init; } = [1];
 
     /// <summary>Fine-tune seeds of the ground-truth-render condition.</summary>
     public IReadOnlyList<long> GroundTruthSeeds { get; init; } = [1, 2];
