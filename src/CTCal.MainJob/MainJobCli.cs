@@ -19,8 +19,10 @@ public static class ExitCodes
 }
 
 /// <summary>
-/// The command line: <c>ctcal-main [options] [-- trainer arguments]</c> runs the main job; <c>ctcal-main sweep</c> runs a
-/// learning-rate x CTCal-weight grid; <c>ctcal-main study</c> runs the study's stages (<see cref="StudyRunner"/>). Every recipe option overrides one value of <see cref="MainJobRecipe"/> (or of
+/// The command line: <c>ctcal-main [--quick] [--out]</c> runs the main comparison (<see cref="StudyStages.Comparison"/>);
+/// <c>ctcal-main study</c> runs every stage of the study (<see cref="StudyRunner"/>); <c>ctcal-main renders [options]
+/// [-- trainer arguments]</c> runs the earlier job (vanilla vs CTCal on the ground-truth renders, <see cref="MainJobRunner"/>)
+/// and <c>ctcal-main sweep</c> its learning-rate x CTCal-weight grid. Every recipe option overrides one value of <see cref="MainJobRecipe"/> (or of
 /// <see cref="MainJobRecipe.Quick"/> with <c>--quick</c>).
 /// </summary>
 public static class MainJobCli
@@ -64,7 +66,7 @@ public static class MainJobCli
         }
     }
 
-    /// <summary>Parses a main-run command line into options without running anything (bad values throw <see cref="ArgumentException"/>).</summary>
+    /// <summary>Parses a <c>renders</c> command line (without the verb) into options without running anything (bad values throw <see cref="ArgumentException"/>).</summary>
     public static MainJobOptions ParseOptions(params string[] args)
     {
         MainJobOptions? parsed = null;
@@ -72,33 +74,37 @@ public static class MainJobCli
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(messages), Ansi = AnsiSupport.No });
         console.Profile.Width = 4000; // one message per line
         var root = Build(console, options => parsed = options);
-        var parse = root.Parse(args);
+        var parse = root.Parse(["renders", .. args]);
         if (parse.Errors.Count > 0)
         {
             throw new ArgumentException(string.Join("; ", parse.Errors.Select(e => e.Message)));
         }
 
-        if (parse.CommandResult.Command != root)
+        if (parse.CommandResult.Command.Name != "renders")
         {
-            throw new ArgumentException("not a main-run command line");
+            throw new ArgumentException("not a renders command line");
         }
 
         int code = parse.Invoke();
         return code == ExitCodes.Ok && parsed is not null ? parsed : throw new ArgumentException(messages.ToString().Replace("error: ", "", StringComparison.Ordinal).Trim());
     }
 
-    /// <summary>Builds the command line. <paramref name="parseOnly"/>, when given, receives the main run's options instead of running it.</summary>
+    /// <summary>Builds the command line. <paramref name="parseOnly"/>, when given, receives the renders run's options instead of running it.</summary>
     public static RootCommand Build(IAnsiConsole console, Action<MainJobOptions>? parseOnly = null)
     {
         var common = new CommonOptions();
         var lr = new Option<double?>("--lr") { Description = "learning rate (both methods)" };
         var seeds = new Option<string?>("--seeds") { Description = "fine-tune seeds, comma-separated, or a count N (seeds 1..N)" };
         var weight = new Option<double?>("--ctcal-weight") { Description = "scale of the CTCal pixel, semantic and balance weights (1: the trainer's 1, 0.5 and 0.1; default 0.01)" };
-        var root = new RootCommand("ctcal-main: the main job. CTCal vs vanilla fine-tuning of the tiny base model on the synthetic world, measured end to end.");
-        common.AddTo(root, lr, seeds, weight);
-        root.SetAction((parse, ct) => Guarded(console, async () =>
+        var root = new RootCommand(
+            "ctcal-main: the main job. The main comparison of the CTCal study: the tiny base, GORS (fine-tuned on its own reward-selected generations) and GORS + CTCal, paired seeds, test prompts, bootstrap intervals.");
+        AddStudyAction(root, console, comparison: true);
+        var renders = new Command("renders", "CTCal vs vanilla fine-tuning on the world's ground-truth renders (the main job before the study), measured end to end.");
+        root.Subcommands.Add(renders);
+        common.AddTo(renders, lr, seeds, weight);
+        renders.SetAction((parse, ct) => Guarded(console, async () =>
         {
-            var options = ToOptions(parse, common, parse.GetValue(lr), parse.GetValue(seeds), parse.GetValue(weight), "main");
+            var options = ToOptions(parse, common, parse.GetValue(lr), parse.GetValue(seeds), parse.GetValue(weight), "renders");
             if (parseOnly is not null)
             {
                 parseOnly(options);
@@ -131,24 +137,35 @@ public static class MainJobCli
 
     private static Command StudyCommand(IAnsiConsole console)
     {
-        var quick = new Option<bool>("--quick") { Description = "smoke settings: 256 training images, 8 probe records, 4 GORS prompts per category x 1 image" };
-        var output = new Option<string?>("--out") { Description = "study folder (default runs/study, runs/study-quick with --quick)" };
+        var study = new Command("study", "The CTCal study, stage by stage into <out>/<nn>-<stage>/ (each finished by its done.json; a rerun skips done stages); writes study.md");
+        AddStudyAction(study, console, comparison: false);
+        return study;
+    }
+
+    /// <summary>
+    /// The options and action of <c>study</c> (every stage) and of the root command (<paramref name="comparison"/>: the main
+    /// comparison's stages, <see cref="StudyStages.Comparison"/>), which share the stage runner, folders and resume.
+    /// </summary>
+    private static void AddStudyAction(Command command, IAnsiConsole console, bool comparison)
+    {
+        var quick = new Option<bool>("--quick") { Description = "smoke settings (about a minute): 256 training images, 4 GORS prompts per category x 1 image, a few steps; the report says so" };
+        string name = comparison ? "main" : "study";
+        var output = new Option<string?>("--out") { Description = $"output folder (default runs/{name}, runs/{(comparison ? "quick" : "study-quick")} with --quick)" };
         var only = new Option<string?>("--only") { Description = "run just this stage (the stages before it must be done)" };
         var baseModel = new Option<string?>("--base") { Description = "base model folder (default: assets/base-model)" };
         var threads = new Option<int>("--threads") { Description = "torch threads of the trainer, ONNX Runtime threads per session", DefaultValueFactory = _ => 1 };
-        var parallel = new Option<int?>("--parallel") { Description = "generations at a time (default: 2, or 1 on a single core)" };
-        var study = new Command("study", "The CTCal study, stage by stage into <out>/<nn>-<stage>/ (each finished by its done.json; a rerun skips done stages); writes study.md");
+        var parallel = new Option<int?>("--parallel") { Description = "fine-tunes / generations at a time (default: 2, or 1 on a single core)" };
         foreach (var o in new Option[] { quick, output, only, baseModel, threads, parallel })
         {
-            study.Options.Add(o);
+            command.Options.Add(o);
         }
 
-        study.SetAction((parse, ct) => Guarded(console, async () =>
+        command.SetAction((parse, ct) => Guarded(console, async () =>
         {
             bool q = parse.GetValue(quick);
             var settings = new StudySettings
             {
-                OutputFolder = Path.GetFullPath(parse.GetValue(output) ?? (q ? "runs/study-quick" : "runs/study")),
+                OutputFolder = Path.GetFullPath(parse.GetValue(output) ?? (q ? (comparison ? "runs/quick" : "runs/study-quick") : $"runs/{name}")),
                 BaseModel = Path.GetFullPath(parse.GetValue(baseModel) ?? BuildInfo.DefaultBaseModel()),
                 Threads = parse.GetValue(threads),
                 Parallel = parse.GetValue(parallel) ?? Math.Clamp(Environment.ProcessorCount, 1, 2),
@@ -160,11 +177,10 @@ public static class MainJobCli
                 logConfig.Variables["runDir"] = settings.OutputFolder;
             }
 
-            var runner = new StudyRunner(StudyStages.Default(), settings, line => console.MarkupLine(Markup.Escape(line)));
+            var runner = new StudyRunner(comparison ? StudyStages.Comparison() : StudyStages.Default(), settings, line => console.MarkupLine(Markup.Escape(line)));
             await runner.RunAsync(parse.GetValue(only), ct);
-            console.MarkupLine(Markup.Escape($"study: {Path.Combine(settings.OutputFolder, StudyReport.FileName)}"));
+            console.MarkupLine(Markup.Escape($"{name}: {Path.Combine(settings.OutputFolder, StudyReport.FileName)}"));
         }));
-        return study;
     }
 
     private static MainJobOptions ToOptions(ParseResult parse, CommonOptions o, double? lr, string? seeds, double? weight, string verb)
@@ -238,7 +254,7 @@ public static class MainJobCli
             throw new ArgumentException(e.Message, e);
         }
 
-        string defaultOut = verb == "sweep" ? "runs/sweep" : quick ? "runs/quick" : "runs/main";
+        string defaultOut = verb == "sweep" ? "runs/sweep" : quick ? "runs/renders-quick" : "runs/renders";
         var options = new MainJobOptions
         {
             Recipe = recipe,

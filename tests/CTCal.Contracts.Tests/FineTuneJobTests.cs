@@ -95,7 +95,7 @@ public sealed class FineTuneJobTests
         var bad = new FineTuneJob
         {
             Method = "sideways", Steps = 0, Lr = double.NaN, Resolution = 4, PixelWeight = -1, Tau = double.PositiveInfinity,
-            LoraRank = 0, EmaDecay = 1, MapResolution = 2, Layers = [], Threads = -1, Distance = "cosine",
+            LoraRank = 0, EmaDecay = 1, MapResolution = 2, Layers = [], Threads = -1, Distance = "cosine", TimeWeighting = "quadratic",
         };
         var problems = bad.Problems();
         foreach (string expected in new[]
@@ -104,12 +104,13 @@ public sealed class FineTuneJobTests
             "lr must be a positive number (got NaN)", "resolution 4 is outside [8, 4096]", "pixel-weight must be a finite value >= 0 (got -1)",
             "tau must be a finite value >= 0 (got Infinity)", "lora-rank must be positive (got 0)", "ema-decay must be in (0, 1) (got 1)",
             "map-resolution must be at least 4 (got 2)", "layers must name at least one", "threads must be >= 0, got -1", "distance 'cosine' is not one of mse, l1, kl",
+            "time-weighting 'quadratic' is not one of linear, constant",
         })
         {
             Assert.Contains(problems, p => p.StartsWith(expected, StringComparison.Ordinal));
         }
 
-        Assert.Equal(15, problems.Count);
+        Assert.Equal(16, problems.Count);
         Assert.Empty((Runnable() with { Full = true, LoraRank = 0 }).Problems()); // LoRA settings do not matter for a full fine-tune
         Assert.Contains("steps must be positive", Assert.Throws<ArgumentException>(() => (Runnable() with { Steps = -2 }).Validate()).Message);
     }

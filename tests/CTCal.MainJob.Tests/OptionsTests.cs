@@ -14,7 +14,7 @@ public sealed class OptionsTests
         Assert.Equal(new MainJobRecipe() with { Seeds = o.Recipe.Seeds }, o.Recipe);
         Assert.Equal([1L, 2L, 3L], o.Recipe.Seeds);
         Assert.False(o.Quick);
-        Assert.Equal(Path.GetFullPath("runs/main"), o.OutputFolder);
+        Assert.Equal(Path.GetFullPath("runs/renders"), o.OutputFolder);
         Assert.Equal(1, o.Threads);
         Assert.Empty(o.TrainerOverrides);
         Assert.Null(o.BaseModel);
@@ -36,7 +36,7 @@ public sealed class OptionsTests
         Assert.Equal(3, o.Recipe.ImageSeeds);
         Assert.Equal(MainJobRecipe.Quick.SamplingSteps, o.Recipe.SamplingSteps);
         Assert.Equal(MainJobRecipe.Quick.BatchSize, o.Recipe.BatchSize);
-        Assert.Equal(Path.GetFullPath("runs/quick"), MainJobCli.ParseOptions("--quick").OutputFolder);
+        Assert.Equal(Path.GetFullPath("runs/renders-quick"), MainJobCli.ParseOptions("--quick").OutputFolder);
     }
 
     [Fact]
@@ -82,7 +82,8 @@ public sealed class OptionsTests
         var output = new StringWriter();
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output), Ansi = AnsiSupport.No });
         console.Profile.Width = 4000;
-        Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["--steps", "0"], console, CancellationToken.None));
+        Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["renders", "--steps", "0"], console, CancellationToken.None));
+        Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["--parallel", "0"], console, CancellationToken.None));
         Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["--no-such-option"], console, CancellationToken.None));
         Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["sweep", "--lr", "x"], console, CancellationToken.None));
 
@@ -91,6 +92,10 @@ public sealed class OptionsTests
         {
             string missing = Path.Combine(dir, "no-base");
             int code = await MainJobCli.RunAsync(["--quick", "--base", missing, "--out", Path.Combine(dir, "out")], console, CancellationToken.None);
+            Assert.Equal(ExitCodes.Failure, code);
+            Assert.Contains($"base model folder {missing} not found", output.ToString().Replace(Environment.NewLine, "", StringComparison.Ordinal));
+            output.GetStringBuilder().Clear();
+            code = await MainJobCli.RunAsync(["renders", "--quick", "--base", missing, "--out", Path.Combine(dir, "out2")], console, CancellationToken.None);
             Assert.Equal(ExitCodes.Failure, code);
             Assert.Contains($"base model folder {missing} not found", output.ToString().Replace(Environment.NewLine, "", StringComparison.Ordinal));
         }

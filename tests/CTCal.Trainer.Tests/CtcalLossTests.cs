@@ -88,6 +88,24 @@ public sealed class CtcalLossTests
         Assert.Equal(0, at0, 9);
     }
 
+    [Fact]
+    public void ConstantWeightingAblationWeighsEveryTimestepAsOne()
+    {
+        using var scope = NewDisposeScope();
+        var linear = NewLoss();
+        var constant = NewLoss(new CtcalLossOptions { ConstantTimeWeight = true });
+        var teacher = RandomMaps(1, 5, requiresGrad: false);
+        var student = RandomMaps(1, 6, requiresGrad: false);
+        var nouns = Nouns([[1], [2]]);
+        double linearAt1000 = linear.Compute(teacher, student, nouns, tensor(new long[] { 1000 })).Total.item<float>();
+        double at250 = constant.Compute(teacher, student, nouns, tensor(new long[] { 250 })).Total.item<float>();
+        double at0 = constant.Compute(teacher, student, nouns, tensor(new long[] { 0 })).Total.item<float>();
+
+        Assert.True(at250 > 0);
+        Assert.Equal(at250, at0, 6);
+        Assert.Equal(linearAt1000, at250, 5); // t/T = 1 at t = T: the same as the constant weight
+    }
+
     /// <summary>One layer, 4x4 pixels, 4 tokens; nouns at tokens 1 and 2 with peaks p1 and p2 (everything else on token 0).</summary>
     private static Dictionary<string, Tensor> PeakMaps(float p1, float p2)
     {

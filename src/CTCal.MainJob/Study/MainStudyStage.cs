@@ -84,6 +84,28 @@ public sealed class MainStudyStage : IStudyStage
         if (ImageGrid.Compose(rows) is { } grid) AtomicFile.WriteBytes(Path.Combine(folder, GridFile), grid.EncodePng());
     }
 
+    /// <summary>The verdict of GORS + CTCal against GORS per metric, and the grid: the opening of the report.</summary>
+    public static string Verdicts(string folder, StudyDone done)
+    {
+        var results = StudyModels.ReadAll(folder);
+        var gors = results.Where(r => r.Model.Condition == Gors).OrderBy(r => r.Model.Seed).ToList();
+        var ctcal = results.Where(r => r.Model.Condition == GorsCtcal).OrderBy(r => r.Model.Seed).ToList();
+        var md = new StringBuilder();
+        md.AppendLine(CultureInfo.InvariantCulture,
+            $"**Verdict, GORS + CTCal against GORS** ({gors.Count} paired fine-tune seeds, {WorldStudyStage.Get(done, "test_prompts")} test prompts x {WorldStudyStage.Get(done, "image_seeds")} images per model; B - A in points, 95% paired bootstrap interval):");
+        md.AppendLine();
+        foreach (string metric in StudyComparison.MetricNames)
+            md.AppendLine("- " + StudyComparison.Verdict(GorsCtcal, Gors, metric, StudyComparison.Compare(gors, ctcal, metric)));
+        md.AppendLine();
+        if (File.Exists(Path.Combine(folder, GridFile)))
+        {
+            md.AppendLine(CultureInfo.InvariantCulture, $"![base | GORS | GORS + CTCal, first seed, two test prompts per category]({Path.GetFileName(folder)}/{GridFile})");
+            md.AppendLine();
+        }
+
+        return md.ToString();
+    }
+
     /// <inheritdoc/>
     public string Report(string folder, StudyDone done)
     {
@@ -95,15 +117,9 @@ public sealed class MainStudyStage : IStudyStage
         md.AppendLine(CultureInfo.InvariantCulture,
             $"Test prompts: {WorldStudyStage.Get(done, "test_prompts")} x {WorldStudyStage.Get(done, "image_seeds")} image seeds per model; {gors.Count} paired fine-tune seeds per method. Differences are B - A in points with 95% paired cluster-bootstrap intervals (prompts and seed pairs resampled); bold: the interval excludes 0.");
         md.AppendLine();
-        md.AppendLine("**Verdict, GORS + CTCal against GORS:**");
-        md.AppendLine();
-        foreach (string metric in StudyComparison.MetricNames)
-            md.AppendLine("- " + StudyComparison.Verdict(GorsCtcal, Gors, metric, StudyComparison.Compare(gors, ctcal, metric)));
-        md.AppendLine();
         md.AppendLine(StudyTables.Differences([("GORS + CTCal vs GORS", gors, ctcal), ("GORS vs base", baseModel, gors), ("GORS + CTCal vs base", baseModel, ctcal)]));
         md.AppendLine(StudyTables.Measured(results));
-        if (File.Exists(Path.Combine(folder, GridFile)))
-            md.AppendLine(CultureInfo.InvariantCulture, $"![base | GORS | GORS + CTCal, first seed, two test prompts per category]({Path.GetFileName(folder)}/{GridFile})");
+        md.AppendLine("Columns base | GORS | GORS + CTCal of the grid: `" + GridFile + "` (shown at the top).");
         return md.ToString();
     }
 }

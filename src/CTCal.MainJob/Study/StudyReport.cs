@@ -19,17 +19,61 @@ public static class StudyReport
         "a weaker base as a second setting (the same base recipe stopped earlier, then GORS data and the main comparison on it)",
     ];
 
+    /// <summary>
+    /// The report's opening: the verdict of GORS + CTCal against GORS per metric with intervals and the image grid (main
+    /// stage), the premise probe's answer and the evaluator ceiling, each when its stage is done.
+    /// </summary>
+    private static string Lead(IReadOnlyList<IStudyStage> stages, IReadOnlyList<string> folders, IReadOnlyList<StudyDone?> dones)
+    {
+        var md = new StringBuilder();
+        for (int i = 0; i < stages.Count; i++)
+        {
+            if (dones[i] is not { } done) continue;
+            try
+            {
+                switch (stages[i])
+                {
+                    case MainStudyStage:
+                        md.AppendLine(MainStudyStage.Verdicts(folders[i], done));
+                        break;
+                    case PremiseStudyStage:
+                        md.AppendLine(CultureInfo.InvariantCulture,
+                            $"Premise: a noun's attention mass inside its subject's mask at the teacher t is {Get(done, "res16.teacher_mass")} (16x16) / {Get(done, "res8.teacher_mass")} (8x8) against {Get(done, "res16.large_t_mass")} / {Get(done, "res8.large_t_mass")} at the largest t and {Get(done, "res16.chance")} by chance (mask area); {Get(done, "layers_holding", "0")} of {Get(done, "layers", "0")} layers hold it.");
+                        md.AppendLine();
+                        break;
+                    case CeilingStudyStage:
+                        md.AppendLine(CeilingStudyStage.Line(done));
+                        md.AppendLine();
+                        break;
+                }
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException or System.Text.Json.JsonException or KeyNotFoundException or ArgumentException)
+            {
+                md.AppendLine(CultureInfo.InvariantCulture, $"({stages[i].Name}: could not be summarised: {e.Message})");
+                md.AppendLine();
+            }
+        }
+
+        return md.ToString();
+    }
+
+    private static string Get(StudyDone done, string key, string format = "0.000") =>
+        done.Summary.TryGetValue(key, out double v) ? v.ToString(format, CultureInfo.InvariantCulture) : "–";
+
     /// <summary>Builds the report text for <paramref name="stages"/> in <paramref name="folders"/>.</summary>
     public static string Build(IReadOnlyList<IStudyStage> stages, IReadOnlyList<string> folders, StudySettings settings)
     {
         var md = new StringBuilder();
-        md.AppendLine(settings.Quick ? "# CTCal study — SMOKE RUN (--quick)" : "# CTCal study");
+        bool comparison = stages.Any(s => s is ChosenRecipeStudyStage);
+        string title = comparison ? "CTCal main comparison" : "CTCal study";
+        md.AppendLine(settings.Quick ? $"# {title} — SMOKE RUN (--quick)" : $"# {title}");
         md.AppendLine();
         md.AppendLine(CultureInfo.InvariantCulture, $"Base model: `{settings.BaseModel}`. Folder: `{settings.OutputFolder}`.");
         md.AppendLine();
+        var dones = folders.Select(f => (Done: SafeRead(f, out string? problem), Problem: problem)).ToList();
+        md.Append(Lead(stages, folders, dones.Select(d => d.Done).ToList()));
         md.AppendLine("| stage | status | wall time |");
         md.AppendLine("|---|---|---|");
-        var dones = folders.Select(f => (Done: SafeRead(f, out string? problem), Problem: problem)).ToList();
         for (int i = 0; i < stages.Count; i++)
         {
             var (done, problem) = dones[i];
@@ -38,8 +82,12 @@ public static class StudyReport
             md.AppendLine(CultureInfo.InvariantCulture, $"| {StudyRunner.FolderName(i, stages[i].Name)} | {status} | {time} |");
         }
 
-        md.AppendLine();
-        md.AppendLine("Not implemented yet (no stage exists for these): " + string.Join("; ", NotImplemented) + ".");
+        if (!comparison)
+        {
+            md.AppendLine();
+            md.AppendLine("Not implemented yet (no stage exists for these): " + string.Join("; ", NotImplemented) + ".");
+        }
+
         for (int i = 0; i < stages.Count; i++)
         {
             md.AppendLine();
