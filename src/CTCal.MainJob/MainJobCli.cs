@@ -171,6 +171,7 @@ public static class MainJobCli
                 Parallel = parse.GetValue(parallel) ?? Math.Clamp(Environment.ProcessorCount, 1, 2),
             };
             settings = q ? settings.ForQuick() : settings;
+            settings = comparison ? settings.ForComparison() : settings;
             settings.Validate();
             if (LogManager.Configuration is { } logConfig)
             {

@@ -110,6 +110,13 @@ public sealed record StudySettings
         Split = new PromptSplitOptions { ValidationPerCategory = 3, TestPerCategory = 3 },
     };
 
+    /// <summary>
+    /// The main comparison of README command 1 (<see cref="StudyStages.Comparison"/>): the study's settings with the first
+    /// three of its main seeds, so that it fits 30 minutes on 2 cores; its models are the study's models of those seeds
+    /// (same data, jobs and evaluation).
+    /// </summary>
+    public StudySettings ForComparison() => Quick ? this : this with { MainSeeds = MainSeeds.Take(3).ToList() };
+
     /// <summary>Checks every value; the message names the setting at fault.</summary>
     /// <exception cref="ArgumentException">A value is out of range.</exception>
     public void Validate()
