@@ -63,7 +63,7 @@ public sealed record StudySettings
     public IReadOnlyList<double> SweepGorsLearningRates { get; init; } = [1e-4, 3e-4, 1e-3, 3e-3];
 
     /// <summary>Learning rates the sweep tries for CTCal (crossed with <see cref="SweepCtcalWeights"/>).</summary>
-    public IReadOnlyList<double> SweepCtcalLearningRates { get; init; } = [3e-4, 1e-3];
+    public IReadOnlyList<double> SweepCtcalLearningRates { get; init; } = [1e-4, 3e-4];
 
     /// <summary>CTCal weights the sweep tries (<see cref="CTCal.Contracts.FineTuneJob.WithAlignmentWeight"/>).</summary>
     public IReadOnlyList<double> SweepCtcalWeights { get; init; } = [0.03, 0.1];
