@@ -13,11 +13,13 @@ public sealed record EvaluatorOptions
     public double MaxResidualDeltaE { get; init; } = 40;
 
     /// <summary>
-    /// A connected object-coloured region takes one colour, the most frequent in its interior (pixels whose four neighbours
-    /// are in the region), unless a second colour holds at least this share of the interior (and a quarter of the minimum
-    /// component size) and the two are more than <see cref="SplitMinDeltaE"/> apart: then each such colour's own
-    /// components are objects. Decoders shift hues at edges (a green triangle
-    /// gets a teal rim), which would otherwise split one object into colour fragments; a rim has no interior.
+    /// A connected object-coloured region is one object, coloured by the palette colour nearest to the mean of its interior
+    /// (pixels whose four neighbours are in the region), unless two colours each hold at least this share of the colour
+    /// votes and at least the minimum component size of votes, and are more than <see cref="SplitMinDeltaE"/> apart: then
+    /// each such colour's own components are objects. A pixel votes for its label only when its four neighbours carry the
+    /// same label (the colour's own interior). Decoders shift hues at edges (a green triangle gets a blue rim and a teal
+    /// band), which would otherwise split one object into colour fragments; a rim is thin in its own colour, a second
+    /// object touching this one is not.
     /// </summary>
     public double MajorColourShare { get; init; } = 0.3;
 
@@ -26,9 +28,17 @@ public sealed record EvaluatorOptions
 
     /// <summary>
     /// A region whose interior's mean colour (CIELAB) is farther than this (ΔE76) from every palette colour is not an
-    /// object (decoded hues drift: a small green triangle comes back teal, ≈ 60 from green).
+    /// object (decoded hues drift: a small green triangle comes back teal with a blue rim, its interior's mean 60-75 from
+    /// green and farther still from blue).
     /// </summary>
-    public double MaxObjectDeltaE { get; init; } = 60;
+    public double MaxObjectDeltaE { get; init; } = 75;
+
+    /// <summary>
+    /// A region whose interior's mean colour has less CIELAB chroma (√(a² + b²)) than this is not an object: every palette
+    /// colour is saturated (chroma 60-100) and a decoder's drift keeps well above this (a teal green triangle: ≈ 25), while
+    /// greys and blacks, however near a palette colour's ΔE margin, are not.
+    /// </summary>
+    public double MinObjectChroma { get; init; } = 15;
 
     /// <summary>Pixels around a component's bounding box that its shape template is compared on.</summary>
     public int TemplateMargin { get; init; } = 3;
@@ -73,9 +83,12 @@ public sealed record ImageScore(double? Binding, double? Counting, double? Spati
 /// background→c: the pixel's blend weight α is its projection onto that line in sRGB, the colour whose blend
 /// bg + α(c − bg) is nearest in CIELAB wins, and the pixel takes that colour when α ≥ 0.5, the background otherwise
 /// (unknown when even the nearest blend is more than <see cref="EvaluatorOptions.MaxResidualDeltaE"/> away).</item>
-/// <item>4-connected components of object-coloured pixels (any colour); a component takes the most frequent colour of
-/// its interior, and its colour is the palette colour nearest to the mean CIELAB of its interior (pixels whose four neighbours are in it), unless a second colour holds <see cref="EvaluatorOptions.MajorColourShare"/> of the interior, when each such colour's own
-/// components are objects. Components under <see cref="EvaluatorOptions.MinComponentFraction"/> of the image are
+/// <item>4-connected components of object-coloured pixels (any colour); a component's colour is the palette colour
+/// nearest to the mean CIELAB of its interior (pixels whose four neighbours are in it), unless two far-apart colours
+/// each have a solid core of their own (<see cref="EvaluatorOptions.MajorColourShare"/>), when each such colour's own
+/// components are objects; a component whose interior is too far from every palette colour
+/// (<see cref="EvaluatorOptions.MaxObjectDeltaE"/>) or too grey (<see cref="EvaluatorOptions.MinObjectChroma"/>) is not
+/// an object. Components under <see cref="EvaluatorOptions.MinComponentFraction"/> of the image are
 /// dropped.</item>
 /// <item>Shape by template matching (<see cref="ShapeTemplateFit"/>): the object's soft ink map (distance from the
 /// background in sRGB over its colour's, capped at 1; other objects' pixels 0) around its bounding box against each
@@ -158,10 +171,16 @@ public sealed class Evaluator
         var objects = new List<(int Color, List<int> Pixels)>();
         foreach (var component in Components(labels, w, h, p => labels[p] != Background))
         {
-            // Colour votes of the interior (pixels whose four neighbours are in the component too): a decoder's hue-shifted
-            // rim has no interior, a second object touching this one has.
+            // Colour votes of each colour's own interior (pixels whose four neighbours are in the component and share their
+            // label): a decoder's hue-shifted rim is thin in its own colour, a second object touching this one is not.
             var member = new HashSet<int>(component);
             var votes = new int[_colors.Length];
+            foreach (int p in component)
+            {
+                int k = labels[p], x = p % w, y = p / w;
+                if (k >= 0 && x > 0 && x < w - 1 && y > 0 && y < h - 1 && labels[p - 1] == k && labels[p + 1] == k && labels[p - w] == k && labels[p + w] == k)
+                    votes[k]++;
+            }
             var core = new List<int>();
             foreach (int p in component)
             {
@@ -170,9 +189,8 @@ public sealed class Evaluator
                     core.Add(p);
             }
             if (core.Count == 0) core = component;
-            foreach (int p in core) if (labels[p] >= 0) votes[labels[p]]++;
             int interior = Math.Max(1, votes.Sum());
-            int minInterior = Math.Max(1, minArea / 4);
+            int minInterior = Math.Max(1, minArea);
             var majors = Enumerable.Range(0, votes.Length)
                 .Where(k => votes[k] >= minInterior && votes[k] >= _options.MajorColourShare * interior).ToArray();
             // Two touching objects only when two majors are far apart; neighbouring palette colours (blue and purple, yellow
@@ -180,7 +198,8 @@ public sealed class Evaluator
             bool split = majors.Any(a => majors.Any(b => _colorLab[a].DeltaE(_colorLab[b]) > _options.SplitMinDeltaE));
             if (!split)
             {
-                if (component.Count >= minArea && NearestColour(rgb, core) is var (colour, deltaE) && deltaE <= _options.MaxObjectDeltaE)
+                if (component.Count >= minArea && NearestColour(rgb, core) is var (colour, deltaE, chroma)
+                    && deltaE <= _options.MaxObjectDeltaE && chroma >= _options.MinObjectChroma)
                     objects.Add((colour, component));
                 continue;
             }
@@ -214,8 +233,8 @@ public sealed class Evaluator
         return found.OrderByDescending(d => d.Area).ToArray();
     }
 
-    /// <summary>The palette colour nearest (ΔE76) to the mean CIELAB colour of <paramref name="pixels"/>, and that distance.</summary>
-    private (int Colour, double DeltaE) NearestColour(float[] rgb, List<int> pixels)
+    /// <summary>The palette colour nearest (ΔE76) to the mean CIELAB colour of <paramref name="pixels"/>, that distance and the mean's chroma.</summary>
+    private (int Colour, double DeltaE, double Chroma) NearestColour(float[] rgb, List<int> pixels)
     {
         double l = 0, a = 0, b = 0;
         foreach (int p in pixels)
@@ -229,7 +248,7 @@ public sealed class Evaluator
         {
             if (mean.DeltaE(_colorLab[k]) < mean.DeltaE(_colorLab[best])) best = k;
         }
-        return (best, mean.DeltaE(_colorLab[best]));
+        return (best, mean.DeltaE(_colorLab[best]), Math.Sqrt(mean.A * mean.A + mean.B * mean.B));
     }
 
     /// <summary>4-connected components of the pixels where <paramref name="member"/> holds, each in scan order of its seed.</summary>

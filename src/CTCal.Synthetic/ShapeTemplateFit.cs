@@ -33,8 +33,9 @@ public static class ShapeTemplateFit
     public static IReadOnlyList<double> ExtraBlurs { get; } = [0, 0.8, 1.4];
 
     /// <summary>Corner rounding (σ in pixels of a blur that is then re-sharpened), as a decoder rounds small shapes while
-    /// keeping their colour saturated (a 12 px star comes back as a rounded pentagon); 0: the sharp shape.</summary>
-    public static IReadOnlyList<double> Roundings { get; } = [0, 1.2];
+    /// keeping their colour saturated (a 12-14 px star comes back as a rounded pentagon, which the stronger rounding
+    /// fits better than a disc or a square); 0: the sharp shape.</summary>
+    public static IReadOnlyList<double> Roundings { get; } = [0, 1.2, 1.8];
 
     private const float RoundingGain = 3f;
     private const int Supersample = 3;
