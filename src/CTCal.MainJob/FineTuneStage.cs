@@ -82,40 +82,8 @@ internal static class FineTuneStage
         IFineTuner tuner, string baseModel, string data, string runsFolder, IReadOnlyList<FineTuneSpec> specs, MainJobRecipe recipe,
         int threads, int parallel, IReadOnlyList<FineTuneJobSetting> overrides, Action<FineTuneSpec, OperationProgress> onStep, CancellationToken ct)
     {
-        using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        using var gate = new SemaphoreSlim(parallel);
-        var tasks = specs.Select(async spec =>
-        {
-            await gate.WaitAsync(failed.Token);
-            try
-            {
-                return await RunOneAsync(tuner, baseModel, data, runsFolder, spec, recipe, threads, overrides, onStep, failed.Token);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                failed.Cancel();
-                throw;
-            }
-            finally
-            {
-                gate.Release();
-            }
-        }).ToList();
-        try
-        {
-            return await Task.WhenAll(tasks);
-        }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-        {
-            // Another job failed and cancelled this one: report the failure, not the cancellation.
-            var failure = tasks.Where(t => t.IsFaulted).Select(t => t.Exception!.InnerException!).FirstOrDefault();
-            if (failure is not null)
-            {
-                throw failure;
-            }
-
-            throw;
-        }
+        return await BoundedParallel.RunAsync(specs, parallel,
+            (spec, token) => RunOneAsync(tuner, baseModel, data, runsFolder, spec, recipe, threads, overrides, onStep, token), ct);
     }
 
     /// <summary>

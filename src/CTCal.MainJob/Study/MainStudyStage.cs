@@ -84,12 +84,19 @@ public sealed class MainStudyStage : IStudyStage
         if (ImageGrid.Compose(rows) is { } grid) AtomicFile.WriteBytes(Path.Combine(folder, GridFile), grid.EncodePng());
     }
 
+    /// <summary>Every stored result of a main stage folder, and its base, GORS and GORS + CTCal models (fine-tunes in seed order).</summary>
+    public static (IReadOnlyList<StudyModelResult> All, IReadOnlyList<StudyModelResult> Base, IReadOnlyList<StudyModelResult> Gors, IReadOnlyList<StudyModelResult> GorsCtcal)
+        Conditions(string folder)
+    {
+        var results = StudyModels.ReadAll(folder);
+        List<StudyModelResult> Of(string condition) => results.Where(r => r.Model.Condition == condition).OrderBy(r => r.Model.Seed).ToList();
+        return (results, Of(Base), Of(Gors), Of(GorsCtcal));
+    }
+
     /// <summary>The verdict of GORS + CTCal against GORS per metric, and the grid: the opening of the report.</summary>
     public static string Verdicts(string folder, StudyDone done)
     {
-        var results = StudyModels.ReadAll(folder);
-        var gors = results.Where(r => r.Model.Condition == Gors).OrderBy(r => r.Model.Seed).ToList();
-        var ctcal = results.Where(r => r.Model.Condition == GorsCtcal).OrderBy(r => r.Model.Seed).ToList();
+        var (_, _, gors, ctcal) = Conditions(folder);
         var md = new StringBuilder();
         md.AppendLine(CultureInfo.InvariantCulture,
             $"**Verdict, GORS + CTCal against GORS** ({gors.Count} paired fine-tune seeds, {WorldStudyStage.Get(done, "test_prompts")} test prompts x {WorldStudyStage.Get(done, "image_seeds")} images per model; B - A in points, 95% paired bootstrap interval):");
@@ -109,10 +116,7 @@ public sealed class MainStudyStage : IStudyStage
     /// <inheritdoc/>
     public string Report(string folder, StudyDone done)
     {
-        var results = StudyModels.ReadAll(folder);
-        var baseModel = results.Where(r => r.Model.Condition == Base).ToList();
-        var gors = results.Where(r => r.Model.Condition == Gors).OrderBy(r => r.Model.Seed).ToList();
-        var ctcal = results.Where(r => r.Model.Condition == GorsCtcal).OrderBy(r => r.Model.Seed).ToList();
+        var (results, baseModel, gors, ctcal) = Conditions(folder);
         var md = new StringBuilder();
         md.AppendLine(CultureInfo.InvariantCulture,
             $"Test prompts: {WorldStudyStage.Get(done, "test_prompts")} x {WorldStudyStage.Get(done, "image_seeds")} image seeds per model; {gors.Count} paired fine-tune seeds per method. Differences are B - A in points with 95% paired cluster-bootstrap intervals (prompts and seed pairs resampled); bold: the interval excludes 0.");

@@ -83,48 +83,23 @@ public static class StudyModels
             await host.Exporter.ExportAsync(new ModelExportRequest(baseModel, BaseId(models), Overwrite: true), null, ct);
 
         var evaluator = new Evaluator();
-        using var gate = new SemaphoreSlim(settings.Parallel);
-        using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         int finished = 0;
-        var tasks = todo.Select(async i =>
+        await BoundedParallel.RunAsync(todo, settings.Parallel, async (i, token) =>
         {
-            await gate.WaitAsync(failed.Token);
-            try
-            {
-                var model = models[i];
-                FineTuneMeasures? measures = null;
-                if (model.Job is not null)
-                    measures = await FineTuneAsync(host.FineTuner, folder, baseModel, data, settings.Threads, model, failed.Token);
-                var images = await GenerateAsync(host.Generator, folder, model.Job is null ? BaseId(models) : model.Id, model.Id, evaluation, evaluator, failed.Token);
-                var result = new StudyModelResult(model, images, measures);
-                Directory.CreateDirectory(Path.Combine(folder, ResultsFolder));
-                AtomicFile.WriteText(ResultFile(folder, model.Id),
-                    JsonSerializer.Serialize(new Stored(JobKey(model), evaluationKey, result), RunResults.Json));
-                results[i] = result;
-                int k = Interlocked.Increment(ref finished);
-                say(string.Create(CultureInfo.InvariantCulture,
-                    $"{Path.GetFileName(folder)}: {model.Id} done ({k}/{todo.Count}): primary {Metrics.Pct(images.Average(x => x.Primary))}, overall {Metrics.Pct(images.Average(x => x.Overall))}{(measures is null ? "" : $", {measures.Seconds:0} s")}"));
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                failed.Cancel();
-                throw;
-            }
-            finally
-            {
-                gate.Release();
-            }
-        }).ToList();
-        try
-        {
-            await Task.WhenAll(tasks);
-        }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-        {
-            var failure = tasks.Where(t => t.IsFaulted).Select(t => t.Exception!.InnerException!).FirstOrDefault();
-            if (failure is not null) throw failure;
-            throw;
-        }
+            var model = models[i];
+            FineTuneMeasures? measures = null;
+            if (model.Job is not null)
+                measures = await FineTuneAsync(host.FineTuner, folder, baseModel, data, settings.Threads, model, token);
+            var images = await GenerateAsync(host.Generator, folder, model.Job is null ? BaseId(models) : model.Id, model.Id, evaluation, evaluator, token);
+            var result = new StudyModelResult(model, images, measures);
+            Directory.CreateDirectory(Path.Combine(folder, ResultsFolder));
+            AtomicFile.WriteText(ResultFile(folder, model.Id), JsonSerializer.Serialize(new Stored(JobKey(model), evaluationKey, result), RunResults.Json));
+            results[i] = result;
+            int k = Interlocked.Increment(ref finished);
+            say(string.Create(CultureInfo.InvariantCulture,
+                $"{Path.GetFileName(folder)}: {model.Id} done ({k}/{todo.Count}): primary {Metrics.Pct(images.Average(x => x.Primary))}, overall {Metrics.Pct(images.Average(x => x.Overall))}{(measures is null ? "" : $", {measures.Seconds:0} s")}"));
+            return i;
+        }, ct);
 
         return results!;
     }
