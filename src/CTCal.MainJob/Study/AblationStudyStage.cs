@@ -10,7 +10,8 @@ namespace CTCal.MainJob.Study;
 /// models of the same seeds. The parts: the pixel term alone; no semantic term and no autoencoder; no subject balancing;
 /// a constant instead of the t/T weighting; teacher timestep 100 instead of 0; every cross-attention layer at 16x16
 /// instead of the premise probe's layers; and the shuffled-teacher control (the teacher maps of another sample: if it
-/// scores like CTCal, the gain is regularisation, not calibration). The oracle teacher needs masks the generated GORS
+/// scores like CTCal, the gain is regularisation, not calibration); and the KL distance between map distributions instead
+/// of the MSE of mean-normalised maps (which also rewards sharpening, not only alignment). The oracle teacher needs masks the generated GORS
 /// images do not have; it is in the ground-truth stage.
 /// </summary>
 public sealed class AblationStudyStage : IStudyStage
@@ -25,6 +26,7 @@ public sealed class AblationStudyStage : IStudyStage
         ("teacher t 100", j => j with { TeacherT = 100 }),
         ("all layers at 16x16", j => j with { Layers = ["all"], MapResolution = 16 }),
         ("shuffled teacher", j => j with { Teacher = "shuffled" }),
+        ("KL distance", j => j with { Distance = "kl" }),
     ];
 
     /// <inheritdoc/>

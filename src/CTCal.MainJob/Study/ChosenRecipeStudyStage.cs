@@ -17,7 +17,7 @@ public sealed class ChosenRecipeStudyStage : IStudyStage
     /// GORS learning rate, GORS + CTCal learning rate and CTCal weight chosen by <c>ctcal-main study</c>'s sweep stage on
     /// the validation prompts (docs/study/study.md, section 04-sweep). The layers are this run's premise probe's.
     /// </summary>
-    public static readonly (double GorsLr, double CtcalLr, double CtcalWeight) Committed = (1e-3, 1e-3, 0.03);
+    public static readonly (double GorsLr, double CtcalLr, double CtcalWeight) Committed = (1e-4, 1e-4, 0.03);
 
     /// <inheritdoc/>
     public string Name => "sweep";
