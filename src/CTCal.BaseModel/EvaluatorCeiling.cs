@@ -1,7 +1,5 @@
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
-using System.Text.Json.Serialization;
 using CTCal.Core.IO;
 using CTCal.Synthetic;
 using CTCal.Trainer.Networks;
@@ -45,24 +43,6 @@ public sealed record CeilingCase(string Source, string Prompt, SceneSpec Spec, S
     /// <summary>The spec's category.</summary>
     public PromptCategory Category => Spec.Category;
 }
-
-/// <summary>Accuracy of one category: scenes, passes on the clean render and on the VAE round trip.</summary>
-public sealed record CeilingCategory(PromptCategory Category, int Scenes, int CleanPassed, int RoundTripPassed)
-{
-    /// <summary>Clean-render accuracy.</summary>
-    public double Clean => Scenes == 0 ? double.NaN : CleanPassed / (double)Scenes;
-
-    /// <summary>Round-trip accuracy (the evaluator's ceiling on images the model's VAE can make).</summary>
-    public double RoundTrip => Scenes == 0 ? double.NaN : RoundTripPassed / (double)Scenes;
-}
-
-/// <summary>A scene whose round trip (or clean render) failed its category check, with what the evaluator found.</summary>
-public sealed record CeilingFailure(int Index, string Source, string Prompt, PromptCategory Category, bool CleanPassed,
-    IReadOnlyList<string> Expected, IReadOnlyList<string> Detected);
-
-/// <summary>The measured ceiling: per category and overall, and the failures.</summary>
-public sealed record CeilingReport(string Vae, IReadOnlyList<CeilingCategory> Categories, CeilingCategory Overall,
-    IReadOnlyList<CeilingFailure> Failures, double Seconds);
 
 /// <summary>
 /// The evaluator's ceiling on images a model can make: ground-truth renders of the world's scenes are passed through a
@@ -180,8 +160,7 @@ public static class EvaluatorCeiling
         Evaluator evaluator, string command, int maxSheetRows = 60)
     {
         Directory.CreateDirectory(folder);
-        var json = new JsonSerializerOptions { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
-        AtomicFile.WriteText(Path.Combine(folder, "ceiling.json"), JsonSerializer.Serialize(new { command, report }, json));
+        CeilingReportFile.Write(folder, command, report);
         var md = new StringBuilder();
         md.AppendLine("# Evaluator ceiling on VAE round trips").AppendLine();
         md.AppendLine(CultureInfo.InvariantCulture, $"Command: `{command}`  ").AppendLine(CultureInfo.InvariantCulture, $"VAE: `{report.Vae}`, {report.Seconds:F0} s").AppendLine();

@@ -95,38 +95,54 @@ internal static class FineTuneStage
 
     private static readonly NLog.Logger Log = NLog.LogManager.GetLogger("ctcal-main.finetune");
 
-    private static async Task<FineTuneOutcome> RunOneAsync(
-        IFineTuner tuner, string baseModel, string data, string runsFolder, FineTuneSpec spec, MainJobRecipe recipe, int threads,
-        IReadOnlyList<FineTuneJobSetting> overrides, Action<FineTuneSpec, OperationProgress> onStep, CancellationToken ct)
+    /// <summary>
+    /// Runs <paramref name="attempt"/> (given its number, from 1) until it succeeds, at most <see cref="MaxAttempts"/>
+    /// times: <paramref name="output"/> (the trainer's folder) is cleared before each run; after a failed run its
+    /// train.log is kept beside the folder as <c>&lt;output&gt;.attempt&lt;n&gt;.train.log</c> and the run starts again
+    /// from scratch (same job, so the same result); the last failure is rethrown naming the log.
+    /// </summary>
+    internal static async Task<T> WithAttemptsAsync<T>(string id, string output, Func<int, Task<T>> attempt, CancellationToken ct)
     {
-        for (int attempt = 1; ; attempt++)
+        for (int n = 1; ; n++)
         {
+            if (Directory.Exists(output))
+            {
+                Directory.Delete(output, recursive: true);
+            }
+
             try
             {
-                return await RunAttemptAsync(tuner, baseModel, data, runsFolder, spec, recipe, threads, overrides, onStep, ct) with { Attempts = attempt };
+                return await attempt(n);
             }
-            catch (FineTuneException e) when (attempt < MaxAttempts && !ct.IsCancellationRequested)
+            catch (FineTuneException e)
             {
-                Log.Warn("{0}; running {1} again from the start (attempt {2} of {3})", e.Message.Split('\n')[0].TrimEnd(), spec.ModelId, attempt + 1, MaxAttempts);
-                string failedLog = Path.Combine(runsFolder, spec.ModelId, "train.log");
-                if (File.Exists(failedLog))
+                string log = Path.Combine(output, "train.log");
+                var failure = new FineTuneException($"fine-tune {id} failed (log: {log}): {e.Message}", e);
+                if (n >= MaxAttempts || ct.IsCancellationRequested)
                 {
-                    File.Copy(failedLog, Path.Combine(runsFolder, $"{spec.ModelId}.attempt{attempt}.train.log"), overwrite: true);
+                    throw failure;
+                }
+
+                Log.Warn("{0}; running {1} again from the start (attempt {2} of {3})", failure.Message.Split('\n')[0].TrimEnd(), id, n + 1, MaxAttempts);
+                if (File.Exists(log))
+                {
+                    File.Copy(log, $"{output}.attempt{n}.train.log", overwrite: true);
                 }
             }
         }
     }
+
+    private static Task<FineTuneOutcome> RunOneAsync(
+        IFineTuner tuner, string baseModel, string data, string runsFolder, FineTuneSpec spec, MainJobRecipe recipe, int threads,
+        IReadOnlyList<FineTuneJobSetting> overrides, Action<FineTuneSpec, OperationProgress> onStep, CancellationToken ct) =>
+        WithAttemptsAsync(spec.ModelId, OutputOf(runsFolder, spec), async attempt =>
+            await RunAttemptAsync(tuner, baseModel, data, runsFolder, spec, recipe, threads, overrides, onStep, ct) with { Attempts = attempt }, ct);
 
     private static async Task<FineTuneOutcome> RunAttemptAsync(
         IFineTuner tuner, string baseModel, string data, string runsFolder, FineTuneSpec spec, MainJobRecipe recipe, int threads,
         IReadOnlyList<FineTuneJobSetting> overrides, Action<FineTuneSpec, OperationProgress> onStep, CancellationToken ct)
     {
         string output = OutputOf(runsFolder, spec);
-        if (Directory.Exists(output))
-        {
-            Directory.Delete(output, recursive: true);
-        }
-
         var loss = new List<LossPoint>();
         var progress = new SynchronousProgress<OperationProgress>(p =>
         {
@@ -142,15 +158,7 @@ internal static class FineTuneStage
         });
         var request = new FineTuneRequest(spec.ModelId, TrainerJob(spec, recipe, threads, overrides, baseModel, data, output));
         var clock = Stopwatch.StartNew();
-        FineTuneResult result;
-        try
-        {
-            result = await tuner.FineTuneAsync(request, progress, ct);
-        }
-        catch (FineTuneException e)
-        {
-            throw new FineTuneException($"fine-tune {spec.ModelId} failed (log: {Path.Combine(output, "train.log")}): {e.Message}", e);
-        }
+        var result = await tuner.FineTuneAsync(request, progress, ct);
 
         List<LossPoint> curve;
         lock (loss)

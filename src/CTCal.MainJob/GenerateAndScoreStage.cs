@@ -20,6 +20,23 @@ internal static class GenerateAndScoreStage
     public static string ImageFileName(int promptIndex, long seed) =>
         string.Create(CultureInfo.InvariantCulture, $"p{promptIndex:000}-s{seed}.png");
 
+    /// <summary>
+    /// Runs <paramref name="request"/> and writes each image atomically to <paramref name="fileOf"/>(its seed); returns
+    /// them decoded, in the generator's order. The one way the main job, the study's evaluations and its GORS data save
+    /// generated images.
+    /// </summary>
+    public static async Task<IReadOnlyList<(long Seed, string File, RgbaImage Image)>> GenerateToFilesAsync(
+        IImageGenerator generator, GenerationRequest request, Func<long, string> fileOf, CancellationToken ct)
+    {
+        var result = await generator.GenerateAsync(request, null, ct);
+        return result.Images.Select(image =>
+        {
+            string file = fileOf(image.Seed);
+            AtomicFile.WriteBytes(file, image.Png);
+            return (image.Seed, file, RgbaImage.Decode(image.Png, file));
+        }).ToList();
+    }
+
     public static async Task<ModelScores> GenerateAndScoreAsync(
         IImageGenerator generator, string model, IReadOnlyList<(int Index, EvalPrompt Prompt)> prompts, MainJobRecipe recipe,
         string imagesFolder, int parallel, Evaluator evaluator, Action onImage, CancellationToken ct)
@@ -44,16 +61,12 @@ internal static class GenerateAndScoreStage
                     BatchCount = recipe.ImageSeeds,
                     Scheduler = recipe.Scheduler,
                 };
-                var result = await generator.GenerateAsync(request, null, ct);
-                var images = new List<RgbaImage>();
+                var saved = await GenerateToFilesAsync(generator, request, seed => Path.Combine(folder, ImageFileName(p.Index, seed)), ct);
+                var images = saved.Select(x => x.Image).ToList();
                 var scored = new List<ImageResult>();
-                foreach (var image in result.Images)
+                foreach (var (seed, file, rgba) in saved)
                 {
-                    string file = Path.Combine(folder, ImageFileName(p.Index, image.Seed));
-                    AtomicFile.WriteBytes(file, image.Png);
-                    var rgba = RgbaImage.Decode(image.Png, file);
-                    images.Add(rgba);
-                    scored.Add(new ImageResult(model, p.Index, image.Seed, file, evaluator.Score(rgba, p.Prompt.Spec)));
+                    scored.Add(new ImageResult(model, p.Index, seed, file, evaluator.Score(rgba, p.Prompt.Spec)));
                     onImage();
                 }
 

@@ -61,7 +61,7 @@ public sealed class AblationStudyStage : IStudyStage
     {
         var results = StudyModels.ReadAll(folder);
         var seeds = results.Select(r => r.Model.Seed).Distinct().Order().ToList();
-        string mainFolder = Path.Combine(Path.GetDirectoryName(folder)!, StudyRunner.FolderName(StudyStages.IndexOf(MainStudyStageName), MainStudyStageName));
+        string mainFolder = StudyStages.SiblingFolder(folder, "main");
         var ctcal = MainModels(mainFolder, MainStudyStage.GorsCtcal, seeds);
         var gors = MainModels(mainFolder, MainStudyStage.Gors, seeds);
         var md = new StringBuilder();
@@ -80,6 +80,4 @@ public sealed class AblationStudyStage : IStudyStage
         md.AppendLine(StudyTables.Measured(results));
         return md.ToString();
     }
-
-    private const string MainStudyStageName = "main";
 }

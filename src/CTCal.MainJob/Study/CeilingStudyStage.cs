@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
 using CTCal.Synthetic;
 
 namespace CTCal.MainJob.Study;
@@ -30,35 +29,24 @@ public sealed class CeilingStudyStage : IStudyStage
         List<string> args = ["base", "ceiling", "--vae", s.BaseModel, "--out", output, "--threads", threads];
         if (s.Quick) args.AddRange(["--layouts", "1", "--train-per-category", "10"]);
         await BaseModelStage.RunAsync(BuildInfo.TrainerExecutable(), args, line => context.Say("ceiling: " + line), ct);
-        var summary = Read(Path.Combine(output, "ceiling.json"));
+        var summary = Read(Path.Combine(output, CeilingReportFile.FileName));
         return new StudyStageResult([CeilingFolder], summary, []);
     }
 
-    /// <summary>Round-trip and clean accuracy per category (<c>&lt;category&gt;.round_trip</c>, <c>.clean</c>, <c>.scenes</c>) from <c>ceiling.json</c>.</summary>
+    /// <summary>Round-trip and clean accuracy per category (<c>&lt;category&gt;.round_trip</c>, <c>.clean</c>, <c>.scenes</c>) and overall, from <c>ceiling.json</c>.</summary>
     /// <exception cref="InvalidDataException">The file is missing or malformed (the message names it).</exception>
     public static Dictionary<string, double> Read(string file)
     {
-        try
+        var report = CeilingReportFile.Read(file);
+        var summary = new Dictionary<string, double>();
+        foreach (var (name, c) in report.Categories.Select(c => (Metrics.Word(c.Category), c)).Append(("overall", report.Overall)))
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(file));
-            var summary = new Dictionary<string, double>();
-            var report = doc.RootElement.GetProperty("report");
-            void Add(string name, JsonElement c)
-            {
-                double scenes = c.GetProperty("Scenes").GetDouble();
-                summary[$"{name}.scenes"] = scenes;
-                summary[$"{name}.clean"] = c.GetProperty("CleanPassed").GetDouble() / scenes;
-                summary[$"{name}.round_trip"] = c.GetProperty("RoundTripPassed").GetDouble() / scenes;
-            }
+            summary[$"{name}.scenes"] = c.Scenes;
+            summary[$"{name}.clean"] = c.Clean;
+            summary[$"{name}.round_trip"] = c.RoundTrip;
+        }
 
-            foreach (var c in report.GetProperty("Categories").EnumerateArray()) Add(c.GetProperty("Category").GetString()!.ToLowerInvariant(), c);
-            Add("overall", report.GetProperty("Overall"));
-            return summary;
-        }
-        catch (Exception e) when (e is JsonException or IOException or KeyNotFoundException or InvalidOperationException)
-        {
-            throw new InvalidDataException($"{file}: cannot read the evaluator ceiling ({e.Message})", e);
-        }
+        return summary;
     }
 
     /// <summary>One line: round-trip accuracy per category.</summary>

@@ -130,7 +130,7 @@ public sealed class GorsDataStudyStage : IStudyStage
                 await gate.WaitAsync(ct);
                 try
                 {
-                    var result = await host.Generator.GenerateAsync(new GenerationRequest
+                    var list = await GenerateAndScoreStage.GenerateToFilesAsync(host.Generator, new GenerationRequest
                     {
                         Model = "base",
                         Prompt = p.Prompt,
@@ -141,19 +141,12 @@ public sealed class GorsDataStudyStage : IStudyStage
                         Seed = settings.GorsSeedBase,
                         BatchCount = settings.GorsImagesPerPrompt,
                         Scheduler = "ddim",
-                    }, null, ct);
-                    var list = new List<(long, string, RgbaImage)>();
-                    foreach (var image in result.Images)
-                    {
-                        string file = Path.Combine(images, ImageFileName(p, image.Seed));
-                        AtomicFile.WriteBytes(file, image.Png);
-                        list.Add((image.Seed, file, RgbaImage.Decode(image.Png, file)));
-                    }
+                    }, seed => Path.Combine(images, ImageFileName(p, seed)), ct);
 
                     int k = Interlocked.Increment(ref finished);
                     if (k % Math.Max(1, toGenerate / 10) == 0 || k == toGenerate)
                         context.Say($"gors-data: {k}/{toGenerate} prompts generated");
-                    return (p.Id, (IReadOnlyList<(long, string, RgbaImage)>)list);
+                    return (p.Id, list);
                 }
                 finally
                 {

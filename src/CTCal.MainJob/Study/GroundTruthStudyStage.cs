@@ -44,7 +44,7 @@ public sealed class GroundTruthStudyStage : IStudyStage
     {
         var results = StudyModels.ReadAll(folder);
         List<StudyModelResult> Of(string condition) => results.Where(r => r.Model.Condition == condition).OrderBy(r => r.Model.Seed).ToList();
-        string mainFolder = Path.Combine(Path.GetDirectoryName(folder)!, StudyRunner.FolderName(StudyStages.IndexOf("main"), "main"));
+        string mainFolder = StudyStages.SiblingFolder(folder, "main");
         var baseModel = StudyModels.Read(mainFolder, [MainStudyStage.Base]);
         var md = new StringBuilder();
         md.AppendLine(CultureInfo.InvariantCulture,

@@ -52,9 +52,6 @@ public static class StudyModels
     /// <summary>Folders of a stage using the engine.</summary>
     public const string ResultsFolder = "results", RunsFolder = "runs", ImagesFolder = "images", HostFolder = "host";
 
-    /// <summary>Trainer runs per fine-tune (<see cref="FineTuneStage.MaxAttempts"/>).</summary>
-    public const int MaxAttempts = FineTuneStage.MaxAttempts;
-
     private static readonly Logger Log = LogManager.GetLogger("ctcal-main.study");
 
     private sealed record Stored(string Job, string Evaluation, StudyModelResult Result);
@@ -168,9 +165,8 @@ public static class StudyModels
         IFineTuner tuner, string folder, string baseModel, string data, int threads, StudyModel model, CancellationToken ct)
     {
         string output = Path.Combine(folder, RunsFolder, model.Id);
-        for (int attempt = 1; ; attempt++)
+        return await FineTuneStage.WithAttemptsAsync(model.Id, output, async attempt =>
         {
-            if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
             var steps = new List<IReadOnlyDictionary<string, double>>();
             var progress = new SynchronousProgress<OperationProgress>(p =>
             {
@@ -181,20 +177,9 @@ public static class StudyModels
             });
             var job = model.Job! with { Model = baseModel, Data = data, Out = output, Threads = threads };
             var clock = Stopwatch.StartNew();
-            try
-            {
-                await tuner.FineTuneAsync(new FineTuneRequest(model.Id, job), progress, ct);
-                lock (steps) return Measures(steps, clock.Elapsed.TotalSeconds, attempt);
-            }
-            catch (FineTuneException e) when (attempt < MaxAttempts && !ct.IsCancellationRequested)
-            {
-                Log.Warn("fine-tune {0} failed ({1}); running it again from the start (attempt {2} of {3})", model.Id, e.Message.Split('\n')[0], attempt + 1, MaxAttempts);
-            }
-            catch (FineTuneException e)
-            {
-                throw new FineTuneException($"fine-tune {model.Id} failed (log: {Path.Combine(output, "train.log")}): {e.Message}", e);
-            }
-        }
+            await tuner.FineTuneAsync(new FineTuneRequest(model.Id, job), progress, ct);
+            lock (steps) return Measures(steps, clock.Elapsed.TotalSeconds, attempt);
+        }, ct);
     }
 
     /// <summary>The measures of one run from its step events' metrics.</summary>
@@ -202,11 +187,10 @@ public static class StudyModels
     {
         double? Value(IReadOnlyDictionary<string, double> m, string key) => m.TryGetValue(key, out double v) && double.IsFinite(v) ? v : null;
         var ratios = steps.Select(m => (D: Value(m, "grad_diffusion"), C: Value(m, "grad_ctcal")))
-            .Where(x => x.D > 0 && x.C is not null).Select(x => x.C!.Value / x.D!.Value).Order().ToList();
+            .Where(x => x.D > 0 && x.C is not null).Select(x => (double?)(x.C!.Value / x.D!.Value));
         var kl = steps.Select(m => Value(m, "align_kl")).Where(v => v is not null).ToList();
         var entropy = steps.Select(m => Value(m, "align_entropy")).LastOrDefault(v => v is not null);
-        double? median = ratios.Count == 0 ? null : ratios.Count % 2 == 1 ? ratios[ratios.Count / 2] : (ratios[(ratios.Count / 2) - 1] + ratios[ratios.Count / 2]) / 2;
-        return new FineTuneMeasures(seconds, attempts, steps.Select(m => Value(m, "loss")).LastOrDefault(v => v is not null), median,
+        return new FineTuneMeasures(seconds, attempts, steps.Select(m => Value(m, "loss")).LastOrDefault(v => v is not null), StudyTables.Median(ratios),
             kl.FirstOrDefault(), kl.LastOrDefault(), entropy);
     }
 
@@ -219,7 +203,7 @@ public static class StudyModels
         for (int p = 0; p < evaluation.Prompts.Count; p++)
         {
             var prompt = evaluation.Prompts[p];
-            var result = await generator.GenerateAsync(new GenerationRequest
+            var request = new GenerationRequest
             {
                 Model = onnxModel,
                 Prompt = prompt.Prompt,
@@ -230,13 +214,13 @@ public static class StudyModels
                 Seed = evaluation.ImageSeedBase,
                 BatchCount = evaluation.ImageSeeds,
                 Scheduler = "ddim",
-            }, null, ct);
-            foreach (var image in result.Images)
+            };
+            int index = p;
+            foreach (var (seed, file, image) in await GenerateAndScoreStage.GenerateToFilesAsync(generator, request,
+                         s => Path.Combine(images, GenerateAndScoreStage.ImageFileName(index, s)), ct))
             {
-                string file = Path.Combine(images, GenerateAndScoreStage.ImageFileName(p, image.Seed));
-                AtomicFile.WriteBytes(file, image.Png);
-                var score = evaluator.Score(RgbaImage.Decode(image.Png, file), prompt.Spec);
-                list.Add(new StudyImage(p, image.Seed, Metrics.Word(prompt.Category), prompt.HeldOutPair, score.Primary(prompt.Category), score.Overall,
+                var score = evaluator.Score(image, prompt.Spec);
+                list.Add(new StudyImage(p, seed, Metrics.Word(prompt.Category), prompt.HeldOutPair, score.Primary(prompt.Category), score.Overall,
                     Path.GetRelativePath(folder, file)));
             }
         }

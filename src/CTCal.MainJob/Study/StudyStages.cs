@@ -17,6 +17,13 @@ public static class StudyStages
     public static IReadOnlyList<IStudyStage> Comparison() =>
         [new WorldStudyStage(), new PremiseStudyStage(), new GorsDataStudyStage(), new ChosenRecipeStudyStage(), new MainStudyStage(), new CeilingStudyStage()];
 
+    /// <summary>
+    /// The folder of stage <paramref name="name"/> of <see cref="Default"/> beside <paramref name="stageFolder"/> (another
+    /// stage's folder of the same study): for a report, which gets only its own folder.
+    /// </summary>
+    public static string SiblingFolder(string stageFolder, string name) =>
+        Path.Combine(Path.GetDirectoryName(stageFolder)!, StudyRunner.FolderName(IndexOf(name), name));
+
     /// <summary>Position of stage <paramref name="name"/> in <see cref="Default"/>.</summary>
     /// <exception cref="ArgumentException">No such stage.</exception>
     public static int IndexOf(string name)

@@ -28,8 +28,8 @@ public static class StudyTables
             }
 
             var measures = models.Select(m => m.Measures).Where(m => m is not null).Select(m => m!).ToList();
-            cells.Add(Median(measures.Select(m => m.MedianGradRatio), "0.###"));
-            cells.Add(measures.Count == 0 ? "–" : $"{Median(measures.Select(m => m.AlignKlFirst), "0.###")} -> {Median(measures.Select(m => m.AlignKlLast), "0.###")}");
+            cells.Add(Format(Median(measures.Select(m => m.MedianGradRatio))));
+            cells.Add(measures.Count == 0 ? "–" : $"{Format(Median(measures.Select(m => m.AlignKlFirst)))} -> {Format(Median(measures.Select(m => m.AlignKlLast)))}");
             cells.Add(measures.Count == 0 ? "–" : (measures.Average(m => m.Seconds) / 60).ToString("0.0", CultureInfo.InvariantCulture));
             md.AppendLine("| " + string.Join(" | ", cells) + " |");
         }
@@ -56,11 +56,13 @@ public static class StudyTables
         return md.ToString();
     }
 
-    private static string Median(IEnumerable<double?> values, string format)
+    /// <summary>The median of the finite values (the mean of the middle two for an even count); null when there is none.</summary>
+    public static double? Median(IEnumerable<double?> values)
     {
         var list = values.Where(v => v is not null && double.IsFinite(v.Value)).Select(v => v!.Value).Order().ToList();
-        if (list.Count == 0) return "–";
-        double m = list.Count % 2 == 1 ? list[list.Count / 2] : (list[(list.Count / 2) - 1] + list[list.Count / 2]) / 2;
-        return m.ToString(format, CultureInfo.InvariantCulture);
+        if (list.Count == 0) return null;
+        return list.Count % 2 == 1 ? list[list.Count / 2] : (list[(list.Count / 2) - 1] + list[list.Count / 2]) / 2;
     }
+
+    private static string Format(double? value) => value?.ToString("0.###", CultureInfo.InvariantCulture) ?? "–";
 }
