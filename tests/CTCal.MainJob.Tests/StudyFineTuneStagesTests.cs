@@ -113,6 +113,25 @@ public sealed class StudyFineTuneStagesTests : IDisposable
     }
 
     [Fact]
+    public void TheWeakBaseIsTheBaseRecipeWithAShorterScheduleAndNoStop()
+    {
+        var settings = new StudySettings { OutputFolder = _dir, BaseModel = _dir, WeakBaseSteps = 600 };
+        var recipe = BaseRecipeInfo.Read(Path.Combine(TestPaths.RepoRoot, "assets", "base-model")).UnetArguments;
+        Assert.Equal("8000", recipe[recipe.ToList().IndexOf("--steps") + 1]); // the shipped chain's first command
+
+        var args = WeakBaseStudyStage.TrainingArguments(recipe, settings).ToList();
+
+        Assert.Equal("600", args[args.IndexOf("--steps") + 1]);
+        Assert.Equal("60", args[args.IndexOf("--warmup") + 1]); // the recipe's 100, capped at a tenth of the schedule
+        Assert.Equal("1e-3", args[args.IndexOf("--lr") + 1]);
+        Assert.Equal("32", args[args.IndexOf("--batch-size") + 1]);
+        Assert.DoesNotContain("--stop-at", args);
+        var small = WeakBaseStudyStage.TrainingArguments(recipe, settings with { WeakBaseBatchSize = 4 }).ToList();
+        Assert.Equal("4", small[small.IndexOf("--batch-size") + 1]);
+        Assert.Throws<ArgumentException>(() => (settings with { WeakBaseSteps = 0 }).Validate());
+    }
+
+    [Fact]
     public async Task EveryStageRunsTinyAndAKilledStageResumesModelByModel()
     {
         string baseModel = Path.Combine(TestPaths.RepoRoot, "assets", "base-model");
@@ -120,15 +139,24 @@ public sealed class StudyFineTuneStagesTests : IDisposable
         {
             DatasetCount = 32, ProbeRecords = 2, GorsPromptsPerCategory = 2, SamplingSteps = 4,
             Recipe = StudyRecipe.Quick with { Steps = 2, Warmup = 1, BatchSize = 2, AlignEvery = 1 },
-            SweepGorsLearningRates = [1e-3], SweepCtcalLearningRates = [1e-3], SweepCtcalWeights = [0.1],
+            SweepGorsLearningRates = [1e-3], SweepCtcalLearningRates = [1e-3], SweepCtcalWeights = [0.1], WeakBaseSteps = 3, WeakBaseBatchSize = 2,
             Split = new Synthetic.PromptSplitOptions { ValidationPerCategory = 1, TestPerCategory = 1 },
         };
         var said = new List<string>();
 
-        var outcomes = await new StudyRunner(StudyStages.Default(), settings, said.Add).RunAsync(null, CancellationToken.None);
+        // Up to the weak base; a 3-step base draws noise that no GORS check passes, so its UNet and text encoder are then replaced
+        // by the shipped ones' weights (the weak-* stages' plumbing is what is tested here, not the weak base's quality).
+        var outcomes = (await new StudyRunner(StudyStages.Default().Take(9).ToList(), settings, said.Add).RunAsync(null, CancellationToken.None)).ToList();
+        string o = settings.OutputFolder;
+        string weakModel = WeakBaseStudyStage.ModelFolder(Path.Combine(o, "09-weak-base"));
+        foreach (string weights in new[] { "unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors" })
+        {
+            Assert.NotEqual(File.ReadAllBytes(Path.Combine(baseModel, weights)), File.ReadAllBytes(Path.Combine(weakModel, weights)));
+            File.Copy(Path.Combine(baseModel, weights), Path.Combine(weakModel, weights), overwrite: true);
+        }
+        outcomes.AddRange((await new StudyRunner(StudyStages.Default(), settings, said.Add).RunAsync(null, CancellationToken.None)).Skip(9));
 
         Assert.All(outcomes, o => Assert.Equal(StudyStageStatus.Ran, o.Status));
-        string o = settings.OutputFolder;
         var choice = SweepStudyStage.Choice.Read(Path.Combine(o, "04-sweep"));
         Assert.Equal((1e-3, 1e-3, 0.1), (choice.GorsLr, choice.CtcalLr, choice.CtcalWeight));
         Assert.StartsWith("premise:", choice.Layers[0], StringComparison.Ordinal);
@@ -139,12 +167,23 @@ public sealed class StudyFineTuneStagesTests : IDisposable
         Assert.True(File.Exists(Path.Combine(o, "05-main", MainStudyStage.GridFile)));
         Assert.Equal(AblationStudyStage.Variants.Count, StudyModels.ReadAll(Path.Combine(o, "06-ablations")).Count);
         Assert.Equal(3, StudyModels.ReadAll(Path.Combine(o, "07-ground-truth")).Count);
+        // The second setting: a weak base trained by the stage, then premise, GORS data and the main comparison on it.
+        Assert.Equal(["weak-base", "weak-premise", "weak-gors-data", "weak-main"], outcomes.Skip(8).Select(x => x.Stage));
+        Assert.True(File.Exists(Path.Combine(weakModel, "unet", "diffusion_pytorch_model.safetensors")));
+        Assert.False(Directory.Exists(Path.Combine(weakModel, "checkpoints")));
+        var weakArguments = System.Text.Json.JsonSerializer.Deserialize<List<string>>(File.ReadAllText(Path.Combine(o, "09-weak-base", WeakBaseStudyStage.RequestFile)))!;
+        Assert.Equal("3", weakArguments[weakArguments.IndexOf("--steps") + 1]);
+        Assert.Contains(weakModel, File.ReadAllText(Path.Combine(o, "11-weak-gors-data", GorsDataStudyStage.CandidatesFolder, GorsDataStudyStage.RequestFile)), StringComparison.Ordinal);
+        var weakMain = StudyModels.ReadAll(Path.Combine(o, "12-weak-main"));
+        Assert.Equal(["base", "gors-ctcal-s1", "gors-ctcal-s2", "gors-s1", "gors-s2"], weakMain.Select(m => m.Model.Id));
+        Assert.All(weakMain.Where(m => m.Model.Job is not null), m => Assert.Contains("10-weak-premise", m.Model.Job!.Layers[0], StringComparison.Ordinal));
         var ceiling = outcomes.Single(x => x.Stage == "ceiling").Done!;
         Assert.InRange(ceiling.Summary["binding.round_trip"], 0.5, 1);
         Assert.Equal(1, ceiling.Summary["overall.clean"]);
         string report = File.ReadAllText(Path.Combine(o, StudyReport.FileName));
         foreach (string expected in new[] { "**Verdict, GORS + CTCal against GORS** (", "| GORS + CTCal vs GORS | 2 |", "| shuffled teacher vs GORS + CTCal | 1 |",
-            "| renders: oracle vs vanilla | 1 |", "Chosen: GORS lr 0.001", "05-main/grid.png", "Evaluator ceiling", "Premise: a noun's attention mass" })
+            "| renders: oracle vs vanilla | 1 |", "Chosen: GORS lr 0.001", "05-main/grid.png", "Evaluator ceiling", "Premise: a noun's attention mass",
+            "**Verdict on the weak base, GORS + CTCal against GORS** (", "Premise on the weak base: a noun's", "12-weak-main/grid.png", "A weaker base: the shipped base's UNet recipe" })
         {
             Assert.Contains(expected, report, StringComparison.Ordinal);
         }
@@ -152,7 +191,7 @@ public sealed class StudyFineTuneStagesTests : IDisposable
         // As if killed in the main stage after all but one model: only that model runs again, and it comes out the same.
         var before = StudyModels.Read(Path.Combine(o, "05-main"), ["gors-ctcal-s2"])[0];
         File.Delete(StudyModels.ResultFile(Path.Combine(o, "05-main"), "gors-ctcal-s2"));
-        foreach (string stage in new[] { "05-main", "06-ablations", "07-ground-truth", "08-ceiling" }) File.Delete(Path.Combine(o, stage, StudyDone.FileName));
+        foreach (string stage in new[] { "05-main", "06-ablations", "07-ground-truth", "08-ceiling", "09-weak-base", "10-weak-premise", "11-weak-gors-data", "12-weak-main" }) File.Delete(Path.Combine(o, stage, StudyDone.FileName));
         said.Clear();
         await new StudyRunner(StudyStages.Default(), settings, said.Add).RunAsync("main", CancellationToken.None);
         Assert.Contains(said, l => l.Contains("05-main: 5 models, 4 already evaluated, 1 to run", StringComparison.Ordinal));

@@ -34,8 +34,16 @@ public sealed class GorsDataStudyStage : IStudyStage
     /// <summary>The world-seed stream the GORS prompts are drawn with (the world uses 1 to 3 and 1000 up, the split 4).</summary>
     public const ulong PromptStream = 5;
 
+    private readonly StudyBase _base;
+
+    /// <summary>The stage for <paramref name="studyBase"/> (default: the shipped base).</summary>
+    public GorsDataStudyStage(StudyBase? studyBase = null) => _base = studyBase ?? StudyBase.Shipped;
+
+    /// <summary>The base this stage works on.</summary>
+    public StudyBase Setting => _base;
+
     /// <inheritdoc/>
-    public string Name => "gors-data";
+    public string Name => _base.Stage("gors-data");
 
     /// <inheritdoc/>
     public bool Resumable => true;
@@ -95,7 +103,7 @@ public sealed class GorsDataStudyStage : IStudyStage
         // What the images are made from; a previous run's images are reused only when it is the same.
         string request = JsonSerializer.Serialize(new
         {
-            baseModel = settings.BaseModel, prompts = prompts.Select(p => $"{p.Id}: {p.Prompt}"), seeds, steps = settings.SamplingSteps,
+            baseModel = _base.Model(context), prompts = prompts.Select(p => $"{p.Id}: {p.Prompt}"), seeds, steps = settings.SamplingSteps,
             guidance = settings.Guidance, size = record.ImageSize, scheduler = "ddim",
         }, RunResults.Json);
         string requestFile = Path.Combine(images, RequestFile);
@@ -122,7 +130,7 @@ public sealed class GorsDataStudyStage : IStudyStage
         {
             using var host = HostWorkspace.Open(Path.Combine(context.Folder, HostFolder), BuildInfo.PluginFolder(), settings.Threads,
                 new NLogSink("ctcal-main.host"), id => new NLogSink($"plugin.{id}"));
-            await host.Exporter.ExportAsync(new ModelExportRequest(settings.BaseModel, "base", Overwrite: true), null, ct);
+            await host.Exporter.ExportAsync(new ModelExportRequest(_base.Model(context), "base", Overwrite: true), null, ct);
             using var gate = new SemaphoreSlim(settings.Parallel);
             int finished = 0;
             var generated = await Task.WhenAll(prompts.Where(p => reused[p.Id] is null).Select(async p =>

@@ -21,8 +21,16 @@ public sealed class MainStudyStage : IStudyStage
     /// <summary>Condition names.</summary>
     public const string Base = "base", Gors = "gors", GorsCtcal = "gors+ctcal";
 
+    private readonly StudyBase _base;
+
+    /// <summary>The stage for <paramref name="studyBase"/> (default: the shipped base).</summary>
+    public MainStudyStage(StudyBase? studyBase = null) => _base = studyBase ?? StudyBase.Shipped;
+
+    /// <summary>The base this stage works on.</summary>
+    public StudyBase Setting => _base;
+
     /// <inheritdoc/>
-    public string Name => "main";
+    public string Name => _base.Stage("main");
 
     /// <inheritdoc/>
     public bool Resumable => true;
@@ -43,7 +51,9 @@ public sealed class MainStudyStage : IStudyStage
     public async Task<StudyStageResult> RunAsync(StudyStageContext context, CancellationToken ct)
     {
         var s = context.Settings;
+        // The weak base takes the shipped base's sweep choice (the sweep is not repeated) with its own premise layers.
         var choice = SweepStudyStage.Choice.Read(context.FolderOf("sweep"));
+        if (_base.IsWeak) choice = choice with { Layers = SweepStudyStage.PremiseLayers(context, _base) };
         var models = new List<StudyModel> { new(Base, Base, 0, null) };
         foreach (long seed in s.MainSeeds)
         {
@@ -52,8 +62,8 @@ public sealed class MainStudyStage : IStudyStage
         }
 
         var evaluation = TestEvaluation(context);
-        string data = Path.Combine(context.FolderOf("gors-data"), GorsDataStudyStage.DatasetFolder);
-        var results = await StudyModels.RunAsync(context.Folder, s, s.BaseModel, data, models, evaluation, context.Say, ct);
+        string data = Path.Combine(context.FolderOf(_base.Stage("gors-data")), GorsDataStudyStage.DatasetFolder);
+        var results = await StudyModels.RunAsync(context.Folder, s, _base.Model(context), data, models, evaluation, context.Say, ct);
 
         var baseModel = results.Where(r => r.Model.Condition == Base).ToList();
         var gors = results.Where(r => r.Model.Condition == Gors).ToList();
@@ -71,7 +81,7 @@ public sealed class MainStudyStage : IStudyStage
         }
 
         WriteGrid(context.Folder, evaluation, [Base, Id(Gors, s.MainSeeds[0]), Id(GorsCtcal, s.MainSeeds[0])]);
-        context.Say("main: " + StudyComparison.Verdict(GorsCtcal, Gors, "overall", StudyComparison.Compare(gors, ctcal, "overall")));
+        context.Say(Name + ": " + StudyComparison.Verdict(GorsCtcal, Gors, "overall", StudyComparison.Compare(gors, ctcal, "overall")));
         return new StudyStageResult([StudyModels.ResultsFolder, GridFile], summary, []);
     }
 
@@ -93,13 +103,13 @@ public sealed class MainStudyStage : IStudyStage
         return (results, Of(Base), Of(Gors), Of(GorsCtcal));
     }
 
-    /// <summary>The verdict of GORS + CTCal against GORS per metric, and the grid: the opening of the report.</summary>
-    public static string Verdicts(string folder, StudyDone done)
+    /// <summary>The verdict of GORS + CTCal against GORS per metric, and the grid: the opening of the report (one per base).</summary>
+    public static string Verdicts(string folder, StudyDone done, StudyBase? studyBase = null)
     {
         var (_, _, gors, ctcal) = Conditions(folder);
         var md = new StringBuilder();
         md.AppendLine(CultureInfo.InvariantCulture,
-            $"**Verdict, GORS + CTCal against GORS** ({gors.Count} paired fine-tune seeds, {WorldStudyStage.Get(done, "test_prompts")} test prompts x {WorldStudyStage.Get(done, "image_seeds")} images per model; B - A in points, 95% paired bootstrap interval):");
+            $"**Verdict{(studyBase?.IsWeak == true ? " on the weak base" : "")}, GORS + CTCal against GORS** ({gors.Count} paired fine-tune seeds, {WorldStudyStage.Get(done, "test_prompts")} test prompts x {WorldStudyStage.Get(done, "image_seeds")} images per model; B - A in points, 95% paired bootstrap interval):");
         md.AppendLine();
         foreach (string metric in StudyComparison.MetricNames)
             md.AppendLine("- " + StudyComparison.Verdict(GorsCtcal, Gors, metric, StudyComparison.Compare(gors, ctcal, metric)));

@@ -17,8 +17,16 @@ public sealed class PremiseStudyStage : IStudyStage
     /// <summary>Files of the stage (the probe's own names).</summary>
     public const string JsonFile = PremiseProbeResult.JsonFileName, MarkdownFile = PremiseProbeResult.MarkdownFileName, ProbeFolder = "probe-out";
 
+    private readonly StudyBase _base;
+
+    /// <summary>The stage for <paramref name="studyBase"/> (default: the shipped base).</summary>
+    public PremiseStudyStage(StudyBase? studyBase = null) => _base = studyBase ?? StudyBase.Shipped;
+
+    /// <summary>The base this stage works on.</summary>
+    public StudyBase Setting => _base;
+
     /// <inheritdoc/>
-    public string Name => "premise";
+    public string Name => _base.Stage("premise");
 
     /// <inheritdoc/>
     public bool Resumable => false;
@@ -34,12 +42,12 @@ public sealed class PremiseStudyStage : IStudyStage
         string output = Path.Combine(context.Folder, ProbeFolder);
         string[] arguments =
         [
-            "probe", "--model", settings.BaseModel, "--data", data, "--out", output,
+            "probe", "--model", _base.Model(context), "--data", data, "--out", output,
             "--records", settings.ProbeRecords.ToString(CultureInfo.InvariantCulture),
             "--resolution", world.ImageSize.ToString(CultureInfo.InvariantCulture),
             "--threads", settings.Threads.ToString(CultureInfo.InvariantCulture),
         ];
-        context.Say($"premise: ctcal-train {string.Join(' ', arguments)}");
+        context.Say($"{Name}: ctcal-train {string.Join(' ', arguments)}");
         await BaseModelStage.RunAsync(trainer, arguments, line =>
         {
             Log.Debug("probe: {0}", line);
@@ -79,7 +87,7 @@ public sealed class PremiseStudyStage : IStudyStage
         var verdicts = PremiseProbeResult.Read(Path.Combine(folder, JsonFile)).Verdicts;
         var md = new StringBuilder();
         md.AppendLine(CultureInfo.InvariantCulture,
-            $"Premise probe of the base model on {WorldStudyStage.Get(done, "records")} training records ({WorldStudyStage.Get(done, "nouns")} subject nouns): share of a noun's attention inside its subject's mask at the teacher (smallest) t and the largest t, against chance (the mask's area). Full tables: `{MarkdownFile}`.");
+            $"Premise probe of {_base.Words} on {WorldStudyStage.Get(done, "records")} training records ({WorldStudyStage.Get(done, "nouns")} subject nouns): share of a noun's attention inside its subject's mask at the teacher (smallest) t and the largest t, against chance (the mask's area). Full tables: `{MarkdownFile}`.");
         md.AppendLine();
         md.AppendLine("| layer | map side | teacher mass | large-t mass | chance | premise holds |");
         md.AppendLine("|---|---|---|---|---|---|");

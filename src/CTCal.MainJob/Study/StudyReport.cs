@@ -13,12 +13,6 @@ public static class StudyReport
     /// <summary>File name in the study folder.</summary>
     public const string FileName = "study.md";
 
-    /// <summary>Stages of issue #14 that are not implemented yet (named in the report so nobody reads the study as complete).</summary>
-    public static readonly IReadOnlyList<string> NotImplemented =
-    [
-        "a weaker base as a second setting (the same base recipe stopped earlier, then GORS data and the main comparison on it)",
-    ];
-
     /// <summary>
     /// The report's opening: the verdict of GORS + CTCal against GORS per metric with intervals and the image grid (main
     /// stage), the premise probe's answer and the evaluator ceiling, each when its stage is done.
@@ -33,12 +27,12 @@ public static class StudyReport
             {
                 switch (stages[i])
                 {
-                    case MainStudyStage:
-                        md.AppendLine(MainStudyStage.Verdicts(folders[i], done));
+                    case MainStudyStage main:
+                        md.AppendLine(MainStudyStage.Verdicts(folders[i], done, main.Setting));
                         break;
-                    case PremiseStudyStage:
+                    case PremiseStudyStage premise:
                         md.AppendLine(CultureInfo.InvariantCulture,
-                            $"Premise: a noun's attention mass inside its subject's mask at the teacher t is {Get(done, "res16.teacher_mass")} (16x16) / {Get(done, "res8.teacher_mass")} (8x8) against {Get(done, "res16.large_t_mass")} / {Get(done, "res8.large_t_mass")} at the largest t and {Get(done, "res16.chance")} by chance (mask area); {Get(done, "layers_holding", "0")} of {Get(done, "layers", "0")} layers hold it.");
+                            $"{(premise.Setting.IsWeak ? "Premise on the weak base" : "Premise")}: a noun's attention mass inside its subject's mask at the teacher t is {Get(done, "res16.teacher_mass")} (16x16) / {Get(done, "res8.teacher_mass")} (8x8) against {Get(done, "res16.large_t_mass")} / {Get(done, "res8.large_t_mass")} at the largest t and {Get(done, "res16.chance")} by chance (mask area); {Get(done, "layers_holding", "0")} of {Get(done, "layers", "0")} layers hold it.");
                         md.AppendLine();
                         break;
                     case CeilingStudyStage:
@@ -80,12 +74,6 @@ public static class StudyReport
             string status = done is not null ? $"done {done.FinishedUtc:yyyy-MM-dd HH:mm} UTC" : problem ?? "**not done yet**";
             string time = done is null ? "–" : done.Seconds.ToString("0.0", CultureInfo.InvariantCulture) + " s";
             md.AppendLine(CultureInfo.InvariantCulture, $"| {StudyRunner.FolderName(i, stages[i].Name)} | {status} | {time} |");
-        }
-
-        if (!comparison)
-        {
-            md.AppendLine();
-            md.AppendLine("Not implemented yet (no stage exists for these): " + string.Join("; ", NotImplemented) + ".");
         }
 
         for (int i = 0; i < stages.Count; i++)

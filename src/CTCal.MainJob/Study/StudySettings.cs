@@ -56,6 +56,12 @@ public sealed record StudySettings
     /// <summary>Evaluation images per prompt the study's later stages may use (seeds reserved from GORS).</summary>
     public int EvaluationImageSeeds { get; init; } = 16;
 
+    /// <summary>Steps of the weak base's cosine schedule (stage weak-base).</summary>
+    public int WeakBaseSteps { get; init; } = 1000;
+
+    /// <summary>Batch size of the weak base's training, or null for the base recipe's (stage weak-base).</summary>
+    public int? WeakBaseBatchSize { get; init; }
+
     /// <summary>The fine-tune recipe of every study fine-tune (stages sweep, main, ablations, ground-truth).</summary>
     public StudyRecipe Recipe { get; init; } = new();
 
@@ -105,6 +111,8 @@ public sealed record StudySettings
         MainSeeds = [1, 2],
         AblationSeeds = [1],
         GroundTruthSeeds = [1],
+        WeakBaseSteps = 40,
+        WeakBaseBatchSize = 8,
         ValidationImageSeeds = 1,
         TestImageSeeds = 1,
         Split = new PromptSplitOptions { ValidationPerCategory = 3, TestPerCategory = 3 },
@@ -128,6 +136,7 @@ public sealed record StudySettings
 
         Require(Threads > 0, $"--threads must be positive, got {Threads}");
         Require(Parallel > 0, $"--parallel must be positive, got {Parallel}");
+        Require(WeakBaseSteps > 0 && WeakBaseBatchSize is null or > 0, $"weak base steps and batch size must be positive, got {WeakBaseSteps} and {WeakBaseBatchSize}");
         Require(DatasetCount > 0, $"dataset count must be positive, got {DatasetCount}");
         Require(ProbeRecords > 0, $"probe records must be positive, got {ProbeRecords}");
         Require(GorsPromptsPerCategory > 0, $"GORS prompts per category must be positive, got {GorsPromptsPerCategory}");

@@ -3,11 +3,15 @@ namespace CTCal.MainJob.Study;
 /// <summary>The stages of <c>ctcal-main study</c>, in order.</summary>
 public static class StudyStages
 {
-    /// <summary>world, premise, gors-data, sweep, main, ablations, ground-truth, ceiling.</summary>
+    /// <summary>
+    /// world, premise, gors-data, sweep, main, ablations, ground-truth, ceiling; then the second setting on a weaker base
+    /// (<see cref="StudyBase.Weak"/>): weak-base, weak-premise, weak-gors-data, weak-main.
+    /// </summary>
     public static IReadOnlyList<IStudyStage> Default() =>
     [
         new WorldStudyStage(), new PremiseStudyStage(), new GorsDataStudyStage(), new SweepStudyStage(), new MainStudyStage(),
         new AblationStudyStage(), new GroundTruthStudyStage(), new CeilingStudyStage(),
+        new WeakBaseStudyStage(), new PremiseStudyStage(StudyBase.Weak), new GorsDataStudyStage(StudyBase.Weak), new MainStudyStage(StudyBase.Weak),
     ];
 
     /// <summary>

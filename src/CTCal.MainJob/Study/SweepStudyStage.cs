@@ -45,8 +45,8 @@ public sealed class SweepStudyStage : IStudyStage
     public bool Resumable => true;
 
     /// <summary>The layers every study CTCal run calibrates: those the premise probe found worth it.</summary>
-    public static IReadOnlyList<string> PremiseLayers(StudyStageContext context) =>
-        ["premise:" + Path.Combine(context.FolderOf("premise"), PremiseStudyStage.JsonFile)];
+    public static IReadOnlyList<string> PremiseLayers(StudyStageContext context, StudyBase? studyBase = null) =>
+        ["premise:" + Path.Combine(context.FolderOf((studyBase ?? StudyBase.Shipped).Stage("premise")), PremiseStudyStage.JsonFile)];
 
     /// <summary>Model id of a GORS sweep point.</summary>
     public static string GorsId(double lr, long seed) => string.Create(CultureInfo.InvariantCulture, $"gors-lr{lr:0e0}-s{seed}");
