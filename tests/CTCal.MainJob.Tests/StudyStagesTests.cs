@@ -92,7 +92,7 @@ public sealed class StudyStagesTests : IDisposable
         string o = Path.Combine(_dir, "cli");
 
         Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["study", "--out", o, "--only", "nope"], console, CancellationToken.None));
-        Assert.Contains("no study stage 'nope' (stages: world, premise, gors-data, sweep, main, ablations, ground-truth, ceiling)", output.ToString());
+        Assert.Contains("no study stage 'nope' (stages: world, premise, gors-data, sweep, main, ablations, ground-truth, ceiling, weak-base, weak-premise, weak-gors-data, weak-main)", output.ToString());
         Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["study", "--out", o, "--parallel", "0"], console, CancellationToken.None));
         Assert.Contains("--parallel must be positive", output.ToString());
 
