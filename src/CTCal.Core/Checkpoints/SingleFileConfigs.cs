@@ -93,7 +93,7 @@ internal sealed class SingleFileConfigs
             ["out_channels"] = Dim(r + "out.2.weight", 0),
             ["layers_per_block"] = layers,
             ["mid_block_type"] = "UNetMidBlock2DCrossAttn",
-            ["norm_num_groups"] = 32,
+            ["norm_num_groups"] = Groups("unet", channels),
             ["norm_eps"] = 1e-5,
             ["sample_size"] = sampleSize,
             ["transformer_layers_per_block"] = depth,
@@ -105,6 +105,17 @@ internal sealed class SingleFileConfigs
             : "unet: 8 attention heads and norm groups 32 assumed (SD 1.x)");
         return config.ToJsonString(Indented);
     }
+
+    // 32 groups (SD 1.x/2.x); a smaller model whose widths 32 does not divide gets the largest count that divides them all.
+    private int Groups(string component, JsonArray channels)
+    {
+        int groups = 32;
+        foreach (var c in channels) groups = Gcd(groups, c!.GetValue<int>());
+        if (groups != 32) _notes.Add($"{component}: norm groups {groups} assumed (32 does not divide the widths)");
+        return groups;
+    }
+
+    private static int Gcd(int a, int b) => b == 0 ? a : Gcd(b, a % b);
 
     /// <summary>vae/config.json for the checkpoint's VAE.</summary>
     public string Vae(int sampleSize)
@@ -126,7 +137,7 @@ internal sealed class SingleFileConfigs
             ["out_channels"] = Dim(r + "decoder.conv_out.weight", 0),
             ["latent_channels"] = Dim(r + "post_quant_conv.weight", 0),
             ["layers_per_block"] = layers,
-            ["norm_num_groups"] = 32,
+            ["norm_num_groups"] = Groups("vae", channels),
             ["sample_size"] = sampleSize,
             ["scaling_factor"] = 0.18215,
         };
