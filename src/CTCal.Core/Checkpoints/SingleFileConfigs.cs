@@ -44,8 +44,16 @@ internal sealed class SingleFileConfigs
     private List<int> Indices(string prefix)
     {
         var re = new Regex("^" + Regex.Escape(prefix) + @"(\d+)\.", RegexOptions.CultureInvariant);
-        return _shapes.Keys.Select(k => re.Match(k)).Where(m => m.Success).Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture))
-            .Distinct().Order().ToList();
+        var indices = new SortedSet<int>();
+        foreach (string key in _shapes.Keys)
+        {
+            var m = re.Match(key);
+            if (!m.Success) continue;
+            if (!int.TryParse(m.Groups[1].Value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int i) || i > 100_000)
+                throw new ModelFolderException(_file, [$"key '{key}' has block index {m.Groups[1].Value}, which is not a plausible block number"]);
+            indices.Add(i);
+        }
+        return indices.ToList();
     }
 
     /// <summary>unet/config.json for the checkpoint's UNet.</summary>
