@@ -12,7 +12,8 @@ using CTCal.Export.Weights;
 namespace CTCal.Export;
 
 /// <summary>
-/// Turns a diffusers checkpoint (safetensors) into an ONNX model folder in the Optimum/OnnxStack layout:
+/// Turns a diffusers checkpoint (a folder with plain, variant or sharded safetensors, or an original single-file SD 1.x/2.x
+/// checkpoint read through <see cref="CTCal.Core.Checkpoints.SingleFileCheckpoint"/>) into an ONNX model folder in the Optimum/OnnxStack layout:
 /// <c>text_encoder/</c>, <c>unet/</c>, <c>vae_decoder/</c>, <c>vae_encoder/</c> (each <c>model.onnx</c> [+ <c>model.onnx.data</c>]
 /// and the source <c>config.json</c>), <c>tokenizer/</c>, <c>scheduler/</c>, <c>model_index.json</c> and <c>ctcal_manifest.json</c>.
 /// Everything is validated first (configs, every tensor's presence and shape, LoRA targets); only then is the folder
