@@ -29,12 +29,26 @@ public sealed record FineTuneJob
     /// <summary>Accepted values of <see cref="Progress"/>.</summary>
     public static readonly IReadOnlyList<string> ProgressModes = ["auto", "bar", "plain", "json", "none"];
 
+    /// <summary>What a model predicts (a single-file model's <see cref="PredictionType"/>).</summary>
+    public static readonly IReadOnlyList<string> PredictionTypes = ["epsilon", "v_prediction", "sample"];
+
     /// <summary>Smallest and largest training resolution.</summary>
     public const int MinResolution = 8, MaxResolution = 4096;
 
     // Inputs and output.
-    /// <summary>Diffusers model folder to fine-tune (required).</summary>
+    /// <summary>
+    /// Diffusers model folder to fine-tune (required), or an original single-file SD 1.x/2.x checkpoint (<c>.safetensors</c>,
+    /// read without converting; see <see cref="Tokenizer"/>, <see cref="ModelConfig"/>, <see cref="PredictionType"/>, <see cref="Ema"/>).
+    /// </summary>
     public string? Model { get; init; }
+    /// <summary>Single-file model: folder with the CLIP BPE files (vocab.json, merges.txt); single files carry no tokenizer.</summary>
+    public string? Tokenizer { get; init; }
+    /// <summary>Single-file model: a diffusers folder whose configs (and tokenizer/) are used instead of the derived ones.</summary>
+    public string? ModelConfig { get; init; }
+    /// <summary>Single-file model: epsilon, v_prediction or sample (default: SD 1.x epsilon, SD 2.x v_prediction).</summary>
+    public string? PredictionType { get; init; }
+    /// <summary>Single-file model: train from the EMA UNet weights (<c>model_ema.*</c>).</summary>
+    public bool Ema { get; init; }
     /// <summary>Dataset folder: <c>metadata.jsonl</c> or images with same-name <c>.txt</c> captions (required).</summary>
     public string? Data { get; init; }
     /// <summary>Output folder (required); must not be, contain or lie inside <see cref="Model"/> or <see cref="Data"/>.</summary>
@@ -169,6 +183,7 @@ public sealed record FineTuneJob
         Check(!string.IsNullOrWhiteSpace(Data), "data is required");
         Check(!string.IsNullOrWhiteSpace(Out), "out is required");
         OneOf(Method, Methods, "method");
+        if (PredictionType is { } prediction) OneOf(prediction, PredictionTypes, "prediction-type");
         OneOf(LoraFormat, LoraFormats, "lora-format");
         OneOf(LrSchedule, LrSchedules, "lr-schedule");
         OneOf(Distance, Distances, "distance");

@@ -14,7 +14,9 @@ public interface IModelExporter
 }
 
 /// <summary>What to export.</summary>
-/// <param name="CheckpointFolder">Diffusers-layout folder (<c>unet/</c>, <c>text_encoder/</c>, <c>vae/</c> with safetensors).</param>
+/// <param name="CheckpointFolder">Diffusers-layout folder (<c>unet/</c>, <c>text_encoder/</c>, <c>vae/</c> with safetensors; plain,
+/// variant or sharded weights), or an original single-file SD 1.x/2.x checkpoint (<c>.safetensors</c>; see
+/// <see cref="TokenizerFolder"/> and the other single-file properties). Pickle files (<c>.ckpt</c>) are refused.</param>
 /// <param name="ModelId">Name of the new model folder (letters, digits, '.', '-', '_').</param>
 /// <param name="Overwrite">Replace an existing model of that id.</param>
 /// <param name="UnetWeights">Fine-tuned UNet weights (a safetensors file) used instead of the checkpoint's own.</param>
@@ -27,7 +29,20 @@ public sealed record ModelExportRequest(
     bool Overwrite = false,
     string? UnetWeights = null,
     IReadOnlyList<string>? Loras = null,
-    string? Method = null);
+    string? Method = null)
+{
+    /// <summary>Single-file checkpoint: folder with the CLIP BPE files (<c>vocab.json</c>, <c>merges.txt</c>); single files carry none.</summary>
+    public string? TokenizerFolder { get; init; }
+
+    /// <summary>Single-file checkpoint: a diffusers folder whose configs (and <c>tokenizer/</c>) are used instead of the derived ones.</summary>
+    public string? ConfigFolder { get; init; }
+
+    /// <summary>Single-file checkpoint: <c>epsilon</c>, <c>v_prediction</c> or <c>sample</c> (default: SD 1.x epsilon, SD 2.x v_prediction).</summary>
+    public string? PredictionType { get; init; }
+
+    /// <summary>Single-file checkpoint: use the EMA UNet weights (<c>model_ema.*</c>).</summary>
+    public bool UseEma { get; init; }
+}
 
 /// <summary>Progress of a long operation (export, fine-tune).</summary>
 /// <param name="Stage">Short machine-friendly stage name (for example <c>unet</c>, <c>step</c>, <c>checkpoint</c>).</param>

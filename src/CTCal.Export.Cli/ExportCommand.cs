@@ -1,5 +1,7 @@
 using System.CommandLine;
+using CTCal.Core.Checkpoints;
 using CTCal.Core.Diffusers;
+using CTCal.Core.Models;
 
 namespace CTCal.Export.Cli;
 
@@ -8,7 +10,13 @@ internal static class ExportCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/).", Required = true };
+        var model = new Option<string>("--model") { Description = "Diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/), or an original single-file SD 1.x/2.x checkpoint (.safetensors).", Required = true };
+        var variant = new Option<string?>("--variant") { Description = "Folder weights variant to prefer, e.g. fp16 (diffusion_pytorch_model.fp16.safetensors)." };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "Single file: folder with the CLIP BPE files vocab.json and merges.txt (single files carry no tokenizer)." };
+        var configFolder = new Option<string?>("--config-folder") { Description = "Single file: a diffusers folder whose configs (and tokenizer/) are used instead of the derived ones." };
+        var prediction = new Option<string?>("--prediction-type") { Description = "Single file: epsilon, v_prediction or sample (default: SD 1.x epsilon, SD 2.x v_prediction)." };
+        var imageSize = new Option<int?>("--image-size") { Description = "Single file: native image size (default: SD 1.x 512, SD 2.x v_prediction 768)." };
+        var ema = new Option<bool>("--ema") { Description = "Single file: use the EMA UNet weights (model_ema.*)." };
         var output = new Option<string>("--out") { Description = "ONNX folder to create; an existing export there is replaced only when the new one is complete.", Required = true };
         var lora = new Option<string[]>("--lora") { Description = "LoRA safetensors merged into the weights, as path[:scale] (default scale 1). Repeatable." };
         var unet = new Option<string?>("--unet") { Description = "Fine-tuned UNet weights (diffusion_pytorch_model.safetensors) used instead of the model folder's." };
@@ -24,7 +32,7 @@ internal static class ExportCommand
 
         var command = new Command("export", "Export a diffusers checkpoint (optionally with LoRAs or a fine-tuned UNet merged) to ONNX.")
         {
-            model, output, lora, unet, fp16, components, method, steps, force,
+            model, output, lora, unet, fp16, components, method, steps, force, variant, tokenizer, configFolder, prediction, imageSize, ema,
         };
         command.SetAction((parse, ct) =>
         {
@@ -49,6 +57,15 @@ internal static class ExportCommand
                 TrainingMethod = parse.GetValue(method),
                 TrainingSteps = parse.GetValue(steps),
                 Force = parse.GetValue(force),
+                Variant = parse.GetValue(variant),
+                SingleFile = new SingleFileOptions
+                {
+                    TokenizerFolder = parse.GetValue(tokenizer),
+                    ConfigFolder = parse.GetValue(configFolder),
+                    PredictionType = parse.GetValue(prediction),
+                    ImageSize = parse.GetValue(imageSize),
+                    UseEma = parse.GetValue(ema),
+                },
             };
             return Task.FromResult(Run(options, ct));
         });
@@ -71,6 +88,17 @@ internal static class ExportCommand
                     else Log.Info(note.Message);
                 }
             }
+            if (File.Exists(options.ModelFolder) && !WeightFiles.IsPickle(options.ModelFolder))
+            {
+                try
+                {
+                    foreach (string note in SingleFileCheckpoint.Open(options.ModelFolder, options.SingleFile).Notes) Log.Info("single file: {0}", note);
+                }
+                catch (Exception e) when (e is ModelFolderException or CTCal.Core.Safetensors.SafetensorsException or ArgumentException)
+                {
+                    // the export reports it with the other problems
+                }
+            }
             OnnxExporter.Export(options, new ConsoleProgress(), ct);
             Console.WriteLine($"wrote {Path.GetFullPath(options.OutputFolder)} in {(DateTime.UtcNow - started).TotalSeconds:F1} s");
             Log.Info("wrote {0} in {1:F1} s", Path.GetFullPath(options.OutputFolder), (DateTime.UtcNow - started).TotalSeconds);
@@ -82,6 +110,11 @@ internal static class ExportCommand
             return 1;
         }
         catch (DiffusersConfigException e)
+        {
+            Log.Error(e.Message);
+            return 1;
+        }
+        catch (ArgumentException e)
         {
             Log.Error(e.Message);
             return 1;

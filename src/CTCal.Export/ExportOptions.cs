@@ -1,4 +1,5 @@
 using System.Globalization;
+using CTCal.Core.Checkpoints;
 using CTCal.Export.Onnx;
 
 namespace CTCal.Export;
@@ -31,8 +32,17 @@ public sealed record LoraSpec(string Path, float Scale = 1f)
 /// <summary>What to export and where.</summary>
 public sealed record ExportOptions
 {
-    /// <summary>A diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/).</summary>
+    /// <summary>
+    /// A diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/; weights plain,
+    /// variant or sharded), or an original single-file SD 1.x/2.x checkpoint (<c>.safetensors</c>; see <see cref="SingleFile"/>).
+    /// </summary>
     public required string ModelFolder { get; init; }
+
+    /// <summary>A folder's weights variant to prefer (e.g. fp16: <c>diffusion_pytorch_model.fp16.safetensors</c>); the plain file is the fallback.</summary>
+    public string? Variant { get; init; }
+
+    /// <summary>For a single-file checkpoint: config folder, tokenizer folder, prediction type, image size, EMA weights.</summary>
+    public SingleFileOptions? SingleFile { get; init; }
 
     /// <summary>The ONNX folder to create (or replace as a whole).</summary>
     public required string OutputFolder { get; init; }

@@ -12,7 +12,8 @@ using CTCal.Export.Weights;
 namespace CTCal.Export;
 
 /// <summary>
-/// Turns a diffusers checkpoint (safetensors) into an ONNX model folder in the Optimum/OnnxStack layout:
+/// Turns a diffusers checkpoint (a folder with plain, variant or sharded safetensors, or an original single-file SD 1.x/2.x
+/// checkpoint read through <see cref="CTCal.Core.Checkpoints.SingleFileCheckpoint"/>) into an ONNX model folder in the Optimum/OnnxStack layout:
 /// <c>text_encoder/</c>, <c>unet/</c>, <c>vae_decoder/</c>, <c>vae_encoder/</c> (each <c>model.onnx</c> [+ <c>model.onnx.data</c>]
 /// and the source <c>config.json</c>), <c>tokenizer/</c>, <c>scheduler/</c>, <c>model_index.json</c> and <c>ctcal_manifest.json</c>.
 /// Everything is validated first (configs, every tensor's presence and shape, LoRA targets); only then is the folder
@@ -25,7 +26,7 @@ public static class OnnxExporter
     public const int ManifestFormatVersion = OnnxModelManifest.CurrentFormatVersion;
     private static readonly string[] TokenizerFiles = ["vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"];
 
-    private sealed record Part(string Folder, string ConfigPath, OnnxGraph Graph, ComponentWeights Weights);
+    private sealed record Part(string Folder, string ConfigJson, OnnxGraph Graph, ComponentWeights Weights);
 
     public static void Export(ExportOptions options, IProgress<ExportProgress>? progress = null, CancellationToken ct = default)
     {
@@ -35,9 +36,9 @@ public static class OnnxExporter
         var opened = new List<ComponentWeights>();
         try
         {
-            var parts = Prepare(options, model, output, opened, out var modelIndex);
+            var parts = Prepare(options, model, output, opened, out var modelIndex, out var source);
             ct.ThrowIfCancellationRequested();
-            WriteFolder(options, model, output, parts, modelIndex, progress, ct);
+            WriteFolder(options, source, output, parts, modelIndex, progress, ct);
         }
         finally
         {
@@ -46,14 +47,18 @@ public static class OnnxExporter
     }
 
     // Everything that can be checked without writing: paths, configs, weight files, tensors, LoRAs.
-    private static List<Part> Prepare(ExportOptions options, string model, string output, List<ComponentWeights> opened, out JsonObject modelIndex)
+    private static List<Part> Prepare(ExportOptions options, string model, string output, List<ComponentWeights> opened, out JsonObject modelIndex,
+        out ExportSource source)
     {
         modelIndex = new JsonObject();
         var problems = new List<string>();
-        if (!Directory.Exists(model)) throw new ExportValidationException([$"model folder '{model}' does not exist"]);
         if (options.Components == ExportComponents.None) throw new ExportValidationException(["no components selected"]);
+        if (options.Variant is { } variant && (variant.Length == 0 || variant.IndexOfAny(['/', '\\', '.']) >= 0))
+            throw new ExportValidationException([$"variant '{variant}' must be a plain name such as fp16"]);
         if (PathGuard.Overlaps(output, model))
             throw new ExportValidationException([$"output folder '{output}' must not be, contain or lie inside the model folder '{model}'"]);
+        source = ExportSource.Open(model, options, problems) ?? throw new ExportValidationException(problems);
+        var src = source;
         if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any()
             && !File.Exists(Path.Combine(output, ManifestFileName)) && !options.Force)
             problems.Add($"output folder '{output}' exists, is not empty and was not written by this exporter (no {ManifestFileName}); pass Force to replace it");
@@ -61,13 +66,15 @@ public static class OnnxExporter
         if (options.TrainingMethod is { } method && !OnnxModelManifest.Methods.Contains(method))
             problems.Add($"training method '{method}' is not one of {string.Join(", ", OnnxModelManifest.Methods)}");
         if (options.TrainingSteps is < 0) problems.Add($"training steps must be >= 0, got {options.TrainingSteps}");
+        string? unetReplacement = options.UnetWeights is { } u ? Path.GetFullPath(u) : null;
 
         var loras = new Dictionary<string, Dictionary<string, List<LoraDelta>>>(StringComparer.Ordinal);
         foreach (var spec in options.Loras)
         {
             try
             {
-                foreach (var (component, byWeight) in LoraFile.Load(Path.GetFullPath(spec.Path), spec.Scale, c => WeightNames(model, c, options)))
+                foreach (var (component, byWeight) in LoraFile.Load(Path.GetFullPath(spec.Path), spec.Scale,
+                             c => src.WeightNames(c == LoraFile.UNet ? "unet" : "text_encoder", c == LoraFile.UNet ? unetReplacement : null)))
                 {
                     if (!loras.TryGetValue(component, out var target)) loras[component] = target = new(StringComparer.Ordinal);
                     foreach (var (weight, deltas) in byWeight)
@@ -88,50 +95,49 @@ public static class OnnxExporter
             problems.Add($"UNet weights '{options.UnetWeights}' were given, but unet is not among the exported components");
         if (loras.ContainsKey(LoraFile.UNet) && !options.Components.HasFlag(ExportComponents.Unet))
             problems.Add("a LoRA updates the UNet, but unet is not among the exported components");
+        if (options.Components.HasFlag(ExportComponents.TextEncoder) && src.Checkpoint is { TokenizerOrNull: null } checkpoint)
+            problems.Add($"'{checkpoint.Path}' carries no tokenizer, which the exported folder needs: give a folder with the CLIP BPE files " +
+                "vocab.json and merges.txt (--tokenizer), or a config folder with tokenizer/");
 
         var parts = new List<Part>();
-        void Add(string folder, string configPath, Func<OnnxGraph> build, string weightsPath, string loraComponent)
+        void Add(string folder, string component, Func<string, string, OnnxGraph> build, string? replacement, string loraComponent)
         {
+            string? json = src.ConfigJson(component);
+            if (json is null)
+            {
+                problems.Add($"missing '{src.ConfigOrigin(component)}'");
+                return;
+            }
             OnnxGraph graph;
             try
             {
-                graph = build();
+                graph = build(json, src.ConfigOrigin(component));
             }
             catch (DiffusersConfigException e)
             {
                 problems.Add(e.Message);
                 return;
             }
-            var weights = OpenWeights(folder, weightsPath, loras.GetValueOrDefault(loraComponent), problems);
-            if (weights is null) return;
+            var tensors = src.OpenWeights(component, replacement, problems);
+            if (tensors is null) return;
+            var weights = new ComponentWeights(folder, tensors, loras.GetValueOrDefault(loraComponent));
             opened.Add(weights);
             problems.AddRange(weights.Check(graph.Weights));
-            parts.Add(new Part(folder, configPath, graph, weights));
+            parts.Add(new Part(folder, json, graph, weights));
         }
 
         if (options.Components.HasFlag(ExportComponents.TextEncoder))
-        {
-            string cfg = Path.Combine(model, "text_encoder", "config.json");
-            Add("text_encoder", cfg, () => TextEncoderGraph.Build(ClipTextConfig.Load(cfg), options.Fp16),
-                FindWeights(Path.Combine(model, "text_encoder"), "model", problems), LoraFile.TextEncoder);
-        }
+            Add("text_encoder", "text_encoder", (json, file) => TextEncoderGraph.Build(ClipTextConfig.Parse(json, file), options.Fp16), null, LoraFile.TextEncoder);
         if (options.Components.HasFlag(ExportComponents.Unet))
-        {
-            string cfg = Path.Combine(model, "unet", "config.json");
-            string weights = options.UnetWeights is { } u ? Path.GetFullPath(u) : FindWeights(Path.Combine(model, "unet"), "diffusion_pytorch_model", problems);
-            Add("unet", cfg, () => UNetGraph.Build(UNetConfig.Load(cfg), options.Fp16), weights, LoraFile.UNet);
-        }
-        string vaeCfg = Path.Combine(model, "vae", "config.json");
+            Add("unet", "unet", (json, file) => UNetGraph.Build(UNetConfig.Parse(json, file), options.Fp16), unetReplacement, LoraFile.UNet);
         if (options.Components.HasFlag(ExportComponents.VaeDecoder))
-            Add("vae_decoder", vaeCfg, () => VaeGraphs.BuildDecoder(VaeConfig.Load(vaeCfg), options.Fp16),
-                FindWeights(Path.Combine(model, "vae"), "diffusion_pytorch_model", problems), "vae");
+            Add("vae_decoder", "vae", (json, file) => VaeGraphs.BuildDecoder(VaeConfig.Parse(json, file), options.Fp16), null, "vae");
         if (options.Components.HasFlag(ExportComponents.VaeEncoder))
-            Add("vae_encoder", vaeCfg, () => VaeGraphs.BuildEncoder(VaeConfig.Load(vaeCfg), options.Fp16),
-                FindWeights(Path.Combine(model, "vae"), "diffusion_pytorch_model", problems), "vae");
+            Add("vae_encoder", "vae", (json, file) => VaeGraphs.BuildEncoder(VaeConfig.Parse(json, file), options.Fp16), null, "vae");
 
         try
         {
-            modelIndex = ModelIndex(model, parts);
+            modelIndex = ModelIndex(src, parts);
         }
         catch (ExportValidationException e)
         {
@@ -141,57 +147,7 @@ public static class OnnxExporter
         return parts;
     }
 
-    // {stem}.safetensors, else {stem}.fp16.safetensors; pickle files are never loaded.
-    /// <summary>The weight names of a LoRA component (what kohya keys are mapped back through); empty when unreadable (reported later).</summary>
-    private static IEnumerable<string> WeightNames(string model, string component, ExportOptions options)
-    {
-        string path = component == LoraFile.UNet
-            ? options.UnetWeights is { } u ? Path.GetFullPath(u) : FindWeights(Path.Combine(model, "unet"), "diffusion_pytorch_model", [])
-            : FindWeights(Path.Combine(model, "text_encoder"), "model", []);
-        if (!File.Exists(path)) return [];
-        try
-        {
-            using var file = SafetensorsFile.Open(path);
-            return file.Tensors.Select(t => t.Name).ToList();
-        }
-        catch (Exception e) when (e is SafetensorsException or IOException or UnauthorizedAccessException or JsonException)
-        {
-            return [];
-        }
-    }
-
-    private static string FindWeights(string folder, string stem, List<string> problems)
-    {
-        foreach (string name in new[] { $"{stem}.safetensors", $"{stem}.fp16.safetensors" })
-        {
-            string path = Path.Combine(folder, name);
-            if (File.Exists(path)) return path;
-        }
-        string expected = Path.Combine(folder, stem + ".safetensors");
-        if (File.Exists(Path.Combine(folder, stem + ".bin")))
-            problems.Add($"missing '{expected}': only a pickle file ({stem}.bin) is present, which is never loaded; convert it to safetensors");
-        return expected;
-    }
-
-    private static ComponentWeights? OpenWeights(string component, string path, Dictionary<string, List<LoraDelta>>? loras, List<string> problems)
-    {
-        if (!File.Exists(path))
-        {
-            problems.Add($"{component}: weights file '{path}' does not exist");
-            return null;
-        }
-        try
-        {
-            return new ComponentWeights(component, SafetensorsFile.Open(path), loras);
-        }
-        catch (Exception e) when (e is SafetensorsException or IOException or UnauthorizedAccessException or JsonException)
-        {
-            problems.Add($"{component}: weights file '{path}' cannot be read: {e.Message}");
-            return null;
-        }
-    }
-
-    private static void WriteFolder(ExportOptions options, string model, string output, List<Part> parts, JsonObject modelIndex,
+    private static void WriteFolder(ExportOptions options, ExportSource source, string output, List<Part> parts, JsonObject modelIndex,
         IProgress<ExportProgress>? progress, CancellationToken ct)
     {
         string parent = Path.GetDirectoryName(output) ?? throw new ExportValidationException([$"output folder '{output}' has no parent folder"]);
@@ -209,15 +165,19 @@ public static class OnnxExporter
             progress?.Report(new ExportProgress(part.Folder, "writing", 0, total));
             var files = OnnxModelWriter.Write(part.Graph, part.Weights, dir, options.ExternalDataThreshold,
                 done => progress?.Report(new ExportProgress(part.Folder, "writing", done, total)), ct);
-            File.Copy(part.ConfigPath, Path.Combine(dir, "config.json"));
+            File.WriteAllText(Path.Combine(dir, "config.json"), part.ConfigJson);
             componentsJson[part.Folder] = ComponentManifest(part, files);
             progress?.Report(new ExportProgress(part.Folder, "done", total, total));
             if (FaultPoints.IsArmed) FaultPoints.Reached($"export.part-written:{part.Folder}");
         }
-        CopyFolder(Path.Combine(model, "tokenizer"), Path.Combine(temp, "tokenizer"), TokenizerFiles);
-        CopyFolder(Path.Combine(model, "scheduler"), Path.Combine(temp, "scheduler"), ["scheduler_config.json"]);
+        if (source.TokenizerFolder() is { } tokenizer) CopyFolder(tokenizer, Path.Combine(temp, "tokenizer"), TokenizerFiles);
+        if (source.SchedulerJson() is { } scheduler)
+        {
+            Directory.CreateDirectory(Path.Combine(temp, "scheduler"));
+            File.WriteAllText(Path.Combine(temp, "scheduler", "scheduler_config.json"), scheduler);
+        }
         WriteJson(Path.Combine(temp, "model_index.json"), modelIndex);
-        Manifest(options, model, componentsJson).Write(temp);
+        Manifest(options, source, componentsJson).Write(temp);
         ct.ThrowIfCancellationRequested();
         swap.Commit(); // a failure before this point leaves the output folder as it was (Dispose deletes the staging folder)
     }
@@ -265,12 +225,13 @@ public static class OnnxExporter
     /// width), the VAE scaling factor and prediction type, the method (<c>base</c> when nothing replaces or is merged into the
     /// source's weights), and what was merged with hashes.
     /// </summary>
-    private static OnnxModelManifest Manifest(ExportOptions options, string model, JsonObject components)
+    private static OnnxModelManifest Manifest(ExportOptions options, ExportSource source, JsonObject components)
     {
-        UNetConfig? unet = TryLoad(Path.Combine(model, "unet", "config.json"), UNetConfig.Load);
-        ClipTextConfig? text = TryLoad(Path.Combine(model, "text_encoder", "config.json"), ClipTextConfig.Load);
-        VaeConfig? vae = TryLoad(Path.Combine(model, "vae", "config.json"), VaeConfig.Load);
-        string? prediction = TryLoad(Path.Combine(model, "scheduler", "scheduler_config.json"), SchedulerConfig.Load)?.PredictionType;
+        UNetConfig? unet = source.ConfigJson("unet") is { } u ? UNetConfig.Parse(u, source.ConfigOrigin("unet")) : null;
+        ClipTextConfig? text = source.ConfigJson("text_encoder") is { } t ? ClipTextConfig.Parse(t, source.ConfigOrigin("text_encoder")) : null;
+        VaeConfig? vae = source.ConfigJson("vae") is { } v ? VaeConfig.Parse(v, source.ConfigOrigin("vae")) : null;
+        string? prediction = source.SchedulerJson() is { } s ? SchedulerConfig.Parse(s).PredictionType : null;
+        string model = source.Path;
         int? native = unet is null ? null : unet.SampleSize * (vae?.DownscaleFactor ?? 8);
         bool merged = options.UnetWeights is not null || options.Loras.Count > 0;
         return new OnnxModelManifest
@@ -294,33 +255,16 @@ public static class OnnxExporter
         };
     }
 
-    private static T? TryLoad<T>(string path, Func<string, T> load) where T : class => File.Exists(path) ? load(path) : null;
-
     private static string Sha256OfFile(string path)
     {
         using var stream = File.OpenRead(path);
         return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(stream)).ToLowerInvariant();
     }
 
-    // diffusers OnnxStableDiffusionPipeline's model_index.json; the scheduler entry is taken from the source folder.
-    private static JsonObject ModelIndex(string model, List<Part> parts)
+    // diffusers OnnxStableDiffusionPipeline's model_index.json; the scheduler entry is taken from the source.
+    private static JsonObject ModelIndex(ExportSource source, List<Part> parts)
     {
-        JsonNode scheduler = new JsonArray("diffusers", "PNDMScheduler");
-        string version = "0.27.2";
-        string source = Path.Combine(model, "model_index.json");
-        if (File.Exists(source))
-        {
-            try
-            {
-                var src = JsonNode.Parse(File.ReadAllText(source));
-                if (src?["scheduler"] is JsonArray s) scheduler = s.DeepClone();
-                if (src?["_diffusers_version"] is JsonValue v && v.TryGetValue(out string? ver)) version = ver;
-            }
-            catch (JsonException e)
-            {
-                throw new ExportValidationException([$"'{source}' is not valid JSON: {e.Message}"], e);
-            }
-        }
+        var (scheduler, version) = source.ModelIndexEntries();
         var index = new JsonObject
         {
             ["_class_name"] = "OnnxStableDiffusionPipeline",

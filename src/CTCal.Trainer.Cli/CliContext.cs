@@ -1,3 +1,4 @@
+using CTCal.Core.Checkpoints;
 using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
 using CTCal.Core.Safetensors;
@@ -17,6 +18,13 @@ internal sealed class CliContext(Func<string, ITrainableDiffusionModel> loadMode
 
     /// <summary>Loads a diffusers model folder (the real tool) or a test model.</summary>
     public Func<string, ITrainableDiffusionModel> LoadModel { get; } = loadModel;
+
+    /// <summary>Loads an original single-file checkpoint with its options (the real tool); null: <see cref="LoadModel"/> loads it.</summary>
+    public Func<string, SingleFileOptions?, ITrainableDiffusionModel>? LoadSingleFile { get; init; }
+
+    /// <summary><see cref="LoadSingleFile"/> for an existing file when there is one, else <see cref="LoadModel"/>.</summary>
+    public ITrainableDiffusionModel LoadModelOrSingleFile(string model, SingleFileOptions? options) =>
+        File.Exists(model) && LoadSingleFile is { } load ? load(model, options) : LoadModel(model);
 
     public TextWriter Out { get; } = stdout;
 

@@ -2,9 +2,11 @@ using System.Runtime.InteropServices;
 using CTCal.Trainer.Cli;
 using CTCal.Trainer.Training;
 
-// ctcal-train entry point: diffusers folders are loaded with DiffusersTrainableModel; Ctrl+C and SIGTERM request a clean
-// stop (the current step finishes, a checkpoint is written, exit code 130).
-var cli = new TrainerCli(DiffusersTrainableModel.Load);
+// ctcal-train entry point: diffusers folders and original single-file checkpoints are loaded with DiffusersTrainableModel
+// (what a single file's configs assumed is logged); Ctrl+C and SIGTERM request a clean stop (the current step finishes, a
+// checkpoint is written, exit code 130).
+var cli = new TrainerCli(DiffusersTrainableModel.Load,
+    loadSingleFile: (path, options) => DiffusersTrainableModel.LoadSingleFile(path, options, note => CliContext.Log.Info("single file {0}: {1}", path, note)));
 Console.CancelKeyPress += (_, e) =>
 {
     e.Cancel = true;

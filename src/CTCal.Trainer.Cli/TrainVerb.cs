@@ -1,5 +1,6 @@
 using System.CommandLine;
 using CTCal.Contracts;
+using CTCal.Core.Checkpoints;
 using CTCal.Core.Models;
 using CTCal.Core.Schedulers;
 using CTCal.Trainer.Calibration;
@@ -21,7 +22,11 @@ internal sealed class TrainVerb(CliContext context)
         private static readonly FineTuneJob D = FineTuneJob.Defaults;
 
         public readonly Option<string?> Config = new("--config") { Description = "job file: one JSON object of option values (keys: option names without dashes); command-line values win" };
-        public readonly Option<string?> Model = new("--model") { Description = "diffusers model folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)" };
+        public readonly Option<string?> Model = new("--model") { Description = "diffusers model folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/), or an original single-file SD 1.x/2.x checkpoint (.safetensors)" };
+        public readonly Option<string?> Tokenizer = new("--tokenizer") { Description = "single-file --model: folder with the CLIP BPE files vocab.json and merges.txt" };
+        public readonly Option<string?> ModelConfig = new("--model-config") { Description = "single-file --model: a diffusers folder whose configs (and tokenizer/) are used instead of the derived ones" };
+        public readonly Option<string?> PredictionType = new("--prediction-type") { Description = "single-file --model: epsilon, v_prediction or sample (default: SD 1.x epsilon, SD 2.x v_prediction)" };
+        public readonly Option<bool> Ema = new("--ema") { Description = "single-file --model: train from the EMA UNet weights (model_ema.*)" };
         public readonly Option<string?> Data = new("--data") { Description = "dataset folder: metadata.jsonl (file_name, text, optional subjects) or images with same-name .txt captions" };
         public readonly Option<string?> Out = new("--out") { Description = "output folder (checkpoints/, validation/, weights, train.log)" };
         public readonly Option<string> Method = Choice("--method", "fine-tuning method", FineTuneJob.Methods, D.Method);
@@ -70,6 +75,15 @@ internal sealed class TrainVerb(CliContext context)
 
         public IEnumerable<Option> All() => GetType().GetFields().Select(f => f.GetValue(this)).OfType<Option>();
     }
+
+    /// <summary>The job's single-file options (used only when --model is a file).</summary>
+    private static SingleFileOptions SingleFile(FineTuneJob job) => new()
+    {
+        TokenizerFolder = job.Tokenizer,
+        ConfigFolder = job.ModelConfig,
+        PredictionType = job.PredictionType,
+        UseEma = job.Ema,
+    };
 
     private static Option<string> Choice(string name, string description, IReadOnlyList<string> values, string defaultValue)
     {
@@ -147,15 +161,16 @@ internal sealed class TrainVerb(CliContext context)
             CliContext.SetThreads(threads);
 
             var dataset = ImageCaptionDataset.Open(data, resolution, job.Strict);
-            using var diffusion = context.LoadModel(model);
+            using var diffusion = context.LoadModelOrSingleFile(model, SingleFile(job));
             if (options.TeacherTimestep >= diffusion.AlphasCumprod.Length)
                 throw new UsageException($"--teacher-t {options.TeacherTimestep} is not below the {diffusion.AlphasCumprod.Length} training timesteps");
             if (resolution % diffusion.VaeScaleFactor != 0)
                 throw new UsageException($"--resolution {resolution} is not a multiple of the model's VAE scale factor {diffusion.VaeScaleFactor}");
             if (options.Method == TrainingMethod.Ctcal && options.Teacher == TeacherSource.Oracle)
                 OracleTeacher.RequireMasks(diffusion, dataset);
-            SchedulerConfig? validationScheduler = options.ValidationPrompts.Count > 0
-                ? SchedulerConfig.Load(Path.Combine(model, "scheduler", "scheduler_config.json")) : null;
+            SchedulerConfig? validationScheduler = options.ValidationPrompts.Count == 0 ? null
+                : File.Exists(model) && diffusion is DiffusersTrainableModel single ? single.Scheduler
+                : SchedulerConfig.Load(Path.Combine(model, "scheduler", "scheduler_config.json"));
 
             // Everything above only reads. From here the output folder is written; until the first step is done a failure
             // puts it back as it was (removed when this run created it).

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using CTCal.Core.Checkpoints;
 using CTCal.Trainer.Training;
 
 namespace CTCal.Trainer.Cli;
@@ -12,9 +13,15 @@ public sealed class TrainerCli
 {
     private readonly CliContext _context;
 
-    public TrainerCli(Func<string, ITrainableDiffusionModel> loadModel, TextWriter? stdout = null, TextWriter? stderr = null)
+    /// <param name="loadModel">Loads a model folder (or a test model).</param>
+    /// <param name="stdout">Standard output (default: the console).</param>
+    /// <param name="stderr">Standard error (default: the console).</param>
+    /// <param name="loadSingleFile">Loads an original single-file checkpoint with the job's single-file options; without it
+    /// a single file goes to <paramref name="loadModel"/>.</param>
+    public TrainerCli(Func<string, ITrainableDiffusionModel> loadModel, TextWriter? stdout = null, TextWriter? stderr = null,
+        Func<string, SingleFileOptions?, ITrainableDiffusionModel>? loadSingleFile = null)
     {
-        _context = new CliContext(loadModel, stdout ?? Console.Out, stderr ?? Console.Error);
+        _context = new CliContext(loadModel, stdout ?? Console.Out, stderr ?? Console.Error) { LoadSingleFile = loadSingleFile };
     }
 
     /// <summary>Cancelled by Ctrl+C / SIGTERM in the real tool; tests may cancel it themselves.</summary>

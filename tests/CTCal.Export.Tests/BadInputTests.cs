@@ -95,7 +95,8 @@ public sealed class BadInputTests
                 ModelFolder = model, OutputFolder = output, Components = ExportComponents.VaeDecoder,
             }));
             Assert.Contains("diffusion_pytorch_model.bin", e.Message);
-            Assert.Contains("never loaded", e.Message);
+            Assert.Contains("pickle", e.Message); // why it is not read (Core's WeightFiles.PickleRefusal) ...
+            Assert.Contains("Convert it to safetensors", e.Message); // ... and what to do instead
             AssertNothingWritten(root, output);
         }
         finally

@@ -1,4 +1,5 @@
 using CTCal.Core.Diffusers;
+using CTCal.Core.Weights;
 
 namespace CTCal.Core.Models;
 
@@ -15,7 +16,10 @@ public enum ModelComponents
     All = Unet | Vae | TextEncoder | Tokenizer | Scheduler,
 }
 
-/// <summary>The config and weights of one model component (<c>unet/</c>, <c>vae/</c>, <c>text_encoder/</c>).</summary>
+/// <summary>
+/// The config and weights of one model component (<c>unet/</c>, <c>vae/</c>, <c>text_encoder/</c>); <c>WeightsPath</c> is a
+/// <c>.safetensors</c> file or a sharded checkpoint's <c>.safetensors.index.json</c> (open it with <see cref="TensorSource.Open"/>).
+/// </summary>
 public sealed record ComponentFiles(string Component, string ConfigPath, string WeightsPath);
 
 /// <summary>The CLIP BPE files of <c>tokenizer/</c>.</summary>
@@ -92,6 +96,7 @@ public sealed class ModelFolder
     /// Resolves the files of <paramref name="required"/> components (others are resolved when present).
     /// Without <paramref name="variant"/> the plain weights file is preferred and <c>*.fp16.safetensors</c> used when it is
     /// the only one; with a variant (e.g. "fp16") <c>*.{variant}.safetensors</c> is preferred, the plain file the fallback.
+    /// Each file may be sharded (<c>*.safetensors.index.json</c> beside its shards).
     /// </summary>
     /// <exception cref="ModelFolderException">the folder is missing, is a pickle checkpoint file, or required files are
     /// missing or pickle-only; the message lists every problem.</exception>
@@ -152,10 +157,8 @@ public sealed class ModelFolder
         local.AddRange(missing.Select(m => $"missing {m}"));
 
         string plain = $"{weightsStem}.safetensors";
-        string[] candidates = variant is null
-            ? [plain, $"{weightsStem}.fp16.safetensors"]
-            : [$"{weightsStem}.{variant}.safetensors", plain];
-        string? weights = candidates.Select(c => Path.Combine(folder, c)).FirstOrDefault(File.Exists);
+        var candidates = ComponentWeightsFile.Candidates(variant, [weightsStem]);
+        string? weights = ComponentWeightsFile.Find(folder, variant, [weightsStem]);
         if (weights is null)
         {
             var pickles = Directory.Exists(folder)
@@ -169,7 +172,7 @@ public sealed class ModelFolder
             }
             else
             {
-                local.Add($"missing {component}/{string.Join(" or ", candidates)}");
+                local.Add($"missing {component}/{string.Join(" or ", candidates.Where(c => !ComponentWeightsFile.IsShardIndex(c)))} (or a sharded .safetensors.index.json)");
             }
         }
 

@@ -9,6 +9,15 @@ internal static class SafetensorsConvert
     /// <summary>bfloat16 is the upper half of a float32: widening is exact.</summary>
     public static float BFloat16ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
 
+    /// <summary>float32 to bfloat16, rounded to nearest even (NaN stays NaN).</summary>
+    public static ushort SingleToBFloat16(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        if (float.IsNaN(value)) return (ushort)((bits >> 16) | 0x40);
+        uint rounding = 0x7FFF + ((bits >> 16) & 1);
+        return (ushort)((bits + rounding) >> 16);
+    }
+
     public static void ToFloat32(SafetensorsDType dtype, ReadOnlySpan<byte> src, Span<float> dst)
     {
         switch (dtype)

@@ -140,6 +140,46 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>
+    /// Copies <paramref name="byteLength"/> raw bytes of a tensor, starting <paramref name="byteOffset"/> bytes into its data,
+    /// to <paramref name="destination"/> in chunks (a slice of a fused tensor, e.g. one third of a q/k/v projection).
+    /// </summary>
+    /// <exception cref="SafetensorsException">no such tensor, or the range runs outside its data.</exception>
+    public void CopyBytesTo(string name, long byteOffset, long byteLength, Stream destination)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        var info = GetInfo(name);
+        if (byteOffset < 0 || byteLength < 0 || byteOffset + byteLength > info.ByteLength)
+            throw new SafetensorsException(Path, name, $"bytes {byteOffset}..{byteOffset + byteLength} lie outside its {info.ByteLength} bytes");
+        const int chunk = 1 << 20;
+        for (long offset = 0; offset < byteLength; offset += chunk)
+        {
+            int n = (int)Math.Min(chunk, byteLength - offset);
+            destination.Write(Span(info.DataStart + byteOffset + offset, n));
+        }
+    }
+
+    /// <summary>
+    /// Converts <c>destination.Length</c> elements of a tensor, starting at element <paramref name="elementOffset"/>, to
+    /// float32 (a slice of a fused tensor).
+    /// </summary>
+    /// <exception cref="SafetensorsException">no such tensor, or the range runs outside its elements.</exception>
+    public void ReadAsFloat32(string name, long elementOffset, Span<float> destination)
+    {
+        var info = GetInfo(name);
+        long count = info.ElementCount;
+        if (elementOffset < 0 || elementOffset + destination.Length > count)
+            throw new SafetensorsException(Path, name, $"elements {elementOffset}..{elementOffset + destination.Length} lie outside its {count} elements");
+        int size = info.DType.SizeInBytes();
+        const int chunkElements = 1 << 18;
+        for (long start = 0; start < destination.Length; start += chunkElements)
+        {
+            int n = (int)Math.Min(chunkElements, destination.Length - start);
+            var source = Span(info.DataStart + (elementOffset + start) * size, n * size);
+            SafetensorsConvert.ToFloat32(info.DType, source, destination.Slice((int)start, n));
+        }
+    }
+
     /// <summary>The tensor converted to float32 (F16/BF16 exactly, F64 rounded, integers and BOOL as values).</summary>
     /// <exception cref="SafetensorsException">no such tensor, or more elements than an array can hold.</exception>
     public float[] ReadAsFloat32(string name)

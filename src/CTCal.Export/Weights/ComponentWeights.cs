@@ -1,22 +1,22 @@
-using System.Runtime.InteropServices;
 using CTCal.Core.Safetensors;
+using CTCal.Core.Weights;
 using CTCal.Export.Onnx;
 
 namespace CTCal.Export.Weights;
 
 /// <summary>
-/// The weights of one model part: a safetensors file (owned, disposed with this object) plus LoRA updates merged on the
-/// fly. Tensors already in the output precision without updates are copied byte for byte from the file; others are
+/// The weights of one model part: a <see cref="TensorSource"/> (a file, a variant, shards or a single-file checkpoint's
+/// mapped tensors; owned, disposed with this object) plus LoRA updates merged on the fly. Tensors already in the output precision without updates are copied byte for byte from the file; others are
 /// read one tensor at a time into a float buffer, updated, converted and written. Checkpoints saved before diffusers
 /// renamed the VAE attention parameters (<c>query</c>, <c>key</c>, <c>value</c>, <c>proj_attn</c>, possibly as 1x1 conv
 /// weights [C, C, 1, 1]) are read under their old names; the ONNX initializers always carry the current names.
 /// </summary>
 internal sealed class ComponentWeights : IWeightSource, IDisposable
 {
-    private readonly SafetensorsFile _file;
+    private readonly TensorSource _file;
     private readonly IReadOnlyDictionary<string, List<LoraDelta>> _loras;
 
-    public ComponentWeights(string component, SafetensorsFile file, IReadOnlyDictionary<string, List<LoraDelta>>? loras = null)
+    public ComponentWeights(string component, TensorSource file, IReadOnlyDictionary<string, List<LoraDelta>>? loras = null)
     {
         Component = component;
         _file = file;
@@ -89,29 +89,14 @@ internal sealed class ComponentWeights : IWeightSource, IDisposable
     {
         bool merged = _loras.TryGetValue(name, out var deltas);
         name = Resolve(name);
-        var info = _file.GetInfo(name);
-        if (!merged && info.DType == (fp16 ? SafetensorsDType.F16 : SafetensorsDType.F32))
+        if (!merged)
         {
-            _file.CopyBytesTo(name, destination);
+            _file.WriteAs(name, fp16, destination);
             return;
         }
         float[] w = _file.ReadAsFloat32(name);
-        if (merged)
-        {
-            foreach (var d in deltas!) d.ApplyTo(w);
-        }
-        if (!fp16)
-        {
-            destination.Write(MemoryMarshal.AsBytes(w.AsSpan()));
-            return;
-        }
-        var buffer = new Half[Math.Min(w.Length, 1 << 16)];
-        for (int i = 0; i < w.Length; i += buffer.Length)
-        {
-            int n = Math.Min(buffer.Length, w.Length - i);
-            for (int j = 0; j < n; j++) buffer[j] = (Half)w[i + j];
-            destination.Write(MemoryMarshal.AsBytes(buffer.AsSpan(0, n)));
-        }
+        foreach (var d in deltas!) d.ApplyTo(w);
+        TensorSource.WriteFloats(w, fp16, destination);
     }
 
     public void Dispose() => _file.Dispose();

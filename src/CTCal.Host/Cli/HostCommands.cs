@@ -257,13 +257,21 @@ public static class HostCommands
         Func<ParseResult, PluginHost> open,
         Func<ParseResult, IEnumerable<PluginExport<IModelExporter>>, IEnumerable<PluginExport<IModelExporter>>> filter)
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "Diffusers-layout safetensors folder", Required = true };
+        var checkpoint = new Option<string>("--checkpoint") { Description = "Diffusers-layout safetensors folder, or an original single-file SD 1.x/2.x checkpoint (.safetensors)", Required = true };
         var id = new Option<string>("--id") { Description = "Id of the new model folder", Required = true };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace an existing model with that id" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "Single file: folder with the CLIP BPE files vocab.json and merges.txt" };
+        var configFolder = new Option<string?>("--config-folder") { Description = "Single file: a diffusers folder whose configs (and tokenizer/) are used instead of the derived ones" };
+        var prediction = new Option<string?>("--prediction-type") { Description = "Single file: epsilon, v_prediction or sample (default: SD 1.x epsilon, SD 2.x v_prediction)" };
+        var ema = new Option<bool>("--ema") { Description = "Single file: use the EMA UNet weights (model_ema.*)" };
         var command = new Command("export", "Export a safetensors checkpoint to an ONNX model folder and register it");
         command.Options.Add(checkpoint);
         command.Options.Add(id);
         command.Options.Add(overwrite);
+        command.Options.Add(tokenizer);
+        command.Options.Add(configFolder);
+        command.Options.Add(prediction);
+        command.Options.Add(ema);
         command.SetAction((parse, ct) => RunAsync(output, async () =>
         {
             using var host = open(parse);
@@ -271,7 +279,15 @@ public static class HostCommands
                 ?? throw new InvalidOperationException("No loaded plugin exports models");
             var progress = Throttled(output);
             var model = await exporter.Value.ExportAsync(
-                new ModelExportRequest(Path.GetFullPath(parse.GetValue(checkpoint)!), parse.GetValue(id)!, parse.GetValue(overwrite)), progress, ct);
+                new ModelExportRequest(Path.GetFullPath(parse.GetValue(checkpoint)!), parse.GetValue(id)!, parse.GetValue(overwrite))
+                {
+                    TokenizerFolder = parse.GetValue(tokenizer) is { } t ? Path.GetFullPath(t) : null,
+                    ConfigFolder = parse.GetValue(configFolder) is { } c ? Path.GetFullPath(c) : null,
+                    PredictionType = parse.GetValue(prediction),
+                    UseEma = parse.GetValue(ema),
+                },
+                progress,
+                ct);
             output.WriteLine($"exported {model.Id} to {model.Folder}");
             return 0;
         }));

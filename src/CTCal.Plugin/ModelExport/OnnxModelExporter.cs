@@ -1,6 +1,8 @@
 using System.Composition;
 using System.Text.RegularExpressions;
 using CTCal.Contracts;
+using CTCal.Core.Checkpoints;
+using CTCal.Core.Models;
 using CTCal.Core.Threading;
 using CTCal.Export;
 using CTCal.Plugin.Hosting;
@@ -40,9 +42,14 @@ internal sealed class OnnxModelExporter : IModelExporter
             throw new ArgumentException($"ModelId '{request.ModelId}' is not a valid folder name (letters, digits, '.', '-', '_')", nameof(request));
         }
 
-        if (!Directory.Exists(request.CheckpointFolder))
+        if (!Directory.Exists(request.CheckpointFolder) && !File.Exists(request.CheckpointFolder))
         {
             throw new ArgumentException($"CheckpointFolder {request.CheckpointFolder} does not exist", nameof(request));
+        }
+
+        if (WeightFiles.IsPickle(request.CheckpointFolder))
+        {
+            throw new ArgumentException(WeightFiles.PickleRefusal(request.CheckpointFolder), nameof(request));
         }
 
         if (request.UnetWeights is not null && !File.Exists(request.UnetWeights))
@@ -75,6 +82,11 @@ internal sealed class OnnxModelExporter : IModelExporter
                     ? null
                     : new SynchronousProgress<ExportProgress>(p => progress.Report(new OperationProgress(p.Component, p.BytesDone, p.BytesTotal, p.Stage)));
                 _runtime.Log.Log(LogSeverity.Information, $"Exporting {request.CheckpointFolder} to {target}");
+                if (File.Exists(request.CheckpointFolder))
+                {
+                    LogSingleFileNotes(request);
+                }
+
                 OnnxExporter.Export(
                     new ExportOptions
                     {
@@ -84,6 +96,13 @@ internal sealed class OnnxModelExporter : IModelExporter
                         Loras = loras.Select(l => new LoraSpec(l)).ToArray(),
                         Force = request.Overwrite,
                         TrainingMethod = request.Method, // never guessed: a vanilla fine-tune is not "ctcal"
+                        SingleFile = new SingleFileOptions
+                        {
+                            TokenizerFolder = request.TokenizerFolder,
+                            ConfigFolder = request.ConfigFolder,
+                            PredictionType = request.PredictionType,
+                            UseEma = request.UseEma,
+                        },
                     },
                     relay,
                     cancellationToken);
@@ -93,5 +112,25 @@ internal sealed class OnnxModelExporter : IModelExporter
                 return model.Info;
             },
             cancellationToken);
+    }
+
+    // What a single file's configs assumed (family, prediction type, ...); a file that cannot be read is reported by the export.
+    private void LogSingleFileNotes(ModelExportRequest request)
+    {
+        try
+        {
+            var checkpoint = SingleFileCheckpoint.Open(request.CheckpointFolder, new SingleFileOptions
+            {
+                TokenizerFolder = request.TokenizerFolder, ConfigFolder = request.ConfigFolder, PredictionType = request.PredictionType, UseEma = request.UseEma,
+            });
+            foreach (string note in checkpoint.Notes)
+            {
+                _runtime.Log.Log(LogSeverity.Information, $"Single file {request.CheckpointFolder}: {note}");
+            }
+        }
+        catch (Exception e) when (e is ModelFolderException or CTCal.Core.Safetensors.SafetensorsException or CTCal.Core.Diffusers.DiffusersConfigException or ArgumentException or IOException)
+        {
+            _runtime.Log.Log(LogSeverity.Warning, e.Message);
+        }
     }
 }

@@ -66,7 +66,16 @@ internal sealed class CtcalFineTuner : IFineTuner
     /// <c>lora_down</c>/<c>lora_up</c> tensors) merged into the base checkpoint, full UNet weights (any other safetensors
     /// file, or a folder with <c>unet/diffusion_pytorch_model.safetensors</c>) over the base, or a whole diffusers folder.
     /// </summary>
-    internal static ModelExportRequest ExportRequestFor(string checkpoint, FineTuneRequest request)
+    internal static ModelExportRequest ExportRequestFor(string checkpoint, FineTuneRequest request) =>
+        WithSingleFileOptions(ExportRequestForCheckpoint(checkpoint, request), request.Job);
+
+    // A single-file base is exported with the job's single-file options (tokenizer, configs, prediction type, EMA).
+    private static ModelExportRequest WithSingleFileOptions(ModelExportRequest export, FineTuneJob job) =>
+        File.Exists(export.CheckpointFolder)
+            ? export with { TokenizerFolder = job.Tokenizer, ConfigFolder = job.ModelConfig, PredictionType = job.PredictionType, UseEma = job.Ema }
+            : export;
+
+    private static ModelExportRequest ExportRequestForCheckpoint(string checkpoint, FineTuneRequest request)
     {
         if (File.Exists(checkpoint) && checkpoint.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
         {
@@ -103,7 +112,7 @@ internal sealed class CtcalFineTuner : IFineTuner
     {
         ArgumentNullException.ThrowIfNull(request);
         var job = TrainerJob(request);
-        if (!Directory.Exists(job.Model))
+        if (!Directory.Exists(job.Model) && !File.Exists(job.Model))
         {
             throw new ArgumentException($"Base checkpoint folder {job.Model} does not exist", nameof(request));
         }

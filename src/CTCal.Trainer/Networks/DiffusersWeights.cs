@@ -1,7 +1,7 @@
 using System.Text;
-using System.Text.Json;
 using CTCal.Core.Models;
 using CTCal.Core.Safetensors;
+using CTCal.Core.Weights;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -30,52 +30,46 @@ public static class DiffusersWeights
         string file = Directory.Exists(path) ? ResolveWeightsFile(path, variant) : path;
         if (WeightFiles.IsPickle(file)) throw new ModelFolderException(file, [WeightFiles.PickleRefusal(file)]);
         if (!File.Exists(file)) throw new FileNotFoundException($"weights file '{file}' does not exist", file);
+        using var source = TensorSource.Open(file);
+        Load(module, source, ignorableKeys);
+    }
 
-        var shards = file.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase) ? ReadShardIndex(file) : [file];
+    /// <summary>
+    /// Copies the tensors of <paramref name="source"/> (a file, shards, or a single-file checkpoint's component under its
+    /// diffusers names) into <paramref name="module"/>, name for name and shape for shape; nothing is copied unless every
+    /// key matches.
+    /// </summary>
+    /// <exception cref="StateDictMismatchException">missing, unexpected or shape-mismatched keys (all listed by name).</exception>
+    public static void Load(nn.Module module, TensorSource source, IEnumerable<string>? ignorableKeys = null)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentNullException.ThrowIfNull(source);
         var ignorable = new HashSet<string>(ignorableKeys ?? [], StringComparer.Ordinal);
-        var opened = new List<SafetensorsFile>();
-        try
+        var targets = module.state_dict();
+        var missing = targets.Keys.Where(k => !source.Contains(k)).Order(StringComparer.Ordinal).ToList();
+        var unexpected = source.Tensors.Select(t => t.Name).Where(k => !targets.ContainsKey(k) && !ignorable.Contains(k)).Order(StringComparer.Ordinal).ToList();
+        var mismatched = new List<string>();
+        foreach (var (name, target) in targets)
         {
-            foreach (string shard in shards)
-            {
-                WeightFiles.EnsureSafetensors(shard);
-                opened.Add(SafetensorsFile.Open(shard));
-            }
-            var sources = new Dictionary<string, (SafetensorsFile File, SafetensorsTensorInfo Info)>(StringComparer.Ordinal);
-            foreach (var f in opened)
-                foreach (var info in f.Tensors)
-                    if (!sources.TryAdd(info.Name, (f, info)))
-                        throw new SafetensorsException(f.Path, info.Name, $"also stored in {sources[info.Name].File.Path}");
-
-            var targets = module.state_dict();
-            var missing = targets.Keys.Where(k => !sources.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
-            var unexpected = sources.Keys.Where(k => !targets.ContainsKey(k) && !ignorable.Contains(k)).Order(StringComparer.Ordinal).ToList();
-            var mismatched = new List<string>();
-            foreach (var (name, target) in targets)
-            {
-                if (!sources.TryGetValue(name, out var source)) continue;
-                if (!source.Info.Shape.SequenceEqual(target.shape))
-                    mismatched.Add($"{name}: file [{string.Join(", ", source.Info.Shape)}], model [{string.Join(", ", target.shape)}]");
-                else if (!source.Info.DType.IsFloatingPoint() && target.is_floating_point())
-                    mismatched.Add($"{name}: file dtype {source.Info.DType.ToHeaderName()} is not floating point");
-            }
-            if (missing.Count + unexpected.Count + mismatched.Count > 0)
-                throw new StateDictMismatchException(file, module.GetName(), missing, unexpected, mismatched);
-
-            using var _ = no_grad();
-            foreach (var (name, target) in targets)
-            {
-                var (f, info) = sources[name];
-                using var scope = NewDisposeScope();
-                Tensor value = target.is_floating_point()
-                    ? torch.tensor(f.ReadAsFloat32(name), info.Shape)
-                    : torch.tensor(f.ReadAsInt64(name), info.Shape);
-                target.copy_(value);
-            }
+            if (!source.Contains(name)) continue;
+            var info = source.GetInfo(name);
+            if (!info.Shape.SequenceEqual(target.shape))
+                mismatched.Add($"{name}: file [{string.Join(", ", info.Shape)}], model [{string.Join(", ", target.shape)}] ({info.Location})");
+            else if (!info.DType.IsFloatingPoint() && target.is_floating_point())
+                mismatched.Add($"{name}: file dtype {info.DType.ToHeaderName()} is not floating point ({info.Location})");
         }
-        finally
+        if (missing.Count + unexpected.Count + mismatched.Count > 0)
+            throw new StateDictMismatchException(source.Path, module.GetName(), missing, unexpected, mismatched);
+
+        using var _ = no_grad();
+        foreach (var (name, target) in targets)
         {
-            foreach (var f in opened) f.Dispose();
+            var info = source.GetInfo(name);
+            using var scope = NewDisposeScope();
+            Tensor value = target.is_floating_point()
+                ? torch.tensor(source.ReadAsFloat32(name), info.Shape)
+                : torch.tensor(source.ReadAsInt64(name), info.Shape);
+            target.copy_(value);
         }
     }
 
@@ -110,55 +104,13 @@ public static class DiffusersWeights
 
     /// <summary>
     /// The weights file of a diffusers component folder: <c>diffusion_pytorch_model[.variant].safetensors</c> or
-    /// <c>model[.variant].safetensors</c>, else their sharded <c>.safetensors.index.json</c>. Without a variant the plain
-    /// file is preferred and an <c>.fp16</c> one used when it is the only one.
+    /// <c>model[.variant].safetensors</c>, else their sharded <c>.safetensors.index.json</c> (Core's
+    /// <see cref="ComponentWeightsFile.Resolve"/>). Without a variant the plain file is preferred and an <c>.fp16</c> one used
+    /// when it is the only one.
     /// </summary>
     /// <exception cref="ModelFolderException">no safetensors weights (the message explains a pickle-only folder).</exception>
-    public static string ResolveWeightsFile(string componentFolder, string? variant = null)
-    {
-        ArgumentNullException.ThrowIfNull(componentFolder);
-        var names = new List<string>();
-        foreach (string stem in new[] { "diffusion_pytorch_model", "model" })
-        {
-            string[] files = variant is null
-                ? [$"{stem}.safetensors", $"{stem}.fp16.safetensors"]
-                : [$"{stem}.{variant}.safetensors", $"{stem}.safetensors"];
-            foreach (string f in files) names.AddRange([f, f + ".index.json"]);
-        }
-        foreach (string name in names)
-        {
-            string candidate = Path.Combine(componentFolder, name);
-            if (File.Exists(candidate)) return candidate;
-        }
-        var pickles = Directory.Exists(componentFolder)
-            ? Directory.EnumerateFiles(componentFolder).Where(WeightFiles.IsPickle).Order(StringComparer.Ordinal).ToList()
-            : [];
-        if (pickles.Count > 0) throw new ModelFolderException(componentFolder, pickles.Select(WeightFiles.PickleRefusal).ToList());
-        throw new ModelFolderException(componentFolder, [$"no weights file; expected one of {string.Join(", ", names.Take(4))}"]);
-    }
-
-    private static List<string> ReadShardIndex(string indexPath)
-    {
-        string root = Path.GetDirectoryName(Path.GetFullPath(indexPath))!;
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(indexPath));
-            if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
-                throw new ModelFolderException(indexPath, ["has no \"weight_map\" object"]);
-            var shards = new List<string>();
-            foreach (var entry in map.EnumerateObject())
-            {
-                string shard = entry.Value.GetString() ?? throw new ModelFolderException(indexPath, [$"weight_map[\"{entry.Name}\"] is not a file name"]);
-                string resolved = PathGuard.ResolveInside(root, shard);
-                if (!shards.Contains(resolved)) shards.Add(resolved);
-            }
-            return shards;
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFolderException(indexPath, [$"is not valid JSON ({e.Message})"]);
-        }
-    }
+    public static string ResolveWeightsFile(string componentFolder, string? variant = null) =>
+        ComponentWeightsFile.Resolve(componentFolder, variant);
 
     private static byte[] LittleEndianBytes(Tensor cpu)
     {

@@ -1,12 +1,14 @@
 using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
+using CTCal.Core.Weights;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace CTCal.Trainer.Networks;
 
 /// <summary>
-/// Builds the SD models from a diffusers folder's components (config + safetensors). The caller owns and disposes the
+/// Builds the SD models from a diffusers folder's components (config + safetensors), or from a config and a
+/// <see cref="TensorSource"/> (e.g. a single-file checkpoint's component). The caller owns and disposes the
 /// returned modules.
 /// </summary>
 public static class PretrainedModels
@@ -37,6 +39,32 @@ public static class PretrainedModels
     public static CLIPTextModel LoadTextEncoder(ComponentFiles files, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
         Frozen(new CLIPTextModel(ClipTextConfig.Load(files.ConfigPath)), files.WeightsPath, CLIPTextModel.IgnorableKeys, device, dtype);
 
+    /// <summary>The UNet of <paramref name="config"/> with the weights of <paramref name="weights"/> (any layout), fp32, trainable.</summary>
+    public static UNet2DConditionModel LoadUNet(UNetConfig config, TensorSource weights, Device? device = null)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        var unet = new UNet2DConditionModel(config);
+        try
+        {
+            DiffusersWeights.Load(unet, weights);
+            if (device is not null && device.type != DeviceType.CPU) unet.to(device);
+            return unet;
+        }
+        catch
+        {
+            unet.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The VAE of <paramref name="config"/> with the weights of <paramref name="weights"/>, frozen.</summary>
+    public static AutoencoderKL LoadVae(VaeConfig config, TensorSource weights, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
+        Frozen(new AutoencoderKL(config), m => DiffusersWeights.Load(m, weights), device, dtype);
+
+    /// <summary>The text encoder of <paramref name="config"/> with the weights of <paramref name="weights"/>, frozen.</summary>
+    public static CLIPTextModel LoadTextEncoder(ClipTextConfig config, TensorSource weights, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
+        Frozen(new CLIPTextModel(config), m => DiffusersWeights.Load(m, weights, CLIPTextModel.IgnorableKeys), device, dtype);
+
     /// <summary>Stops gradients and switches to eval mode.</summary>
     public static T Freeze<T>(T module) where T : nn.Module
     {
@@ -45,11 +73,14 @@ public static class PretrainedModels
         return module;
     }
 
-    private static T Frozen<T>(T module, string weights, IEnumerable<string>? ignorable, Device? device, ScalarType dtype) where T : nn.Module
+    private static T Frozen<T>(T module, string weights, IEnumerable<string>? ignorable, Device? device, ScalarType dtype) where T : nn.Module =>
+        Frozen(module, m => DiffusersWeights.Load(m, weights, ignorable), device, dtype);
+
+    private static T Frozen<T>(T module, Action<T> load, Device? device, ScalarType dtype) where T : nn.Module
     {
         try
         {
-            DiffusersWeights.Load(module, weights, ignorable);
+            load(module);
             if (dtype != ScalarType.Float32) module.to(dtype);
             if (device is not null && device.type != DeviceType.CPU) module.to(device);
             return Freeze(module);

@@ -1,3 +1,4 @@
+using CTCal.Core.Checkpoints;
 using CTCal.Core.Models;
 using CTCal.Core.Schedulers;
 using CTCal.Core.Text;
@@ -30,9 +31,14 @@ public sealed class DiffusersTrainableModel : ITrainableDiffusionModel
         foreach (var p in vae.parameters()) p.requires_grad = false;
     }
 
-    /// <summary>Loads every component of the diffusers folder <paramref name="folder"/> (safetensors only).</summary>
+    /// <summary>
+    /// Loads every component of the diffusers folder <paramref name="folder"/> (safetensors only; plain, variant or sharded
+    /// weights), or of an original single-file checkpoint with default <see cref="SingleFileOptions"/> (see <see cref="LoadSingleFile"/>).
+    /// </summary>
     public static DiffusersTrainableModel Load(string folder)
     {
+        ArgumentNullException.ThrowIfNull(folder);
+        if (File.Exists(folder)) return LoadSingleFile(folder, null);
         var layout = ModelFolder.Open(folder);
         var tokenizer = ClipTokenizer.FromFolder(Path.GetDirectoryName(layout.Tokenizer.VocabPath)!);
         var scheduler = SchedulerConfig.Load(layout.SchedulerConfigPath);
@@ -52,7 +58,37 @@ public sealed class DiffusersTrainableModel : ITrainableDiffusionModel
         }
     }
 
-    /// <summary>The model folder it was loaded from, if any.</summary>
+    /// <summary>
+    /// Loads an original single-file SD 1.x/2.x checkpoint (<c>.safetensors</c>) without converting it: configs derived from
+    /// its shapes or taken from <see cref="SingleFileOptions.ConfigFolder"/>, weights read under their diffusers names
+    /// through Core's key map; the tokenizer comes from <see cref="SingleFileOptions.TokenizerFolder"/> (or the config
+    /// folder). <paramref name="notes"/> receives what was assumed (family, prediction type, ...). Pickle files are refused.
+    /// </summary>
+    /// <exception cref="ModelFolderException">a pickle file, an unknown layout, or no tokenizer (names the file).</exception>
+    public static DiffusersTrainableModel LoadSingleFile(string path, SingleFileOptions? options, Action<string>? notes = null)
+    {
+        var checkpoint = SingleFileCheckpoint.Open(path, options);
+        foreach (string note in checkpoint.Notes) notes?.Invoke(note);
+        var tokenizer = ClipTokenizer.FromFolder(Path.GetDirectoryName(checkpoint.Tokenizer.VocabPath)!);
+        UNet2DConditionModel? unet = null;
+        CLIPTextModel? text = null;
+        try
+        {
+            using (var weights = checkpoint.OpenWeights(CheckpointKeyMap.UNet)) unet = PretrainedModels.LoadUNet(checkpoint.UNetConfig, weights);
+            using (var weights = checkpoint.OpenWeights(CheckpointKeyMap.TextEncoder)) text = PretrainedModels.LoadTextEncoder(checkpoint.TextEncoderConfig, weights);
+            using var vaeWeights = checkpoint.OpenWeights(CheckpointKeyMap.Vae);
+            var vae = PretrainedModels.LoadVae(checkpoint.VaeConfig, vaeWeights);
+            return new DiffusersTrainableModel(unet, text, vae, tokenizer, checkpoint.SchedulerConfig, checkpoint.Path);
+        }
+        catch
+        {
+            unet?.Dispose();
+            text?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The model folder (or single file) it was loaded from, if any.</summary>
     public string? Folder { get; }
     public UNet2DConditionModel UNetModel { get; }
     public CLIPTextModel TextModel { get; }

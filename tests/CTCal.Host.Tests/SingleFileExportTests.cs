@@ -1,0 +1,50 @@
+using CTCal.Contracts;
+using CTCal.Core.Models;
+using CTCal.Hosting;
+using CTCal.Tests;
+using Xunit;
+
+namespace CTCal.Host.Tests;
+
+/// <summary>
+/// The plugin's one-click export takes an original single-file checkpoint as <see cref="ModelExportRequest.CheckpointFolder"/>
+/// (with its tokenizer and configs given), registers the same model the folder gives, and refuses a pickle file.
+/// </summary>
+public sealed class SingleFileExportTests : IDisposable
+{
+    private readonly string _root = TestPaths.NewTempDir("ctcal-single-export");
+
+    public void Dispose() => Directory.Delete(_root, true);
+
+    [Fact]
+    public async Task One_click_export_of_a_single_file_registers_the_folders_model_and_generates()
+    {
+        PluginFolders.CopyPlugin(_root, "onnx");
+        string plugins = PluginFolders.WritePluginsJson(_root, PluginFolders.Entry("ctcal.onnx", "onnx"));
+        var log = new RecordingLog();
+        using var host = PluginHost.Load(PluginsFile.Load(plugins), log, _ => log);
+        var plugin = Assert.Single(host.Plugins);
+        var exporter = Assert.Single(plugin.Exporters).Value;
+        var generator = Assert.Single(plugin.Generators).Value;
+
+        string file = TestWeightFolders.WriteSingleFile(TestWeightFolders.TinySd1, Path.Combine(_root, "tiny.safetensors"), ModelFamily.Sd1);
+        var fromFile = await exporter.ExportAsync(new ModelExportRequest(file, "from-file") { ConfigFolder = TestWeightFolders.TinySd1 });
+        var fromFolder = await exporter.ExportAsync(new ModelExportRequest(TestWeightFolders.TinySd1, "from-folder"));
+        foreach (string part in new[] { "text_encoder", "unet", "vae_decoder" })
+        {
+            Assert.Equal(File.ReadAllBytes(Path.Combine(fromFolder.Folder, part, "model.onnx")), File.ReadAllBytes(Path.Combine(fromFile.Folder, part, "model.onnx")));
+        }
+
+        var image = await generator.GenerateAsync(new GenerationRequest
+        {
+            Model = "from-file", Prompt = "a red cube", Width = 32, Height = 32, Steps = 2, Seed = 1, Scheduler = "euler_a",
+        });
+        Assert.NotEmpty(Assert.Single(image.Images).Png);
+
+        string ckpt = Path.Combine(_root, "model.ckpt");
+        File.WriteAllBytes(ckpt, [0x80, 0x02]);
+        var e = await Assert.ThrowsAsync<ArgumentException>(() => exporter.ExportAsync(new ModelExportRequest(ckpt, "pickle")));
+        Assert.Contains(ckpt, e.Message);
+        Assert.Contains("pickle", e.Message);
+    }
+}
