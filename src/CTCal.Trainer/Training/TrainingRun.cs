@@ -3,6 +3,7 @@ using CTCal.Core.Diagnostics;
 using CTCal.Core.Probes;
 using CTCal.Trainer.Calibration;
 using CTCal.Trainer.Data;
+using CTCal.Trainer.Networks;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -47,6 +48,7 @@ public sealed partial class TrainingRun : IDisposable
     private int _skippedSteps;
     private int _diffusionOnlySamples;
     private CancellationToken _cancellation;
+    private readonly UNet2DConditionModel? _checkpointedUNet; // the UNet this run turned checkpointing on for (turned off on dispose)
 
     public TrainingRun(ITrainableDiffusionModel model, ImageCaptionDataset data, TrainingOptions options, string outputFolder,
         ITrainingObserver? observer = null, ITrainingValidator? validator = null)
@@ -86,6 +88,12 @@ public sealed partial class TrainingRun : IDisposable
         }
 
         _modelTrainableCount = _trainable.Count;
+        if (options.GradientCheckpointing)
+        {
+            _checkpointedUNet = model.UNet as UNet2DConditionModel
+                ?? throw new ArgumentException($"gradient checkpointing needs the diffusers UNet ({nameof(UNet2DConditionModel)}), not {model.UNet.GetType().Name}");
+            _checkpointedUNet.GradientCheckpointing = true;
+        }
         if (options.Method == TrainingMethod.Ctcal)
         {
             CalibratedLayers = ResolveLayers(model.CrossAttentionLayers, options.Layers);
@@ -352,6 +360,7 @@ public sealed partial class TrainingRun : IDisposable
 
     public void Dispose()
     {
+        if (_checkpointedUNet is not null) _checkpointedUNet.GradientCheckpointing = false;
         _unetLora?.Restore();
         _textLora?.Restore();
         _unetLora?.Dispose();
