@@ -73,6 +73,20 @@ public sealed class DiffusersTrainableModel : ITrainableDiffusionModel
 
     public Tensor EncodeImages(Tensor pixels, Generator generator) => Vae.EncodeSample(pixels, generator).mul(Vae.ScalingFactor);
 
+    public Tensor EncodePosterior(Tensor pixels)
+    {
+        using var scope = NewDisposeScope();
+        var (mean, logVar) = Vae.Encode(pixels);
+        return cat([mean, logVar], 1).MoveToOuterDisposeScope(); // [B, 2 * latent, h, w]
+    }
+
+    public Tensor SamplePosterior(Tensor posterior, Generator generator)
+    {
+        using var scope = NewDisposeScope();
+        var parts = posterior.chunk(2, 1);
+        return AutoencoderKL.Sample(parts[0], parts[1], generator).mul(Vae.ScalingFactor).MoveToOuterDisposeScope();
+    }
+
     public Tensor DecodeLatents(Tensor latents) => Vae.Decode(latents.div(Vae.ScalingFactor));
 
     public Tensor PredictNoise(Tensor latents, Tensor timesteps, Tensor context, IReadOnlyCollection<string>? capturePaths,

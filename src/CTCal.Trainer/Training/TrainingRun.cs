@@ -48,6 +48,7 @@ public sealed partial class TrainingRun : IDisposable
     private int _skippedSteps;
     private int _diffusionOnlySamples;
     private CancellationToken _cancellation;
+    private readonly EncodingCache? _encodings; // --cache-encodings
     private readonly UNet2DConditionModel? _checkpointedUNet; // the UNet this run turned checkpointing on for (turned off on dispose)
 
     public TrainingRun(ITrainableDiffusionModel model, ImageCaptionDataset data, TrainingOptions options, string outputFolder,
@@ -88,6 +89,7 @@ public sealed partial class TrainingRun : IDisposable
         }
 
         _modelTrainableCount = _trainable.Count;
+        if (options.CacheEncodings) _encodings = new EncodingCache();
         if (options.GradientCheckpointing)
         {
             _checkpointedUNet = model.UNet as UNet2DConditionModel
@@ -135,6 +137,9 @@ public sealed partial class TrainingRun : IDisposable
     public LoraAdapters? UNetLora => _unetLora;
     public LoraAdapters? TextEncoderLora => _textLora;
     public AttentionMapAutoencoder? Autoencoder => _autoencoder;
+
+    /// <summary>Bytes held by the <c>--cache-encodings</c> cache (0 when off).</summary>
+    public long CachedEncodingBytes => _encodings?.Bytes ?? 0;
 
     /// <summary>
     /// Resolves the CTCal layer option: <c>auto</c> = cross-attention layers with maps at 1/2 or 1/4 of the latent side (the
@@ -366,6 +371,7 @@ public sealed partial class TrainingRun : IDisposable
         _unetLora?.Dispose();
         _textLora?.Dispose();
         _autoencoder?.Dispose();
+        _encodings?.Dispose();
         _optimizer.Dispose();
         _ema?.Dispose();
         _generator.Dispose();
