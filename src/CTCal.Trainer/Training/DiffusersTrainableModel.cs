@@ -1,3 +1,4 @@
+using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
 using CTCal.Core.Schedulers;
 using CTCal.Core.Text;
@@ -50,6 +51,26 @@ public sealed class DiffusersTrainableModel : ITrainableDiffusionModel
             text?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The model a diffusers folder's configs describe (<c>unet/</c>, <c>text_encoder/</c>, <c>vae/</c> <c>config.json</c>,
+    /// <c>tokenizer/</c>, <c>scheduler/</c>) with deterministic random weights from <paramref name="seed"/> instead of its
+    /// safetensors (which need not exist): same shapes, same memory and compute, for benchmarks.
+    /// </summary>
+    public static DiffusersTrainableModel RandomFromConfigs(string folder, long seed)
+    {
+        string Config(string component) => Path.Combine(folder, component, "config.json");
+        var tokenizer = ClipTokenizer.FromFolder(Path.Combine(folder, "tokenizer"));
+        var scheduler = SchedulerConfig.Load(Path.Combine(folder, "scheduler", "scheduler_config.json"));
+        using var generator = new Generator((ulong)seed);
+        var unet = new UNet2DConditionModel(UNetConfig.Load(Config("unet")));
+        var text = new CLIPTextModel(ClipTextConfig.Load(Config("text_encoder")));
+        var vae = new AutoencoderKL(VaeConfig.Load(Config("vae")));
+        foreach (nn.Module m in new nn.Module[] { unet, text, vae }) DeterministicInit.Reset(m, generator);
+        PretrainedModels.Freeze(text);
+        PretrainedModels.Freeze(vae);
+        return new DiffusersTrainableModel(unet, text, vae, tokenizer, scheduler, Path.GetFullPath(folder));
     }
 
     /// <summary>The model folder it was loaded from, if any.</summary>
