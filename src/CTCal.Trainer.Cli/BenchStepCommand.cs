@@ -76,6 +76,7 @@ internal sealed class BenchStepCommand(CliContext context)
             long rssLoaded = ProcessMemory.Resident();
 
             bool[] modes = s.Compare ? [false, true] : [s.GradientCheckpointing];
+            context.Err.WriteLine(string.Create(c, $"loaded: RSS {rssLoaded / 1048576.0:F0} MiB; warm-up"));
             for (int i = 0; i < s.Warmup; i++)
                 foreach (bool mode in modes)
                 {
@@ -99,6 +100,7 @@ internal sealed class BenchStepCommand(CliContext context)
                     run.TrainStep();
                     seconds[mode].Add(watch.Elapsed.TotalSeconds);
                     peaks[mode].Add(ProcessMemory.Peak());
+                    context.Err.WriteLine(string.Create(c, $"step {i + 1}/{s.Steps} {(mode ? "checkpointing" : "plain")}: {seconds[mode][^1]:F2} s, peak RSS {peaks[mode][^1] / 1048576.0:F0} MiB"));
                 }
             unet.GradientCheckpointing = false;
 
