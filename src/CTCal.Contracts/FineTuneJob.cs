@@ -71,6 +71,16 @@ public sealed record FineTuneJob
     public bool TrainTextEncoder { get; init; }
     /// <summary>Full fine-tuning of every UNet parameter instead of LoRA.</summary>
     public bool Full { get; init; }
+    /// <summary>
+    /// Recompute each UNet resnet and transformer block in backward instead of keeping its activations: less memory, about
+    /// one more UNet forward of time per step, the same gradients.
+    /// </summary>
+    public bool GradientCheckpointing { get; init; }
+    /// <summary>
+    /// Keep each image's VAE posterior (mean and log-variance) and, when the text encoder has no LoRA, each caption's text
+    /// embedding in memory after their first encoding, instead of encoding them again every time they are drawn.
+    /// </summary>
+    public bool CacheEncodings { get; init; }
 
     // Optimisation.
     public int Steps { get; init; } = 1000;

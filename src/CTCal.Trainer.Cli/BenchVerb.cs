@@ -7,7 +7,10 @@ using SkiaSharp;
 
 namespace CTCal.Trainer.Cli;
 
-/// <summary><c>ctcal-train bench</c>: seconds per optimizer step of vanilla and CTCal fine-tuning, and their ratio.</summary>
+/// <summary>
+/// <c>ctcal-train bench</c>: seconds per optimizer step of vanilla and CTCal fine-tuning, and their ratio; <c>bench step</c>
+/// (<see cref="BenchStepCommand"/>): seconds and memory of one training step with and without gradient checkpointing.
+/// </summary>
 internal sealed class BenchVerb(CliContext context)
 {
     public Command Build()
@@ -23,6 +26,7 @@ internal sealed class BenchVerb(CliContext context)
         var layers = new Option<string[]>("--layers") { Description = "CTCal layers (auto, all, or paths)", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["auto"] };
         var command = new Command("bench", "Seconds per optimizer step of vanilla and CTCal fine-tuning on the same model, batch and seed, and their ratio.");
         foreach (var o in new Option[] { model, steps, warmup, rounds, batch, resolution, seed, layers, threads }) command.Options.Add(o);
+        command.Subcommands.Add(new BenchStepCommand(context).Build());
         command.SetAction(parse => Bench(parse.GetValue(model)!, parse.GetValue(steps), parse.GetValue(warmup), parse.GetValue(rounds),
             parse.GetValue(batch), parse.GetValue(resolution), parse.GetValue(seed), parse.GetValue(layers)!, parse.GetValue(threads)));
         return command;

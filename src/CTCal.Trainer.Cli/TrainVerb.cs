@@ -36,6 +36,8 @@ internal sealed class TrainVerb(CliContext context)
         public readonly Option<string> LoraFormat = Choice("--lora-format", "key spelling of the written LoRA file (peft: unet.{module}.lora_A.weight; kohya: lora_unet_{module}.lora_down.weight with per-module alpha)", FineTuneJob.LoraFormats, D.LoraFormat);
         public readonly Option<bool> TrainTextEncoder = new("--train-text-encoder") { Description = "also put LoRA on the text encoder's self-attention (q/k/v/out_proj)" };
         public readonly Option<bool> Full = new("--full") { Description = "full fine-tuning of every UNet parameter instead of LoRA" };
+        public readonly Option<bool> GradientCheckpointing = new("--gradient-checkpointing") { Description = "recompute UNet blocks in backward instead of keeping their activations (less memory, slower; same gradients)" };
+        public readonly Option<bool> CacheEncodings = new("--cache-encodings") { Description = "keep each image's VAE posterior and (text encoder without LoRA) each caption's embedding in memory after the first encoding" };
         public readonly Option<int> Steps = new("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => D.Steps };
         public readonly Option<int> BatchSize = new("--batch-size") { Description = "images per micro-batch", DefaultValueFactory = _ => D.BatchSize };
         public readonly Option<int> GradAccum = new("--grad-accum") { Description = "micro-batches per optimizer step", DefaultValueFactory = _ => D.GradAccum };

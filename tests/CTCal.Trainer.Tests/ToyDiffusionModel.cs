@@ -81,6 +81,11 @@ internal sealed class ToyDiffusionModel : ITrainableDiffusionModel
         return mean + 0.01 * randn(mean.shape, generator: generator);
     }
 
+    public Tensor EncodePosterior(Tensor pixels) =>
+        einsum("oc,bchw->bohw", _vaeProjection, nn.functional.avg_pool2d(pixels, 2));
+
+    public Tensor SamplePosterior(Tensor posterior, Generator generator) => posterior + 0.01 * randn(posterior.shape, generator: generator);
+
     public Tensor DecodeLatents(Tensor latents) =>
         nn.functional.interpolate(einsum("oc,bohw->bchw", _vaeProjection, latents), scale_factor: [2.0, 2.0]).clamp(-1, 1);
 

@@ -29,6 +29,7 @@ public sealed class UNet2DConditionModel : Module<Tensor, Tensor, Tensor, Tensor
 #pragma warning restore IDE1006
 
     private readonly AttentionCaptureSlot _slot = new();
+    private readonly GradientCheckpointing _checkpointing;
     private readonly HashSet<string> _attentionPaths;
 
     public UNet2DConditionModel(UNetConfig config) : base(nameof(UNet2DConditionModel))
@@ -38,8 +39,9 @@ public sealed class UNet2DConditionModel : Module<Tensor, Tensor, Tensor, Tensor
         int[] channels = config.BlockOutChannels;
         int n = channels.Length;
         int temb = config.TimeEmbeddingDim;
+        _checkpointing = new GradientCheckpointing(_slot);
         var s = new UNetBlockSettings(temb, config.NormNumGroups, config.NormEps, config.CrossAttentionDim,
-            config.UseLinearProjection, config.UpcastAttention);
+            config.UseLinearProjection, config.UpcastAttention, _checkpointing);
 
         time_embedding = new TimestepEmbedding(channels[0], temb);
         conv_in = Conv2d(config.InChannels, channels[0], config.ConvInKernel, padding: (config.ConvInKernel - 1) / 2);
@@ -90,6 +92,20 @@ public sealed class UNet2DConditionModel : Module<Tensor, Tensor, Tensor, Tensor
 
     public UNetConfig Config { get; }
 
+    /// <summary>
+    /// Gradient checkpointing (off by default): while autograd records, every resnet and transformer block keeps only its
+    /// inputs and runs again in backward (see <see cref="Networks.GradientCheckpointing"/>). Gradients and captured maps are
+    /// the same as without; forward passes under no_grad are unaffected.
+    /// </summary>
+    public bool GradientCheckpointing
+    {
+        get => _checkpointing.Enabled;
+        set => _checkpointing.Enabled = value;
+    }
+
+    /// <summary>Blocks recomputed in backward passes so far under <see cref="GradientCheckpointing"/>.</summary>
+    internal long CheckpointRecomputations => _checkpointing.Recomputations;
+
     /// <summary>Every cross-attention (attn2) layer, in forward order, with its map downscale factor (latent size / map size).</summary>
     public IReadOnlyList<CrossAttentionLayer> CrossAttentionPaths { get; }
 
@@ -114,6 +130,7 @@ public sealed class UNet2DConditionModel : Module<Tensor, Tensor, Tensor, Tensor
                 nameof(encoderHiddenStates));
         if (_slot.Current is not null) throw new InvalidOperationException("UNet2DConditionModel.forward is not re-entrant");
         var callerScope = torch.CurrentDisposeScope;
+        _checkpointing.ReleaseReturned();
         capture?.BeginForward(_attentionPaths);
         _slot.Current = capture;
         try
@@ -175,6 +192,13 @@ public sealed class UNet2DConditionModel : Module<Tensor, Tensor, Tensor, Tensor
         // 6. post-process
         h = functional.silu(conv_norm_out.forward(h));
         return conv_out.forward(h);
+    }
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _checkpointing.Dispose();
+        base.Dispose(disposing);
     }
 
     private static List<CrossAttentionLayer> BuildCrossAttentionPaths(UNetConfig config)

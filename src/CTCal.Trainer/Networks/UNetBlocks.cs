@@ -6,7 +6,8 @@ using static TorchSharp.torch.nn;
 namespace CTCal.Trainer.Networks;
 
 /// <summary>Settings shared by every block of one UNet (from its config).</summary>
-internal sealed record UNetBlockSettings(int TembChannels, int Groups, double Eps, int CrossAttentionDim, bool UseLinearProjection, bool UpcastAttention);
+internal sealed record UNetBlockSettings(int TembChannels, int Groups, double Eps, int CrossAttentionDim, bool UseLinearProjection, bool UpcastAttention,
+    GradientCheckpointing Checkpointing);
 
 // diffusers.models.unets.unet_2d_blocks.CrossAttnDownBlock2D / DownBlock2D (DownBlock2D = no attentions).
 /// <summary><c>resnets.N</c>, optional <c>attentions.N</c> (Transformer2DModel) and optional <c>downsamplers.0</c>.</summary>
@@ -17,6 +18,7 @@ public sealed class UNetDownBlock : Module<Tensor, Tensor, Tensor, (Tensor Hidde
     private readonly ModuleList<Transformer2DModel>? attentions;
     private readonly ModuleList<Downsample2D>? downsamplers;
 #pragma warning restore IDE1006
+    private readonly GradientCheckpointing _checkpointing;
 
     internal UNetDownBlock(int layers, int inChannels, int outChannels, bool crossAttention, int heads, int transformerLayers,
         bool addDownsample, int downsamplePadding, UNetBlockSettings s) : base(crossAttention ? "CrossAttnDownBlock2D" : "DownBlock2D")
@@ -28,6 +30,7 @@ public sealed class UNetDownBlock : Module<Tensor, Tensor, Tensor, (Tensor Hidde
                 .Select(_ => new Transformer2DModel(heads, outChannels / heads, outChannels, transformerLayers, s.CrossAttentionDim, s.Groups,
                     s.UseLinearProjection, s.UpcastAttention)).ToArray());
         if (addDownsample) downsamplers = new ModuleList<Downsample2D>(new Downsample2D(outChannels, outChannels, downsamplePadding));
+        _checkpointing = s.Checkpointing;
         RegisterComponents();
     }
 
@@ -42,8 +45,8 @@ public sealed class UNetDownBlock : Module<Tensor, Tensor, Tensor, (Tensor Hidde
         var h = x;
         for (int i = 0; i < resnets.Count; i++)
         {
-            h = resnets[i].forward(h, temb);
-            if (attentions is not null) h = attentions[i].forward(h, context);
+            h = UNetCheckpointed.Resnet(_checkpointing, resnets[i], h, temb);
+            if (attentions is not null) h = UNetCheckpointed.Transformer(_checkpointing, attentions[i], h, context);
             skips.Add(h);
         }
         if (downsamplers is not null)
@@ -63,6 +66,7 @@ public sealed class UNetMidBlock2DCrossAttn : Module<Tensor, Tensor, Tensor, Ten
     private readonly ModuleList<ResnetBlock2D> resnets;
     private readonly ModuleList<Transformer2DModel> attentions;
 #pragma warning restore IDE1006
+    private readonly GradientCheckpointing _checkpointing;
 
     internal UNetMidBlock2DCrossAttn(int channels, int heads, int transformerLayers, double outputScaleFactor, UNetBlockSettings s, int layers = 1)
         : base(nameof(UNetMidBlock2DCrossAttn))
@@ -72,16 +76,17 @@ public sealed class UNetMidBlock2DCrossAttn : Module<Tensor, Tensor, Tensor, Ten
         attentions = new ModuleList<Transformer2DModel>(Enumerable.Range(0, layers)
             .Select(_ => new Transformer2DModel(heads, channels / heads, channels, transformerLayers, s.CrossAttentionDim, s.Groups,
                 s.UseLinearProjection, s.UpcastAttention)).ToArray());
+        _checkpointing = s.Checkpointing;
         RegisterComponents();
     }
 
     public override Tensor forward(Tensor x, Tensor temb, Tensor context)
     {
-        var h = resnets[0].forward(x, temb);
+        var h = UNetCheckpointed.Resnet(_checkpointing, resnets[0], x, temb);
         for (int i = 0; i < attentions.Count; i++)
         {
-            h = attentions[i].forward(h, context);
-            h = resnets[i + 1].forward(h, temb);
+            h = UNetCheckpointed.Transformer(_checkpointing, attentions[i], h, context);
+            h = UNetCheckpointed.Resnet(_checkpointing, resnets[i + 1], h, temb);
         }
         return h;
     }
@@ -99,6 +104,7 @@ public sealed class UNetUpBlock : Module<Tensor, Tensor[], Tensor, Tensor, Tenso
     private readonly ModuleList<Transformer2DModel>? attentions;
     private readonly ModuleList<Upsample2D>? upsamplers;
 #pragma warning restore IDE1006
+    private readonly GradientCheckpointing _checkpointing;
 
     internal UNetUpBlock(int layers, int inChannels, int prevOutputChannels, int outChannels, bool crossAttention, int heads,
         int transformerLayers, bool addUpsample, UNetBlockSettings s) : base(crossAttention ? "CrossAttnUpBlock2D" : "UpBlock2D")
@@ -114,6 +120,7 @@ public sealed class UNetUpBlock : Module<Tensor, Tensor[], Tensor, Tensor, Tenso
                 .Select(_ => new Transformer2DModel(heads, outChannels / heads, outChannels, transformerLayers, s.CrossAttentionDim, s.Groups,
                     s.UseLinearProjection, s.UpcastAttention)).ToArray());
         if (addUpsample) upsamplers = new ModuleList<Upsample2D>(new Upsample2D(outChannels, outChannels));
+        _checkpointing = s.Checkpointing;
         RegisterComponents();
     }
 
@@ -132,9 +139,8 @@ public sealed class UNetUpBlock : Module<Tensor, Tensor[], Tensor, Tensor, Tenso
         for (int i = 0; i < resnets.Count; i++)
         {
             var skip = skips[skips.Length - 1 - i];
-            h = torch.cat([h, skip], 1); // [B, C + Cskip, H, W]
-            h = resnets[i].forward(h, temb);
-            if (attentions is not null) h = attentions[i].forward(h, context);
+            h = UNetCheckpointed.ConcatResnet(_checkpointing, resnets[i], h, skip, temb); // resnet over [B, C + Cskip, H, W]
+            if (attentions is not null) h = UNetCheckpointed.Transformer(_checkpointing, attentions[i], h, context);
         }
         if (upsamplers is not null) h = upsamplers[0].forward(h, upsampleSize);
         return h;

@@ -1,4 +1,5 @@
 using CTCal.Core.Checkpoints;
+using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
 using CTCal.Core.Schedulers;
 using CTCal.Core.Text;
@@ -88,6 +89,26 @@ public sealed class DiffusersTrainableModel : ITrainableDiffusionModel
         }
     }
 
+    /// <summary>
+    /// The model a diffusers folder's configs describe (<c>unet/</c>, <c>text_encoder/</c>, <c>vae/</c> <c>config.json</c>,
+    /// <c>tokenizer/</c>, <c>scheduler/</c>) with deterministic random weights from <paramref name="seed"/> instead of its
+    /// safetensors (which need not exist): same shapes, same memory and compute, for benchmarks.
+    /// </summary>
+    public static DiffusersTrainableModel RandomFromConfigs(string folder, long seed)
+    {
+        string Config(string component) => Path.Combine(folder, component, "config.json");
+        var tokenizer = ClipTokenizer.FromFolder(Path.Combine(folder, "tokenizer"));
+        var scheduler = SchedulerConfig.Load(Path.Combine(folder, "scheduler", "scheduler_config.json"));
+        using var generator = new Generator((ulong)seed);
+        var unet = new UNet2DConditionModel(UNetConfig.Load(Config("unet")));
+        var text = new CLIPTextModel(ClipTextConfig.Load(Config("text_encoder")));
+        var vae = new AutoencoderKL(VaeConfig.Load(Config("vae")));
+        foreach (nn.Module m in new nn.Module[] { unet, text, vae }) DeterministicInit.Reset(m, generator);
+        PretrainedModels.Freeze(text);
+        PretrainedModels.Freeze(vae);
+        return new DiffusersTrainableModel(unet, text, vae, tokenizer, scheduler, Path.GetFullPath(folder));
+    }
+
     /// <summary>The model folder (or single file) it was loaded from, if any.</summary>
     public string? Folder { get; }
     public UNet2DConditionModel UNetModel { get; }
@@ -108,6 +129,20 @@ public sealed class DiffusersTrainableModel : ITrainableDiffusionModel
     public Tensor EncodeText(Tensor inputIds) => TextModel.forward(inputIds).LastHiddenState;
 
     public Tensor EncodeImages(Tensor pixels, Generator generator) => Vae.EncodeSample(pixels, generator).mul(Vae.ScalingFactor);
+
+    public Tensor EncodePosterior(Tensor pixels)
+    {
+        using var scope = NewDisposeScope();
+        var (mean, logVar) = Vae.Encode(pixels);
+        return cat([mean, logVar], 1).MoveToOuterDisposeScope(); // [B, 2 * latent, h, w]
+    }
+
+    public Tensor SamplePosterior(Tensor posterior, Generator generator)
+    {
+        using var scope = NewDisposeScope();
+        var parts = posterior.chunk(2, 1);
+        return AutoencoderKL.Sample(parts[0], parts[1], generator).mul(Vae.ScalingFactor).MoveToOuterDisposeScope();
+    }
 
     public Tensor DecodeLatents(Tensor latents) => Vae.Decode(latents.div(Vae.ScalingFactor));
 

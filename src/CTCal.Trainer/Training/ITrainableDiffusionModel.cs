@@ -43,6 +43,19 @@ public interface ITrainableDiffusionModel : IDisposable
     /// <summary>Pixels [B, 3, H, W] in [-1, 1] -> scaled latents (a sample of the posterior, times the VAE scaling factor).</summary>
     Tensor EncodeImages(Tensor pixels, Generator generator);
 
+    /// <summary>
+    /// The deterministic part of <see cref="EncodeImages"/>: pixels [B, 3, H, W] -> the posterior's parameters, one row per
+    /// image along dim 0 (for a VAE: mean and log-variance concatenated on the channels). What <see cref="EncodingCache"/> keeps.
+    /// </summary>
+    Tensor EncodePosterior(Tensor pixels);
+
+    /// <summary>
+    /// The random part of <see cref="EncodeImages"/>: a sample of <paramref name="posterior"/> (from <see cref="EncodePosterior"/>)
+    /// as scaled latents, drawn from <paramref name="generator"/> exactly as <see cref="EncodeImages"/> draws, so
+    /// <c>SamplePosterior(EncodePosterior(p), g)</c> equals <c>EncodeImages(p, g)</c>.
+    /// </summary>
+    Tensor SamplePosterior(Tensor posterior, Generator generator);
+
     /// <summary>Scaled latents -> pixels in [-1, 1].</summary>
     Tensor DecodeLatents(Tensor latents);
 

@@ -105,9 +105,11 @@ public sealed partial class TrainingRun
         ApplyAdapters(training: true);
         Tensor context;
         if (_textLora is not null) context = _model.EncodeText(ids);
+        else if (_encodings is not null) context = _encodings.Text(_model, prompts.Select(p => p.Tokens.InputIds).ToList());
         else using (no_grad()) context = _model.EncodeText(ids);
         Tensor latents;
-        using (no_grad()) latents = _model.EncodeImages(pixels, _generator);
+        if (_encodings is not null) latents = _encodings.Latents(_model, indices, pixels, _generator);
+        else using (no_grad()) latents = _model.EncodeImages(pixels, _generator);
         var noise = _objective.SampleNoise(latents, _generator);
         var tStudent = _objective.SampleTimesteps(indices.Count, latents.device, _generator);
         var noisy = _objective.AddNoise(latents, noise, tStudent);

@@ -26,6 +26,10 @@ public sealed record TrainingOptions
     public LoraOptions Lora { get; init; } = new();
     /// <summary>Train every UNet parameter instead of LoRA adapters.</summary>
     public bool FullFineTune { get; init; }
+    /// <summary>Gradient checkpointing of the UNet's resnet and transformer blocks (<see cref="Networks.UNet2DConditionModel.GradientCheckpointing"/>).</summary>
+    public bool GradientCheckpointing { get; init; }
+    /// <summary>Cache VAE posteriors per image and (text encoder frozen) text embeddings per caption in memory.</summary>
+    public bool CacheEncodings { get; init; }
     public int Steps { get; init; } = D.Steps;
     public int BatchSize { get; init; } = D.BatchSize;
     public int GradientAccumulation { get; init; } = D.GradAccum;
@@ -85,6 +89,8 @@ public sealed record TrainingOptions
                 Format = job.LoraFormat == "kohya" ? LoraSpelling.Kohya : LoraSpelling.Peft,
             },
             FullFineTune = job.Full,
+            GradientCheckpointing = job.GradientCheckpointing,
+            CacheEncodings = job.CacheEncodings,
             Steps = job.Steps,
             BatchSize = job.BatchSize,
             GradientAccumulation = job.GradAccum,

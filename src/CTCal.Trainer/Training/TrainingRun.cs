@@ -3,6 +3,7 @@ using CTCal.Core.Diagnostics;
 using CTCal.Core.Probes;
 using CTCal.Trainer.Calibration;
 using CTCal.Trainer.Data;
+using CTCal.Trainer.Networks;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -47,6 +48,8 @@ public sealed partial class TrainingRun : IDisposable
     private int _skippedSteps;
     private int _diffusionOnlySamples;
     private CancellationToken _cancellation;
+    private readonly EncodingCache? _encodings; // --cache-encodings
+    private readonly UNet2DConditionModel? _checkpointedUNet; // the UNet this run turned checkpointing on for (turned off on dispose)
 
     public TrainingRun(ITrainableDiffusionModel model, ImageCaptionDataset data, TrainingOptions options, string outputFolder,
         ITrainingObserver? observer = null, ITrainingValidator? validator = null)
@@ -86,6 +89,13 @@ public sealed partial class TrainingRun : IDisposable
         }
 
         _modelTrainableCount = _trainable.Count;
+        if (options.CacheEncodings) _encodings = new EncodingCache();
+        if (options.GradientCheckpointing)
+        {
+            _checkpointedUNet = model.UNet as UNet2DConditionModel
+                ?? throw new ArgumentException($"gradient checkpointing needs the diffusers UNet ({nameof(UNet2DConditionModel)}), not {model.UNet.GetType().Name}");
+            _checkpointedUNet.GradientCheckpointing = true;
+        }
         if (options.Method == TrainingMethod.Ctcal)
         {
             CalibratedLayers = ResolveLayers(model.CrossAttentionLayers, options.Layers);
@@ -127,6 +137,9 @@ public sealed partial class TrainingRun : IDisposable
     public LoraAdapters? UNetLora => _unetLora;
     public LoraAdapters? TextEncoderLora => _textLora;
     public AttentionMapAutoencoder? Autoencoder => _autoencoder;
+
+    /// <summary>Bytes held by the <c>--cache-encodings</c> cache (0 when off).</summary>
+    public long CachedEncodingBytes => _encodings?.Bytes ?? 0;
 
     /// <summary>
     /// Resolves the CTCal layer option: <c>auto</c> = cross-attention layers with maps at 1/2 or 1/4 of the latent side (the
@@ -352,11 +365,13 @@ public sealed partial class TrainingRun : IDisposable
 
     public void Dispose()
     {
+        if (_checkpointedUNet is not null) _checkpointedUNet.GradientCheckpointing = false;
         _unetLora?.Restore();
         _textLora?.Restore();
         _unetLora?.Dispose();
         _textLora?.Dispose();
         _autoencoder?.Dispose();
+        _encodings?.Dispose();
         _optimizer.Dispose();
         _ema?.Dispose();
         _generator.Dispose();
