@@ -261,13 +261,18 @@ public static class OnnxExporter
         return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(stream)).ToLowerInvariant();
     }
 
-    // diffusers OnnxStableDiffusionPipeline's model_index.json; the scheduler entry is taken from the source.
+    // model_index.json as Optimum's ONNX Runtime pipelines write and load it (optimum/onnxruntime/modeling_diffusion.py,
+    // ORTPipeline): "_class_name" ORTStableDiffusionPipeline, which ORTDiffusionPipeline / ORTPipelineForText2Image map to
+    // ORTStableDiffusionPipeline (they refuse diffusers' OnnxStableDiffusionPipeline name); the ONNX parts as
+    // ["diffusers", "OnnxRuntimeModel"] (what ORTPipeline writes, and what diffusers' OnnxStableDiffusionPipeline loads);
+    // tokenizer and scheduler as [library, class], the only entries ORTPipeline._from_pretrained instantiates (the ONNX
+    // parts it finds by folder). The scheduler entry is taken from the source folder.
     private static JsonObject ModelIndex(ExportSource source, List<Part> parts)
     {
         var (scheduler, version) = source.ModelIndexEntries();
         var index = new JsonObject
         {
-            ["_class_name"] = "OnnxStableDiffusionPipeline",
+            ["_class_name"] = "ORTStableDiffusionPipeline",
             ["_diffusers_version"] = version,
             ["feature_extractor"] = new JsonArray(null, null),
             ["requires_safety_checker"] = false,

@@ -112,7 +112,9 @@ public sealed class ExportVariantsTests(TinySd1Export export) : IClassFixture<Ti
         var ids = root.GetProperty("components").GetProperty("text_encoder").GetProperty("inputs")[0];
         Assert.Equal("int32", ids.GetProperty("dtype").GetString());
         using var index = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(o, "model_index.json")));
+        Assert.Equal("ORTStableDiffusionPipeline", index.RootElement.GetProperty("_class_name").GetString()); // Optimum's convention
         Assert.Equal("PNDMScheduler", index.RootElement.GetProperty("scheduler")[1].GetString());
+        Assert.Equal(["transformers", "CLIPTokenizer"], index.RootElement.GetProperty("tokenizer").EnumerateArray().Select(e => e.GetString()));
         Assert.Equal("OnnxRuntimeModel", index.RootElement.GetProperty("vae_encoder")[1].GetString());
         Assert.Empty(Directory.EnumerateDirectories(Path.GetDirectoryName(o)!, ".onnx.*"));
     }

@@ -100,7 +100,13 @@ internal sealed class ModelCatalog
             try
             {
                 FolderReads++;
-                models.Add(OnnxModelFolder.Load(dir));
+                var model = OnnxModelFolder.Load(dir);
+                if (model.InferredDefaults is { } inferred)
+                {
+                    _log.Log(LogSeverity.Information, inferred);
+                }
+
+                models.Add(model);
             }
             catch (Exception ex) when (ex is InvalidDataException or IOException or UnauthorizedAccessException)
             {

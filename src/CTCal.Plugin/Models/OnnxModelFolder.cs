@@ -9,22 +9,28 @@ namespace CTCal.Plugin.Models;
 /// <summary>
 /// A Stable Diffusion 1.x/2.x ONNX folder in the Optimum/OnnxStack layout: <c>tokenizer/</c>,
 /// <c>text_encoder/model.onnx</c>, <c>unet/model.onnx</c>, <c>vae_decoder/model.onnx</c>, optional
-/// <c>vae_encoder/model.onnx</c>, <c>scheduler/scheduler_config.json</c>, <c>model_index.json</c>, and optionally a
-/// <c>ctcal_manifest.json</c> (<see cref="OnnxModelManifest"/>, read through Core: the exporter writes the same record).
+/// <c>vae_encoder/model.onnx</c>, and usually <c>scheduler/scheduler_config.json</c>, <c>model_index.json</c>, each part's
+/// <c>config.json</c> and a <c>ctcal_manifest.json</c> (<see cref="OnnxModelManifest"/>, read through Core: the exporter
+/// writes the same record).
+/// <para>Folders made by other tools may have only the four <c>model.onnx</c> parts and <c>tokenizer/</c> (OnnxStack's
+/// converter). What their configs would say is then read from the graphs (<see cref="GraphInference"/>) or assumed, and
+/// stated in <see cref="InferredDefaults"/>, which the catalog logs: the family from the text encoder's architecture
+/// (768 wide + 12 layers = SD1, 1024 wide + 23 layers = SD2, else its activation; never a width alone), latent channels
+/// and the cross-attention width from the UNet's inputs, the native size from a fixed UNet sample size or 512, and,
+/// without a scheduler config, diffusers' SD scheduler (PNDM, scaled_linear 0.00085..0.012) with epsilon prediction:
+/// v-prediction cannot be read from a graph, so a v-model needs <c>scheduler/scheduler_config.json</c>.</para>
 /// </summary>
 /// <param name="VaeScaleFactor">Pixels per latent cell: 2^(VAE blocks - 1), 8 for every SD 1.x/2.x VAE.</param>
 internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, int VaeScaleFactor = 8)
 {
-    /// <summary>Files a folder must have, relative to it.</summary>
+    /// <summary>Files a folder must have, relative to it (model_index.json and the scheduler config are optional).</summary>
     public static readonly string[] RequiredFiles =
     {
-        "model_index.json",
         "tokenizer/vocab.json",
         "tokenizer/merges.txt",
         "text_encoder/model.onnx",
         "unet/model.onnx",
         "vae_decoder/model.onnx",
-        "scheduler/scheduler_config.json",
     };
 
     public const double DefaultVaeScalingFactor = 0.18215;
@@ -43,8 +49,14 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, 
 
     public string SchedulerConfigPath => Path.Combine(Folder, "scheduler", "scheduler_config.json");
 
-    /// <summary>The scheduler config as read when the folder was loaded (null only for records made by hand in tests).</summary>
+    /// <summary>The scheduler config as read when the folder was loaded, or the assumed default (null only for records made by hand in tests).</summary>
     public SchedulerConfig? Scheduler { get; init; }
+
+    /// <summary>
+    /// One line stating every default that was read from the graphs or assumed because the folder lacks the manifest and
+    /// configs that would say it; null when nothing had to be inferred.
+    /// </summary>
+    public string? InferredDefaults { get; init; }
 
     /// <summary>Whether <paramref name="folder"/> looks like a model folder at all (so missing parts are worth reporting).</summary>
     public static bool LooksLikeModel(string folder) =>
@@ -60,11 +72,12 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, 
             throw new InvalidDataException($"{folder}: not a complete ONNX model folder, missing {string.Join(", ", missing)}");
         }
 
+        string indexPath = Path.Combine(folder, "model_index.json");
         try
         {
             // Only checked (components are found by their folders): a model_index.json that is not a pipeline index makes the
             // folder suspect, so it is refused with the parser's message (file and field) instead of being served.
-            ModelIndex.Load(Path.Combine(folder, "model_index.json"));
+            if (File.Exists(indexPath)) ModelIndex.Load(indexPath);
         }
         catch (DiffusersConfigException e)
         {
@@ -110,7 +123,76 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, 
         family ??= ModelFamily.Detect(unetConfig, textConfig);
 
         // Parsed once here (Core's parser) and kept with the model for its sessions.
-        var scheduler = LoadConfig(Path.Combine(folder, "scheduler", "scheduler_config.json"), SchedulerConfig.Load)!;
+        string schedulerPath = Path.Combine(folder, "scheduler", "scheduler_config.json");
+        var scheduler = LoadConfig(schedulerPath, SchedulerConfig.Load);
+
+        // A folder without the manifest and configs (made by another tool): read what the graphs say, assume the rest,
+        // and say which is which in one line.
+        var inferred = new List<string>();
+        if (manifest is null && (unetConfig is null || textConfig is null || scheduler is null || scaling is null))
+        {
+            if (family is null)
+            {
+                var text = ReadGraph(Path.Combine(folder, "text_encoder", "model.onnx"), GraphInference.ReadTextEncoder);
+                if (GraphInference.Family(text) is { } decided)
+                {
+                    family = decided.Family;
+                    inferred.Add($"family {family} from the {decided.Reason}");
+                }
+                else
+                {
+                    family = scheduler?.PredictionType == "v_prediction" ? ModelFamily.Sd2 : ModelFamily.Sd1;
+                    inferred.Add($"family {family} (assumed: the text encoder graph, {text}, does not tell SD1 from SD2; add text_encoder/config.json)");
+                }
+            }
+
+            if (!File.Exists(vaeConfig))
+            {
+                int? factor = ReadGraph(Path.Combine(folder, "vae_decoder", "model.onnx"), GraphInference.ReadVaeScaleFactor);
+                vaeScaleFactor = factor ?? 8;
+                inferred.Add(factor is null
+                    ? "VAE scale factor 8 (assumed: the vae_decoder graph has no upsampling nodes to count)"
+                    : $"VAE scale factor {factor} (vae_decoder: {System.Numerics.BitOperations.Log2((uint)factor.Value)} upsampling nodes)");
+            }
+
+            if (unetConfig is null)
+            {
+                var unet = ReadGraph(Path.Combine(folder, "unet", "model.onnx"), GraphInference.ReadUnet);
+                inferred.Add(unet.LatentChannels is { } c ? $"{c} latent channels (unet sample)" : "4 latent channels (assumed: unet sample channels are symbolic)");
+                if (unet.CrossAttentionDim is { } d) inferred.Add($"cross-attention {d} wide (unet encoder_hidden_states)");
+                if (unet.LatentHeight is { } lh && unet.LatentWidth is { } lw)
+                {
+                    height ??= lh * vaeScaleFactor;
+                    width ??= lw * vaeScaleFactor;
+                    inferred.Add($"native size {width}x{height} (unet sample fixed at {lw}x{lh})");
+                }
+                else if (width is null || height is null)
+                {
+                    width ??= 512;
+                    height ??= 512;
+                    inferred.Add($"native size {width}x{height} (assumed: unet sample size is symbolic)");
+                }
+            }
+
+            if (scheduler is null)
+            {
+                var basis = family == ModelFamily.Sd2 ? ReferenceModels.Sd21Base : ReferenceModels.Sd15;
+                scheduler = basis.Scheduler with { File = schedulerPath };
+                inferred.Add($"prediction {scheduler.PredictionType} (assumed: v-prediction cannot be read from graphs; a v-model needs scheduler/scheduler_config.json) "
+                    + $"with {scheduler.ClassName} {scheduler.BetaSchedule} {scheduler.BetaStart.ToString(System.Globalization.CultureInfo.InvariantCulture)}..{scheduler.BetaEnd.ToString(System.Globalization.CultureInfo.InvariantCulture)}, {scheduler.NumTrainTimesteps} steps ({basis.Source}'s scheduler)");
+            }
+
+            if (scaling is null)
+            {
+                inferred.Add($"VAE scaling factor {DefaultVaeScalingFactor.ToString(System.Globalization.CultureInfo.InvariantCulture)} (assumed: no vae_decoder/config.json)");
+            }
+        }
+
+        if (scheduler is null)
+        {
+            throw new InvalidDataException($"{schedulerPath}: missing");
+        }
+
         string predictionType = scheduler.PredictionType;
 
         family ??= predictionType == "v_prediction" ? "sd2" : "sd1";
@@ -124,7 +206,21 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, 
 
         bool hasEncoder = File.Exists(Path.Combine(folder, "vae_encoder", "model.onnx"));
         var info = new ModelInfo(id, name, folder, family, width.Value, height.Value, hasEncoder, description);
-        return new OnnxModelFolder(info, scaling ?? DefaultVaeScalingFactor, vaeScaleFactor) { Scheduler = scheduler };
+        string? note = inferred.Count == 0 ? null : $"{folder}: no manifest or configs for some parts; defaults inferred: {string.Join("; ", inferred)}";
+        return new OnnxModelFolder(info, scaling ?? DefaultVaeScalingFactor, vaeScaleFactor) { Scheduler = scheduler, InferredDefaults = note };
+    }
+
+    /// <summary>A graph read through <see cref="GraphInference"/>; an unreadable file names itself.</summary>
+    private static T ReadGraph<T>(string path, Func<string, T> read)
+    {
+        try
+        {
+            return read(path);
+        }
+        catch (EndOfStreamException e)
+        {
+            throw new InvalidDataException($"{path}: truncated ONNX file", e);
+        }
     }
 
     /// <summary>A diffusers config through Core's parser, or null when the file is absent; a broken one names file and field.</summary>

@@ -71,7 +71,7 @@ internal static class StableDiffusionPipeline
             if (width != p.Width || height != p.Height)
             {
                 throw new InvalidDataException(
-                    $"{model.Model.VaeDecoderPath}: decoded {width}x{height} for a {p.Width}x{p.Height} request (VAE scale factor {model.Model.VaeScaleFactor} from vae_decoder/config.json)");
+                    $"{model.Model.VaeDecoderPath}: decoded {width}x{height} for a {p.Width}x{p.Height} request (VAE scale factor {model.Model.VaeScaleFactor}, from vae_decoder/config.json or, without it, the decoder graph's upsampling)");
             }
 
             images.Add(new GeneratedImage(i, seed, PngEncoder.Encode(rgb, width, height, PngText(p, seed))));
