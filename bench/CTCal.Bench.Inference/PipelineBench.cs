@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Reflection;
 using System.Text.Json;
 using CTCal.Contracts;
+using CTCal.Core.Diagnostics;
 using CTCal.Export;
 using CTCal.Hosting;
 
@@ -21,6 +22,8 @@ internal sealed record PipelineBenchOptions
     public int Threads { get; init; }
     public string? PluginBuildOutput { get; init; }
     public string? TokenizerFolder { get; init; }
+    /// <summary>An exported ONNX model folder to serve (e.g. a full-size export) instead of building the mid model.</summary>
+    public string? OnnxFolder { get; init; }
 }
 
 /// <summary>
@@ -32,7 +35,6 @@ internal sealed record PipelineBenchOptions
 /// </summary>
 internal static class PipelineBench
 {
-    private const string ModelId = "mid";
     private const string Prompt = "a red cube on top of a blue sphere";
 
     public static async Task<int> RunAsync(PipelineBenchOptions o, string work, Func<string> loadAverage)
@@ -49,21 +51,27 @@ internal static class PipelineBench
             $"plugin from {pluginSource}; {Environment.ProcessorCount} logical CPUs");
         Console.WriteLine($"load average at start: {loadAverage()} (other processes on these CPUs inflate the times)");
 
-        // 1. Diffusers folder with seeded random weights, exported into <work>/host/models/mid.
-        string diffusers = Path.Combine(work, "diffusers-mid");
+        // 1. Diffusers folder with seeded random weights, exported into <work>/host/models/mid; or the given ONNX folder,
+        //    served where it is (its parent is the plugin's models folder, its name the model id).
         string root = Path.Combine(work, "host");
+        string modelsFolder = o.OnnxFolder is { } onnx ? Path.GetDirectoryName(onnx)! : Path.Combine(root, "models");
+        string modelId = o.OnnxFolder is null ? "mid" : Path.GetFileName(o.OnnxFolder);
         var clock = Stopwatch.StartNew();
-        var (unetParams, textParams, vaeParams) = MidPipelineFolder.Build(diffusers, tokenizer, seed: 1);
-        Console.WriteLine($"diffusers folder: UNet {unetParams:N0}, text encoder {textParams:N0}, VAE {vaeParams:N0} parameters ({clock.Elapsed.TotalSeconds:F1} s)");
-        clock.Restart();
-        OnnxExporter.Export(new ExportOptions { ModelFolder = diffusers, OutputFolder = Path.Combine(root, "models", ModelId), Force = true });
-        Console.WriteLine($"export: {clock.Elapsed.TotalSeconds:F1} s");
+        if (o.OnnxFolder is null)
+        {
+            string diffusers = Path.Combine(work, "diffusers-mid");
+            var (unetParams, textParams, vaeParams) = MidPipelineFolder.Build(diffusers, tokenizer, seed: 1);
+            Console.WriteLine($"diffusers folder: UNet {unetParams:N0}, text encoder {textParams:N0}, VAE {vaeParams:N0} parameters ({clock.Elapsed.TotalSeconds:F1} s)");
+            clock.Restart();
+            OnnxExporter.Export(new ExportOptions { ModelFolder = diffusers, OutputFolder = Path.Combine(modelsFolder, modelId), Force = true });
+            Console.WriteLine($"export: {clock.Elapsed.TotalSeconds:F1} s");
+        }
 
         // 2. Host root: plugins/CTCal.Plugin (a copy of the build output), models/, plugins.json.
         CopyFolder(pluginSource, Path.Combine(root, "plugins", "CTCal.Plugin"));
         var settings = new Dictionary<string, object>
         {
-            ["modelsFolder"] = "models",
+            ["modelsFolder"] = modelsFolder,
             ["executionProviders"] = o.Providers,
             ["intraOpThreads"] = o.Threads,
         };
@@ -89,15 +97,15 @@ internal static class PipelineBench
         }
 
         var models = await generator.ListModelsAsync();
-        if (models.All(m => m.Id != ModelId))
+        if (models.All(m => m.Id != modelId))
         {
-            Console.Error.WriteLine($"the plugin does not list model '{ModelId}' (listed: {string.Join(", ", models.Select(m => m.Id))})");
+            Console.Error.WriteLine($"the plugin does not list model '{modelId}' (listed: {string.Join(", ", models.Select(m => m.Id))})");
             return 1;
         }
 
         GenerationRequest Request(int seed) => new()
         {
-            Model = ModelId,
+            Model = modelId,
             Prompt = Prompt,
             Width = o.Size,
             Height = o.Size,
@@ -144,11 +152,12 @@ internal static class PipelineBench
             Console.WriteLine($"  run {i + 1}: {seconds:F2} s/image ({stepSeconds * 1000:F0} ms/step)");
         }
 
-        Console.WriteLine($"RESULT [{first.ExecutionProvider}] mid {p.Width}x{p.Height}, {p.Steps} steps, guidance {p.Guidance()}: " +
+        Console.WriteLine($"RESULT [{first.ExecutionProvider}] {modelId} {p.Width}x{p.Height}, {p.Steps} steps, guidance {p.Guidance()}: " +
             $"median {Median(total):F2} s/image over {o.Runs} runs (min {total.Min():F2}, max {total.Max():F2}); " +
             $"per step {Median(perStep) * 1000:F0} ms (UNet with the CFG pair + scheduler); first call {firstSeconds:F2} s");
         Console.WriteLine($"phases (medians): before the first step (tokenize + text encoder) + first step {Median(before):F2} s, " +
             $"VAE decode + PNG {Median(decode):F2} s");
+        Console.WriteLine($"peak RSS of this process (sessions loaded + generation): {ProcessMemory.Peak() / 1e9:F2} GB ({ProcessMemory.PeakSource})");
         Console.WriteLine($"load average at end: {loadAverage()}");
         return 0;
     }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using CTCal.Core.Diagnostics;
 using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
 using CTCal.Core.Safetensors;
@@ -88,17 +89,17 @@ internal static class BenchCommand
                 }
                 var gen = Stopwatch.StartNew();
                 model = RandomModelWriter.Write(reference, Path.Combine(work, reference.Kind), seed, bpe, SafetensorsDType.F32, needed, Console.WriteLine).Folder;
-                Console.WriteLine($"generated in {gen.Elapsed.TotalSeconds:F1} s; VmHWM so far {ProcessMemory.PeakResidentBytes() / 1e6:F0} MB");
+                Console.WriteLine($"generated in {gen.Elapsed.TotalSeconds:F1} s; VmHWM so far {ProcessMemory.Peak() / 1e6:F0} MB");
             }
 
             long weightBytes = WeightBytesRead(model, parts);
             ProcessMemory.ResetPeak();
-            long baseline = ProcessMemory.ResidentBytes();
+            long baseline = ProcessMemory.Resident();
             var sw = Stopwatch.StartNew();
             string output = Path.Combine(work, "onnx");
             OnnxExporter.Export(new ExportOptions { ModelFolder = model, OutputFolder = output, Components = parts, Fp16 = fp16 });
             double seconds = sw.Elapsed.TotalSeconds;
-            long peak = ProcessMemory.PeakResidentBytes();
+            long peak = ProcessMemory.Peak();
             long written = Directory.EnumerateFiles(output, "model.onnx*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
             double ratio = (double)peak / weightBytes;
             Console.WriteLine($"export ({partsText}{(fp16 ? ", fp16" : "")}) of {model}: {seconds:F1} s, {written / 1e9:F3} GB of ONNX written ({written / 1e6 / seconds:F0} MB/s)");

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using CTCal.Core.Diagnostics;
 using CTCal.Trainer.Data;
 using CTCal.Trainer.Networks;
 using CTCal.Trainer.Training;

@@ -2,16 +2,16 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 
-namespace CTCal.Trainer.Cli;
+namespace CTCal.Core.Diagnostics;
 
 /// <summary>
-/// Resident memory of this process, for <c>bench step</c>. On Linux: <c>VmRSS</c> and the high-water mark <c>VmHWM</c> from
+/// Resident memory of this process, for the benchmarks (<c>ctcal-train bench step</c>, <c>ctcal-export bench</c>, the pipeline bench). On Linux: <c>VmRSS</c> and the high-water mark <c>VmHWM</c> from
 /// <c>/proc/self/status</c>; the mark is reset by writing 5 to <c>/proc/self/clear_refs</c> when the kernel allows it, and
 /// glibc is told to serve every allocation of 64 KiB or more by mmap and to trim its heap, so freed tensors leave the
 /// resident set at once and RSS follows what is alive. Elsewhere: <see cref="Process.WorkingSet64"/> and
 /// <see cref="Process.PeakWorkingSet64"/> (the peak cannot be reset there).
 /// </summary>
-internal static class ProcessMemory
+public static class ProcessMemory
 {
     private const int MmapThreshold = -3; // glibc M_MMAP_THRESHOLD
 
