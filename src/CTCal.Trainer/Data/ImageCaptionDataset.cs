@@ -1,6 +1,7 @@
 using System.Text.Json;
 using CTCal.Core.Datasets;
 using CTCal.Core.Models;
+using CTCal.Core.Text;
 
 namespace CTCal.Trainer.Data;
 

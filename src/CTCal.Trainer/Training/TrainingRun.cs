@@ -6,6 +6,7 @@ using CTCal.Trainer.Data;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using CTCal.Core.Text;
 
 namespace CTCal.Trainer.Training;
 
