@@ -57,4 +57,30 @@ public sealed class GenaiRuntimeTests
             Directory.Delete(folder, recursive: true);
         }
     }
+
+    [Fact]
+    public void AnUntrainedModelsAnswersAreValidatedAndFallBack()
+    {
+        var (folder, _) = UntrainedFolder();
+        try
+        {
+            var lexicon = new LexiconSubjects();
+            using var model = new GenaiSubjectModel(folder, lexicon.IsLayout, constrained: true);
+            var extractor = new SubjectExtractor(model, lexicon);
+            var results = extractor.Extract(["a red cube and a blue sphere", "a blue cube on top of a red sphere"]);
+            Assert.Equal(2, results.Count);
+            Assert.True(model.Constrained, "the CPU GenAI package supports regex guidance");
+            Assert.Equal(2, extractor.ModelAnswers + extractor.FallbackCount);
+            foreach (var r in results)
+            {
+                Assert.NotEmpty(r.Subjects);
+                Assert.DoesNotContain("top", r.Subjects);
+                Assert.Equal(SubjectSource.Model, r.Source); // guidance keeps even an untrained model's answer valid
+            }
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
 }
