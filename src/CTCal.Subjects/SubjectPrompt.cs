@@ -5,9 +5,11 @@ using System.Text.RegularExpressions;
 namespace CTCal.Subjects;
 
 /// <summary>
-/// The subject model's prompt and answer format: the prompt is the caption's normalised words followed by
-/// <see cref="Separator"/> (<c>a red cube on top of a blue sphere =&gt;</c>); the answer is a compact JSON list of subjects,
-/// each one or more consecutive words of the caption (<c>["cube","sphere"]</c>), then the end token.
+/// The subject model's prompt and answer format: the prompt is a space, the caption's normalised words and
+/// <see cref="Separator"/> (<c> a red cube on top of a blue sphere =&gt;</c>); the answer is a compact JSON list of subjects,
+/// each one or more consecutive words of the caption written with the leading space they have in the prompt
+/// (<c>[" cube"," sphere"]</c>, so an answer word is the same token as the caption word), then the end token. Items
+/// are trimmed when read.
 /// </summary>
 public static class SubjectPrompt
 {
@@ -18,7 +20,7 @@ public static class SubjectPrompt
     public const int MaxSubjectWords = 2;
 
     /// <summary>The prompt for <paramref name="caption"/>.</summary>
-    public static string For(string caption) => CaptionWords.Normalise(caption) + Separator;
+    public static string For(string caption) => " " + CaptionWords.Normalise(caption) + Separator;
 
     /// <summary>The answer text for <paramref name="subjects"/> (what the model is trained to write).</summary>
     public static string Answer(IEnumerable<string> subjects)
@@ -29,7 +31,7 @@ public static class SubjectPrompt
         foreach (string s in subjects)
         {
             if (!first) sb.Append(',');
-            sb.Append(JsonSerializer.Serialize(CaptionWords.Normalise(s)));
+            sb.Append(JsonSerializer.Serialize(" " + CaptionWords.Normalise(s)));
             first = false;
         }
         return sb.Append(']').ToString();
@@ -51,7 +53,7 @@ public static class SubjectPrompt
             {
                 var run = words.Skip(i).Take(n).ToArray();
                 if (run.Any(isLayout)) break;
-                items.Add(string.Join(' ', run));
+                items.Add(" " + string.Join(' ', run));
             }
         }
         if (items.Count == 0) return "\\[\\]";

@@ -1,3 +1,4 @@
+using CTCal.Core.Models;
 using CTCal.Core.Text;
 using CTCal.Export.Decoder;
 using CTCal.Subjects;

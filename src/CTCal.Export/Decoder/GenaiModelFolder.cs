@@ -1,5 +1,6 @@
 using System.Globalization;
 using CTCal.Core.IO;
+using CTCal.Core.Models;
 using CTCal.Core.Safetensors;
 using CTCal.Core.Text;
 using CTCal.Export.Onnx;

@@ -1,3 +1,4 @@
+using CTCal.Core.Models;
 using CTCal.Export.Onnx;
 using CTCal.Export.Onnx.Proto;
 using static CTCal.Export.Onnx.OnnxGraph;

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace CTCal.Export.Decoder;
+namespace CTCal.Core.Models;
 
 /// <summary>
 /// The sizes of CTCal's tiny decoder-only transformer (pre-LayerNorm blocks, learned token and position embeddings, GELU
