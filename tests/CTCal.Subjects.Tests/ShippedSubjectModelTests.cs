@@ -69,3 +69,25 @@ public sealed class ShippedSubjectModelTests(ITestOutputHelper output)
         }
     }
 }
+
+/// <summary>The benchmark line on the labelled set: the lexicon's and the shipped model's word-level precision/recall
+/// (printed, not asserted: a measurement, not a goal) and captions/s through the runtime.</summary>
+public sealed class LabelledSetBenchmark(ITestOutputHelper output)
+{
+    [Fact]
+    public void LexiconAndModelAreScoredOnTheLabelledSet()
+    {
+        var items = SubjectScoring.Read(LabelledSetTests.LabelledFile);
+        var lexicon = new LexiconSubjects();
+        var lexiconScore = SubjectScoring.Score(items, items.Select(i => lexicon.Of(i.Caption)).ToArray());
+        using var model = new GenaiSubjectModel(ShippedSubjectModelTests.ModelFolder, lexicon.IsLayout);
+        var extractor = new SubjectExtractor(model, lexicon);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var results = items.Chunk(16).SelectMany(b => extractor.Extract(b.Select(i => i.Caption).ToArray())).ToArray();
+        double seconds = clock.Elapsed.TotalSeconds;
+        var modelScore = SubjectScoring.Score(items, results.Select(r => r.Subjects).ToArray());
+        output.WriteLine($"labelled set ({items.Count} captions): lexicon P {lexiconScore.Precision:P1} R {lexiconScore.Recall:P1} exact {lexiconScore.ExactRate:P1}; " +
+            $"model (+fallback) P {modelScore.Precision:P1} R {modelScore.Recall:P1} exact {modelScore.ExactRate:P1}, {extractor.FallbackCount} fallbacks; {items.Count / seconds:F1} captions/s");
+        Assert.Equal(items.Count, results.Length);
+    }
+}
