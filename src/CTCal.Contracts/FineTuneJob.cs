@@ -129,6 +129,12 @@ public sealed record FineTuneJob
     /// calibrating) or <c>oracle</c> (an upper bound: the dataset's per-subject masks).
     /// </summary>
     public string Teacher { get; init; } = "model";
+    /// <summary>
+    /// Where the nouns of records without <c>subjects</c> come from: <c>lexicon</c> (the bundled lexicon and rules) or
+    /// <c>llm:&lt;folder&gt;</c> (a local ONNX Runtime GenAI model folder asked for each caption's subjects, answers
+    /// validated against the caption with the lexicon as the fallback, and cached beside the dataset).
+    /// </summary>
+    public string Subjects { get; init; } = "lexicon";
     /// <summary>lambda1, pixel-level alignment.</summary>
     public double PixelWeight { get; init; } = 1.0;
     /// <summary>lambda2, semantic-level (autoencoder code) alignment.</summary>
@@ -199,6 +205,8 @@ public sealed record FineTuneJob
         OneOf(Distance, Distances, "distance");
         OneOf(Progress, ProgressModes, "progress");
         OneOf(Teacher, Teachers, "teacher");
+        Check(Subjects == "lexicon" || (Subjects.StartsWith("llm:", StringComparison.Ordinal) && Subjects.Length > 4),
+            $"subjects '{Subjects}' must be 'lexicon' or 'llm:<GenAI model folder>'");
         OneOf(TimeWeighting, TimeWeightings, "time-weighting");
         if (!Full)
         {

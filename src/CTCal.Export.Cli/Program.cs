@@ -5,4 +5,5 @@ var root = new RootCommand("ctcal-export: turn a diffusers Stable Diffusion chec
 root.Subcommands.Add(ExportCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(MakeModelCommand.Create());
+root.Subcommands.Add(GenaiCommand.Create());
 return root.Parse(args).Invoke();

@@ -10,4 +10,6 @@ internal static class PluginInfo
     public const string ExporterName = "CTCal safetensors to ONNX export";
     public const string FineTunerId = "ctcal.onnx.finetuner";
     public const string FineTunerName = "CTCal fine-tuning (ctcal-train sidecar)";
+    public const string SubjectFinderId = "ctcal.subjects";
+    public const string SubjectFinderName = "CTCal subjects of a prompt (lexicon, or a local ONNX Runtime GenAI model)";
 }

@@ -184,6 +184,30 @@ internal sealed class BaseVerb(CliContext context, string[] args)
             command.Subcommands.Add(sample);
         }
         command.Subcommands.Add(new BaseCeilingCommand(context, args).Build());
+        command.Subcommands.Add(SubjectsModelCommand());
+        return command;
+    }
+
+    /// <summary><c>base subjects-model</c>: trains CTCal's tiny subject model (CTCal.BaseModel.Subjects).</summary>
+    private Command SubjectsModelCommand()
+    {
+        var output = new Option<string>("--out") { Description = "folder for decoder.safetensors, decoder_config.json, tokenizer.json, training.json (then: ctcal-export genai --from <out>)", Required = true };
+        var defaults = new CTCal.BaseModel.Subjects.SubjectsModelOptions();
+        var steps = new Option<int>("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => defaults.Steps };
+        var seed = new Option<int>("--seed") { Description = "seed of initialisation and data", DefaultValueFactory = _ => defaults.Seed };
+        var threads = new Option<int>("--threads") { Description = "torch CPU threads (0: library default)", DefaultValueFactory = _ => 0 };
+        var command = new Command("subjects-model", "Train the tiny caption -> subjects decoder (synthetic world + lexicon templates) in TorchSharp.");
+        foreach (var o in new Option[] { output, steps, seed, threads }) command.Options.Add(o);
+        command.SetAction(parse => context.Guarded(() =>
+        {
+            CliContext.SetThreads(parse.GetValue(threads));
+            var options = defaults with { Steps = parse.GetValue(steps), Seed = parse.GetValue(seed) };
+            if (options.Steps < 1) throw new UsageException($"--steps must be positive, got {options.Steps}");
+            var report = CTCal.BaseModel.Subjects.SubjectsModelRecipe.Train(options, parse.GetValue(output)!, context.Info, context.Cancellation.Token);
+            context.Out.WriteLine($"subjects-model: {report.Parameters} parameters, loss {report.FinalLoss:F4}, held-out synthetic {report.HeldOutSyntheticExact}/{report.HeldOutSynthetic}, " +
+                $"held-out templates {report.HeldOutTemplatesExact}/{report.HeldOutTemplates} exact, {report.Seconds:F0} s -> {parse.GetValue(output)}");
+            return ExitCodes.Ok;
+        }));
         return command;
     }
 

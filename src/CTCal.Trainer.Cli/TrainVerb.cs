@@ -59,6 +59,7 @@ internal sealed class TrainVerb(CliContext context)
         public readonly Option<string> ValidationScheduler = new("--validation-scheduler") { Description = "sampler of validation images: " + string.Join(", ", SchedulerFactory.Names), DefaultValueFactory = _ => D.ValidationScheduler };
         public readonly Option<double> Guidance = new("--guidance") { Description = "classifier-free guidance scale of validation images", DefaultValueFactory = _ => D.Guidance };
         public readonly Option<string?> Resume = new("--resume") { Description = "checkpoint file to resume from, or 'latest' (the newest under --out)" };
+        public readonly Option<string> Subjects = new("--subjects") { Description = "nouns of records without subjects: lexicon, or llm:<folder> (a local ONNX Runtime GenAI model; answers validated, lexicon fallback, cached beside the dataset)", DefaultValueFactory = _ => D.Subjects };
         public readonly Option<bool> Strict = new("--strict") { Description = "fail on any bad dataset record instead of reporting and skipping it" };
         public readonly Option<int> MaxNanSteps = new("--max-nan-steps") { Description = "non-finite steps in a row before the run stops as diverged (exit 3)", DefaultValueFactory = _ => D.MaxNanSteps };
         public readonly Option<int> TeacherT = new("--teacher-t") { Description = "CTCal teacher timestep t_tea", DefaultValueFactory = _ => D.TeacherT };
@@ -163,6 +164,8 @@ internal sealed class TrainVerb(CliContext context)
             CliContext.SetThreads(threads);
 
             var dataset = ImageCaptionDataset.Open(data, resolution, job.Strict);
+            if (job.Subjects.StartsWith("llm:", StringComparison.Ordinal))
+                dataset = LlmSubjects.Fill(context, dataset, job.Subjects["llm:".Length..]);
             using var diffusion = context.LoadModelOrSingleFile(model, SingleFile(job));
             if (options.TeacherTimestep >= diffusion.AlphasCumprod.Length)
                 throw new UsageException($"--teacher-t {options.TeacherTimestep} is not below the {diffusion.AlphasCumprod.Length} training timesteps");

@@ -6,7 +6,7 @@ namespace CTCal.Trainer.Cli;
 
 /// <summary>
 /// The <c>ctcal-train</c> command line: assembles the root command from one class per verb (<see cref="TrainVerb"/>,
-/// <see cref="MergeVerb"/>, <see cref="BenchVerb"/>, <see cref="BaseVerb"/>, <see cref="ProbeVerb"/>) and parses. Models are loaded through the given
+/// <see cref="MergeVerb"/>, <see cref="BenchVerb"/>, <see cref="BaseVerb"/>, <see cref="ProbeVerb"/>, <see cref="SubjectsVerb"/>) and parses. Models are loaded through the given
 /// loader (a diffusers folder in the real tool; tests pass a small model). Writers are the process's stdout/stderr unless given.
 /// </summary>
 public sealed class TrainerCli
@@ -35,6 +35,7 @@ public sealed class TrainerCli
         root.Subcommands.Add(new BenchVerb(_context).Build());
         root.Subcommands.Add(new BaseVerb(_context, args).Build());
         root.Subcommands.Add(new ProbeVerb(_context, args).Build());
+        root.Subcommands.Add(new SubjectsVerb(_context).Build());
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {

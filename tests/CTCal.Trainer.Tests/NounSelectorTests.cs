@@ -1,5 +1,6 @@
 using CTCal.Trainer.Calibration;
 using Xunit;
+using CTCal.Core.Text;
 
 namespace CTCal.Trainer.Tests;
 

@@ -3,6 +3,7 @@ using CTCal.Trainer.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using CTCal.Core.Text;
 
 namespace CTCal.Trainer.Tests;
 

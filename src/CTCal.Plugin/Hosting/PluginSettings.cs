@@ -50,9 +50,12 @@ internal sealed record PluginSettings
     /// <summary>Trainer executable for fine-tuning (absolute), or null to look up <c>ctcal-train</c> on PATH.</summary>
     public string? TrainerPath { get; init; }
 
+    /// <summary>Optional ONNX Runtime GenAI model folder the subject finder asks (resolved inside the plugin folder); null: the lexicon only.</summary>
+    public string? SubjectsModel { get; init; }
+
     private static readonly string[] KnownKeys =
     {
-        "modelsFolder", "defaultScheduler", "executionProviders", "intraOpThreads", "interOpThreads", "memoryMode", "memoryLimitMiB", "trainerPath",
+        "modelsFolder", "defaultScheduler", "executionProviders", "intraOpThreads", "interOpThreads", "memoryMode", "memoryLimitMiB", "trainerPath", "subjectsModel",
     };
 
     /// <summary>Reads and validates settings; errors name <paramref name="source"/> and the field.</summary>
@@ -157,6 +160,8 @@ internal sealed record PluginSettings
 
         string? trainer = ReadString(settings, "trainerPath", Where);
         string? trainerPath = trainer is null ? null : PluginPaths.ResolveInside(baseDirectory, trainer, Where("trainerPath"));
+        string? subjects = ReadString(settings, "subjectsModel", Where);
+        string? subjectsModel = subjects is null ? null : PluginPaths.ResolveInside(baseDirectory, subjects, Where("subjectsModel"));
 
         return new PluginSettings
         {
@@ -168,6 +173,7 @@ internal sealed record PluginSettings
             MemoryMode = memory,
             MemoryLimitMiB = memoryLimit,
             TrainerPath = trainerPath,
+            SubjectsModel = subjectsModel,
         };
     }
 

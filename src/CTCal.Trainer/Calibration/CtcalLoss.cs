@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using CTCal.Core.Text;
 
 namespace CTCal.Trainer.Calibration;
 

@@ -3,6 +3,7 @@ using CTCal.Trainer.Data;
 using CTCal.Trainer.Training;
 using TorchSharp;
 using static TorchSharp.torch;
+using CTCal.Core.Text;
 
 namespace CTCal.Trainer.Calibration;
 

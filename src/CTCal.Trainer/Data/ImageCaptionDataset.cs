@@ -1,6 +1,7 @@
 using System.Text.Json;
 using CTCal.Core.Datasets;
 using CTCal.Core.Models;
+using CTCal.Core.Text;
 
 namespace CTCal.Trainer.Data;
 
@@ -41,6 +42,13 @@ public sealed class ImageCaptionDataset
     /// Scans <paramref name="folder"/>; every image is decoded in full once (a truncated or corrupt image is a bad record,
     /// reported with its file and line and counted under <paramref name="strict"/>), then released.
     /// </summary>
+    /// <summary>The same dataset with each record's subjects replaced by <paramref name="subjects"/> of it (images untouched).</summary>
+    public ImageCaptionDataset WithSubjects(Func<DatasetRecord, IReadOnlyList<string>?> subjects)
+    {
+        ArgumentNullException.ThrowIfNull(subjects);
+        return new ImageCaptionDataset(Folder, Records.Select(r => r with { Subjects = subjects(r) }).ToArray(), Report, Resolution, Strict);
+    }
+
     public static ImageCaptionDataset Open(string folder, int resolution, bool strict = false)
     {
         if (!Directory.Exists(folder)) throw new DatasetException($"{folder}: dataset folder does not exist");

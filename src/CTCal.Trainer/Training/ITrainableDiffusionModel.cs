@@ -1,6 +1,7 @@
 using CTCal.Trainer.Calibration;
 using TorchSharp;
 using static TorchSharp.torch;
+using CTCal.Core.Text;
 
 namespace CTCal.Trainer.Training;
 

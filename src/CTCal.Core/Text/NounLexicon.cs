@@ -1,10 +1,10 @@
 using System.Reflection;
 
-namespace CTCal.Trainer.Calibration;
+namespace CTCal.Core.Text;
 
 /// <summary>
 /// The bundled English word lists used to find subject nouns without a network or a tagger model
-/// (embedded resources from Calibration/lexicon/*.txt: whitespace-separated words, '#' starts a comment).
+/// (embedded resources from Text/lexicon/*.txt: whitespace-separated words, '#' starts a comment).
 /// </summary>
 public sealed class NounLexicon
 {
@@ -20,7 +20,7 @@ public sealed class NounLexicon
 
     private static readonly Lazy<NounLexicon> BundledLazy = new(LoadBundled);
 
-    /// <summary>The lexicon shipped inside the trainer assembly.</summary>
+    /// <summary>The lexicon shipped inside the core assembly.</summary>
     public static NounLexicon Bundled => BundledLazy.Value;
 
     private static NounLexicon LoadBundled()
@@ -59,9 +59,9 @@ public sealed class NounLexicon
 
     private static IEnumerable<string> Lines(string name)
     {
-        string resource = $"CTCal.Trainer.Calibration.lexicon.{name}.txt";
+        string resource = $"CTCal.Core.Text.lexicon.{name}.txt";
         using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream(resource)
-            ?? throw new InvalidOperationException($"embedded lexicon '{resource}' is missing from the trainer assembly");
+            ?? throw new InvalidOperationException($"embedded lexicon '{resource}' is missing from the core assembly");
         using var reader = new StreamReader(stream);
         var lines = new List<string>();
         while (reader.ReadLine() is { } line)

@@ -1,4 +1,4 @@
-namespace CTCal.Trainer.Calibration;
+namespace CTCal.Core.Text;
 
 /// <summary>A word of a prompt as the tokenizer reports it, with the positions of its tokens in the encoder input.</summary>
 public sealed record PromptWord(string Text, int[] TokenPositions);
