@@ -41,6 +41,7 @@ rm -rf "$work/export-fp32" "$work/export-fp16"
 dotnet "$export_cli" bench --model "$model" --parts all --dir "$work/export-fp32" --keep
 dotnet "$export_cli" bench --model "$model" --parts all --dir "$work/export-fp16" --keep --fp16
 echo "== 4. one ${resolution}x${resolution} generation through the plugin, CPU, 2 steps"
-rm -rf "$work/models" && mkdir -p "$work/models" && mv "$work/export-fp32/onnx" "$work/models/$kind"
-dotnet "$inference" --pipeline --onnx "$work/models/$kind" --size "$resolution" --steps 2 --runs 1 --providers cpu --dir "$work/pipeline"
+rm -rf "$work/host" && mkdir -p "$work/host/models" && mv "$work/export-fp32/onnx" "$work/host/models/$kind"
+rm -rf "$work/export-fp16"   # disk: the fp16 export was only measured
+dotnet "$inference" --pipeline --onnx "$work/host/models/$kind" --size "$resolution" --steps 2 --runs 1 --providers cpu --dir "$work/pipeline"
 echo "== done; load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -53,8 +53,10 @@ internal static class PipelineBench
 
         // 1. Diffusers folder with seeded random weights, exported into <work>/host/models/mid; or the given ONNX folder,
         //    served where it is (its parent is the plugin's models folder, its name the model id).
-        string root = Path.Combine(work, "host");
-        string modelsFolder = o.OnnxFolder is { } onnx ? Path.GetDirectoryName(onnx)! : Path.Combine(root, "models");
+        //    The plugin accepts only a models folder relative to plugins.json, so with --onnx the host root is the folder
+        //    above the model's parent (plugins.json and plugins/ are written there).
+        string root = o.OnnxFolder is { } onnx ? Path.GetDirectoryName(Path.GetDirectoryName(onnx)!)! : Path.Combine(work, "host");
+        string modelsFolder = o.OnnxFolder is { } given ? Path.GetDirectoryName(given)! : Path.Combine(root, "models");
         string modelId = o.OnnxFolder is null ? "mid" : Path.GetFileName(o.OnnxFolder);
         var clock = Stopwatch.StartNew();
         if (o.OnnxFolder is null)
@@ -71,7 +73,7 @@ internal static class PipelineBench
         CopyFolder(pluginSource, Path.Combine(root, "plugins", "CTCal.Plugin"));
         var settings = new Dictionary<string, object>
         {
-            ["modelsFolder"] = modelsFolder,
+            ["modelsFolder"] = Path.GetRelativePath(root, modelsFolder),
             ["executionProviders"] = o.Providers,
             ["intraOpThreads"] = o.Threads,
         };
