@@ -4,14 +4,11 @@ namespace CTCal.Subjects;
 
 /// <summary>
 /// The records of a dataset folder in either layout the trainer reads: <c>metadata.jsonl</c>, or images
-/// (<c>.png .jpg .jpeg .webp .bmp .gif</c>) each with a same-name <c>.txt</c> caption (read as records with
+/// each with a same-name <c>.txt</c> caption (listed by <see cref="CaptionFiles"/>) (read as records with
 /// <c>file_name</c> relative to the folder, '/'-separated, and no subjects). Images are not decoded here.
 /// </summary>
 public static class CaptionedFolder
 {
-    /// <summary>The image extensions of the image + .txt layout (the trainer's list).</summary>
-    public static readonly string[] ImageExtensions = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"];
-
     /// <summary>
     /// The folder's records and its layout ("metadata.jsonl" or "image+txt"). A bad <c>metadata.jsonl</c> line, an image
     /// without its caption file or an empty caption throws <see cref="InvalidDataException"/> naming the file and line.
@@ -31,15 +28,11 @@ public static class CaptionedFolder
         }
 
         string root = Path.GetFullPath(folder);
-        foreach (string image in Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
-                     .Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
-                     .OrderBy(f => f, StringComparer.Ordinal))
+        foreach (var pair in CaptionFiles.List(root))
         {
-            string captionFile = Path.ChangeExtension(image, ".txt");
-            if (!File.Exists(captionFile)) throw new InvalidDataException($"{image}: no caption file {Path.GetFileName(captionFile)}");
-            string caption = File.ReadAllText(captionFile).Trim();
-            if (caption.Length == 0) throw new InvalidDataException($"{captionFile}:1: empty caption");
-            records.Add(new MetadataLine(Path.GetRelativePath(root, image).Replace(Path.DirectorySeparatorChar, '/'), caption));
+            if (pair.Caption is null)
+                throw new InvalidDataException(pair.Problem == "empty caption" ? $"{pair.CaptionFile}:1: empty caption" : $"{pair.Image}: {pair.Problem}");
+            records.Add(new MetadataLine(Path.GetRelativePath(root, pair.Image).Replace(Path.DirectorySeparatorChar, '/'), pair.Caption));
         }
         return (records, "image+txt");
     }

@@ -9,7 +9,9 @@ namespace CTCal.Trainer.Cli;
 
 /// <summary>
 /// <c>ctcal-train bench</c>: seconds per optimizer step of vanilla and CTCal fine-tuning, and their ratio; <c>bench step</c>
-/// (<see cref="BenchStepCommand"/>): seconds and memory of one training step with and without gradient checkpointing.
+/// (<see cref="BenchStepCommand"/>): seconds and memory of one training step with and without gradient checkpointing;
+/// <c>bench subjects</c> (<see cref="BenchSubjectsCommand"/>): the subject finders' precision/recall on a labelled caption
+/// set and captions/s through the GenAI runtime.
 /// </summary>
 internal sealed class BenchVerb(CliContext context)
 {
@@ -27,6 +29,7 @@ internal sealed class BenchVerb(CliContext context)
         var command = new Command("bench", "Seconds per optimizer step of vanilla and CTCal fine-tuning on the same model, batch and seed, and their ratio.");
         foreach (var o in new Option[] { model, steps, warmup, rounds, batch, resolution, seed, layers, threads }) command.Options.Add(o);
         command.Subcommands.Add(new BenchStepCommand(context).Build());
+        command.Subcommands.Add(new BenchSubjectsCommand(context).Build());
         command.SetAction(parse => Bench(parse.GetValue(model)!, parse.GetValue(steps), parse.GetValue(warmup), parse.GetValue(rounds),
             parse.GetValue(batch), parse.GetValue(resolution), parse.GetValue(seed), parse.GetValue(layers)!, parse.GetValue(threads)));
         return command;

@@ -21,8 +21,6 @@ namespace CTCal.Trainer.Data;
 /// </summary>
 public sealed class ImageCaptionDataset
 {
-    public static readonly string[] ImageExtensions = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"];
-
     private ImageCaptionDataset(string folder, IReadOnlyList<DatasetRecord> records, DatasetReport report, int resolution, bool strict)
     {
         Folder = folder;
@@ -200,22 +198,18 @@ public sealed class ImageCaptionDataset
 
     private static void ReadCaptionFiles(string root, List<DatasetRecord> records, DatasetReport report)
     {
-        var images = Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
-            .Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
-            .OrderBy(f => f, StringComparer.Ordinal)
-            .ToList();
-        var captioned = new HashSet<string>(StringComparer.Ordinal);
-        foreach (string image in images)
+        var pairs = CaptionFiles.List(root);
+        foreach (var pair in pairs)
         {
-            string relative = Path.GetRelativePath(root, image);
-            string captionFile = Path.ChangeExtension(image, ".txt");
-            captioned.Add(captionFile);
-            if (!File.Exists(captionFile)) { report.Problem($"{relative}: no caption file {Path.GetFileName(captionFile)}"); continue; }
-            string caption = File.ReadAllText(captionFile).Trim();
-            if (caption.Length == 0) { report.Problem($"{Path.GetRelativePath(root, captionFile)}:1: empty caption"); continue; }
-            records.Add(new DatasetRecord(image, caption, null, Path.GetRelativePath(root, captionFile)));
+            if (pair.Caption is null)
+            {
+                string at = pair.Problem == "empty caption" ? $"{Path.GetRelativePath(root, pair.CaptionFile)}:1" : Path.GetRelativePath(root, pair.Image);
+                report.Problem($"{at}: {pair.Problem}");
+                continue;
+            }
+            records.Add(new DatasetRecord(pair.Image, pair.Caption, null, Path.GetRelativePath(root, pair.CaptionFile)));
         }
-        foreach (string orphan in Directory.EnumerateFiles(root, "*.txt", SearchOption.AllDirectories).Where(f => !captioned.Contains(f)).OrderBy(f => f, StringComparer.Ordinal))
+        foreach (string orphan in CaptionFiles.Orphans(root, pairs))
             report.Problem($"{Path.GetRelativePath(root, orphan)}: caption without an image");
     }
 
