@@ -67,6 +67,11 @@ public sealed record FineTuneJob
     public double LoraDropout { get; init; }
     /// <summary>Key spelling of the written LoRA file: <c>peft</c> or <c>kohya</c>.</summary>
     public string LoraFormat { get; init; } = "peft";
+    /// <summary>
+    /// A LoRA file to continue training (peft/diffusers or kohya keys): the adapters are attached to exactly its modules
+    /// and start from its weights; its rank and alpha must equal <see cref="LoraRank"/> and <see cref="LoraAlpha"/>.
+    /// </summary>
+    public string? InitLora { get; init; }
     /// <summary>Also put LoRA on the text encoder's self-attention.</summary>
     public bool TrainTextEncoder { get; init; }
     /// <summary>Full fine-tuning of every UNet parameter instead of LoRA.</summary>
@@ -214,6 +219,8 @@ public sealed record FineTuneJob
             Check(LoraAlpha is null || Finite(LoraAlpha.Value, double.Epsilon), $"lora-alpha must be positive (got {F(LoraAlpha ?? 0)})");
             Check(Finite(LoraDropout, 0, 1) && LoraDropout < 1, $"lora-dropout must be in [0, 1) (got {F(LoraDropout)})");
         }
+        Check(InitLora is null || !Full, "init-lora continues a LoRA and cannot be combined with full");
+        Check(InitLora is null || !string.IsNullOrWhiteSpace(InitLora), "init-lora must name a LoRA .safetensors file");
 
         Check(Steps > 0, $"steps must be positive (got {Steps})");
         Check(BatchSize > 0, $"batch-size must be positive (got {BatchSize})");

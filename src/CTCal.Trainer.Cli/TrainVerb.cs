@@ -34,6 +34,7 @@ internal sealed class TrainVerb(CliContext context)
         public readonly Option<double?> LoraAlpha = new("--lora-alpha") { Description = "LoRA alpha (default: the rank, i.e. scale 1)" };
         public readonly Option<double> LoraDropout = new("--lora-dropout") { Description = "LoRA dropout on the adapters' input features", DefaultValueFactory = _ => D.LoraDropout };
         public readonly Option<string> LoraFormat = Choice("--lora-format", "key spelling of the written LoRA file (peft: unet.{module}.lora_A.weight; kohya: lora_unet_{module}.lora_down.weight with per-module alpha)", FineTuneJob.LoraFormats, D.LoraFormat);
+        public readonly Option<string?> InitLora = new("--init-lora") { Description = "continue training this LoRA file (peft or kohya keys): adapters on exactly its modules, starting from its weights; --lora-rank/--lora-alpha must match it" };
         public readonly Option<bool> TrainTextEncoder = new("--train-text-encoder") { Description = "also put LoRA on the text encoder's self-attention (q/k/v/out_proj)" };
         public readonly Option<bool> Full = new("--full") { Description = "full fine-tuning of every UNet parameter instead of LoRA" };
         public readonly Option<bool> GradientCheckpointing = new("--gradient-checkpointing") { Description = "recompute UNet blocks in backward instead of keeping their activations (less memory, slower; same gradients)" };
@@ -150,6 +151,7 @@ internal sealed class TrainVerb(CliContext context)
             string output = Path.GetFullPath(job.Out!);
             CliContext.RefuseOverlap(output, model, "--model");
             CliContext.RefuseOverlap(output, data, "--data");
+            if (job.InitLora is not null) CliContext.RefuseOverlap(output, job.InitLora, "--init-lora");
 
             var options = TrainingOptions.FromJob(job);
             int resolution = job.Resolution;
@@ -160,7 +162,7 @@ internal sealed class TrainVerb(CliContext context)
             else if (resume is not null && !File.Exists(resume))
                 throw new UsageException($"--resume {resume}: no such checkpoint file");
             // train_config.json is the job this run trained, re-runnable as --config (paths made absolute; resuming is not part of it).
-            string configJson = FineTuneJobJson.ToJson(job with { Model = Path.GetFullPath(model), Data = Path.GetFullPath(data), Out = output, Resume = null });
+            string configJson = FineTuneJobJson.ToJson(job with { Model = Path.GetFullPath(model), Data = Path.GetFullPath(data), Out = output, Resume = null, InitLora = options.InitialLora });
             CliContext.SetThreads(threads);
 
             var dataset = ImageCaptionDataset.Open(data, resolution, job.Strict);
@@ -173,6 +175,18 @@ internal sealed class TrainVerb(CliContext context)
                 throw new UsageException($"--resolution {resolution} is not a multiple of the model's VAE scale factor {diffusion.VaeScaleFactor}");
             if (options.Method == TrainingMethod.Ctcal && options.Teacher == TeacherSource.Oracle)
                 OracleTeacher.RequireMasks(diffusion, dataset);
+            if (options.InitialLora is not null)
+            {
+                // Checked here, before the output folder is touched; the run reads it again when it attaches its adapters.
+                try
+                {
+                    using var initial = InitialLora.Read(options.InitialLora, diffusion, options.Lora);
+                }
+                catch (Exception e) when (e is InvalidDataException or FileNotFoundException)
+                {
+                    throw new UsageException($"--init-lora: {e.Message}");
+                }
+            }
             SchedulerConfig? validationScheduler = options.ValidationPrompts.Count == 0 ? null
                 : File.Exists(model) && diffusion is DiffusersTrainableModel single ? single.Scheduler
                 : SchedulerConfig.Load(Path.Combine(model, "scheduler", "scheduler_config.json"));

@@ -26,6 +26,8 @@ public sealed record TrainingOptions
     public LoraOptions Lora { get; init; } = new();
     /// <summary>Train every UNet parameter instead of LoRA adapters.</summary>
     public bool FullFineTune { get; init; }
+    /// <summary>A LoRA file to continue (<see cref="InitialLora"/>); null: fresh adapters on the default targets.</summary>
+    public string? InitialLora { get; init; }
     /// <summary>Gradient checkpointing of the UNet's resnet and transformer blocks (<see cref="Networks.UNet2DConditionModel.GradientCheckpointing"/>).</summary>
     public bool GradientCheckpointing { get; init; }
     /// <summary>Cache VAE posteriors per image and (text encoder frozen) text embeddings per caption in memory.</summary>
@@ -89,6 +91,7 @@ public sealed record TrainingOptions
                 Format = job.LoraFormat == "kohya" ? LoraSpelling.Kohya : LoraSpelling.Peft,
             },
             FullFineTune = job.Full,
+            InitialLora = job.InitLora is null ? null : Path.GetFullPath(job.InitLora),
             GradientCheckpointing = job.GradientCheckpointing,
             CacheEncodings = job.CacheEncodings,
             Steps = job.Steps,

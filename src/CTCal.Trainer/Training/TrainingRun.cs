@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using CTCal.Core.Diagnostics;
+using CTCal.Core.Models;
 using CTCal.Core.Probes;
 using CTCal.Trainer.Calibration;
 using CTCal.Trainer.Data;
@@ -80,11 +81,18 @@ public sealed partial class TrainingRun : IDisposable
         }
         else
         {
-            _unetLora = LoraAdapters.Attach(model.UNet, "unet", LoraOptions.UNetTargets, options.Lora, init);
+            // --init-lora: adapters on exactly the file's modules, starting from its factors (a component it does not
+            // adapt gets the default targets and a fresh start).
+            using var initial = options.InitialLora is null ? null : InitialLora.Read(options.InitialLora, model, options.Lora);
+            var unetTargets = initial?.Targets(LoraKeys.UNet);
+            _unetLora = LoraAdapters.Attach(model.UNet, "unet", unetTargets ?? LoraOptions.UNetTargets, options.Lora, init);
+            if (unetTargets is not null) initial!.LoadInto(_unetLora);
             _trainable.AddRange(_unetLora.StateEntries().Select(e => (e.Key, (Parameter)e.Value)));
             if (options.Lora.TextEncoder)
             {
-                _textLora = LoraAdapters.Attach(model.TextEncoder, "text_encoder", LoraOptions.TextEncoderTargets, options.Lora, init);
+                var textTargets = initial?.Targets(LoraKeys.TextEncoder);
+                _textLora = LoraAdapters.Attach(model.TextEncoder, "text_encoder", textTargets ?? LoraOptions.TextEncoderTargets, options.Lora, init);
+                if (textTargets is not null) initial!.LoadInto(_textLora);
                 _trainable.AddRange(_textLora.StateEntries().Select(e => (e.Key, (Parameter)e.Value)));
             }
         }
