@@ -24,6 +24,8 @@ internal sealed record PipelineBenchOptions
     public string? TokenizerFolder { get; init; }
     /// <summary>An exported ONNX model folder to serve (e.g. a full-size export) instead of building the mid model.</summary>
     public string? OnnxFolder { get; init; }
+    /// <summary>The plugin's <c>memoryMode</c> (low or balanced); null: the plugin's default.</summary>
+    public string? MemoryMode { get; init; }
 }
 
 /// <summary>
@@ -77,6 +79,7 @@ internal static class PipelineBench
             ["executionProviders"] = o.Providers,
             ["intraOpThreads"] = o.Threads,
         };
+        if (o.MemoryMode is not null) settings["memoryMode"] = o.MemoryMode;
         string pluginsJson = Path.Combine(root, "plugins.json");
         File.WriteAllText(pluginsJson, JsonSerializer.Serialize(new
         {
@@ -128,7 +131,8 @@ internal static class PipelineBench
             Console.WriteLine($"warning: {warning}");
         }
 
-        Console.WriteLine($"first call (loads the ONNX Runtime sessions + one image): {firstSeconds:F2} s");
+        Console.WriteLine($"first call (loads the ONNX Runtime sessions + one image): {firstSeconds:F2} s; " +
+            $"memory mode {o.MemoryMode ?? "default"}; RSS after it {ProcessMemory.Resident() / 1e9:F2} GB, peak so far {ProcessMemory.Peak() / 1e9:F2} GB");
 
         var total = new List<double>();
         var perStep = new List<double>();
@@ -151,7 +155,7 @@ internal static class PipelineBench
             perStep.Add(stepSeconds);
             decode.Add(decodeSeconds);
             before.Add(beforeSeconds);
-            Console.WriteLine($"  run {i + 1}: {seconds:F2} s/image ({stepSeconds * 1000:F0} ms/step)");
+            Console.WriteLine($"  run {i + 1}: {seconds:F2} s/image ({stepSeconds * 1000:F0} ms/step); RSS after it {ProcessMemory.Resident() / 1e9:F2} GB, peak so far {ProcessMemory.Peak() / 1e9:F2} GB");
         }
 
         Console.WriteLine($"RESULT [{first.ExecutionProvider}] {modelId} {p.Width}x{p.Height}, {p.Steps} steps, guidance {p.Guidance()}: " +

@@ -12,7 +12,7 @@ using static TorchSharp.torch;
 
 int runs = 20, warmup = 3, threads = Environment.ProcessorCount, batch = 2, tokens = 77, steps = 20;
 string configs = "tiny,mid";
-string? dir = null, scheduler = null, pluginDir = null, tokenizerDir = null, providers = null, onnx = null;
+string? dir = null, scheduler = null, pluginDir = null, tokenizerDir = null, providers = null, onnx = null, memoryMode = null;
 bool keep = false, pipeline = false, runsGiven = false, threadsGiven = false;
 int size = 256;
 double guidance = 7.5;
@@ -37,11 +37,12 @@ for (int i = 0; i < args.Length; i++)
         case "--plugin-dir": pluginDir = Next(); break;
         case "--tokenizer": tokenizerDir = Next(); break;
         case "--onnx": onnx = Next(); break;
+        case "--memory-mode": memoryMode = Next(); break;
         case "-h" or "--help":
             Console.WriteLine("ctcal bench inference [--configs tiny,mid] [--runs 20] [--warmup 3] [--threads N] [--batch 2] [--steps 20] [--dir <work folder>] [--keep]");
             Console.WriteLine("ctcal bench inference --pipeline [--runs 3] [--steps 20] [--size 256] [--guidance 7.5] [--scheduler <name>] [--providers cuda,cpu] " +
                 "[--threads N (plugin intraOpThreads; default 0)] [--plugin-dir <CTCal.Plugin build output>] [--tokenizer <folder>] [--dir <work folder>] [--keep] " +
-                "[--onnx <exported ONNX model folder to serve instead of the generated mid model>]");
+                "[--onnx <exported ONNX model folder to serve instead of the generated mid model>] [--memory-mode low|balanced]");
             return 0;
         default: Console.Error.WriteLine($"unknown argument '{args[i]}'"); return 2;
     }
@@ -54,6 +55,11 @@ if (runs < 1 || warmup < 0 || threads < 1 || batch < 1 || steps < 1)
 
 if (pipeline)
 {
+    if (memoryMode is not null and not ("low" or "balanced"))
+    {
+        Console.Error.WriteLine($"--memory-mode {memoryMode}: must be low or balanced");
+        return 2;
+    }
     if (size < 8 || size % 8 != 0)
     {
         Console.Error.WriteLine($"--size {size}: must be a positive multiple of 8");
@@ -76,6 +82,7 @@ if (pipeline)
             PluginBuildOutput = pluginDir,
             TokenizerFolder = tokenizerDir,
             OnnxFolder = onnx is null ? null : Path.GetFullPath(onnx),
+            MemoryMode = memoryMode,
         }, pipelineWork, LoadAverage);
     }
     finally
