@@ -64,7 +64,7 @@ public sealed class FlowMatchingObjective
                 return (randn(new[] { batch }, dtype: ScalarType.Float32, device: CPU, generator: generator) * logitStd + logitMean).sigmoid();
             case "mode":
                 var v = rand(new[] { batch }, dtype: ScalarType.Float32, device: CPU, generator: generator);
-                return 1 - v - modeScale * ((Math.PI / 2 * v).cos().square() - 1 + v);
+                return 1 - v - modeScale * ((Math.PI * v / 2).cos().square() - 1 + v); // the script: cos(pi * u / 2) ** 2
             case "uniform":
                 return rand(new[] { batch }, dtype: ScalarType.Float32, device: CPU, generator: generator);
             default:
