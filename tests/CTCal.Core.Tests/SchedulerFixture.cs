@@ -29,3 +29,6 @@ public class SchedulerFixture
 
 /// <summary>tests/data/fixtures/schedulers_extra.* (diffusers 0.27.2): LMS, DPM++ 2M without Karras sigmas, Euler with v-prediction and linspace spacing.</summary>
 public sealed class SchedulerExtraFixture() : SchedulerFixture("schedulers_extra");
+
+/// <summary>tests/data/fixtures/sd3/schedulers_flowmatch.* (diffusers 0.29.2): FlowMatchEulerDiscreteScheduler with shift 1 and 3 at 10 and 28 steps.</summary>
+public sealed class FlowMatchSchedulerFixture() : SchedulerFixture(Path.Combine("sd3", "schedulers_flowmatch"));

@@ -52,6 +52,11 @@ public sealed record SchedulerConfig
     public bool EulerAtFinal { get; init; }
     /// <summary>DPM-Solver: the sigma after the last step, zero (default) or sigma_min.</summary>
     public string FinalSigmasType { get; init; } = "zero";
+    /// <summary>
+    /// Flow matching (<c>FlowMatchEulerDiscreteScheduler</c>): the static timestep shift sigma' = shift·sigma / (1 + (shift - 1)·sigma);
+    /// 1 = none, SD3-medium uses 3. Ignored by the other schedulers.
+    /// </summary>
+    public double Shift { get; init; } = 1.0;
 
     public static SchedulerConfig Load(string path) => FromJson(JsonConfig.Load(path));
 
@@ -83,6 +88,7 @@ public sealed record SchedulerConfig
             LowerOrderFinal = c.Bool("lower_order_final", true),
             EulerAtFinal = c.Bool("euler_at_final", false),
             FinalSigmasType = c.String("final_sigmas_type", "zero"),
+            Shift = c.Double("shift", 1.0),
         };
         if (c.Bool("rescale_betas_zero_snr", false))
             throw c.Invalid("rescale_betas_zero_snr", "true is not supported (zero terminal SNR schedules are not implemented)");
@@ -94,6 +100,14 @@ public sealed record SchedulerConfig
             throw c.Invalid("interpolation_type", $"'{interpolation}' is not supported (linear)");
         if (c.StringOrNull("timestep_type") is { } timestepType && timestepType != "discrete")
             throw c.Invalid("timestep_type", $"'{timestepType}' is not supported (discrete)");
+        // FlowMatchEulerDiscreteScheduler options beyond diffusers 0.29.2's static shift.
+        if (c.Bool("use_dynamic_shifting", false))
+            throw c.Invalid("use_dynamic_shifting", "true is not supported (dynamic shifting needs the image-size mu at set_timesteps, which CTCal does not pass; use a static shift)");
+        if (c.Bool("invert_sigmas", false)) throw c.Invalid("invert_sigmas", "true is not supported");
+        if (c.Has("shift_terminal")) throw c.Invalid("shift_terminal", "is not supported (diffusers 0.29.2 has no terminal stretch)");
+        if (c.Bool("use_exponential_sigmas", false)) throw c.Invalid("use_exponential_sigmas", "true is not supported");
+        if (c.Bool("use_beta_sigmas", false)) throw c.Invalid("use_beta_sigmas", "true is not supported");
+        if (c.Bool("stochastic_sampling", false)) throw c.Invalid("stochastic_sampling", "true is not supported");
         config.Validate(c.Invalid);
         return config;
     }
@@ -134,5 +148,6 @@ public sealed record SchedulerConfig
         if (AlgorithmType != "dpmsolver++") throw invalid("algorithm_type", $"'{AlgorithmType}' is not supported (dpmsolver++)");
         if (FinalSigmasType is not ("zero" or "sigma_min"))
             throw invalid("final_sigmas_type", $"'{FinalSigmasType}' is not supported (zero, sigma_min)");
+        if (!(Shift > 0 && double.IsFinite(Shift))) throw invalid("shift", $"must be a positive finite number, found {Shift}");
     }
 }
