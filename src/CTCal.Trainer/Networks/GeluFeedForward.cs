@@ -49,15 +49,7 @@ public sealed class GELU : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = proj.forward(x);
-        return TanhGelu(h).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), PyTorch's gelu(approximate="tanh").</summary>
-    internal static Tensor TanhGelu(Tensor x)
-    {
-        using var scope = NewDisposeScope();
-        var inner = x.add(x.pow(3).mul(0.044715)).mul(Math.Sqrt(2.0 / Math.PI));
-        return x.mul(0.5).mul(inner.tanh().add(1)).MoveToOuterDisposeScope();
+        // PyTorch's gelu(approximate="tanh"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), one fused kernel.
+        return functional.gelu(proj.forward(x), TorchSharp.Modules.GELU.Approximate.tanh).MoveToOuterDisposeScope();
     }
 }

@@ -92,4 +92,30 @@ public sealed class SD3TransformerParityTests(ITestOutputHelper output)
         output.WriteLine($"pos_embed table max abs error {err:E2}");
         Assert.True(err <= 1e-6, $"max abs error {err}");
     }
+
+    [Fact]
+    public void Bfloat16ModelCapturesFp32MapsCloseToTheReference()
+    {
+        // Half-precision inputs: the captured probabilities are computed in fp32 (the fused kernel accumulates in fp32 too).
+        using var scope = NewDisposeScope();
+        using var model = SD3Transformer2DModel.FromFolder(Path.Combine(TinySd3, "transformer"));
+        model.to(ScalarType.BFloat16);
+        var io = FixtureTensors.Read(Path.Combine(TinySd3, "transformer_io.safetensors"));
+        using var capture = new AttentionCapture(Layers);
+        Tensor y;
+        using (no_grad())
+            y = model.forward(io["hidden_states"].to(ScalarType.BFloat16), io["encoder_hidden_states"].to(ScalarType.BFloat16),
+                io["pooled_projections"].to(ScalarType.BFloat16), full(2, 500f), capture);
+        Assert.Equal(ScalarType.BFloat16, y.dtype);
+        double outErr = FixtureTensors.MaxAbsDiff(y, io["out_t500"]);
+        output.WriteLine($"bf16 t=500: out max abs error {outErr:E2}");
+        Assert.True(outErr <= 0.05, $"out max abs error {outErr}");
+        foreach (string layer in Layers)
+        {
+            Assert.Equal(ScalarType.Float32, capture.Maps[layer].dtype);
+            double err = FixtureTensors.MaxAbsDiff(capture.Maps[layer], io[$"attn_img2txt_t500/{layer}"]);
+            output.WriteLine($"bf16 t=500: {layer} max abs error {err:E2}");
+            Assert.True(err <= 0.02, $"{layer}: max abs error {err}");
+        }
+    }
 }

@@ -171,4 +171,24 @@ public sealed class SD3TransformerStructureTests : IDisposable
         }
         Assert.True(fused["transformer_blocks.1.attn.to_q.weight"].abs().sum().item<float>() > 0);
     }
+
+    [Fact]
+    public void FeedForwardGeluIsTheTanhApproximation()
+    {
+        // diffusers' "gelu-approximate": distinguishable from the exact (erf) gelu the UNet uses.
+        using var scope = NewDisposeScope();
+        using var gelu = new GELU(5, 5);
+        using (no_grad())
+        {
+            var p = gelu.named_parameters().ToDictionary(x => x.name, x => x.parameter);
+            p["proj.weight"].copy_(eye(5));
+            p["proj.bias"].zero_();
+        }
+        var x = linspace(-4, 4, 25).reshape(5, 5);
+        Tensor y;
+        using (no_grad()) y = gelu.forward(x);
+        var tanhForm = x.mul(0.5).mul(x.add(x.pow(3).mul(0.044715)).mul(Math.Sqrt(2 / Math.PI)).tanh().add(1));
+        Assert.True(FixtureTensors.MaxAbsDiff(y, tanhForm) <= 1e-6);
+        Assert.True(FixtureTensors.MaxAbsDiff(y, nn.functional.gelu(x)) > 1e-4);
+    }
 }
