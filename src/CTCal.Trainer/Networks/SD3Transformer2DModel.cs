@@ -63,22 +63,18 @@ public sealed class SD3Transformer2DModel : Module<Tensor, Tensor, Tensor, Tenso
         JointAttentionPaths = paths.Select(p => new CrossAttentionLayer(p, config.PatchSize, config.NumAttentionHeads)).ToList();
     }
 
-    /// <summary>Builds the model from a diffusers component folder (<c>transformer/</c>): config.json and strictly loaded weights.</summary>
-    /// <param name="variant">Weights variant (<c>fp16</c>), as for <see cref="DiffusersWeights.Load(nn.Module, string, IEnumerable{string}?, string?)"/>.</param>
+    /// <summary>
+    /// Builds the model from a diffusers component folder (<c>transformer/</c>): <c>config.json</c> and the strictly loaded
+    /// <c>diffusion_pytorch_model[.variant].safetensors</c> (or its sharded index), fp32 on the CPU; see
+    /// <see cref="PretrainedModels.LoadSD3Transformer"/> for a device.
+    /// </summary>
+    /// <param name="variant">Weights variant (<c>fp16</c>), as <see cref="DiffusersWeights.ResolveWeightsFile"/> resolves it.</param>
     public static SD3Transformer2DModel FromFolder(string transformerFolder, string? variant = null)
     {
         ArgumentNullException.ThrowIfNull(transformerFolder);
-        var model = new SD3Transformer2DModel(SD3TransformerConfig.Load(Path.Combine(transformerFolder, "config.json")));
-        try
-        {
-            DiffusersWeights.Load(model, transformerFolder, variant: variant);
-            return model;
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+        var files = new CTCal.Core.Models.ComponentFiles("transformer", Path.Combine(transformerFolder, "config.json"),
+            DiffusersWeights.ResolveWeightsFile(transformerFolder, variant));
+        return PretrainedModels.LoadSD3Transformer(files);
     }
 
     public SD3TransformerConfig Config { get; }
