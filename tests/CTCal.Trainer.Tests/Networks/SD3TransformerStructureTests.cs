@@ -191,4 +191,18 @@ public sealed class SD3TransformerStructureTests : IDisposable
         Assert.True(FixtureTensors.MaxAbsDiff(y, tanhForm) <= 1e-6);
         Assert.True(FixtureTensors.MaxAbsDiff(y, nn.functional.gelu(x)) > 1e-4);
     }
+
+    [Fact]
+    public void AModelBuiltUnderAnEndedDisposeScopeKeepsItsPositionTable()
+    {
+        // pos_embed is the only tensor the model creates itself; it must outlive the scope the constructor ran in.
+        SD3Transformer2DModel model;
+        using (NewDisposeScope()) model = Tiny();
+        using (model)
+        using (var scope = NewDisposeScope())
+        {
+            Assert.Equal([1L, 1024, 32], model.state_dict()["pos_embed.pos_embed"].shape);
+            using (no_grad()) Assert.Equal([1L, 4, 8, 8], model.forward(randn(1, 4, 8, 8), randn(1, 3, 32), randn(1, 16), zeros(1)).shape);
+        }
+    }
 }
