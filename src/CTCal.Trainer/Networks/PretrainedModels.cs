@@ -31,6 +31,24 @@ public static class PretrainedModels
         }
     }
 
+    /// <summary>The SD3 transformer (<c>transformer/</c>) in fp32 on <paramref name="device"/>, trainable, like <see cref="LoadUNet(ComponentFiles, Device?)"/>.</summary>
+    public static SD3Transformer2DModel LoadSD3Transformer(ComponentFiles files, Device? device = null)
+    {
+        ArgumentNullException.ThrowIfNull(files);
+        var model = new SD3Transformer2DModel(SD3TransformerConfig.Load(files.ConfigPath));
+        try
+        {
+            DiffusersWeights.Load(model, files.WeightsPath);
+            if (device is not null && device.type != DeviceType.CPU) model.to(device);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>The VAE, frozen (eval mode, no gradients), in <paramref name="dtype"/> on <paramref name="device"/>.</summary>
     public static AutoencoderKL LoadVae(ComponentFiles files, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
         Frozen(new AutoencoderKL(VaeConfig.Load(files.ConfigPath)), files.WeightsPath, null, device, dtype);
