@@ -234,11 +234,35 @@ public sealed class T5EncoderTests : IDisposable
         Assert.Contains("encoder.block.1.layer.1.DenseReluDense.wi_1.weight", error.Message);
     }
 
+    /// <summary>transformers' fp16 guard: a feed-forward output that overflows to inf is clamped, so the final norm stays finite.</summary>
+    [Fact]
+    public void Fp16OverflowIsClampedAsInTransformers()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(7);
+        using var model = new T5EncoderModel(T5Config.Parse("""
+        { "vocab_size": 40, "d_model": 8, "d_kv": 4, "d_ff": 12, "num_layers": 1, "num_heads": 2, "feed_forward_proj": "gated-gelu" }
+        """));
+        model.to(ScalarType.Float16);
+        using var _ = no_grad();
+        foreach (var (name, p) in model.named_parameters())
+        {
+            if (name == "encoder.block.0.layer.1.DenseReluDense.wo.weight") p.fill_(30000.0);
+            if (name.Contains("DenseReluDense.wi", StringComparison.Ordinal)) p.fill_(1.0);
+        }
+        var output = model.forward(tensor(new long[,] { { 3, 5, 1 } }));
+        Assert.Equal(ScalarType.Float16, output.dtype);
+        Assert.False(output.isnan().any().item<bool>());
+        Assert.False(output.isinf().any().item<bool>());
+    }
+
     private static SafetensorsWriteEntry Entry(string name, Tensor t) =>
         SafetensorsWriteEntry.FromFloat32(name, t.shape, t.detach().cpu().contiguous().data<float>().ToArray());
 
-    [Fact]
-    public void HalfPrecisionRunsAndStaysCloseToFp32()
+    [Theory]
+    [InlineData(ScalarType.BFloat16)]
+    [InlineData(ScalarType.Float16)]
+    public void HalfPrecisionRunsAndStaysCloseToFp32(ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         manual_seed(4);
@@ -246,9 +270,9 @@ public sealed class T5EncoderTests : IDisposable
         var ids = tensor(new long[,] { { 7, 3, 1 } });
         using var _ = no_grad();
         var full = model.forward(ids);
-        model.to(ScalarType.BFloat16);
+        model.to(dtype);
         var half = model.forward(ids);
-        Assert.Equal(ScalarType.BFloat16, half.dtype);
+        Assert.Equal(dtype, half.dtype);
         Assert.True(FixtureTensors.MaxAbsDiff(half, full) < 0.1);
     }
 }
