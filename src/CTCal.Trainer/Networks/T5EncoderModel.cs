@@ -287,6 +287,7 @@ public sealed class T5LayerNorm : Module<Tensor, Tensor>
     public T5LayerNorm(int size, double eps) : base(nameof(T5LayerNorm))
     {
         weight = new Parameter(torch.ones(size));
+        weight.DetachFromDisposeScope(); // owned by the module, not by a scope the constructor may run in
         _eps = eps;
         RegisterComponents();
     }

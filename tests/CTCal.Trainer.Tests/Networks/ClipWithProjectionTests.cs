@@ -89,6 +89,20 @@ public sealed class ClipWithProjectionTests : IDisposable
     }
 
     [Fact]
+    public void AModelBuiltInADisposeScopeOutlivesIt()
+    {
+        CLIPTextModelWithProjection model;
+        using (NewDisposeScope()) model = new CLIPTextModelWithProjection(TinyClip());
+        using (model)
+        using (NewDisposeScope())
+        using (no_grad())
+        {
+            Assert.All(model.parameters(), p => Assert.False(p.IsInvalid));
+            Assert.Equal(new long[] { 1, 12 }, model.forward(tensor(new long[,] { { 98, 99 } })).TextEmbeds.shape);
+        }
+    }
+
+    [Fact]
     public void WeightsRoundTripAndAMissingProjectionIsNamed()
     {
         using var scope = NewDisposeScope();

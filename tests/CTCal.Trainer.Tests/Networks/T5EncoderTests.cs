@@ -116,6 +116,21 @@ public sealed class T5EncoderTests : IDisposable
         Assert.True(FixtureTensors.MaxAbsDiff(yHalf, y) < 0.05);
     }
 
+    /// <summary>A model built inside a dispose scope outlives it (its own parameters included).</summary>
+    [Fact]
+    public void AModelBuiltInADisposeScopeOutlivesIt()
+    {
+        T5EncoderModel model;
+        using (NewDisposeScope()) model = new T5EncoderModel(TinyConfig());
+        using (model)
+        using (NewDisposeScope())
+        using (no_grad())
+        {
+            Assert.All(model.parameters(), p => Assert.False(p.IsInvalid));
+            Assert.Equal(new long[] { 1, 2, 8 }, model.forward(tensor(new long[,] { { 4, 1 } })).shape);
+        }
+    }
+
     [Fact]
     public void GeluNewIsTheTanhApproximation()
     {
