@@ -57,6 +57,17 @@ public static class PretrainedModels
     public static CLIPTextModel LoadTextEncoder(ComponentFiles files, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
         Frozen(new CLIPTextModel(ClipTextConfig.Load(files.ConfigPath)), files.WeightsPath, CLIPTextModel.IgnorableKeys, device, dtype);
 
+    /// <summary>An SD3 (or SDXL) CLIP text encoder with projection (<c>text_encoder</c>, <c>text_encoder_2</c>), frozen.</summary>
+    public static CLIPTextModelWithProjection LoadTextEncoderWithProjection(ComponentFiles files, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
+        Frozen(new CLIPTextModelWithProjection(ClipTextConfig.Load(files.ConfigPath)), files.WeightsPath, CLIPTextModelWithProjection.IgnorableKeys, device, dtype);
+
+    /// <summary>
+    /// SD3's T5 encoder (<c>text_encoder_3</c>, usually a sharded <c>model.safetensors.index.json</c>), frozen; the tied
+    /// <c>encoder.embed_tokens.weight</c> may be present and is skipped (see <see cref="T5EncoderModel"/>).
+    /// </summary>
+    public static T5EncoderModel LoadT5Encoder(ComponentFiles files, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
+        Frozen(new T5EncoderModel(T5Config.Load(files.ConfigPath)), files.WeightsPath, T5EncoderModel.IgnorableKeys, device, dtype);
+
     /// <summary>The UNet of <paramref name="config"/> with the weights of <paramref name="weights"/> (any layout), fp32, trainable.</summary>
     public static UNet2DConditionModel LoadUNet(UNetConfig config, TensorSource weights, Device? device = null)
     {
