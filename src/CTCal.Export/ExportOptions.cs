@@ -4,7 +4,11 @@ using CTCal.Export.Onnx;
 
 namespace CTCal.Export;
 
-/// <summary>The model parts an export writes (Optimum/OnnxStack folder names).</summary>
+/// <summary>
+/// The model parts an export writes (Optimum/OnnxStack folder names). SD 1.x/2.x folders have text_encoder, unet and the two
+/// VAE parts; SD3 folders have text_encoder, text_encoder_2, transformer and the two VAE parts (text_encoder_3, T5, is not
+/// exported yet). <see cref="All"/> takes the parts of the source's family; naming a part the family lacks is refused.
+/// </summary>
 [Flags]
 public enum ExportComponents
 {
@@ -13,7 +17,11 @@ public enum ExportComponents
     Unet = 2,
     VaeDecoder = 4,
     VaeEncoder = 8,
-    All = TextEncoder | Unet | VaeDecoder | VaeEncoder,
+    /// <summary>SD3: the MMDiT (<c>transformer/</c>).</summary>
+    Transformer = 16,
+    /// <summary>SD3: the second CLIP text encoder with projection (<c>text_encoder_2/</c>, CLIP-G).</summary>
+    TextEncoder2 = 32,
+    All = TextEncoder | Unet | VaeDecoder | VaeEncoder | Transformer | TextEncoder2,
 }
 
 /// <summary>A LoRA file merged at export with the given strength.</summary>

@@ -1,0 +1,93 @@
+using System.Text.Json.Nodes;
+using CTCal.Core.Models;
+using CTCal.Tests;
+
+namespace CTCal.Export.Tests;
+
+/// <summary>The tiny-sd3 fixture's transformer (diffusers 0.29.2 SD3Transformer2DModel) exported once and shared.</summary>
+public sealed class TinySd3TransformerExport : IDisposable
+{
+    public TinySd3TransformerExport()
+    {
+        Root = TestPaths.NewTempDir("ctcal-export-sd3");
+        Output = Path.Combine(Root, "onnx");
+        OnnxExporter.Export(new ExportOptions { ModelFolder = Folder, OutputFolder = Output, Components = ExportComponents.Transformer });
+    }
+
+    public static string Folder => Path.Combine(TestPaths.Fixtures, "sd3", "tiny-sd3");
+
+    public string Root { get; }
+
+    public string Output { get; }
+
+    public string Model => Path.Combine(Output, "transformer", "model.onnx");
+
+    public void Dispose()
+    {
+        try { Directory.Delete(Root, true); } catch (IOException) { }
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>The exported SD3 transformer in ONNX Runtime vs diffusers 0.29.2's outputs recorded in fixtures/sd3/tiny-sd3.</summary>
+public sealed class SD3TransformerFixtureTests(TinySd3TransformerExport export, Xunit.Abstractions.ITestOutputHelper log) : IClassFixture<TinySd3TransformerExport>
+{
+    private const float Tolerance = 1e-4f;
+
+    [Theory]
+    [InlineData(1000)]
+    [InlineData(500)]
+    [InlineData(20)]
+    public void SD3_transformer_out_hidden_states_match_diffusers(int t)
+    {
+        const string io = "transformer_io.safetensors";
+        var hidden = FixtureExport.Read(TinySd3TransformerExport.Folder, io, "hidden_states");
+        var context = FixtureExport.Read(TinySd3TransformerExport.Folder, io, "encoder_hidden_states");
+        var pooled = FixtureExport.Read(TinySd3TransformerExport.Folder, io, "pooled_projections");
+        var expected = FixtureExport.Read(TinySd3TransformerExport.Folder, io, $"out_t{t}");
+        using var ort = new OrtRunner(export.Model);
+        var outputs = ort.Run(("hidden_states", hidden.Data, hidden.Shape), ("encoder_hidden_states", context.Data, context.Shape),
+            ("pooled_projections", pooled.Data, pooled.Shape), ("timestep", new float[] { t, t }, [2]));
+        var actual = outputs["out_hidden_states"];
+        Assert.Equal(expected.Shape, actual.Shape);
+        float err = OrtRunner.MaxAbsDiff(actual.Data, expected.Data);
+        log.WriteLine($"t={t}: max abs error {err:G3} (output max {OrtRunner.MaxAbs(expected.Data):G3})");
+        Assert.True(err <= Tolerance, $"max abs error {err} at t={t} (output max {OrtRunner.MaxAbs(expected.Data)})");
+    }
+
+    [Fact]
+    public void SD3_transformer_broadcasts_a_single_timestep_over_the_batch()
+    {
+        const string io = "transformer_io.safetensors";
+        var hidden = FixtureExport.Read(TinySd3TransformerExport.Folder, io, "hidden_states");
+        var context = FixtureExport.Read(TinySd3TransformerExport.Folder, io, "encoder_hidden_states");
+        var pooled = FixtureExport.Read(TinySd3TransformerExport.Folder, io, "pooled_projections");
+        var expected = FixtureExport.Read(TinySd3TransformerExport.Folder, io, "out_t500");
+        using var ort = new OrtRunner(export.Model);
+        var actual = ort.Run(("hidden_states", hidden.Data, hidden.Shape), ("encoder_hidden_states", context.Data, context.Shape),
+            ("pooled_projections", pooled.Data, pooled.Shape), ("timestep", new float[] { 500 }, [1]))["out_hidden_states"];
+        Assert.True(OrtRunner.MaxAbsDiff(actual.Data, expected.Data) <= Tolerance);
+    }
+
+    [Fact]
+    public void SD3_transformer_signature_and_initializer_names_are_optimum_and_diffusers()
+    {
+        using var ort = new OrtRunner(export.Model);
+        Assert.Equal(["hidden_states", "encoder_hidden_states", "pooled_projections", "timestep"], ort.Session.InputNames);
+        Assert.Equal(["out_hidden_states"], ort.Session.OutputNames);
+        var summary = Onnx.OnnxModelSummary.Read(export.Model);
+        Assert.Equal([1L, 32 * 32, 32], summary.Initializers["pos_embed.pos_embed"]); // the stored table, cropped in the graph
+        Assert.Contains("transformer_blocks.1.norm1_context.linear.weight", summary.Initializers.Keys);
+        Assert.Contains("transformer_blocks.0.attn.to_add_out.weight", summary.Initializers.Keys);
+        Assert.DoesNotContain("transformer_blocks.1.attn.to_add_out.weight", summary.Initializers.Keys); // the last block is context_pre_only
+
+        var manifest = OnnxModelManifest.TryRead(export.Output)!;
+        Assert.Equal(ModelFamily.Sd3, manifest.Family);
+        Assert.Equal(128, manifest.Width); // sample_size 16 x 8 (no VAE config: the default factor)
+        Assert.Null(manifest.PredictionType);
+        var index = JsonNode.Parse(File.ReadAllText(Path.Combine(export.Output, "model_index.json")))!;
+        Assert.Equal("ORTStableDiffusion3Pipeline", (string?)index["_class_name"]);
+        Assert.Equal("FlowMatchEulerDiscreteScheduler", (string?)index["scheduler"]![1]);
+        Assert.Equal("OnnxRuntimeModel", (string?)index["transformer"]![1]);
+    }
+}
