@@ -30,12 +30,13 @@ public static class OnnxExporter
     private sealed record Part(string Folder, string ConfigJson, OnnxGraph Graph, ComponentWeights Weights);
 
     private const ExportComponents Sd1Parts = ExportComponents.TextEncoder | ExportComponents.Unet | ExportComponents.VaeDecoder | ExportComponents.VaeEncoder;
-    private const ExportComponents Sd3Parts = ExportComponents.TextEncoder | ExportComponents.TextEncoder2 | ExportComponents.Transformer
-        | ExportComponents.VaeDecoder | ExportComponents.VaeEncoder;
+    private const ExportComponents Sd3Parts = ExportComponents.TextEncoder | ExportComponents.TextEncoder2 | ExportComponents.TextEncoder3
+        | ExportComponents.Transformer | ExportComponents.VaeDecoder | ExportComponents.VaeEncoder;
 
     private static readonly (ExportComponents Part, string Folder)[] PartFolders =
     [
-        (ExportComponents.TextEncoder, "text_encoder"), (ExportComponents.TextEncoder2, "text_encoder_2"), (ExportComponents.Unet, "unet"),
+        (ExportComponents.TextEncoder, "text_encoder"), (ExportComponents.TextEncoder2, "text_encoder_2"), (ExportComponents.TextEncoder3, "text_encoder_3"),
+        (ExportComponents.Unet, "unet"),
         (ExportComponents.Transformer, "transformer"), (ExportComponents.VaeDecoder, "vae_decoder"), (ExportComponents.VaeEncoder, "vae_encoder"),
     ];
 
@@ -87,17 +88,26 @@ public static class OnnxExporter
                 $"(its parts: {string.Join(", ", FolderNames(familyParts))})");
         if (sd3 && options.UnetWeights is not null)
             problems.Add($"UNet weights '{options.UnetWeights}' were given, but '{model}' is an SD3 model (a transformer, no UNet)");
-        if (sd3 && options.Loras.Count > 0)
-            problems.Add("merging LoRAs into an SD3 model is not supported by this exporter");
 
         var loras = new Dictionary<string, Dictionary<string, List<LoraDelta>>>(StringComparer.Ordinal);
-        foreach (var spec in sd3 ? [] : options.Loras)
+        foreach (var spec in options.Loras)
         {
             try
             {
                 foreach (var (component, byWeight) in LoraFile.Load(Path.GetFullPath(spec.Path), spec.Scale,
-                             c => src.WeightNames(c == LoraFile.UNet ? "unet" : "text_encoder", c == LoraFile.UNet ? unetReplacement : null)))
+                             c => src.WeightNames(c, c == LoraFile.UNet ? unetReplacement : null)))
                 {
+                    if (sd3 && component == LoraFile.UNet)
+                    {
+                        problems.Add($"LoRA '{spec.Path}' adapts UNet modules (keys without a transformer. or text_encoder. prefix, or kohya lora_unet_ keys, " +
+                            $"e.g. '{byWeight.Values.First()[0].Module}'), but '{model}' is an SD3 model (a transformer, no UNet)");
+                        continue;
+                    }
+                    if (!sd3 && component == LoraFile.Transformer)
+                    {
+                        problems.Add($"LoRA '{spec.Path}' adapts an SD3 transformer (transformer.* keys), but '{model}' is an SD 1.x/2.x model");
+                        continue;
+                    }
                     if (!loras.TryGetValue(component, out var target)) loras[component] = target = new(StringComparer.Ordinal);
                     foreach (var (weight, deltas) in byWeight)
                     {
@@ -117,6 +127,8 @@ public static class OnnxExporter
             problems.Add($"UNet weights '{options.UnetWeights}' were given, but unet is not among the exported components");
         if (loras.ContainsKey(LoraFile.UNet) && !options.Components.HasFlag(ExportComponents.Unet))
             problems.Add("a LoRA updates the UNet, but unet is not among the exported components");
+        if (loras.ContainsKey(LoraFile.Transformer) && !options.Components.HasFlag(ExportComponents.Transformer))
+            problems.Add("a LoRA updates the transformer, but transformer is not among the exported components");
         if (options.Components.HasFlag(ExportComponents.TextEncoder) && src.Checkpoint is { TokenizerOrNull: null } checkpoint)
             problems.Add($"'{checkpoint.Path}' carries no tokenizer, which the exported folder needs: give a folder with the CLIP BPE files " +
                 "vocab.json and merges.txt (--tokenizer), or a config folder with tokenizer/");
@@ -154,6 +166,11 @@ public static class OnnxExporter
                 Add("text_encoder", "text_encoder", (json, file) => TextEncoderGraph.BuildWithProjection(ClipTextConfig.Parse(json, file), "text_encoder", options.Fp16), null, "text_encoder");
             if (options.Components.HasFlag(ExportComponents.TextEncoder2))
                 Add("text_encoder_2", "text_encoder_2", (json, file) => TextEncoderGraph.BuildWithProjection(ClipTextConfig.Parse(json, file), "text_encoder_2", options.Fp16), null, "text_encoder_2");
+            // T5 is optional: taken by default when the source has it, refused as missing only when asked for by name.
+            bool t5 = options.Components.HasFlag(ExportComponents.TextEncoder3)
+                && (options.Components != ExportComponents.All || src.ConfigJson("text_encoder_3") is not null);
+            if (t5)
+                Add("text_encoder_3", "text_encoder_3", (json, file) => T5EncoderGraph.Build(T5Config.Parse(json, file), options.Fp16), null, "text_encoder_3");
             if (options.Components.HasFlag(ExportComponents.Transformer))
                 Add("transformer", "transformer", (json, file) => SD3TransformerGraph.Build(SD3TransformerConfig.Parse(json, file), options.Fp16), null, "transformer");
         }

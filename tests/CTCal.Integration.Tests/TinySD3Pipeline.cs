@@ -10,7 +10,9 @@ namespace CTCal.Integration.Tests;
 /// A tiny SD3 pipeline with seeded random weights (TorchSharp SD3Transformer2DModel, two CLIPTextModelWithProjection, a
 /// 16-channel AutoencoderKL without quant convs), saved as a diffusers StableDiffusion3Pipeline folder. The transformer
 /// differs from the fixture's on purpose: 3 layers, 3 heads of 4, 6 input and 5 output channels, joint width 20, a
-/// position table of 8 x 8 patches. Owns the models and the folder.
+/// position table of 8 x 8 patches. With <c>withT5</c> the folder also has a tiny T5 v1.1 encoder (text_encoder_3) and a
+/// tokenizer_3 folder holding only a tokenizer_config.json (the export copies it; nothing here tokenizes). Owns the models
+/// and the folder.
 /// </summary>
 public sealed class TinySD3Pipeline : IDisposable
 {
@@ -93,7 +95,27 @@ public sealed class TinySD3Pipeline : IDisposable
     }
     """;
 
-    public TinySD3Pipeline(int seed, string root)
+    /// <summary>T5 v1.1 style (gated-gelu, RMS norms), 8 buckets over distances up to 12 (tests use longer sequences).</summary>
+    public const string TextEncoder3Json = """
+    {
+      "architectures": ["T5EncoderModel"],
+      "model_type": "t5",
+      "vocab_size": 100,
+      "d_model": 8,
+      "d_kv": 4,
+      "d_ff": 16,
+      "num_layers": 2,
+      "num_heads": 2,
+      "relative_attention_num_buckets": 8,
+      "relative_attention_max_distance": 12,
+      "feed_forward_proj": "gated-gelu",
+      "layer_norm_epsilon": 1e-06,
+      "is_gated_act": true,
+      "dense_act_fn": "gelu_new"
+    }
+    """;
+
+    public TinySD3Pipeline(int seed, string root, bool withT5 = false)
     {
         Root = root;
         Folder = Path.Combine(root, "model");
@@ -101,6 +123,12 @@ public sealed class TinySD3Pipeline : IDisposable
         TextEncoder = new CLIPTextModelWithProjection(ClipTextConfig.Parse(TextEncoderJson, "text_encoder/config.json"));
         TextEncoder2 = new CLIPTextModelWithProjection(ClipTextConfig.Parse(TextEncoder2Json, "text_encoder_2/config.json"));
         Vae = new AutoencoderKL(VaeConfig.Parse(VaeJson));
+        if (withT5)
+        {
+            TextEncoder3 = new T5EncoderModel(T5Config.Parse(TextEncoder3Json));
+            RandomWeights.Fill(TextEncoder3, seed + 4);
+            TextEncoder3.eval();
+        }
         RandomWeights.Fill(Transformer, seed, gain: 1.0); // 3 adaLN-modulated blocks: gain 1.5 grows the outputs to |v| ~ 20
         RandomWeights.Fill(TextEncoder, seed + 1);
         RandomWeights.Fill(TextEncoder2, seed + 2);
@@ -122,6 +150,9 @@ public sealed class TinySD3Pipeline : IDisposable
     public CLIPTextModelWithProjection TextEncoder2 { get; }
     public AutoencoderKL Vae { get; }
 
+    /// <summary>The T5 encoder, or null for a folder without one.</summary>
+    public T5EncoderModel? TextEncoder3 { get; }
+
     private void WriteFolder()
     {
         Write("transformer/config.json", TransformerJson);
@@ -140,6 +171,12 @@ public sealed class TinySD3Pipeline : IDisposable
             foreach (string file in Directory.EnumerateFiles(tokenizer))
                 File.Copy(file, Path.Combine(Folder, name, Path.GetFileName(file)));
         }
+        if (TextEncoder3 is not null)
+        {
+            Write("text_encoder_3/config.json", TextEncoder3Json);
+            DiffusersWeights.Save(TextEncoder3, Path.Combine(Folder, "text_encoder_3", "model.safetensors"));
+            Write("tokenizer_3/tokenizer_config.json", """{ "model_max_length": 256, "tokenizer_class": "T5Tokenizer" }""");
+        }
         Write("scheduler/scheduler_config.json", """{ "_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": "0.29.2", "num_train_timesteps": 1000, "shift": 3.0 }""");
         var index = new JsonObject
         {
@@ -148,10 +185,10 @@ public sealed class TinySD3Pipeline : IDisposable
             ["scheduler"] = new JsonArray("diffusers", "FlowMatchEulerDiscreteScheduler"),
             ["text_encoder"] = new JsonArray("transformers", "CLIPTextModelWithProjection"),
             ["text_encoder_2"] = new JsonArray("transformers", "CLIPTextModelWithProjection"),
-            ["text_encoder_3"] = new JsonArray(null, null),
+            ["text_encoder_3"] = TextEncoder3 is null ? new JsonArray(null, null) : new JsonArray("transformers", "T5EncoderModel"),
             ["tokenizer"] = new JsonArray("transformers", "CLIPTokenizer"),
             ["tokenizer_2"] = new JsonArray("transformers", "CLIPTokenizer"),
-            ["tokenizer_3"] = new JsonArray(null, null),
+            ["tokenizer_3"] = TextEncoder3 is null ? new JsonArray(null, null) : new JsonArray("transformers", "T5TokenizerFast"),
             ["transformer"] = new JsonArray("diffusers", "SD3Transformer2DModel"),
             ["vae"] = new JsonArray("diffusers", "AutoencoderKL"),
         };
@@ -171,6 +208,7 @@ public sealed class TinySD3Pipeline : IDisposable
         TextEncoder.Dispose();
         TextEncoder2.Dispose();
         Vae.Dispose();
+        TextEncoder3?.Dispose();
         try { Directory.Delete(Root, true); } catch (IOException) { }
     }
 }

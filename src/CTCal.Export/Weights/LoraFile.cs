@@ -11,6 +11,7 @@ public static class LoraFile
 {
     public const string UNet = LoraKeys.UNet;
     public const string TextEncoder = LoraKeys.TextEncoder;
+    public const string Transformer = LoraKeys.Transformer;
 
     /// <summary>
     /// Component name -> (weight name -> updates). Throws <see cref="ExportValidationException"/> naming bad keys.
