@@ -70,6 +70,43 @@ public sealed class SD3TransformerFixtureTests(TinySd3TransformerExport export, 
     }
 
     [Fact]
+    public void SD3_transformer_fp16_export_stays_close_to_diffusers_and_halves_the_file()
+    {
+        string output = Path.Combine(export.Root, $"fp16-{Guid.NewGuid():N}");
+        OnnxExporter.Export(new ExportOptions { ModelFolder = TinySd3TransformerExport.Folder, OutputFolder = output, Components = ExportComponents.Transformer, Fp16 = true });
+        const string io = "transformer_io.safetensors";
+        var hidden = FixtureExport.Read(TinySd3TransformerExport.Folder, io, "hidden_states");
+        var context = FixtureExport.Read(TinySd3TransformerExport.Folder, io, "encoder_hidden_states");
+        var pooled = FixtureExport.Read(TinySd3TransformerExport.Folder, io, "pooled_projections");
+        var expected = FixtureExport.Read(TinySd3TransformerExport.Folder, io, "out_t500");
+        string model = Path.Combine(output, "transformer", "model.onnx");
+        using var ort = new OrtRunner(model);
+        var actual = ort.Run(("hidden_states", hidden.Data, hidden.Shape), ("encoder_hidden_states", context.Data, context.Shape),
+            ("pooled_projections", pooled.Data, pooled.Shape), ("timestep", new float[] { 500, 500 }, [2]))["out_hidden_states"];
+        float err = OrtRunner.MaxAbsDiff(actual.Data, expected.Data);
+        log.WriteLine($"fp16 weights: max abs error {err:G3} (output max {OrtRunner.MaxAbs(expected.Data):G3})");
+        Assert.True(err <= 2e-2f, $"fp16 weights: max abs error {err}");
+        Assert.True(OnnxModelManifest.TryRead(output)!.Fp16);
+        long fp32Bytes = new FileInfo(export.Model).Length, fp16Bytes = new FileInfo(model).Length;
+        Assert.True(fp16Bytes < 0.6 * fp32Bytes, $"fp16 model {fp16Bytes} bytes vs fp32 {fp32Bytes}");
+    }
+
+    [Fact]
+    public void SD3_export_refuses_sd1_parts_and_sd1_export_refuses_sd3_parts_naming_them()
+    {
+        var e = Assert.Throws<ExportValidationException>(() => OnnxExporter.Export(new ExportOptions
+        {
+            ModelFolder = TinySd3TransformerExport.Folder, OutputFolder = Path.Combine(export.Root, "bad-sd3"), Components = ExportComponents.Unet | ExportComponents.Transformer,
+        }));
+        Assert.Contains(e.Problems, p => p.StartsWith("components unet: not part of an SD3 model", StringComparison.Ordinal));
+        e = Assert.Throws<ExportValidationException>(() => OnnxExporter.Export(new ExportOptions
+        {
+            ModelFolder = TinySd1Export.ModelFolder, OutputFolder = Path.Combine(export.Root, "bad-sd1"), Components = ExportComponents.Transformer | ExportComponents.TextEncoder2,
+        }));
+        Assert.Contains(e.Problems, p => p.StartsWith("components text_encoder_2, transformer: not part of an SD 1.x/2.x model", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void SD3_transformer_signature_and_initializer_names_are_optimum_and_diffusers()
     {
         using var ort = new OrtRunner(export.Model);

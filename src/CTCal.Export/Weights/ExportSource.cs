@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using CTCal.Core.Checkpoints;
+using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
 using CTCal.Core.Safetensors;
 using CTCal.Core.Weights;
@@ -64,12 +65,11 @@ internal sealed class ExportSource
             {
                 try
                 {
-                    if (JsonNode.Parse(File.ReadAllText(index))?["_class_name"] is JsonValue v && v.TryGetValue(out string? cls))
-                        return cls == "StableDiffusion3Pipeline";
+                    return ModelIndex.Load(index).ClassName == ModelFolder.SD3PipelineClass;
                 }
-                catch (JsonException)
+                catch (Exception e) when (e is Core.Diffusers.DiffusersConfigException or IOException)
                 {
-                    // reported by ModelIndexEntries
+                    // an unreadable index is reported by ModelIndexEntries; decide by the folders
                 }
             }
             return File.Exists(ConfigFile("transformer")) && !File.Exists(ConfigFile("unet"));
