@@ -92,6 +92,41 @@ public sealed class SD3TransformerFixtureTests(TinySd3TransformerExport export, 
     }
 
     [Fact]
+    public void SD3_transformer_with_external_data_gives_the_same_output()
+    {
+        string output = Path.Combine(export.Root, $"ext-{Guid.NewGuid():N}");
+        OnnxExporter.Export(new ExportOptions { ModelFolder = TinySd3TransformerExport.Folder, OutputFolder = output, Components = ExportComponents.Transformer, ExternalDataThreshold = 0 });
+        string model = Path.Combine(output, "transformer", "model.onnx");
+        Assert.True(File.Exists(model + ".data"));
+        Assert.Equal(Run(export.Model, 500), Run(model, 500));
+    }
+
+    [Fact]
+    public void SD3_transformer_refuses_a_latent_larger_than_the_position_table()
+    {
+        // The fixture's table is 32 x 32 patches of 2. A 68 x 68 latent is 34 x 34 patches: the centre "crop" starts at -1,
+        // which a Slice reads as the last row and column, a single position that would broadcast over every token.
+        using var ort = new OrtRunner(export.Model);
+        foreach (long[] shape in new long[][] { [1, 4, 68, 68], [1, 4, 66, 16] })
+        {
+            var e = Assert.ThrowsAny<Exception>(() => ort.Run(("hidden_states", new float[shape.Aggregate(1L, (a, b) => a * b)], shape),
+                ("encoder_hidden_states", new float[3 * 32], [1, 3, 32]), ("pooled_projections", new float[16], [1, 16]), ("timestep", new float[] { 1 }, [1])));
+            log.WriteLine($"{string.Join("x", shape)}: {e.Message}");
+        }
+    }
+
+    private static float[] Run(string model, float t)
+    {
+        const string io = "transformer_io.safetensors";
+        var hidden = FixtureExport.Read(TinySd3TransformerExport.Folder, io, "hidden_states");
+        var context = FixtureExport.Read(TinySd3TransformerExport.Folder, io, "encoder_hidden_states");
+        var pooled = FixtureExport.Read(TinySd3TransformerExport.Folder, io, "pooled_projections");
+        using var ort = new OrtRunner(model);
+        return ort.Run(("hidden_states", hidden.Data, hidden.Shape), ("encoder_hidden_states", context.Data, context.Shape),
+            ("pooled_projections", pooled.Data, pooled.Shape), ("timestep", new float[] { t, t }, [2]))["out_hidden_states"].Data;
+    }
+
+    [Fact]
     public void SD3_export_refuses_sd1_parts_and_sd1_export_refuses_sd3_parts_naming_them()
     {
         var e = Assert.Throws<ExportValidationException>(() => OnnxExporter.Export(new ExportOptions

@@ -11,7 +11,8 @@ namespace CTCal.Export.Graphs;
 /// <c>pooled_projections</c> float32 [batch, pooled_projection_dim] and <c>timestep</c> float32 [batch] (sigma x 1000; a
 /// [1] value is broadcast); output <c>out_hidden_states</c> float32 [batch, out_channels, height, width], the flow-matching
 /// velocity. Height and width are symbolic: the centre crop of the stored position table (<c>pos_embed.pos_embed</c>, an
-/// initializer like every weight) is computed in the graph from the input's size, as diffusers' PatchEmbed does.
+/// initializer like every weight) is computed in the graph from the input's size, as diffusers' PatchEmbed does; an input
+/// of more than pos_embed_max_size patches on a side fails at run time (a Gather index error), as diffusers refuses it.
 /// </summary>
 public static class SD3TransformerGraph
 {
@@ -82,9 +83,22 @@ public static class SD3TransformerGraph
         string grid = g.Div(g.ShapeOf(x, 2, 4), g.ConstInt64(c.PatchSize));              // [2]: h = H/p, w = W/p
         string start = g.Div(g.Sub(g.ConstInt64(max, max), grid), g.ConstInt64(2));       // [2]: top, left
         string table = g.Reshape(g.Weight("pos_embed.pos_embed", 1, max * max, dim), max, max, dim); // [max, max, D]
-        string crop = g.Op("Slice", [table, start, g.Add(start, grid), g.ConstInt64(0, 1)]); // [h, w, D]
+        // Rows top..top+h-1, then columns left..left+w-1, by Gather: a grid larger than the table (which diffusers refuses)
+        // always indexes past the table's end and fails, where a Slice would clamp and quietly crop the wrong positions.
+        string rows = Positions(g, start, grid, 0);                                        // [h]
+        string cols = Positions(g, start, grid, 1);                                        // [w]
+        string crop = g.Op("Gather", [g.Op("Gather", [table, rows], null, OnnxGraph.Attr("axis", 0L)), cols], null, OnnxGraph.Attr("axis", 1L)); // [h, w, D]
         crop = g.Reshape(crop, 1, -1, dim);                                                // [1, h*w, D]
         return g.Add(tokens, crop);                                                        // [B, N, D]
+    }
+
+    // start[axis] .. start[axis] + grid[axis] - 1 as an int64 vector: Range(0, count) + start, not Range(start, end), which
+    // ONNX Runtime's GatherToSliceFusion would turn into a (clamping) Slice.
+    private static string Positions(OnnxGraph g, string start, string grid, long axis)
+    {
+        string first = g.Op("Gather", [start, g.ScalarInt64(axis)], null, OnnxGraph.Attr("axis", 0L));   // scalar
+        string count = g.Op("Gather", [grid, g.ScalarInt64(axis)], null, OnnxGraph.Attr("axis", 0L));    // scalar
+        return g.Add(g.Op("Range", [g.ScalarInt64(0), count, g.ScalarInt64(1)]), first);
     }
 
     // diffusers.models.embeddings.CombinedTimestepTextProjEmbeddings: Timesteps(256, flip_sin_to_cos=True, shift 0) ->
