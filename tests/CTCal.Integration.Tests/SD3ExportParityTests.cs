@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using CTCal.Core.Models;
 using CTCal.Export;
+using CTCal.Export.Onnx;
 using CTCal.Tests;
 using static TorchSharp.torch;
 
@@ -126,6 +127,36 @@ public sealed class SD3ExportParityTests(SD3Export export, Xunit.Abstractions.IT
         var chunks = tensor(data, shape).chunk(2, 1); // [B, 16, h, w] mean, [B, 16, h, w] log-variance
         Compare.Agree("vae_encoder mean", Compare.Floats(chunks[0]), chunks[0].shape, mean, log);
         Compare.Agree("vae_encoder logvar", Compare.Floats(chunks[1]), chunks[1].shape, logvar, log);
+    }
+
+    /// <summary>
+    /// Every tensor of each TorchSharp module's state dict (diffusers / transformers names) is an initializer of its graph
+    /// with the same shape, and the graph has no other: nothing in a checkpoint is left out, nothing is invented. The one
+    /// exception is the last (context_pre_only) block's add_q_proj, which diffusers creates but whose text queries nothing
+    /// uses: the graph, like the TorchSharp port, does not compute them.
+    /// </summary>
+    [Fact]
+    public void SD3_graph_initializers_are_exactly_the_state_dict_keys()
+    {
+        static Dictionary<string, string> Shapes(IEnumerable<(string Name, long[] Shape)> tensors) =>
+            tensors.ToDictionary(t => t.Name, t => string.Join(",", t.Shape), StringComparer.Ordinal);
+        void Same(string part, TorchSharp.torch.nn.Module module, IEnumerable<string> ignorable)
+        {
+            var expected = Shapes(module.state_dict().Where(kv => !ignorable.Contains(kv.Key)).Select(kv => (kv.Key, kv.Value.shape)));
+            var actual = Shapes(OnnxModelSummary.Read(Onnx(part)).Initializers
+                .Where(kv => !kv.Key.StartsWith("const_", StringComparison.Ordinal)).Select(kv => (kv.Key, kv.Value)));
+            Assert.Equal(expected.OrderBy(kv => kv.Key, StringComparer.Ordinal), actual.OrderBy(kv => kv.Key, StringComparer.Ordinal));
+        }
+        int last = P.Transformer.Config.NumLayers - 1;
+        Same("transformer", P.Transformer, [$"transformer_blocks.{last}.attn.add_q_proj.weight", $"transformer_blocks.{last}.attn.add_q_proj.bias"]);
+        Same("text_encoder", P.TextEncoder, CTCal.Trainer.Networks.CLIPTextModelWithProjection.IgnorableKeys);
+        Same("text_encoder_2", P.TextEncoder2, CTCal.Trainer.Networks.CLIPTextModelWithProjection.IgnorableKeys);
+        // the VAE's two graphs together hold the whole AutoencoderKL (no quant convs in this config)
+        var vae = P.Vae.state_dict().Keys.Order(StringComparer.Ordinal).ToList();
+        var graphs = new[] { "vae_encoder", "vae_decoder" }.SelectMany(part => OnnxModelSummary.Read(Onnx(part)).Initializers.Keys)
+            .Where(k => !k.StartsWith("const_", StringComparison.Ordinal)).Distinct().Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(vae, graphs);
+        Assert.DoesNotContain(graphs, k => k.Contains("quant_conv", StringComparison.Ordinal));
     }
 
     [Fact]

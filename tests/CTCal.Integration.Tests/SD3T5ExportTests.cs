@@ -45,6 +45,15 @@ public sealed class SD3T5ExportTests(SD3WithT5Export export, Xunit.Abstractions.
     }
 
     [Fact]
+    public void SD3_t5_graph_initializers_are_exactly_the_state_dict_keys()
+    {
+        var expected = export.Pipeline.TextEncoder3!.state_dict().ToDictionary(kv => kv.Key, kv => string.Join(",", kv.Value.shape), StringComparer.Ordinal);
+        var actual = CTCal.Export.Onnx.OnnxModelSummary.Read(Path.Combine(export.OnnxFolder, "text_encoder_3", "model.onnx")).Initializers
+            .Where(kv => !kv.Key.StartsWith("const_", StringComparison.Ordinal)).ToDictionary(kv => kv.Key, kv => string.Join(",", kv.Value), StringComparer.Ordinal);
+        Assert.Equal(expected.OrderBy(kv => kv.Key, StringComparer.Ordinal), actual.OrderBy(kv => kv.Key, StringComparer.Ordinal));
+    }
+
+    [Fact]
     public void SD3_folder_with_t5_lists_text_encoder_3_and_tokenizer_3()
     {
         string o = export.OnnxFolder;
