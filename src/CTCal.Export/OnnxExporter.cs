@@ -156,7 +156,7 @@ public static class OnnxExporter
             if (tensors is null) return;
             var weights = new ComponentWeights(folder, tensors, loras.GetValueOrDefault(loraComponent));
             opened.Add(weights);
-            problems.AddRange(weights.Check(graph.Weights));
+            problems.AddRange(weights.Check(graph.Weights, graph.UnusedWeights));
             parts.Add(new Part(folder, json, graph, weights));
         }
 

@@ -23,6 +23,7 @@ public sealed class SD3LoraExportTests(SD3Export export, Xunit.Abstractions.ITes
         "transformer_blocks.0.attn.to_q",
         "transformer_blocks.1.attn.add_v_proj",
         "transformer_blocks.0.attn.to_add_out",
+        "transformer_blocks.2.attn.add_q_proj", // the last block's, unused (diffusers' SD3 LoRA training targets it): accepted, no effect
         "transformer_blocks.2.norm1.linear",
         "transformer_blocks.2.norm1_context.linear",
         "transformer_blocks.1.ff_context.net.0.proj",

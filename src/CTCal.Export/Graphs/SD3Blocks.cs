@@ -77,6 +77,12 @@ internal static class SD3Blocks
         string v = g.Concat(1, Linear3(g, image, batch, p + ".to_v", dim, inner),
             Linear3(g, text, batch, p + ".add_v_proj", dim, inner));                        // [B, N+L, inner]
         if (!contextPreOnly) q = g.Concat(1, q, Linear3(g, text, batch, p + ".add_q_proj", dim, inner)); // [B, N+L, inner]
+        else
+        {
+            // diffusers creates add_q_proj in the context_pre_only block too; its text queries would only feed the discarded text output
+            g.Unused(p + ".add_q_proj.weight");
+            g.Unused(p + ".add_q_proj.bias");
+        }
         string o = g.Attention(g.Reshape(q, -1, inner), g.Reshape(k, -1, inner), g.Reshape(v, -1, inner), batch, heads, headDim); // [B*Sq, inner]
         o = g.Reshape(o, g.Concat(0, batch, g.ConstInt64(-1, inner)));                     // [B, Sq, inner]
         string n = g.ShapeOf(image, 1, 2);                                                 // [1]: N
