@@ -103,9 +103,9 @@ public static class OnnxExporter
                             $"e.g. '{byWeight.Values.First()[0].Module}'), but '{model}' is an SD3 model (a transformer, no UNet)");
                         continue;
                     }
-                    if (!sd3 && component == LoraFile.Transformer)
+                    if (!sd3 && component is LoraFile.Transformer or LoraFile.TextEncoder2)
                     {
-                        problems.Add($"LoRA '{spec.Path}' adapts an SD3 transformer (transformer.* keys), but '{model}' is an SD 1.x/2.x model");
+                        problems.Add($"LoRA '{spec.Path}' adapts an SD3 {component} ({component}.* keys), but '{model}' is an SD 1.x/2.x model");
                         continue;
                     }
                     if (!loras.TryGetValue(component, out var target)) loras[component] = target = new(StringComparer.Ordinal);
@@ -129,6 +129,8 @@ public static class OnnxExporter
             problems.Add("a LoRA updates the UNet, but unet is not among the exported components");
         if (loras.ContainsKey(LoraFile.Transformer) && !options.Components.HasFlag(ExportComponents.Transformer))
             problems.Add("a LoRA updates the transformer, but transformer is not among the exported components");
+        if (loras.ContainsKey(LoraFile.TextEncoder2) && !options.Components.HasFlag(ExportComponents.TextEncoder2))
+            problems.Add("a LoRA updates text_encoder_2, but text_encoder_2 is not among the exported components");
         if (options.Components.HasFlag(ExportComponents.TextEncoder) && src.Checkpoint is { TokenizerOrNull: null } checkpoint)
             problems.Add($"'{checkpoint.Path}' carries no tokenizer, which the exported folder needs: give a folder with the CLIP BPE files " +
                 "vocab.json and merges.txt (--tokenizer), or a config folder with tokenizer/");

@@ -79,6 +79,15 @@ public sealed class LoraKeysTests
     }
 
     [Fact]
+    public void SD3_second_text_encoder_keys_parse()
+    {
+        const string key = "text_encoder_2.text_model.encoder.layers.3.self_attn.out_proj.lora_B.weight";
+        Assert.Equal(new LoraKey(key, LoraKeys.TextEncoder2, "text_model.encoder.layers.3.self_attn.out_proj", LoraPart.Up, LoraSpelling.Peft), LoraKeys.Parse(key));
+        Assert.Equal(key, LoraKeys.Format(LoraKeys.TextEncoder2, "text_model.encoder.layers.3.self_attn.out_proj", LoraPart.Up, LoraSpelling.Peft));
+        Assert.Throws<ArgumentException>(() => LoraKeys.Format(LoraKeys.TextEncoder2, "text_model.encoder.layers.3.self_attn.out_proj", LoraPart.Up, LoraSpelling.Kohya));
+    }
+
+    [Fact]
     public void SD3_transformer_has_no_kohya_spelling()
     {
         var e = Assert.Throws<ArgumentException>(() => LoraKeys.Format(LoraKeys.Transformer, "transformer_blocks.0.attn.to_q", LoraPart.Down, LoraSpelling.Kohya));

@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace CTCal.Integration.Tests;
 
 /// <summary>
-/// A diffusers-style SD3 LoRA (peft keys <c>transformer.*</c> and <c>text_encoder.*</c>) merged at export gives what
+/// A diffusers-style SD3 LoRA (peft keys <c>transformer.*</c>, <c>text_encoder.*</c>, <c>text_encoder_2.*</c>) merged at export gives what
 /// TorchSharp gives with the same update folded into its weights by hand.
 /// </summary>
 public sealed class SD3LoraExportTests(SD3Export export, Xunit.Abstractions.ITestOutputHelper log) : IClassFixture<SD3Export>
@@ -34,6 +34,8 @@ public sealed class SD3LoraExportTests(SD3Export export, Xunit.Abstractions.ITes
 
     private static readonly string[] TextTargets = ["text_model.encoder.layers.1.self_attn.k_proj", "text_model.encoder.layers.2.mlp.fc2"];
 
+    private static readonly string[] Text2Targets = ["text_model.encoder.layers.0.self_attn.v_proj", "text_projection"];
+
     [Fact]
     public void SD3_lora_merged_at_export_matches_torch_with_the_update_folded_in()
     {
@@ -45,12 +47,15 @@ public sealed class SD3LoraExportTests(SD3Export export, Xunit.Abstractions.ITes
         using var transformer = SD3Transformer2DModel.FromFolder(Path.Combine(P.Folder, "transformer"));
         using var clip = new CLIPTextModelWithProjection(ClipTextConfig.Load(Path.Combine(P.Folder, "text_encoder", "config.json")));
         DiffusersWeights.Load(clip, Path.Combine(P.Folder, "text_encoder"));
+        using var clip2 = new CLIPTextModelWithProjection(ClipTextConfig.Load(Path.Combine(P.Folder, "text_encoder_2", "config.json")));
+        DiffusersWeights.Load(clip2, Path.Combine(P.Folder, "text_encoder_2"));
         transformer.eval();
         clip.eval();
+        clip2.eval();
         var g = new Generator(53);
         var entries = new List<SafetensorsWriteEntry>();
         var updates = new List<(nn.Module Model, string Module, Tensor A, Tensor B)>();
-        foreach (var (model, prefix, targets) in new (nn.Module, string, string[])[] { (transformer, "transformer", TransformerTargets), (clip, "text_encoder", TextTargets) })
+        foreach (var (model, prefix, targets) in new (nn.Module, string, string[])[] { (transformer, "transformer", TransformerTargets), (clip, "text_encoder", TextTargets), (clip2, "text_encoder_2", Text2Targets) })
         {
             var weights = model.state_dict();
             foreach (string module in targets)
@@ -87,7 +92,7 @@ public sealed class SD3LoraExportTests(SD3Export export, Xunit.Abstractions.ITes
         string output = Path.Combine(root, "onnx");
         OnnxExporter.Export(new ExportOptions
         {
-            ModelFolder = P.Folder, OutputFolder = output, Components = ExportComponents.Transformer | ExportComponents.TextEncoder,
+            ModelFolder = P.Folder, OutputFolder = output, Components = ExportComponents.Transformer | ExportComponents.TextEncoder | ExportComponents.TextEncoder2,
             Loras = [new LoraSpec(lora, Scale)],
         });
 
@@ -117,6 +122,22 @@ public sealed class SD3LoraExportTests(SD3Export export, Xunit.Abstractions.ITes
             log.WriteLine($"LoRA changes the transformer output by up to {effect:F4}");
             Assert.True(effect > 1e-2, $"the LoRA changed the exported transformer's output by only {effect}");
             Compare.Agree("transformer out_hidden_states with LoRA", data, shape, expected, log);
+        }
+        using (var ort = new Ort(Path.Combine(output, "text_encoder_2", "model.onnx")))
+        {
+            int eos2 = clip2.Config.EosTokenId;
+            int[] ids2 = [clip2.Config.BosTokenId, 40, 41, 42, eos2, 5, 6, clip2.Config.BosTokenId, 7, 8, 9, 10, 11, eos2];
+            var id2Tensor = tensor(ids2.Select(i => (long)i).ToArray(), new long[] { 2, 7 });
+            Tensor embeds2, base2;
+            using (no_grad())
+            {
+                embeds2 = clip2.forward(id2Tensor).TextEmbeds;
+                base2 = P.TextEncoder2.forward(id2Tensor).TextEmbeds;
+            }
+            var outputs = ort.Run(("input_ids", ids2, [2, 7]));
+            double effect = Compare.MaxAbsDiff(outputs["text_embeds"].Data, Compare.Floats(base2));
+            Assert.True(effect > 1e-2, $"the LoRA changed the exported text_encoder_2's text_embeds by only {effect}");
+            Compare.Agree("text_encoder_2 text_embeds with LoRA", outputs["text_embeds"].Data, outputs["text_embeds"].Shape, embeds2, log);
         }
         using (var ort = new Ort(Path.Combine(output, "text_encoder", "model.onnx")))
         {
