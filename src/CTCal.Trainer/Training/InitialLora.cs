@@ -34,7 +34,13 @@ public sealed class InitialLora : IDisposable
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(lora);
         if (!File.Exists(path)) throw new FileNotFoundException($"--init-lora {path}: no such LoRA file", path);
-        nn.Module Component(string name) => name == LoraKeys.UNet ? model.UNet : model.TextEncoder;
+        // LoraKeys also knows SD3's parts (transformer, text_encoder_2), which this model does not have.
+        nn.Module Component(string name) => name switch
+        {
+            LoraKeys.UNet => model.UNet,
+            LoraKeys.TextEncoder => model.TextEncoder,
+            _ => throw new InvalidDataException($"{path}: the LoRA adapts '{name}', a part this model does not have (it continues unet and text_encoder LoRAs)"),
+        };
         var (tensors, rank, alpha) = LoraFile.Load(path, component => Component(component).named_parameters().Select(p => p.name).ToList());
         try
         {
