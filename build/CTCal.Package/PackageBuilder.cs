@@ -70,12 +70,13 @@ public sealed class PackageBuilder
         string output = Path.GetFullPath(_options.OutputFolder);
         var dotnet = new DotnetCli(_options.RepoRoot, Path.Combine(WorkFolder, "artifacts"), _log);
         string gpu = $"-p:CTCalGpu={_options.Gpu}";
-        _log.WriteLine($"== {rid} (ReadyToRun {(_options.ReadyToRun ? "on" : "off")}, CTCalGpu={_options.Gpu})");
+        string[] framework = _options.PluginFramework is { } tfm ? [gpu, $"-p:CTCalLibraryTarget={tfm}"] : [gpu];
+        _log.WriteLine($"== {rid} (ReadyToRun {(_options.ReadyToRun ? "on" : "off")}, CTCalGpu={_options.Gpu}, plugin for {_options.PluginFramework ?? "its default framework"})");
 
         // 1. The plugin, RID-neutral, into a staging folder named after the plugin id once it is known.
         string staging = Path.Combine(WorkFolder, $"plugin-{rid}");
         Reset(staging);
-        dotnet.Publish(PluginProject, staging, gpu);
+        dotnet.Publish(PluginProject, staging, framework);
         var deps = DepsFile.Load(Path.Combine(staging, PackageLayout.PluginDeps));
         int dropped = deps.KeepOnly(rid, staging);
         deps.Save();
@@ -91,7 +92,7 @@ public sealed class PackageBuilder
         {
             string r2r = Path.Combine(WorkFolder, $"plugin-r2r-{rid}");
             Reset(r2r);
-            dotnet.Publish(PluginProject, r2r, "-r", rid, "--self-contained", "false", "-p:PublishReadyToRun=true", gpu);
+            dotnet.Publish(PluginProject, r2r, ["-r", rid, "--self-contained", "false", "-p:PublishReadyToRun=true", .. framework]);
             foreach (string file in deps.ManagedFiles)
             {
                 string compiled = Path.Combine(r2r, file);
