@@ -77,6 +77,31 @@ internal sealed class DepsFile
         return removed;
     }
 
+    /// <summary>
+    /// Removes the files named <paramref name="fileNames"/> from a RID-specific deps file's <c>native</c> sections and from
+    /// <paramref name="folder"/> (where such a publish flattens them); returns the names removed.
+    /// </summary>
+    public IReadOnlyList<string> RemoveNative(IReadOnlyCollection<string> fileNames, string folder)
+    {
+        var removed = new List<string>();
+        foreach (var native in Libraries.Select(l => l["native"]).OfType<JsonObject>().ToList())
+        {
+            foreach (string path in native.Select(a => a.Key).Where(k => fileNames.Contains(Path.GetFileName(k))).ToList())
+            {
+                native.Remove(path);
+                string file = Path.Combine(folder, Path.GetFileName(path));
+                if (File.Exists(file))
+                {
+                    File.Delete(file);
+                }
+
+                removed.Add(Path.GetFileName(path));
+            }
+        }
+
+        return removed;
+    }
+
     public void Save() =>
         File.WriteAllText(_path, _root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
 }

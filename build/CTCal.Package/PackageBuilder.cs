@@ -12,7 +12,8 @@ namespace CTCal.Package;
 /// <item>with ReadyToRun, the same managed files precompiled for the RID (a second, RID-specific publish) copied over the
 /// IL ones (same names and identities, so the deps file still describes them);</item>
 /// <item>the trainer (<c>ctcal-train</c>) published self-contained for the RID into <c>trainer/</c>, libtorch for that
-/// platform included; on linux-x64 its libLibTorchSharp.so always gets the libstdc++ fix (build/TorchSharpLinuxFix.targets);</item>
+/// platform included, less the native files nothing loads (<see cref="PackageLayout.UnusedTrainerFiles"/>); on linux-x64
+/// its libLibTorchSharp.so always gets the libstdc++ fix (build/TorchSharpLinuxFix.targets);</item>
 /// <item>the manifest <c>ctcal-plugin.json</c>, then the zip.</item>
 /// </list>
 /// Nothing is trimmed: the plugin is found and composed by reflection (MEF) in a host's process, and the trainer's TorchSharp
@@ -112,6 +113,11 @@ public sealed class PackageBuilder
         {
             throw new PackageException($"trainer publish for {rid} wrote no {PackageLayout.TrainerExecutable(rid)} in {trainer}");
         }
+
+        var trainerDeps = DepsFile.Load(Path.Combine(trainer, "ctcal-train.deps.json"));
+        var unused = trainerDeps.RemoveNative([.. PackageLayout.UnusedTrainerFiles], trainer);
+        trainerDeps.Save();
+        _log.WriteLine($"  left out of the trainer (not loaded at run time): {(unused.Count == 0 ? "nothing" : string.Join(", ", unused))}");
 
         if (rid.StartsWith("linux", StringComparison.Ordinal))
         {

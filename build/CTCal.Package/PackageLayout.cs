@@ -15,6 +15,22 @@ public static class PackageLayout
     /// <summary>The self-contained trainer sidecar's folder inside the package.</summary>
     public const string TrainerFolder = "trainer";
 
+    /// <summary>
+    /// Native files the trainer's packages bring that nothing loads at run time, left out of the sidecar: SkiaSharp's
+    /// Windows debug symbols (92 MiB), libtorch's Python bindings (they need a Python) and its test and backend-example
+    /// libraries. None is a dependency (DT_NEEDED) of libtorch_cpu, libtorch, libc10 or libLibTorchSharp.
+    /// </summary>
+    public static readonly IReadOnlySet<string> UnusedTrainerFiles = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "libSkiaSharp.pdb",
+        "libtorch_python.so",
+        "libjitbackend_test.so",
+        "libtorchbind_test.so",
+        "libbackend_with_compiler.so",
+        "libaoti_custom_ops.so",
+        "libnnapi_backend.so",
+    };
+
     /// <summary>The runtime identifiers a package is built for.</summary>
     public static readonly IReadOnlyList<string> SupportedRids = ["linux-x64", "win-x64"];
 

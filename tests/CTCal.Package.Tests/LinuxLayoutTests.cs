@@ -45,6 +45,9 @@ public sealed class LinuxLayoutTests
             Assert.True(File.Exists(Path.Combine(trainer, library)), $"{library} missing beside ctcal-train");
         }
 
+        // Left out (nothing loads them; the fine-tune in LinuxPackageTests runs without them).
+        Assert.All(PackageLayout.UnusedTrainerFiles, unused => Assert.False(File.Exists(Path.Combine(trainer, unused)), $"{unused} should be left out"));
+
         // Patching a copy again finds the requirement already weak: the package works on Debian 12's libstdc++ too.
         string copy = Path.Combine(TestPaths.NewTempDir("ctcal-so"), "libLibTorchSharp.so");
         try

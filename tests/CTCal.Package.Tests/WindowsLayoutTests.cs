@@ -109,6 +109,8 @@ public sealed class WindowsLayoutTests
         }
 
         Assert.Empty(Directory.GetFiles(trainer, "*.so", SearchOption.AllDirectories));
+        Assert.All(PackageLayout.UnusedTrainerFiles, unused => Assert.DoesNotContain(unused, files));
+        Assert.False(File.Exists(Path.Combine(trainer, "libSkiaSharp.pdb")), "SkiaSharp's native debug symbols are left out");
         _output.WriteLine($"trainer: {files.Count} files in its deps file, {PackageResult.Mib(_package.TrainerBytes)}");
     }
 
