@@ -34,6 +34,7 @@ public sealed class PackageFixture : IDisposable
         }
         catch (PackageException ex)
         {
+            Directory.Delete(_temporary, recursive: true);
             throw new InvalidOperationException($"{ex.Message}{Environment.NewLine}{log}", ex);
         }
 
