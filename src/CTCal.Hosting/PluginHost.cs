@@ -112,6 +112,9 @@ public sealed class PluginHost : IDisposable
         {
             var alc = new PluginLoadContext(entry.Id, entry.AssemblyPath);
             assembly = alc.LoadFromAssemblyPath(entry.AssemblyPath);
+
+            // Before MEF reads a type: a plugin built against other contracts is refused by name and both versions.
+            ContractsVersion.Check(entry.Id, entry.AssemblyPath, assembly);
             var context = new PluginContext(entry.Id, entry.Directory, File.BaseDirectory, entry.Settings, File.FilePath, pluginLog);
             container = new ContainerConfiguration()
                 .WithAssembly(assembly)

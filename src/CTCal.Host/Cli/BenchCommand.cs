@@ -53,6 +53,13 @@ internal static class BenchCommand
             var warm = await generator.GenerateAsync(Request(-1), null, ct);
             output.WriteLine($"model {id}, {warm.Parameters.Width}x{warm.Parameters.Height}, {warm.Parameters.Steps} steps, {warm.Parameters.Scheduler}, provider {warm.ExecutionProvider}");
             output.WriteLine($"first call (loads sessions): {first.Elapsed.TotalMilliseconds:F0} ms");
+            // Startup cost up to the first image (runtime start, plugin load, sessions, first run) and how much of it the JIT
+            // took: what ReadyToRun code in a plugin package saves (docs/packaging.md).
+            using (var self = Process.GetCurrentProcess())
+            {
+                output.WriteLine(FormattableString.Invariant(
+                    $"first image {(DateTime.Now - self.StartTime).TotalMilliseconds:F0} ms after process start; JIT so far: {System.Runtime.JitInfo.GetCompiledMethodCount(currentThread: false)} methods, {System.Runtime.JitInfo.GetCompilationTime(currentThread: false).TotalMilliseconds:F0} ms compiling"));
+            }
 
             var sequential = new List<double>();
             var wall = Stopwatch.StartNew();

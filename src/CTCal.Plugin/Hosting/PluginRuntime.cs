@@ -21,6 +21,7 @@ internal sealed class PluginRuntime : IDisposable
     public PluginRuntime(IPluginContext context)
         : this(PluginSettings.Parse(context.Settings, context.BaseDirectory, context.SettingsSource), context.Log)
     {
+        PluginDirectory = context.PluginDirectory;
     }
 
     internal PluginRuntime(PluginSettings settings, ILogSink log)
@@ -31,6 +32,9 @@ internal sealed class PluginRuntime : IDisposable
     }
 
     public PluginSettings Settings { get; }
+
+    /// <summary>The folder the plugin was loaded from (a package keeps its trainer sidecar there), or null when not known.</summary>
+    public string? PluginDirectory { get; init; }
 
     public ILogSink Log { get; }
 

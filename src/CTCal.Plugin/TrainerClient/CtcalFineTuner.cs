@@ -99,6 +99,14 @@ internal sealed class CtcalFineTuner : IFineTuner
             $"Trainer's final checkpoint {checkpoint} is neither a .safetensors file, a diffusers folder (model_index.json) nor a folder with unet/diffusion_pytorch_model.safetensors");
     }
 
+    /// <summary>The temporary job file for a run into <paramref name="outputFolder"/>: a hidden file in its parent folder.</summary>
+    internal static string JobFilePath(string outputFolder)
+    {
+        string output = Path.TrimEndingDirectorySeparator(Path.GetFullPath(outputFolder));
+        string parent = Path.GetDirectoryName(output) ?? output;
+        return Path.Combine(parent, $".{Path.GetFileName(output)}.ctcal-job-{Guid.NewGuid():N}.json");
+    }
+
     private static bool IsLora(string safetensors)
     {
         using var file = SafetensorsFile.Open(safetensors);
@@ -117,12 +125,14 @@ internal sealed class CtcalFineTuner : IFineTuner
             throw new ArgumentException($"Base checkpoint folder {job.Model} does not exist", nameof(request));
         }
 
-        string trainer = _runtime.Settings.TrainerPath
-            ?? TrainerSidecar.FindOnPath(TrainerName)
-            ?? throw new FineTuneException($"Trainer '{TrainerName}' not found: set settings.trainerPath in plugins.json or put it on PATH");
+        string trainer = TrainerLocator.Find(_runtime.Settings.TrainerPath, _runtime.PluginDirectory)
+            ?? throw new FineTuneException(
+                $"Trainer '{TrainerName}' not found: set settings.trainerPath in plugins.json, install the plugin package (it carries {TrainerLocator.PackagedFolder}/{TrainerLocator.FileName}) or put it on PATH");
 
-        // The job file lives beside nothing the trainer reads or writes: a private temporary file, removed afterwards.
-        string jobFile = Path.Combine(Path.GetTempPath(), $"ctcal-job-{Guid.NewGuid():N}.json");
+        // The job file goes where the host asked the trainer's output to go (beside the output folder, so the trainer's
+        // own folder checks never see it), never into a system folder; it is removed afterwards.
+        string jobFile = JobFilePath(job.Out!);
+        Directory.CreateDirectory(Path.GetDirectoryName(jobFile)!);
         TrainerEvent done;
         try
         {
