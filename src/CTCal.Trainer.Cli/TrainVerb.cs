@@ -169,8 +169,9 @@ internal sealed class TrainVerb(CliContext context)
             if (job.Subjects.StartsWith("llm:", StringComparison.Ordinal))
                 dataset = LlmSubjects.Fill(context, dataset, job.Subjects["llm:".Length..]);
             using var diffusion = context.LoadModelOrSingleFile(model, SingleFile(job));
-            if (options.TeacherTimestep >= diffusion.AlphasCumprod.Length)
-                throw new UsageException($"--teacher-t {options.TeacherTimestep} is not below the {diffusion.AlphasCumprod.Length} training timesteps");
+            int trainTimesteps = diffusion.CreateObjective(options).NumTrainTimesteps;
+            if (options.TeacherTimestep >= trainTimesteps)
+                throw new UsageException($"--teacher-t {options.TeacherTimestep} is not below the {trainTimesteps} training timesteps");
             if (resolution % diffusion.VaeScaleFactor != 0)
                 throw new UsageException($"--resolution {resolution} is not a multiple of the model's VAE scale factor {diffusion.VaeScaleFactor}");
             if (options.Method == TrainingMethod.Ctcal && options.Teacher == TeacherSource.Oracle)
@@ -204,8 +205,10 @@ internal sealed class TrainVerb(CliContext context)
                 using var run = new TrainingRun(diffusion, dataset, options, output, observer);
                 if (validationScheduler is not null)
                 {
+                    // A flow-matching model (SD3) samples with the flow-matching Euler sampler whatever --validation-scheduler says.
+                    string sampler = diffusion.PredictionType == FlowTrainingObjective.PredictionType ? SchedulerFactory.FlowMatchNames[0] : options.ValidationScheduler;
                     run.Validator = new SamplingValidator(diffusion, validationScheduler, options.ValidationPrompts, resolution,
-                        options.ValidationSteps, options.ValidationScheduler, options.ValidationGuidance, options.Seed);
+                        options.ValidationSteps, sampler, options.ValidationGuidance, options.Seed);
                 }
                 if (resume is not null) run.Resume(resume);
                 OutputFolder.WriteAllTextAtomic(Path.Combine(output, "train_config.json"), configJson);

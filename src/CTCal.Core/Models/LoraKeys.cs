@@ -34,12 +34,15 @@ public sealed class LoraKeyException(string message) : Exception(message);
 
 /// <summary>
 /// The LoRA key grammar, written once: parses and formats tensor keys in peft, older diffusers and kohya spellings for
-/// the <c>unet</c> and <c>text_encoder</c> components, and decides whether a file is a LoRA.
+/// the <c>unet</c> and <c>text_encoder</c> components (and, dotted spellings only, SD3's <c>transformer</c>), and decides whether a file is a LoRA.
 /// </summary>
 public static class LoraKeys
 {
     public const string UNet = "unet";
     public const string TextEncoder = "text_encoder";
+
+    /// <summary>The SD3 transformer (<c>transformer.{module}</c>, as diffusers' SD3 LoRAs spell it); peft and diffusers spellings only, kohya has no prefix for it.</summary>
+    public const string Transformer = "transformer";
 
     private const string KohyaUNet = "lora_unet_";
     private const string KohyaTextEncoder = "lora_te_";
@@ -69,6 +72,8 @@ public static class LoraKeys
         {
             LoraSpelling.Peft => $"{component}.{module}." + (part switch { LoraPart.Down => "lora_A.weight", LoraPart.Up => "lora_B.weight", _ => "alpha" }),
             LoraSpelling.Diffusers => $"{component}.{module}." + (part switch { LoraPart.Down => "lora.down.weight", LoraPart.Up => "lora.up.weight", _ => "alpha" }),
+            LoraSpelling.Kohya when component == Transformer => throw new ArgumentException(
+                $"the kohya spelling has no prefix for the {Transformer} (lora_unet_/lora_te_ only); write it in the peft or diffusers spelling", nameof(spelling)),
             LoraSpelling.Kohya => (component == UNet ? KohyaUNet : KohyaTextEncoder) + KohyaModule(module)
                 + (part switch { LoraPart.Down => ".lora_down.weight", LoraPart.Up => ".lora_up.weight", _ => ".alpha" }),
             _ => throw new ArgumentOutOfRangeException(nameof(spelling)),
@@ -79,7 +84,7 @@ public static class LoraKeys
     public static string KohyaModule(string module) => module.Replace('.', '_');
 
     /// <summary>
-    /// Parses a LoRA tensor key. Dotted keys without a <c>unet.</c>/<c>text_encoder.</c> prefix belong to the UNet; a dotted
+    /// Parses a LoRA tensor key. Dotted keys without a <c>unet.</c>/<c>text_encoder.</c>/<c>transformer.</c> prefix belong to the UNet; a dotted
     /// <c>.alpha</c> key is reported as <see cref="LoraSpelling.Peft"/> (peft and diffusers share it). False for any other key.
     /// </summary>
     public static bool TryParse(string key, out LoraKey parsed)
@@ -106,6 +111,7 @@ public static class LoraKeys
             string component = UNet;
             if (module.StartsWith(UNet + ".", StringComparison.Ordinal)) module = module[(UNet.Length + 1)..];
             else if (module.StartsWith(TextEncoder + ".", StringComparison.Ordinal)) (component, module) = (TextEncoder, module[(TextEncoder.Length + 1)..]);
+            else if (module.StartsWith(Transformer + ".", StringComparison.Ordinal)) (component, module) = (Transformer, module[(Transformer.Length + 1)..]);
             if (module.Length == 0) return false;
             parsed = new LoraKey(key, component, module, part, spelling);
             return true;
@@ -124,8 +130,8 @@ public static class LoraKeys
 
     private static void CheckComponent(string component)
     {
-        if (component != UNet && component != TextEncoder)
-            throw new ArgumentException($"LoRA component must be '{UNet}' or '{TextEncoder}', got '{component}'", nameof(component));
+        if (component != UNet && component != TextEncoder && component != Transformer)
+            throw new ArgumentException($"LoRA component must be '{UNet}', '{TextEncoder}' or '{Transformer}', got '{component}'", nameof(component));
     }
 }
 

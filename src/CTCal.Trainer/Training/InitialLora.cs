@@ -34,7 +34,9 @@ public sealed class InitialLora : IDisposable
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(lora);
         if (!File.Exists(path)) throw new FileNotFoundException($"--init-lora {path}: no such LoRA file", path);
-        nn.Module Component(string name) => name == LoraKeys.UNet ? model.UNet : model.TextEncoder;
+        nn.Module Component(string name) => name == LoraKeys.TextEncoder ? model.TextEncoder
+            : name == model.DenoiserComponent ? model.UNet
+            : throw new InvalidDataException($"{path}: the LoRA adapts the {name}, which this model does not have (its denoiser is the {model.DenoiserComponent})");
         var (tensors, rank, alpha) = LoraFile.Load(path, component => Component(component).named_parameters().Select(p => p.name).ToList());
         try
         {

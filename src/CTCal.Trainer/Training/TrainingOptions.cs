@@ -66,7 +66,16 @@ public sealed record TrainingOptions
     /// <summary>Optimizer steps skipped in a row for a non-finite loss or gradient before the run stops as diverged.</summary>
     public int MaxNonFiniteSteps { get; init; } = D.MaxNanSteps;
 
-    /// <summary>CTCal: teacher timestep t_tea (the paper uses 0 for SD 2.1).</summary>
+    /// <summary>
+    /// Flow-matching models (SD3): the weighting scheme of timestep sampling and loss weighting (diffusers' SD3 script;
+    /// default logit_normal). The shift is the model scheduler's own. Unused by DDPM models.
+    /// </summary>
+    public FlowMatchingOptions FlowMatching { get; init; } = new();
+
+    /// <summary>
+    /// CTCal: teacher timestep t_tea (the paper uses 0 for SD 2.1). Flow models read it on their 0..T flow-timestep scale
+    /// and use at least the smallest training timestep (<see cref="FlowTrainingObjective.TeacherTimestep"/>).
+    /// </summary>
     public int TeacherTimestep { get; init; }
     /// <summary>CTCal: where the teacher maps come from (<see cref="TeacherSource"/>).</summary>
     public TeacherSource Teacher { get; init; } = TeacherSource.Model;
