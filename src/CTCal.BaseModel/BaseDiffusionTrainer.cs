@@ -112,7 +112,7 @@ public static class BaseDiffusionTrainer
                 using var scope = NewDisposeScope();
                 using var noGrad = no_grad();
                 var (pixels, used) = BaseTrainingData.Pixels(data, Enumerable.Range(start, Math.Min(64, data.Records.Count - start)));
-                chunks.Add(vae.Encode(pixels).Mean.mul(vae.ScalingFactor).MoveToOuterDisposeScope());
+                chunks.Add(vae.ScaleLatents(vae.Encode(pixels).Mean).MoveToOuterDisposeScope());
                 foreach (int i in used) ids.Add(tokenizer.Encode(data.Records[i].Caption).InputIds.Select(x => (long)x).ToArray());
             }
             latents = cat(chunks, 0).DetachFromDisposeScope();

@@ -1,4 +1,5 @@
 using CTCal.Core.Diffusers;
+using CTCal.Export.Fixtures;
 using CTCal.Export.Graphs;
 
 namespace CTCal.Export.Tests;
@@ -36,7 +37,7 @@ public sealed class LargeModelTests
             File.WriteAllText(Path.Combine(model, "unet", "config.json"), Sd15Unet);
             var graph = UNetGraph.Build(UNetConfig.Load(Path.Combine(model, "unet", "config.json")), false);
             Assert.Equal(686, graph.Weights.Count); // the SD 1.5 UNet state dict has 686 tensors
-            TestModels.WriteRandomWeightsStreamed(Path.Combine(model, "unet", "diffusion_pytorch_model.safetensors"), graph.Weights, seed: 1);
+            RandomWeights.Write(Path.Combine(model, "unet", "diffusion_pytorch_model.safetensors"), graph.Weights, seed: 1);
 
             var rng = new Random(2);
             float[] sample = Enumerable.Range(0, 4 * 8 * 8).Select(_ => rng.NextSingle() * 2 - 1).ToArray();

@@ -24,26 +24,6 @@ internal static class TestModels
         SafetensorsWriter.Write(path, entries);
     }
 
-    /// <summary>Like <see cref="WriteRandomWeights"/> but streamed tensor by tensor through a small buffer (for large models).</summary>
-    public static void WriteRandomWeightsStreamed(string path, IEnumerable<WeightRequirement> required, int seed)
-    {
-        var rng = new Random(seed);
-        var buffer = new float[1 << 16];
-        var entries = required.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r => new SafetensorsWriteEntry(r.Name, SafetensorsDType.F32, r.Shape, stream =>
-        {
-            long count = r.Shape.Aggregate(1L, (a, b) => a * b);
-            bool normWeight = r.Name.Contains("norm", StringComparison.Ordinal) && r.Name.EndsWith(".weight", StringComparison.Ordinal);
-            float bound = r.Shape.Length >= 2 ? 1f / MathF.Sqrt(count / r.Shape[0]) : 0.05f;
-            for (long done = 0; done < count; done += buffer.Length)
-            {
-                int n = (int)Math.Min(buffer.Length, count - done);
-                for (int i = 0; i < n; i++) buffer[i] = (normWeight ? 1f : 0f) + bound * (2f * rng.NextSingle() - 1f);
-                stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(buffer.AsSpan(0, n)));
-            }
-        })).ToList();
-        SafetensorsWriter.Write(path, entries);
-    }
-
     /// <summary>Rewrites a safetensors file through <paramref name="edit"/> (name, shape, data) -> entry or null to drop it.</summary>
     public static void Rewrite(string from, string to, Func<string, long[], float[], (long[] Shape, float[] Data)?> edit)
     {

@@ -19,6 +19,7 @@ public sealed record ClipTextConfig
     /// </summary>
     public int EosTokenId { get; init; } = 49407;
     public int PadTokenId { get; init; } = 1;
+    /// <summary>Width of <c>text_projection</c> in a <c>CLIPTextModelWithProjection</c> (SD3: CLIP-L 768, CLIP-G 1280).</summary>
     public int ProjectionDim { get; init; } = 512;
 
     /// <summary>True when pooling uses transformers' legacy argmax rule (eos_token_id == 2).</summary>
@@ -56,6 +57,7 @@ public sealed record ClipTextConfig
         if (config.NumHiddenLayers <= 0) throw c.Invalid("num_hidden_layers", "must be positive");
         if (config.VocabSize <= 0) throw c.Invalid("vocab_size", "must be positive");
         if (config.MaxPositionEmbeddings <= 0) throw c.Invalid("max_position_embeddings", "must be positive");
+        if (config.ProjectionDim <= 0) throw c.Invalid("projection_dim", "must be positive");
         return config;
     }
 }

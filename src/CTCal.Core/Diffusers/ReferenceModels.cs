@@ -17,6 +17,13 @@ namespace CTCal.Core.Diffusers;
 /// <c>model_index.json</c> lists <c>safety_checker</c> and <c>feature_extractor</c> as <c>[null, null]</c> with
 /// <c>requires_safety_checker: false</c> (no safety checker is generated), and SD 1.5's <c>vae/config.json</c> states
 /// <c>scaling_factor: 0.18215</c>, diffusers' default that the published file leaves implicit.
+/// How far they are checked: the texts were written from the published files without access to them (no model hub
+/// here). The SD 2.x UNet fields (heads 5/10/20/20, cross-attention 1024, linear projections, sample size 96, block
+/// types) and the SD 2.x VAE fields (128/256/512/512, sample size 768) agree with copies of stabilityai/stable-diffusion-2's
+/// <c>unet/config.json</c> and <c>vae/config.json</c> quoted in public code; <c>upcast_attention</c> is 2.1's addition
+/// to 2.0. The rest is unverified against the files. A wrong structural field would not go unnoticed on a real model:
+/// the single-file checkpoint mapping (<see cref="CTCal.Core.Checkpoints.CheckpointKeyMap"/>) derives every tensor name
+/// and shape from these configs, so reading a real checkpoint with them fails naming the missing or unknown key.
 /// </summary>
 public static class ReferenceModels
 {

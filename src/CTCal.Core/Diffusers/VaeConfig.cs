@@ -15,6 +15,15 @@ public sealed record VaeConfig
     public string ActFn { get; init; } = "silu";
     public int SampleSize { get; init; } = 32;
     public double ScalingFactor { get; init; } = 0.18215;
+    /// <summary>
+    /// diffusers' <c>shift_factor</c> (SD3: 0.0609); absent or null means 0. Latents for the denoiser are
+    /// (z - shift) * scaling, and z = latents / scaling + shift before decoding.
+    /// </summary>
+    public double ShiftFactor { get; init; }
+    /// <summary>diffusers' <c>use_quant_conv</c> (default true; SD3's VAE has none).</summary>
+    public bool UseQuantConv { get; init; } = true;
+    /// <summary>diffusers' <c>use_post_quant_conv</c> (default true; SD3's VAE has none).</summary>
+    public bool UsePostQuantConv { get; init; } = true;
     /// <summary>diffusers' default (true): the mid block has one self-attention.</summary>
     public bool MidBlockAddAttention { get; init; } = true;
     public bool ForceUpcast { get; init; } = true;
@@ -44,6 +53,9 @@ public sealed record VaeConfig
             ActFn = c.String("act_fn", "silu"),
             SampleSize = c.Int("sample_size", 32),
             ScalingFactor = c.Double("scaling_factor", 0.18215),
+            ShiftFactor = c.Double("shift_factor", 0.0),
+            UseQuantConv = c.Bool("use_quant_conv", true),
+            UsePostQuantConv = c.Bool("use_post_quant_conv", true),
             MidBlockAddAttention = c.Bool("mid_block_add_attention", true),
             ForceUpcast = c.Bool("force_upcast", true),
         };

@@ -5,11 +5,14 @@ namespace CTCal.Trainer.Networks;
 
 /// <summary>
 /// Records the attention probabilities softmax(Q K^T / sqrt(d)) of chosen attention layers during one
-/// <see cref="UNet2DConditionModel"/> forward pass, keyed by module path
-/// (<c>down_blocks.0.attentions.0.transformer_blocks.0.attn2</c>). Layers are matched by path, never by call order.
+/// <see cref="UNet2DConditionModel"/> or <see cref="SD3Transformer2DModel"/> forward pass, keyed by module path
+/// (<c>down_blocks.0.attentions.0.transformer_blocks.0.attn2</c>, <c>transformer_blocks.3.attn</c>). Layers are matched by
+/// path, never by call order.
 /// </summary>
 /// <remarks>
-/// Each map is [batch, heads, H*W, tokens] in the dtype the layer computed its scores in (fp32 when upcast).
+/// UNet: each map is [batch, heads, H*W, tokens] in the dtype the layer computed its scores in (fp32 when upcast).
+/// SD3: each map is the image-query x text-key block of the joint softmax over image + text keys,
+/// [batch, heads, (H/p)*(W/p), text tokens], fp32; its rows are not renormalised over the text keys.
 /// Maps are not detached: under autograd (the student pass) they keep the graph for backprop; run the teacher pass
 /// under <c>torch.no_grad()</c>. Ownership: after the forward the maps join the dispose scope that was current when
 /// the forward was called (like the returned noise prediction); <see cref="Clear"/> and <see cref="Dispose"/> also
@@ -41,11 +44,27 @@ public sealed class AttentionCapture : IDisposable
     /// <summary>Every cross-attention (attn2) layer of <paramref name="unet"/> whose maps have H = latent height / <paramref name="downscale"/>.</summary>
     public static AttentionCapture AtDownscale(UNet2DConditionModel unet, int downscale)
     {
-        var paths = unet.CrossAttentionPaths.Where(l => l.Downscale == downscale).Select(l => l.Path).ToList();
+        ArgumentNullException.ThrowIfNull(unet);
+        return AtDownscale(unet.CrossAttentionPaths, downscale, "the UNet has no cross-attention layer");
+    }
+
+    /// <summary>
+    /// Every layer of <paramref name="layers"/> (a model's <see cref="UNet2DConditionModel.CrossAttentionPaths"/> or
+    /// <see cref="SD3Transformer2DModel.JointAttentionPaths"/>) whose maps have side = latent side / <paramref name="downscale"/>.
+    /// </summary>
+    public static AttentionCapture AtDownscale(IEnumerable<CrossAttentionLayer> layers, int downscale)
+    {
+        ArgumentNullException.ThrowIfNull(layers);
+        return AtDownscale(layers.ToList(), downscale, "no attention layer");
+    }
+
+    private static AttentionCapture AtDownscale(IReadOnlyList<CrossAttentionLayer> layers, int downscale, string none)
+    {
+        var paths = layers.Where(l => l.Downscale == downscale).Select(l => l.Path).ToList();
         if (paths.Count == 0)
         {
-            string have = string.Join(", ", unet.CrossAttentionPaths.Select(l => l.Downscale).Distinct());
-            throw new ArgumentException($"the UNet has no cross-attention layer at downscale {downscale} (available: {have})", nameof(downscale));
+            string have = string.Join(", ", layers.Select(l => l.Downscale).Distinct());
+            throw new ArgumentException($"{none} at downscale {downscale} (available: {have})", nameof(downscale));
         }
         return new AttentionCapture(paths);
     }
@@ -61,7 +80,7 @@ public sealed class AttentionCapture : IDisposable
     /// <summary>The requested module paths.</summary>
     public IReadOnlyCollection<string> Paths => _paths;
 
-    /// <summary>Probability maps [batch, heads, H*W, tokens] by module path, filled by the last forward pass.</summary>
+    /// <summary>Probability maps [batch, heads, H*W, tokens] by module path, filled by the last forward pass (see the remarks for SD3).</summary>
     public IReadOnlyDictionary<string, Tensor> Maps => _maps;
 
     internal bool Wants(string path) => _paths.Contains(path);
@@ -70,7 +89,7 @@ public sealed class AttentionCapture : IDisposable
     {
         if (_maps.ContainsKey(path))
             throw new InvalidOperationException($"attention layer '{path}' ran twice in one forward pass");
-        // The capture holds the map outside the block scopes; the UNet forward attaches it to the caller's scope.
+        // The capture holds the map outside the block scopes; the model's forward attaches it to the caller's scope.
         _maps[path] = probs.DetachFromDisposeScope();
     }
 
@@ -109,7 +128,10 @@ public sealed class AttentionCapture : IDisposable
     }
 }
 
-/// <summary>A cross-attention layer of the UNet: its module path, map downscale factor (latent size / map size) and head count.</summary>
+/// <summary>
+/// A capturable attention layer: its module path, map downscale factor (latent size / map size) and head count. The UNet's
+/// cross-attention (attn2) layers; SD3's joint attention layers, whose downscale is the patch size.
+/// </summary>
 public sealed record CrossAttentionLayer(string Path, int Downscale, int Heads);
 
 /// <summary>The capture an attention layer reports to during the current forward pass (shared by all layers of one model).</summary>

@@ -8,17 +8,19 @@ namespace CTCal.Trainer.Networks;
 
 // diffusers.models.autoencoders.autoencoder_kl.AutoencoderKL (Rombach et al. 2022, KL-regularised autoencoder).
 /// <summary>
-/// The SD VAE: <c>encoder</c>, <c>quant_conv</c>, <c>post_quant_conv</c>, <c>decoder</c>. <see cref="Encode"/> gives the
-/// diagonal Gaussian's mean and clamped log-variance; <see cref="Sample"/> draws from it; <see cref="Decode"/> maps latents
-/// back to images. <see cref="ScalingFactor"/> is not applied by any of these.
+/// The SD VAE: <c>encoder</c>, <c>quant_conv</c>, <c>post_quant_conv</c>, <c>decoder</c> (SD3's VAE has neither quant conv:
+/// <c>use_quant_conv</c>/<c>use_post_quant_conv</c> false). <see cref="Encode"/> gives the diagonal Gaussian's mean and
+/// clamped log-variance; <see cref="Sample"/> draws from it; <see cref="Decode"/> maps latents back to images. None of these
+/// applies the scaling or shift: <see cref="ScaleLatents"/> and <see cref="UnscaleLatents"/> do, and are the one place that
+/// does.
 /// </summary>
 public sealed class AutoencoderKL : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // PyTorch state-dict names
     private readonly VaeEncoder encoder;
     private readonly VaeDecoder decoder;
-    private readonly Conv2d quant_conv;
-    private readonly Conv2d post_quant_conv;
+    private readonly Conv2d? quant_conv;
+    private readonly Conv2d? post_quant_conv;
 #pragma warning restore IDE1006
 
     public AutoencoderKL(VaeConfig config) : base(nameof(AutoencoderKL))
@@ -27,22 +29,47 @@ public sealed class AutoencoderKL : Module<Tensor, Tensor>
         Config = config;
         encoder = new VaeEncoder(config);
         decoder = new VaeDecoder(config);
-        quant_conv = Conv2d(2 * config.LatentChannels, 2 * config.LatentChannels, 1);
-        post_quant_conv = Conv2d(config.LatentChannels, config.LatentChannels, 1);
+        if (config.UseQuantConv) quant_conv = Conv2d(2 * config.LatentChannels, 2 * config.LatentChannels, 1);
+        if (config.UsePostQuantConv) post_quant_conv = Conv2d(config.LatentChannels, config.LatentChannels, 1);
         RegisterComponents();
     }
 
     public VaeConfig Config { get; }
 
-    /// <summary>The config's scaling_factor: multiply sampled latents by it before the UNet, divide before <see cref="Decode"/>.</summary>
+    /// <summary>The config's scaling_factor (see <see cref="ScaleLatents"/>).</summary>
     public double ScalingFactor => Config.ScalingFactor;
+
+    /// <summary>The config's shift_factor, 0 when absent (SD1/2); SD3: 0.0609.</summary>
+    public double ShiftFactor => Config.ShiftFactor;
+
+    /// <summary>
+    /// VAE latents to denoiser latents: (z - shift_factor) * scaling_factor, as diffusers' SD3 training scripts do (SD1/2:
+    /// z * scaling_factor).
+    /// </summary>
+    public Tensor ScaleLatents(Tensor latents)
+    {
+        ArgumentNullException.ThrowIfNull(latents);
+        using var scope = NewDisposeScope();
+        var shifted = ShiftFactor == 0 ? latents : latents.sub(ShiftFactor);
+        return shifted.mul(ScalingFactor).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Denoiser latents to VAE latents, the inverse of <see cref="ScaleLatents"/>: z / scaling_factor + shift_factor (the pipelines' decode).</summary>
+    public Tensor UnscaleLatents(Tensor latents)
+    {
+        ArgumentNullException.ThrowIfNull(latents);
+        using var scope = NewDisposeScope();
+        var z = latents.div(ScalingFactor);
+        return (ShiftFactor == 0 ? z : z.add(ShiftFactor)).MoveToOuterDisposeScope();
+    }
 
     /// <param name="image">[B, 3, H, W] in [-1, 1].</param>
     /// <returns>mean and log-variance (clamped to [-30, 20]), each [B, latent, H/f, W/f].</returns>
     public (Tensor Mean, Tensor LogVar) Encode(Tensor image)
     {
         using var scope = NewDisposeScope();
-        var moments = quant_conv.forward(encoder.forward(image)); // [B, 2*latent, h, w]
+        var moments = encoder.forward(image);                    // [B, 2*latent, h, w]
+        if (quant_conv is not null) moments = quant_conv.forward(moments);
         var parts = moments.chunk(2, 1);
         var logvar = parts[1].clamp(-30.0, 20.0);
         return (parts[0].MoveToOuterDisposeScope(), logvar.MoveToOuterDisposeScope());
@@ -64,12 +91,13 @@ public sealed class AutoencoderKL : Module<Tensor, Tensor>
         return Sample(mean, logvar, generator).MoveToOuterDisposeScope();
     }
 
-    /// <param name="latents">[B, latent, h, w] (unscaled).</param>
+    /// <param name="latents">[B, latent, h, w] (unscaled: see <see cref="UnscaleLatents"/>).</param>
     /// <returns>[B, 3, h*f, w*f].</returns>
     public Tensor Decode(Tensor latents)
     {
         using var scope = NewDisposeScope();
-        return decoder.forward(post_quant_conv.forward(latents)).MoveToOuterDisposeScope();
+        var z = post_quant_conv is null ? latents : post_quant_conv.forward(latents);
+        return decoder.forward(z).MoveToOuterDisposeScope();
     }
 
     /// <summary>Reconstruction through the posterior mean.</summary>

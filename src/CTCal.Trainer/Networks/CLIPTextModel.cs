@@ -63,20 +63,46 @@ public sealed class CLIPTextTransformer : Module<Tensor, (Tensor, Tensor)>
 
     public override (Tensor, Tensor) forward(Tensor inputIds)
     {
+        var (last, pooled, _) = Run(inputIds, keepHiddenStates: false);
+        return (last, pooled);
+    }
+
+    /// <summary>
+    /// <see cref="forward"/> plus transformers' <c>output_hidden_states=True</c> tuple: N + 1 tensors [B, T, hidden], the
+    /// embeddings then each encoder layer's output, none with final_layer_norm (so <c>HiddenStates[^1]</c> is the last
+    /// layer before the norm and <c>HiddenStates[^2]</c> the penultimate layer, as SD3 and SDXL take it).
+    /// </summary>
+    public (Tensor LastHiddenState, Tensor PooledOutput, Tensor[] HiddenStates) ForwardWithHiddenStates(Tensor inputIds)
+    {
+        var (last, pooled, hidden) = Run(inputIds, keepHiddenStates: true);
+        return (last, pooled, hidden!);
+    }
+
+    private (Tensor, Tensor, Tensor[]?) Run(Tensor inputIds, bool keepHiddenStates)
+    {
         if (inputIds.dim() != 2) throw new ArgumentException($"input_ids must be [B, T], got [{string.Join(", ", inputIds.shape)}]", nameof(inputIds));
         long b = inputIds.shape[0], t = inputIds.shape[1];
         if (t > _config.MaxPositionEmbeddings)
             throw new ArgumentException($"input_ids has {t} tokens but max_position_embeddings is {_config.MaxPositionEmbeddings}", nameof(inputIds));
         var ids = inputIds.to(ScalarType.Int64);
         var h = embeddings.forward(ids);                                      // [B, T, hidden]
-        h = encoder.forward(h);
+        Tensor[]? hidden = null;
+        if (keepHiddenStates)
+        {
+            hidden = encoder.ForwardWithHiddenStates(h);                     // N + 1 x [B, T, hidden]
+            h = hidden[^1];
+        }
+        else
+        {
+            h = encoder.forward(h);
+        }
         h = final_layer_norm.forward(h);
         // Pool at the end-of-text token: argmax(ids) under the legacy eos_token_id == 2 rule, else the first eos position.
         var eot = _config.LegacyArgmaxPooling
             ? ids.argmax(-1)
             : ids.eq(_config.EosTokenId).to(ScalarType.Int32).argmax(-1);    // [B]
         var pooled = h[torch.arange(b, device: h.device), eot];               // [B, hidden]
-        return (h, pooled);
+        return (h, pooled, hidden);
     }
 }
 
@@ -119,6 +145,15 @@ public sealed class CLIPEncoder : Module<Tensor, Tensor>
     {
         foreach (var layer in layers) x = layer.forward(x);
         return x;
+    }
+
+    /// <summary>transformers' encoder_states: the input, then every layer's output (N + 1 tensors).</summary>
+    public Tensor[] ForwardWithHiddenStates(Tensor x)
+    {
+        var states = new Tensor[layers.Count + 1];
+        states[0] = x;
+        for (int i = 0; i < layers.Count; i++) states[i + 1] = layers[i].forward(states[i]);
+        return states;
     }
 }
 

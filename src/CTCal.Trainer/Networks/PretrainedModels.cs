@@ -31,6 +31,24 @@ public static class PretrainedModels
         }
     }
 
+    /// <summary>The SD3 transformer (<c>transformer/</c>) in fp32 on <paramref name="device"/>, trainable, like <see cref="LoadUNet(ComponentFiles, Device?)"/>.</summary>
+    public static SD3Transformer2DModel LoadSD3Transformer(ComponentFiles files, Device? device = null)
+    {
+        ArgumentNullException.ThrowIfNull(files);
+        var model = new SD3Transformer2DModel(SD3TransformerConfig.Load(files.ConfigPath));
+        try
+        {
+            DiffusersWeights.Load(model, files.WeightsPath);
+            if (device is not null && device.type != DeviceType.CPU) model.to(device);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>The VAE, frozen (eval mode, no gradients), in <paramref name="dtype"/> on <paramref name="device"/>.</summary>
     public static AutoencoderKL LoadVae(ComponentFiles files, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
         Frozen(new AutoencoderKL(VaeConfig.Load(files.ConfigPath)), files.WeightsPath, null, device, dtype);
@@ -38,6 +56,17 @@ public static class PretrainedModels
     /// <summary>The text encoder, frozen (eval mode, no gradients), in <paramref name="dtype"/> on <paramref name="device"/>.</summary>
     public static CLIPTextModel LoadTextEncoder(ComponentFiles files, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
         Frozen(new CLIPTextModel(ClipTextConfig.Load(files.ConfigPath)), files.WeightsPath, CLIPTextModel.IgnorableKeys, device, dtype);
+
+    /// <summary>An SD3 (or SDXL) CLIP text encoder with projection (<c>text_encoder</c>, <c>text_encoder_2</c>), frozen.</summary>
+    public static CLIPTextModelWithProjection LoadTextEncoderWithProjection(ComponentFiles files, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
+        Frozen(new CLIPTextModelWithProjection(ClipTextConfig.Load(files.ConfigPath)), files.WeightsPath, CLIPTextModelWithProjection.IgnorableKeys, device, dtype);
+
+    /// <summary>
+    /// SD3's T5 encoder (<c>text_encoder_3</c>, usually a sharded <c>model.safetensors.index.json</c>), frozen; the tied
+    /// <c>encoder.embed_tokens.weight</c> may be present and is skipped (see <see cref="T5EncoderModel"/>).
+    /// </summary>
+    public static T5EncoderModel LoadT5Encoder(ComponentFiles files, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
+        Frozen(new T5EncoderModel(T5Config.Load(files.ConfigPath)), files.WeightsPath, T5EncoderModel.IgnorableKeys, device, dtype);
 
     /// <summary>The UNet of <paramref name="config"/> with the weights of <paramref name="weights"/> (any layout), fp32, trainable.</summary>
     public static UNet2DConditionModel LoadUNet(UNetConfig config, TensorSource weights, Device? device = null)

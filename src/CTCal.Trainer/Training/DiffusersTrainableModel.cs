@@ -133,7 +133,7 @@ public sealed class DiffusersTrainableModel : ITrainableDiffusionModel
 
     public TextConditioning EncodeText(Tensor inputIds) => new(TextModel.forward(inputIds).LastHiddenState);
 
-    public Tensor EncodeImages(Tensor pixels, Generator generator) => Vae.EncodeSample(pixels, generator).mul(Vae.ScalingFactor);
+    public Tensor EncodeImages(Tensor pixels, Generator generator) => Vae.ScaleLatents(Vae.EncodeSample(pixels, generator));
 
     public Tensor EncodePosterior(Tensor pixels)
     {
@@ -146,10 +146,10 @@ public sealed class DiffusersTrainableModel : ITrainableDiffusionModel
     {
         using var scope = NewDisposeScope();
         var parts = posterior.chunk(2, 1);
-        return AutoencoderKL.Sample(parts[0], parts[1], generator).mul(Vae.ScalingFactor).MoveToOuterDisposeScope();
+        return Vae.ScaleLatents(AutoencoderKL.Sample(parts[0], parts[1], generator)).MoveToOuterDisposeScope();
     }
 
-    public Tensor DecodeLatents(Tensor latents) => Vae.Decode(latents.div(Vae.ScalingFactor));
+    public Tensor DecodeLatents(Tensor latents) => Vae.Decode(Vae.UnscaleLatents(latents));
 
     public Tensor PredictNoise(Tensor latents, Tensor timesteps, TextConditioning context, IReadOnlyCollection<string>? capturePaths,
         out IReadOnlyDictionary<string, Tensor> maps)
