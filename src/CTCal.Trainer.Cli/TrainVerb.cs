@@ -64,6 +64,8 @@ internal sealed class TrainVerb(CliContext context)
         public readonly Option<bool> Strict = new("--strict") { Description = "fail on any bad dataset record instead of reporting and skipping it" };
         public readonly Option<int> MaxNanSteps = new("--max-nan-steps") { Description = "non-finite steps in a row before the run stops as diverged (exit 3)", DefaultValueFactory = _ => D.MaxNanSteps };
         public readonly Option<int> TeacherT = new("--teacher-t") { Description = "CTCal teacher timestep t_tea", DefaultValueFactory = _ => D.TeacherT };
+        public readonly Option<string> WeightingScheme = Choice("--weighting-scheme", "flow-matching models (SD3): timestep density and loss weighting, as diffusers' SD3 script", FineTuneJob.WeightingSchemes, D.WeightingScheme);
+        public readonly Option<string> TeacherSampling = Choice("--teacher-sampling", "CTCal teacher timestep: fixed (--teacher-t; flow models: at least the smallest training timestep) or below (flow models: drawn per sample from the training distribution below the student's)", FineTuneJob.TeacherSamplings, D.TeacherSampling);
         public readonly Option<string> Teacher = Choice("--teacher", "CTCal teacher maps: model (the method), shuffled (another sample's maps: a control), oracle (the dataset's subject masks: an upper bound)", FineTuneJob.Teachers, D.Teacher);
         public readonly Option<double> PixelWeight = new("--pixel-weight") { Description = "CTCal lambda1: pixel-level alignment", DefaultValueFactory = _ => D.PixelWeight };
         public readonly Option<double> SemanticWeight = new("--semantic-weight") { Description = "CTCal lambda2: semantic-level (autoencoder code) alignment", DefaultValueFactory = _ => D.SemanticWeight };

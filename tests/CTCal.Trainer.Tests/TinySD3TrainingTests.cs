@@ -1,7 +1,9 @@
+using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
 using CTCal.Tests;
 using CTCal.Trainer.Cli;
 using CTCal.Trainer.Data;
+using CTCal.Trainer.Networks;
 using CTCal.Trainer.Training;
 using Xunit;
 using static TorchSharp.torch;
@@ -45,7 +47,7 @@ public sealed class TinySD3TrainingTests : IDisposable
         Assert.Equal(new long[] { 1, 4, 16, 154 }, map.shape);
         Assert.True(allclose(map.sum(-1), ones(1, 4, 16), atol: 1e-5));
         // ... and equal the joint softmax's image x text block renormalised over the text keys.
-        using var raw = new CTCal.Trainer.Networks.AttentionCapture(["transformer_blocks.0.attn"]);
+        using var raw = new AttentionCapture(["transformer_blocks.0.attn"]);
         var same = sd3.Transformer.forward(latents, text.Hidden, text.Pooled, tensor(new float[] { 500f }), raw);
         Assert.True(allclose(SD3TrainableModel.RenormaliseOverText(raw.Maps["transformer_blocks.0.attn"]), map, rtol: 1e-4, atol: 1e-6));
         Assert.True(allclose(same, prediction, rtol: 1e-4, atol: 1e-5));
@@ -88,9 +90,10 @@ public sealed class TinySD3TrainingTests : IDisposable
     }
 
     [Theory]
-    [InlineData(TrainingMethod.Vanilla)]
-    [InlineData(TrainingMethod.Ctcal)]
-    public void ResumeEqualsAnUninterruptedRunExactly(TrainingMethod method)
+    [InlineData(TrainingMethod.Vanilla, TeacherSampling.Fixed)]
+    [InlineData(TrainingMethod.Ctcal, TeacherSampling.Fixed)]
+    [InlineData(TrainingMethod.Ctcal, TeacherSampling.Below)]
+    public void ResumeEqualsAnUninterruptedRunExactly(TrainingMethod method, TeacherSampling sampling)
     {
         string folder = TinyStableDiffusion3.Write(_dir);
         string data = TrainingRunTests.MakeDataset(_dir, size: 16);
@@ -98,7 +101,7 @@ public sealed class TinySD3TrainingTests : IDisposable
         var options = new TrainingOptions
         {
             Method = method, Steps = 8, BatchSize = 2, LearningRate = 1e-2, Lora = new LoraOptions { Rank = 2 },
-            SaveEvery = 0, EmaDecay = 0.9, LrSchedule = LrScheduleKind.Cosine, WarmupSteps = 2, Seed = 5,
+            SaveEvery = 0, EmaDecay = 0.9, LrSchedule = LrScheduleKind.Cosine, WarmupSteps = 2, Seed = 5, TeacherSampling = sampling,
         };
         List<double> straight;
         Dictionary<string, float[]> straightWeights;
@@ -126,6 +129,25 @@ public sealed class TinySD3TrainingTests : IDisposable
             Assert.Equal(straightWeights.Keys.Order(), resumed.Keys.Order());
             foreach (var (name, values) in straightWeights) Assert.True(values.AsSpan().SequenceEqual(resumed[name]), $"{name} differs after resume");
         }
+    }
+
+    [Fact]
+    public void CachedEncodingsIncludingThePooledVectorTrainLikeUncachedOnes()
+    {
+        string folder = TinyStableDiffusion3.Write(_dir);
+        string data = TrainingRunTests.MakeDataset(_dir, size: 16);
+        var dataset = ImageCaptionDataset.Open(data, resolution: 16);
+        var options = new TrainingOptions { Method = TrainingMethod.Ctcal, Steps = 5, BatchSize = 1, LearningRate = 1e-2, SaveEvery = 0, Seed = 2 };
+        var losses = new List<IReadOnlyList<double>>();
+        foreach (bool cache in new[] { false, true })
+        {
+            using var model = TrainableModels.Load(folder);
+            using var run = new TrainingRun(model, dataset, options with { CacheEncodings = cache }, Path.Combine(_dir, $"cache-{cache}"));
+            for (int i = 0; i < 5; i++) run.TrainStep();
+            losses.Add(run.Losses.ToList());
+            if (cache) Assert.True(run.CachedEncodingBytes > 0);
+        }
+        Assert.Equal(losses[0], losses[1]);
     }
 
     private static Dictionary<string, float[]> Weights(TrainingRun run) =>
@@ -160,11 +182,28 @@ public sealed class TinySD3TrainingTests : IDisposable
             foreach (var t in lora.Values) t.Dispose();
         }
 
-        // The written LoRA continues as --init-lora (read back through the transformer component).
+        // The written LoRA continues as --init-lora (read back through the transformer component), here with the flow options.
         string resumed = Path.Combine(_dir, "continued");
         code = cli.Run(["train", "--model", folder, "--data", data, "--out", resumed, "--resolution", "16", "--steps", "1",
-            "--batch-size", "2", "--init-lora", Path.Combine(output, LoraFile.DefaultName), "--save-every", "0"]);
+            "--batch-size", "2", "--init-lora", Path.Combine(output, LoraFile.DefaultName), "--save-every", "0",
+            "--teacher-sampling", "below", "--weighting-scheme", "mode"]);
         Assert.True(code == 0, stderr.ToString());
+        string config = File.ReadAllText(Path.Combine(resumed, "train_config.json"));
+        Assert.Contains("\"teacher-sampling\": \"below\"", config);
+        Assert.Contains("\"weighting-scheme\": \"mode\"", config);
+
+        // merge writes the adapted transformer, loadable strictly, W0 + B·A on an adapted text-stream projection.
+        string merged = Path.Combine(_dir, "merged");
+        Assert.Equal(0, cli.Run(["merge", "--model", folder, "--lora", Path.Combine(output, LoraFile.DefaultName), "--out", merged]));
+        using var transformer = new SD3Transformer2DModel(SD3TransformerConfig.Load(Path.Combine(folder, "transformer", "config.json")));
+        DiffusersWeights.Load(transformer, Path.Combine(merged, "transformer", "diffusion_pytorch_model.safetensors"));
+        using var original = new SD3Transformer2DModel(SD3TransformerConfig.Load(Path.Combine(folder, "transformer", "config.json")));
+        DiffusersWeights.Load(original, Path.Combine(folder, "transformer", "diffusion_pytorch_model.safetensors"));
+        var factors = TensorFile.Load(Path.Combine(output, LoraFile.DefaultName));
+        string module = "transformer_blocks.0.attn.add_v_proj";
+        var expected = original.state_dict()[module + ".weight"] + factors[$"transformer.{module}.lora_B.weight"].matmul(factors[$"transformer.{module}.lora_A.weight"]);
+        Assert.True(allclose(transformer.state_dict()[module + ".weight"], expected, atol: 1e-6));
+        foreach (var t in factors.Values) t.Dispose();
     }
 
     [Fact]

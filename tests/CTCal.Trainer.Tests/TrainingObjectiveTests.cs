@@ -16,8 +16,12 @@ public sealed class TrainingObjectiveTests
         using var model = new ToyDiffusionModel();
         var objective = Assert.IsType<DiffusionObjective>(model.CreateObjective(new TrainingOptions { MinSnrGamma = 5 }));
         Assert.Equal(5, objective.MinSnrGamma);
-        Assert.Equal(0, objective.TeacherTimestep(0));
-        Assert.Equal(250, objective.TeacherTimestep(250));
+        Assert.Equal(0, objective.TeacherTimestep(0, TeacherSampling.Fixed));
+        Assert.Equal(250, objective.TeacherTimestep(250, TeacherSampling.Fixed));
+        Assert.Throws<ArgumentException>(() => objective.TeacherTimestep(0, TeacherSampling.Below));
+        using var generator = new Generator(1);
+        var teacher = objective.TeacherTimesteps(tensor(new[] { 5L, 700L }), 250, TeacherSampling.Fixed, generator);
+        Assert.Equal([250L, 250L], teacher.data<long>().ToArray());
         var t = objective.Timesteps([0, 999], CPU);
         Assert.Equal(ScalarType.Int64, t.dtype);
         Assert.Equal([0L, 999L], t.data<long>().ToArray());
@@ -50,11 +54,49 @@ public sealed class TrainingObjectiveTests
         // The teacher: --teacher-t, at least the smallest training timestep (sigma_min * 1000, about 3 for shift 3).
         double smallest = objective.SmallestTrainingTimestep;
         Assert.InRange(smallest, 2.5, 3.5);
-        Assert.Equal(smallest, objective.TeacherTimestep(0));
-        Assert.Equal(100, objective.TeacherTimestep(100));
-        Assert.Throws<ArgumentOutOfRangeException>(() => objective.TeacherTimestep(1000));
-        var teacher = objective.Timesteps([objective.TeacherTimestep(0)], CPU);
+        Assert.Equal(smallest, objective.TeacherTimestep(0, TeacherSampling.Fixed));
+        Assert.Equal(100, objective.TeacherTimestep(100, TeacherSampling.Fixed));
+        Assert.Equal(smallest, objective.TeacherTimestep(100, TeacherSampling.Below));
+        Assert.Throws<ArgumentOutOfRangeException>(() => objective.TeacherTimestep(1000, TeacherSampling.Fixed));
+        var teacher = objective.TeacherTimesteps(t, 0, TeacherSampling.Fixed, generator);
         Assert.Equal(ScalarType.Float32, teacher.dtype);
+        Assert.All(teacher.data<float>().ToArray(), v => Assert.Equal((float)smallest, v));
+    }
+
+    [Theory]
+    [InlineData("logit_normal")]
+    [InlineData("mode")]
+    [InlineData("none")]
+    public void TheBelowTeacherDrawsTrainingTimestepsUnderEachStudentFromTheTrainingDistribution(string scheme)
+    {
+        using var scope = NewDisposeScope();
+        var objective = new FlowTrainingObjective(new FlowMatchingOptions { Shift = 3.0, WeightingScheme = scheme });
+        var p = objective.IndexProbabilities();
+        Assert.Equal(1.0, p.Sum(), 6);
+        Assert.All(p, v => Assert.True(v >= 0));
+
+        var table = objective.Flow.TrainingTimesteps;
+        var students = tensor(new[] { table[0], table[10], table[500], table[998] });
+        Assert.Equal([0, 10, 500, 998], new[] { table[0], table[10], table[500], table[998] }.Select(v => objective.IndexOf(v)));
+        using var a = new Generator(9);
+        var teachers = objective.TeacherTimesteps(students, 0, TeacherSampling.Below, a).data<float>().ToArray();
+        using var b = new Generator(9);
+        Assert.Equal(teachers, objective.TeacherTimesteps(students, 0, TeacherSampling.Below, b).data<float>().ToArray()); // seeded
+        var s = students.data<float>().ToArray();
+        for (int i = 0; i < s.Length; i++)
+        {
+            Assert.True(teachers[i] < s[i], $"teacher {teachers[i]} is not below student {s[i]}");
+            Assert.Contains(teachers[i], table);
+        }
+        Assert.Equal(table[999], teachers[3]); // the only training timestep below the second smallest
+
+        // From the student at the top of the table, the teacher follows the training distribution (all indices after 0):
+        // the mean index of many draws is the distribution's.
+        using var many = new Generator(3);
+        var draws = objective.TeacherTimesteps(full(new long[] { 4000 }, table[0]), 0, TeacherSampling.Below, many).data<float>().ToArray();
+        double meanIndex = draws.Average(v => (double)objective.IndexOf(v));
+        double expected = Enumerable.Range(1, 999).Sum(i => i * p[i]) / Enumerable.Range(1, 999).Sum(i => p[i]);
+        Assert.InRange(meanIndex, expected - 15, expected + 15);
     }
 
     [Fact]

@@ -62,8 +62,13 @@ public sealed class DiffusionObjective : ITrainingObjective
         return a.sqrt() * noise - (1 - a).sqrt() * x0;
     }
 
-    /// <summary>t_tea = <paramref name="requested"/>.</summary>
-    public double TeacherTimestep(int requested) => requested;
+    /// <summary>t_tea = <paramref name="requested"/>; the DDPM objective has only the fixed teacher.</summary>
+    public double TeacherTimestep(int requested, TeacherSampling sampling) => sampling == TeacherSampling.Fixed ? requested
+        : throw new ArgumentException($"teacher-sampling {sampling.ToString().ToLowerInvariant()} is for flow-matching models; DDPM models use the fixed --teacher-t");
+
+    /// <summary><paramref name="requested"/> for every sample (int64; nothing is drawn).</summary>
+    public Tensor TeacherTimesteps(Tensor studentTimesteps, int requested, TeacherSampling sampling, Generator generator) =>
+        Timesteps(Enumerable.Repeat(TeacherTimestep(requested, sampling), (int)studentTimesteps.shape[0]).ToList(), studentTimesteps.device);
 
     /// <summary>Integer timesteps [N] (int64); each value must be a whole number in [0, T).</summary>
     public Tensor Timesteps(IReadOnlyList<double> values, Device device)

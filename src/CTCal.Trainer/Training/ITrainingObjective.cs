@@ -31,10 +31,19 @@ public interface ITrainingObjective
     Tensor Loss(Tensor prediction, Tensor target, Tensor timesteps);
 
     /// <summary>
-    /// The fixed CTCal teacher timestep t_tea for the run's <c>--teacher-t</c> <paramref name="requested"/>, on the scale of
-    /// this objective's timesteps (a sample is calibrated when its student timestep is above it). DDPM: the value itself.
+    /// The CTCal calibration threshold for the run's <c>--teacher-t</c> <paramref name="requested"/> and
+    /// <paramref name="sampling"/>, on the scale of this objective's timesteps: a sample is calibrated when its student
+    /// timestep is above it. Fixed: t_tea itself (DDPM: <paramref name="requested"/>). Throws for a sampling the objective
+    /// does not support.
     /// </summary>
-    double TeacherTimestep(int requested);
+    double TeacherTimestep(int requested, TeacherSampling sampling);
+
+    /// <summary>
+    /// The teacher timesteps [N] (this objective's dtype) of calibrated samples whose student timesteps are
+    /// <paramref name="studentTimesteps"/> ([N], each above <see cref="TeacherTimestep"/>): fixed t_tea for every sample, or
+    /// drawn from <paramref name="generator"/> (<see cref="TeacherSampling.Below"/>).
+    /// </summary>
+    Tensor TeacherTimesteps(Tensor studentTimesteps, int requested, TeacherSampling sampling, Generator generator);
 
     /// <summary>A timestep tensor of this objective's dtype holding <paramref name="values"/> (the teacher pass's, the premise probe's).</summary>
     Tensor Timesteps(IReadOnlyList<double> values, Device device);

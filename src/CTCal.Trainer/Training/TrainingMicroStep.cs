@@ -1,5 +1,6 @@
 using CTCal.Trainer.Calibration;
 using CTCal.Trainer.Data;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace CTCal.Trainer.Training;
@@ -25,14 +26,15 @@ public sealed partial class TrainingRun
         Tensor Noise,     // [B, C, h, w]
         Tensor TStudent,  // [B] int64 (DDPM) or float32 (flow)
         Tensor Noisy,     // [B, C, h, w] = x_t at t_stu
-        Tensor Target);   // [B, C, h, w]: noise, v or x0 by prediction type
+        Tensor Target,    // [B, C, h, w]: noise, v or x0 by prediction type
+        long TeacherSeed); // seed of the teacher-timestep draws (--teacher-sampling below), from the run seed, step and micro-batch
 
-    private MicroParts MicroStep(int accumulation, StudyStep? study)
+    private MicroParts MicroStep(int micro, int accumulation, StudyStep? study)
     {
         var (indices, pixels) = NextBatch();
-        var batch = Noised(indices, pixels);
+        var batch = Noised(indices, pixels) with { TeacherSeed = TeacherSeed(_options.Seed, Step, micro) };
         double[] tValues = TimestepValues(batch.TStudent);
-        var calibrated = _ctcal is null ? [] : CalibratedSamples(batch.Prompts.Select(p => p.Nouns.Count).ToList(), tValues, _objective.TeacherTimestep(_options.TeacherTimestep));
+        var calibrated = _ctcal is null ? [] : CalibratedSamples(batch.Prompts.Select(p => p.Nouns.Count).ToList(), tValues, _objective.TeacherTimestep(_options.TeacherTimestep, _options.TeacherSampling));
         int size = indices.Count;
         bool runCtcal = calibrated.Count > 0;
         bool subset = runCtcal && calibrated.Count < size;
@@ -114,7 +116,7 @@ public sealed partial class TrainingRun
         var tStudent = _objective.SampleTimesteps(indices.Count, latents.device, _generator);
         var noisy = _objective.AddNoise(latents, noise, tStudent);
         var target = _objective.Target(latents, noise, tStudent);
-        return new NoisedBatch(prompts, context, latents, noise, tStudent, noisy, target);
+        return new NoisedBatch(prompts, context, latents, noise, tStudent, noisy, target, 0);
     }
 
     /// <summary>
@@ -143,12 +145,19 @@ public sealed partial class TrainingRun
     private IReadOnlyDictionary<string, Tensor> TeacherMaps(NoisedBatch batch, Func<Tensor, Tensor> pick)
     {
         using var _ = no_grad();
-        var count = pick(batch.TStudent).shape[0];
-        var tTeacher = _objective.Timesteps(Enumerable.Repeat(_objective.TeacherTimestep(_options.TeacherTimestep), (int)count).ToList(), batch.Latents.device);
+        using var draws = _options.TeacherSampling == TeacherSampling.Fixed ? null : new Generator((ulong)batch.TeacherSeed);
+        var tTeacher = _objective.TeacherTimesteps(pick(batch.TStudent), _options.TeacherTimestep, _options.TeacherSampling, draws!).to(batch.Latents.device);
         var noisyTeacher = _objective.AddNoise(pick(batch.Latents), pick(batch.Noise), tTeacher);
         _model.PredictNoise(noisyTeacher, tTeacher, batch.Context.Detach().Map(pick), _mapLayers.ToList(), out var maps);
         return maps;
     }
+
+    /// <summary>
+    /// The seed of a micro-batch's teacher-timestep draws: a fixed function of the run seed, the step and the micro-batch,
+    /// so the draws never touch the run's generator (the study's teacher pass of a vanilla run draws the same) and a resumed
+    /// run draws what the uninterrupted one did.
+    /// </summary>
+    internal static long TeacherSeed(long seed, long step, int micro) => unchecked(seed * 1_000_003L + step * 1_009L + micro + 0x5EED);
 
     /// <summary>
     /// Total loss = diffusion loss + the CTCal term, the term (a mean over the <paramref name="calibrated"/> samples) scaled

@@ -111,6 +111,7 @@ public sealed partial class TrainingRun : IDisposable
         }
         if (options.Method == TrainingMethod.Ctcal)
         {
+            _objective.TeacherTimestep(options.TeacherTimestep, options.TeacherSampling); // throws for a teacher the objective does not support
             CalibratedLayers = ResolveLayers(model.CrossAttentionLayers, options.Layers);
             _autoencoder = new AttentionMapAutoencoder();
             DeterministicInit.Reset(_autoencoder, init);
@@ -269,7 +270,7 @@ public sealed partial class TrainingRun : IDisposable
         for (int micro = 0; micro < accumulation; micro++)
         {
             using var scope = NewDisposeScope();
-            var parts = MicroStep(accumulation, study);
+            var parts = MicroStep(micro, accumulation, study);
             loss += parts.Loss / accumulation;
             diffusion += parts.Diffusion / accumulation;
             ctcal += parts.Ctcal / accumulation;

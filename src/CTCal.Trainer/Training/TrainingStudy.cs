@@ -58,7 +58,7 @@ public sealed partial class TrainingRun
     private void MeasureAlignment(StudyStep study, NoisedBatch batch, IReadOnlyList<double> studentTimesteps,
         IReadOnlyDictionary<string, Tensor>? modelTeacher, IReadOnlyDictionary<string, Tensor>? studentMaps)
     {
-        var measured = CalibratedSamples(batch.Prompts.Select(p => p.Nouns.Count).ToList(), studentTimesteps, _objective.TeacherTimestep(_options.TeacherTimestep));
+        var measured = CalibratedSamples(batch.Prompts.Select(p => p.Nouns.Count).ToList(), studentTimesteps, _objective.TeacherTimestep(_options.TeacherTimestep, _options.TeacherSampling));
         if (measured.Count == 0) return;
         using var _ = no_grad();
         int size = batch.Prompts.Count;
