@@ -22,7 +22,7 @@ internal sealed class TrainVerb(CliContext context)
         private static readonly FineTuneJob D = FineTuneJob.Defaults;
 
         public readonly Option<string?> Config = new("--config") { Description = "job file: one JSON object of option values (keys: option names without dashes); command-line values win" };
-        public readonly Option<string?> Model = new("--model") { Description = "diffusers model folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/), or an original single-file SD 1.x/2.x checkpoint (.safetensors)" };
+        public readonly Option<string?> Model = new("--model") { Description = "diffusers model folder (SD 1.x/2.x: unet/, vae/, text_encoder/, tokenizer/, scheduler/; SD3: model_index.json StableDiffusion3Pipeline), or an original single-file SD 1.x/2.x checkpoint (.safetensors)" };
         public readonly Option<string?> Tokenizer = new("--tokenizer") { Description = "single-file --model: folder with the CLIP BPE files vocab.json and merges.txt" };
         public readonly Option<string?> ModelConfig = new("--model-config") { Description = "single-file --model: a diffusers folder whose configs (and tokenizer/) are used instead of the derived ones" };
         public readonly Option<string?> PredictionType = new("--prediction-type") { Description = "single-file --model: epsilon, v_prediction or sample (default: SD 1.x epsilon, SD 2.x v_prediction)" };
@@ -101,7 +101,7 @@ internal sealed class TrainVerb(CliContext context)
     public Command Build()
     {
         var o = new TrainOptions();
-        var command = new Command("train", "Fine-tune a diffusers SD 1.x/2.x model with CTCal (or vanilla) on a captioned image folder.");
+        var command = new Command("train", "Fine-tune a diffusers SD 1.x/2.x or SD3 model with CTCal (or vanilla) on a captioned image folder.");
         foreach (var option in o.All()) command.Options.Add(option);
         command.SetAction(parse => Train(parse, o));
         return command;
