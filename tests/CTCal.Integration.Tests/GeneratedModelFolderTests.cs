@@ -66,7 +66,7 @@ public sealed class GeneratedModelFolderTests : IDisposable
         using (var ort = new Ort(Path.Combine(onnx, "unet", "model.onnx")))
         {
             var output = ort.Run(("sample", Compare.Floats(sample), sample.shape), ("timestep", new[] { 500f }, [1]),
-                ("encoder_hidden_states", Compare.Floats(context), context.shape))["out_sample"];
+                ("encoder_hidden_states", Compare.Floats(context.Hidden), context.Hidden.shape))["out_sample"];
             Compare.Agree("unet out_sample", output.Data, output.Shape, predicted);
         }
     }
