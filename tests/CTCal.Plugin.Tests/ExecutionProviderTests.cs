@@ -79,6 +79,25 @@ public class ExecutionProviderTests
         }
     }
 
+    /// <summary>
+    /// Memory-pattern planning is off in both memory modes (with the arena it made the second image allocate a second copy
+    /// of the activations); the arena is what the modes differ in.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void NeitherMemoryModePlansMemoryPatternsAndOnlyLowTurnsTheArenaOff(bool low)
+    {
+        var (options, used, _) = ExecutionProviderSelector.Create(
+            new[] { ExecutionProviderKind.Cpu }, Tuning with { LowMemory = low }, new RecordingLog(), (_, _) => { });
+        using (options)
+        {
+            Assert.Equal(ExecutionProviderKind.Cpu, used);
+            Assert.False(options.EnableMemoryPattern);
+            Assert.Equal(!low, options.EnableCpuMemArena);
+        }
+    }
+
     [Fact]
     public void PlatformDefaultsEndWithCpu()
     {

@@ -147,4 +147,34 @@ public sealed record CrossAttentionLayer(string Path, int Downscale, int Heads);
 internal sealed class AttentionCaptureSlot
 {
     public AttentionCapture? Current { get; set; }
+
+    /// <summary>
+    /// One forward pass of the model that owns this slot, with <paramref name="capture"/> current: refuses re-entry,
+    /// checks the capture's paths against <paramref name="attentionPaths"/> before anything runs, runs
+    /// <paramref name="run"/> in a dispose scope of its own, and hands the output and the captured maps to the caller's
+    /// scope (a failed pass clears the capture).
+    /// </summary>
+    public Tensor Forward(string model, AttentionCapture? capture, IReadOnlyCollection<string> attentionPaths, Func<Tensor> run)
+    {
+        if (Current is not null) throw new InvalidOperationException($"{model}.forward is not re-entrant");
+        var callerScope = torch.CurrentDisposeScope;
+        capture?.BeginForward(attentionPaths);
+        Current = capture;
+        try
+        {
+            using var scope = torch.NewDisposeScope();
+            var output = run();
+            capture?.EndForward(callerScope);
+            return output.MoveToOuterDisposeScope();
+        }
+        catch
+        {
+            capture?.Clear();
+            throw;
+        }
+        finally
+        {
+            Current = null;
+        }
+    }
 }

@@ -17,13 +17,15 @@ public sealed class CombinedTimestepTextProjEmbeddings : Module<Tensor, Tensor, 
 
 #pragma warning disable IDE1006 // PyTorch state-dict names
     private readonly TimestepEmbedding timestep_embedder;
-    private readonly PixArtAlphaTextProjection text_embedder;
+    // diffusers' PixArtAlphaTextProjection(act_fn="silu") is linear_1, SiLU, linear_2: the same module, names and all, as
+    // TimestepEmbedding, so it is one here.
+    private readonly TimestepEmbedding text_embedder;
 #pragma warning restore IDE1006
 
     public CombinedTimestepTextProjEmbeddings(int embeddingDim, int pooledProjectionDim) : base(nameof(CombinedTimestepTextProjEmbeddings))
     {
         timestep_embedder = new TimestepEmbedding(TimestepChannels, embeddingDim);
-        text_embedder = new PixArtAlphaTextProjection(pooledProjectionDim, embeddingDim);
+        text_embedder = new TimestepEmbedding(pooledProjectionDim, embeddingDim);
         RegisterComponents();
     }
 
@@ -37,30 +39,5 @@ public sealed class CombinedTimestepTextProjEmbeddings : Module<Tensor, Tensor, 
         var tEmb = timestep_embedder.forward(features.to(pooledProjection.dtype));                   // [B, dim]
         var textEmb = text_embedder.forward(pooledProjection);                                        // [B, dim]
         return tEmb.add(textEmb).MoveToOuterDisposeScope();
-    }
-}
-
-// diffusers.models.embeddings.PixArtAlphaTextProjection with act_fn="silu" (linear_1, SiLU, linear_2).
-/// <summary>The pooled-text MLP of <see cref="CombinedTimestepTextProjEmbeddings"/>: <c>linear_1</c>, SiLU, <c>linear_2</c>.</summary>
-public sealed class PixArtAlphaTextProjection : Module<Tensor, Tensor>
-{
-#pragma warning disable IDE1006
-    private readonly Linear linear_1;
-    private readonly Linear linear_2;
-#pragma warning restore IDE1006
-
-    public PixArtAlphaTextProjection(int inFeatures, int hiddenSize) : base(nameof(PixArtAlphaTextProjection))
-    {
-        linear_1 = Linear(inFeatures, hiddenSize);
-        linear_2 = Linear(hiddenSize, hiddenSize);
-        RegisterComponents();
-    }
-
-    /// <param name="x">[B, inFeatures]</param>
-    /// <returns>[B, hiddenSize]</returns>
-    public override Tensor forward(Tensor x)
-    {
-        using var scope = NewDisposeScope();
-        return linear_2.forward(functional.silu(linear_1.forward(x))).MoveToOuterDisposeScope();
     }
 }

@@ -106,26 +106,8 @@ public sealed class SD3Transformer2DModel : Module<Tensor, Tensor, Tensor, Tenso
         ArgumentNullException.ThrowIfNull(pooledProjections);
         ArgumentNullException.ThrowIfNull(timestep);
         CheckInputs(hiddenStates, encoderHiddenStates, pooledProjections);
-        if (_slot.Current is not null) throw new InvalidOperationException("SD3Transformer2DModel.forward is not re-entrant");
-        var callerScope = torch.CurrentDisposeScope;
-        capture?.BeginForward(_attentionPaths);
-        _slot.Current = capture;
-        try
-        {
-            using var scope = NewDisposeScope();
-            var output = Run(hiddenStates, encoderHiddenStates, pooledProjections, timestep);
-            capture?.EndForward(callerScope);
-            return output.MoveToOuterDisposeScope();
-        }
-        catch
-        {
-            capture?.Clear();
-            throw;
-        }
-        finally
-        {
-            _slot.Current = null;
-        }
+        return _slot.Forward(nameof(SD3Transformer2DModel), capture, _attentionPaths,
+            () => Run(hiddenStates, encoderHiddenStates, pooledProjections, timestep));
     }
 
     private void CheckInputs(Tensor hiddenStates, Tensor encoderHiddenStates, Tensor pooledProjections)

@@ -128,27 +128,11 @@ public sealed class UNet2DConditionModel : Module<Tensor, Tensor, Tensor, Tensor
         if (encoderHiddenStates.dim() != 3 || encoderHiddenStates.shape[2] != Config.CrossAttentionDim)
             throw new ArgumentException($"encoder_hidden_states must be [B, tokens, {Config.CrossAttentionDim}], got [{string.Join(", ", encoderHiddenStates.shape)}]",
                 nameof(encoderHiddenStates));
-        if (_slot.Current is not null) throw new InvalidOperationException("UNet2DConditionModel.forward is not re-entrant");
-        var callerScope = torch.CurrentDisposeScope;
-        _checkpointing.ReleaseReturned();
-        capture?.BeginForward(_attentionPaths);
-        _slot.Current = capture;
-        try
+        return _slot.Forward(nameof(UNet2DConditionModel), capture, _attentionPaths, () =>
         {
-            using var scope = NewDisposeScope();
-            var output = Run(sample, timestep, encoderHiddenStates);
-            capture?.EndForward(callerScope);
-            return output.MoveToOuterDisposeScope();
-        }
-        catch
-        {
-            capture?.Clear();
-            throw;
-        }
-        finally
-        {
-            _slot.Current = null;
-        }
+            _checkpointing.ReleaseReturned();
+            return Run(sample, timestep, encoderHiddenStates);
+        });
     }
 
     private Tensor Run(Tensor sample, Tensor timestep, Tensor context)
