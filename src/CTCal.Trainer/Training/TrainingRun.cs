@@ -109,9 +109,10 @@ public sealed partial class TrainingRun : IDisposable
                 ?? throw new ArgumentException($"gradient checkpointing needs the diffusers UNet ({nameof(UNet2DConditionModel)}), not {model.UNet.GetType().Name}");
             _checkpointedUNet.GradientCheckpointing = true;
         }
+        // Throws for a teacher the objective does not support (the teacher pass runs for CTCal and for the study measures).
+        if (options.Method == TrainingMethod.Ctcal || options.AlignEvery > 0) _objective.TeacherTimestep(options.TeacherTimestep, options.TeacherSampling);
         if (options.Method == TrainingMethod.Ctcal)
         {
-            _objective.TeacherTimestep(options.TeacherTimestep, options.TeacherSampling); // throws for a teacher the objective does not support
             CalibratedLayers = ResolveLayers(model.CrossAttentionLayers, options.Layers);
             _autoencoder = new AttentionMapAutoencoder();
             DeterministicInit.Reset(_autoencoder, init);
