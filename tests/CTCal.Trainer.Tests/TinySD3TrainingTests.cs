@@ -1,5 +1,8 @@
+using System.Text.Json;
 using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
+using CTCal.Core.Probes;
+using CTCal.Synthetic;
 using CTCal.Tests;
 using CTCal.Trainer.Cli;
 using CTCal.Trainer.Data;
@@ -220,5 +223,24 @@ public sealed class TinySD3TrainingTests : IDisposable
         Assert.Matches(@"vanilla: [0-9.]+ s/step wall", text);
         Assert.Matches(@"ctcal: +[0-9.]+ s/step wall", text);
         Assert.Matches(@"ratio ctcal/vanilla: [0-9.]+ wall", text);
+    }
+
+    [Fact]
+    public void PremiseProbeOfTheSD3FolderMeasuresEveryJointBlockAtFlowTimesteps()
+    {
+        string folder = TinyStableDiffusion3.Write(_dir);
+        string data = Path.Combine(_dir, "masked");
+        DatasetWriter.WriteDataset(SyntheticWorld.Create(new SyntheticWorldOptions { Seed = 2, TrainCount = 2 }), data, withMasks: true);
+        string output = Path.Combine(_dir, "probe");
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = new TrainerCli(TrainableModels.Load, stdout, stderr).Run(["probe", "--model", folder, "--data", data, "--out", output,
+            "--records", "2", "--resolution", "32", "--timesteps", "0", "500", "900"]);
+        Assert.True(code == 0, stderr.ToString());
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, PremiseProbeResult.JsonFileName)));
+        var rows = json.RootElement.GetProperty("per_layer").EnumerateArray().ToList();
+        Assert.Equal(3 * 2, rows.Count); // 3 timesteps x 2 joint blocks
+        Assert.All(rows, r => Assert.InRange(r.GetProperty("mass").GetDouble(), 0, 1));
+        Assert.Contains(rows, r => r.GetProperty("layer").GetString() == "transformer_blocks.1.attn");
     }
 }
