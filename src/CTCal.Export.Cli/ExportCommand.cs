@@ -23,8 +23,9 @@ internal static class ExportCommand
         var fp16 = new Option<bool>("--fp16") { Description = "Store weights as float16 (inputs, outputs and compute stay float32)." };
         var components = new Option<string>("--components")
         {
-            Description = "Comma-separated parts to export: text_encoder,unet,vae_decoder,vae_encoder.",
-            DefaultValueFactory = _ => "text_encoder,unet,vae_decoder,vae_encoder",
+            Description = "Parts to export: all (the source family's parts; SD3: text_encoder_3 when present), or a comma-separated list of " +
+                "text_encoder,unet,vae_decoder,vae_encoder (SD 1.x/2.x) or text_encoder,text_encoder_2,text_encoder_3,transformer,vae_decoder,vae_encoder (SD3).",
+            DefaultValueFactory = _ => "all",
         };
         var method = new Option<string?>("--method") { Description = "Training method of the weights, recorded in ctcal_manifest.json: base, vanilla or ctcal (default: base when no --unet-weights/--lora, else not recorded)." };
         var steps = new Option<int?>("--steps") { Description = "Training steps recorded in ctcal_manifest.json." };
@@ -137,6 +138,7 @@ internal static class ExportCommand
 
     public static ExportComponents ParseComponents(string text)
     {
+        if (text.Trim() == "all") return ExportComponents.All;
         var result = ExportComponents.None;
         foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
@@ -146,7 +148,10 @@ internal static class ExportCommand
                 "unet" => ExportComponents.Unet,
                 "vae_decoder" => ExportComponents.VaeDecoder,
                 "vae_encoder" => ExportComponents.VaeEncoder,
-                _ => throw new ArgumentException($"--components: unknown part '{part}' (expected text_encoder, unet, vae_decoder, vae_encoder)"),
+                "transformer" => ExportComponents.Transformer,
+                "text_encoder_2" => ExportComponents.TextEncoder2,
+                "text_encoder_3" => ExportComponents.TextEncoder3,
+                _ => throw new ArgumentException($"--components: unknown part '{part}' (expected all, or text_encoder, text_encoder_2, text_encoder_3, unet, transformer, vae_decoder, vae_encoder)"),
             };
         }
         if (result == ExportComponents.None) throw new ArgumentException("--components: no part given");

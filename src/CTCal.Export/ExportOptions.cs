@@ -4,7 +4,12 @@ using CTCal.Export.Onnx;
 
 namespace CTCal.Export;
 
-/// <summary>The model parts an export writes (Optimum/OnnxStack folder names).</summary>
+/// <summary>
+/// The model parts an export writes (Optimum/OnnxStack folder names). SD 1.x/2.x folders have text_encoder, unet and the two
+/// VAE parts; SD3 folders have text_encoder, text_encoder_2, transformer, the two VAE parts and optionally text_encoder_3
+/// (T5). <see cref="All"/> takes the parts of the source's family (text_encoder_3 when the source has it); naming a part
+/// the family lacks is refused.
+/// </summary>
 [Flags]
 public enum ExportComponents
 {
@@ -13,7 +18,13 @@ public enum ExportComponents
     Unet = 2,
     VaeDecoder = 4,
     VaeEncoder = 8,
-    All = TextEncoder | Unet | VaeDecoder | VaeEncoder,
+    /// <summary>SD3: the MMDiT (<c>transformer/</c>).</summary>
+    Transformer = 16,
+    /// <summary>SD3: the second CLIP text encoder with projection (<c>text_encoder_2/</c>, CLIP-G).</summary>
+    TextEncoder2 = 32,
+    /// <summary>SD3: the T5 encoder (<c>text_encoder_3/</c>), optional.</summary>
+    TextEncoder3 = 64,
+    All = TextEncoder | Unet | VaeDecoder | VaeEncoder | Transformer | TextEncoder2 | TextEncoder3,
 }
 
 /// <summary>A LoRA file merged at export with the given strength.</summary>

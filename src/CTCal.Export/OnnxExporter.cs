@@ -25,8 +25,22 @@ public static class OnnxExporter
     public const string ManifestFileName = OnnxModelManifest.FileName;
     public const int ManifestFormatVersion = OnnxModelManifest.CurrentFormatVersion;
     private static readonly string[] TokenizerFiles = ["vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"];
+    private static readonly string[] T5TokenizerFiles = ["spiece.model", "tokenizer.json", "special_tokens_map.json", "tokenizer_config.json"];
 
     private sealed record Part(string Folder, string ConfigJson, OnnxGraph Graph, ComponentWeights Weights);
+
+    private const ExportComponents Sd1Parts = ExportComponents.TextEncoder | ExportComponents.Unet | ExportComponents.VaeDecoder | ExportComponents.VaeEncoder;
+    private const ExportComponents Sd3Parts = ExportComponents.TextEncoder | ExportComponents.TextEncoder2 | ExportComponents.TextEncoder3
+        | ExportComponents.Transformer | ExportComponents.VaeDecoder | ExportComponents.VaeEncoder;
+
+    private static readonly (ExportComponents Part, string Folder)[] PartFolders =
+    [
+        (ExportComponents.TextEncoder, "text_encoder"), (ExportComponents.TextEncoder2, "text_encoder_2"), (ExportComponents.TextEncoder3, "text_encoder_3"),
+        (ExportComponents.Unet, "unet"),
+        (ExportComponents.Transformer, "transformer"), (ExportComponents.VaeDecoder, "vae_decoder"), (ExportComponents.VaeEncoder, "vae_encoder"),
+    ];
+
+    private static IEnumerable<string> FolderNames(ExportComponents parts) => PartFolders.Where(p => parts.HasFlag(p.Part)).Select(p => p.Folder);
 
     public static void Export(ExportOptions options, IProgress<ExportProgress>? progress = null, CancellationToken ct = default)
     {
@@ -67,6 +81,13 @@ public static class OnnxExporter
             problems.Add($"training method '{method}' is not one of {string.Join(", ", OnnxModelManifest.Methods)}");
         if (options.TrainingSteps is < 0) problems.Add($"training steps must be >= 0, got {options.TrainingSteps}");
         string? unetReplacement = options.UnetWeights is { } u ? Path.GetFullPath(u) : null;
+        bool sd3 = src.IsSD3;
+        var familyParts = sd3 ? Sd3Parts : Sd1Parts;
+        if (options.Components != ExportComponents.All && (options.Components & ~familyParts) is var foreign && foreign != ExportComponents.None)
+            problems.Add($"components {string.Join(", ", FolderNames(foreign))}: not part of {(sd3 ? "an SD3" : "an SD 1.x/2.x")} model " +
+                $"(its parts: {string.Join(", ", FolderNames(familyParts))})");
+        if (sd3 && options.UnetWeights is not null)
+            problems.Add($"UNet weights '{options.UnetWeights}' were given, but '{model}' is an SD3 model (a transformer, no UNet)");
 
         var loras = new Dictionary<string, Dictionary<string, List<LoraDelta>>>(StringComparer.Ordinal);
         foreach (var spec in options.Loras)
@@ -74,8 +95,19 @@ public static class OnnxExporter
             try
             {
                 foreach (var (component, byWeight) in LoraFile.Load(Path.GetFullPath(spec.Path), spec.Scale,
-                             c => src.WeightNames(c == LoraFile.UNet ? "unet" : "text_encoder", c == LoraFile.UNet ? unetReplacement : null)))
+                             c => src.WeightNames(c, c == LoraFile.UNet ? unetReplacement : null)))
                 {
+                    if (sd3 && component == LoraFile.UNet)
+                    {
+                        problems.Add($"LoRA '{spec.Path}' adapts UNet modules (keys without a transformer. or text_encoder. prefix, or kohya lora_unet_ keys, " +
+                            $"e.g. '{byWeight.Values.First()[0].Module}'), but '{model}' is an SD3 model (a transformer, no UNet)");
+                        continue;
+                    }
+                    if (!sd3 && component is LoraFile.Transformer or LoraFile.TextEncoder2)
+                    {
+                        problems.Add($"LoRA '{spec.Path}' adapts an SD3 {component} ({component}.* keys), but '{model}' is an SD 1.x/2.x model");
+                        continue;
+                    }
                     if (!loras.TryGetValue(component, out var target)) loras[component] = target = new(StringComparer.Ordinal);
                     foreach (var (weight, deltas) in byWeight)
                     {
@@ -95,6 +127,10 @@ public static class OnnxExporter
             problems.Add($"UNet weights '{options.UnetWeights}' were given, but unet is not among the exported components");
         if (loras.ContainsKey(LoraFile.UNet) && !options.Components.HasFlag(ExportComponents.Unet))
             problems.Add("a LoRA updates the UNet, but unet is not among the exported components");
+        if (loras.ContainsKey(LoraFile.Transformer) && !options.Components.HasFlag(ExportComponents.Transformer))
+            problems.Add("a LoRA updates the transformer, but transformer is not among the exported components");
+        if (loras.ContainsKey(LoraFile.TextEncoder2) && !options.Components.HasFlag(ExportComponents.TextEncoder2))
+            problems.Add("a LoRA updates text_encoder_2, but text_encoder_2 is not among the exported components");
         if (options.Components.HasFlag(ExportComponents.TextEncoder) && src.Checkpoint is { TokenizerOrNull: null } checkpoint)
             problems.Add($"'{checkpoint.Path}' carries no tokenizer, which the exported folder needs: give a folder with the CLIP BPE files " +
                 "vocab.json and merges.txt (--tokenizer), or a config folder with tokenizer/");
@@ -122,13 +158,27 @@ public static class OnnxExporter
             if (tensors is null) return;
             var weights = new ComponentWeights(folder, tensors, loras.GetValueOrDefault(loraComponent));
             opened.Add(weights);
-            problems.AddRange(weights.Check(graph.Weights));
+            problems.AddRange(weights.Check(graph.Weights, graph.UnusedWeights));
             parts.Add(new Part(folder, json, graph, weights));
         }
 
-        if (options.Components.HasFlag(ExportComponents.TextEncoder))
+        if (sd3)
+        {
+            if (options.Components.HasFlag(ExportComponents.TextEncoder))
+                Add("text_encoder", "text_encoder", (json, file) => TextEncoderGraph.BuildWithProjection(ClipTextConfig.Parse(json, file), "text_encoder", options.Fp16), null, "text_encoder");
+            if (options.Components.HasFlag(ExportComponents.TextEncoder2))
+                Add("text_encoder_2", "text_encoder_2", (json, file) => TextEncoderGraph.BuildWithProjection(ClipTextConfig.Parse(json, file), "text_encoder_2", options.Fp16), null, "text_encoder_2");
+            // T5 is optional: taken by default when the source has it, refused as missing only when asked for by name.
+            bool t5 = options.Components.HasFlag(ExportComponents.TextEncoder3)
+                && (options.Components != ExportComponents.All || src.ConfigJson("text_encoder_3") is not null);
+            if (t5)
+                Add("text_encoder_3", "text_encoder_3", (json, file) => T5EncoderGraph.Build(T5Config.Parse(json, file), options.Fp16), null, "text_encoder_3");
+            if (options.Components.HasFlag(ExportComponents.Transformer))
+                Add("transformer", "transformer", (json, file) => SD3TransformerGraph.Build(SD3TransformerConfig.Parse(json, file), options.Fp16), null, "transformer");
+        }
+        else if (options.Components.HasFlag(ExportComponents.TextEncoder))
             Add("text_encoder", "text_encoder", (json, file) => TextEncoderGraph.Build(ClipTextConfig.Parse(json, file), options.Fp16), null, LoraFile.TextEncoder);
-        if (options.Components.HasFlag(ExportComponents.Unet))
+        if (!sd3 && options.Components.HasFlag(ExportComponents.Unet))
             Add("unet", "unet", (json, file) => UNetGraph.Build(UNetConfig.Parse(json, file), options.Fp16), unetReplacement, LoraFile.UNet);
         if (options.Components.HasFlag(ExportComponents.VaeDecoder))
             Add("vae_decoder", "vae", (json, file) => VaeGraphs.BuildDecoder(VaeConfig.Parse(json, file), options.Fp16), null, "vae");
@@ -137,7 +187,7 @@ public static class OnnxExporter
 
         try
         {
-            modelIndex = ModelIndex(src, parts);
+            modelIndex = sd3 ? SD3ModelIndex(src, parts) : ModelIndex(src, parts);
         }
         catch (ExportValidationException e)
         {
@@ -171,6 +221,11 @@ public static class OnnxExporter
             if (FaultPoints.IsArmed) FaultPoints.Reached($"export.part-written:{part.Folder}");
         }
         if (source.TokenizerFolder() is { } tokenizer) CopyFolder(tokenizer, Path.Combine(temp, "tokenizer"), TokenizerFiles);
+        if (source.IsSD3)
+        {
+            CopyFolder(source.TokenizerFolder("tokenizer_2")!, Path.Combine(temp, "tokenizer_2"), TokenizerFiles);
+            CopyFolder(source.TokenizerFolder("tokenizer_3")!, Path.Combine(temp, "tokenizer_3"), T5TokenizerFiles);
+        }
         if (source.SchedulerJson() is { } scheduler)
         {
             Directory.CreateDirectory(Path.Combine(temp, "scheduler"));
@@ -227,19 +282,23 @@ public static class OnnxExporter
     /// </summary>
     private static OnnxModelManifest Manifest(ExportOptions options, ExportSource source, JsonObject components)
     {
-        UNetConfig? unet = source.ConfigJson("unet") is { } u ? UNetConfig.Parse(u, source.ConfigOrigin("unet")) : null;
+        bool sd3 = source.IsSD3;
+        UNetConfig? unet = !sd3 && source.ConfigJson("unet") is { } u ? UNetConfig.Parse(u, source.ConfigOrigin("unet")) : null;
+        SD3TransformerConfig? transformer = sd3 && source.ConfigJson("transformer") is { } tr ? SD3TransformerConfig.Parse(tr, source.ConfigOrigin("transformer")) : null;
         ClipTextConfig? text = source.ConfigJson("text_encoder") is { } t ? ClipTextConfig.Parse(t, source.ConfigOrigin("text_encoder")) : null;
         VaeConfig? vae = source.ConfigJson("vae") is { } v ? VaeConfig.Parse(v, source.ConfigOrigin("vae")) : null;
-        string? prediction = source.SchedulerJson() is { } s ? SchedulerConfig.Parse(s).PredictionType : null;
+        // SD3's flow-matching scheduler has no prediction_type: the family says what the transformer predicts.
+        string? prediction = !sd3 && source.SchedulerJson() is { } s ? SchedulerConfig.Parse(s).PredictionType : null;
         string model = source.Path;
-        int? native = unet is null ? null : unet.SampleSize * (vae?.DownscaleFactor ?? 8);
+        int? native = (unet?.SampleSize ?? transformer?.SampleSize) is { } sample ? sample * (vae?.DownscaleFactor ?? 8) : null;
         bool merged = options.UnetWeights is not null || options.Loras.Count > 0;
         return new OnnxModelManifest
         {
-            Family = ModelFamily.Detect(unet, text),
+            Family = sd3 ? ModelFamily.Sd3 : ModelFamily.Detect(unet, text),
             Width = native,
             Height = native,
             VaeScalingFactor = vae?.ScalingFactor,
+            VaeShiftFactor = vae?.ShiftFactor is { } shift && shift != 0 ? shift : null,
             PredictionType = prediction,
             Method = options.TrainingMethod ?? (merged ? null : "base"),
             Steps = options.TrainingSteps,
@@ -267,6 +326,24 @@ public static class OnnxExporter
     // ["diffusers", "OnnxRuntimeModel"] (what ORTPipeline writes, and what diffusers' OnnxStableDiffusionPipeline loads);
     // tokenizer and scheduler as [library, class], the only entries ORTPipeline._from_pretrained instantiates (the ONNX
     // parts it finds by folder). The scheduler entry is taken from the source folder.
+    // model_index.json of an SD3 folder as Optimum writes it for ORTStableDiffusion3Pipeline: the ONNX parts as
+    // ["diffusers", "OnnxRuntimeModel"], the two CLIP tokenizers and (when the source has it) T5's, the scheduler from the source.
+    private static JsonObject SD3ModelIndex(ExportSource source, List<Part> parts)
+    {
+        var (scheduler, version) = source.ModelIndexEntries("FlowMatchEulerDiscreteScheduler");
+        var index = new JsonObject
+        {
+            ["_class_name"] = "ORTStableDiffusion3Pipeline",
+            ["_diffusers_version"] = version,
+            ["scheduler"] = scheduler,
+            ["tokenizer"] = new JsonArray("transformers", "CLIPTokenizer"),
+            ["tokenizer_2"] = new JsonArray("transformers", "CLIPTokenizer"),
+        };
+        if (source.TokenizerFolder("tokenizer_3") is { } t5 && Directory.Exists(t5)) index["tokenizer_3"] = new JsonArray("transformers", "T5TokenizerFast");
+        foreach (var p in parts) index[p.Folder] = new JsonArray("diffusers", "OnnxRuntimeModel");
+        return index;
+    }
+
     private static JsonObject ModelIndex(ExportSource source, List<Part> parts)
     {
         var (scheduler, version) = source.ModelIndexEntries();

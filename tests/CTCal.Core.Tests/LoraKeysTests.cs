@@ -66,6 +66,34 @@ public sealed class LoraKeysTests
         Assert.Equal(new LoraKey(key, component, module, part, spelling), LoraKeys.Parse(key));
     }
 
+    [Theory]
+    [InlineData("transformer.transformer_blocks.0.attn.to_q.lora_A.weight", "transformer_blocks.0.attn.to_q", LoraPart.Down, LoraSpelling.Peft)]
+    [InlineData("transformer.transformer_blocks.11.attn.add_k_proj.lora_B.weight", "transformer_blocks.11.attn.add_k_proj", LoraPart.Up, LoraSpelling.Peft)]
+    [InlineData("transformer.transformer_blocks.2.ff_context.net.2.lora.up.weight", "transformer_blocks.2.ff_context.net.2", LoraPart.Up, LoraSpelling.Diffusers)]
+    [InlineData("transformer.proj_out.alpha", "proj_out", LoraPart.Alpha, LoraSpelling.Peft)]
+    public void SD3_transformer_keys_parse_and_format_in_the_dotted_spellings(string key, string module, LoraPart part, LoraSpelling spelling)
+    {
+        Assert.Equal(new LoraKey(key, LoraKeys.Transformer, module, part, spelling), LoraKeys.Parse(key));
+        Assert.Equal(key, LoraKeys.Format(LoraKeys.Transformer, module, part, spelling));
+        Assert.True(LoraKeys.IsLoraFile([key.Replace(".alpha", ".lora_A.weight", StringComparison.Ordinal)]));
+    }
+
+    [Fact]
+    public void SD3_second_text_encoder_keys_parse()
+    {
+        const string key = "text_encoder_2.text_model.encoder.layers.3.self_attn.out_proj.lora_B.weight";
+        Assert.Equal(new LoraKey(key, LoraKeys.TextEncoder2, "text_model.encoder.layers.3.self_attn.out_proj", LoraPart.Up, LoraSpelling.Peft), LoraKeys.Parse(key));
+        Assert.Equal(key, LoraKeys.Format(LoraKeys.TextEncoder2, "text_model.encoder.layers.3.self_attn.out_proj", LoraPart.Up, LoraSpelling.Peft));
+        Assert.Throws<ArgumentException>(() => LoraKeys.Format(LoraKeys.TextEncoder2, "text_model.encoder.layers.3.self_attn.out_proj", LoraPart.Up, LoraSpelling.Kohya));
+    }
+
+    [Fact]
+    public void SD3_transformer_has_no_kohya_spelling()
+    {
+        var e = Assert.Throws<ArgumentException>(() => LoraKeys.Format(LoraKeys.Transformer, "transformer_blocks.0.attn.to_q", LoraPart.Down, LoraSpelling.Kohya));
+        Assert.Contains("kohya", e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Kohya_names_are_written_with_underscores_and_the_component_prefix()
     {

@@ -56,6 +56,62 @@ public sealed class ModelFolderTests : IDisposable
         Assert.Equal("StableDiffusionPipeline", folder.LoadModelIndex()!.ClassName);
     }
 
+    /// <summary>An SD3 diffusers layout (placeholders): transformer, two CLIP encoders and tokenizers, optional T5.</summary>
+    private void MakeSd3Layout(bool withT5)
+    {
+        File.WriteAllText(Path.Combine(_dir, "model_index.json"), """{ "_class_name": "StableDiffusion3Pipeline", "transformer": ["diffusers", "SD3Transformer2DModel"] }""");
+        foreach (string c in new[] { "transformer", "vae" })
+        {
+            Touch($"{c}/config.json");
+            Touch($"{c}/diffusion_pytorch_model.safetensors");
+        }
+        foreach (string c in withT5 ? new[] { "text_encoder", "text_encoder_2", "text_encoder_3" } : ["text_encoder", "text_encoder_2"])
+        {
+            Touch($"{c}/config.json");
+            Touch($"{c}/model.safetensors");
+        }
+        foreach (string t in new[] { "tokenizer", "tokenizer_2" })
+        {
+            Touch($"{t}/vocab.json");
+            Touch($"{t}/merges.txt");
+        }
+        Touch("scheduler/scheduler_config.json");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ResolvesAnSd3LayoutWithOrWithoutT5(bool withT5)
+    {
+        MakeSd3Layout(withT5);
+        var folder = ModelFolder.Open(_dir, ModelComponents.Sd3);
+        Assert.True(folder.IsSD3);
+        var expected = ModelComponents.Sd3 | (withT5 ? ModelComponents.TextEncoder3 : 0);
+        Assert.Equal(expected, folder.Available);
+        Assert.Equal(Path.Combine(_dir, "transformer", "diffusion_pytorch_model.safetensors"), folder.Transformer.WeightsPath);
+        Assert.Equal(Path.Combine(_dir, "text_encoder_2", "model.safetensors"), folder.TextEncoder2.WeightsPath);
+        Assert.Equal(Path.Combine(_dir, "tokenizer_2", "merges.txt"), folder.Tokenizer2.MergesPath);
+        Assert.Equal(withT5 ? Path.Combine(_dir, "text_encoder_3", "model.safetensors") : null, folder.TextEncoder3OrNull?.WeightsPath);
+        Assert.Throws<ModelFolderException>(() => folder.Unet);
+        Assert.False(ModelFolder.Open(TinySd1).IsSD3);
+    }
+
+    [Fact]
+    public void AnSd3FolderMissingItsSecondEncoderAndT5AskedForByNameListsThem()
+    {
+        MakeSd3Layout(withT5: false);
+        Directory.Delete(Path.Combine(_dir, "text_encoder_2"), recursive: true);
+        var ex = Assert.Throws<ModelFolderException>(() => ModelFolder.Open(_dir, ModelComponents.Sd3 | ModelComponents.TextEncoder3));
+        Assert.Contains("text_encoder_2/config.json", ex.Message);
+        Assert.Contains("text_encoder_2/model.safetensors", ex.Message);
+        Assert.Contains("text_encoder_3/config.json", ex.Message);
+        Assert.Equal(4, ex.Problems.Count);
+        // an SD 1.x/2.x open of the same folder names the UNet and nothing of SD3's
+        ex = Assert.Throws<ModelFolderException>(() => ModelFolder.Open(_dir));
+        Assert.Equal(["missing unet/config.json"], ex.Problems.Where(p => p.Contains("unet/config", StringComparison.Ordinal)));
+        Assert.DoesNotContain(ex.Problems, p => p.Contains("text_encoder_2", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void EmptyFolderListsEverythingMissing()
     {

@@ -70,7 +70,8 @@ public sealed class OnnxModelManifestTests
     }
 
     [Theory]
-    [InlineData("""{"family":"sdxl"}""", "family must be one of sd1, sd2, got 'sdxl'")]
+    [InlineData("""{"family":"sdxl"}""", "family must be one of sd1, sd2, sd3, got 'sdxl'")]
+    [InlineData("""{"vaeShiftFactor":"NaN"}""", "not a valid manifest")]
     [InlineData("""{"method":"gors"}""", "method must be one of base, vanilla, ctcal, got 'gors'")]
     [InlineData("""{"width":100}""", "width must be a positive multiple of 8, got 100")]
     [InlineData("""{"height":-8}""", "height must be a positive multiple of 8, got -8")]
@@ -85,6 +86,21 @@ public sealed class OnnxModelManifestTests
         var e = Assert.Throws<InvalidDataException>(() => OnnxModelManifest.Parse(json, "/models/m/ctcal_manifest.json"));
         Assert.StartsWith("/models/m/ctcal_manifest.json: ", e.Message);
         Assert.Contains(message, e.Message);
+    }
+
+    /// <summary>An SD3 export: family sd3, the VAE's shift next to its scaling factor, no prediction type (flow matching).</summary>
+    [Fact]
+    public void AnSD3ManifestKeepsTheVaeShiftFactor()
+    {
+        var written = new OnnxModelManifest { Family = ModelFamily.Sd3, Width = 1024, Height = 1024, VaeScalingFactor = 1.5305, VaeShiftFactor = 0.0609, Method = "base" };
+        var json = JsonNode.Parse(written.ToJson())!.AsObject();
+        Assert.Equal("sd3", (string?)json["family"]);
+        Assert.Equal(0.0609, (double?)json["vaeShiftFactor"]);
+        Assert.False(json.ContainsKey("predictionType"));
+        var read = OnnxModelManifest.Parse(written.ToJson());
+        Assert.Equal(written with { Loras = [] }, read with { Loras = [] });
+        Assert.Null(OnnxModelManifest.Parse(new OnnxModelManifest { Family = "sd1" }.ToJson()).VaeShiftFactor);
+        Assert.Throws<InvalidDataException>(() => new OnnxModelManifest { VaeShiftFactor = double.PositiveInfinity }.ToJson());
     }
 
     [Fact]

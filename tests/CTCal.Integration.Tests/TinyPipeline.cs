@@ -93,7 +93,8 @@ public static class RandomWeights
 {
     /// <summary>
     /// Matrices and kernels ~ N(0, (gain / sqrt(fan_in))^2) with gain 1.5 (attention logits of order 1-2, not near-uniform
-    /// softmax), biases ~ N(0, 0.1^2), norm scales ~ 1 + N(0, 0.1^2), embeddings ~ N(0, 0.5^2).
+    /// softmax), biases ~ N(0, 0.1^2), norm scales (1-D) ~ 1 + N(0, 0.1^2), embeddings ~ N(0, 0.5^2). Buffers (SD3's
+    /// position table) keep their values.
     /// </summary>
     public static void Fill(nn.Module module, int seed, double gain = 1.5)
     {
@@ -102,7 +103,7 @@ public static class RandomWeights
         var generator = new Generator((ulong)seed);
         foreach (var (name, p) in module.named_parameters())
         {
-            bool norm = name.Contains("norm", StringComparison.Ordinal);
+            bool norm = name.Contains("norm", StringComparison.Ordinal) && p.dim() == 1; // not SD3's adaLN linears (norm1.linear.weight)
             Tensor value;
             if (norm && name.EndsWith(".weight", StringComparison.Ordinal))
                 value = randn(p.shape, generator: generator).mul(0.1).add(1.0);

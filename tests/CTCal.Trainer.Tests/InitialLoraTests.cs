@@ -101,12 +101,26 @@ public sealed class InitialLoraTests : IDisposable
     [InlineData("alpha", "the LoRA has alpha 2 but the run's is 5; pass --lora-alpha 2")]
     [InlineData("text", "the LoRA adapts the text encoder")]
     [InlineData("conv", "'conv_in' of the unet is not a linear layer of this model")]
+    [InlineData("sd3", "the LoRA adapts 'text_encoder_2', a part this model does not have")]
     [InlineData("inside", "must not be, contain or lie inside --init-lora")]
     [InlineData("full", "init-lora continues a LoRA and cannot be combined with full")]
     public void AnInitLoraThatCannotBeContinuedIsRefusedBeforeTheOutputIsTouched(string fault, string message)
     {
         string data = TrainingRunTests.MakeDataset(_dir);
         string lora = TrainedLora(data, "peft", fault == "text" ? ["--train-text-encoder"] : []);
+        if (fault == "sd3")
+        {
+            // an SD3 LoRA's second-text-encoder keys (diffusers' spelling) next to this run's UNet modules
+            var tensors = TensorFile.Load(lora, out var metadata);
+            using var down = zeros(2, 32);
+            using var up = zeros(32, 2);
+            lora = Path.Combine(_dir, "sd3", "sd3.safetensors");
+            Directory.CreateDirectory(Path.GetDirectoryName(lora)!);
+            TensorFile.Save(lora, tensors.Select(kv => (kv.Key, kv.Value))
+                .Append(("text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight", down))
+                .Append(("text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight", up)), metadata);
+            foreach (var t in tensors.Values) t.Dispose();
+        }
         if (fault == "conv")
         {
             var tensors = TensorFile.Load(lora, out var metadata);

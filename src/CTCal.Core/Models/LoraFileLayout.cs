@@ -5,7 +5,7 @@ using CTCal.Core.Safetensors;
 namespace CTCal.Core.Models;
 
 /// <summary>One adapted module of a LoRA file: where its tensors are and what shape they make.</summary>
-/// <param name="Component"><see cref="LoraKeys.UNet"/> or <see cref="LoraKeys.TextEncoder"/>.</param>
+/// <param name="Component"><see cref="LoraKeys.UNet"/>, <see cref="LoraKeys.TextEncoder"/>, <see cref="LoraKeys.Transformer"/> or <see cref="LoraKeys.TextEncoder2"/>.</param>
 /// <param name="Module">The module path in the component's own weight names (kohya names already mapped back).</param>
 /// <param name="DownKey">Key of the down (lora_A) tensor, [rank, in...].</param>
 /// <param name="UpKey">Key of the up (lora_B) tensor, [out, rank(, 1, 1)].</param>

@@ -14,7 +14,7 @@ public enum LoraPart
 /// <summary>How a LoRA file spells its keys.</summary>
 public enum LoraSpelling
 {
-    /// <summary><c>unet.{module}.lora_A.weight</c>, <c>unet.{module}.lora_B.weight</c>, <c>unet.{module}.alpha</c> (diffusers/peft).</summary>
+    /// <summary><c>unet.{module}.lora_A.weight</c>, <c>unet.{module}.lora_B.weight</c>, <c>unet.{module}.alpha</c> (diffusers/peft; SD3: <c>transformer.{module}...</c>).</summary>
     Peft,
     /// <summary><c>unet.{module}.lora.down.weight</c>, <c>unet.{module}.lora.up.weight</c>, <c>unet.{module}.alpha</c> (older diffusers; the prefix is optional when read).</summary>
     Diffusers,
@@ -34,15 +34,19 @@ public sealed class LoraKeyException(string message) : Exception(message);
 
 /// <summary>
 /// The LoRA key grammar, written once: parses and formats tensor keys in peft, older diffusers and kohya spellings for
-/// the <c>unet</c> and <c>text_encoder</c> components (and, dotted spellings only, SD3's <c>transformer</c>), and decides whether a file is a LoRA.
+/// the <c>unet</c> and <c>text_encoder</c> components, and in the dotted spellings for SD3's <c>transformer</c> and
+/// <c>text_encoder_2</c> (what diffusers' SD3 LoRA loader writes: <c>transformer.transformer_blocks.0.attn.to_q.lora_A.weight</c>,
+/// <c>text_encoder_2.text_model...</c>; kohya's SD3 files name the original MMDiT modules, not diffusers', and are not
+/// read); and decides whether a file is a LoRA.
 /// </summary>
 public static class LoraKeys
 {
     public const string UNet = "unet";
     public const string TextEncoder = "text_encoder";
-
-    /// <summary>The SD3 transformer (<c>transformer.{module}</c>, as diffusers' SD3 LoRAs spell it); peft and diffusers spellings only, kohya has no prefix for it.</summary>
+    /// <summary>SD3's MMDiT (<c>SD3Transformer2DModel</c>); dotted spellings only.</summary>
     public const string Transformer = "transformer";
+    /// <summary>SD3's second CLIP text encoder (CLIP-G); dotted spellings only.</summary>
+    public const string TextEncoder2 = "text_encoder_2";
 
     private const string KohyaUNet = "lora_unet_";
     private const string KohyaTextEncoder = "lora_te_";
@@ -68,12 +72,12 @@ public static class LoraKeys
     {
         CheckComponent(component);
         if (string.IsNullOrEmpty(module)) throw new ArgumentException("module path is empty", nameof(module));
+        if (component is Transformer or TextEncoder2 && spelling == LoraSpelling.Kohya)
+            throw new ArgumentException($"LoRA component '{component}' has no kohya spelling", nameof(spelling));
         return spelling switch
         {
             LoraSpelling.Peft => $"{component}.{module}." + (part switch { LoraPart.Down => "lora_A.weight", LoraPart.Up => "lora_B.weight", _ => "alpha" }),
             LoraSpelling.Diffusers => $"{component}.{module}." + (part switch { LoraPart.Down => "lora.down.weight", LoraPart.Up => "lora.up.weight", _ => "alpha" }),
-            LoraSpelling.Kohya when component == Transformer => throw new ArgumentException(
-                $"the kohya spelling has no prefix for the {Transformer} (lora_unet_/lora_te_ only); write it in the peft or diffusers spelling", nameof(spelling)),
             LoraSpelling.Kohya => (component == UNet ? KohyaUNet : KohyaTextEncoder) + KohyaModule(module)
                 + (part switch { LoraPart.Down => ".lora_down.weight", LoraPart.Up => ".lora_up.weight", _ => ".alpha" }),
             _ => throw new ArgumentOutOfRangeException(nameof(spelling)),
@@ -84,7 +88,8 @@ public static class LoraKeys
     public static string KohyaModule(string module) => module.Replace('.', '_');
 
     /// <summary>
-    /// Parses a LoRA tensor key. Dotted keys without a <c>unet.</c>/<c>text_encoder.</c>/<c>transformer.</c> prefix belong to the UNet; a dotted
+    /// Parses a LoRA tensor key. Dotted keys without a <c>unet.</c>/<c>text_encoder.</c>/<c>transformer.</c>/<c>text_encoder_2.</c>
+    /// prefix belong to the UNet (whose module paths never start with those); a dotted
     /// <c>.alpha</c> key is reported as <see cref="LoraSpelling.Peft"/> (peft and diffusers share it). False for any other key.
     /// </summary>
     public static bool TryParse(string key, out LoraKey parsed)
@@ -112,6 +117,7 @@ public static class LoraKeys
             if (module.StartsWith(UNet + ".", StringComparison.Ordinal)) module = module[(UNet.Length + 1)..];
             else if (module.StartsWith(TextEncoder + ".", StringComparison.Ordinal)) (component, module) = (TextEncoder, module[(TextEncoder.Length + 1)..]);
             else if (module.StartsWith(Transformer + ".", StringComparison.Ordinal)) (component, module) = (Transformer, module[(Transformer.Length + 1)..]);
+            else if (module.StartsWith(TextEncoder2 + ".", StringComparison.Ordinal)) (component, module) = (TextEncoder2, module[(TextEncoder2.Length + 1)..]);
             if (module.Length == 0) return false;
             parsed = new LoraKey(key, component, module, part, spelling);
             return true;
@@ -130,8 +136,8 @@ public static class LoraKeys
 
     private static void CheckComponent(string component)
     {
-        if (component != UNet && component != TextEncoder && component != Transformer)
-            throw new ArgumentException($"LoRA component must be '{UNet}', '{TextEncoder}' or '{Transformer}', got '{component}'", nameof(component));
+        if (component is not (UNet or TextEncoder or Transformer or TextEncoder2))
+            throw new ArgumentException($"LoRA component must be '{UNet}', '{TextEncoder}', '{Transformer}' or '{TextEncoder2}', got '{component}'", nameof(component));
     }
 }
 

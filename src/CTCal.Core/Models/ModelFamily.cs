@@ -12,8 +12,12 @@ public static class ModelFamily
     public const string Sd1 = "sd1";
     public const string Sd2 = "sd2";
 
-    /// <summary>The families <see cref="Detect"/> can answer.</summary>
-    public static IReadOnlyList<string> Known { get; } = [Sd1, Sd2];
+    /// <summary>Stable Diffusion 3 (an SD3Transformer2DModel with CLIP-L, CLIP-G, optional T5 and a 16-channel VAE): told by its
+    /// <c>model_index.json</c> (<c>StableDiffusion3Pipeline</c>) or its <c>transformer/</c>, never by <see cref="Detect"/>.</summary>
+    public const string Sd3 = "sd3";
+
+    /// <summary>The families a manifest may name: <see cref="Detect"/>'s answers and <see cref="Sd3"/>.</summary>
+    public static IReadOnlyList<string> Known { get; } = [Sd1, Sd2, Sd3];
 
     /// <summary>
     /// <see cref="Sd2"/> when the text encoder uses gelu or the UNet uses linear projections, else <see cref="Sd1"/>.

@@ -13,7 +13,18 @@ public enum ModelComponents
     TextEncoder = 4,
     Tokenizer = 8,
     Scheduler = 16,
+    /// <summary>The SD 1.x/2.x pipeline (what <see cref="ModelFolder.Open"/> requires by default).</summary>
     All = Unet | Vae | TextEncoder | Tokenizer | Scheduler,
+    /// <summary>SD3: <c>transformer/</c> (diffusion_pytorch_model weights).</summary>
+    Transformer = 32,
+    /// <summary>SD3: <c>text_encoder_2/</c> (CLIP-G with projection, model weights).</summary>
+    TextEncoder2 = 64,
+    /// <summary>SD3: <c>text_encoder_3/</c> (T5, model weights); optional in SD3 pipelines.</summary>
+    TextEncoder3 = 128,
+    /// <summary>SD3: <c>tokenizer_2/</c> (CLIP BPE vocab.json + merges.txt).</summary>
+    Tokenizer2 = 256,
+    /// <summary>The SD3 pipeline without its optional T5 (text_encoder_3, tokenizer_3).</summary>
+    Sd3 = Transformer | Vae | TextEncoder | TextEncoder2 | Tokenizer | Tokenizer2 | Scheduler,
 }
 
 /// <summary>
@@ -29,7 +40,9 @@ public sealed record TokenizerFiles(string VocabPath, string MergesPath);
 /// A diffusers pipeline folder (the layout <c>save_pretrained</c> writes), with every component's files resolved:
 /// <c>unet/config.json</c> + <c>unet/diffusion_pytorch_model[.variant].safetensors</c>, the same for <c>vae/</c>,
 /// <c>text_encoder/config.json</c> + <c>text_encoder/model[.variant].safetensors</c>, <c>tokenizer/vocab.json</c> +
-/// <c>merges.txt</c>, <c>scheduler/scheduler_config.json</c>, and <c>model_index.json</c> when present.
+/// <c>merges.txt</c>, <c>scheduler/scheduler_config.json</c>, and <c>model_index.json</c> when present. SD3 folders
+/// (<see cref="ModelComponents.Sd3"/>) have <c>transformer/</c>, <c>text_encoder_2/</c>, <c>tokenizer_2/</c> and optionally
+/// <c>text_encoder_3/</c> (T5) instead of <c>unet/</c>; every part is resolved when present, required only when asked for.
 /// Weights are read from safetensors only; a component with only <c>.bin</c>/<c>.ckpt</c>/<c>.pt</c>/<c>.pth</c> weights is
 /// refused. Files may be symbolic links (the Hugging Face cache links snapshot files to its blob store).
 /// </summary>
@@ -40,9 +53,14 @@ public sealed class ModelFolder
     private readonly ComponentFiles? _textEncoder;
     private readonly TokenizerFiles? _tokenizer;
     private readonly string? _schedulerConfig;
+    private readonly ComponentFiles? _transformer;
+    private readonly ComponentFiles? _textEncoder2;
+    private readonly ComponentFiles? _textEncoder3;
+    private readonly TokenizerFiles? _tokenizer2;
 
     private ModelFolder(string root, string? modelIndexPath, ComponentFiles? unet, ComponentFiles? vae, ComponentFiles? textEncoder,
-        TokenizerFiles? tokenizer, string? schedulerConfig)
+        TokenizerFiles? tokenizer, string? schedulerConfig, ComponentFiles? transformer, ComponentFiles? textEncoder2,
+        ComponentFiles? textEncoder3, TokenizerFiles? tokenizer2)
     {
         Root = root;
         ModelIndexPath = modelIndexPath;
@@ -51,7 +69,14 @@ public sealed class ModelFolder
         _textEncoder = textEncoder;
         _tokenizer = tokenizer;
         _schedulerConfig = schedulerConfig;
+        _transformer = transformer;
+        _textEncoder2 = textEncoder2;
+        _textEncoder3 = textEncoder3;
+        _tokenizer2 = tokenizer2;
     }
+
+    /// <summary>The <c>_class_name</c> of diffusers' SD3 pipeline in <c>model_index.json</c>.</summary>
+    public const string SD3PipelineClass = "StableDiffusion3Pipeline";
 
     /// <summary>The folder's full path.</summary>
     public string Root { get; }
@@ -74,11 +99,33 @@ public sealed class ModelFolder
     /// <summary><c>scheduler/scheduler_config.json</c>.</summary>
     public string SchedulerConfigPath => _schedulerConfig ?? throw NotResolved("scheduler");
 
+    /// <summary>SD3 transformer files (<c>transformer/</c>).</summary>
+    public ComponentFiles Transformer => _transformer ?? throw NotResolved("transformer");
+
+    /// <summary>SD3 second CLIP text encoder files (<c>text_encoder_2/</c>).</summary>
+    public ComponentFiles TextEncoder2 => _textEncoder2 ?? throw NotResolved("text_encoder_2");
+
+    /// <summary>SD3 T5 files (<c>text_encoder_3/</c>), or null: the part is optional in SD3 pipelines.</summary>
+    public ComponentFiles? TextEncoder3OrNull => _textEncoder3;
+
+    /// <summary>SD3 second CLIP tokenizer files (<c>tokenizer_2/</c>).</summary>
+    public TokenizerFiles Tokenizer2 => _tokenizer2 ?? throw NotResolved("tokenizer_2");
+
+    /// <summary>
+    /// A Stable Diffusion 3 folder: <c>model_index.json</c> names <see cref="SD3PipelineClass"/>, or (no index) the folder has
+    /// <c>transformer/</c> and no <c>unet/</c>.
+    /// </summary>
+    public bool IsSD3 => ModelIndexPath is not null
+        ? ModelIndex.Load(ModelIndexPath).ClassName == SD3PipelineClass
+        : _transformer is not null && _unet is null;
+
     /// <summary>The components whose files were all found.</summary>
     public ModelComponents Available =>
         (_unet is null ? 0 : ModelComponents.Unet) | (_vae is null ? 0 : ModelComponents.Vae)
         | (_textEncoder is null ? 0 : ModelComponents.TextEncoder) | (_tokenizer is null ? 0 : ModelComponents.Tokenizer)
-        | (_schedulerConfig is null ? 0 : ModelComponents.Scheduler);
+        | (_schedulerConfig is null ? 0 : ModelComponents.Scheduler)
+        | (_transformer is null ? 0 : ModelComponents.Transformer) | (_textEncoder2 is null ? 0 : ModelComponents.TextEncoder2)
+        | (_textEncoder3 is null ? 0 : ModelComponents.TextEncoder3) | (_tokenizer2 is null ? 0 : ModelComponents.Tokenizer2);
 
     public UNetConfig LoadUNetConfig() => UNetConfig.Load(Unet.ConfigPath);
 
@@ -118,14 +165,11 @@ public sealed class ModelFolder
         var vae = ResolveComponent(full, "vae", "diffusion_pytorch_model", variant, required.HasFlag(ModelComponents.Vae), problems);
         var textEncoder = ResolveComponent(full, "text_encoder", "model", variant, required.HasFlag(ModelComponents.TextEncoder), problems);
 
-        TokenizerFiles? tokenizer = null;
-        {
-            var missing = new List<string>();
-            string vocab = Required(full, "tokenizer/vocab.json", missing);
-            string merges = Required(full, "tokenizer/merges.txt", missing);
-            if (missing.Count == 0) tokenizer = new TokenizerFiles(vocab, merges);
-            else if (required.HasFlag(ModelComponents.Tokenizer)) problems.AddRange(missing.Select(m => $"missing {m}"));
-        }
+        var transformer = ResolveComponent(full, "transformer", "diffusion_pytorch_model", variant, required.HasFlag(ModelComponents.Transformer), problems);
+        var textEncoder2 = ResolveComponent(full, "text_encoder_2", "model", variant, required.HasFlag(ModelComponents.TextEncoder2), problems);
+        var textEncoder3 = ResolveComponent(full, "text_encoder_3", "model", variant, required.HasFlag(ModelComponents.TextEncoder3), problems);
+        var tokenizer = ResolveTokenizer(full, "tokenizer", required.HasFlag(ModelComponents.Tokenizer), problems);
+        var tokenizer2 = ResolveTokenizer(full, "tokenizer_2", required.HasFlag(ModelComponents.Tokenizer2), problems);
 
         string? scheduler = null;
         {
@@ -137,7 +181,18 @@ public sealed class ModelFolder
 
         if (problems.Count > 0) throw new ModelFolderException(full, problems);
         string index = Path.Combine(full, "model_index.json");
-        return new ModelFolder(full, File.Exists(index) ? index : null, unet, vae, textEncoder, tokenizer, scheduler);
+        return new ModelFolder(full, File.Exists(index) ? index : null, unet, vae, textEncoder, tokenizer, scheduler,
+            transformer, textEncoder2, textEncoder3, tokenizer2);
+    }
+
+    private static TokenizerFiles? ResolveTokenizer(string root, string folder, bool required, List<string> problems)
+    {
+        var missing = new List<string>();
+        string vocab = Required(root, $"{folder}/vocab.json", missing);
+        string merges = Required(root, $"{folder}/merges.txt", missing);
+        if (missing.Count == 0) return new TokenizerFiles(vocab, merges);
+        if (required) problems.AddRange(missing.Select(m => $"missing {m}"));
+        return null;
     }
 
     private static string Required(string root, string relative, List<string> missing)

@@ -33,13 +33,18 @@ public sealed record OnnxModelManifest
     /// <summary>Display name (the folder name when absent).</summary>
     public string? Name { get; init; }
     public string? Description { get; init; }
-    /// <summary><see cref="ModelFamily.Sd1"/> or <see cref="ModelFamily.Sd2"/>.</summary>
+    /// <summary><see cref="ModelFamily.Sd1"/>, <see cref="ModelFamily.Sd2"/> or <see cref="ModelFamily.Sd3"/>.</summary>
     public string? Family { get; init; }
     /// <summary>Native image width in pixels (the UNet's sample size times the VAE's scale factor).</summary>
     public int? Width { get; init; }
     public int? Height { get; init; }
     public double? VaeScalingFactor { get; init; }
-    /// <summary><c>epsilon</c>, <c>v_prediction</c> or <c>sample</c>, from the scheduler config.</summary>
+    /// <summary>
+    /// The VAE's <c>shift_factor</c> (SD3: 0.0609), null when the VAE has none (0). Neither factor is in the graphs: the
+    /// denoiser's latents are (z - shift) * scaling, and the decoder takes latents / scaling + shift.
+    /// </summary>
+    public double? VaeShiftFactor { get; init; }
+    /// <summary><c>epsilon</c>, <c>v_prediction</c> or <c>sample</c>, from the scheduler config; null for SD3 (flow matching, whose scheduler has none).</summary>
     public string? PredictionType { get; init; }
     /// <summary>How the weights were trained: <c>base</c> (nothing merged), <c>vanilla</c> or <c>ctcal</c>; null when not recorded.</summary>
     public string? Method { get; init; }
@@ -79,6 +84,8 @@ public sealed record OnnxModelManifest
                 throw new InvalidDataException($"{source}: {name} must be a positive multiple of 8, got {v}");
         if (VaeScalingFactor is { } s && (!double.IsFinite(s) || s <= 0))
             throw new InvalidDataException($"{source}: vaeScalingFactor must be a positive number, got {s}");
+        if (VaeShiftFactor is { } shift && !double.IsFinite(shift))
+            throw new InvalidDataException($"{source}: vaeShiftFactor must be a finite number, got {shift}");
         if (Steps is < 0) throw new InvalidDataException($"{source}: steps must be >= 0, got {Steps}");
     }
 

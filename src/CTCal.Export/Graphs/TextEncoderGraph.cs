@@ -16,9 +16,46 @@ public static class TextEncoderGraph
     public const string LastHiddenState = "last_hidden_state";
     public const string PoolerOutput = "pooler_output";
 
+    /// <summary>transformers CLIPTextModelWithProjection's <c>text_embeds</c>: text_projection (no bias) of the pooled state.</summary>
+    public const string TextEmbeds = "text_embeds";
+
+    /// <summary>The prefix of the hidden-state outputs <c>hidden_states.0</c> (embeddings) .. <c>hidden_states.N</c> (last layer, before the final norm).</summary>
+    public const string HiddenStatesPrefix = "hidden_states.";
+
     public static OnnxGraph Build(ClipTextConfig c, bool fp16Weights)
     {
         var g = new OnnxGraph("text_encoder", fp16Weights);
+        var (last, pooled, _) = Encode(g, c, keepHiddenStates: false);
+        g.Output(last, LastHiddenState, DataType.Float, "batch", "sequence", (long)c.HiddenSize);
+        g.Output(pooled, PoolerOutput, DataType.Float, "batch", (long)c.HiddenSize);
+        return g;
+    }
+
+    /// <summary>
+    /// transformers CLIPTextModelWithProjection (SD3's <c>text_encoder</c> and <c>text_encoder_2</c>) with Optimum's output
+    /// names for it (exported with output_hidden_states): <c>text_embeds</c> float32 [batch, projection_dim],
+    /// <c>last_hidden_state</c> [batch, sequence, hidden] and <c>hidden_states.0</c> .. <c>hidden_states.N</c> [batch,
+    /// sequence, hidden] (the embeddings, then each layer's output before the final norm). SD3 uses
+    /// <c>hidden_states.{N-1}</c>, the penultimate layer's output, and <c>text_embeds</c>; ONNX Runtime computes only what
+    /// is fetched.
+    /// </summary>
+    public static OnnxGraph BuildWithProjection(ClipTextConfig c, string name, bool fp16Weights)
+    {
+        var g = new OnnxGraph(name, fp16Weights);
+        var (last, pooled, hidden) = Encode(g, c, keepHiddenStates: true);
+        g.Scope = "text_projection";
+        string embeds = g.Linear(pooled, "text_projection", c.HiddenSize, c.ProjectionDim, bias: false); // [B, projection_dim]
+        g.Scope = "";
+        g.Output(embeds, TextEmbeds, DataType.Float, "batch", (long)c.ProjectionDim);
+        g.Output(last, LastHiddenState, DataType.Float, "batch", "sequence", (long)c.HiddenSize);
+        for (int i = 0; i < hidden.Count; i++)
+            g.Output(hidden[i], HiddenStatesPrefix + i, DataType.Float, "batch", "sequence", (long)c.HiddenSize);
+        return g;
+    }
+
+    // CLIPTextTransformer: returns last_hidden_state [B, S, D], the pooled state [B, D] and (when asked) every hidden state [B, S, D].
+    private static (string Last, string Pooled, List<string> Hidden) Encode(OnnxGraph g, ClipTextConfig c, bool keepHiddenStates)
+    {
         string ids = g.Input(Input, DataType.Int32, "batch", "sequence");
         long d = c.HiddenSize;
         string batch = g.ShapeOf(ids, 0, 1); // [1]: B
@@ -29,6 +66,9 @@ public static class TextEncoderGraph
         string tok = g.Op("Gather", [g.Weight("text_model.embeddings.token_embedding.weight", c.VocabSize, d), ids], null, OnnxGraph.Attr("axis", 0L)); // [B, S, D]
         string pos = g.Op("Slice", [g.Weight("text_model.embeddings.position_embedding.weight", c.MaxPositionEmbeddings, d), g.ConstInt64(0), seq, g.ConstInt64(0)]); // [S, D]
         string h = g.Reshape(g.Add(tok, pos), -1, d); // [B*S, D]
+        var hidden = new List<string>();
+        string BatchSeq(string tokens) => g.Reshape(tokens, g.Concat(0, batch, seq, g.ConstInt64(d))); // [B*S, D] -> [B, S, D]
+        if (keepHiddenStates) hidden.Add(BatchSeq(h));
 
         // causal mask [S, S]: 0 on and below the diagonal, float.MinValue above (transformers uses finfo.min)
         string range = g.Op("Range", [g.ScalarInt64(0), g.Op("Squeeze", [seq, g.ConstInt64(0)]), g.ScalarInt64(1)]); // [S]
@@ -50,19 +90,18 @@ public static class TextEncoderGraph
             x = g.Linear(x, p + ".mlp.fc1", d, c.IntermediateSize);
             x = c.HiddenAct == "gelu" ? g.Gelu(x) : g.QuickGelu(x);
             h = g.Add(h, g.Linear(x, p + ".mlp.fc2", c.IntermediateSize, d));
+            if (keepHiddenStates) hidden.Add(BatchSeq(h));
         }
 
         g.Scope = "text_model.final_layer_norm";
         h = g.LayerNorm(h, "text_model.final_layer_norm", d, c.LayerNormEps);
-        string last = g.Reshape(h, g.Concat(0, batch, seq, g.ConstInt64(d))); // [B, S, D]
+        string last = BatchSeq(h); // [B, S, D]
 
         g.Scope = "pooler";
         string key = c.LegacyArgmaxPooling ? ids : g.Op("Cast", [g.Op("Equal", [ids, g.Op("Cast", [g.ScalarInt64(c.EosTokenId)], null, OnnxGraph.Attr("to", (long)DataType.Int32))])], null, OnnxGraph.Attr("to", (long)DataType.Int32));
         string index = g.Op("ArgMax", [key], null, OnnxGraph.Attr("axis", 1L), OnnxGraph.Attr("keepdims", 1L)); // [B, 1], first maximum
         string pooled = g.Op("GatherND", [last, index], null, OnnxGraph.Attr("batch_dims", 1L)); // [B, D]
         g.Scope = "";
-        g.Output(last, LastHiddenState, DataType.Float, "batch", "sequence", d);
-        g.Output(pooled, PoolerOutput, DataType.Float, "batch", d);
-        return g;
+        return (last, pooled, hidden);
     }
 }

@@ -10,7 +10,9 @@ namespace CTCal.Export.Graphs;
 /// diagonal Gaussian's mean (first latent_channels channels) and log-variance (last latent_channels, not yet clamped to
 /// [-30, 20]) concatenated on the channel axis, exactly diffusers' <c>latent_dist.parameters</c>.
 /// <c>vae_decoder</c>: <c>latent_sample</c> [batch, latent_channels, h, w] -> <c>sample</c> [batch, out_channels, h*f, w*f]
-/// (post_quant_conv included). Neither applies scaling_factor.
+/// (post_quant_conv included). Neither applies scaling_factor (nor shift_factor). A config with <c>use_quant_conv</c> /
+/// <c>use_post_quant_conv</c> false (SD3's 16-channel VAE) has no such conv, and the graphs then have none: the encoder's
+/// output is encoder.conv_out's, the decoder starts at decoder.conv_in.
 /// </summary>
 public static class VaeGraphs
 {
@@ -47,8 +49,11 @@ public static class VaeGraphs
         g.Scope = "encoder.conv_out";
         h = g.Silu(g.GroupNorm(h, "encoder.conv_norm_out", outC, groups, Eps));
         h = g.Conv(h, "encoder.conv_out", outC, 2L * c.LatentChannels, 3);
-        g.Scope = "quant_conv";
-        h = g.Conv(h, "quant_conv", 2L * c.LatentChannels, 2L * c.LatentChannels, 1);
+        if (c.UseQuantConv)
+        {
+            g.Scope = "quant_conv";
+            h = g.Conv(h, "quant_conv", 2L * c.LatentChannels, 2L * c.LatentChannels, 1);
+        }
         g.Scope = "";
         g.Output(h, EncoderOutput, DataType.Float, "batch", 2L * c.LatentChannels, "latent_height", "latent_width");
         return g;
@@ -61,8 +66,12 @@ public static class VaeGraphs
         string batch = g.ShapeOf(z, 0, 1);
         int n = c.BlockOutChannels.Length;
         long groups = c.NormNumGroups;
-        g.Scope = "post_quant_conv";
-        string h = g.Conv(z, "post_quant_conv", c.LatentChannels, c.LatentChannels, 1);
+        string h = z;
+        if (c.UsePostQuantConv)
+        {
+            g.Scope = "post_quant_conv";
+            h = g.Conv(z, "post_quant_conv", c.LatentChannels, c.LatentChannels, 1);
+        }
         long topC = c.BlockOutChannels[^1];
         g.Scope = "decoder.conv_in";
         h = g.Conv(h, "decoder.conv_in", c.LatentChannels, topC, 3);

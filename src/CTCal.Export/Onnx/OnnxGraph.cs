@@ -34,6 +34,7 @@ public sealed class OnnxGraph
     private readonly List<(TensorProto Tensor, byte[] Data)> _constants = [];
     private readonly Dictionary<string, WeightRequirement> _weights = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _weightValues = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _unusedWeights = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _opCounters = new(StringComparer.Ordinal);
     private int _constCounter;
 
@@ -52,6 +53,15 @@ public sealed class OnnxGraph
     public string Scope { get; set; } = "";
 
     public IReadOnlyCollection<WeightRequirement> Weights => _weights.Values;
+
+    /// <summary>
+    /// State-dict keys of the model that this graph deliberately does not read because they cannot affect its outputs (SD3's
+    /// last block's add_q_proj: its text queries are discarded). A LoRA may target them; the update then changes nothing.
+    /// </summary>
+    public IReadOnlyCollection<string> UnusedWeights => _unusedWeights;
+
+    /// <summary>Records <paramref name="name"/> as a model tensor this graph does not need (see <see cref="UnusedWeights"/>).</summary>
+    public void Unused(string name) => _unusedWeights.Add(name);
 
     public IReadOnlyList<NodeProto> Nodes => _nodes;
 

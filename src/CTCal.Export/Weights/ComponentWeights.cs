@@ -49,7 +49,10 @@ internal sealed class ComponentWeights : IWeightSource, IDisposable
     public string FilePath => _file.Path;
 
     /// <summary>Problems (missing, wrong shape, non-float, bad LoRA target) that would make the export fail, each naming the tensor.</summary>
-    public List<string> Check(IEnumerable<WeightRequirement> required)
+    /// <param name="required">The weights the graph reads.</param>
+    /// <param name="unused">Checkpoint tensors the graph deliberately does not read (they cannot change its outputs): a LoRA
+    /// update of one of them is accepted and has no effect.</param>
+    public List<string> Check(IEnumerable<WeightRequirement> required, IReadOnlyCollection<string>? unused = null)
     {
         var problems = new List<string>();
         var requiredNames = new HashSet<string>(StringComparer.Ordinal);
@@ -70,6 +73,7 @@ internal sealed class ComponentWeights : IWeightSource, IDisposable
         }
         foreach (var (weight, deltas) in _loras)
         {
+            if (unused is not null && unused.Contains(weight) && !requiredNames.Contains(weight) && _file.Contains(Resolve(weight))) continue;
             if (!requiredNames.Contains(weight) || !_file.Contains(Resolve(weight)))
             {
                 problems.Add($"{Component}: LoRA module '{deltas[0].Module}' ({deltas[0].SourceFile}) targets '{weight}', which this model does not have");

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using CTCal.Core.Checkpoints;
+using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
 using CTCal.Core.Safetensors;
 using CTCal.Core.Weights;
@@ -50,6 +51,31 @@ internal sealed class ExportSource
         }
     }
 
+    /// <summary>
+    /// A Stable Diffusion 3 folder: <c>model_index.json</c> names <c>StableDiffusion3Pipeline</c>, or (no index) the folder has
+    /// <c>transformer/config.json</c> and no <c>unet/config.json</c>. Single-file checkpoints are SD 1.x/2.x.
+    /// </summary>
+    public bool IsSD3
+    {
+        get
+        {
+            if (Checkpoint is not null) return false;
+            string index = System.IO.Path.Combine(Path, "model_index.json");
+            if (File.Exists(index))
+            {
+                try
+                {
+                    return ModelIndex.Load(index).ClassName == ModelFolder.SD3PipelineClass;
+                }
+                catch (Exception e) when (e is Core.Diffusers.DiffusersConfigException or IOException)
+                {
+                    // an unreadable index is reported by ModelIndexEntries; decide by the folders
+                }
+            }
+            return File.Exists(ConfigFile("transformer")) && !File.Exists(ConfigFile("unet"));
+        }
+    }
+
     private string ConfigFile(string component) => System.IO.Path.Combine(Path, component, "config.json");
 
     /// <summary>Where the config of <paramref name="component"/> comes from (for messages).</summary>
@@ -71,15 +97,15 @@ internal sealed class ExportSource
         return File.Exists(file) ? File.ReadAllText(file) : null;
     }
 
-    /// <summary>The tokenizer's folder, or null (a single file with no tokenizer given).</summary>
-    public string? TokenizerFolder() => Checkpoint is null
-        ? System.IO.Path.Combine(Path, "tokenizer")
+    /// <summary>The tokenizer's folder, or null (a single file with no tokenizer given); SD3 folders also have tokenizer_2 and tokenizer_3.</summary>
+    public string? TokenizerFolder(string name = "tokenizer") => Checkpoint is null
+        ? System.IO.Path.Combine(Path, name)
         : Checkpoint.TokenizerOrNull is { } t ? System.IO.Path.GetDirectoryName(t.VocabPath) : null;
 
     /// <summary>The source's model_index.json entries <c>scheduler</c> and <c>_diffusers_version</c> (defaults when absent).</summary>
-    public (JsonNode Scheduler, string Version) ModelIndexEntries()
+    public (JsonNode Scheduler, string Version) ModelIndexEntries(string defaultScheduler = "PNDMScheduler")
     {
-        JsonNode scheduler = new JsonArray("diffusers", "PNDMScheduler");
+        JsonNode scheduler = new JsonArray("diffusers", defaultScheduler);
         string version = "0.27.2";
         if (Checkpoint is not null)
         {

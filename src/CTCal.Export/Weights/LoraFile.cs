@@ -11,6 +11,8 @@ public static class LoraFile
 {
     public const string UNet = LoraKeys.UNet;
     public const string TextEncoder = LoraKeys.TextEncoder;
+    public const string Transformer = LoraKeys.Transformer;
+    public const string TextEncoder2 = LoraKeys.TextEncoder2;
 
     /// <summary>
     /// Component name -> (weight name -> updates). Throws <see cref="ExportValidationException"/> naming bad keys.
