@@ -24,6 +24,10 @@ public sealed record FineTuneJob
     public static readonly IReadOnlyList<string> Distances = ["mse", "l1", "kl"];
     /// <summary>Accepted values of <see cref="Teacher"/>.</summary>
     public static readonly IReadOnlyList<string> Teachers = ["model", "shuffled", "oracle"];
+    /// <summary>Accepted values of <see cref="WeightingScheme"/> (diffusers' SD3 script's <c>--weighting_scheme</c>).</summary>
+    public static readonly IReadOnlyList<string> WeightingSchemes = ["logit_normal", "mode", "sigma_sqrt", "cosmap", "none"];
+    /// <summary>Accepted values of <see cref="TeacherSampling"/>.</summary>
+    public static readonly IReadOnlyList<string> TeacherSamplings = ["fixed", "below"];
     /// <summary>Accepted values of <see cref="TimeWeighting"/>.</summary>
     public static readonly IReadOnlyList<string> TimeWeightings = ["linear", "constant"];
     /// <summary>Accepted values of <see cref="Progress"/>.</summary>
@@ -135,6 +139,17 @@ public sealed record FineTuneJob
     /// </summary>
     public string Teacher { get; init; } = "model";
     /// <summary>
+    /// Flow-matching models (SD3): how training timesteps are drawn and the loss weighted, as diffusers' SD3 script's
+    /// <c>--weighting_scheme</c> (logit_normal, mode, sigma_sqrt, cosmap, none). Ignored by DDPM models.
+    /// </summary>
+    public string WeightingScheme { get; init; } = "logit_normal";
+    /// <summary>
+    /// How the teacher timestep is chosen: <c>fixed</c> (<see cref="TeacherT"/>; for flow models at least the smallest
+    /// training timestep) or <c>below</c> (flow models only: per sample, drawn from the training distribution below the
+    /// student's timestep).
+    /// </summary>
+    public string TeacherSampling { get; init; } = "fixed";
+    /// <summary>
     /// Where the nouns of records without <c>subjects</c> come from: <c>lexicon</c> (the bundled lexicon and rules) or
     /// <c>llm:&lt;folder&gt;</c> (a local ONNX Runtime GenAI model folder asked for each caption's subjects, answers
     /// validated against the caption with the lexicon as the fallback, and cached beside the dataset).
@@ -210,6 +225,8 @@ public sealed record FineTuneJob
         OneOf(Distance, Distances, "distance");
         OneOf(Progress, ProgressModes, "progress");
         OneOf(Teacher, Teachers, "teacher");
+        OneOf(TeacherSampling, TeacherSamplings, "teacher-sampling");
+        OneOf(WeightingScheme, WeightingSchemes, "weighting-scheme");
         Check(Subjects == "lexicon" || (Subjects.StartsWith("llm:", StringComparison.Ordinal) && Subjects.Length > 4),
             $"subjects '{Subjects}' must be 'lexicon' or 'llm:<GenAI model folder>'");
         OneOf(TimeWeighting, TimeWeightings, "time-weighting");

@@ -63,7 +63,7 @@ internal sealed class BenchStepCommand(CliContext context)
             string data = WriteDataset(Path.Combine(temp, "data"), s.Resolution, s.Batch, s.Seed);
             var dataset = ImageCaptionDataset.Open(data, s.Resolution);
             long rssStart = ProcessMemory.Resident();
-            using var model = s.RandomWeights ? DiffusersTrainableModel.RandomFromConfigs(s.Model, s.Seed) : context.LoadModel(s.Model);
+            using var model = s.RandomWeights ? TrainableModels.RandomFromConfigs(s.Model, s.Seed) : context.LoadModel(s.Model);
             var unet = model.UNet as UNet2DConditionModel
                 ?? throw new UsageException($"bench step needs the diffusers UNet; the loader gave {model.UNet.GetType().Name}");
             var options = new TrainingOptions

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using CTCal.Core.Models;
 using CTCal.Trainer.Training;
 using TorchSharp;
 
@@ -29,14 +30,14 @@ internal sealed class MergeVerb(CliContext context)
             CliContext.RefuseOverlap(Path.GetFullPath(outputFolder), modelFolder, "--model");
             using var diffusion = context.LoadModel(modelFolder);
             var (tensors, rank, alpha) = LoraFile.Load(loraPath, component =>
-                (component == "unet" ? diffusion.UNet : diffusion.TextEncoder).named_parameters().Select(p => p.name).ToList());
+                (component == LoraKeys.TextEncoder ? diffusion.TextEncoder : diffusion.UNet).named_parameters().Select(p => p.name).ToList());
             try
             {
                 var options = new LoraOptions { Rank = rank, Alpha = alpha };
                 var written = new List<string>();
                 foreach (var (prefix, module, targets, component, file) in new[]
                 {
-                    ("unet", diffusion.UNet, LoraOptions.UNetTargets, "unet", "diffusion_pytorch_model.safetensors"),
+                    (diffusion.DenoiserComponent, diffusion.UNet, diffusion.DenoiserLoraTargets, diffusion.DenoiserComponent, "diffusion_pytorch_model.safetensors"),
                     ("text_encoder", diffusion.TextEncoder, LoraOptions.TextEncoderTargets, "text_encoder", "model.safetensors"),
                 })
                 {

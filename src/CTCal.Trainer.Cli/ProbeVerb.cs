@@ -3,6 +3,7 @@ using CTCal.Core.Probes;
 using CTCal.Contracts;
 using CTCal.Trainer.Calibration;
 using CTCal.Trainer.Data;
+using CTCal.Trainer.Training;
 
 namespace CTCal.Trainer.Cli;
 
@@ -48,8 +49,9 @@ internal sealed class ProbeVerb(CliContext context, string[] args)
             using var diffusion = context.LoadModel(modelFolder);
             if (side % diffusion.VaeScaleFactor != 0)
                 throw new UsageException($"--resolution {side} is not a multiple of the model's VAE scale factor {diffusion.VaeScaleFactor}");
+            int trainTimesteps = diffusion.CreateObjective(new TrainingOptions()).NumTrainTimesteps;
             foreach (int t in options.Timesteps)
-                if (t < 0 || t >= diffusion.AlphasCumprod.Length) throw new UsageException($"--timesteps {t} is outside the model's 0..{diffusion.AlphasCumprod.Length - 1}");
+                if (t < 0 || t >= trainTimesteps) throw new UsageException($"--timesteps {t} is outside the model's 0..{trainTimesteps - 1}");
 
             var result = PremiseProbe.Run(diffusion, dataset, options,
                 (done, total) => { if (done % 16 == 0 || done == total) context.Info($"probe: {done}/{total} records"); },

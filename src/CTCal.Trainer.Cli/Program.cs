@@ -2,10 +2,11 @@ using System.Runtime.InteropServices;
 using CTCal.Trainer.Cli;
 using CTCal.Trainer.Training;
 
-// ctcal-train entry point: diffusers folders and original single-file checkpoints are loaded with DiffusersTrainableModel
+// ctcal-train entry point: SD3 diffusers folders load as SD3TrainableModel, other folders and original single-file
+// checkpoints with DiffusersTrainableModel
 // (what a single file's configs assumed is logged); Ctrl+C and SIGTERM request a clean stop (the current step finishes, a
 // checkpoint is written, exit code 130).
-var cli = new TrainerCli(DiffusersTrainableModel.Load,
+var cli = new TrainerCli(TrainableModels.Load,
     loadSingleFile: (path, options) => DiffusersTrainableModel.LoadSingleFile(path, options, note => CliContext.Log.Info("single file {0}: {1}", path, note)));
 Console.CancelKeyPress += (_, e) =>
 {

@@ -22,7 +22,7 @@ internal sealed class TrainVerb(CliContext context)
         private static readonly FineTuneJob D = FineTuneJob.Defaults;
 
         public readonly Option<string?> Config = new("--config") { Description = "job file: one JSON object of option values (keys: option names without dashes); command-line values win" };
-        public readonly Option<string?> Model = new("--model") { Description = "diffusers model folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/), or an original single-file SD 1.x/2.x checkpoint (.safetensors)" };
+        public readonly Option<string?> Model = new("--model") { Description = "diffusers model folder (SD 1.x/2.x: unet/, vae/, text_encoder/, tokenizer/, scheduler/; SD3: model_index.json StableDiffusion3Pipeline), or an original single-file SD 1.x/2.x checkpoint (.safetensors)" };
         public readonly Option<string?> Tokenizer = new("--tokenizer") { Description = "single-file --model: folder with the CLIP BPE files vocab.json and merges.txt" };
         public readonly Option<string?> ModelConfig = new("--model-config") { Description = "single-file --model: a diffusers folder whose configs (and tokenizer/) are used instead of the derived ones" };
         public readonly Option<string?> PredictionType = new("--prediction-type") { Description = "single-file --model: epsilon, v_prediction or sample (default: SD 1.x epsilon, SD 2.x v_prediction)" };
@@ -64,6 +64,8 @@ internal sealed class TrainVerb(CliContext context)
         public readonly Option<bool> Strict = new("--strict") { Description = "fail on any bad dataset record instead of reporting and skipping it" };
         public readonly Option<int> MaxNanSteps = new("--max-nan-steps") { Description = "non-finite steps in a row before the run stops as diverged (exit 3)", DefaultValueFactory = _ => D.MaxNanSteps };
         public readonly Option<int> TeacherT = new("--teacher-t") { Description = "CTCal teacher timestep t_tea", DefaultValueFactory = _ => D.TeacherT };
+        public readonly Option<string> WeightingScheme = Choice("--weighting-scheme", "flow-matching models (SD3): timestep density and loss weighting, as diffusers' SD3 script", FineTuneJob.WeightingSchemes, D.WeightingScheme);
+        public readonly Option<string> TeacherSampling = Choice("--teacher-sampling", "CTCal teacher timestep: fixed (--teacher-t; flow models: at least the smallest training timestep) or below (flow models: drawn per sample from the training distribution below the student's)", FineTuneJob.TeacherSamplings, D.TeacherSampling);
         public readonly Option<string> Teacher = Choice("--teacher", "CTCal teacher maps: model (the method), shuffled (another sample's maps: a control), oracle (the dataset's subject masks: an upper bound)", FineTuneJob.Teachers, D.Teacher);
         public readonly Option<double> PixelWeight = new("--pixel-weight") { Description = "CTCal lambda1: pixel-level alignment", DefaultValueFactory = _ => D.PixelWeight };
         public readonly Option<double> SemanticWeight = new("--semantic-weight") { Description = "CTCal lambda2: semantic-level (autoencoder code) alignment", DefaultValueFactory = _ => D.SemanticWeight };
@@ -99,7 +101,7 @@ internal sealed class TrainVerb(CliContext context)
     public Command Build()
     {
         var o = new TrainOptions();
-        var command = new Command("train", "Fine-tune a diffusers SD 1.x/2.x model with CTCal (or vanilla) on a captioned image folder.");
+        var command = new Command("train", "Fine-tune a diffusers SD 1.x/2.x or SD3 model with CTCal (or vanilla) on a captioned image folder.");
         foreach (var option in o.All()) command.Options.Add(option);
         command.SetAction(parse => Train(parse, o));
         return command;
@@ -169,8 +171,9 @@ internal sealed class TrainVerb(CliContext context)
             if (job.Subjects.StartsWith("llm:", StringComparison.Ordinal))
                 dataset = LlmSubjects.Fill(context, dataset, job.Subjects["llm:".Length..]);
             using var diffusion = context.LoadModelOrSingleFile(model, SingleFile(job));
-            if (options.TeacherTimestep >= diffusion.AlphasCumprod.Length)
-                throw new UsageException($"--teacher-t {options.TeacherTimestep} is not below the {diffusion.AlphasCumprod.Length} training timesteps");
+            int trainTimesteps = diffusion.CreateObjective(options).NumTrainTimesteps;
+            if (options.TeacherTimestep >= trainTimesteps)
+                throw new UsageException($"--teacher-t {options.TeacherTimestep} is not below the {trainTimesteps} training timesteps");
             if (resolution % diffusion.VaeScaleFactor != 0)
                 throw new UsageException($"--resolution {resolution} is not a multiple of the model's VAE scale factor {diffusion.VaeScaleFactor}");
             if (options.Method == TrainingMethod.Ctcal && options.Teacher == TeacherSource.Oracle)
@@ -204,8 +207,10 @@ internal sealed class TrainVerb(CliContext context)
                 using var run = new TrainingRun(diffusion, dataset, options, output, observer);
                 if (validationScheduler is not null)
                 {
+                    // A flow-matching model (SD3) samples with the flow-matching Euler sampler whatever --validation-scheduler says.
+                    string sampler = diffusion.PredictionType == FlowTrainingObjective.PredictionType ? SchedulerFactory.FlowMatchNames[0] : options.ValidationScheduler;
                     run.Validator = new SamplingValidator(diffusion, validationScheduler, options.ValidationPrompts, resolution,
-                        options.ValidationSteps, options.ValidationScheduler, options.ValidationGuidance, options.Seed);
+                        options.ValidationSteps, sampler, options.ValidationGuidance, options.Seed);
                 }
                 if (resume is not null) run.Resume(resume);
                 OutputFolder.WriteAllTextAtomic(Path.Combine(output, "train_config.json"), configJson);

@@ -51,12 +51,12 @@ public sealed class GeneratedModelFolderTests : IDisposable
         Assert.Equal(77, ids.Length);
         Assert.Equal(full.SpecialTokensMapJson.Contains("\"pad_token\": \"!\"", StringComparison.Ordinal) ? 0 : 49407, ids[^1]);
 
-        Tensor context;
+        TextConditioning context;
         using (no_grad()) context = trainable.EncodeText(tensor(tokens.InputIds, new long[] { 1, 77 }));
         using (var ort = new Ort(Path.Combine(onnx, "text_encoder", "model.onnx")))
         {
             var hidden = ort.Run(("input_ids", ids, [1, 77]))["last_hidden_state"];
-            Compare.Agree("text_encoder last_hidden_state", hidden.Data, hidden.Shape, context);
+            Compare.Agree("text_encoder last_hidden_state", hidden.Data, hidden.Shape, context.Hidden);
         }
 
         var sample = randn(new long[] { 1, 4, tiny.LatentHeight, tiny.LatentWidth }, generator: new Generator(3));
@@ -66,7 +66,7 @@ public sealed class GeneratedModelFolderTests : IDisposable
         using (var ort = new Ort(Path.Combine(onnx, "unet", "model.onnx")))
         {
             var output = ort.Run(("sample", Compare.Floats(sample), sample.shape), ("timestep", new[] { 500f }, [1]),
-                ("encoder_hidden_states", Compare.Floats(context), context.shape))["out_sample"];
+                ("encoder_hidden_states", Compare.Floats(context.Hidden), context.Hidden.shape))["out_sample"];
             Compare.Agree("unet out_sample", output.Data, output.Shape, predicted);
         }
     }

@@ -148,7 +148,7 @@ public sealed class BaseModelTrainingTests
             Assert.All(tokens.Words, w => Assert.Single(w.TokenPositions));
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            var context = loaded.EncodeText(tensor(tokens.InputIds, new long[] { 1, 77 }));
+            var context = loaded.EncodeText(tensor(tokens.InputIds, new long[] { 1, 77 })).Hidden;
             Assert.Equal(new long[] { 1, 77, 32 }, context.shape);
         }
 

@@ -1,3 +1,4 @@
+using CTCal.Core.Models;
 using CTCal.Trainer.Calibration;
 using CTCal.Trainer.Training;
 using TorchSharp;
@@ -55,6 +56,11 @@ internal sealed class ToyDiffusionModel : ITrainableDiffusionModel
     public int LatentChannels => 4;
     public double[] AlphasCumprod { get; }
     public string PredictionType { get; }
+    public string DenoiserComponent => LoraKeys.UNet;
+    public IReadOnlyList<string> DenoiserLoraTargets => LoraOptions.UNetTargets;
+
+    public ITrainingObjective CreateObjective(TrainingOptions options) =>
+        new DiffusionObjective(AlphasCumprod, PredictionType, options.NoiseOffset, options.MinSnrGamma);
 
     public PromptTokens Tokenize(string prompt)
     {
@@ -73,7 +79,7 @@ internal sealed class ToyDiffusionModel : ITrainableDiffusionModel
         return new PromptTokens(ids, report);
     }
 
-    public Tensor EncodeText(Tensor inputIds) => _text.forward(inputIds);
+    public TextConditioning EncodeText(Tensor inputIds) => new(_text.forward(inputIds));
 
     public Tensor EncodeImages(Tensor pixels, Generator generator)
     {
@@ -90,13 +96,13 @@ internal sealed class ToyDiffusionModel : ITrainableDiffusionModel
     public Tensor DecodeLatents(Tensor latents) =>
         nn.functional.interpolate(einsum("oc,bohw->bchw", _vaeProjection, latents), scale_factor: [2.0, 2.0]).clamp(-1, 1);
 
-    public Tensor PredictNoise(Tensor latents, Tensor timesteps, Tensor context, IReadOnlyCollection<string>? capturePaths,
+    public Tensor PredictNoise(Tensor latents, Tensor timesteps, TextConditioning context, IReadOnlyCollection<string>? capturePaths,
         out IReadOnlyDictionary<string, Tensor> maps)
     {
         if (FailPredictions is not null) throw FailPredictions;
         Calls.Add((timesteps.to_type(ScalarType.Int64).data<long>().ToArray(), capturePaths is not null, is_grad_enabled())); // sampling passes float timesteps
         var captured = new Dictionary<string, Tensor>();
-        var output = _unet.forward(latents, timesteps, context, capturePaths, captured);
+        var output = _unet.forward(latents, timesteps, context.Hidden, capturePaths, captured);
         maps = captured;
         return PoisonPredictions ? output * double.NaN : output;
     }

@@ -62,14 +62,14 @@ public static class PremiseProbe
         if (options.Records <= 0) throw new ArgumentException($"records must be positive, got {options.Records}");
         var timesteps = options.Timesteps.Distinct().Order().ToArray();
         if (timesteps.Length < 2) throw new ArgumentException("the probe needs at least two distinct timesteps (the smallest is the teacher)");
-        int steps = model.AlphasCumprod.Length;
+        var objective = model.CreateObjective(new TrainingOptions());
+        int steps = objective.NumTrainTimesteps;
         foreach (int t in timesteps)
             if (t < 0 || t >= steps) throw new ArgumentException($"timestep {t} is outside the model's 0..{steps - 1}");
         var probed = Enumerable.Range(0, data.Records.Count).Where(i => data.Records[i].Masks is { Count: > 0 }).Take(options.Records).ToList();
         if (probed.Count == 0) throw new DatasetException($"{data.Folder}: no record carries subject masks ('masks' in metadata.jsonl); the probe needs them");
 
         var layers = model.CrossAttentionLayers.Select(l => l.Path).ToList();
-        var objective = new DiffusionObjective(model.AlphasCumprod, model.PredictionType);
         var selector = new NounSelector();
         var sums = new Dictionary<(int T, string Layer), Accumulator>();
         var sides = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -97,10 +97,10 @@ public static class PremiseProbe
                 var latents = model.EncodeImages(image, generator);
                 var noise = objective.SampleNoise(latents, generator);
                 long n = timesteps.Length;
-                var t = tensor(timesteps.Select(v => (long)v).ToArray(), device: latents.device);
+                var t = objective.Timesteps(timesteps.Select(v => (double)v).ToList(), latents.device);
                 var noisy = objective.AddNoise(latents.expand(n, -1, -1, -1), noise.expand(n, -1, -1, -1), t);
                 var ids = tensor(tokens.InputIds, new long[] { 1, tokens.InputIds.Length });
-                var context = model.EncodeText(ids).expand(n, -1, -1);
+                var context = model.EncodeText(ids).Expand(n);
                 model.PredictNoise(noisy, t, context, layers, out var maps);
                 foreach (string layer in layers)
                 {

@@ -77,6 +77,15 @@ public sealed class AttentionCapture : IDisposable
         return AtDownscale(unet, latentSize / resolution);
     }
 
+    /// <summary>
+    /// SD3 joint attention only: record each image query's softmax over the <b>text keys alone</b>, softmax(Q_image K_textᵀ /
+    /// sqrt(d)) [B, heads, image tokens, text tokens], instead of the image x text block of the joint softmax. It equals that
+    /// block with each row divided by its sum over the text keys (a distribution over the text tokens, like a UNet's
+    /// cross-attention map), and costs N x L scores instead of N x (N + L): the layer's output then keeps the fused kernel.
+    /// UNet cross-attention ignores it (its maps are already softmaxes over the text tokens). Default false.
+    /// </summary>
+    public bool NormaliseOverText { get; init; }
+
     /// <summary>The requested module paths.</summary>
     public IReadOnlyCollection<string> Paths => _paths;
 

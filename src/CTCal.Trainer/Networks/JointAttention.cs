@@ -16,7 +16,9 @@ namespace CTCal.Trainer.Networks;
 /// A capture records, for this layer's path, the image-query x text-key block of the softmax over all image + text keys:
 /// [B, heads, image tokens, text tokens]. Its rows do not sum to one (the rest of each row's mass is on image keys); it is
 /// not renormalised here. With a capture the image queries use explicit probabilities (fp32 when the inputs are half
-/// precision) and the text queries the fused kernel; without one everything uses the fused kernel.
+/// precision) and the text queries the fused kernel; without one everything uses the fused kernel. A capture with
+/// <see cref="AttentionCapture.NormaliseOverText"/> records softmax(Q_image K_textᵀ / sqrt(d)) instead (fp32 when upcast),
+/// the block renormalised over the text keys, and the layer's output keeps the fused kernel.
 /// </remarks>
 public sealed class JointAttention : Module<Tensor, Tensor, (Tensor Image, Tensor? Text)>
 {
@@ -79,6 +81,12 @@ public sealed class JointAttention : Module<Tensor, Tensor, (Tensor Image, Tenso
 
         var capture = _slot?.Current;
         bool record = capture is not null && capture.Wants(Path);
+        if (record && capture!.NormaliseOverText)
+        {
+            // Softmax over the text keys only: the joint block renormalised over them, at N x L scores.
+            capture.Record(Path, AttentionMath.Probabilities(qImage, k.narrow(2, n, l), _headDim, upcast: true).contiguous()); // [B, heads, N, L]
+            record = false;                                                                     // the output takes the fused path below
+        }
         Tensor oImage;
         Tensor? oText = null;
         if (record)

@@ -123,10 +123,15 @@ public sealed class DiffusersTrainableModel : ITrainableDiffusionModel
     public int LatentChannels => Vae.Config.LatentChannels;
     public double[] AlphasCumprod { get; }
     public string PredictionType => Scheduler.PredictionType;
+    public string DenoiserComponent => LoraKeys.UNet;
+    public IReadOnlyList<string> DenoiserLoraTargets => LoraOptions.UNetTargets;
+
+    public ITrainingObjective CreateObjective(TrainingOptions options) =>
+        new DiffusionObjective(AlphasCumprod, PredictionType, options.NoiseOffset, options.MinSnrGamma);
 
     public PromptTokens Tokenize(string prompt) => ClipPromptTokens.From(_tokenizer.Encode(prompt));
 
-    public Tensor EncodeText(Tensor inputIds) => TextModel.forward(inputIds).LastHiddenState;
+    public TextConditioning EncodeText(Tensor inputIds) => new(TextModel.forward(inputIds).LastHiddenState);
 
     public Tensor EncodeImages(Tensor pixels, Generator generator) => Vae.ScaleLatents(Vae.EncodeSample(pixels, generator));
 
@@ -146,16 +151,16 @@ public sealed class DiffusersTrainableModel : ITrainableDiffusionModel
 
     public Tensor DecodeLatents(Tensor latents) => Vae.Decode(Vae.UnscaleLatents(latents));
 
-    public Tensor PredictNoise(Tensor latents, Tensor timesteps, Tensor context, IReadOnlyCollection<string>? capturePaths,
+    public Tensor PredictNoise(Tensor latents, Tensor timesteps, TextConditioning context, IReadOnlyCollection<string>? capturePaths,
         out IReadOnlyDictionary<string, Tensor> maps)
     {
         if (capturePaths is null || capturePaths.Count == 0)
         {
             maps = new Dictionary<string, Tensor>();
-            return UNetModel.forward(latents, timesteps, context, null);
+            return UNetModel.forward(latents, timesteps, context.Hidden, null);
         }
         var capture = new AttentionCapture(capturePaths);
-        var output = UNetModel.forward(latents, timesteps, context, capture);
+        var output = UNetModel.forward(latents, timesteps, context.Hidden, capture);
         // The maps already belong to the caller's dispose scope; copy the references out before the capture goes away.
         maps = new Dictionary<string, Tensor>(capture.Maps);
         return output;

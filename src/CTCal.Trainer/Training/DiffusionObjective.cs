@@ -9,7 +9,7 @@ namespace CTCal.Trainer.Training;
 /// scheduler config says. Optional noise offset (ε += offset·N(0,1) per sample and channel) and Min-SNR-γ loss weighting
 /// (Hang et al. 2023: min(SNR, γ)/SNR for ε, min(SNR, γ)/(SNR+1) for v).
 /// </summary>
-public sealed class DiffusionObjective
+public sealed class DiffusionObjective : ITrainingObjective
 {
     private readonly double[] _alphasCumprod;
 
@@ -60,6 +60,23 @@ public sealed class DiffusionObjective
         if (PredictionType == "epsilon") return noise;
         var a = PerSample(AlphaBar(timesteps, x0.device), x0);
         return a.sqrt() * noise - (1 - a).sqrt() * x0;
+    }
+
+    /// <summary>t_tea = <paramref name="requested"/>; the DDPM objective has only the fixed teacher.</summary>
+    public double TeacherTimestep(int requested, TeacherSampling sampling) => sampling == TeacherSampling.Fixed ? requested
+        : throw new ArgumentException($"teacher-sampling {sampling.ToString().ToLowerInvariant()} is for flow-matching models; DDPM models use the fixed --teacher-t");
+
+    /// <summary><paramref name="requested"/> for every sample (int64; nothing is drawn).</summary>
+    public Tensor TeacherTimesteps(Tensor studentTimesteps, int requested, TeacherSampling sampling, Generator generator) =>
+        Timesteps(Enumerable.Repeat(TeacherTimestep(requested, sampling), (int)studentTimesteps.shape[0]).ToList(), studentTimesteps.device);
+
+    /// <summary>Integer timesteps [N] (int64); each value must be a whole number in [0, T).</summary>
+    public Tensor Timesteps(IReadOnlyList<double> values, Device device)
+    {
+        foreach (double v in values)
+            if (v != Math.Floor(v) || v < 0 || v >= NumTrainTimesteps)
+                throw new ArgumentException($"timestep {v} is not a whole number in 0..{NumTrainTimesteps - 1}", nameof(values));
+        return tensor(values.Select(v => (long)v).ToArray(), device: device);
     }
 
     /// <summary>Mean over the batch of (per-sample MSE · Min-SNR weight); the weight is 1 without Min-SNR.</summary>

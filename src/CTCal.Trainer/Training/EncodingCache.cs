@@ -16,9 +16,10 @@ internal sealed class EncodingCache : IDisposable
 {
     private readonly Dictionary<int, Tensor> _posteriors = [];
     private readonly Dictionary<string, Tensor> _texts = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Tensor> _pooled = new(StringComparer.Ordinal); // pooled text vectors, for models that have them
 
     /// <summary>Bytes held by the cached tensors.</summary>
-    public long Bytes => _posteriors.Values.Concat(_texts.Values).Sum(t => t.NumberOfElements * t.ElementSize);
+    public long Bytes => _posteriors.Values.Concat(_texts.Values).Concat(_pooled.Values).Sum(t => t.NumberOfElements * t.ElementSize);
 
     public int Posteriors => _posteriors.Count;
     public int Texts => _texts.Count;
@@ -33,20 +34,30 @@ internal sealed class EncodingCache : IDisposable
         return model.SamplePosterior(posterior, generator).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Text embeddings [B, tokens, width] of the prompts <paramref name="ids"/> (rows of token ids) of a frozen encoder.</summary>
-    public Tensor Text(ITrainableDiffusionModel model, IReadOnlyList<long[]> ids)
+    /// <summary>
+    /// Text conditioning of the prompts <paramref name="ids"/> (rows of token ids) of a frozen encoder: hidden states
+    /// [B, tokens, width] and, when the model has one, the pooled vector [B, width'] (cached per prompt beside the states).
+    /// </summary>
+    public TextConditioning Text(ITrainableDiffusionModel model, IReadOnlyList<long[]> ids)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var keys = ids.Select(row => string.Join(",", row)).ToList();
-        Fill(Enumerable.Range(0, ids.Count).ToList(), b => keys[b], _texts, rows =>
-            model.EncodeText(tensor(rows.SelectMany(b => ids[b]).ToArray(), new long[] { rows.Count, ids[0].Length })));
-        return stack(keys.Select(k => _texts[k]).ToArray()).MoveToOuterDisposeScope();
+        Fill(Enumerable.Range(0, ids.Count).ToList(), b => keys[b], _texts,
+            rows => model.EncodeText(tensor(rows.SelectMany(b => ids[b]).ToArray(), new long[] { rows.Count, ids[0].Length })), _pooled);
+        var hidden = stack(keys.Select(k => _texts[k]).ToArray());
+        var pooled = _pooled.ContainsKey(keys[0]) ? stack(keys.Select(k => _pooled[k]).ToArray()) : null;
+        return new TextConditioning(hidden.MoveToOuterDisposeScope(), pooled?.MoveToOuterDisposeScope());
     }
 
     /// <summary>Encodes the batch rows whose key is not cached yet (each key once) and caches one row per key.</summary>
     private static void Fill<TKey>(IReadOnlyList<int> rowsOrIndices, Func<int, TKey> keyOf, Dictionary<TKey, Tensor> cache,
-        Func<List<int>, Tensor> encode) where TKey : notnull
+        Func<List<int>, Tensor> encode) where TKey : notnull =>
+        Fill(rowsOrIndices, keyOf, cache, rows => new TextConditioning(encode(rows)), null);
+
+    /// <summary>As above for a text conditioning: the hidden rows into <paramref name="cache"/>, the pooled rows (if any) into <paramref name="pooledCache"/>.</summary>
+    private static void Fill<TKey>(IReadOnlyList<int> rowsOrIndices, Func<int, TKey> keyOf, Dictionary<TKey, Tensor> cache,
+        Func<List<int>, TextConditioning> encode, Dictionary<TKey, Tensor>? pooledCache) where TKey : notnull
     {
         var missingRows = new List<int>();
         var missingKeys = new HashSet<TKey>();
@@ -58,7 +69,11 @@ internal sealed class EncodingCache : IDisposable
         if (missingRows.Count == 0) return;
         var encoded = encode(missingRows);
         for (int j = 0; j < missingRows.Count; j++)
-            cache[keyOf(rowsOrIndices[missingRows[j]])] = encoded[j].clone().DetachFromDisposeScope();
+        {
+            var key = keyOf(rowsOrIndices[missingRows[j]]);
+            cache[key] = encoded.Hidden[j].clone().DetachFromDisposeScope();
+            if (encoded.Pooled is not null && pooledCache is not null) pooledCache[key] = encoded.Pooled[j].clone().DetachFromDisposeScope();
+        }
     }
 
     private static Tensor Rows(Tensor batch, List<int> rows) =>
@@ -68,7 +83,8 @@ internal sealed class EncodingCache : IDisposable
 
     public void Dispose()
     {
-        foreach (var t in _posteriors.Values.Concat(_texts.Values)) t.Dispose();
+        foreach (var t in _posteriors.Values.Concat(_texts.Values).Concat(_pooled.Values)) t.Dispose();
+        _pooled.Clear();
         _posteriors.Clear();
         _texts.Clear();
     }

@@ -34,13 +34,11 @@ public sealed class InitialLora : IDisposable
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(lora);
         if (!File.Exists(path)) throw new FileNotFoundException($"--init-lora {path}: no such LoRA file", path);
-        // LoraKeys also knows SD3's parts (transformer, text_encoder_2), which this model does not have.
-        nn.Module Component(string name) => name switch
-        {
-            LoraKeys.UNet => model.UNet,
-            LoraKeys.TextEncoder => model.TextEncoder,
-            _ => throw new InvalidDataException($"{path}: the LoRA adapts '{name}', a part this model does not have (it continues unet and text_encoder LoRAs)"),
-        };
+        // LoraKeys also knows parts this model may not have (SD3's transformer and text_encoder_2 for a UNet model).
+        nn.Module Component(string name) =>
+            name == LoraKeys.TextEncoder ? model.TextEncoder
+            : name == model.DenoiserComponent ? model.UNet
+            : throw new InvalidDataException($"{path}: the LoRA adapts '{name}', a part this model does not have (it continues {model.DenoiserComponent} and text_encoder LoRAs)");
         var (tensors, rank, alpha) = LoraFile.Load(path, component => Component(component).named_parameters().Select(p => p.name).ToList());
         try
         {

@@ -26,7 +26,12 @@ public static class LoraFile
         var options = adapters[0].Options;
         var spelling = format ?? options.Format;
         var metadata = LoraFileLayout.Metadata(options.Rank, options.EffectiveAlpha, options.Dropout,
-            adapters.SelectMany(a => a.Prefix == "unet" ? LoraOptions.UNetTargets : LoraOptions.TextEncoderTargets).ToArray());
+            adapters.SelectMany(a => a.Prefix switch
+            {
+                LoraKeys.UNet => LoraOptions.UNetTargets,
+                LoraKeys.Transformer => LoraOptions.TransformerTargets,
+                _ => LoraOptions.TextEncoderTargets,
+            }).ToArray());
         // Kohya files carry the (one) alpha as a scalar tensor beside every module.
         using var alpha = spelling == LoraSpelling.Kohya ? torch.tensor((float)options.EffectiveAlpha) : null;
         var entries = new List<(string, Tensor)>();

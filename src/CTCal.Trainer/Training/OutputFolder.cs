@@ -41,13 +41,13 @@ public static class OutputFolder
 
     /// <summary>
     /// Deletes temporary files a killed run left behind (<c>.name.GUID.tmp</c>, written beside the file they replace),
-    /// in the output folder, <c>checkpoints/</c> and <c>unet/</c>. They are never read: checkpoints are found by their final
+    /// in the output folder, <c>checkpoints/</c>, <c>unet/</c> and <c>transformer/</c>. They are never read: checkpoints are found by their final
     /// name only. Returns how many were removed.
     /// </summary>
     public static int RemoveStaleTemporaryFiles(string folder)
     {
         int removed = 0;
-        foreach (string path in new[] { folder, Path.Combine(folder, "checkpoints"), Path.Combine(folder, "unet") })
+        foreach (string path in new[] { folder, Path.Combine(folder, "checkpoints"), Path.Combine(folder, "unet"), Path.Combine(folder, "transformer") })
         {
             if (!Directory.Exists(path)) continue;
             foreach (string file in Directory.EnumerateFiles(path, ".*.tmp"))

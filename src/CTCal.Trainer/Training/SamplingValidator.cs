@@ -65,7 +65,7 @@ public sealed class SamplingValidator : ITrainingValidator
 
         long[] negative = _model.Tokenize("").InputIds, positive = _model.Tokenize(prompt).InputIds;
         var ids = tensor(negative.Concat(positive).ToArray(), new long[] { 2, positive.Length });
-        var context = _model.EncodeText(ids);                                                   // [2, 77, D]: uncond, cond
+        var context = _model.EncodeText(ids);                                                   // [2, tokens, D] (+ pooled): uncond, cond
         var input = new float[latents.Length];
         foreach (double t in scheduler.Timesteps)
         {

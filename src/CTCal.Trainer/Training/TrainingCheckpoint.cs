@@ -140,7 +140,7 @@ public sealed partial class TrainingRun
             }
             if (_options.FullFineTune)
             {
-                string folder = Path.Combine(OutputFolder, "unet");
+                string folder = Path.Combine(OutputFolder, _model.DenoiserComponent);
                 Directory.CreateDirectory(folder);
                 string path = Path.Combine(folder, "diffusion_pytorch_model.safetensors");
                 TensorFile.Save(path, _model.UNet.state_dict().Select(kv => (kv.Key, kv.Value)), new Dictionary<string, string> { ["format"] = "pt" });

@@ -1,5 +1,6 @@
 using CTCal.Trainer.Calibration;
 using CTCal.Trainer.Data;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace CTCal.Trainer.Training;
@@ -20,19 +21,20 @@ public sealed partial class TrainingRun
     /// <summary>A micro-batch after the forward noising: what the teacher and student passes share.</summary>
     private sealed record NoisedBatch(
         IReadOnlyList<(PromptTokens Tokens, IReadOnlyList<int[]> Nouns)> Prompts,
-        Tensor Context,   // [B, tokens, hidden]: with grad only when the text encoder has LoRA
+        TextConditioning Context, // [B, tokens, hidden] (+ pooled): with grad only when the text encoder has LoRA
         Tensor Latents,   // [B, C, h, w]
         Tensor Noise,     // [B, C, h, w]
-        Tensor TStudent,  // [B] int64
+        Tensor TStudent,  // [B] int64 (DDPM) or float32 (flow)
         Tensor Noisy,     // [B, C, h, w] = x_t at t_stu
-        Tensor Target);   // [B, C, h, w]: noise, v or x0 by prediction type
+        Tensor Target,    // [B, C, h, w]: noise, v or x0 by prediction type
+        long TeacherSeed); // seed of the teacher-timestep draws (--teacher-sampling below), from the run seed, step and micro-batch
 
-    private MicroParts MicroStep(int accumulation, StudyStep? study)
+    private MicroParts MicroStep(int micro, int accumulation, StudyStep? study)
     {
         var (indices, pixels) = NextBatch();
-        var batch = Noised(indices, pixels);
-        long[] tValues = batch.TStudent.data<long>().ToArray();
-        var calibrated = _ctcal is null ? [] : CalibratedSamples(batch.Prompts.Select(p => p.Nouns.Count).ToList(), tValues, _options.TeacherTimestep);
+        var batch = Noised(indices, pixels) with { TeacherSeed = TeacherSeed(_options.Seed, Step, micro) };
+        double[] tValues = TimestepValues(batch.TStudent);
+        var calibrated = _ctcal is null ? [] : CalibratedSamples(batch.Prompts.Select(p => p.Nouns.Count).ToList(), tValues, _objective.TeacherTimestep(_options.TeacherTimestep, _options.TeacherSampling));
         int size = indices.Count;
         bool runCtcal = calibrated.Count > 0;
         bool subset = runCtcal && calibrated.Count < size;
@@ -42,8 +44,8 @@ public sealed partial class TrainingRun
         IReadOnlyDictionary<string, Tensor>? modelTeacher = null; // the model's own teacher maps, for the study measures
         var teacherMaps = !runCtcal ? new Dictionary<string, Tensor>() : _options.Teacher switch
         {
-            TeacherSource.Model => modelTeacher = TeacherMaps(batch, Pick, calibrated.Count),
-            TeacherSource.Shuffled => ShuffledTeacher.Apply(modelTeacher = TeacherMaps(batch, Pick, calibrated.Count), calibrated.Select(b => batch.Prompts[b].Nouns).ToList(), _generator),
+            TeacherSource.Model => modelTeacher = TeacherMaps(batch, Pick),
+            TeacherSource.Shuffled => ShuffledTeacher.Apply(modelTeacher = TeacherMaps(batch, Pick), calibrated.Select(b => batch.Prompts[b].Nouns).ToList(), _generator),
             TeacherSource.Oracle => OracleTeacherMaps(indices, calibrated, batch),
             _ => throw new ArgumentOutOfRangeException(nameof(TrainingOptions.Teacher), _options.Teacher, "unknown teacher source"),
         };
@@ -103,7 +105,7 @@ public sealed partial class TrainingRun
         var prompts = indices.Select(Prompt).ToList();
         var ids = tensor(prompts.SelectMany(p => p.Tokens.InputIds).ToArray(), new long[] { indices.Count, prompts[0].Tokens.InputIds.Length });
         ApplyAdapters(training: true);
-        Tensor context;
+        TextConditioning context;
         if (_textLora is not null) context = _model.EncodeText(ids);
         else if (_encodings is not null) context = _encodings.Text(_model, prompts.Select(p => p.Tokens.InputIds).ToList());
         else using (no_grad()) context = _model.EncodeText(ids);
@@ -114,14 +116,14 @@ public sealed partial class TrainingRun
         var tStudent = _objective.SampleTimesteps(indices.Count, latents.device, _generator);
         var noisy = _objective.AddNoise(latents, noise, tStudent);
         var target = _objective.Target(latents, noise, tStudent);
-        return new NoisedBatch(prompts, context, latents, noise, tStudent, noisy, target);
+        return new NoisedBatch(prompts, context, latents, noise, tStudent, noisy, target, 0);
     }
 
     /// <summary>
     /// The samples the CTCal term covers: those with at least one noun whose student timestep is above the teacher's
     /// (t_stu &lt;= t_tea gives no sharper teacher, so those samples train with the diffusion loss only).
     /// </summary>
-    internal static List<int> CalibratedSamples(IReadOnlyList<int> nounsPerSample, IReadOnlyList<long> studentTimesteps, int teacherTimestep)
+    internal static List<int> CalibratedSamples(IReadOnlyList<int> nounsPerSample, IReadOnlyList<double> studentTimesteps, double teacherTimestep)
     {
         if (nounsPerSample.Count != studentTimesteps.Count)
             throw new ArgumentException($"{nounsPerSample.Count} noun counts for {studentTimesteps.Count} timesteps");
@@ -131,18 +133,31 @@ public sealed partial class TrainingRun
         return result;
     }
 
+    /// <summary>The values of a [B] timestep tensor (int64 or float) as doubles (exact for both).</summary>
+    internal static double[] TimestepValues(Tensor timesteps) =>
+        timesteps.dtype == ScalarType.Int64 ? timesteps.data<long>().Select(v => (double)v).ToArray()
+            : timesteps.to(ScalarType.Float64).cpu().data<double>().ToArray();
+
     /// <summary>
     /// The teacher pass: the calibrated samples re-noised with the same noise at t_tea, run through the UNet without grad,
     /// capturing the calibrated layers' attention maps (the student maps are pulled toward these; they get no gradient).
     /// </summary>
-    private IReadOnlyDictionary<string, Tensor> TeacherMaps(NoisedBatch batch, Func<Tensor, Tensor> pick, long count)
+    private IReadOnlyDictionary<string, Tensor> TeacherMaps(NoisedBatch batch, Func<Tensor, Tensor> pick)
     {
         using var _ = no_grad();
-        var tTeacher = full(new long[] { count }, _options.TeacherTimestep, dtype: ScalarType.Int64, device: batch.Latents.device);
+        using var draws = _options.TeacherSampling == TeacherSampling.Fixed ? null : new Generator((ulong)batch.TeacherSeed);
+        var tTeacher = _objective.TeacherTimesteps(pick(batch.TStudent), _options.TeacherTimestep, _options.TeacherSampling, draws!).to(batch.Latents.device);
         var noisyTeacher = _objective.AddNoise(pick(batch.Latents), pick(batch.Noise), tTeacher);
-        _model.PredictNoise(noisyTeacher, tTeacher, pick(batch.Context.detach()), _mapLayers.ToList(), out var maps);
+        _model.PredictNoise(noisyTeacher, tTeacher, batch.Context.Detach().Map(pick), _mapLayers.ToList(), out var maps);
         return maps;
     }
+
+    /// <summary>
+    /// The seed of a micro-batch's teacher-timestep draws: a fixed function of the run seed, the step and the micro-batch,
+    /// so the draws never touch the run's generator (the study's teacher pass of a vanilla run draws the same) and a resumed
+    /// run draws what the uninterrupted one did.
+    /// </summary>
+    internal static long TeacherSeed(long seed, long step, int micro) => unchecked(seed * 1_000_003L + step * 1_009L + micro + 0x5EED);
 
     /// <summary>
     /// Total loss = diffusion loss + the CTCal term, the term (a mean over the <paramref name="calibrated"/> samples) scaled

@@ -10,6 +10,12 @@ namespace CTCal.Trainer.Training;
 /// </summary>
 public enum TeacherSource { Model, Shuffled, Oracle }
 
+/// <summary>
+/// How the CTCal teacher timestep is chosen: <see cref="Fixed"/> (<see cref="TrainingOptions.TeacherTimestep"/>) or
+/// <see cref="Below"/> (flow models: per calibrated sample, drawn from the training distribution below its student timestep).
+/// </summary>
+public enum TeacherSampling { Fixed, Below }
+
 /// <summary>Fine-tuning method: CTCal adds the calibration term; vanilla is the same loop with it off.</summary>
 public enum TrainingMethod { Ctcal, Vanilla }
 
@@ -66,8 +72,19 @@ public sealed record TrainingOptions
     /// <summary>Optimizer steps skipped in a row for a non-finite loss or gradient before the run stops as diverged.</summary>
     public int MaxNonFiniteSteps { get; init; } = D.MaxNanSteps;
 
-    /// <summary>CTCal: teacher timestep t_tea (the paper uses 0 for SD 2.1).</summary>
+    /// <summary>
+    /// Flow-matching models (SD3): the weighting scheme of timestep sampling and loss weighting (diffusers' SD3 script;
+    /// default logit_normal). The shift is the model scheduler's own. Unused by DDPM models.
+    /// </summary>
+    public FlowMatchingOptions FlowMatching { get; init; } = new();
+
+    /// <summary>
+    /// CTCal: teacher timestep t_tea (the paper uses 0 for SD 2.1). Flow models read it on their 0..T flow-timestep scale
+    /// and use at least the smallest training timestep (<see cref="FlowTrainingObjective.TeacherTimestep"/>).
+    /// </summary>
     public int TeacherTimestep { get; init; }
+    /// <summary>CTCal: how the teacher timestep is chosen (<see cref="Training.TeacherSampling"/>); default fixed.</summary>
+    public TeacherSampling TeacherSampling { get; init; } = TeacherSampling.Fixed;
     /// <summary>CTCal: where the teacher maps come from (<see cref="TeacherSource"/>).</summary>
     public TeacherSource Teacher { get; init; } = TeacherSource.Model;
     /// <summary>CTCal loss weights, distance, tau, map resolution.</summary>
@@ -115,6 +132,8 @@ public sealed record TrainingOptions
             ValidationGuidance = job.Guidance,
             MaxNonFiniteSteps = job.MaxNanSteps,
             TeacherTimestep = job.TeacherT,
+            TeacherSampling = job.TeacherSampling == "below" ? TeacherSampling.Below : TeacherSampling.Fixed,
+            FlowMatching = new FlowMatchingOptions { WeightingScheme = job.WeightingScheme },
             Teacher = job.Teacher switch { "shuffled" => TeacherSource.Shuffled, "oracle" => TeacherSource.Oracle, _ => TeacherSource.Model },
             Layers = job.Layers,
             Ctcal = new CtcalLossOptions

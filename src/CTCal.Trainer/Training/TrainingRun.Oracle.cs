@@ -13,6 +13,6 @@ public sealed partial class TrainingRun
     {
         _oracleTeacher ??= new OracleTeacher(_model, _data, _ctcal!.Layers);
         return _oracleTeacher.Maps(calibrated.Select(b => indices[b]).ToList(), calibrated.Select(b => batch.Prompts[b].Nouns).ToList(),
-            batch.Prompts[0].Tokens.InputIds.Length, batch.Latents.device);
+            (int)batch.Context.Hidden.shape[1], batch.Latents.device);
     }
 }

@@ -30,7 +30,7 @@ public sealed partial class TrainingRun : IDisposable
     private readonly ImageCaptionDataset _data;
     private readonly TrainingOptions _options;
     private readonly ITrainingObserver _observer;
-    private readonly DiffusionObjective _objective;
+    private readonly ITrainingObjective _objective;
     private readonly LoraAdapters? _unetLora;
     private readonly LoraAdapters? _textLora;
     private readonly AttentionMapAutoencoder? _autoencoder;
@@ -66,7 +66,7 @@ public sealed partial class TrainingRun : IDisposable
         if (data.Resolution % model.VaeScaleFactor != 0)
             throw new ArgumentException($"resolution {data.Resolution} is not a multiple of the VAE scale factor {model.VaeScaleFactor}");
 
-        _objective = new DiffusionObjective(model.AlphasCumprod, model.PredictionType, options.NoiseOffset, options.MinSnrGamma);
+        _objective = model.CreateObjective(options);
         // Everything random draws from the run's own generators, never from torch's process-wide RNG.
         var init = new Generator((ulong)options.Seed);
 
@@ -76,7 +76,7 @@ public sealed partial class TrainingRun : IDisposable
             foreach (var (name, p) in model.UNet.named_parameters())
             {
                 p.requires_grad = true;
-                _trainable.Add(($"unet.{name}", p));
+                _trainable.Add(($"{model.DenoiserComponent}.{name}", p));
             }
         }
         else
@@ -84,14 +84,18 @@ public sealed partial class TrainingRun : IDisposable
             // --init-lora: adapters on exactly the file's modules, starting from its factors (a component it does not
             // adapt gets the default targets and a fresh start).
             using var initial = options.InitialLora is null ? null : InitialLora.Read(options.InitialLora, model, options.Lora);
-            var unetTargets = initial?.Targets(LoraKeys.UNet);
-            _unetLora = LoraAdapters.Attach(model.UNet, "unet", unetTargets ?? LoraOptions.UNetTargets, options.Lora, init);
+            var unetTargets = initial?.Targets(model.DenoiserComponent);
+            if (model.DenoiserComponent == LoraKeys.Transformer && options.Lora.Format == LoraSpelling.Kohya)
+                throw new ArgumentException("the kohya LoRA spelling has no prefix for the SD3 transformer; write it as peft (the default) or diffusers");
+            _unetLora = LoraAdapters.Attach(model.UNet, model.DenoiserComponent, unetTargets ?? model.DenoiserLoraTargets, options.Lora, init);
             if (unetTargets is not null) initial!.LoadInto(_unetLora);
             _trainable.AddRange(_unetLora.StateEntries().Select(e => (e.Key, (Parameter)e.Value)));
             if (options.Lora.TextEncoder)
             {
+                if (model.DenoiserComponent == LoraKeys.Transformer)
+                    throw new ArgumentException("text-encoder LoRA is not supported for SD3 (its two CLIP encoders); train the transformer LoRA only");
                 var textTargets = initial?.Targets(LoraKeys.TextEncoder);
-                _textLora = LoraAdapters.Attach(model.TextEncoder, "text_encoder", textTargets ?? LoraOptions.TextEncoderTargets, options.Lora, init);
+                _textLora = LoraAdapters.Attach(model.TextEncoder, LoraKeys.TextEncoder, textTargets ?? LoraOptions.TextEncoderTargets, options.Lora, init);
                 if (textTargets is not null) initial!.LoadInto(_textLora);
                 _trainable.AddRange(_textLora.StateEntries().Select(e => (e.Key, (Parameter)e.Value)));
             }
@@ -105,6 +109,8 @@ public sealed partial class TrainingRun : IDisposable
                 ?? throw new ArgumentException($"gradient checkpointing needs the diffusers UNet ({nameof(UNet2DConditionModel)}), not {model.UNet.GetType().Name}");
             _checkpointedUNet.GradientCheckpointing = true;
         }
+        // Throws for a teacher the objective does not support (the teacher pass runs for CTCal and for the study measures).
+        if (options.Method == TrainingMethod.Ctcal || options.AlignEvery > 0) _objective.TeacherTimestep(options.TeacherTimestep, options.TeacherSampling);
         if (options.Method == TrainingMethod.Ctcal)
         {
             CalibratedLayers = ResolveLayers(model.CrossAttentionLayers, options.Layers);
@@ -265,7 +271,7 @@ public sealed partial class TrainingRun : IDisposable
         for (int micro = 0; micro < accumulation; micro++)
         {
             using var scope = NewDisposeScope();
-            var parts = MicroStep(accumulation, study);
+            var parts = MicroStep(micro, accumulation, study);
             loss += parts.Loss / accumulation;
             diffusion += parts.Diffusion / accumulation;
             ctcal += parts.Ctcal / accumulation;

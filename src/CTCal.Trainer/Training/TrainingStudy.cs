@@ -55,17 +55,17 @@ public sealed partial class TrainingRun
     /// of its calibrated samples (null: run the teacher pass here); <paramref name="studentMaps"/>: the CTCal run's captured
     /// student maps of the whole micro-batch (null: run a capturing student pass here without grad).
     /// </summary>
-    private void MeasureAlignment(StudyStep study, NoisedBatch batch, IReadOnlyList<long> studentTimesteps,
+    private void MeasureAlignment(StudyStep study, NoisedBatch batch, IReadOnlyList<double> studentTimesteps,
         IReadOnlyDictionary<string, Tensor>? modelTeacher, IReadOnlyDictionary<string, Tensor>? studentMaps)
     {
-        var measured = CalibratedSamples(batch.Prompts.Select(p => p.Nouns.Count).ToList(), studentTimesteps, _options.TeacherTimestep);
+        var measured = CalibratedSamples(batch.Prompts.Select(p => p.Nouns.Count).ToList(), studentTimesteps, _objective.TeacherTimestep(_options.TeacherTimestep, _options.TeacherSampling));
         if (measured.Count == 0) return;
         using var _ = no_grad();
         int size = batch.Prompts.Count;
         var select = tensor(measured.Select(b => (long)b).ToArray(), device: batch.Latents.device);
         Tensor Pick(Tensor t) => measured.Count < size ? t.index_select(0, select) : t;
 
-        var teacher = modelTeacher ?? TeacherMaps(batch, Pick, measured.Count);
+        var teacher = modelTeacher ?? TeacherMaps(batch, Pick);
         IReadOnlyDictionary<string, Tensor> student;
         if (studentMaps is not null)
         {
@@ -73,7 +73,7 @@ public sealed partial class TrainingRun
         }
         else
         {
-            _model.PredictNoise(Pick(batch.Noisy), Pick(batch.TStudent), Pick(batch.Context.detach()), _mapLayers.ToList(), out var maps);
+            _model.PredictNoise(Pick(batch.Noisy), Pick(batch.TStudent), batch.Context.Detach().Map(Pick), _mapLayers.ToList(), out var maps);
             student = maps;
         }
         var nouns = new NounTokens(measured.Select(b => batch.Prompts[b].Nouns));
