@@ -91,6 +91,22 @@ public sealed class AutoencoderKL : Module<Tensor, Tensor>
         return Sample(mean, logvar, generator).MoveToOuterDisposeScope();
     }
 
+    /// <summary>The posterior's parameters as one tensor: mean and log-variance concatenated on the channels, [B, 2 * latent, h, w].</summary>
+    public Tensor EncodePosterior(Tensor image)
+    {
+        using var scope = NewDisposeScope();
+        var (mean, logVar) = Encode(image);
+        return cat([mean, logVar], 1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>A sample of a posterior from <see cref="EncodePosterior"/>, scaled for the denoiser (<see cref="ScaleLatents"/>).</summary>
+    public Tensor SampleScaled(Tensor posterior, Generator? generator = null)
+    {
+        using var scope = NewDisposeScope();
+        var parts = posterior.chunk(2, 1);
+        return ScaleLatents(Sample(parts[0], parts[1], generator)).MoveToOuterDisposeScope();
+    }
+
     /// <param name="latents">[B, latent, h, w] (unscaled: see <see cref="UnscaleLatents"/>).</param>
     /// <returns>[B, 3, h*f, w*f].</returns>
     public Tensor Decode(Tensor latents)

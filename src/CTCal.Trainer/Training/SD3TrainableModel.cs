@@ -195,19 +195,9 @@ public sealed class SD3TrainableModel : ITrainableDiffusionModel
 
     public Tensor EncodeImages(Tensor pixels, Generator generator) => Vae.ScaleLatents(Vae.EncodeSample(pixels, generator));
 
-    public Tensor EncodePosterior(Tensor pixels)
-    {
-        using var scope = NewDisposeScope();
-        var (mean, logVar) = Vae.Encode(pixels);
-        return cat([mean, logVar], 1).MoveToOuterDisposeScope(); // [B, 2 * latent, h, w]
-    }
+    public Tensor EncodePosterior(Tensor pixels) => Vae.EncodePosterior(pixels); // [B, 2 * latent, h, w]
 
-    public Tensor SamplePosterior(Tensor posterior, Generator generator)
-    {
-        using var scope = NewDisposeScope();
-        var parts = posterior.chunk(2, 1);
-        return Vae.ScaleLatents(AutoencoderKL.Sample(parts[0], parts[1], generator)).MoveToOuterDisposeScope();
-    }
+    public Tensor SamplePosterior(Tensor posterior, Generator generator) => Vae.SampleScaled(posterior, generator);
 
     public Tensor DecodeLatents(Tensor latents) => Vae.Decode(Vae.UnscaleLatents(latents));
 
