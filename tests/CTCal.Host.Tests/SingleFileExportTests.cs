@@ -47,4 +47,26 @@ public sealed class SingleFileExportTests : IDisposable
         Assert.Contains(ckpt, e.Message);
         Assert.Contains("pickle", e.Message);
     }
+
+    /// <summary>The plugin has no SD3 pipeline yet: one-click export of an SD3 folder is refused before anything is written.</summary>
+    [Fact]
+    public async Task One_click_export_of_an_SD3_folder_is_refused_before_anything_is_written()
+    {
+        PluginFolders.CopyPlugin(_root, "onnx");
+        string plugins = PluginFolders.WritePluginsJson(_root, PluginFolders.Entry("ctcal.onnx", "onnx"));
+        var log = new RecordingLog();
+        using var host = PluginHost.Load(PluginsFile.Load(plugins), log, _ => log);
+        var exporter = Assert.Single(Assert.Single(host.Plugins).Exporters).Value;
+        var models = new HashSet<string>(Directory.EnumerateFileSystemEntries(_root, "*", SearchOption.AllDirectories));
+
+        string sd3 = Path.Combine(_root, "sd3-source");
+        Directory.CreateDirectory(Path.Combine(sd3, "transformer"));
+        File.WriteAllText(Path.Combine(sd3, "model_index.json"), """{"_class_name": "StableDiffusion3Pipeline", "_diffusers_version": "0.29.2"}""");
+        models.UnionWith(Directory.EnumerateFileSystemEntries(sd3, "*", SearchOption.AllDirectories).Append(sd3));
+
+        var e = await Assert.ThrowsAsync<ArgumentException>(() => exporter.ExportAsync(new ModelExportRequest(sd3, "sd3")));
+        Assert.Contains(sd3, e.Message);
+        Assert.Contains("Stable Diffusion 3", e.Message);
+        Assert.Equal(models.Order(), Directory.EnumerateFileSystemEntries(_root, "*", SearchOption.AllDirectories).Order());
+    }
 }

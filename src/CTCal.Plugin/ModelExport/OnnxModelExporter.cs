@@ -2,6 +2,7 @@ using System.Composition;
 using System.Text.RegularExpressions;
 using CTCal.Contracts;
 using CTCal.Core.Checkpoints;
+using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
 using CTCal.Core.Threading;
 using CTCal.Export;
@@ -50,6 +51,15 @@ internal sealed class OnnxModelExporter : IModelExporter
         if (WeightFiles.IsPickle(request.CheckpointFolder))
         {
             throw new ArgumentException(WeightFiles.PickleRefusal(request.CheckpointFolder), nameof(request));
+        }
+
+        if (Directory.Exists(request.CheckpointFolder) && IsSD3Folder(request.CheckpointFolder))
+        {
+            // Refused before anything is written: the exporter can write an SD3 ONNX folder, but the plugin has no SD3
+            // pipeline yet, so the registered model would fail at its first load.
+            throw new ArgumentException(
+                $"{request.CheckpointFolder} is a Stable Diffusion 3 folder; this plugin generates with SD 1.x/2.x models only so far " +
+                "(ctcal-export writes SD3 ONNX folders, but the plugin cannot serve them yet)", nameof(request));
         }
 
         if (request.UnetWeights is not null && !File.Exists(request.UnetWeights))
@@ -132,5 +142,24 @@ internal sealed class OnnxModelExporter : IModelExporter
         {
             _runtime.Log.Log(LogSeverity.Warning, e.Message);
         }
+    }
+
+    /// <summary>An SD3 diffusers folder: its model_index.json names the SD3 pipeline, or (no index) it has transformer/ and no unet/.</summary>
+    private static bool IsSD3Folder(string folder)
+    {
+        string index = Path.Combine(folder, "model_index.json");
+        if (File.Exists(index))
+        {
+            try
+            {
+                return ModelIndex.Load(index).ClassName == ModelFolder.SD3PipelineClass;
+            }
+            catch (DiffusersConfigException)
+            {
+                return false; // the export reports the malformed file itself
+            }
+        }
+
+        return Directory.Exists(Path.Combine(folder, "transformer")) && !Directory.Exists(Path.Combine(folder, "unet"));
     }
 }
