@@ -1,7 +1,4 @@
-using System.Globalization;
-using System.Text.Json;
 using CTCal.Core.Diffusers;
-using CTCal.Core.Safetensors;
 using CTCal.Export;
 using CTCal.Trainer.Networks;
 using TorchSharp;
@@ -43,43 +40,10 @@ public abstract partial class ExportParityTests<TExport>
         unet.eval();
         clip.eval();
         var g = new Generator(31);
-        var entries = new List<SafetensorsWriteEntry>();
-        var updates = new List<(nn.Module Model, string Module, Tensor A, Tensor B)>();
-        foreach (var (model, prefix, targets) in new (nn.Module, string, string[])[] { (unet, "unet", UNetTargets), (clip, "text_encoder", TextTargets) })
-        {
-            var weights = model.state_dict();
-            foreach (string module in targets)
-            {
-                Assert.True(weights.ContainsKey(module + ".weight"), $"{P.Configs.Name}: no '{module}.weight' to adapt");
-                long[] w = weights[module + ".weight"].shape;   // [out, in] or [out, in, k, k]
-                long[] aShape = w.Length == 4 ? [Rank, w[1], w[2], w[3]] : [Rank, w[1]];
-                long[] bShape = w.Length == 4 ? [w[0], Rank, 1, 1] : [w[0], Rank];
-                var a = randn(aShape, generator: g).mul(1.0 / Math.Sqrt(aShape.Skip(1).Aggregate(1L, (x, y) => x * y)));
-                var b = randn(bShape, generator: g).mul(0.2);
-                entries.Add(SafetensorsWriteEntry.FromFloat32($"{prefix}.{module}.lora_A.weight", aShape, Compare.Floats(a)));
-                entries.Add(SafetensorsWriteEntry.FromFloat32($"{prefix}.{module}.lora_B.weight", bShape, Compare.Floats(b)));
-                updates.Add((model, module, a, b));
-            }
-        }
         string lora = Path.Combine(root, "pytorch_lora_weights.safetensors");
-        SafetensorsWriter.Write(lora, entries, new Dictionary<string, string>
-        {
-            ["format"] = "pt",
-            ["lora_adapter_metadata"] = JsonSerializer.Serialize(new { r = Rank, lora_alpha = Alpha }),
-            ["ctcal.lora_rank"] = Rank.ToString(CultureInfo.InvariantCulture),
-            ["ctcal.lora_alpha"] = Alpha.ToString("R", CultureInfo.InvariantCulture),
-        });
-
-        // Fold W += scale * alpha / rank * B @ A (conv kernels flattened to [out, in*k*k]) into the TorchSharp weights.
-        using (no_grad())
-        {
-            foreach (var (model, module, a, b) in updates)
-            {
-                var weight = model.state_dict()[module + ".weight"];
-                var delta = b.reshape(b.shape[0], Rank).matmul(a.reshape(Rank, -1)).reshape(weight.shape); // [out, in(, k, k)]
-                weight.add_(delta.mul(Scale * Alpha / Rank));
-            }
-        }
+        var updates = RandomLora.Write(lora, [(unet, "unet", UNetTargets), (clip, "text_encoder", TextTargets)], Rank, Alpha, g,
+            ctcalMetadata: true, where: $"{P.Configs.Name}: ");
+        RandomLora.Fold(updates, Rank, Alpha, Scale);
 
         string output = Path.Combine(root, "onnx");
         OnnxExporter.Export(new ExportOptions
