@@ -10,7 +10,7 @@ namespace CTCal.Trainer.Networks;
 /// Multi-head attention of the UNet's transformer blocks: <c>to_q</c>, <c>to_k</c>, <c>to_v</c> (no bias) and
 /// <c>to_out.0</c>. Self-attention when no context is given (attn1), cross-attention over the text states otherwise (attn2).
 /// </summary>
-public sealed class Attention : Module<Tensor, Tensor?, Tensor>
+public sealed class Attention : Module<Tensor, Tensor?, Tensor>, ICapturableAttention
 {
 #pragma warning disable IDE1006 // PyTorch state-dict names
     private readonly Linear to_q;
@@ -42,7 +42,7 @@ public sealed class Attention : Module<Tensor, Tensor?, Tensor>
     /// <summary>Module path inside its model (set by the owning model), used to match an <see cref="AttentionCapture"/>.</summary>
     public string Path { get; private set; } = "";
 
-    internal void Bind(string path, AttentionCaptureSlot slot)
+    void ICapturableAttention.Bind(string path, AttentionCaptureSlot slot)
     {
         Path = path;
         _slot = slot;

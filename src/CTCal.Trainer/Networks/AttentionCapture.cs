@@ -143,10 +143,35 @@ public sealed class AttentionCapture : IDisposable
 /// </summary>
 public sealed record CrossAttentionLayer(string Path, int Downscale, int Heads);
 
+/// <summary>An attention layer that reports its probabilities to its model's <see cref="AttentionCaptureSlot"/>.</summary>
+internal interface ICapturableAttention
+{
+    /// <summary>Sets the layer's module path and the slot it reports to.</summary>
+    void Bind(string path, AttentionCaptureSlot slot);
+}
+
 /// <summary>The capture an attention layer reports to during the current forward pass (shared by all layers of one model).</summary>
 internal sealed class AttentionCaptureSlot
 {
     public AttentionCapture? Current { get; set; }
+
+    /// <summary>
+    /// Gives every capturable attention layer under <paramref name="model"/> its module path and this slot; returns the
+    /// paths in module order.
+    /// </summary>
+    public IReadOnlyList<string> BindAll(nn.Module model)
+    {
+        var paths = new List<string>();
+        foreach (var (name, module) in model.named_modules())
+        {
+            if (module is ICapturableAttention attention)
+            {
+                attention.Bind(name, this);
+                paths.Add(name);
+            }
+        }
+        return paths;
+    }
 
     /// <summary>
     /// One forward pass of the model that owns this slot, with <paramref name="capture"/> current: refuses re-entry,

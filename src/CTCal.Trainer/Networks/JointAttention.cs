@@ -20,7 +20,7 @@ namespace CTCal.Trainer.Networks;
 /// <see cref="AttentionCapture.NormaliseOverText"/> records softmax(Q_image K_textᵀ / sqrt(d)) instead (fp32 when upcast),
 /// the block renormalised over the text keys, and the layer's output keeps the fused kernel.
 /// </remarks>
-public sealed class JointAttention : Module<Tensor, Tensor, (Tensor Image, Tensor? Text)>
+public sealed class JointAttention : Module<Tensor, Tensor, (Tensor Image, Tensor? Text)>, ICapturableAttention
 {
 #pragma warning disable IDE1006 // PyTorch state-dict names
     private readonly Linear to_q;
@@ -60,7 +60,7 @@ public sealed class JointAttention : Module<Tensor, Tensor, (Tensor Image, Tenso
     /// <summary>Module path inside its model (set by the owning model), used to match an <see cref="AttentionCapture"/>.</summary>
     public string Path { get; private set; } = "";
 
-    internal void Bind(string path, AttentionCaptureSlot slot)
+    void ICapturableAttention.Bind(string path, AttentionCaptureSlot slot)
     {
         Path = path;
         _slot = slot;

@@ -50,15 +50,7 @@ public sealed class SD3Transformer2DModel : Module<Tensor, Tensor, Tensor, Tenso
         RegisterComponents();
 
         // Give every joint attention its module path and this model's capture slot.
-        var paths = new List<string>();
-        foreach (var (name, module) in named_modules())
-        {
-            if (module is JointAttention attention)
-            {
-                attention.Bind(name, _slot);
-                paths.Add(name);
-            }
-        }
+        var paths = _slot.BindAll(this);
         _attentionPaths = new HashSet<string>(paths, StringComparer.Ordinal);
         JointAttentionPaths = paths.Select(p => new CrossAttentionLayer(p, config.PatchSize, config.NumAttentionHeads)).ToList();
     }

@@ -77,16 +77,7 @@ public sealed class UNet2DConditionModel : Module<Tensor, Tensor, Tensor, Tensor
         RegisterComponents();
 
         // Give every attention layer its module path and this model's capture slot.
-        var attentions = new List<string>();
-        foreach (var (name, module) in named_modules())
-        {
-            if (module is Attention attention)
-            {
-                attention.Bind(name, _slot);
-                attentions.Add(name);
-            }
-        }
-        _attentionPaths = new HashSet<string>(attentions, StringComparer.Ordinal);
+        _attentionPaths = new HashSet<string>(_slot.BindAll(this), StringComparer.Ordinal);
         CrossAttentionPaths = BuildCrossAttentionPaths(config);
     }
 
