@@ -57,9 +57,15 @@ internal static class SchedulerParity
     /// x = step(out, t, x). The output is handed to the scheduler as whatever its prediction_type says. Returns the max error
     /// relative to max(1, |expected|).
     /// </summary>
-    public static double RolloutError(JsonElement c, string name, float[] x0, float[] expected)
+    public static double RolloutError(JsonElement c, string name, float[] x0, float[] expected) => RolloutError(Create(c, name), x0, expected);
+
+    /// <summary>
+    /// The fixtures' deterministic rollout (x = x0 * init_noise_sigma; per timestep the toy model
+    /// 0.5 * scale_model_input(x, t) + 0.1 * cos(t / 100) and one step) through <paramref name="scheduler"/>, after its
+    /// set_timesteps: the largest error against <paramref name="expected"/>, relative to max(1, |expected|).
+    /// </summary>
+    public static double RolloutError(IDiffusionScheduler scheduler, float[] x0, float[] expected)
     {
-        var scheduler = Create(c, name);
         float[] x = x0.Select(v => v * scheduler.InitNoiseSigma).ToArray();
         var input = new float[x.Length];
         var modelOutput = new float[x.Length];
