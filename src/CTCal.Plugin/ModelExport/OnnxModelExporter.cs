@@ -144,22 +144,16 @@ internal sealed class OnnxModelExporter : IModelExporter
         }
     }
 
-    /// <summary>An SD3 diffusers folder: its model_index.json names the SD3 pipeline, or (no index) it has transformer/ and no unet/.</summary>
+    /// <summary>An SD3 diffusers folder by the core's rule (<see cref="ModelFolder.IsSD3"/>), nothing required to be present yet.</summary>
     private static bool IsSD3Folder(string folder)
     {
-        string index = Path.Combine(folder, "model_index.json");
-        if (File.Exists(index))
+        try
         {
-            try
-            {
-                return ModelIndex.Load(index).ClassName == ModelFolder.SD3PipelineClass;
-            }
-            catch (DiffusersConfigException)
-            {
-                return false; // the export reports the malformed file itself
-            }
+            return ModelFolder.Open(folder, ModelComponents.None).IsSD3;
         }
-
-        return Directory.Exists(Path.Combine(folder, "transformer")) && !Directory.Exists(Path.Combine(folder, "unet"));
+        catch (DiffusersConfigException)
+        {
+            return false; // a malformed model_index.json: the export reports it itself
+        }
     }
 }
