@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using CTCal.Core.Models;
 
 namespace CTCal.MainJob;
 
@@ -143,35 +144,39 @@ internal sealed record BaseRecipeInfo(ulong WorldSeed, int? ImageSize, IReadOnly
 /// <summary>Stage b: the base model. Validates a given folder, or trains one from scratch with the trainer's <c>base</c> commands.</summary>
 internal static class BaseModelStage
 {
-    /// <summary>Files a diffusers base folder needs for fine-tuning and export.</summary>
-    public static readonly string[] RequiredFiles =
-    [
-        "model_index.json",
-        "scheduler/scheduler_config.json",
-        "text_encoder/config.json",
-        "text_encoder/model.safetensors",
-        "tokenizer/vocab.json",
-        "tokenizer/merges.txt",
-        "unet/config.json",
-        "unet/diffusion_pytorch_model.safetensors",
-        "vae/config.json",
-        "vae/diffusion_pytorch_model.safetensors",
-    ];
-
+    /// <summary>
+    /// Checks that <paramref name="folder"/> is a complete diffusers base of <paramref name="family"/> (the core's
+    /// <see cref="ModelFolder"/> decides what complete means: unet/, vae/, text_encoder/, tokenizer/, scheduler/ for
+    /// <see cref="ModelFamily.Sd1"/>; transformer/, both CLIP encoders and tokenizers, vae/, scheduler/ for
+    /// <see cref="ModelFamily.Sd3"/>) and that the folder is of that family.
+    /// </summary>
     /// <exception cref="DirectoryNotFoundException">The folder is missing.</exception>
-    /// <exception cref="FileNotFoundException">A required file is missing (the message names it).</exception>
-    public static void Validate(string folder)
+    /// <exception cref="FileNotFoundException">A required file is missing (the message names every one).</exception>
+    /// <exception cref="InvalidDataException">The folder is of the other family (the message says which option fits it).</exception>
+    public static void Validate(string folder, string family = ModelFamily.Sd1)
     {
+        bool sd3 = family == ModelFamily.Sd3;
         if (!Directory.Exists(folder))
         {
             throw new DirectoryNotFoundException(
-                $"base model folder {folder} not found (expected the shipped tiny base model in assets/base-model; pass --base <folder> or --from-scratch)");
+                $"base model folder {folder} not found (expected the shipped tiny base model in {BuildInfo.DefaultBaseModelFolder(family)}; pass --base <folder> or --from-scratch)");
         }
 
-        var missing = RequiredFiles.Where(f => !File.Exists(Path.Combine(folder, f))).ToList();
-        if (missing.Count > 0)
+        ModelFolder model;
+        try
         {
-            throw new FileNotFoundException($"base model folder {folder} is incomplete: missing {string.Join(", ", missing)}", Path.Combine(folder, missing[0]));
+            model = ModelFolder.Open(folder, sd3 ? ModelComponents.Sd3 : ModelComponents.All);
+        }
+        catch (ModelFolderException e)
+        {
+            throw new FileNotFoundException($"base model folder {folder} is incomplete: {string.Join("; ", e.Problems)}", folder, e);
+        }
+
+        if (model.IsSD3 != sd3)
+        {
+            throw new InvalidDataException(model.IsSD3
+                ? $"base model folder {folder} is an SD3 model (model_index.json: {ModelFolder.SD3PipelineClass}); run it with --family {ModelFamily.Sd3}"
+                : $"base model folder {folder} is an SD 1.x/2.x (UNet) model, not SD3; run it with --family {ModelFamily.Sd1} or pass an SD3 base");
         }
     }
 

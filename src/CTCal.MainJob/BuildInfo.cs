@@ -1,10 +1,11 @@
 using System.Reflection;
+using CTCal.Core.Models;
 
 namespace CTCal.MainJob;
 
 /// <summary>
 /// Where the trainer and the plugin were built, as baked into this assembly at build time (see the csproj), and the
-/// repository root (for <c>assets/base-model</c>).
+/// repository root (for the shipped bases under <c>assets/</c>).
 /// </summary>
 internal static class BuildInfo
 {
@@ -17,18 +18,25 @@ internal static class BuildInfo
     private static string? Metadata(string key) =>
         typeof(BuildInfo).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().FirstOrDefault(a => a.Key == key)?.Value is { Length: > 0 } v ? v : null;
 
-    /// <summary>The default base model: <c>assets/base-model</c> under the current directory's repository, else the build's.</summary>
-    public static string DefaultBaseModel()
+    /// <summary>The shipped base of <paramref name="family"/>, relative to the repository: <c>assets/base-model</c> (SD 1.x-style UNet) or <c>assets/base-model-sd3</c>.</summary>
+    public static string DefaultBaseModelFolder(string family = ModelFamily.Sd1) =>
+        Path.Combine("assets", family == ModelFamily.Sd3 ? "base-model-sd3" : "base-model");
+
+    /// <summary>
+    /// The default base model of <paramref name="family"/> (<see cref="DefaultBaseModelFolder"/>) under the current
+    /// directory's repository, else the build's.
+    /// </summary>
+    public static string DefaultBaseModel(string family = ModelFamily.Sd1)
     {
         for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
         {
             if (File.Exists(Path.Combine(dir.FullName, "CTCal.sln")))
             {
-                return Path.Combine(dir.FullName, "assets", "base-model");
+                return Path.Combine(dir.FullName, DefaultBaseModelFolder(family));
             }
         }
 
-        return Path.Combine(RepositoryRoot ?? Directory.GetCurrentDirectory(), "assets", "base-model");
+        return Path.Combine(RepositoryRoot ?? Directory.GetCurrentDirectory(), DefaultBaseModelFolder(family));
     }
 
     /// <summary>The trainer's executable (the apphost beside <c>ctcal-train.dll</c>), or a clear error.</summary>

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
 using CTCal.Contracts;
+using CTCal.Core.Models;
 using CTCal.Hosting;
 using CTCal.MainJob.Study;
 using NLog;
@@ -150,12 +151,18 @@ public static class MainJobCli
     {
         var quick = new Option<bool>("--quick") { Description = "smoke settings (about a minute): 256 training images, 4 GORS prompts per category x 1 image, a few steps; the report says so" };
         string name = comparison ? "main" : "study";
-        var output = new Option<string?>("--out") { Description = $"output folder (default runs/{name}, runs/{(comparison ? "quick" : "study-quick")} with --quick)" };
+        var output = new Option<string?>("--out") { Description = $"output folder (default runs/{name}, runs/{(comparison ? "quick" : "study-quick")} with --quick; with -sd3 appended for --family sd3)" };
         var only = new Option<string?>("--only") { Description = "run just this stage (the stages before it must be done)" };
-        var baseModel = new Option<string?>("--base") { Description = "base model folder (default: assets/base-model)" };
+        var baseModel = new Option<string?>("--base") { Description = "base model folder (default: assets/base-model, or assets/base-model-sd3 with --family sd3)" };
+        var family = new Option<string>("--family")
+        {
+            Description = "base family: sd1 (the UNet base, DDIM sampling) or sd3 (the SD3 transformer base, flow-match Euler sampling; the comparison sweeps on its own validation prompts)",
+            DefaultValueFactory = _ => ModelFamily.Sd1,
+        };
+        family.AcceptOnlyFromAmong([.. StudySettings.Families]);
         var threads = new Option<int>("--threads") { Description = "torch threads of the trainer, ONNX Runtime threads per session", DefaultValueFactory = _ => 1 };
         var parallel = new Option<int?>("--parallel") { Description = "fine-tunes / generations at a time (default: 2, or 1 on a single core)" };
-        foreach (var o in new Option[] { quick, output, only, baseModel, threads, parallel })
+        foreach (var o in new Option[] { quick, output, only, baseModel, family, threads, parallel })
         {
             command.Options.Add(o);
         }
@@ -163,10 +170,13 @@ public static class MainJobCli
         command.SetAction((parse, ct) => Guarded(console, async () =>
         {
             bool q = parse.GetValue(quick);
+            string f = parse.GetValue(family)!;
+            string suffix = f == ModelFamily.Sd1 ? "" : "-" + f;
             var settings = new StudySettings
             {
-                OutputFolder = Path.GetFullPath(parse.GetValue(output) ?? (q ? (comparison ? "runs/quick" : "runs/study-quick") : $"runs/{name}")),
-                BaseModel = Path.GetFullPath(parse.GetValue(baseModel) ?? BuildInfo.DefaultBaseModel()),
+                OutputFolder = Path.GetFullPath(parse.GetValue(output) ?? (q ? (comparison ? "runs/quick" : "runs/study-quick") : $"runs/{name}") + suffix),
+                BaseModel = Path.GetFullPath(parse.GetValue(baseModel) ?? BuildInfo.DefaultBaseModel(f)),
+                Family = f,
                 Threads = parse.GetValue(threads),
                 Parallel = parse.GetValue(parallel) ?? Math.Clamp(Environment.ProcessorCount, 1, 2),
             };
@@ -178,7 +188,7 @@ public static class MainJobCli
                 logConfig.Variables["runDir"] = settings.OutputFolder;
             }
 
-            var runner = new StudyRunner(comparison ? StudyStages.Comparison() : StudyStages.Default(), settings, line => console.MarkupLine(Markup.Escape(line)));
+            var runner = new StudyRunner(comparison ? StudyStages.Comparison(f) : StudyStages.Default(), settings, line => console.MarkupLine(Markup.Escape(line)));
             await runner.RunAsync(parse.GetValue(only), ct);
             console.MarkupLine(Markup.Escape($"{name}: {Path.Combine(settings.OutputFolder, StudyReport.FileName)}"));
         }));

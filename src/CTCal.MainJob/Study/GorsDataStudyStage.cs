@@ -104,7 +104,7 @@ public sealed class GorsDataStudyStage : IStudyStage
         string request = JsonSerializer.Serialize(new
         {
             baseModel = _base.Model(context), prompts = prompts.Select(p => $"{p.Id}: {p.Prompt}"), seeds, steps = settings.SamplingSteps,
-            guidance = settings.Guidance, size = record.ImageSize, scheduler = "ddim",
+            guidance = settings.Guidance, size = record.ImageSize, scheduler = settings.Scheduler,
         }, RunResults.Json);
         string requestFile = Path.Combine(images, RequestFile);
         if (Directory.Exists(images) && (!File.Exists(requestFile) || File.ReadAllText(requestFile) != request))
@@ -148,7 +148,7 @@ public sealed class GorsDataStudyStage : IStudyStage
                         GuidanceScale = settings.Guidance,
                         Seed = settings.GorsSeedBase,
                         BatchCount = settings.GorsImagesPerPrompt,
-                        Scheduler = "ddim",
+                        Scheduler = settings.Scheduler,
                     }, seed => Path.Combine(images, ImageFileName(p, seed)), ct);
 
                     int k = Interlocked.Increment(ref finished);
@@ -230,7 +230,7 @@ public sealed class GorsDataStudyStage : IStudyStage
         string G(string key, string format = "0") => WorldStudyStage.Get(done, key, format);
         var md = new StringBuilder();
         md.AppendLine(CultureInfo.InvariantCulture,
-            $"GORS data: the base generated {G("images_per_prompt")} image(s) for each of {G("prompts")} training-split prompts ({G("sampling_steps")} DDIM steps, guidance {G("guidance", "0.##")}, seeds from {G("seed_base")}, disjoint from the evaluation seeds); the evaluator's category check kept {G("kept")} of {G("candidates")} (`{DatasetFolder}/`, selection in `{DatasetFolder}/{GorsDatasetWriter.SelectionFileName}`).");
+            $"GORS data: the base generated {G("images_per_prompt")} image(s) for each of {G("prompts")} training-split prompts ({G("sampling_steps")} sampler steps, guidance {G("guidance", "0.##")}, seeds from {G("seed_base")}, disjoint from the evaluation seeds); the evaluator's category check kept {G("kept")} of {G("candidates")} (`{DatasetFolder}/`, selection in `{DatasetFolder}/{GorsDatasetWriter.SelectionFileName}`).");
         md.AppendLine();
         md.AppendLine("| category | candidates | passed | pass rate | kept | kept prompts |");
         md.AppendLine("|---|---|---|---|---|---|");

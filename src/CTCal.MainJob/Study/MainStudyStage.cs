@@ -44,7 +44,7 @@ public sealed class MainStudyStage : IStudyStage
         var s = context.Settings;
         var world = WorldStudyStage.StudyWorld.Read(context.FolderOf("world"));
         var prompts = DatasetWriter.ReadEvalPrompts(Path.Combine(context.FolderOf("world"), WorldStudyStage.TestFile));
-        return new StudyEvaluation(prompts, s.EvaluationImageSeedBase, s.TestImageSeeds, s.SamplingSteps, s.Guidance, world.ImageSize);
+        return new StudyEvaluation(prompts, s.EvaluationImageSeedBase, s.TestImageSeeds, s.SamplingSteps, s.Guidance, world.ImageSize, s.Scheduler);
     }
 
     /// <inheritdoc/>

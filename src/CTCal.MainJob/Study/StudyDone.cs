@@ -14,9 +14,13 @@ namespace CTCal.MainJob.Study;
 /// <param name="FinishedUtc">When it finished.</param>
 /// <param name="Summary">Named numbers (counts, rates).</param>
 /// <param name="Notes">Sentences worth reading.</param>
+/// <param name="Family">The base's family (<see cref="StudySettings.Family"/>); null in records written before families, which were all sd1.</param>
 public sealed record StudyDone(string Stage, bool Quick, IReadOnlyList<string> Produced, double Seconds, DateTime FinishedUtc,
-    IReadOnlyDictionary<string, double> Summary, IReadOnlyList<string> Notes)
+    IReadOnlyDictionary<string, double> Summary, IReadOnlyList<string> Notes, string? Family = null)
 {
+    /// <summary>The family the stage ran on (<see cref="Family"/>, or sd1 for an older record).</summary>
+    public string FamilyOrDefault => Family ?? CTCal.Core.Models.ModelFamily.Sd1;
+
     /// <summary>File name inside a stage folder.</summary>
     public const string FileName = "done.json";
 

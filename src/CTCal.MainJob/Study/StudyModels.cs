@@ -37,7 +37,7 @@ public sealed record FineTuneMeasures(double Seconds, int Attempts, double? Fina
 public sealed record StudyModelResult(StudyModel Model, IReadOnlyList<StudyImage> Images, FineTuneMeasures? Measures);
 
 /// <summary>The evaluation images every model of a stage gets: the prompts, image seeds base + 0..n-1, the sampler.</summary>
-public sealed record StudyEvaluation(IReadOnlyList<EvalPrompt> Prompts, long ImageSeedBase, int ImageSeeds, int SamplingSteps, double Guidance, int Resolution);
+public sealed record StudyEvaluation(IReadOnlyList<EvalPrompt> Prompts, long ImageSeedBase, int ImageSeeds, int SamplingSteps, double Guidance, int Resolution, string Scheduler);
 
 /// <summary>
 /// The engine of the study's fine-tune stages: fine-tunes each <see cref="StudyModel"/> through the plugin's
@@ -213,7 +213,7 @@ public static class StudyModels
                 GuidanceScale = evaluation.Guidance,
                 Seed = evaluation.ImageSeedBase,
                 BatchCount = evaluation.ImageSeeds,
-                Scheduler = "ddim",
+                Scheduler = evaluation.Scheduler,
             };
             int index = p;
             foreach (var (seed, file, image) in await GenerateAndScoreStage.GenerateToFilesAsync(generator, request,

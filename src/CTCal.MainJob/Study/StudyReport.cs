@@ -62,7 +62,7 @@ public static class StudyReport
         string title = comparison ? "CTCal main comparison" : "CTCal study";
         md.AppendLine(settings.Quick ? $"# {title} — SMOKE RUN (--quick)" : $"# {title}");
         md.AppendLine();
-        md.AppendLine(CultureInfo.InvariantCulture, $"Base model: `{settings.BaseModel}`. Folder: `{settings.OutputFolder}`.");
+        md.AppendLine(CultureInfo.InvariantCulture, $"Base model: `{settings.BaseModel}` (family {settings.Family}, images sampled with {settings.Scheduler}). Folder: `{settings.OutputFolder}`.");
         md.AppendLine();
         var dones = folders.Select(f => (Done: SafeRead(f, out string? problem), Problem: problem)).ToList();
         md.Append(Lead(stages, folders, dones.Select(d => d.Done).ToList()));

@@ -91,6 +91,12 @@ public sealed class StudyRunner
                     $"{Path.Combine(folder, StudyDone.FileName)}: stage '{stage.Name}' was done {(done.Quick ? "with" : "without")} --quick; use another --out or delete the folder");
             }
 
+            if (done is not null && done.FamilyOrDefault != _settings.Family)
+            {
+                throw new InvalidOperationException(
+                    $"{Path.Combine(folder, StudyDone.FileName)}: stage '{stage.Name}' was done with --family {done.FamilyOrDefault}, not {_settings.Family}; use another --out or delete the folder");
+            }
+
             if (done is not null)
             {
                 Say($"{FolderName(i, stage.Name)}: done already ({Seconds(done.Seconds)} on {done.FinishedUtc:yyyy-MM-dd HH:mm} UTC), skipped");
@@ -152,7 +158,7 @@ public sealed class StudyRunner
         var missing = result.Produced.Where(p => !File.Exists(Path.Combine(folder, p)) && !Directory.Exists(Path.Combine(folder, p))).ToList();
         if (missing.Count > 0)
             throw new InvalidOperationException($"study stage '{stage.Name}' says it produced {string.Join(", ", missing)} but {folder} has no such file");
-        var done = new StudyDone(stage.Name, _settings.Quick, result.Produced, clock.Elapsed.TotalSeconds, DateTime.UtcNow, result.Summary, result.Notes);
+        var done = new StudyDone(stage.Name, _settings.Quick, result.Produced, clock.Elapsed.TotalSeconds, DateTime.UtcNow, result.Summary, result.Notes, _settings.Family);
         done.Write(folder);
         Say($"{label}: done in {Seconds(done.Seconds)}");
         Log.Info("study stage {0}: {1:0.0} s", label, done.Seconds);

@@ -1,3 +1,5 @@
+using CTCal.Core.Models;
+using CTCal.Core.Schedulers;
 using CTCal.Synthetic;
 
 namespace CTCal.MainJob.Study;
@@ -14,8 +16,21 @@ public sealed record StudySettings
     /// <summary>Smoke settings (<c>--quick</c>).</summary>
     public bool Quick { get; init; }
 
-    /// <summary>The base model folder (default <c>assets/base-model</c>).</summary>
+    /// <summary>The base model folder (default <c>assets/base-model</c>, or <c>assets/base-model-sd3</c> for <see cref="ModelFamily.Sd3"/>).</summary>
     public required string BaseModel { get; init; }
+
+    /// <summary>
+    /// The base's family: <see cref="ModelFamily.Sd1"/> (the UNet base, DDPM) or <see cref="ModelFamily.Sd3"/> (the SD3
+    /// transformer, flow matching). Every stage reads it from here; <c>done.json</c> records it, and the runner refuses
+    /// to mix families in one folder.
+    /// </summary>
+    public string Family { get; init; } = ModelFamily.Sd1;
+
+    /// <summary>The families a study runs on.</summary>
+    public static IReadOnlyList<string> Families { get; } = [ModelFamily.Sd1, ModelFamily.Sd3];
+
+    /// <summary>The sampler of every generated image: DDIM for the UNet family, the flow-match Euler sampler for SD3.</summary>
+    public string Scheduler => Family == ModelFamily.Sd3 ? FlowMatchEulerDiscreteScheduler.ClassName : "ddim";
 
     /// <summary>Torch threads of the trainer, ONNX Runtime threads per session.</summary>
     public int Threads { get; init; } = 1;
@@ -44,7 +59,7 @@ public sealed record StudySettings
     /// <summary>Seed of the first GORS image of each prompt (image i uses this + i); disjoint from the evaluation seeds.</summary>
     public long GorsSeedBase { get; init; } = 100_000;
 
-    /// <summary>DDIM steps of generated images.</summary>
+    /// <summary>Sampler steps of generated images (<see cref="Scheduler"/>).</summary>
     public int SamplingSteps { get; init; } = 25;
 
     /// <summary>Guidance scale of generated images.</summary>
@@ -134,6 +149,7 @@ public sealed record StudySettings
             if (!ok) throw new ArgumentException(message);
         }
 
+        Require(Families.Contains(Family), $"--family must be one of {string.Join(", ", Families)}, got '{Family}'");
         Require(Threads > 0, $"--threads must be positive, got {Threads}");
         Require(Parallel > 0, $"--parallel must be positive, got {Parallel}");
         Require(WeakBaseSteps > 0 && WeakBaseBatchSize is null or > 0, $"weak base steps and batch size must be positive, got {WeakBaseSteps} and {WeakBaseBatchSize}");

@@ -1,3 +1,5 @@
+using CTCal.Core.Models;
+
 namespace CTCal.MainJob.Study;
 
 /// <summary>The stages of <c>ctcal-main study</c>, in order.</summary>
@@ -16,10 +18,15 @@ public static class StudyStages
 
     /// <summary>
     /// The main comparison of README command 1: world, premise, gors-data, the study's chosen recipe
-    /// (<see cref="ChosenRecipeStudyStage"/> in place of the sweep), main, ceiling.
+    /// (<see cref="ChosenRecipeStudyStage"/> in place of the sweep), main, ceiling. The committed choice was made on the
+    /// UNet base's validation prompts, so on another <paramref name="family"/> (SD3) the comparison runs the real sweep
+    /// (<see cref="SweepStudyStage"/>, the same search budget for both methods) instead of borrowing it.
     /// </summary>
-    public static IReadOnlyList<IStudyStage> Comparison() =>
-        [new WorldStudyStage(), new PremiseStudyStage(), new GorsDataStudyStage(), new ChosenRecipeStudyStage(), new MainStudyStage(), new CeilingStudyStage()];
+    public static IReadOnlyList<IStudyStage> Comparison(string family = ModelFamily.Sd1) =>
+    [
+        new WorldStudyStage(), new PremiseStudyStage(), new GorsDataStudyStage(),
+        family == ModelFamily.Sd1 ? new ChosenRecipeStudyStage() : new SweepStudyStage(), new MainStudyStage(), new CeilingStudyStage(),
+    ];
 
     /// <summary>
     /// The folder of stage <paramref name="name"/> of <see cref="Default"/> beside <paramref name="stageFolder"/> (another

@@ -69,7 +69,7 @@ public sealed class SweepStudyStage : IStudyStage
 
         var world = WorldStudyStage.StudyWorld.Read(context.FolderOf("world"));
         var prompts = DatasetWriter.ReadEvalPrompts(Path.Combine(context.FolderOf("world"), WorldStudyStage.ValidationFile));
-        var evaluation = new StudyEvaluation(prompts, s.EvaluationImageSeedBase, s.ValidationImageSeeds, s.SamplingSteps, s.Guidance, world.ImageSize);
+        var evaluation = new StudyEvaluation(prompts, s.EvaluationImageSeedBase, s.ValidationImageSeeds, s.SamplingSteps, s.Guidance, world.ImageSize, s.Scheduler);
         string data = Path.Combine(context.FolderOf("gors-data"), GorsDataStudyStage.DatasetFolder);
         var results = await StudyModels.RunAsync(context.Folder, s, s.BaseModel, data, models, evaluation, context.Say, ct);
 

@@ -101,7 +101,7 @@ public sealed class WeakBaseStudyStage : IStudyStage
         context.Say($"weak-base: ctcal-train {string.Join(' ', arguments)}");
         // The trainer writes a line every 50 steps and at each checkpoint: all of them are progress worth showing.
         await BaseModelStage.RunAsync(BuildInfo.TrainerExecutable(), arguments, line => context.Say("weak-base: " + line), ct);
-        BaseModelStage.Validate(model);
+        BaseModelStage.Validate(model, s.Family);
         string checkpoints = Path.Combine(model, "checkpoints");
         if (Directory.Exists(checkpoints)) Directory.Delete(checkpoints, recursive: true);
 

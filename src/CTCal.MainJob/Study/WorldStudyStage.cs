@@ -54,7 +54,7 @@ public sealed class WorldStudyStage : IStudyStage
     public Task<StudyStageResult> RunAsync(StudyStageContext context, CancellationToken ct)
     {
         var settings = context.Settings;
-        BaseModelStage.Validate(settings.BaseModel);
+        BaseModelStage.Validate(settings.BaseModel, settings.Family);
         var options = DatasetStage.WorldFor(BaseRecipeInfo.Read(settings.BaseModel), new MainJobRecipe { DatasetCount = settings.DatasetCount });
         var record = new StudyWorld(options.Seed, options.ImageSize, options.TrainCount, settings.Split.ValidationPerCategory, settings.Split.TestPerCategory);
         return Task.Run(() => Write(context.Folder, record, context.Say, ct), ct);
