@@ -162,21 +162,31 @@ internal static class BaseModelStage
                 $"base model folder {folder} not found (expected the shipped tiny base model in {BuildInfo.DefaultBaseModelFolder(family)}; pass --base <folder> or --from-scratch)");
         }
 
-        ModelFolder model;
+        // The family first: an SD 1.x folder given for SD3 is the wrong folder, not an incomplete one.
+        bool isSd3;
         try
         {
-            model = ModelFolder.Open(folder, sd3 ? ModelComponents.Sd3 : ModelComponents.All);
+            isSd3 = ModelFolder.Open(folder, ModelComponents.None).IsSD3;
+        }
+        catch (Exception e) when (e is ModelFolderException or CTCal.Core.Diffusers.DiffusersConfigException or InvalidDataException or IOException)
+        {
+            throw new InvalidDataException($"base model folder {folder}: {e.Message}", e);
+        }
+
+        if (isSd3 != sd3)
+        {
+            throw new InvalidDataException(isSd3
+                ? $"base model folder {folder} is an SD3 model (model_index.json: {ModelFolder.SD3PipelineClass}); run it with --family {ModelFamily.Sd3}"
+                : $"base model folder {folder} is an SD 1.x/2.x (UNet) model, not SD3; run it with --family {ModelFamily.Sd1} or pass an SD3 base");
+        }
+
+        try
+        {
+            ModelFolder.Open(folder, sd3 ? ModelComponents.Sd3 : ModelComponents.All);
         }
         catch (ModelFolderException e)
         {
             throw new FileNotFoundException($"base model folder {folder} is incomplete: {string.Join("; ", e.Problems)}", folder, e);
-        }
-
-        if (model.IsSD3 != sd3)
-        {
-            throw new InvalidDataException(model.IsSD3
-                ? $"base model folder {folder} is an SD3 model (model_index.json: {ModelFolder.SD3PipelineClass}); run it with --family {ModelFamily.Sd3}"
-                : $"base model folder {folder} is an SD 1.x/2.x (UNet) model, not SD3; run it with --family {ModelFamily.Sd1} or pass an SD3 base");
         }
     }
 

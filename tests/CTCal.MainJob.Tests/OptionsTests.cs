@@ -172,12 +172,45 @@ public sealed class OptionsTests
     }
 
     [Fact]
+    public void ABaseOfTheOtherFamilyIsRefusedNamingTheOptionThatFitsIt()
+    {
+        string sd1 = Path.Combine(TestPaths.RepoRoot, "assets", "base-model");
+        BaseModelStage.Validate(sd1);
+        var e = Assert.Throws<InvalidDataException>(() => BaseModelStage.Validate(sd1, "sd3"));
+        Assert.Contains(sd1, e.Message);
+        Assert.Contains("--family sd1", e.Message);
+    }
+
+    [Fact]
+    public void AnIncompleteSd3BaseNamesItsMissingParts()
+    {
+        string dir = TestPaths.NewTempDir("ctcal-main-base-sd3");
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "model_index.json"), "{\"_class_name\": \"StableDiffusion3Pipeline\"}");
+            var e = Assert.Throws<FileNotFoundException>(() => BaseModelStage.Validate(dir, "sd3"));
+            Assert.Contains(dir, e.Message);
+            foreach (string part in new[] { "transformer/config.json", "text_encoder_2/config.json", "tokenizer_2/vocab.json" })
+            {
+                Assert.Contains(part, e.Message);
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void AnIncompleteBaseFolderNamesTheMissingFile()
     {
         string dir = TestPaths.NewTempDir("ctcal-main-base");
         try
         {
             File.WriteAllText(Path.Combine(dir, "model_index.json"), "{}");
+            var bad = Assert.Throws<InvalidDataException>(() => BaseModelStage.Validate(dir));
+            Assert.Contains("_class_name", bad.Message);
+            File.WriteAllText(Path.Combine(dir, "model_index.json"), "{\"_class_name\": \"StableDiffusionPipeline\"}");
             var e = Assert.Throws<FileNotFoundException>(() => BaseModelStage.Validate(dir));
             Assert.Contains(dir, e.Message);
             Assert.Contains("unet/diffusion_pytorch_model.safetensors", e.Message);

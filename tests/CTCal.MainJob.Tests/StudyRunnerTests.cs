@@ -170,6 +170,39 @@ public sealed class StudyRunnerTests : IDisposable
     }
 
     [Fact]
+    public async Task StagesOfOneFamilyAreNotMixedWithAnotherInOneFolder()
+    {
+        var settings = Settings();
+        await Runner(settings, [], new FakeStage("a")).RunAsync(null, CancellationToken.None);
+        Assert.Equal("sd1", StudyDone.Read(Path.Combine(settings.OutputFolder, "01-a"))!.Family);
+
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() =>
+            Runner(settings with { Family = "sd3" }, [], new FakeStage("a")).RunAsync(null, CancellationToken.None));
+        Assert.Contains("was done with --family sd1, not sd3", e.Message);
+
+        // A record from before families were recorded reads as sd1.
+        string file = Path.Combine(settings.OutputFolder, "01-a", StudyDone.FileName);
+        var old = StudyDone.Read(Path.GetDirectoryName(file)!)! with { Family = null };
+        old.Write(Path.GetDirectoryName(file)!);
+        var said = new List<string>();
+        await Runner(settings, said, new FakeStage("a")).RunAsync(null, CancellationToken.None);
+        Assert.Contains(said, l => l.Contains("done already", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void TheSd3ComparisonSweepsInsteadOfBorrowingTheUNetBasesChoice()
+    {
+        Assert.IsType<ChosenRecipeStudyStage>(StudyStages.Comparison()[3]);
+        var sd3 = StudyStages.Comparison("sd3");
+        Assert.IsType<SweepStudyStage>(sd3[3]);
+        Assert.Equal(StudyStages.Comparison().Select(s => s.Name), sd3.Select(s => s.Name));
+        var e = Assert.Throws<ArgumentException>(() => (Settings() with { Family = "sd2" }).Validate());
+        Assert.Contains("--family must be one of sd1, sd3, got 'sd2'", e.Message);
+        Assert.Equal("ddim", Settings().Scheduler);
+        Assert.Equal("FlowMatchEulerDiscreteScheduler", (Settings() with { Family = "sd3" }).Scheduler);
+    }
+
+    [Fact]
     public void StageNamesMustBeFolderSafeAndUnique()
     {
         Assert.Throws<ArgumentException>(() => Runner(Settings(), [], new FakeStage("a"), new FakeStage("a")));
