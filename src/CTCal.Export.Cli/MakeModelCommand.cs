@@ -46,22 +46,32 @@ internal static class MakeModelCommand
 
     private static int Run(string kind, string output, ulong seed, string dtypeText, string? tokenizer, string componentsText)
     {
-        if (string.Equals(kind, ReferenceModels.Sd3MediumTransformerKind, StringComparison.OrdinalIgnoreCase))
-            return RunTransformer(output, seed, dtypeText);
-        ReferenceModel model;
+        string label;
+        Func<SafetensorsDType, RandomModelResult> write;
         SafetensorsDType dtype;
         string[] parts = componentsText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         try
         {
-            model = ReferenceModels.Get(kind);
             dtype = ParseDtype(dtypeText);
-            foreach (string p in parts)
+            if (string.Equals(kind, ReferenceModels.Sd3MediumTransformerKind, StringComparison.OrdinalIgnoreCase))
             {
-                if (!RandomModelWriter.ComponentNames.Contains(p))
-                    throw new ArgumentException($"--components: unknown part '{p}' (expected {string.Join(", ", RandomModelWriter.ComponentNames)})");
+                // The SD3-medium transformer alone: no tokenizer, no other parts.
+                label = $"{ReferenceModels.Sd3MediumTransformerKind} transformer (stabilityai/stable-diffusion-3-medium-diffusers)";
+                write = d => RandomModelWriter.WriteTransformer(ReferenceModels.Sd3MediumTransformerConfigJson, output, seed, d, Console.WriteLine);
             }
-            if (parts.Length == 0) throw new ArgumentException("--components: no part given");
-            if (tokenizer is null) throw new ArgumentException($"--tokenizer: required for {model.Kind}");
+            else
+            {
+                var model = ReferenceModels.Get(kind);
+                foreach (string p in parts)
+                {
+                    if (!RandomModelWriter.ComponentNames.Contains(p))
+                        throw new ArgumentException($"--components: unknown part '{p}' (expected {string.Join(", ", RandomModelWriter.ComponentNames)})");
+                }
+                if (parts.Length == 0) throw new ArgumentException("--components: no part given");
+                string bpe = tokenizer ?? throw new ArgumentException($"--tokenizer: required for {model.Kind}");
+                label = $"{model.Kind} ({model.Source})";
+                write = d => RandomModelWriter.Write(model, output, seed, bpe, d, parts, Console.WriteLine);
+            }
         }
         catch (ArgumentException e)
         {
@@ -72,46 +82,15 @@ internal static class MakeModelCommand
         try
         {
             var sw = Stopwatch.StartNew();
-            Console.WriteLine($"{model.Kind} ({model.Source}), seed {seed}, {dtypeText} -> {Path.GetFullPath(output)}");
-            var result = RandomModelWriter.Write(model, output, seed, tokenizer, dtype, parts, Console.WriteLine);
+            Console.WriteLine($"{label}, seed {seed}, {dtypeText} -> {Path.GetFullPath(output)}");
+            var result = write(dtype);
             Console.WriteLine($"wrote {result.TotalWeightBytes / 1e9:F3} GB of weights in {sw.Elapsed.TotalSeconds:F1} s");
             return 0;
         }
-        catch (Exception e) when (IsWriteFailure(e))
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or SafetensorsException or DiffusersConfigException)
         {
             Console.Error.WriteLine(e.Message);
             return 1;
         }
     }
-
-    // The SD3-medium transformer alone (ReferenceModels.Sd3MediumTransformerConfigJson): no tokenizer, no other parts.
-    private static int RunTransformer(string output, ulong seed, string dtypeText)
-    {
-        SafetensorsDType dtype;
-        try
-        {
-            dtype = ParseDtype(dtypeText);
-        }
-        catch (ArgumentException e)
-        {
-            Console.Error.WriteLine(e.Message);
-            return 2;
-        }
-        try
-        {
-            var sw = Stopwatch.StartNew();
-            Console.WriteLine($"{ReferenceModels.Sd3MediumTransformerKind} transformer (stabilityai/stable-diffusion-3-medium-diffusers), seed {seed}, {dtypeText} -> {Path.GetFullPath(output)}");
-            var result = RandomModelWriter.WriteTransformer(ReferenceModels.Sd3MediumTransformerConfigJson, output, seed, dtype, Console.WriteLine);
-            Console.WriteLine($"wrote {result.TotalWeightBytes / 1e9:F3} GB of weights in {sw.Elapsed.TotalSeconds:F1} s");
-            return 0;
-        }
-        catch (Exception e) when (IsWriteFailure(e))
-        {
-            Console.Error.WriteLine(e.Message);
-            return 1;
-        }
-    }
-
-    private static bool IsWriteFailure(Exception e) =>
-        e is IOException or InvalidDataException or UnauthorizedAccessException or SafetensorsException or DiffusersConfigException;
 }
