@@ -147,7 +147,7 @@ public static class ReferenceModels
     /// <c>transformer/config.json</c> of stabilityai/stable-diffusion-3-medium-diffusers (diffusers 0.29): 24 joint blocks,
     /// 24 heads of 64 (1536 wide), joint_attention_dim 4096, pooled 2048, patch 2, 16 latent channels, position table
     /// 192 x 192 patches; 2.03 B parameters (8.1 GB fp32). Only the transformer: the SD3 text encoders and VAE are not
-    /// generated. Written from the published file without access to it, like the configs above.
+    /// generated. Written from the published file without access to it, like the configs above; the config tests parse it.
     /// </summary>
     public const string Sd3MediumTransformerConfigJson = """
         {
