@@ -1,3 +1,4 @@
+using CTCal.Core.Schedulers;
 using CTCal.Plugin.Onnx;
 using Microsoft.ML.OnnxRuntime;
 
@@ -52,6 +53,22 @@ internal static class ImageToImage
         }
 
         return latents;
+    }
+
+    /// <summary>
+    /// The first latents of image-to-image: <paramref name="initLatents"/> noised by the scheduler's forward process to the
+    /// first of <paramref name="remaining"/>, or, when no timestep remains (strength 0), a copy of them.
+    /// </summary>
+    public static float[] NoisedStart(IDiffusionScheduler scheduler, float[] initLatents, float[] noise, IReadOnlyList<double> remaining)
+    {
+        if (remaining.Count == 0)
+        {
+            return (float[])initLatents.Clone();
+        }
+
+        var noisy = new float[noise.Length];
+        scheduler.AddNoise(initLatents, noise, remaining[0], noisy);
+        return noisy;
     }
 
     /// <summary>The timesteps left when only <paramref name="strength"/> of the schedule runs (diffusers' get_timesteps).</summary>

@@ -55,16 +55,9 @@ internal sealed class SD3Pipeline
         IReadOnlyList<double> timesteps = scheduler.Timesteps;
         if (_initLatents is not null)
         {
+            // scale_noise: x = sigma * noise + (1 - sigma) * x0 at the first remaining timestep (none left: x0)
             timesteps = RemainingTimesteps(timesteps, _p.Strength ?? 1.0);
-            if (timesteps.Count == 0)
-            {
-                return (float[])_initLatents.Clone();
-            }
-
-            // scale_noise: x = sigma * noise + (1 - sigma) * x0 at the first remaining timestep
-            var noisy = new float[latents.Length];
-            scheduler.AddNoise(_initLatents, latents, timesteps[0], noisy);
-            latents = noisy;
+            latents = ImageToImage.NoisedStart(scheduler, _initLatents, latents, timesteps);
         }
 
         bool guided = _p.GuidanceScale > 1.0;

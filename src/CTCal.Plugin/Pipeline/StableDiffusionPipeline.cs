@@ -130,14 +130,7 @@ internal static class StableDiffusionPipeline
             // diffusers StableDiffusionImg2ImgPipeline: skip the first (1 - strength) of the schedule and noise the
             // image latents to the first remaining timestep.
             timesteps = ImageToImage.RemainingTimesteps(timesteps, p.Strength ?? 1.0);
-            if (timesteps.Count == 0)
-            {
-                return (float[])initLatents.Clone();
-            }
-
-            var noisy = new float[latents.Length];
-            scheduler.AddNoise(initLatents, latents, timesteps[0], noisy);
-            latents = noisy;
+            latents = ImageToImage.NoisedStart(scheduler, initLatents, latents, timesteps);
         }
 
         bool guided = p.GuidanceScale > 1.0;

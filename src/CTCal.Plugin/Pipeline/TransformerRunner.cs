@@ -66,42 +66,21 @@ internal sealed class TransformerRunner
     public int JointAttentionDim { get; }
 
     /// <summary>Guided velocity: uncond + g * (text - uncond), diffusers' order (negative half first).</summary>
-    public float[] PredictGuided(float[] sample, double t, SD3TextEmbeddings text, float guidance, RunOptions run)
-    {
-        float[] uncond, cond;
-        if (_batched)
-        {
+    public float[] PredictGuided(float[] sample, double t, SD3TextEmbeddings text, float guidance, RunOptions run) =>
+        ClassifierFreeGuidance.Predict(
+            _batched,
+            sample.Length,
             // [2, C, h, w], [2, S, D], [2, P]: negative then prompt
-            var both = Run(
-                Concat(sample, sample), 2, t, Concat(text.Negative, text.Prompt), text.Length, text.Width, Concat(text.PooledNegative, text.PooledPrompt), text.PooledWidth, run);
-            uncond = both[..sample.Length];
-            cond = both[sample.Length..];
-        }
-        else
-        {
-            uncond = Run(sample, 1, t, text.Negative, text.Length, text.Width, text.PooledNegative, text.PooledWidth, run);
-            cond = Run(sample, 1, t, text.Prompt, text.Length, text.Width, text.PooledPrompt, text.PooledWidth, run);
-        }
-
-        for (int k = 0; k < cond.Length; k++)
-        {
-            cond[k] = uncond[k] + guidance * (cond[k] - uncond[k]);
-        }
-
-        return cond;
-    }
+            () => Run(
+                ClassifierFreeGuidance.Stack(sample, sample), 2, t, ClassifierFreeGuidance.Stack(text.Negative, text.Prompt), text.Length, text.Width,
+                ClassifierFreeGuidance.Stack(text.PooledNegative, text.PooledPrompt), text.PooledWidth, run),
+            () => Run(sample, 1, t, text.Negative, text.Length, text.Width, text.PooledNegative, text.PooledWidth, run),
+            () => Predict(sample, t, text, run),
+            guidance);
 
     /// <summary>Unguided velocity (guidance scale &lt;= 1): the prompt half only.</summary>
     public float[] Predict(float[] sample, double t, SD3TextEmbeddings text, RunOptions run) =>
         Run(sample, 1, t, text.Prompt, text.Length, text.Width, text.PooledPrompt, text.PooledWidth, run);
-
-    private static float[] Concat(float[] first, float[] second)
-    {
-        var both = new float[first.Length + second.Length];
-        first.CopyTo(both, 0);
-        second.CopyTo(both, first.Length);
-        return both;
-    }
 
     private float[] Run(float[] samples, int batch, double t, float[] hidden, int length, int width, float[] pooled, int pooledWidth, RunOptions run)
     {
