@@ -127,7 +127,7 @@ internal sealed class OnnxImageGenerator : IImageGenerator
             string lower = "lower Width and Height (memory grows with width x height, and with its square in the attention layers)";
             if (batchedGuidance)
             {
-                lower += ", or set memoryMode \"low\" (guidance as two UNet calls of batch 1)";
+                lower += ", or set memoryMode \"low\" (guidance as two UNet or SD3 transformer calls of batch 1)";
             }
 
             if (settings.MemoryLimitMiB is not null)
@@ -136,7 +136,7 @@ internal sealed class OnnxImageGenerator : IImageGenerator
             }
 
             message = $"Not enough memory to generate {p.Width}x{p.Height} with model '{p.Model}' on {provider} " +
-                $"({p.BatchCount} image(s), made one after another, so fewer images do not help; UNet batch {(batchedGuidance ? 2 : 1)}): " +
+                $"({p.BatchCount} image(s), made one after another, so fewer images do not help; {(sessions.SD3 is null ? "UNet" : "transformer")} batch {(batchedGuidance ? 2 : 1)}): " +
                 $"{limit} ran out ({OutOfMemory.Describe(ex)}). To fit, {lower}. The model stays loaded; smaller requests work.";
         }
 
