@@ -1,19 +1,25 @@
-// Per-step UNet latency: the ONNX model written by CTCal.Export in ONNX Runtime (CPU provider) vs the TorchSharp forward
-// pass (eval, no_grad), same weights, same inputs, same thread count; medians after warm-up and their ratio.
+// Per-step latency of a denoising network (--family unet: the UNet; sd3: the SD3 transformer): the ONNX model written by
+// CTCal.Export in ONNX Runtime (CPU provider) vs the TorchSharp forward pass (eval, no_grad), same weights (seeded, from
+// the exporter's RandomWeights), same inputs, same thread count; medians after warm-up and their ratio.
+// --family sd3 --onnx <folder>: one exported SD3 transformer (e.g. SD3-medium size) in ONNX Runtime only (Sd3OnnxRun).
 // --pipeline: seconds per image through the plugin instead (PipelineBench).
 using System.Diagnostics;
 using CTCal.Bench.Inference;
 using CTCal.Core.Diffusers;
+using CTCal.Core.Models;
 using CTCal.Export;
+using CTCal.Export.Fixtures;
+using CTCal.Export.Graphs;
 using CTCal.Trainer.Networks;
 using Microsoft.ML.OnnxRuntime;
 using TorchSharp;
 using static TorchSharp.torch;
 
-int runs = 20, warmup = 3, threads = Environment.ProcessorCount, batch = 2, tokens = 77, steps = 20;
-string configs = "tiny,mid";
+int runs = 20, warmup = 3, threads = Environment.ProcessorCount, batch = 2, steps = 20;
+int? tokensGiven = null;
+string configs = "tiny,mid", family = "unet";
 string? dir = null, scheduler = null, pluginDir = null, tokenizerDir = null, providers = null, onnx = null, memoryMode = null;
-bool keep = false, pipeline = false, runsGiven = false, threadsGiven = false;
+bool keep = false, pipeline = false, runsGiven = false, threadsGiven = false, sizeGiven = false, batchGiven = false;
 int size = 256;
 double guidance = 7.5;
 for (int i = 0; i < args.Length; i++)
@@ -24,13 +30,15 @@ for (int i = 0; i < args.Length; i++)
         case "--runs": runs = int.Parse(Next()); runsGiven = true; break;
         case "--warmup": warmup = int.Parse(Next()); break;
         case "--threads": threads = int.Parse(Next()); threadsGiven = true; break;
-        case "--batch": batch = int.Parse(Next()); break;
+        case "--batch": batch = int.Parse(Next()); batchGiven = true; break;
         case "--steps": steps = int.Parse(Next()); break;
         case "--configs": configs = Next(); break;
+        case "--family": family = Next(); break;
+        case "--tokens": tokensGiven = int.Parse(Next()); break;
         case "--dir": dir = Next(); break;
         case "--keep": keep = true; break;
         case "--pipeline": pipeline = true; break;
-        case "--size": size = int.Parse(Next()); break;
+        case "--size": size = int.Parse(Next()); sizeGiven = true; break;
         case "--guidance": guidance = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
         case "--scheduler": scheduler = Next(); break;
         case "--providers": providers = Next(); break;
@@ -39,7 +47,10 @@ for (int i = 0; i < args.Length; i++)
         case "--onnx": onnx = Next(); break;
         case "--memory-mode": memoryMode = Next(); break;
         case "-h" or "--help":
-            Console.WriteLine("ctcal bench inference [--configs tiny,mid] [--runs 20] [--warmup 3] [--threads N] [--batch 2] [--steps 20] [--dir <work folder>] [--keep]");
+            Console.WriteLine("ctcal bench inference [--family unet|sd3] [--configs tiny,mid] [--runs 20] [--warmup 3] [--threads N] [--batch 2] " +
+                "[--tokens N (text tokens; unet 77, sd3 333 = 77 CLIP + 256 T5)] [--steps 20] [--dir <work folder>] [--keep]");
+            Console.WriteLine("ctcal bench inference --family sd3 --onnx <exported folder with transformer/model.onnx> [--size 1024 (image px; latent = size/8)] " +
+                "[--batch 1] [--runs 1] [--threads N] [--tokens 333]: ONNX Runtime only, load time, seconds per step, peak RSS");
             Console.WriteLine("ctcal bench inference --pipeline [--runs 3] [--steps 20] [--size 256] [--guidance 7.5] [--scheduler <name>] [--providers cuda,cpu] " +
                 "[--threads N (plugin intraOpThreads; default 0)] [--plugin-dir <CTCal.Plugin build output>] [--tokenizer <folder>] [--dir <work folder>] [--keep] " +
                 "[--onnx <exported ONNX model folder to serve instead of the generated mid model>] [--memory-mode low|balanced]");
@@ -47,11 +58,17 @@ for (int i = 0; i < args.Length; i++)
         default: Console.Error.WriteLine($"unknown argument '{args[i]}'"); return 2;
     }
 }
-if (runs < 1 || warmup < 0 || threads < 1 || batch < 1 || steps < 1)
+if (runs < 1 || warmup < 0 || threads < 1 || batch < 1 || steps < 1 || tokensGiven < 1)
 {
-    Console.Error.WriteLine("--runs, --threads, --batch and --steps must be >= 1, --warmup >= 0");
+    Console.Error.WriteLine("--runs, --threads, --batch, --steps and --tokens must be >= 1, --warmup >= 0");
     return 2;
 }
+if (family is not ("unet" or "sd3"))
+{
+    Console.Error.WriteLine($"--family {family}: must be unet or sd3");
+    return 2;
+}
+int tokens = tokensGiven ?? (family == "sd3" ? 333 : 77);
 
 if (pipeline)
 {
@@ -91,26 +108,39 @@ if (pipeline)
     }
 }
 
+set_num_threads(threads);
+if (onnx is not null)
+{
+    if (family != "sd3") { Console.Error.WriteLine("--onnx without --pipeline needs --family sd3 (an exported SD3 transformer)"); return 2; }
+    if (size < 16 || size % 16 != 0) { Console.Error.WriteLine($"--size {size}: must be a positive multiple of 16 (latent = size/8, patch 2)"); return 2; }
+    Sd3OnnxRun.Run(Path.GetFullPath(onnx), sizeGiven ? size : 1024, batchGiven ? batch : 1, tokens,
+        runsGiven ? runs : 1, threads, LoadAverage);
+    return 0;
+}
+
 var selected = new List<BenchConfig>();
 foreach (string name in configs.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
 {
-    var c = name switch { "tiny" => BenchConfig.Tiny, "mid" => BenchConfig.Mid, _ => null };
+    var c = BenchConfig.Find(family, name);
     if (c is null) { Console.Error.WriteLine($"--configs: unknown config '{name}' (tiny, mid)"); return 2; }
     selected.Add(c);
 }
 
-set_num_threads(threads);
 string work = dir ?? Path.Combine(Path.GetTempPath(), $"ctcal-bench-inference-{Guid.NewGuid():N}");
 Directory.CreateDirectory(work);
 Console.WriteLine($"threads: torch.set_num_threads({threads}) -> get_num_threads() = {get_num_threads()}; ORT IntraOpNumThreads = {threads}, " +
     $"InterOpNumThreads = 1, sequential execution; {Environment.ProcessorCount} logical CPUs");
 Console.WriteLine($"ONNX Runtime providers available: {string.Join(", ", OrtEnv.Instance().GetAvailableProviders())}; sessions use CPUExecutionProvider " +
     "(no other provider appended), graph optimizations ORT_ENABLE_ALL");
-Console.WriteLine($"inputs: batch {batch} (classifier-free guidance pair), {tokens} tokens, float32 timesteps; {warmup} warm-up + {runs} timed runs each, alternating rounds");
+Console.WriteLine($"inputs: batch {batch} (classifier-free guidance pair), {tokens} text tokens, float32 timesteps; {warmup} warm-up + {runs} timed runs each, alternating rounds");
 Console.WriteLine($"load average at start: {LoadAverage()} (other processes on these CPUs inflate medians; the minima show the uncontended cost)");
 try
 {
-    foreach (var config in selected) Run(config);
+    foreach (var config in selected)
+    {
+        if (config.Family == "sd3") RunSd3(config);
+        else RunUNet(config);
+    }
     Console.WriteLine();
     Console.WriteLine($"load average at end: {LoadAverage()}");
 }
@@ -120,52 +150,30 @@ finally
 }
 return 0;
 
-void Run(BenchConfig bench)
+// The UNet: seeded weights written by the exporter's RandomWeights, loaded by TorchSharp (strict) and exported.
+void RunUNet(BenchConfig bench)
 {
     using var scope = NewDisposeScope();
-    // 1. TorchSharp UNet with seeded random weights, saved as a diffusers unet folder and exported.
     string model = Path.Combine(work, bench.Name, "model");
-    string onnx = Path.Combine(work, bench.Name, "onnx");
+    string onnxFolder = Path.Combine(work, bench.Name, "onnx");
     Directory.CreateDirectory(Path.Combine(model, "unet"));
-    File.WriteAllText(Path.Combine(model, "unet", "config.json"), bench.Json);
-    using var unet = new UNet2DConditionModel(UNetConfig.Load(Path.Combine(model, "unet", "config.json")));
-    RandomWeights.Fill(unet, seed: 1);
+    var files = new ComponentFiles("unet", Path.Combine(model, "unet", "config.json"), Path.Combine(model, "unet", "diffusion_pytorch_model.safetensors"));
+    File.WriteAllText(files.ConfigPath, bench.Json);
+    var config = UNetConfig.Load(files.ConfigPath);
+    RandomWeights.Write(files.WeightsPath, UNetGraph.Build(config, fp16Weights: false).Weights, seed: 1);
+    using var unet = PretrainedModels.LoadUNet(files);
     unet.eval();
-    DiffusersWeights.Save(unet, Path.Combine(model, "unet", "diffusion_pytorch_model.safetensors"));
-    var exportClock = Stopwatch.StartNew();
-    OnnxExporter.Export(new ExportOptions { ModelFolder = model, OutputFolder = onnx, Components = ExportComponents.Unet, Force = true });
-    exportClock.Stop();
+    double export = Export(model, onnxFolder, ExportComponents.Unet);
     long parameters = unet.parameters().Sum(p => p.numel());
 
-    // 2. The same inputs for both.
     var g = new Generator(2);
-    var sample = randn(new long[] { batch, unet.Config.InChannels, bench.Latent, bench.Latent }, generator: g);
-    var context = randn(new long[] { batch, tokens, unet.Config.CrossAttentionDim }, generator: g);
-    float[] timesteps = Enumerable.Range(0, batch).Select(i => 981f - 50f * i).ToArray();
+    var sample = randn(new long[] { batch, config.InChannels, bench.Latent, bench.Latent }, generator: g);
+    var context = randn(new long[] { batch, tokens, config.CrossAttentionDim }, generator: g);
+    float[] timesteps = Timesteps();
     var timestepTensor = tensor(timesteps);
-    float[] sampleData = sample.data<float>().ToArray();
-    float[] contextData = context.data<float>().ToArray();
-
-    using var options = new SessionOptions
-    {
-        GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
-        IntraOpNumThreads = threads,
-        InterOpNumThreads = 1,
-        ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
-    };
-    using var session = new InferenceSession(Path.Combine(onnx, "unet", "model.onnx"), options);
-    using var sampleValue = OrtValue.CreateTensorValueFromMemory(sampleData, sample.shape);
-    using var timestepValue = OrtValue.CreateTensorValueFromMemory(timesteps, [batch]);
-    using var contextValue = OrtValue.CreateTensorValueFromMemory(contextData, context.shape);
-    string[] inputNames = ["sample", "timestep", "encoder_hidden_states"];
-    OrtValue[] inputValues = [sampleValue, timestepValue, contextValue];
-    using var runOptions = new RunOptions();
-
-    float[] OrtStep()
-    {
-        using var outputs = session.Run(runOptions, inputNames, inputValues, session.OutputNames);
-        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
-    }
+    using var ort = new OrtStepper(Path.Combine(onnxFolder, "unet", "model.onnx"), threads,
+        ("sample", sample.data<float>().ToArray(), sample.shape), ("timestep", timesteps, [batch]),
+        ("encoder_hidden_states", context.data<float>().ToArray(), context.shape));
 
     float[] TorchStep()
     {
@@ -174,44 +182,65 @@ void Run(BenchConfig bench)
         return unet.forward(sample, timestepTensor, context).data<float>().ToArray();
     }
 
-    // 3. Same output (a timing of a wrong graph would mean nothing).
-    float[] a = OrtStep(), b = TorchStep();
-    double maxErr = 0, maxAbs = 0;
-    for (int i = 0; i < a.Length; i++) { maxErr = Math.Max(maxErr, Math.Abs(a[i] - b[i])); maxAbs = Math.Max(maxAbs, Math.Abs(b[i])); }
-
-    for (int i = 0; i < warmup; i++) { OrtStep(); TorchStep(); }
-    var ortMs = new List<double>();
-    var torchMs = new List<double>();
-    const int rounds = 5;
-    for (int round = 0; round < rounds; round++)
-    {
-        int count = runs / rounds + (round < runs % rounds ? 1 : 0);
-        for (int i = 0; i < count; i++) { var sw = Stopwatch.StartNew(); OrtStep(); ortMs.Add(sw.Elapsed.TotalMilliseconds); }
-        for (int i = 0; i < count; i++) { var sw = Stopwatch.StartNew(); TorchStep(); torchMs.Add(sw.Elapsed.TotalMilliseconds); }
-    }
-    double ort = Median(ortMs), torchMedian = Median(torchMs);
-
-    Console.WriteLine();
-    Console.WriteLine($"[{bench.Name}] UNet {parameters:N0} parameters, block_out_channels [{string.Join(", ", unet.Config.BlockOutChannels)}], " +
-        $"layers_per_block {unet.Config.LayersPerBlock}, cross_attention_dim {unet.Config.CrossAttentionDim}; sample [{string.Join(", ", sample.shape)}] " +
-        $"({bench.Latent * 8}x{bench.Latent * 8} images); export {exportClock.Elapsed.TotalSeconds:F2} s");
-    Console.WriteLine($"[{bench.Name}] ORT vs TorchSharp output: max abs difference {maxErr:E2} (max |output| {maxAbs:F2})");
-    Console.WriteLine($"[{bench.Name}] ONNX Runtime (CPUExecutionProvider) per step: median {ort:F2} ms over {ortMs.Count} runs (min {ortMs.Min():F2}, max {ortMs.Max():F2})");
-    Console.WriteLine($"[{bench.Name}] TorchSharp (eval, no_grad)        per step: median {torchMedian:F2} ms over {torchMs.Count} runs (min {torchMs.Min():F2}, max {torchMs.Max():F2})");
-    Console.WriteLine($"[{bench.Name}] ratio TorchSharp / ONNX Runtime: medians {torchMedian / ort:F2}, minima {torchMs.Min() / ortMs.Min():F2} (> 1: ONNX Runtime faster)");
-    Console.WriteLine($"[{bench.Name}] ESTIMATE, UNet only (no text encoder, VAE decode, scheduler or host overhead): {steps} steps with CFG batch {batch} = " +
-        $"{steps * ort / 1000:F2} s (ONNX Runtime), {steps * torchMedian / 1000:F2} s (TorchSharp)");
+    StepBench.CompareAndTime(new StepPair(bench.Name, "UNet",
+        $"UNet {parameters:N0} parameters, block_out_channels [{string.Join(", ", config.BlockOutChannels)}], " +
+        $"layers_per_block {config.LayersPerBlock}, cross_attention_dim {config.CrossAttentionDim}; sample [{string.Join(", ", sample.shape)}] " +
+        $"({bench.Latent * 8}x{bench.Latent * 8} images); export {export:F2} s", ort.Step, TorchStep), warmup, runs, steps, batch);
 }
+
+// The SD3 transformer: a transformer/ folder from the exporter's RandomModelWriter, loaded by TorchSharp (strict) and exported.
+void RunSd3(BenchConfig bench)
+{
+    using var scope = NewDisposeScope();
+    string model = Path.Combine(work, "sd3-" + bench.Name, "model");
+    string onnxFolder = Path.Combine(work, "sd3-" + bench.Name, "onnx");
+    RandomModelWriter.WriteTransformer(bench.Json, model, seed: 1);
+    using var transformer = SD3Transformer2DModel.FromFolder(Path.Combine(model, "transformer"));
+    transformer.eval();
+    double export = Export(model, onnxFolder, ExportComponents.Transformer);
+    var c = transformer.Config;
+    long parameters = transformer.parameters().Sum(p => p.numel());
+
+    var g = new Generator(2);
+    var hidden = randn(new long[] { batch, c.InChannels, bench.Latent, bench.Latent }, generator: g);
+    var context = randn(new long[] { batch, tokens, c.JointAttentionDim }, generator: g);
+    var pooled = randn(new long[] { batch, c.PooledProjectionDim }, generator: g);
+    float[] timesteps = Timesteps();
+    var timestepTensor = tensor(timesteps);
+    using var ort = new OrtStepper(Path.Combine(onnxFolder, "transformer", "model.onnx"), threads,
+        (SD3TransformerGraph.HiddenStatesInput, hidden.data<float>().ToArray(), hidden.shape),
+        (SD3TransformerGraph.EncoderHiddenStatesInput, context.data<float>().ToArray(), context.shape),
+        (SD3TransformerGraph.PooledProjectionsInput, pooled.data<float>().ToArray(), pooled.shape),
+        (SD3TransformerGraph.TimestepInput, timesteps, [batch]));
+
+    float[] TorchStep()
+    {
+        using var s = NewDisposeScope();
+        using var _ = no_grad();
+        return transformer.forward(hidden, context, pooled, timestepTensor).data<float>().ToArray();
+    }
+
+    long imageTokens = (long)(bench.Latent / c.PatchSize) * (bench.Latent / c.PatchSize);
+    StepBench.CompareAndTime(new StepPair("sd3-" + bench.Name, "SD3 transformer",
+        $"SD3 transformer {parameters:N0} parameters, {c.NumLayers} joint layers, {c.NumAttentionHeads} heads x {c.AttentionHeadDim} = {c.InnerDim} wide, " +
+        $"joint_attention_dim {c.JointAttentionDim}, pooled {c.PooledProjectionDim}; hidden_states [{string.Join(", ", hidden.shape)}] " +
+        $"({bench.Latent * 8}x{bench.Latent * 8} images, {imageTokens} image + {tokens} text tokens); export {export:F2} s", ort.Step, TorchStep),
+        warmup, runs, steps, batch);
+}
+
+double Export(string model, string output, ExportComponents components)
+{
+    var clock = Stopwatch.StartNew();
+    OnnxExporter.Export(new ExportOptions { ModelFolder = model, OutputFolder = output, Components = components, Force = true });
+    return clock.Elapsed.TotalSeconds;
+}
+
+// A classifier-free-guidance batch at different timesteps (981, 931, ...), in each family's units.
+float[] Timesteps() => Enumerable.Range(0, batch).Select(i => 981f - 50f * i).ToArray();
 
 static string LoadAverage()
 {
     try { return string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
     catch (IOException) { return "n/a"; }
     catch (UnauthorizedAccessException) { return "n/a"; }
-}
-
-static double Median(List<double> xs)
-{
-    var s = xs.Order().ToList();
-    return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
 }
