@@ -182,6 +182,7 @@ public static class MainJobCli
             };
             settings = q ? settings.ForQuick() : settings;
             settings = comparison ? settings.ForComparison() : settings;
+            settings = settings.ForFamily();
             settings.Validate();
             if (LogManager.Configuration is { } logConfig)
             {

@@ -78,7 +78,7 @@ internal sealed class OnnxImageGenerator : IImageGenerator
 
                 using (lease)
                 {
-                    var warnings = new List<string>(sessions.ProviderWarnings);
+                    var warnings = new List<string>(sessions.LoadWarnings);
                     IReadOnlyList<GeneratedImage> images;
                     try
                     {
@@ -91,7 +91,7 @@ internal sealed class OnnxImageGenerator : IImageGenerator
                         throw OutOfMemoryError(parameters, sessions, ex);
                     }
 
-                    foreach (string warning in warnings.Skip(sessions.ProviderWarnings.Count))
+                    foreach (string warning in warnings.Skip(sessions.LoadWarnings.Count))
                     {
                         _runtime.Log.Log(LogSeverity.Warning, warning);
                     }

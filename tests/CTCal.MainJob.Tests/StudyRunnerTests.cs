@@ -200,6 +200,17 @@ public sealed class StudyRunnerTests : IDisposable
         Assert.Contains("--family must be one of sd1, sd3, got 'sd2'", e.Message);
         Assert.Equal("ddim", Settings().Scheduler);
         Assert.Equal("FlowMatchEulerDiscreteScheduler", (Settings() with { Family = "sd3" }).Scheduler);
+
+        // The UNet base's Min-SNR weighting is a DDPM option: an SD3 recipe drops it, and keeping it is refused.
+        var sd3Settings = (Settings() with { Family = "sd3" }).ForQuick().ForFamily();
+        Assert.Null(sd3Settings.Recipe.MinSnrGamma);
+        Assert.Null(sd3Settings.Recipe.Job("ctcal", 1, 1e-3, 0.1, []).MinSnrGamma);
+        Assert.False(sd3Settings.Recipe.Job("ctcal", 1, 1e-3, 0.1, []).TrainTextEncoder);
+        Assert.True(Settings().ForFamily().Recipe.Job("ctcal", 1, 1e-3, 0.1, []).TrainTextEncoder);
+        sd3Settings.Validate();
+        Assert.Equal(5, Settings().ForFamily().Recipe.MinSnrGamma);
+        var kept = Assert.Throws<ArgumentException>(() => (Settings() with { Family = "sd3" }).Validate());
+        Assert.Contains("min-snr-gamma", kept.Message);
     }
 
     [Fact]

@@ -74,6 +74,32 @@ public sealed class StudyStagesTests : IDisposable
         Assert.Contains(file, e.Message);
     }
 
+    [Theory]
+    [InlineData(0.3, true)]   // teacher mass 4.3x chance and above the large-t mass: calibrated
+    [InlineData(0.1, false)]  // 1.4x chance: near chance, no teacher worth copying
+    public void TheStudysLayersAreThePremiseProbesAndABaseWithoutAnyStopsBeforeFineTuning(double teacherMass, bool worthIt)
+    {
+        string premise = Path.Combine(_dir, "02-premise");
+        new PremiseProbeResult([0, 900], 2, 3, 0,
+            [new PremiseProbeRow(0, "transformer_blocks.0.attn", 8, teacherMass, 0.07, teacherMass / 0.07, 3), new PremiseProbeRow(900, "transformer_blocks.0.attn", 8, 0.08, 0.07, 1.1, 3)],
+            [new PremiseProbeRow(0, PremiseProbeResult.AllLayers, 8, teacherMass, 0.07, teacherMass / 0.07, 3), new PremiseProbeRow(900, PremiseProbeResult.AllLayers, 8, 0.08, 0.07, 1.1, 3)])
+            .Write(premise, "ctcal-train probe ...");
+        var settings = new StudySettings { OutputFolder = _dir, BaseModel = Path.Combine(_dir, "base") };
+        var context = new StudyStageContext(Path.Combine(_dir, "04-sweep"), settings, _ => premise, _ => { });
+        string file = Path.Combine(premise, PremiseStudyStage.JsonFile);
+
+        if (worthIt)
+        {
+            Assert.Equal(["premise:" + file], SweepStudyStage.PremiseLayers(context));
+        }
+        else
+        {
+            var e = Assert.Throws<InvalidOperationException>(() => SweepStudyStage.PremiseLayers(context));
+            Assert.Contains(file, e.Message);
+            Assert.Contains("no teacher to calibrate toward on " + settings.BaseModel, e.Message);
+        }
+    }
+
     [Fact]
     public void SettingsRefuseGorsSeedsThatOverlapTheEvaluationSeeds()
     {

@@ -4,7 +4,7 @@ namespace CTCal.MainJob.Study;
 
 /// <summary>
 /// The study's fine-tune recipe, the one every study fine-tune (GORS and CTCal alike) starts from: the base model's own
-/// objective (its v-prediction with min-SNR 5 weighting, as the base was trained), LoRA rank 4 on the UNet attention and
+/// objective (the UNet base's v-prediction with min-SNR 5 weighting, as it was trained; the SD3 base's flow matching), LoRA rank 4 on the denoiser's attention and
 /// on the text encoder (as GORS and CTCal fine-tune), warmup then cosine decay to 0, EMA of the trainable weights, the
 /// study measures (alignment to the teacher and per-term gradient norms) every <see cref="AlignEvery"/> steps for both
 /// methods. Only the method, the learning rate, the CTCal weight, the seed and a named variant's settings differ between
@@ -24,8 +24,17 @@ public sealed record StudyRecipe
     /// <summary>LoRA rank (UNet attention and text encoder).</summary>
     public int LoraRank { get; init; } = 4;
 
-    /// <summary>Min-SNR-gamma of the loss weighting (the base's own: 5).</summary>
-    public double MinSnrGamma { get; init; } = 5;
+    /// <summary>
+    /// Min-SNR-gamma of the loss weighting (the UNet base's own: 5); null for a flow-matching (SD3) base, which the
+    /// trainer weights by its own scheme (<see cref="StudySettings.ForFamily"/> clears it).
+    /// </summary>
+    public double? MinSnrGamma { get; init; } = 5;
+
+    /// <summary>
+    /// LoRA on the text encoder too (the UNet base's recipe). False for SD3: the trainer has no LoRA for its two CLIP
+    /// encoders yet, so an SD3 study fine-tunes the transformer's joint attention only (<see cref="StudySettings.ForFamily"/>).
+    /// </summary>
+    public bool TrainTextEncoder { get; init; } = true;
 
     /// <summary>EMA decay of the trainable weights (time constant about 1 / (1 - decay) steps).</summary>
     public double EmaDecay { get; init; } = 0.99;
@@ -56,7 +65,7 @@ public sealed record StudyRecipe
             LrSchedule = "cosine",
             Warmup = Warmup,
             LoraRank = LoraRank,
-            TrainTextEncoder = true,
+            TrainTextEncoder = TrainTextEncoder,
             MinSnrGamma = MinSnrGamma,
             EmaDecay = EmaDecay,
             Resolution = Resolution,

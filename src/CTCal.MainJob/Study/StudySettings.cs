@@ -134,6 +134,14 @@ public sealed record StudySettings
     };
 
     /// <summary>
+    /// The settings for <see cref="Family"/>: for SD3 the fine-tune recipe drops the UNet base's Min-SNR weighting (a DDPM
+    /// option the trainer refuses for flow matching) and the text-encoder LoRA (the trainer has none for SD3's two CLIP
+    /// encoders yet). Apply after <see cref="ForQuick"/>, which replaces the recipe.
+    /// </summary>
+    public StudySettings ForFamily() =>
+        Family == ModelFamily.Sd3 ? this with { Recipe = Recipe with { MinSnrGamma = null, TrainTextEncoder = false } } : this;
+
+    /// <summary>
     /// The main comparison of README command 1 (<see cref="StudyStages.Comparison"/>): the study's settings with the first
     /// three of its main seeds, so that it fits 30 minutes on 2 cores; its models are the study's models of those seeds
     /// (same data, jobs and evaluation).
@@ -150,6 +158,8 @@ public sealed record StudySettings
         }
 
         Require(Families.Contains(Family), $"--family must be one of {string.Join(", ", Families)}, got '{Family}'");
+        Require(Family != ModelFamily.Sd3 || (Recipe.MinSnrGamma is null && !Recipe.TrainTextEncoder),
+            "an SD3 study's recipe must leave min-snr-gamma unset (a DDPM option) and the text encoder untrained (no SD3 text-encoder LoRA yet): StudySettings.ForFamily");
         Require(Threads > 0, $"--threads must be positive, got {Threads}");
         Require(Parallel > 0, $"--parallel must be positive, got {Parallel}");
         Require(WeakBaseSteps > 0 && WeakBaseBatchSize is null or > 0, $"weak base steps and batch size must be positive, got {WeakBaseSteps} and {WeakBaseBatchSize}");

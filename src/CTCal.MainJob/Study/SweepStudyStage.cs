@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using CTCal.Core.IO;
+using CTCal.Core.Probes;
 using CTCal.Synthetic;
 
 namespace CTCal.MainJob.Study;
@@ -44,9 +45,25 @@ public sealed class SweepStudyStage : IStudyStage
     /// <inheritdoc/>
     public bool Resumable => true;
 
-    /// <summary>The layers every study CTCal run calibrates: those the premise probe found worth it.</summary>
-    public static IReadOnlyList<string> PremiseLayers(StudyStageContext context, StudyBase? studyBase = null) =>
-        ["premise:" + Path.Combine(context.FolderOf((studyBase ?? StudyBase.Shipped).Stage("premise")), PremiseStudyStage.JsonFile)];
+    /// <summary>
+    /// The layers every study CTCal run calibrates: those the premise probe found worth it (passed to the trainer as
+    /// <c>premise:&lt;probe.json&gt;</c>, which it reads the same way).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">
+    /// The probe found no such layer: the base's maps give CTCal no teacher to calibrate toward, so no fine-tune starts.
+    /// </exception>
+    public static IReadOnlyList<string> PremiseLayers(StudyStageContext context, StudyBase? studyBase = null)
+    {
+        var setting = studyBase ?? StudyBase.Shipped;
+        string probe = Path.Combine(context.FolderOf(setting.Stage("premise")), PremiseStudyStage.JsonFile);
+        if (PremiseProbeResult.Read(probe).CalibrationLayers().Count == 0)
+        {
+            throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
+                $"{probe}: the premise probe found no layer whose teacher-t attention mass is above its large-t mass and at least {PremiseProbeResult.DefaultMinTeacherRatio}x chance, so CTCal has no teacher to calibrate toward on {setting.Model(context)} (see probe.md beside it); train the base further or use another base"));
+        }
+
+        return ["premise:" + probe];
+    }
 
     /// <summary>Model id of a GORS sweep point.</summary>
     public static string GorsId(double lr, long seed) => string.Create(CultureInfo.InvariantCulture, $"gors-lr{lr:0e0}-s{seed}");

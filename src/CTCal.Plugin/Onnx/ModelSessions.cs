@@ -22,7 +22,6 @@ internal sealed class ModelSessions : IDisposable
         Model = model;
         _options = options;
         Provider = provider;
-        ProviderWarnings = warnings;
         _vaeEncoder = new Lazy<InferenceSession>(
             () => new InferenceSession(
                 model.VaeEncoderPath ?? throw new ArgumentException($"Model '{model.Info.Id}' has no vae_encoder/model.onnx, so it cannot start from an image"),
@@ -36,6 +35,10 @@ internal sealed class ModelSessions : IDisposable
             if (model.IsSD3)
             {
                 SD3 = new SD3Sessions(model, options);
+                if (SD3.TextEncoder3 is null)
+                {
+                    warnings = [.. warnings, NoT5Note(model)];
+                }
             }
             else
             {
@@ -43,6 +46,7 @@ internal sealed class ModelSessions : IDisposable
             }
 
             VaeDecoder = new InferenceSession(model.VaeDecoderPath, options);
+            LoadWarnings = warnings;
         }
         catch
         {
@@ -56,8 +60,15 @@ internal sealed class ModelSessions : IDisposable
     /// <summary>The provider the sessions run on.</summary>
     public ExecutionProviderKind Provider { get; }
 
-    /// <summary>Why preferred providers were skipped (empty when the first choice worked).</summary>
-    public IReadOnlyList<string> ProviderWarnings { get; }
+    /// <summary>
+    /// Notes on how the model was loaded: why preferred providers were skipped, and that an SD3 model has no T5 (its
+    /// part of the prompt is zeros). Every generation result carries them; the log has them once, at load.
+    /// </summary>
+    public IReadOnlyList<string> LoadWarnings { get; } = [];
+
+    /// <summary>The note of an SD3 model without <c>text_encoder_3</c>.</summary>
+    public static string NoT5Note(OnnxModelFolder model) =>
+        $"Model '{model.Info.Id}' has no text_encoder_3 (T5): its part of the prompt embedding is zeros, as diffusers' StableDiffusion3Pipeline does without T5";
 
     public ClipTokenizer Tokenizer { get; } = null!;
 
@@ -87,7 +98,13 @@ internal sealed class ModelSessions : IDisposable
         try
         {
             log.Log(LogSeverity.Information, $"Loading model {model.Info.Id} on {ExecutionProviderSelector.DisplayName(used)}");
-            return new ModelSessions(model, options, used, warnings);
+            var sessions = new ModelSessions(model, options, used, warnings);
+            foreach (string note in sessions.LoadWarnings.Skip(warnings.Count))
+            {
+                log.Log(LogSeverity.Warning, note);
+            }
+
+            return sessions;
         }
         catch
         {

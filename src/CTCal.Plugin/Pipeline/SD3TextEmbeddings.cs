@@ -42,7 +42,7 @@ internal sealed record SD3TextEmbeddings(float[] Prompt, float[] Negative, int L
         }
         else
         {
-            warnings.Add($"Model '{model.Model.Info.Id}' has no text_encoder_3 (T5): its part of the prompt embedding is zeros, as diffusers' StableDiffusion3Pipeline does without T5");
+            // No T5: zeros in its place (ModelSessions.NoT5Note, said once at load and carried by every result).
             t5Length = clipLength;
             t5 = new float[2 * t5Length * jointAttentionDim];
         }
