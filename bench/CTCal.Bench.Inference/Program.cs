@@ -1,5 +1,6 @@
 // Per-step UNet latency: the ONNX model written by CTCal.Export in ONNX Runtime (CPU provider) vs the TorchSharp forward
 // pass (eval, no_grad), same weights, same inputs, same thread count; medians after warm-up and their ratio.
+// --optimize cpu: also the export profile's graph (fused contrib operators), timed in pairs against the plain graph.
 // --pipeline: seconds per image through the plugin instead (PipelineBench).
 using System.Diagnostics;
 using CTCal.Bench.Inference;
@@ -13,7 +14,8 @@ using static TorchSharp.torch;
 int runs = 20, warmup = 3, threads = Environment.ProcessorCount, batch = 2, tokens = 77, steps = 20;
 string configs = "tiny,mid";
 string? dir = null, scheduler = null, pluginDir = null, tokenizerDir = null, providers = null, onnx = null, memoryMode = null;
-bool keep = false, pipeline = false, runsGiven = false, threadsGiven = false;
+bool keep = false, pipeline = false, runsGiven = false, threadsGiven = false, noTorch = false;
+ExportOptimization? optimize = null;
 int size = 256;
 double guidance = 7.5;
 for (int i = 0; i < args.Length; i++)
@@ -38,8 +40,26 @@ for (int i = 0; i < args.Length; i++)
         case "--tokenizer": tokenizerDir = Next(); break;
         case "--onnx": onnx = Next(); break;
         case "--memory-mode": memoryMode = Next(); break;
+        case "--no-torch": noTorch = true; break;
+        case "--optimize":
+            try
+            {
+                optimize = ExportOptimizationNames.Parse(Next());
+            }
+            catch (ArgumentException e)
+            {
+                Console.Error.WriteLine(e.Message);
+                return 2;
+            }
+            if (optimize != ExportOptimization.Cpu)
+            {
+                Console.Error.WriteLine($"--optimize {ExportOptimizationNames.Name(optimize.Value)}: this bench runs the CPU provider, so only cpu can be timed");
+                return 2;
+            }
+            break;
         case "-h" or "--help":
-            Console.WriteLine("ctcal bench inference [--configs tiny,mid] [--runs 20] [--warmup 3] [--threads N] [--batch 2] [--steps 20] [--dir <work folder>] [--keep]");
+            Console.WriteLine("ctcal bench inference [--configs tiny,mid] [--runs 20] [--warmup 3] [--threads N] [--batch 2] [--steps 20] [--dir <work folder>] [--keep] " +
+                "[--optimize cpu (also time the cpu export profile, paired with the plain graph)] [--no-torch (time ONNX Runtime only)]");
             Console.WriteLine("ctcal bench inference --pipeline [--runs 3] [--steps 20] [--size 256] [--guidance 7.5] [--scheduler <name>] [--providers cuda,cpu] " +
                 "[--threads N (plugin intraOpThreads; default 0)] [--plugin-dir <CTCal.Plugin build output>] [--tokenizer <folder>] [--dir <work folder>] [--keep] " +
                 "[--onnx <exported ONNX model folder to serve instead of the generated mid model>] [--memory-mode low|balanced]");
@@ -50,6 +70,12 @@ for (int i = 0; i < args.Length; i++)
 if (runs < 1 || warmup < 0 || threads < 1 || batch < 1 || steps < 1)
 {
     Console.Error.WriteLine("--runs, --threads, --batch and --steps must be >= 1, --warmup >= 0");
+    return 2;
+}
+
+if (pipeline && (optimize is not null || noTorch))
+{
+    Console.Error.WriteLine("--optimize and --no-torch apply to the UNet latency mode, not to --pipeline");
     return 2;
 }
 
@@ -135,6 +161,9 @@ void Run(BenchConfig bench)
     var exportClock = Stopwatch.StartNew();
     OnnxExporter.Export(new ExportOptions { ModelFolder = model, OutputFolder = onnx, Components = ExportComponents.Unet, Force = true });
     exportClock.Stop();
+    string? onnxFused = optimize is { } profile ? Path.Combine(work, bench.Name, "onnx-" + ExportOptimizationNames.Name(profile)) : null;
+    if (onnxFused is not null)
+        OnnxExporter.Export(new ExportOptions { ModelFolder = model, OutputFolder = onnxFused, Components = ExportComponents.Unet, Force = true, Optimize = optimize!.Value });
     long parameters = unet.parameters().Sum(p => p.numel());
 
     // 2. The same inputs for both.
@@ -154,6 +183,7 @@ void Run(BenchConfig bench)
         ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
     };
     using var session = new InferenceSession(Path.Combine(onnx, "unet", "model.onnx"), options);
+    using var fusedSession = onnxFused is null ? null : new InferenceSession(Path.Combine(onnxFused, "unet", "model.onnx"), options);
     using var sampleValue = OrtValue.CreateTensorValueFromMemory(sampleData, sample.shape);
     using var timestepValue = OrtValue.CreateTensorValueFromMemory(timesteps, [batch]);
     using var contextValue = OrtValue.CreateTensorValueFromMemory(contextData, context.shape);
@@ -161,9 +191,11 @@ void Run(BenchConfig bench)
     OrtValue[] inputValues = [sampleValue, timestepValue, contextValue];
     using var runOptions = new RunOptions();
 
-    float[] OrtStep()
+    float[] OrtStep() => Step(session);
+
+    float[] Step(InferenceSession s)
     {
-        using var outputs = session.Run(runOptions, inputNames, inputValues, session.OutputNames);
+        using var outputs = s.Run(runOptions, inputNames, inputValues, s.OutputNames);
         return outputs[0].GetTensorDataAsSpan<float>().ToArray();
     }
 
@@ -175,32 +207,79 @@ void Run(BenchConfig bench)
     }
 
     // 3. Same output (a timing of a wrong graph would mean nothing).
-    float[] a = OrtStep(), b = TorchStep();
-    double maxErr = 0, maxAbs = 0;
-    for (int i = 0; i < a.Length; i++) { maxErr = Math.Max(maxErr, Math.Abs(a[i] - b[i])); maxAbs = Math.Max(maxAbs, Math.Abs(b[i])); }
+    float[] a = OrtStep();
+    (double Max, double Scale) Diff(float[] x, float[] y)
+    {
+        double maxErr = 0, maxAbs = 0;
+        for (int i = 0; i < x.Length; i++) { maxErr = Math.Max(maxErr, Math.Abs(x[i] - y[i])); maxAbs = Math.Max(maxAbs, Math.Abs(y[i])); }
+        return (maxErr, maxAbs);
+    }
+    var torchDiff = noTorch ? default : Diff(a, TorchStep());
+    var fusedDiff = fusedSession is null ? default : Diff(Step(fusedSession), a);
 
-    for (int i = 0; i < warmup; i++) { OrtStep(); TorchStep(); }
+    for (int i = 0; i < warmup; i++)
+    {
+        OrtStep();
+        if (fusedSession is not null) Step(fusedSession);
+        if (!noTorch) TorchStep();
+    }
     var ortMs = new List<double>();
     var torchMs = new List<double>();
+    var fusedMs = new List<double>();
+    var pairRatios = new List<double>(); // plain / fused of back-to-back steps (same load), order alternating
+    double Time(Func<float[]> step)
+    {
+        var sw = Stopwatch.StartNew();
+        step();
+        return sw.Elapsed.TotalMilliseconds;
+    }
     const int rounds = 5;
     for (int round = 0; round < rounds; round++)
     {
         int count = runs / rounds + (round < runs % rounds ? 1 : 0);
-        for (int i = 0; i < count; i++) { var sw = Stopwatch.StartNew(); OrtStep(); ortMs.Add(sw.Elapsed.TotalMilliseconds); }
-        for (int i = 0; i < count; i++) { var sw = Stopwatch.StartNew(); TorchStep(); torchMs.Add(sw.Elapsed.TotalMilliseconds); }
+        for (int i = 0; i < count; i++)
+        {
+            if (fusedSession is null)
+            {
+                ortMs.Add(Time(OrtStep));
+                continue;
+            }
+            bool plainFirst = (ortMs.Count % 2) == 0;
+            double p = plainFirst ? Time(OrtStep) : 0;
+            double f = Time(() => Step(fusedSession));
+            if (!plainFirst) p = Time(OrtStep);
+            ortMs.Add(p);
+            fusedMs.Add(f);
+            pairRatios.Add(p / f);
+        }
+        if (!noTorch)
+            for (int i = 0; i < count; i++) torchMs.Add(Time(TorchStep));
     }
-    double ort = Median(ortMs), torchMedian = Median(torchMs);
+    double ort = Median(ortMs);
 
     Console.WriteLine();
     Console.WriteLine($"[{bench.Name}] UNet {parameters:N0} parameters, block_out_channels [{string.Join(", ", unet.Config.BlockOutChannels)}], " +
         $"layers_per_block {unet.Config.LayersPerBlock}, cross_attention_dim {unet.Config.CrossAttentionDim}; sample [{string.Join(", ", sample.shape)}] " +
         $"({bench.Latent * 8}x{bench.Latent * 8} images); export {exportClock.Elapsed.TotalSeconds:F2} s");
-    Console.WriteLine($"[{bench.Name}] ORT vs TorchSharp output: max abs difference {maxErr:E2} (max |output| {maxAbs:F2})");
     Console.WriteLine($"[{bench.Name}] ONNX Runtime (CPUExecutionProvider) per step: median {ort:F2} ms over {ortMs.Count} runs (min {ortMs.Min():F2}, max {ortMs.Max():F2})");
-    Console.WriteLine($"[{bench.Name}] TorchSharp (eval, no_grad)        per step: median {torchMedian:F2} ms over {torchMs.Count} runs (min {torchMs.Min():F2}, max {torchMs.Max():F2})");
-    Console.WriteLine($"[{bench.Name}] ratio TorchSharp / ONNX Runtime: medians {torchMedian / ort:F2}, minima {torchMs.Min() / ortMs.Min():F2} (> 1: ONNX Runtime faster)");
-    Console.WriteLine($"[{bench.Name}] ESTIMATE, UNet only (no text encoder, VAE decode, scheduler or host overhead): {steps} steps with CFG batch {batch} = " +
-        $"{steps * ort / 1000:F2} s (ONNX Runtime), {steps * torchMedian / 1000:F2} s (TorchSharp)");
+    if (fusedSession is not null)
+    {
+        string name = ExportOptimizationNames.Name(optimize!.Value);
+        double fused = Median(fusedMs);
+        Console.WriteLine($"[{bench.Name}] --optimize {name} vs plain output: max abs difference {fusedDiff.Max:E2} (max |output| {fusedDiff.Scale:F2})");
+        Console.WriteLine($"[{bench.Name}] ONNX Runtime, --optimize {name}          per step: median {fused:F2} ms over {fusedMs.Count} runs (min {fusedMs.Min():F2}, max {fusedMs.Max():F2})");
+        Console.WriteLine($"[{bench.Name}] plain / {name} profile: paired ratio {Median(pairRatios):F3} (median of back-to-back pairs), medians {ort / fused:F3}, " +
+            $"minima {ortMs.Min() / fusedMs.Min():F3} (> 1: the profile is faster)");
+    }
+    if (!noTorch)
+    {
+        double torchMedian = Median(torchMs);
+        Console.WriteLine($"[{bench.Name}] ORT vs TorchSharp output: max abs difference {torchDiff.Max:E2} (max |output| {torchDiff.Scale:F2})");
+        Console.WriteLine($"[{bench.Name}] TorchSharp (eval, no_grad)        per step: median {torchMedian:F2} ms over {torchMs.Count} runs (min {torchMs.Min():F2}, max {torchMs.Max():F2})");
+        Console.WriteLine($"[{bench.Name}] ratio TorchSharp / ONNX Runtime: medians {torchMedian / ort:F2}, minima {torchMs.Min() / ortMs.Min():F2} (> 1: ONNX Runtime faster)");
+        Console.WriteLine($"[{bench.Name}] ESTIMATE, UNet only (no text encoder, VAE decode, scheduler or host overhead): {steps} steps with CFG batch {batch} = " +
+            $"{steps * ort / 1000:F2} s (ONNX Runtime), {steps * torchMedian / 1000:F2} s (TorchSharp)");
+    }
 }
 
 static string LoadAverage()
