@@ -1,8 +1,17 @@
+using CTCal.Core.Diffusers;
+
 namespace CTCal.Bench.Inference;
 
-/// <summary>A UNet config.json to benchmark and its latent size (image size = 8 x latent for SD's VAE).</summary>
-internal sealed record BenchConfig(string Name, string Json, int Latent)
+/// <summary>
+/// A UNet config.json to benchmark and its latent size (image size = 8 x latent for SD's VAE). A config with a
+/// <paramref name="Reference"/> model gets its weights from CTCal.Export's streaming <c>RandomModelWriter</c> instead of a
+/// TorchSharp model (full size: ONNX Runtime only, <c>--no-torch</c>).
+/// </summary>
+internal sealed record BenchConfig(string Name, string Json, int Latent, ReferenceModel? Reference = null)
 {
+    /// <summary>Stable Diffusion 1.5's UNet (860 M parameters) at a 32x32 latent (256x256 images); ONNX Runtime only.</summary>
+    public static BenchConfig Sd15 { get; } = new("sd15", ReferenceModels.Sd15.UnetConfigJson, 32, ReferenceModels.Sd15);
+
     /// <summary>The tiny SD1-style UNet of the test fixtures (32/64 channels, 1 layer per block), 16x16 latent.</summary>
     public static BenchConfig Tiny { get; } = new("tiny", """
     {

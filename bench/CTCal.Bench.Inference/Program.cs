@@ -10,6 +10,7 @@ using CTCal.Trainer.Networks;
 using Microsoft.ML.OnnxRuntime;
 using TorchSharp;
 using static TorchSharp.torch;
+using RandomModelWriter = CTCal.Export.Fixtures.RandomModelWriter;
 
 int runs = 20, warmup = 3, threads = Environment.ProcessorCount, batch = 2, tokens = 77, steps = 20;
 string configs = "tiny,mid";
@@ -120,8 +121,13 @@ if (pipeline)
 var selected = new List<BenchConfig>();
 foreach (string name in configs.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
 {
-    var c = name switch { "tiny" => BenchConfig.Tiny, "mid" => BenchConfig.Mid, _ => null };
-    if (c is null) { Console.Error.WriteLine($"--configs: unknown config '{name}' (tiny, mid)"); return 2; }
+    var c = name switch { "tiny" => BenchConfig.Tiny, "mid" => BenchConfig.Mid, "sd15" => BenchConfig.Sd15, _ => null };
+    if (c is null) { Console.Error.WriteLine($"--configs: unknown config '{name}' (tiny, mid, sd15)"); return 2; }
+    if (c.Reference is not null && !noTorch)
+    {
+        Console.Error.WriteLine($"--configs {name}: needs --no-torch (a TorchSharp model of that size would sit in memory beside the ONNX Runtime sessions)");
+        return 2;
+    }
     selected.Add(c);
 }
 
@@ -149,27 +155,41 @@ return 0;
 void Run(BenchConfig bench)
 {
     using var scope = NewDisposeScope();
-    // 1. TorchSharp UNet with seeded random weights, saved as a diffusers unet folder and exported.
+    // 1. TorchSharp UNet with seeded random weights, saved as a diffusers unet folder and exported (a reference-size model:
+    //    streamed seeded weights from RandomModelWriter, no TorchSharp model).
     string model = Path.Combine(work, bench.Name, "model");
     string onnx = Path.Combine(work, bench.Name, "onnx");
-    Directory.CreateDirectory(Path.Combine(model, "unet"));
-    File.WriteAllText(Path.Combine(model, "unet", "config.json"), bench.Json);
-    using var unet = new UNet2DConditionModel(UNetConfig.Load(Path.Combine(model, "unet", "config.json")));
-    RandomWeights.Fill(unet, seed: 1);
-    unet.eval();
-    DiffusersWeights.Save(unet, Path.Combine(model, "unet", "diffusion_pytorch_model.safetensors"));
+    var unetConfig = UNetConfig.Parse(bench.Json, $"{bench.Name} unet config");
+    long parameters;
+    UNet2DConditionModel? unet = null;
+    if (bench.Reference is { } reference)
+    {
+        string tokenizer = Path.Combine(PipelineBench.RepositoryRoot(), "tests", "data", "fixtures", "tiny-sd1", "tokenizer");
+        RandomModelWriter.Write(reference, model, seed: 1, tokenizer, components: ["unet"]);
+        parameters = RandomModelWriter.Tensors(reference, "unet").Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b));
+    }
+    else
+    {
+        Directory.CreateDirectory(Path.Combine(model, "unet"));
+        File.WriteAllText(Path.Combine(model, "unet", "config.json"), bench.Json);
+        unet = new UNet2DConditionModel(unetConfig);
+        RandomWeights.Fill(unet, seed: 1);
+        unet.eval();
+        DiffusersWeights.Save(unet, Path.Combine(model, "unet", "diffusion_pytorch_model.safetensors"));
+        parameters = unet.parameters().Sum(p => p.numel());
+    }
+    using var unetOwner = unet;
     var exportClock = Stopwatch.StartNew();
     OnnxExporter.Export(new ExportOptions { ModelFolder = model, OutputFolder = onnx, Components = ExportComponents.Unet, Force = true });
     exportClock.Stop();
     string? onnxFused = optimize is { } profile ? Path.Combine(work, bench.Name, "onnx-" + ExportOptimizationNames.Name(profile)) : null;
     if (onnxFused is not null)
         OnnxExporter.Export(new ExportOptions { ModelFolder = model, OutputFolder = onnxFused, Components = ExportComponents.Unet, Force = true, Optimize = optimize!.Value });
-    long parameters = unet.parameters().Sum(p => p.numel());
 
     // 2. The same inputs for both.
     var g = new Generator(2);
-    var sample = randn(new long[] { batch, unet.Config.InChannels, bench.Latent, bench.Latent }, generator: g);
-    var context = randn(new long[] { batch, tokens, unet.Config.CrossAttentionDim }, generator: g);
+    var sample = randn(new long[] { batch, unetConfig.InChannels, bench.Latent, bench.Latent }, generator: g);
+    var context = randn(new long[] { batch, tokens, unetConfig.CrossAttentionDim }, generator: g);
     float[] timesteps = Enumerable.Range(0, batch).Select(i => 981f - 50f * i).ToArray();
     var timestepTensor = tensor(timesteps);
     float[] sampleData = sample.data<float>().ToArray();
@@ -203,7 +223,7 @@ void Run(BenchConfig bench)
     {
         using var s = NewDisposeScope();
         using var _ = no_grad();
-        return unet.forward(sample, timestepTensor, context).data<float>().ToArray();
+        return unet!.forward(sample, timestepTensor, context).data<float>().ToArray(); // only without --no-torch, which every reference-size config needs
     }
 
     // 3. Same output (a timing of a wrong graph would mean nothing).
@@ -258,8 +278,8 @@ void Run(BenchConfig bench)
     double ort = Median(ortMs);
 
     Console.WriteLine();
-    Console.WriteLine($"[{bench.Name}] UNet {parameters:N0} parameters, block_out_channels [{string.Join(", ", unet.Config.BlockOutChannels)}], " +
-        $"layers_per_block {unet.Config.LayersPerBlock}, cross_attention_dim {unet.Config.CrossAttentionDim}; sample [{string.Join(", ", sample.shape)}] " +
+    Console.WriteLine($"[{bench.Name}] UNet {parameters:N0} parameters, block_out_channels [{string.Join(", ", unetConfig.BlockOutChannels)}], " +
+        $"layers_per_block {unetConfig.LayersPerBlock}, cross_attention_dim {unetConfig.CrossAttentionDim}; sample [{string.Join(", ", sample.shape)}] " +
         $"({bench.Latent * 8}x{bench.Latent * 8} images); export {exportClock.Elapsed.TotalSeconds:F2} s");
     Console.WriteLine($"[{bench.Name}] ONNX Runtime (CPUExecutionProvider) per step: median {ort:F2} ms over {ortMs.Count} runs (min {ortMs.Min():F2}, max {ortMs.Max():F2})");
     if (fusedSession is not null)

@@ -42,7 +42,8 @@ public sealed record FusedOps
     /// <summary>
     /// When not null, the only input widths (2D) BiasSplitGelu is used for; other widths keep the Split + Gelu form. ORT's
     /// CUDA kernel refuses any width but 2560, 5120 and 10240 (contrib_ops/cuda/diffusion/bias_split_gelu.cc: "hidden size
-    /// should be 2560, 5120 or 10240"), which are SD's GEGLU widths at 320, 640 and 1280 channels.
+    /// should be 2560, 5120 or 10240"), which are SD's GEGLU widths at 320, 640 and 1280 channels. DirectML's takes any even
+    /// width (core/providers/dml/.../DmlOperatorBiasSplitGelu.cpp), so its profile has no list.
     /// </summary>
     public IReadOnlyList<long>? BiasSplitGeluWidths { get; init; }
 
