@@ -242,7 +242,7 @@ internal static class PipelineBench
         return found is null ? configured : Path.GetDirectoryName(found)!;
     }
 
-    internal static string RepositoryRoot() => Metadata("RepositoryRoot");
+    private static string RepositoryRoot() => Metadata("RepositoryRoot");
 
     /// <summary>Writes plugin and host log lines at or above a severity to stderr.</summary>
     private sealed class ConsoleLogSink(LogSeverity minimum) : ILogSink

@@ -1,21 +1,27 @@
-// Per-step UNet latency: the ONNX model written by CTCal.Export in ONNX Runtime (CPU provider) vs the TorchSharp forward
-// pass (eval, no_grad), same weights, same inputs, same thread count; medians after warm-up and their ratio.
-// --optimize cpu: also the export profile's graph (fused contrib operators), timed in pairs against the plain graph.
+// Per-step latency of a denoising network (--family unet: the UNet; sd3: the SD3 transformer): the ONNX model written by
+// CTCal.Export in ONNX Runtime (CPU provider) vs the TorchSharp forward pass (eval, no_grad), same weights (seeded, from
+// the exporter's RandomWeights), same inputs, same thread count; medians after warm-up and their ratio.
+// --optimize cpu: also the UNet exported with the cpu profile (fused contrib operators), timed in back-to-back pairs against
+// the plain graph; --no-torch: ONNX Runtime only (the sd15 config needs it). Both through the shared StepBench.
+// --family sd3 --onnx <folder>: one exported SD3 transformer (e.g. SD3-medium size) in ONNX Runtime only (Sd3OnnxRun).
 // --pipeline: seconds per image through the plugin instead (PipelineBench).
 using System.Diagnostics;
 using CTCal.Bench.Inference;
 using CTCal.Core.Diffusers;
+using CTCal.Core.Models;
 using CTCal.Export;
+using CTCal.Export.Fixtures;
+using CTCal.Export.Graphs;
 using CTCal.Trainer.Networks;
 using Microsoft.ML.OnnxRuntime;
 using TorchSharp;
 using static TorchSharp.torch;
-using RandomModelWriter = CTCal.Export.Fixtures.RandomModelWriter;
 
-int runs = 20, warmup = 3, threads = Environment.ProcessorCount, batch = 2, tokens = 77, steps = 20;
-string configs = "tiny,mid";
+int runs = 20, warmup = 3, threads = Environment.ProcessorCount, batch = 2, steps = 20;
+int? tokensGiven = null;
+string configs = "tiny,mid", family = "unet";
 string? dir = null, scheduler = null, pluginDir = null, tokenizerDir = null, providers = null, onnx = null, memoryMode = null;
-bool keep = false, pipeline = false, runsGiven = false, threadsGiven = false, noTorch = false;
+bool keep = false, pipeline = false, runsGiven = false, threadsGiven = false, sizeGiven = false, batchGiven = false, noTorch = false;
 ExportOptimization? optimize = null;
 int size = 256;
 double guidance = 7.5;
@@ -27,13 +33,15 @@ for (int i = 0; i < args.Length; i++)
         case "--runs": runs = int.Parse(Next()); runsGiven = true; break;
         case "--warmup": warmup = int.Parse(Next()); break;
         case "--threads": threads = int.Parse(Next()); threadsGiven = true; break;
-        case "--batch": batch = int.Parse(Next()); break;
+        case "--batch": batch = int.Parse(Next()); batchGiven = true; break;
         case "--steps": steps = int.Parse(Next()); break;
         case "--configs": configs = Next(); break;
+        case "--family": family = Next(); break;
+        case "--tokens": tokensGiven = int.Parse(Next()); break;
         case "--dir": dir = Next(); break;
         case "--keep": keep = true; break;
         case "--pipeline": pipeline = true; break;
-        case "--size": size = int.Parse(Next()); break;
+        case "--size": size = int.Parse(Next()); sizeGiven = true; break;
         case "--guidance": guidance = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
         case "--scheduler": scheduler = Next(); break;
         case "--providers": providers = Next(); break;
@@ -59,8 +67,11 @@ for (int i = 0; i < args.Length; i++)
             }
             break;
         case "-h" or "--help":
-            Console.WriteLine("ctcal bench inference [--configs tiny,mid] [--runs 20] [--warmup 3] [--threads N] [--batch 2] [--steps 20] [--dir <work folder>] [--keep] " +
-                "[--optimize cpu (also time the cpu export profile, paired with the plain graph)] [--no-torch (time ONNX Runtime only)]");
+            Console.WriteLine("ctcal bench inference [--family unet|sd3] [--configs tiny,mid (unet also sd15, with --no-torch)] [--runs 20] [--warmup 3] [--threads N] [--batch 2] " +
+                "[--tokens N (text tokens; unet 77, sd3 333 = 77 CLIP + 256 T5)] [--steps 20] [--dir <work folder>] [--keep] " +
+                "[--optimize cpu (unet: also time the cpu export profile, paired with the plain graph)] [--no-torch (time ONNX Runtime only)]");
+            Console.WriteLine("ctcal bench inference --family sd3 --onnx <exported folder with transformer/model.onnx> [--size 1024 (image px; latent = size/8)] " +
+                "[--batch 1] [--runs 1] [--threads N] [--tokens 333]: ONNX Runtime only, load time, seconds per step, peak RSS");
             Console.WriteLine("ctcal bench inference --pipeline [--runs 3] [--steps 20] [--size 256] [--guidance 7.5] [--scheduler <name>] [--providers cuda,cpu] " +
                 "[--threads N (plugin intraOpThreads; default 0)] [--plugin-dir <CTCal.Plugin build output>] [--tokenizer <folder>] [--dir <work folder>] [--keep] " +
                 "[--onnx <exported ONNX model folder to serve instead of the generated mid model>] [--memory-mode low|balanced]");
@@ -68,15 +79,25 @@ for (int i = 0; i < args.Length; i++)
         default: Console.Error.WriteLine($"unknown argument '{args[i]}'"); return 2;
     }
 }
-if (runs < 1 || warmup < 0 || threads < 1 || batch < 1 || steps < 1)
+if (runs < 1 || warmup < 0 || threads < 1 || batch < 1 || steps < 1 || tokensGiven < 1)
 {
-    Console.Error.WriteLine("--runs, --threads, --batch and --steps must be >= 1, --warmup >= 0");
+    Console.Error.WriteLine("--runs, --threads, --batch, --steps and --tokens must be >= 1, --warmup >= 0");
     return 2;
 }
-
-if (pipeline && (optimize is not null || noTorch))
+if (family is not ("unet" or "sd3"))
 {
-    Console.Error.WriteLine("--optimize and --no-torch apply to the UNet latency mode, not to --pipeline");
+    Console.Error.WriteLine($"--family {family}: must be unet or sd3");
+    return 2;
+}
+int tokens = tokensGiven ?? (family == "sd3" ? 333 : 77);
+if ((pipeline || onnx is not null) && (optimize is not null || noTorch))
+{
+    Console.Error.WriteLine("--optimize and --no-torch apply to the per-step latency mode, not to --pipeline or --onnx");
+    return 2;
+}
+if (optimize is not null && family != "unet")
+{
+    Console.Error.WriteLine($"--optimize with --family {family}: the export profiles fuse UNet and VAE operators only (the SD3 transformer stays plain), so there is nothing to compare");
     return 2;
 }
 
@@ -118,12 +139,22 @@ if (pipeline)
     }
 }
 
+set_num_threads(threads);
+if (onnx is not null)
+{
+    if (family != "sd3") { Console.Error.WriteLine("--onnx without --pipeline needs --family sd3 (an exported SD3 transformer)"); return 2; }
+    if (size < 16 || size % 16 != 0) { Console.Error.WriteLine($"--size {size}: must be a positive multiple of 16 (latent = size/8, patch 2)"); return 2; }
+    Sd3OnnxRun.Run(Path.GetFullPath(onnx), sizeGiven ? size : 1024, batchGiven ? batch : 1, tokens,
+        runsGiven ? runs : 1, threads, LoadAverage);
+    return 0;
+}
+
 var selected = new List<BenchConfig>();
 foreach (string name in configs.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
 {
-    var c = name switch { "tiny" => BenchConfig.Tiny, "mid" => BenchConfig.Mid, "sd15" => BenchConfig.Sd15, _ => null };
-    if (c is null) { Console.Error.WriteLine($"--configs: unknown config '{name}' (tiny, mid, sd15)"); return 2; }
-    if (c.Reference is not null && !noTorch)
+    var c = BenchConfig.Find(family, name);
+    if (c is null) { Console.Error.WriteLine($"--configs: unknown {family} config '{name}' ({BenchConfig.Names(family)})"); return 2; }
+    if (c.OrtOnly && !noTorch)
     {
         Console.Error.WriteLine($"--configs {name}: needs --no-torch (a TorchSharp model of that size would sit in memory beside the ONNX Runtime sessions)");
         return 2;
@@ -131,18 +162,23 @@ foreach (string name in configs.Split(',', StringSplitOptions.RemoveEmptyEntries
     selected.Add(c);
 }
 
-set_num_threads(threads);
 string work = dir ?? Path.Combine(Path.GetTempPath(), $"ctcal-bench-inference-{Guid.NewGuid():N}");
 Directory.CreateDirectory(work);
 Console.WriteLine($"threads: torch.set_num_threads({threads}) -> get_num_threads() = {get_num_threads()}; ORT IntraOpNumThreads = {threads}, " +
     $"InterOpNumThreads = 1, sequential execution; {Environment.ProcessorCount} logical CPUs");
 Console.WriteLine($"ONNX Runtime providers available: {string.Join(", ", OrtEnv.Instance().GetAvailableProviders())}; sessions use CPUExecutionProvider " +
     "(no other provider appended), graph optimizations ORT_ENABLE_ALL");
-Console.WriteLine($"inputs: batch {batch} (classifier-free guidance pair), {tokens} tokens, float32 timesteps; {warmup} warm-up + {runs} timed runs each, alternating rounds");
+Console.WriteLine($"inputs: batch {batch} (classifier-free guidance pair), {tokens} text tokens, float32 timesteps; {warmup} warm-up + {runs} timed runs each, alternating rounds" +
+    (noTorch ? "; ONNX Runtime only (--no-torch)" : "") +
+    (optimize is { } o ? $"; --optimize {ExportOptimizationNames.Name(o)}: plain and profile graph in back-to-back pairs" : ""));
 Console.WriteLine($"load average at start: {LoadAverage()} (other processes on these CPUs inflate medians; the minima show the uncontended cost)");
 try
 {
-    foreach (var config in selected) Run(config);
+    foreach (var config in selected)
+    {
+        if (config.Family == "sd3") RunSd3(config);
+        else RunUNet(config);
+    }
     Console.WriteLine();
     Console.WriteLine($"load average at end: {LoadAverage()}");
 }
@@ -152,165 +188,109 @@ finally
 }
 return 0;
 
-void Run(BenchConfig bench)
+// The UNet: seeded weights streamed by the exporter's RandomWeights, exported (plain, and with --optimize's profile) and,
+// unless --no-torch, loaded by TorchSharp (strict).
+void RunUNet(BenchConfig bench)
 {
     using var scope = NewDisposeScope();
-    // 1. TorchSharp UNet with seeded random weights, saved as a diffusers unet folder and exported (a reference-size model:
-    //    streamed seeded weights from RandomModelWriter, no TorchSharp model).
     string model = Path.Combine(work, bench.Name, "model");
-    string onnx = Path.Combine(work, bench.Name, "onnx");
-    var unetConfig = UNetConfig.Parse(bench.Json, $"{bench.Name} unet config");
-    long parameters;
-    UNet2DConditionModel? unet = null;
-    if (bench.Reference is { } reference)
-    {
-        string tokenizer = Path.Combine(PipelineBench.RepositoryRoot(), "tests", "data", "fixtures", "tiny-sd1", "tokenizer");
-        RandomModelWriter.Write(reference, model, seed: 1, tokenizer, components: ["unet"]);
-        parameters = RandomModelWriter.Tensors(reference, "unet").Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b));
-    }
-    else
-    {
-        Directory.CreateDirectory(Path.Combine(model, "unet"));
-        File.WriteAllText(Path.Combine(model, "unet", "config.json"), bench.Json);
-        unet = new UNet2DConditionModel(unetConfig);
-        RandomWeights.Fill(unet, seed: 1);
-        unet.eval();
-        DiffusersWeights.Save(unet, Path.Combine(model, "unet", "diffusion_pytorch_model.safetensors"));
-        parameters = unet.parameters().Sum(p => p.numel());
-    }
-    using var unetOwner = unet;
-    var exportClock = Stopwatch.StartNew();
-    OnnxExporter.Export(new ExportOptions { ModelFolder = model, OutputFolder = onnx, Components = ExportComponents.Unet, Force = true });
-    exportClock.Stop();
-    string? onnxFused = optimize is { } profile ? Path.Combine(work, bench.Name, "onnx-" + ExportOptimizationNames.Name(profile)) : null;
-    if (onnxFused is not null)
-        OnnxExporter.Export(new ExportOptions { ModelFolder = model, OutputFolder = onnxFused, Components = ExportComponents.Unet, Force = true, Optimize = optimize!.Value });
+    string onnxFolder = Path.Combine(work, bench.Name, "onnx");
+    Directory.CreateDirectory(Path.Combine(model, "unet"));
+    var files = new ComponentFiles("unet", Path.Combine(model, "unet", "config.json"), Path.Combine(model, "unet", "diffusion_pytorch_model.safetensors"));
+    File.WriteAllText(files.ConfigPath, bench.Json);
+    var config = UNetConfig.Load(files.ConfigPath);
+    var weights = UNetGraph.Build(config, fp16Weights: false).Weights;
+    RandomWeights.Write(files.WeightsPath, weights, seed: 1);
+    long parameters = weights.Sum(w => w.Shape.Aggregate(1L, (a, b) => a * b));
+    using var unet = noTorch ? null : PretrainedModels.LoadUNet(files);
+    unet?.eval();
+    double export = Export(model, onnxFolder, ExportComponents.Unet);
+    string? profileFolder = optimize is { } profile ? Path.Combine(work, bench.Name, "onnx-" + ExportOptimizationNames.Name(profile)) : null;
+    if (profileFolder is not null) Export(model, profileFolder, ExportComponents.Unet, optimize!.Value);
 
-    // 2. The same inputs for both.
     var g = new Generator(2);
-    var sample = randn(new long[] { batch, unetConfig.InChannels, bench.Latent, bench.Latent }, generator: g);
-    var context = randn(new long[] { batch, tokens, unetConfig.CrossAttentionDim }, generator: g);
-    float[] timesteps = Enumerable.Range(0, batch).Select(i => 981f - 50f * i).ToArray();
+    var sample = randn(new long[] { batch, config.InChannels, bench.Latent, bench.Latent }, generator: g);
+    var context = randn(new long[] { batch, tokens, config.CrossAttentionDim }, generator: g);
+    float[] timesteps = Timesteps();
     var timestepTensor = tensor(timesteps);
-    float[] sampleData = sample.data<float>().ToArray();
-    float[] contextData = context.data<float>().ToArray();
-
-    using var options = new SessionOptions
-    {
-        GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
-        IntraOpNumThreads = threads,
-        InterOpNumThreads = 1,
-        ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
-    };
-    using var session = new InferenceSession(Path.Combine(onnx, "unet", "model.onnx"), options);
-    using var fusedSession = onnxFused is null ? null : new InferenceSession(Path.Combine(onnxFused, "unet", "model.onnx"), options);
-    using var sampleValue = OrtValue.CreateTensorValueFromMemory(sampleData, sample.shape);
-    using var timestepValue = OrtValue.CreateTensorValueFromMemory(timesteps, [batch]);
-    using var contextValue = OrtValue.CreateTensorValueFromMemory(contextData, context.shape);
-    string[] inputNames = ["sample", "timestep", "encoder_hidden_states"];
-    OrtValue[] inputValues = [sampleValue, timestepValue, contextValue];
-    using var runOptions = new RunOptions();
-
-    float[] OrtStep() => Step(session);
-
-    float[] Step(InferenceSession s)
-    {
-        using var outputs = s.Run(runOptions, inputNames, inputValues, s.OutputNames);
-        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
-    }
+    (string, float[], long[])[] inputs =
+    [
+        ("sample", sample.data<float>().ToArray(), sample.shape), ("timestep", timesteps, [batch]),
+        ("encoder_hidden_states", context.data<float>().ToArray(), context.shape),
+    ];
+    using var ort = new OrtStepper(Path.Combine(onnxFolder, "unet", "model.onnx"), threads, inputs);
+    using var ortProfile = profileFolder is null ? null : new OrtStepper(Path.Combine(profileFolder, "unet", "model.onnx"), threads, inputs);
 
     float[] TorchStep()
     {
         using var s = NewDisposeScope();
         using var _ = no_grad();
-        return unet!.forward(sample, timestepTensor, context).data<float>().ToArray(); // only without --no-torch, which every reference-size config needs
+        return unet!.forward(sample, timestepTensor, context).data<float>().ToArray();
     }
 
-    // 3. Same output (a timing of a wrong graph would mean nothing).
-    float[] a = OrtStep();
-    (double Max, double Scale) Diff(float[] x, float[] y)
-    {
-        double maxErr = 0, maxAbs = 0;
-        for (int i = 0; i < x.Length; i++) { maxErr = Math.Max(maxErr, Math.Abs(x[i] - y[i])); maxAbs = Math.Max(maxAbs, Math.Abs(y[i])); }
-        return (maxErr, maxAbs);
-    }
-    var torchDiff = noTorch ? default : Diff(a, TorchStep());
-    var fusedDiff = fusedSession is null ? default : Diff(Step(fusedSession), a);
-
-    for (int i = 0; i < warmup; i++)
-    {
-        OrtStep();
-        if (fusedSession is not null) Step(fusedSession);
-        if (!noTorch) TorchStep();
-    }
-    var ortMs = new List<double>();
-    var torchMs = new List<double>();
-    var fusedMs = new List<double>();
-    var pairRatios = new List<double>(); // plain / fused of back-to-back steps (same load), order alternating
-    double Time(Func<float[]> step)
-    {
-        var sw = Stopwatch.StartNew();
-        step();
-        return sw.Elapsed.TotalMilliseconds;
-    }
-    const int rounds = 5;
-    for (int round = 0; round < rounds; round++)
-    {
-        int count = runs / rounds + (round < runs % rounds ? 1 : 0);
-        for (int i = 0; i < count; i++)
-        {
-            if (fusedSession is null)
-            {
-                ortMs.Add(Time(OrtStep));
-                continue;
-            }
-            bool plainFirst = (ortMs.Count % 2) == 0;
-            double p = plainFirst ? Time(OrtStep) : 0;
-            double f = Time(() => Step(fusedSession));
-            if (!plainFirst) p = Time(OrtStep);
-            ortMs.Add(p);
-            fusedMs.Add(f);
-            pairRatios.Add(p / f);
-        }
-        if (!noTorch)
-            for (int i = 0; i < count; i++) torchMs.Add(Time(TorchStep));
-    }
-    double ort = Median(ortMs);
-
-    Console.WriteLine();
-    Console.WriteLine($"[{bench.Name}] UNet {parameters:N0} parameters, block_out_channels [{string.Join(", ", unetConfig.BlockOutChannels)}], " +
-        $"layers_per_block {unetConfig.LayersPerBlock}, cross_attention_dim {unetConfig.CrossAttentionDim}; sample [{string.Join(", ", sample.shape)}] " +
-        $"({bench.Latent * 8}x{bench.Latent * 8} images); export {exportClock.Elapsed.TotalSeconds:F2} s");
-    Console.WriteLine($"[{bench.Name}] ONNX Runtime (CPUExecutionProvider) per step: median {ort:F2} ms over {ortMs.Count} runs (min {ortMs.Min():F2}, max {ortMs.Max():F2})");
-    if (fusedSession is not null)
-    {
-        string name = ExportOptimizationNames.Name(optimize!.Value);
-        double fused = Median(fusedMs);
-        Console.WriteLine($"[{bench.Name}] --optimize {name} vs plain output: max abs difference {fusedDiff.Max:E2} (max |output| {fusedDiff.Scale:F2})");
-        Console.WriteLine($"[{bench.Name}] ONNX Runtime, --optimize {name}          per step: median {fused:F2} ms over {fusedMs.Count} runs (min {fusedMs.Min():F2}, max {fusedMs.Max():F2})");
-        Console.WriteLine($"[{bench.Name}] plain / {name} profile: paired ratio {Median(pairRatios):F3} (median of back-to-back pairs), medians {ort / fused:F3}, " +
-            $"minima {ortMs.Min() / fusedMs.Min():F3} (> 1: the profile is faster)");
-    }
-    if (!noTorch)
-    {
-        double torchMedian = Median(torchMs);
-        Console.WriteLine($"[{bench.Name}] ORT vs TorchSharp output: max abs difference {torchDiff.Max:E2} (max |output| {torchDiff.Scale:F2})");
-        Console.WriteLine($"[{bench.Name}] TorchSharp (eval, no_grad)        per step: median {torchMedian:F2} ms over {torchMs.Count} runs (min {torchMs.Min():F2}, max {torchMs.Max():F2})");
-        Console.WriteLine($"[{bench.Name}] ratio TorchSharp / ONNX Runtime: medians {torchMedian / ort:F2}, minima {torchMs.Min() / ortMs.Min():F2} (> 1: ONNX Runtime faster)");
-        Console.WriteLine($"[{bench.Name}] ESTIMATE, UNet only (no text encoder, VAE decode, scheduler or host overhead): {steps} steps with CFG batch {batch} = " +
-            $"{steps * ort / 1000:F2} s (ONNX Runtime), {steps * torchMedian / 1000:F2} s (TorchSharp)");
-    }
+    StepBench.CompareAndTime(new StepPair(bench.Name, "UNet",
+        $"UNet {parameters:N0} parameters, block_out_channels [{string.Join(", ", config.BlockOutChannels)}], " +
+        $"layers_per_block {config.LayersPerBlock}, cross_attention_dim {config.CrossAttentionDim}; sample [{string.Join(", ", sample.shape)}] " +
+        $"({bench.Latent * 8}x{bench.Latent * 8} images); export {export:F2} s", ort.Step, unet is null ? null : TorchStep,
+        ortProfile is null ? null : new ProfileStep(ExportOptimizationNames.Name(optimize!.Value), ortProfile.Step)), warmup, runs, steps, batch);
 }
+
+// The SD3 transformer: a transformer/ folder from the exporter's RandomModelWriter, exported and, unless --no-torch, loaded
+// by TorchSharp (strict).
+void RunSd3(BenchConfig bench)
+{
+    using var scope = NewDisposeScope();
+    string model = Path.Combine(work, "sd3-" + bench.Name, "model");
+    string onnxFolder = Path.Combine(work, "sd3-" + bench.Name, "onnx");
+    RandomModelWriter.WriteTransformer(bench.Json, model, seed: 1);
+    var c = SD3TransformerConfig.Load(Path.Combine(model, "transformer", "config.json"));
+    // Parameters: the weights file less pos_embed.pos_embed, the fixed sin-cos position table diffusers saves as a buffer.
+    long parameters = RandomModelWriter.TransformerTensors(c).Where(w => w.Name != "pos_embed.pos_embed").Sum(w => w.Shape.Aggregate(1L, (a, b) => a * b));
+    using var transformer = noTorch ? null : SD3Transformer2DModel.FromFolder(Path.Combine(model, "transformer"));
+    transformer?.eval();
+    double export = Export(model, onnxFolder, ExportComponents.Transformer);
+
+    var g = new Generator(2);
+    var hidden = randn(new long[] { batch, c.InChannels, bench.Latent, bench.Latent }, generator: g);
+    var context = randn(new long[] { batch, tokens, c.JointAttentionDim }, generator: g);
+    var pooled = randn(new long[] { batch, c.PooledProjectionDim }, generator: g);
+    float[] timesteps = Timesteps();
+    var timestepTensor = tensor(timesteps);
+    using var ort = new OrtStepper(Path.Combine(onnxFolder, "transformer", "model.onnx"), threads,
+        (SD3TransformerGraph.HiddenStatesInput, hidden.data<float>().ToArray(), hidden.shape),
+        (SD3TransformerGraph.EncoderHiddenStatesInput, context.data<float>().ToArray(), context.shape),
+        (SD3TransformerGraph.PooledProjectionsInput, pooled.data<float>().ToArray(), pooled.shape),
+        (SD3TransformerGraph.TimestepInput, timesteps, [batch]));
+
+    float[] TorchStep()
+    {
+        using var s = NewDisposeScope();
+        using var _ = no_grad();
+        return transformer!.forward(hidden, context, pooled, timestepTensor).data<float>().ToArray();
+    }
+
+    long imageTokens = (long)(bench.Latent / c.PatchSize) * (bench.Latent / c.PatchSize);
+    StepBench.CompareAndTime(new StepPair("sd3-" + bench.Name, "SD3 transformer",
+        $"SD3 transformer {parameters:N0} parameters, {c.NumLayers} joint layers, {c.NumAttentionHeads} heads x {c.AttentionHeadDim} = {c.InnerDim} wide, " +
+        $"joint_attention_dim {c.JointAttentionDim}, pooled {c.PooledProjectionDim}; hidden_states [{string.Join(", ", hidden.shape)}] " +
+        $"({bench.Latent * 8}x{bench.Latent * 8} images, {imageTokens} image + {tokens} text tokens); export {export:F2} s", ort.Step,
+        transformer is null ? null : TorchStep),
+        warmup, runs, steps, batch);
+}
+
+double Export(string model, string output, ExportComponents components, ExportOptimization optimization = ExportOptimization.Plain)
+{
+    var clock = Stopwatch.StartNew();
+    OnnxExporter.Export(new ExportOptions { ModelFolder = model, OutputFolder = output, Components = components, Force = true, Optimize = optimization });
+    return clock.Elapsed.TotalSeconds;
+}
+
+// A classifier-free-guidance batch at different timesteps (981, 931, ...), in each family's units.
+float[] Timesteps() => Enumerable.Range(0, batch).Select(i => 981f - 50f * i).ToArray();
 
 static string LoadAverage()
 {
     try { return string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
     catch (IOException) { return "n/a"; }
     catch (UnauthorizedAccessException) { return "n/a"; }
-}
-
-static double Median(List<double> xs)
-{
-    var s = xs.Order().ToList();
-    return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
 }

@@ -27,7 +27,7 @@ internal static class BenchCommand
         var kind = new Option<string>("--kind") { Description = "Model to generate: sd15, sd21 or sd21-base.", DefaultValueFactory = _ => "sd15" };
         var parts = new Option<string>("--parts")
         {
-            Description = "Parts to export: all, or a comma-separated list of text_encoder,unet,vae_decoder,vae_encoder.",
+            Description = "Parts to export: all, or a comma-separated list of text_encoder,unet,vae_decoder,vae_encoder (an SD3 --model: transformer, e.g. a make-model --kind sd3-medium folder).",
             DefaultValueFactory = _ => "unet",
         };
         var model = new Option<string?>("--model") { Description = "Export this existing diffusers folder instead of generating one (e.g. from make-model)." };
@@ -129,6 +129,7 @@ internal static class BenchCommand
         if (parts.HasFlag(ExportComponents.Unet)) total += new FileInfo(folder.Unet.WeightsPath).Length;
         if (parts.HasFlag(ExportComponents.VaeDecoder) || parts.HasFlag(ExportComponents.VaeEncoder)) total += new FileInfo(folder.Vae.WeightsPath).Length;
         if (parts.HasFlag(ExportComponents.TextEncoder)) total += new FileInfo(folder.TextEncoder.WeightsPath).Length;
+        if (parts.HasFlag(ExportComponents.Transformer)) total += new FileInfo(folder.Transformer.WeightsPath).Length;
         return total;
     }
 

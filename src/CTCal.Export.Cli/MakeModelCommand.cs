@@ -9,29 +9,29 @@ namespace CTCal.Export.Cli;
 /// <summary>
 /// <c>ctcal-export make-model</c>: writes a full-size diffusers folder (SD 1.5, SD 2.1-768-v or SD 2.1-base, the published
 /// configs of <see cref="ReferenceModels"/>) with seeded random weights, for benchmarks and opt-in tests
-/// (<see cref="RandomModelWriter"/>).
+/// (<see cref="RandomModelWriter"/>); <c>sd3-medium</c> writes only the SD3-medium transformer (<c>transformer/</c>).
 /// </summary>
 internal static class MakeModelCommand
 {
     /// <summary>The command and its options.</summary>
     public static Command Create()
     {
-        var kind = new Option<string>("--kind") { Description = "sd15, sd21 (768, v-prediction) or sd21-base (512, epsilon).", Required = true };
+        var kind = new Option<string>("--kind") { Description = "sd15, sd21 (768, v-prediction), sd21-base (512, epsilon) or sd3-medium (the SD3-medium transformer only).", Required = true };
         var output = new Option<string>("--out") { Description = "Folder to create (must not exist or be empty).", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "Weight seed; the same seed gives byte-identical weights.", DefaultValueFactory = _ => 1UL };
         var dtype = new Option<string>("--dtype") { Description = "fp32 or fp16 weights.", DefaultValueFactory = _ => "fp32" };
         var tokenizer = new Option<string>("--tokenizer")
         {
-            Description = "Folder with the CLIP BPE vocab.json and merges.txt to copy into tokenizer/ (e.g. tests/data/fixtures/clip-tokenizer, or any SD model's tokenizer/).",
-            Required = true,
+            Description = "Folder with the CLIP BPE vocab.json and merges.txt to copy into tokenizer/ (e.g. tests/data/fixtures/clip-tokenizer, or any SD model's tokenizer/); " +
+                "required except for sd3-medium.",
         };
         var components = new Option<string>("--components") { Description = "Comma-separated: unet,vae,text_encoder.", DefaultValueFactory = _ => "unet,vae,text_encoder" };
-        var command = new Command("make-model", "Write a full-size SD 1.5/2.1 diffusers folder with seeded random weights (for benchmarks and tests).")
+        var command = new Command("make-model", "Write a full-size SD 1.5/2.1 diffusers folder, or the SD3-medium transformer, with seeded random weights (for benchmarks and tests).")
         {
             kind, output, seed, dtype, tokenizer, components,
         };
         command.SetAction(parse => Run(parse.GetValue(kind)!, parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(dtype)!,
-            parse.GetValue(tokenizer)!, parse.GetValue(components)!));
+            parse.GetValue(tokenizer), parse.GetValue(components)!));
         return command;
     }
 
@@ -44,21 +44,34 @@ internal static class MakeModelCommand
         _ => throw new ArgumentException($"--dtype: unknown value '{text}' (expected fp32 or fp16)"),
     };
 
-    private static int Run(string kind, string output, ulong seed, string dtypeText, string tokenizer, string componentsText)
+    private static int Run(string kind, string output, ulong seed, string dtypeText, string? tokenizer, string componentsText)
     {
-        ReferenceModel model;
+        string label;
+        Func<SafetensorsDType, RandomModelResult> write;
         SafetensorsDType dtype;
         string[] parts = componentsText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         try
         {
-            model = ReferenceModels.Get(kind);
             dtype = ParseDtype(dtypeText);
-            foreach (string p in parts)
+            if (string.Equals(kind, ReferenceModels.Sd3MediumTransformerKind, StringComparison.OrdinalIgnoreCase))
             {
-                if (!RandomModelWriter.ComponentNames.Contains(p))
-                    throw new ArgumentException($"--components: unknown part '{p}' (expected {string.Join(", ", RandomModelWriter.ComponentNames)})");
+                // The SD3-medium transformer alone: no tokenizer, no other parts.
+                label = $"{ReferenceModels.Sd3MediumTransformerKind} transformer (stabilityai/stable-diffusion-3-medium-diffusers)";
+                write = d => RandomModelWriter.WriteTransformer(ReferenceModels.Sd3MediumTransformerConfigJson, output, seed, d, Console.WriteLine);
             }
-            if (parts.Length == 0) throw new ArgumentException("--components: no part given");
+            else
+            {
+                var model = ReferenceModels.Get(kind);
+                foreach (string p in parts)
+                {
+                    if (!RandomModelWriter.ComponentNames.Contains(p))
+                        throw new ArgumentException($"--components: unknown part '{p}' (expected {string.Join(", ", RandomModelWriter.ComponentNames)})");
+                }
+                if (parts.Length == 0) throw new ArgumentException("--components: no part given");
+                string bpe = tokenizer ?? throw new ArgumentException($"--tokenizer: required for {model.Kind}");
+                label = $"{model.Kind} ({model.Source})";
+                write = d => RandomModelWriter.Write(model, output, seed, bpe, d, parts, Console.WriteLine);
+            }
         }
         catch (ArgumentException e)
         {
@@ -69,8 +82,8 @@ internal static class MakeModelCommand
         try
         {
             var sw = Stopwatch.StartNew();
-            Console.WriteLine($"{model.Kind} ({model.Source}), seed {seed}, {dtypeText} -> {Path.GetFullPath(output)}");
-            var result = RandomModelWriter.Write(model, output, seed, tokenizer, dtype, parts, Console.WriteLine);
+            Console.WriteLine($"{label}, seed {seed}, {dtypeText} -> {Path.GetFullPath(output)}");
+            var result = write(dtype);
             Console.WriteLine($"wrote {result.TotalWeightBytes / 1e9:F3} GB of weights in {sw.Elapsed.TotalSeconds:F1} s");
             return 0;
         }

@@ -338,7 +338,7 @@ public static class OnnxExporter
         var (scheduler, version) = source.ModelIndexEntries("FlowMatchEulerDiscreteScheduler");
         var index = new JsonObject
         {
-            ["_class_name"] = "ORTStableDiffusion3Pipeline",
+            ["_class_name"] = ModelFolder.SD3OnnxPipelineClass,
             ["_diffusers_version"] = version,
             ["scheduler"] = scheduler,
             ["tokenizer"] = new JsonArray("transformers", "CLIPTokenizer"),

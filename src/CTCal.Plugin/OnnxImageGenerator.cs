@@ -1,5 +1,6 @@
 using System.Composition;
 using CTCal.Contracts;
+using CTCal.Core.Models;
 using CTCal.Core.Schedulers;
 using CTCal.Plugin.Hosting;
 using CTCal.Plugin.Imaging;
@@ -126,7 +127,7 @@ internal sealed class OnnxImageGenerator : IImageGenerator
             string lower = "lower Width and Height (memory grows with width x height, and with its square in the attention layers)";
             if (batchedGuidance)
             {
-                lower += ", or set memoryMode \"low\" (guidance as two UNet calls of batch 1)";
+                lower += ", or set memoryMode \"low\" (guidance as two UNet or SD3 transformer calls of batch 1)";
             }
 
             if (settings.MemoryLimitMiB is not null)
@@ -135,7 +136,7 @@ internal sealed class OnnxImageGenerator : IImageGenerator
             }
 
             message = $"Not enough memory to generate {p.Width}x{p.Height} with model '{p.Model}' on {provider} " +
-                $"({p.BatchCount} image(s), made one after another, so fewer images do not help; UNet batch {(batchedGuidance ? 2 : 1)}): " +
+                $"({p.BatchCount} image(s), made one after another, so fewer images do not help; {(sessions.SD3 is null ? "UNet" : "transformer")} batch {(batchedGuidance ? 2 : 1)}): " +
                 $"{limit} ran out ({OutOfMemory.Describe(ex)}). To fit, {lower}. The model stays loaded; smaller requests work.";
         }
 
@@ -167,11 +168,7 @@ internal sealed class OnnxImageGenerator : IImageGenerator
             throw new ArgumentOutOfRangeException(nameof(request), $"BatchCount must be from 1 to {MaxBatchCount}, got {request.BatchCount}");
         }
 
-        string scheduler = (request.Scheduler ?? defaultScheduler).Trim().ToLowerInvariant();
-        if (!SchedulerFactory.Names.Contains(scheduler))
-        {
-            throw new ArgumentException($"Unknown scheduler '{request.Scheduler ?? defaultScheduler}' (known: {string.Join(", ", SchedulerFactory.Names)})", nameof(request));
-        }
+        string scheduler = ResolveScheduler(request.Scheduler, defaultScheduler, model);
 
         if (request.InitImage is not null && (!double.IsFinite(request.Strength) || request.Strength < 0 || request.Strength > 1))
         {
@@ -187,6 +184,41 @@ internal sealed class OnnxImageGenerator : IImageGenerator
         return new GenerationParameters(
             model.Id, request.Prompt, request.NegativePrompt, width, height, request.Steps, request.GuidanceScale, seed, request.BatchCount, scheduler,
             request.InitImage is null ? null : request.Strength);
+    }
+
+    /// <summary>
+    /// The sampler for <paramref name="model"/>: SD 1.x/2.x models take one of <see cref="SchedulerFactory.Names"/> (lower
+    /// case; unset: the settings' default); SD3 models sample with FlowMatchEulerDiscreteScheduler (unset, or named in any
+    /// case). A name of the other kind is refused, never mapped: a noise-prediction sampler cannot step a flow velocity.
+    /// </summary>
+    private static string ResolveScheduler(string? requested, string defaultScheduler, ModelInfo model)
+    {
+        bool sd3 = model.Family == ModelFamily.Sd3;
+        string flow = FlowMatchEulerDiscreteScheduler.ClassName;
+        string name = (requested ?? (sd3 ? flow : defaultScheduler)).Trim();
+        bool isFlow = SchedulerFactory.FlowMatchNames.Contains(name, StringComparer.OrdinalIgnoreCase);
+        bool isNoise = SchedulerFactory.Names.Contains(name.ToLowerInvariant());
+        if (sd3 && isNoise)
+        {
+            throw new ArgumentException(
+                $"Scheduler '{requested}' is a noise-prediction sampler for SD 1.x/2.x models; model '{model.Id}' is SD3 (flow matching) and samples with {flow} (name it or leave Scheduler unset)",
+                nameof(requested));
+        }
+
+        if (!sd3 && isFlow)
+        {
+            throw new ArgumentException(
+                $"Scheduler '{requested}' is the flow-matching sampler of SD3 models; model '{model.Id}' is {model.Family} (known: {string.Join(", ", SchedulerFactory.Names)})",
+                nameof(requested));
+        }
+
+        if (!isFlow && !isNoise)
+        {
+            throw new ArgumentException(
+                $"Unknown scheduler '{requested ?? defaultScheduler}' (known: {string.Join(", ", sd3 ? SchedulerFactory.FlowMatchNames : SchedulerFactory.Names)})", nameof(requested));
+        }
+
+        return isFlow ? flow : name.ToLowerInvariant();
     }
 
     private static void CheckSide(string name, int value)

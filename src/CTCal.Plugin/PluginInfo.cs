@@ -9,7 +9,7 @@ internal static class PluginInfo
     public const string PackageId = "ctcal.onnx";
 
     /// <summary>Model families this plugin generates with (comma-separated, <see cref="CTCal.Core.Models.ModelFamily"/>).</summary>
-    public const string Families = "sd1,sd2";
+    public const string Families = "sd1,sd2,sd3";
 
     /// <summary>ONNX Runtime execution providers compiled into this build (the <c>CTCalGpu</c> build switch), comma-separated.</summary>
 #if CTCAL_GPU_DIRECTML

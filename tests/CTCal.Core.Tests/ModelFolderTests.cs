@@ -96,6 +96,16 @@ public sealed class ModelFolderTests : IDisposable
         Assert.False(ModelFolder.Open(TinySd1).IsSD3);
     }
 
+    [Theory]
+    [InlineData(ModelFolder.SD3OnnxPipelineClass, true)]    // an SD3 ONNX export (Optimum's class name)
+    [InlineData("ORTStableDiffusionPipeline", false)]       // an SD 1.x/2.x ONNX export
+    public void AnOnnxExportIsSd3ByItsModelIndexClass(string className, bool sd3)
+    {
+        Directory.CreateDirectory(_dir);
+        File.WriteAllText(Path.Combine(_dir, "model_index.json"), $$"""{"_class_name": "{{className}}", "_diffusers_version": "0.29.2"}""");
+        Assert.Equal(sd3, ModelFolder.Open(_dir, ModelComponents.None).IsSD3);
+    }
+
     [Fact]
     public void AnSd3FolderMissingItsSecondEncoderAndT5AskedForByNameListsThem()
     {

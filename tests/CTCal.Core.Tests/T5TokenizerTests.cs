@@ -1,4 +1,3 @@
-using System.Text;
 using CTCal.Core.Text;
 using CTCal.Tests;
 using Xunit;
@@ -6,8 +5,7 @@ using Xunit;
 namespace CTCal.Core.Tests;
 
 /// <summary>
-/// The T5 tokenizer over a tiny hand-written SentencePiece Unigram model laid out as T5's (0 = &lt;pad&gt;, 1 = &lt;/s&gt;,
-/// 2 = &lt;unk&gt;, no BOS): what it checks is the SD3 pipeline's call (eos, truncation, padding), not T5's vocabulary.
+/// The T5 tokenizer over a tiny hand-written SentencePiece Unigram model laid out as T5's (<see cref="TinySentencePiece"/>): what it checks is the SD3 pipeline's call (eos, truncation, padding), not T5's vocabulary.
 /// </summary>
 public sealed class T5TokenizerTests : IDisposable
 {
@@ -15,71 +13,7 @@ public sealed class T5TokenizerTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    // Piece types of sentencepiece_model.proto.
-    private const int Normal = 1, Unknown = 2, Control = 3;
-
-    private static readonly (string Piece, float Score, int Type)[] Pieces =
-    [
-        ("<pad>", 0f, Control), ("</s>", 0f, Control), ("<unk>", 0f, Unknown),
-        ("\u2581a", -1f, Normal), ("\u2581red", -1f, Normal), ("\u2581cat", -1f, Normal), ("\u2581", -3f, Normal),
-        ("a", -5f, Normal), ("c", -5f, Normal), ("t", -5f, Normal), ("r", -5f, Normal), ("e", -5f, Normal), ("d", -5f, Normal),
-    ];
-
-    private string WriteModel()
-    {
-        var model = new MemoryStream();
-        foreach (var (piece, score, type) in Pieces)
-        {
-            var p = new MemoryStream();
-            Bytes(p, 1, Encoding.UTF8.GetBytes(piece));
-            Tag(p, 2, 5);
-            p.Write(BitConverter.GetBytes(score));
-            Varint(p, 3, type);
-            Bytes(model, 1, p.ToArray());
-        }
-        var trainer = new MemoryStream();
-        Varint(trainer, 3, 1);                 // model_type UNIGRAM
-        Varint(trainer, 4, Pieces.Length);      // vocab_size
-        Varint(trainer, 40, 2);                // unk_id
-        Varint(trainer, 41, -1);               // bos_id: none
-        Varint(trainer, 42, 1);                // eos_id
-        Varint(trainer, 43, 0);                // pad_id
-        Bytes(model, 2, trainer.ToArray());
-        var normalizer = new MemoryStream();
-        Bytes(normalizer, 1, Encoding.UTF8.GetBytes("identity"));
-        Varint(normalizer, 3, 1);              // add_dummy_prefix
-        Varint(normalizer, 4, 1);              // remove_extra_whitespaces
-        Varint(normalizer, 5, 1);              // escape_whitespaces
-        Bytes(model, 3, normalizer.ToArray());
-        string path = Path.Combine(_dir, T5Tokenizer.ModelFileName);
-        File.WriteAllBytes(path, model.ToArray());
-        return path;
-    }
-
-    private static void Tag(Stream s, int field, int wire) => Raw(s, (ulong)((field << 3) | wire));
-
-    private static void Varint(Stream s, int field, long value)
-    {
-        Tag(s, field, 0);
-        Raw(s, unchecked((ulong)value)); // negative int32 fields are 10-byte two's complement varints
-    }
-
-    private static void Bytes(Stream s, int field, byte[] data)
-    {
-        Tag(s, field, 2);
-        Raw(s, (ulong)data.Length);
-        s.Write(data);
-    }
-
-    private static void Raw(Stream s, ulong v)
-    {
-        while (v >= 0x80)
-        {
-            s.WriteByte((byte)(v | 0x80));
-            v >>= 7;
-        }
-        s.WriteByte((byte)v);
-    }
+    private string WriteModel() => TinySentencePiece.Write(_dir);
 
     [Fact]
     public void EncodesAppendsEosAndPadsToMaxLength()

@@ -117,6 +117,25 @@ public sealed class RandomModelWriterTests : IDisposable
     }
 
     [Fact]
+    public void Transformer_folder_holds_the_tensors_of_a_diffusers_save_and_exports()
+    {
+        // the tiny-sd3 fixture: a diffusers 0.29.2 SD3Transformer2DModel saved by diffusers itself
+        string fixture = Path.Combine(TestPaths.Fixtures, "sd3", "tiny-sd3", "transformer");
+        string output = Path.Combine(_root, "sd3");
+        var result = RandomModelWriter.WriteTransformer(File.ReadAllText(Path.Combine(fixture, "config.json")), output, 1);
+
+        using var written = SafetensorsFile.Open(Path.Combine(output, "transformer", "diffusion_pytorch_model.safetensors"));
+        using var real = SafetensorsFile.Open(Path.Combine(fixture, "diffusion_pytorch_model.safetensors"));
+        static string[] Keys(SafetensorsFile f) =>
+            f.Tensors.Select(t => $"{t.Name} [{string.Join(", ", t.Shape)}]").Order(StringComparer.Ordinal).ToArray();
+        Assert.Equal(Keys(real), Keys(written));
+        Assert.Equal(real.Tensors.Sum(t => t.ElementCount) * 4, result.TotalWeightBytes);
+
+        OnnxExporter.Export(new ExportOptions { ModelFolder = output, OutputFolder = Path.Combine(_root, "sd3-onnx"), Components = ExportComponents.Transformer });
+        Assert.True(File.Exists(Path.Combine(_root, "sd3-onnx", "transformer", "model.onnx")));
+    }
+
+    [Fact]
     public void Refuses_a_non_empty_output_and_a_tokenizer_the_text_encoder_cannot_embed()
     {
         var model = Tiny(ReferenceModels.Sd15, TinyConfigs.Sd1);

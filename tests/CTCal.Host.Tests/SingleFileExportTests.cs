@@ -8,7 +8,8 @@ namespace CTCal.Host.Tests;
 
 /// <summary>
 /// The plugin's one-click export takes an original single-file checkpoint as <see cref="ModelExportRequest.CheckpointFolder"/>
-/// (with its tokenizer and configs given), registers the same model the folder gives, and refuses a pickle file.
+/// (with its tokenizer and configs given), registers the same model the folder gives, and refuses a pickle file; an SD3
+/// diffusers folder exports and generates.
 /// </summary>
 public sealed class SingleFileExportTests : IDisposable
 {
@@ -48,25 +49,26 @@ public sealed class SingleFileExportTests : IDisposable
         Assert.Contains("pickle", e.Message);
     }
 
-    /// <summary>The plugin has no SD3 pipeline yet: one-click export of an SD3 folder is refused before anything is written.</summary>
+    /// <summary>One-click export of an SD3 diffusers folder (no T5) registers a model the plugin generates with.</summary>
     [Fact]
-    public async Task One_click_export_of_an_SD3_folder_is_refused_before_anything_is_written()
+    public async Task One_click_export_of_an_SD3_folder_registers_a_model_that_generates()
     {
         PluginFolders.CopyPlugin(_root, "onnx");
         string plugins = PluginFolders.WritePluginsJson(_root, PluginFolders.Entry("ctcal.onnx", "onnx"));
         var log = new RecordingLog();
         using var host = PluginHost.Load(PluginsFile.Load(plugins), log, _ => log);
-        var exporter = Assert.Single(Assert.Single(host.Plugins).Exporters).Value;
-        var models = new HashSet<string>(Directory.EnumerateFileSystemEntries(_root, "*", SearchOption.AllDirectories));
+        var plugin = Assert.Single(host.Plugins);
+        var exporter = Assert.Single(plugin.Exporters).Value;
+        var generator = Assert.Single(plugin.Generators).Value;
 
-        string sd3 = Path.Combine(_root, "sd3-source");
-        Directory.CreateDirectory(Path.Combine(sd3, "transformer"));
-        File.WriteAllText(Path.Combine(sd3, "model_index.json"), """{"_class_name": "StableDiffusion3Pipeline", "_diffusers_version": "0.29.2"}""");
-        models.UnionWith(Directory.EnumerateFileSystemEntries(sd3, "*", SearchOption.AllDirectories).Append(sd3));
+        string sd3 = TinySd3Folder.Write(Path.Combine(_root, "sd3-source"), seed: 3);
+        var exported = await exporter.ExportAsync(new ModelExportRequest(sd3, "sd3"));
+        Assert.True(File.Exists(Path.Combine(exported.Folder, "transformer", "model.onnx")));
+        Assert.Equal(ModelFamily.Sd3, Assert.Single(await generator.ListModelsAsync(), m => m.Id == "sd3").Family);
 
-        var e = await Assert.ThrowsAsync<ArgumentException>(() => exporter.ExportAsync(new ModelExportRequest(sd3, "sd3")));
-        Assert.Contains(sd3, e.Message);
-        Assert.Contains("Stable Diffusion 3", e.Message);
-        Assert.Equal(models.Order(), Directory.EnumerateFileSystemEntries(_root, "*", SearchOption.AllDirectories).Order());
+        var result = await generator.GenerateAsync(new GenerationRequest { Model = "sd3", Prompt = "a red cube", Width = 16, Height = 16, Steps = 2, Seed = 1 });
+        Assert.Equal("FlowMatchEulerDiscreteScheduler", result.Parameters.Scheduler);
+        Assert.NotEmpty(Assert.Single(result.Images).Png);
+        Assert.Contains(result.Warnings, w => w.Contains("text_encoder_3", StringComparison.Ordinal));
     }
 }

@@ -13,6 +13,10 @@ namespace CTCal.Integration.Tests;
 /// position table of 8 x 8 patches. With <c>withT5</c> the folder also has a tiny T5 v1.1 encoder (text_encoder_3) and a
 /// tokenizer_3 folder holding only a tokenizer_config.json (the export copies it; nothing here tokenizes). Owns the models
 /// and the folder.
+/// <para>With <c>servable</c> the parts fit together as one pipeline the plugin can generate with: transformer in and out
+/// channels = the VAE's 16 latent channels, CLIP encoders with the tokenizer's 49408 ids and 77 positions (CLIP-G pooling
+/// at the tokenizer's end-of-text id), T5 d_model = joint_attention_dim 20, and tokenizer_3 with a tiny SentencePiece
+/// model (<see cref="TinySentencePiece"/>).</para>
 /// </summary>
 public sealed class TinySD3Pipeline : IDisposable
 {
@@ -115,17 +119,30 @@ public sealed class TinySD3Pipeline : IDisposable
     }
     """;
 
-    public TinySD3Pipeline(int seed, string root, bool withT5 = false)
+    private readonly string _transformerJson;
+    private readonly string _textEncoderJson;
+    private readonly string _textEncoder2Json;
+    private readonly string _textEncoder3Json;
+    private readonly bool _servable;
+
+    public TinySD3Pipeline(int seed, string root, bool withT5 = false, bool servable = false)
     {
         Root = root;
         Folder = Path.Combine(root, "model");
-        Transformer = new SD3Transformer2DModel(SD3TransformerConfig.Parse(TransformerJson));
-        TextEncoder = new CLIPTextModelWithProjection(ClipTextConfig.Parse(TextEncoderJson, "text_encoder/config.json"));
-        TextEncoder2 = new CLIPTextModelWithProjection(ClipTextConfig.Parse(TextEncoder2Json, "text_encoder_2/config.json"));
+        _servable = servable;
+        _transformerJson = servable ? With(TransformerJson, ("in_channels", 16), ("out_channels", 16)) : TransformerJson;
+        _textEncoderJson = servable ? With(TextEncoderJson, ("vocab_size", 49408), ("max_position_embeddings", 77)) : TextEncoderJson;
+        _textEncoder2Json = servable
+            ? With(TextEncoder2Json, ("vocab_size", 49408), ("max_position_embeddings", 77), ("bos_token_id", 49406), ("eos_token_id", 49407))
+            : TextEncoder2Json;
+        _textEncoder3Json = servable ? With(TextEncoder3Json, ("d_model", 20)) : TextEncoder3Json;
+        Transformer = new SD3Transformer2DModel(SD3TransformerConfig.Parse(_transformerJson));
+        TextEncoder = new CLIPTextModelWithProjection(ClipTextConfig.Parse(_textEncoderJson, "text_encoder/config.json"));
+        TextEncoder2 = new CLIPTextModelWithProjection(ClipTextConfig.Parse(_textEncoder2Json, "text_encoder_2/config.json"));
         Vae = new AutoencoderKL(VaeConfig.Parse(VaeJson));
         if (withT5)
         {
-            TextEncoder3 = new T5EncoderModel(T5Config.Parse(TextEncoder3Json));
+            TextEncoder3 = new T5EncoderModel(T5Config.Parse(_textEncoder3Json));
             RandomWeights.Fill(TextEncoder3, seed + 4);
             TextEncoder3.eval();
         }
@@ -155,9 +172,9 @@ public sealed class TinySD3Pipeline : IDisposable
 
     private void WriteFolder()
     {
-        Write("transformer/config.json", TransformerJson);
-        Write("text_encoder/config.json", TextEncoderJson);
-        Write("text_encoder_2/config.json", TextEncoder2Json);
+        Write("transformer/config.json", _transformerJson);
+        Write("text_encoder/config.json", _textEncoderJson);
+        Write("text_encoder_2/config.json", _textEncoder2Json);
         Write("vae/config.json", VaeJson);
         DiffusersWeights.Save(Transformer, Path.Combine(Folder, "transformer", "diffusion_pytorch_model.safetensors"));
         DiffusersWeights.Save(TextEncoder, Path.Combine(Folder, "text_encoder", "model.safetensors"));
@@ -173,9 +190,10 @@ public sealed class TinySD3Pipeline : IDisposable
         }
         if (TextEncoder3 is not null)
         {
-            Write("text_encoder_3/config.json", TextEncoder3Json);
+            Write("text_encoder_3/config.json", _textEncoder3Json);
             DiffusersWeights.Save(TextEncoder3, Path.Combine(Folder, "text_encoder_3", "model.safetensors"));
             Write("tokenizer_3/tokenizer_config.json", """{ "model_max_length": 256, "tokenizer_class": "T5Tokenizer" }""");
+            if (_servable) TinySentencePiece.Write(Path.Combine(Folder, "tokenizer_3"));
         }
         Write("scheduler/scheduler_config.json", """{ "_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": "0.29.2", "num_train_timesteps": 1000, "shift": 3.0 }""");
         var index = new JsonObject
@@ -193,6 +211,14 @@ public sealed class TinySD3Pipeline : IDisposable
             ["vae"] = new JsonArray("diffusers", "AutoencoderKL"),
         };
         Write("model_index.json", index.ToJsonString());
+    }
+
+    /// <summary><paramref name="json"/> with the given top-level integer fields replaced.</summary>
+    private static string With(string json, params (string Key, int Value)[] fields)
+    {
+        var node = JsonNode.Parse(json)!.AsObject();
+        foreach (var (key, value) in fields) node[key] = value;
+        return node.ToJsonString();
     }
 
     private void Write(string relative, string text)

@@ -43,7 +43,7 @@ public sealed class WindowsLayoutTests
         Assert.Equal(typeof(IPluginContext).Assembly.GetName().Version!.ToString(), manifest.ContractsVersion);
         Assert.Equal(".NETCoreApp,Version=v8.0", manifest.TargetFramework);
         Assert.Equal(Rid, manifest.Rid);
-        Assert.Equal(["sd1", "sd2"], manifest.Families);
+        Assert.Equal(["sd1", "sd2", "sd3"], manifest.Families);
         Assert.Equal(["cpu"], manifest.ExecutionProviders); // the DirectML build needs -p:CTCalGpu=DirectML and its package
         Assert.Equal("trainer/ctcal-train.exe", manifest.Trainer);
         Assert.True(File.Exists(Path.Combine(Folder, manifest.Trainer)));

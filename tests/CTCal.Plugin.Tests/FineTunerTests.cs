@@ -240,4 +240,17 @@ public sealed class FineTunerTests : IDisposable
         Assert.False(File.Exists(Path.Combine(_root, "started")));
         Assert.Empty(exporter.Requests);
     }
+
+    [Fact]
+    public async Task AFullFineTuneOfAnSD3BaseIsRefusedBeforeAnyProcessStarts()
+    {
+        var (tuner, exporter) = Create("touch '" + Path.Combine(_root, "started") + "'");
+        var request = Request();
+        File.WriteAllText(Path.Combine(request.Job.Model!, "model_index.json"), """{"_class_name": "StableDiffusion3Pipeline", "_diffusers_version": "0.29.2"}""");
+        var e = await Assert.ThrowsAsync<ArgumentException>(() => tuner.FineTuneAsync(request with { Job = request.Job with { Full = true } }));
+        Assert.Contains(request.Job.Model!, e.Message);
+        Assert.Contains("SD3", e.Message);
+        Assert.False(File.Exists(Path.Combine(_root, "started")));
+        Assert.Empty(exporter.Requests);
+    }
 }

@@ -14,6 +14,24 @@ public sealed class ModelCatalogTests : IDisposable
 
     private string Models => Path.Combine(_root, "models");
 
+    /// <summary>An SD3 folder (by its model_index.json class) with parts missing is left out, the log naming them.</summary>
+    [Fact]
+    public void AnIncompleteSD3FolderIsSkippedNamingTheMissingParts()
+    {
+        string sd3 = Path.Combine(Models, "sd3");
+        Directory.CreateDirectory(Path.Combine(sd3, "transformer"));
+        File.WriteAllText(Path.Combine(sd3, "model_index.json"), """{"_class_name": "ORTStableDiffusion3Pipeline", "_diffusers_version": "0.29.2"}""");
+        File.WriteAllText(Path.Combine(sd3, "transformer", "model.onnx"), "");
+        var log = new RecordingLog();
+
+        Assert.Empty(new ModelCatalog(Models, log).Scan());
+        string warning = Assert.Single(log.Warnings);
+        Assert.Contains("not a complete SD3 ONNX model folder", warning);
+        Assert.Contains("text_encoder_2/model.onnx", warning);
+        Assert.Contains("scheduler/scheduler_config.json", warning);
+        Assert.DoesNotContain("unet", warning);
+    }
+
     [Fact]
     public void ListingsReadTheFoldersOnlyWhenTheModelsFolderChanged()
     {

@@ -140,6 +140,33 @@ public static class ReferenceModels
         }
         """, schedulerClass: "PNDMScheduler");
 
+    /// <summary>Kind name of <see cref="Sd3MediumTransformerConfigJson"/> (<c>make-model</c>, the benchmarks).</summary>
+    public const string Sd3MediumTransformerKind = "sd3-medium";
+
+    /// <summary>
+    /// <c>transformer/config.json</c> of stabilityai/stable-diffusion-3-medium-diffusers (diffusers 0.29): 24 joint blocks,
+    /// 24 heads of 64 (1536 wide), joint_attention_dim 4096, pooled 2048, patch 2, 16 latent channels, position table
+    /// 192 x 192 patches; 2.03 B parameters (8.1 GB fp32). Only the transformer: the SD3 text encoders and VAE are not
+    /// generated. Written from the published file without access to it, like the configs above; the config tests parse it.
+    /// </summary>
+    public const string Sd3MediumTransformerConfigJson = """
+        {
+          "_class_name": "SD3Transformer2DModel",
+          "_diffusers_version": "0.29.0.dev0",
+          "attention_head_dim": 64,
+          "caption_projection_dim": 1536,
+          "in_channels": 16,
+          "joint_attention_dim": 4096,
+          "num_attention_heads": 24,
+          "num_layers": 24,
+          "out_channels": 16,
+          "patch_size": 2,
+          "pooled_projection_dim": 2048,
+          "pos_embed_max_size": 192,
+          "sample_size": 128
+        }
+        """;
+
     /// <summary>All three, in the order sd15, sd21, sd21-base.</summary>
     public static IReadOnlyList<ReferenceModel> All { get; } = [Sd15, Sd21, Sd21Base];
 

@@ -78,6 +78,9 @@ public sealed class ModelFolder
     /// <summary>The <c>_class_name</c> of diffusers' SD3 pipeline in <c>model_index.json</c>.</summary>
     public const string SD3PipelineClass = "StableDiffusion3Pipeline";
 
+    /// <summary>The <c>_class_name</c> Optimum (and CTCal's exporter) write into an SD3 ONNX folder's <c>model_index.json</c>.</summary>
+    public const string SD3OnnxPipelineClass = "ORTStableDiffusion3Pipeline";
+
     /// <summary>The folder's full path.</summary>
     public string Root { get; }
 
@@ -112,11 +115,11 @@ public sealed class ModelFolder
     public TokenizerFiles Tokenizer2 => _tokenizer2 ?? throw NotResolved("tokenizer_2");
 
     /// <summary>
-    /// A Stable Diffusion 3 folder: <c>model_index.json</c> names <see cref="SD3PipelineClass"/>, or (no index) the folder has
-    /// <c>transformer/</c> and no <c>unet/</c>.
+    /// A Stable Diffusion 3 folder: <c>model_index.json</c> names <see cref="SD3PipelineClass"/> (or, for an ONNX export,
+    /// <see cref="SD3OnnxPipelineClass"/>), or (no index) the folder has <c>transformer/</c> and no <c>unet/</c>.
     /// </summary>
     public bool IsSD3 => ModelIndexPath is not null
-        ? ModelIndex.Load(ModelIndexPath).ClassName == SD3PipelineClass
+        ? ModelIndex.Load(ModelIndexPath).ClassName is SD3PipelineClass or SD3OnnxPipelineClass
         : _transformer is not null && _unet is null;
 
     /// <summary>The components whose files were all found.</summary>

@@ -72,18 +72,12 @@ public static class RandomModelWriter
             if (!ComponentNames.Contains(c)) throw new ArgumentException($"unknown component '{c}' (known: {string.Join(", ", ComponentNames)})", nameof(components));
         }
 
-        string output = Path.GetFullPath(outputFolder).TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
-        if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
-            throw new IOException($"{output}: the output folder exists and is not empty; choose a new folder");
         string vocab = Path.Combine(tokenizerFolder, "vocab.json");
         string merges = Path.Combine(tokenizerFolder, "merges.txt");
         CheckTokenizer(vocab, merges, model.TextEncoder.VocabSize);
 
-        string parent = Path.GetDirectoryName(output) ?? throw new IOException($"{output}: has no parent folder");
-        Directory.CreateDirectory(parent);
-        string staging = Path.Combine(parent, $".{Path.GetFileName(output)}.partial-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(staging);
-        try
+        var bytes = new Dictionary<string, long>(StringComparer.Ordinal);
+        string output = InStaging(outputFolder, staging =>
         {
             AtomicFile.WriteText(Path.Combine(staging, "model_index.json"), model.ModelIndexJson.Trim() + "\n");
             Directory.CreateDirectory(Path.Combine(staging, "scheduler"));
@@ -94,7 +88,6 @@ public static class RandomModelWriter
             AtomicFile.WriteText(Path.Combine(staging, "tokenizer", "special_tokens_map.json"), model.SpecialTokensMapJson.Trim() + "\n");
             AtomicFile.WriteText(Path.Combine(staging, "tokenizer", "tokenizer_config.json"), model.TokenizerConfigJson.Trim() + "\n");
 
-            var bytes = new Dictionary<string, long>(StringComparer.Ordinal);
             foreach (string component in ComponentNames.Where(components.Contains))
             {
                 var tensors = Tensors(model, component);
@@ -112,10 +105,66 @@ public static class RandomModelWriter
                 RandomWeights.Write(Path.Combine(folder, weights), tensors, seed, dtype);
                 bytes[component] = RandomWeights.ByteCount(tensors, dtype);
             }
+        });
+        return new RandomModelResult(output, bytes);
+    }
 
+    /// <summary>
+    /// The tensors (diffusers names and shapes) of an SD3 transformer: <see cref="SD3TransformerGraph"/>'s weights plus the
+    /// last (context_pre_only) block's <c>attn.add_q_proj</c>, which diffusers creates and saves although nothing uses it
+    /// (the graph lists it as unused), so the trainer's strict load and the byte count match a real folder.
+    /// </summary>
+    public static IReadOnlyList<WeightRequirement> TransformerTensors(SD3TransformerConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var graph = SD3TransformerGraph.Build(config, fp16Weights: false);
+        string unused = $"transformer_blocks.{config.NumLayers - 1}.attn.add_q_proj";
+        WeightRequirement[] created = [new(unused + ".weight", [config.InnerDim, config.InnerDim]), new(unused + ".bias", [config.InnerDim])];
+        return graph.Weights.Concat(created.Where(w => graph.UnusedWeights.Contains(w.Name))).ToList();
+    }
+
+    /// <summary>
+    /// Writes a folder holding only <c>transformer/</c> (config.json and seeded random weights) of the SD3 transformer
+    /// <paramref name="configJson"/> describes, e.g. <see cref="ReferenceModels.Sd3MediumTransformerConfigJson"/>: what the
+    /// exporter (<see cref="ExportComponents.Transformer"/>) and the trainer's <c>SD3Transformer2DModel</c> read. Built and
+    /// renamed into place like <see cref="Write"/>; tensors are streamed one at a time.
+    /// </summary>
+    /// <exception cref="IOException">the output folder is not empty, or a write failed.</exception>
+    /// <exception cref="DiffusersConfigException">the config is not a valid SD3 transformer config.</exception>
+    public static RandomModelResult WriteTransformer(string configJson, string outputFolder, ulong seed,
+        SafetensorsDType dtype = SafetensorsDType.F32, Action<string>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(configJson);
+        ArgumentNullException.ThrowIfNull(outputFolder);
+        var tensors = TransformerTensors(SD3TransformerConfig.Parse(configJson));
+        long bytes = RandomWeights.ByteCount(tensors, dtype);
+        progress?.Invoke($"transformer: {tensors.Count} tensors, {bytes / 1e6:F1} MB");
+        string output = InStaging(outputFolder, staging =>
+        {
+            string folder = Path.Combine(staging, "transformer");
+            Directory.CreateDirectory(folder);
+            AtomicFile.WriteText(Path.Combine(folder, "config.json"), configJson.Trim() + "\n");
+            RandomWeights.Write(Path.Combine(folder, "diffusion_pytorch_model.safetensors"), tensors, seed, dtype);
+        });
+        return new RandomModelResult(output, new Dictionary<string, long>(StringComparer.Ordinal) { ["transformer"] = bytes });
+    }
+
+    // Refuses a non-empty output folder, fills a hidden sibling staging folder and renames it into place; returns the full path.
+    private static string InStaging(string outputFolder, Action<string> fill)
+    {
+        string output = Path.GetFullPath(outputFolder).TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
+        if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
+            throw new IOException($"{output}: the output folder exists and is not empty; choose a new folder");
+        string parent = Path.GetDirectoryName(output) ?? throw new IOException($"{output}: has no parent folder");
+        Directory.CreateDirectory(parent);
+        string staging = Path.Combine(parent, $".{Path.GetFileName(output)}.partial-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(staging);
+        try
+        {
+            fill(staging);
             if (Directory.Exists(output)) Directory.Delete(output); // empty, checked above
             Directory.Move(staging, output);
-            return new RandomModelResult(output, bytes);
+            return output;
         }
         catch
         {

@@ -53,15 +53,6 @@ internal sealed class OnnxModelExporter : IModelExporter
             throw new ArgumentException(WeightFiles.PickleRefusal(request.CheckpointFolder), nameof(request));
         }
 
-        if (Directory.Exists(request.CheckpointFolder) && IsSD3Folder(request.CheckpointFolder))
-        {
-            // Refused before anything is written: the exporter can write an SD3 ONNX folder, but the plugin has no SD3
-            // pipeline yet, so the registered model would fail at its first load.
-            throw new ArgumentException(
-                $"{request.CheckpointFolder} is a Stable Diffusion 3 folder; this plugin generates with SD 1.x/2.x models only so far " +
-                "(ctcal-export writes SD3 ONNX folders, but the plugin cannot serve them yet)", nameof(request));
-        }
-
         if (request.UnetWeights is not null && !File.Exists(request.UnetWeights))
         {
             throw new ArgumentException($"UnetWeights {request.UnetWeights} does not exist", nameof(request));
@@ -141,19 +132,6 @@ internal sealed class OnnxModelExporter : IModelExporter
         catch (Exception e) when (e is ModelFolderException or CTCal.Core.Safetensors.SafetensorsException or CTCal.Core.Diffusers.DiffusersConfigException or ArgumentException or IOException)
         {
             _runtime.Log.Log(LogSeverity.Warning, e.Message);
-        }
-    }
-
-    /// <summary>An SD3 diffusers folder by the core's rule (<see cref="ModelFolder.IsSD3"/>), nothing required to be present yet.</summary>
-    private static bool IsSD3Folder(string folder)
-    {
-        try
-        {
-            return ModelFolder.Open(folder, ModelComponents.None).IsSD3;
-        }
-        catch (DiffusersConfigException)
-        {
-            return false; // a malformed model_index.json: the export reports it itself
         }
     }
 }

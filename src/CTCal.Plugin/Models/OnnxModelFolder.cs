@@ -19,9 +19,10 @@ namespace CTCal.Plugin.Models;
 /// and the cross-attention width from the UNet's inputs, the native size from a fixed UNet sample size or 512, and,
 /// without a scheduler config, diffusers' SD scheduler (PNDM, scaled_linear 0.00085..0.012) with epsilon prediction:
 /// v-prediction cannot be read from a graph, so a v-model needs <c>scheduler/scheduler_config.json</c>.</para>
+/// <para>SD3 folders (<c>transformer/</c> instead of <c>unet/</c>) are read by <see cref="LoadSD3"/>.</para>
 /// </summary>
 /// <param name="VaeScaleFactor">Pixels per latent cell: 2^(VAE blocks - 1), 8 for every SD 1.x/2.x VAE.</param>
-internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, int VaeScaleFactor = 8)
+internal sealed partial record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, int VaeScaleFactor = 8)
 {
     /// <summary>Files a folder must have, relative to it (model_index.json and the scheduler config are optional).</summary>
     public static readonly string[] RequiredFiles =
@@ -49,6 +50,9 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, 
 
     public string SchedulerConfigPath => Path.Combine(Folder, "scheduler", "scheduler_config.json");
 
+    /// <summary>The VAE's shift_factor (SD3: latents = (mean - shift) * scaling_factor); 0 for SD 1.x/2.x.</summary>
+    public double VaeShiftFactor { get; init; }
+
     /// <summary>The scheduler config as read when the folder was loaded, or the assumed default (null only for records made by hand in tests).</summary>
     public SchedulerConfig? Scheduler { get; init; }
 
@@ -66,6 +70,11 @@ internal sealed record OnnxModelFolder(ModelInfo Info, double VaeScalingFactor, 
     public static OnnxModelFolder Load(string folder)
     {
         folder = Path.GetFullPath(folder);
+        if (IsSD3Folder(folder))
+        {
+            return LoadSD3(folder);
+        }
+
         var missing = RequiredFiles.Where(f => !File.Exists(Path.Combine(folder, f))).ToArray();
         if (missing.Length > 0)
         {

@@ -15,6 +15,7 @@ internal sealed class ModelSessions : IDisposable
 {
     private readonly SessionOptions _options;
     private readonly Lazy<InferenceSession> _vaeEncoder;
+    private readonly InferenceSession? _unet;
 
     private ModelSessions(OnnxModelFolder model, SessionOptions options, ExecutionProviderKind provider, IReadOnlyList<string> warnings)
     {
@@ -32,7 +33,15 @@ internal sealed class ModelSessions : IDisposable
             Tokenizer = ClipTokenizer.FromFolder(model.TokenizerFolder);
             SchedulerConfig = model.Scheduler ?? SchedulerConfig.Load(model.SchedulerConfigPath);
             TextEncoder = new InferenceSession(model.TextEncoderPath, options);
-            Unet = new InferenceSession(model.UnetPath, options);
+            if (model.IsSD3)
+            {
+                SD3 = new SD3Sessions(model, options);
+            }
+            else
+            {
+                _unet = new InferenceSession(model.UnetPath, options);
+            }
+
             VaeDecoder = new InferenceSession(model.VaeDecoderPath, options);
         }
         catch
@@ -56,7 +65,11 @@ internal sealed class ModelSessions : IDisposable
 
     public InferenceSession TextEncoder { get; } = null!;
 
-    public InferenceSession Unet { get; } = null!;
+    /// <summary>The UNet of an SD 1.x/2.x model (an SD3 model has a transformer, in <see cref="SD3"/>).</summary>
+    public InferenceSession Unet => _unet ?? throw new InvalidOperationException($"Model '{Model.Info.Id}' is SD3: it has a transformer, no UNet");
+
+    /// <summary>The SD3 parts, or null for an SD 1.x/2.x model.</summary>
+    public SD3Sessions? SD3 { get; }
 
     public InferenceSession VaeDecoder { get; } = null!;
 
@@ -86,7 +99,8 @@ internal sealed class ModelSessions : IDisposable
     public void Dispose()
     {
         TextEncoder?.Dispose();
-        Unet?.Dispose();
+        _unet?.Dispose();
+        SD3?.Dispose();
         VaeDecoder?.Dispose();
         if (_vaeEncoder is { IsValueCreated: true })
         {

@@ -1,3 +1,4 @@
+using CTCal.Core.Schedulers;
 using CTCal.Plugin.Onnx;
 using Microsoft.ML.OnnxRuntime;
 
@@ -10,7 +11,7 @@ namespace CTCal.Plugin.Pipeline;
 internal static class ImageToImage
 {
     /// <summary>
-    /// RGB rows -> [-1, 1] CHW -> VAE encoder -> latents * scaling_factor, [1, C, H/f, W/f]. The encoder's output is
+    /// RGB rows -> [-1, 1] CHW -> VAE encoder -> (latents - shift_factor) * scaling_factor, [1, C, H/f, W/f] (the shift is 0 but for SD3). The encoder's output is
     /// read by its declared name: <c>latent_sample</c> (older exports, already latents) or <c>latent_parameters</c>
     /// (newer Optimum: mean and log-variance stacked on the channel axis; the mean is used, so results stay
     /// deterministic).
@@ -45,13 +46,29 @@ internal static class ImageToImage
         // [1, 2C, h, w] (mean, logvar) -> the first C channels are the mean; channel-major, so a prefix copy.
         int length = (int)(channels * latentShape[2] * latentShape[3]);
         var latents = new float[length];
-        float scale = (float)model.Model.VaeScalingFactor;
+        float scale = (float)model.Model.VaeScalingFactor, shift = (float)model.Model.VaeShiftFactor;
         for (int k = 0; k < length; k++)
         {
-            latents[k] = values[k] * scale;
+            latents[k] = (values[k] - shift) * scale;
         }
 
         return latents;
+    }
+
+    /// <summary>
+    /// The first latents of image-to-image: <paramref name="initLatents"/> noised by the scheduler's forward process to the
+    /// first of <paramref name="remaining"/>, or, when no timestep remains (strength 0), a copy of them.
+    /// </summary>
+    public static float[] NoisedStart(IDiffusionScheduler scheduler, float[] initLatents, float[] noise, IReadOnlyList<double> remaining)
+    {
+        if (remaining.Count == 0)
+        {
+            return (float[])initLatents.Clone();
+        }
+
+        var noisy = new float[noise.Length];
+        scheduler.AddNoise(initLatents, noise, remaining[0], noisy);
+        return noisy;
     }
 
     /// <summary>The timesteps left when only <paramref name="strength"/> of the schedule runs (diffusers' get_timesteps).</summary>

@@ -12,7 +12,8 @@ namespace CTCal.Plugin.Pipeline;
 /// Text-to-image with an SD 1.x/2.x ONNX folder, following diffusers' StableDiffusionPipeline: encode prompt and
 /// negative prompt, start from seeded Gaussian latents scaled by the scheduler's init sigma, run the sampler with
 /// classifier-free guidance (eps = eps_uncond + g * (eps_text - eps_uncond), both halves in one batched UNet call),
-/// decode latents / scaling_factor with the VAE, and encode a PNG carrying the parameters.
+/// decode latents / scaling_factor with the VAE, and encode a PNG carrying the parameters. SD3 models sample through
+/// <see cref="SD3Pipeline"/> (flow matching, three text encoders) and share the decoding and PNG steps.
 /// Stateless apart from the shared sessions: concurrent calls are independent.
 /// </summary>
 internal static class StableDiffusionPipeline
@@ -53,21 +54,34 @@ internal static class StableDiffusionPipeline
         RunOptions run,
         CancellationToken ct)
     {
-        var unet = new UnetRunner(model, p.Width, p.Height, batchedGuidance: memoryMode != MemoryMode.Low);
-
         progress?.Report(new GenerationProgress(GenerationStage.EncodingPrompt, 0, p.BatchCount, 0, p.Steps));
-        var text = TextEmbeddings.Encode(model, p.Prompt, p.NegativePrompt, overflow, unet.MaxPromptChunks, run, warnings);
-        float[]? initLatents = initRgb is null ? null : ImageToImage.Encode(model, initRgb, p.Width, p.Height, unet.LatentShape, run);
+        Func<long, int, float[]> denoise;
+        long[] latentShape;
+        if (model.SD3 is not null)
+        {
+            var sd3 = new SD3Pipeline(model, p, initRgb, memoryMode, warnings, run);
+            denoise = (seed, index) => sd3.Denoise(seed, index, progress, ct);
+            latentShape = sd3.LatentShape;
+        }
+        else
+        {
+            var unet = new UnetRunner(model, p.Width, p.Height, batchedGuidance: memoryMode != MemoryMode.Low);
+            var text = TextEmbeddings.Encode(model, p.Prompt, p.NegativePrompt, overflow, unet.MaxPromptChunks, run, warnings);
+            float[]? initLatents = initRgb is null ? null : ImageToImage.Encode(model, initRgb, p.Width, p.Height, unet.LatentShape, run);
+            denoise = (seed, index) => Denoise(model, unet, text, p, initLatents, seed, index, run, progress, ct);
+            latentShape = unet.LatentShape;
+        }
+
         ct.ThrowIfCancellationRequested();
 
         var images = new List<GeneratedImage>(p.BatchCount);
         for (int i = 0; i < p.BatchCount; i++)
         {
             long seed = p.Seed + i;
-            float[] latents = Denoise(model, unet, text, p, initLatents, seed, i, run, progress, ct);
+            float[] latents = denoise(seed, i);
 
             progress?.Report(new GenerationProgress(GenerationStage.Decoding, i, p.BatchCount, p.Steps, p.Steps));
-            var (rgb, width, height) = Decode(model, latents, unet.LatentShape, run);
+            var (rgb, width, height) = Decode(model, latents, latentShape, run);
             if (width != p.Width || height != p.Height)
             {
                 throw new InvalidDataException(
@@ -116,14 +130,7 @@ internal static class StableDiffusionPipeline
             // diffusers StableDiffusionImg2ImgPipeline: skip the first (1 - strength) of the schedule and noise the
             // image latents to the first remaining timestep.
             timesteps = ImageToImage.RemainingTimesteps(timesteps, p.Strength ?? 1.0);
-            if (timesteps.Count == 0)
-            {
-                return (float[])initLatents.Clone();
-            }
-
-            var noisy = new float[latents.Length];
-            scheduler.AddNoise(initLatents, latents, timesteps[0], noisy);
-            latents = noisy;
+            latents = ImageToImage.NoisedStart(scheduler, initLatents, latents, timesteps);
         }
 
         bool guided = p.GuidanceScale > 1.0;
@@ -146,18 +153,19 @@ internal static class StableDiffusionPipeline
         return latents;
     }
 
-    /// <summary>VAE decode of latents / scaling_factor, then [-1, 1] CHW floats to 8-bit RGB rows.</summary>
-    private static (byte[] Rgb, int Width, int Height) Decode(ModelSessions model, float[] latents, long[] latentShape, RunOptions run)
+    /// <summary>VAE decode of latents / scaling_factor + shift_factor (0 but for SD3), then [-1, 1] CHW floats to 8-bit RGB rows.</summary>
+    internal static (byte[] Rgb, int Width, int Height) Decode(ModelSessions model, float[] latents, long[] latentShape, RunOptions run)
     {
         var session = model.VaeDecoder;
         string where = model.Model.VaeDecoderPath;
         string inputName = session.InputMetadata.ContainsKey("latent_sample") ? "latent_sample" : session.InputNames[0];
         var meta = session.InputMetadata[inputName];
         float inverse = (float)(1.0 / model.Model.VaeScalingFactor);
+        float shift = (float)model.Model.VaeShiftFactor;
         var scaled = new float[latents.Length];
         for (int k = 0; k < latents.Length; k++)
         {
-            scaled[k] = latents[k] * inverse;
+            scaled[k] = latents[k] * inverse + shift;
         }
 
         using var input = OnnxTensors.Floats(meta, scaled, latentShape, where);

@@ -58,35 +58,15 @@ internal sealed class UnetRunner
     public int MaxPromptChunks { get; }
 
     /// <summary>Guided noise prediction: uncond + g * (text - uncond).</summary>
-    public float[] PredictGuided(float[] sample, double t, TextEmbeddings text, float guidance, RunOptions run)
-    {
-        float[] uncond, cond;
-        if (_batched)
-        {
-            // [2, C, h, w]: negative half first, prompt half second (diffusers' order)
-            var samples = new float[2 * sample.Length];
-            sample.CopyTo(samples, 0);
-            sample.CopyTo(samples, sample.Length);
-            var hidden = new float[text.Negative.Length + text.Prompt.Length];
-            text.Negative.CopyTo(hidden, 0);
-            text.Prompt.CopyTo(hidden, text.Negative.Length);
-            var both = Run(samples, 2, t, hidden, text.Length, text.Hidden, run);
-            uncond = both[..sample.Length];
-            cond = both[sample.Length..];
-        }
-        else
-        {
-            uncond = Predict(sample, t, text.Negative, text.Length, text.Hidden, run);
-            cond = Predict(sample, t, text.Prompt, text.Length, text.Hidden, run);
-        }
-
-        for (int k = 0; k < cond.Length; k++)
-        {
-            cond[k] = uncond[k] + guidance * (cond[k] - uncond[k]);
-        }
-
-        return cond;
-    }
+    public float[] PredictGuided(float[] sample, double t, TextEmbeddings text, float guidance, RunOptions run) =>
+        ClassifierFreeGuidance.Predict(
+            _batched,
+            sample.Length,
+            // [2, C, h, w] and [2, L, H]: negative half first, prompt half second (diffusers' order)
+            () => Run(ClassifierFreeGuidance.Stack(sample, sample), 2, t, ClassifierFreeGuidance.Stack(text.Negative, text.Prompt), text.Length, text.Hidden, run),
+            () => Predict(sample, t, text.Negative, text.Length, text.Hidden, run),
+            () => Predict(sample, t, text.Prompt, text.Length, text.Hidden, run),
+            guidance);
 
     /// <summary>Unguided prediction for a batch of one.</summary>
     public float[] Predict(float[] sample, double t, float[] hidden, int length, int width, RunOptions run) =>

@@ -113,6 +113,19 @@ internal sealed class CtcalFineTuner : IFineTuner
         return LoraKeys.IsLoraFile(file.Tensors.Select(t => t.Name));
     }
 
+    /// <summary>An SD3 diffusers folder by the core's rule (<see cref="ModelFolder.IsSD3"/>); a malformed index is the trainer's to report.</summary>
+    private static bool IsSD3Folder(string folder)
+    {
+        try
+        {
+            return ModelFolder.Open(folder, ModelComponents.None).IsSD3;
+        }
+        catch (CTCal.Core.Diffusers.DiffusersConfigException)
+        {
+            return false;
+        }
+    }
+
     public async Task<FineTuneResult> FineTuneAsync(
         FineTuneRequest request,
         IProgress<OperationProgress>? progress = null,
@@ -123,6 +136,15 @@ internal sealed class CtcalFineTuner : IFineTuner
         if (!Directory.Exists(job.Model) && !File.Exists(job.Model))
         {
             throw new ArgumentException($"Base checkpoint folder {job.Model} does not exist", nameof(request));
+        }
+
+        if (job.Full && Directory.Exists(job.Model) && IsSD3Folder(job.Model!))
+        {
+            // The trainer would write transformer/diffusion_pytorch_model.safetensors, which the export cannot take (it replaces
+            // UNet weights only): refused before hours of training. A LoRA is merged into the SD3 transformer by the export.
+            throw new ArgumentException(
+                $"Fine-tune job for {request.ModelId}: full fine-tuning of the SD3 model {job.Model} cannot be exported (the exporter replaces UNet weights only); train a LoRA (full: false)",
+                nameof(request));
         }
 
         string trainer = TrainerLocator.Find(_runtime.Settings.TrainerPath, _runtime.PluginDirectory)
