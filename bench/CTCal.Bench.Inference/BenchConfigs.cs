@@ -1,14 +1,24 @@
+using CTCal.Core.Diffusers;
+
 namespace CTCal.Bench.Inference;
 
 /// <summary>
 /// A denoising network's config.json to benchmark (<paramref name="Family"/> unet: a UNet2DConditionModel; sd3: an
-/// SD3Transformer2DModel) and its latent size (image size = 8 x latent for the VAEs of both).
+/// SD3Transformer2DModel) and its latent size (image size = 8 x latent for the VAEs of both). An
+/// <paramref name="OrtOnly"/> config is too large to hold a TorchSharp model beside the ONNX Runtime sessions: it is
+/// timed in ONNX Runtime only and needs <c>--no-torch</c> (its weights are streamed to disk by the exporter's
+/// <c>RandomWeights</c> either way).
 /// </summary>
-internal sealed record BenchConfig(string Family, string Name, string Json, int Latent)
+internal sealed record BenchConfig(string Family, string Name, string Json, int Latent, bool OrtOnly = false)
 {
-    /// <summary>The config named <paramref name="name"/> (tiny, mid) of <paramref name="family"/> (unet, sd3), or null.</summary>
-    public static BenchConfig? Find(string family, string name) =>
-        new[] { Tiny, Mid, Sd3Tiny, Sd3Mid }.FirstOrDefault(c => c.Family == family && c.Name == name);
+    /// <summary>Every config, both families (a getter, not an initializer: the configs below are initialized after it).</summary>
+    public static IReadOnlyList<BenchConfig> All => [Tiny, Mid, Sd15, Sd3Tiny, Sd3Mid];
+
+    /// <summary>The config named <paramref name="name"/> (unet: tiny, mid, sd15; sd3: tiny, mid) of <paramref name="family"/>, or null.</summary>
+    public static BenchConfig? Find(string family, string name) => All.FirstOrDefault(c => c.Family == family && c.Name == name);
+
+    /// <summary>The names of <paramref name="family"/>'s configs, comma-separated (for messages).</summary>
+    public static string Names(string family) => string.Join(", ", All.Where(c => c.Family == family).Select(c => c.Name));
 
     /// <summary>The tiny SD1-style UNet of the test fixtures (32/64 channels, 1 layer per block), 16x16 latent.</summary>
     public static BenchConfig Tiny { get; } = new("unet", "tiny", """
@@ -43,6 +53,9 @@ internal sealed record BenchConfig(string Family, string Name, string Json, int 
       "sample_size": 32
     }
     """, 32);
+
+    /// <summary>Stable Diffusion 1.5's UNet (the published config, 860 M parameters) at a 32x32 latent (256x256 images); ONNX Runtime only.</summary>
+    public static BenchConfig Sd15 { get; } = new("unet", "sd15", ReferenceModels.Sd15.UnetConfigJson, 32, OrtOnly: true);
 
     /// <summary>The tiny-sd3 test fixture's transformer (2 layers, 4 heads x 8 = 32 wide, joint_attention_dim 32, pooled 16, 4 latent channels), 16x16 latent.</summary>
     public static BenchConfig Sd3Tiny { get; } = new("sd3", "tiny", """

@@ -1,6 +1,8 @@
 // Per-step latency of a denoising network (--family unet: the UNet; sd3: the SD3 transformer): the ONNX model written by
 // CTCal.Export in ONNX Runtime (CPU provider) vs the TorchSharp forward pass (eval, no_grad), same weights (seeded, from
 // the exporter's RandomWeights), same inputs, same thread count; medians after warm-up and their ratio.
+// --optimize cpu: also the UNet exported with the cpu profile (fused contrib operators), timed in back-to-back pairs against
+// the plain graph; --no-torch: ONNX Runtime only (the sd15 config needs it). Both through the shared StepBench.
 // --family sd3 --onnx <folder>: one exported SD3 transformer (e.g. SD3-medium size) in ONNX Runtime only (Sd3OnnxRun).
 // --pipeline: seconds per image through the plugin instead (PipelineBench).
 using System.Diagnostics;
@@ -19,7 +21,8 @@ int runs = 20, warmup = 3, threads = Environment.ProcessorCount, batch = 2, step
 int? tokensGiven = null;
 string configs = "tiny,mid", family = "unet";
 string? dir = null, scheduler = null, pluginDir = null, tokenizerDir = null, providers = null, onnx = null, memoryMode = null;
-bool keep = false, pipeline = false, runsGiven = false, threadsGiven = false, sizeGiven = false, batchGiven = false;
+bool keep = false, pipeline = false, runsGiven = false, threadsGiven = false, sizeGiven = false, batchGiven = false, noTorch = false;
+ExportOptimization? optimize = null;
 int size = 256;
 double guidance = 7.5;
 for (int i = 0; i < args.Length; i++)
@@ -46,9 +49,27 @@ for (int i = 0; i < args.Length; i++)
         case "--tokenizer": tokenizerDir = Next(); break;
         case "--onnx": onnx = Next(); break;
         case "--memory-mode": memoryMode = Next(); break;
+        case "--no-torch": noTorch = true; break;
+        case "--optimize":
+            try
+            {
+                optimize = ExportOptimizationNames.Parse(Next());
+            }
+            catch (ArgumentException e)
+            {
+                Console.Error.WriteLine(e.Message);
+                return 2;
+            }
+            if (optimize != ExportOptimization.Cpu)
+            {
+                Console.Error.WriteLine($"--optimize {ExportOptimizationNames.Name(optimize.Value)}: this bench runs the CPU provider, so only cpu can be timed");
+                return 2;
+            }
+            break;
         case "-h" or "--help":
-            Console.WriteLine("ctcal bench inference [--family unet|sd3] [--configs tiny,mid] [--runs 20] [--warmup 3] [--threads N] [--batch 2] " +
-                "[--tokens N (text tokens; unet 77, sd3 333 = 77 CLIP + 256 T5)] [--steps 20] [--dir <work folder>] [--keep]");
+            Console.WriteLine("ctcal bench inference [--family unet|sd3] [--configs tiny,mid (unet also sd15, with --no-torch)] [--runs 20] [--warmup 3] [--threads N] [--batch 2] " +
+                "[--tokens N (text tokens; unet 77, sd3 333 = 77 CLIP + 256 T5)] [--steps 20] [--dir <work folder>] [--keep] " +
+                "[--optimize cpu (unet: also time the cpu export profile, paired with the plain graph)] [--no-torch (time ONNX Runtime only)]");
             Console.WriteLine("ctcal bench inference --family sd3 --onnx <exported folder with transformer/model.onnx> [--size 1024 (image px; latent = size/8)] " +
                 "[--batch 1] [--runs 1] [--threads N] [--tokens 333]: ONNX Runtime only, load time, seconds per step, peak RSS");
             Console.WriteLine("ctcal bench inference --pipeline [--runs 3] [--steps 20] [--size 256] [--guidance 7.5] [--scheduler <name>] [--providers cuda,cpu] " +
@@ -69,6 +90,16 @@ if (family is not ("unet" or "sd3"))
     return 2;
 }
 int tokens = tokensGiven ?? (family == "sd3" ? 333 : 77);
+if ((pipeline || onnx is not null) && (optimize is not null || noTorch))
+{
+    Console.Error.WriteLine("--optimize and --no-torch apply to the per-step latency mode, not to --pipeline or --onnx");
+    return 2;
+}
+if (optimize is not null && family != "unet")
+{
+    Console.Error.WriteLine($"--optimize with --family {family}: the export profiles fuse UNet and VAE operators only (the SD3 transformer stays plain), so there is nothing to compare");
+    return 2;
+}
 
 if (pipeline)
 {
@@ -122,7 +153,12 @@ var selected = new List<BenchConfig>();
 foreach (string name in configs.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
 {
     var c = BenchConfig.Find(family, name);
-    if (c is null) { Console.Error.WriteLine($"--configs: unknown config '{name}' (tiny, mid)"); return 2; }
+    if (c is null) { Console.Error.WriteLine($"--configs: unknown {family} config '{name}' ({BenchConfig.Names(family)})"); return 2; }
+    if (c.OrtOnly && !noTorch)
+    {
+        Console.Error.WriteLine($"--configs {name}: needs --no-torch (a TorchSharp model of that size would sit in memory beside the ONNX Runtime sessions)");
+        return 2;
+    }
     selected.Add(c);
 }
 
@@ -132,7 +168,9 @@ Console.WriteLine($"threads: torch.set_num_threads({threads}) -> get_num_threads
     $"InterOpNumThreads = 1, sequential execution; {Environment.ProcessorCount} logical CPUs");
 Console.WriteLine($"ONNX Runtime providers available: {string.Join(", ", OrtEnv.Instance().GetAvailableProviders())}; sessions use CPUExecutionProvider " +
     "(no other provider appended), graph optimizations ORT_ENABLE_ALL");
-Console.WriteLine($"inputs: batch {batch} (classifier-free guidance pair), {tokens} text tokens, float32 timesteps; {warmup} warm-up + {runs} timed runs each, alternating rounds");
+Console.WriteLine($"inputs: batch {batch} (classifier-free guidance pair), {tokens} text tokens, float32 timesteps; {warmup} warm-up + {runs} timed runs each, alternating rounds" +
+    (noTorch ? "; ONNX Runtime only (--no-torch)" : "") +
+    (optimize is { } o ? $"; --optimize {ExportOptimizationNames.Name(o)}: plain and profile graph in back-to-back pairs" : ""));
 Console.WriteLine($"load average at start: {LoadAverage()} (other processes on these CPUs inflate medians; the minima show the uncontended cost)");
 try
 {
@@ -150,7 +188,8 @@ finally
 }
 return 0;
 
-// The UNet: seeded weights written by the exporter's RandomWeights, loaded by TorchSharp (strict) and exported.
+// The UNet: seeded weights streamed by the exporter's RandomWeights, exported (plain, and with --optimize's profile) and,
+// unless --no-torch, loaded by TorchSharp (strict).
 void RunUNet(BenchConfig bench)
 {
     using var scope = NewDisposeScope();
@@ -160,46 +199,56 @@ void RunUNet(BenchConfig bench)
     var files = new ComponentFiles("unet", Path.Combine(model, "unet", "config.json"), Path.Combine(model, "unet", "diffusion_pytorch_model.safetensors"));
     File.WriteAllText(files.ConfigPath, bench.Json);
     var config = UNetConfig.Load(files.ConfigPath);
-    RandomWeights.Write(files.WeightsPath, UNetGraph.Build(config, fp16Weights: false).Weights, seed: 1);
-    using var unet = PretrainedModels.LoadUNet(files);
-    unet.eval();
+    var weights = UNetGraph.Build(config, fp16Weights: false).Weights;
+    RandomWeights.Write(files.WeightsPath, weights, seed: 1);
+    long parameters = weights.Sum(w => w.Shape.Aggregate(1L, (a, b) => a * b));
+    using var unet = noTorch ? null : PretrainedModels.LoadUNet(files);
+    unet?.eval();
     double export = Export(model, onnxFolder, ExportComponents.Unet);
-    long parameters = unet.parameters().Sum(p => p.numel());
+    string? profileFolder = optimize is { } profile ? Path.Combine(work, bench.Name, "onnx-" + ExportOptimizationNames.Name(profile)) : null;
+    if (profileFolder is not null) Export(model, profileFolder, ExportComponents.Unet, optimize!.Value);
 
     var g = new Generator(2);
     var sample = randn(new long[] { batch, config.InChannels, bench.Latent, bench.Latent }, generator: g);
     var context = randn(new long[] { batch, tokens, config.CrossAttentionDim }, generator: g);
     float[] timesteps = Timesteps();
     var timestepTensor = tensor(timesteps);
-    using var ort = new OrtStepper(Path.Combine(onnxFolder, "unet", "model.onnx"), threads,
+    (string, float[], long[])[] inputs =
+    [
         ("sample", sample.data<float>().ToArray(), sample.shape), ("timestep", timesteps, [batch]),
-        ("encoder_hidden_states", context.data<float>().ToArray(), context.shape));
+        ("encoder_hidden_states", context.data<float>().ToArray(), context.shape),
+    ];
+    using var ort = new OrtStepper(Path.Combine(onnxFolder, "unet", "model.onnx"), threads, inputs);
+    using var ortProfile = profileFolder is null ? null : new OrtStepper(Path.Combine(profileFolder, "unet", "model.onnx"), threads, inputs);
 
     float[] TorchStep()
     {
         using var s = NewDisposeScope();
         using var _ = no_grad();
-        return unet.forward(sample, timestepTensor, context).data<float>().ToArray();
+        return unet!.forward(sample, timestepTensor, context).data<float>().ToArray();
     }
 
     StepBench.CompareAndTime(new StepPair(bench.Name, "UNet",
         $"UNet {parameters:N0} parameters, block_out_channels [{string.Join(", ", config.BlockOutChannels)}], " +
         $"layers_per_block {config.LayersPerBlock}, cross_attention_dim {config.CrossAttentionDim}; sample [{string.Join(", ", sample.shape)}] " +
-        $"({bench.Latent * 8}x{bench.Latent * 8} images); export {export:F2} s", ort.Step, TorchStep), warmup, runs, steps, batch);
+        $"({bench.Latent * 8}x{bench.Latent * 8} images); export {export:F2} s", ort.Step, unet is null ? null : TorchStep,
+        ortProfile is null ? null : new ProfileStep(ExportOptimizationNames.Name(optimize!.Value), ortProfile.Step)), warmup, runs, steps, batch);
 }
 
-// The SD3 transformer: a transformer/ folder from the exporter's RandomModelWriter, loaded by TorchSharp (strict) and exported.
+// The SD3 transformer: a transformer/ folder from the exporter's RandomModelWriter, exported and, unless --no-torch, loaded
+// by TorchSharp (strict).
 void RunSd3(BenchConfig bench)
 {
     using var scope = NewDisposeScope();
     string model = Path.Combine(work, "sd3-" + bench.Name, "model");
     string onnxFolder = Path.Combine(work, "sd3-" + bench.Name, "onnx");
     RandomModelWriter.WriteTransformer(bench.Json, model, seed: 1);
-    using var transformer = SD3Transformer2DModel.FromFolder(Path.Combine(model, "transformer"));
-    transformer.eval();
+    var c = SD3TransformerConfig.Load(Path.Combine(model, "transformer", "config.json"));
+    // Parameters: the weights file less pos_embed.pos_embed, the fixed sin-cos position table diffusers saves as a buffer.
+    long parameters = RandomModelWriter.TransformerTensors(c).Where(w => w.Name != "pos_embed.pos_embed").Sum(w => w.Shape.Aggregate(1L, (a, b) => a * b));
+    using var transformer = noTorch ? null : SD3Transformer2DModel.FromFolder(Path.Combine(model, "transformer"));
+    transformer?.eval();
     double export = Export(model, onnxFolder, ExportComponents.Transformer);
-    var c = transformer.Config;
-    long parameters = transformer.parameters().Sum(p => p.numel());
 
     var g = new Generator(2);
     var hidden = randn(new long[] { batch, c.InChannels, bench.Latent, bench.Latent }, generator: g);
@@ -217,21 +266,22 @@ void RunSd3(BenchConfig bench)
     {
         using var s = NewDisposeScope();
         using var _ = no_grad();
-        return transformer.forward(hidden, context, pooled, timestepTensor).data<float>().ToArray();
+        return transformer!.forward(hidden, context, pooled, timestepTensor).data<float>().ToArray();
     }
 
     long imageTokens = (long)(bench.Latent / c.PatchSize) * (bench.Latent / c.PatchSize);
     StepBench.CompareAndTime(new StepPair("sd3-" + bench.Name, "SD3 transformer",
         $"SD3 transformer {parameters:N0} parameters, {c.NumLayers} joint layers, {c.NumAttentionHeads} heads x {c.AttentionHeadDim} = {c.InnerDim} wide, " +
         $"joint_attention_dim {c.JointAttentionDim}, pooled {c.PooledProjectionDim}; hidden_states [{string.Join(", ", hidden.shape)}] " +
-        $"({bench.Latent * 8}x{bench.Latent * 8} images, {imageTokens} image + {tokens} text tokens); export {export:F2} s", ort.Step, TorchStep),
+        $"({bench.Latent * 8}x{bench.Latent * 8} images, {imageTokens} image + {tokens} text tokens); export {export:F2} s", ort.Step,
+        transformer is null ? null : TorchStep),
         warmup, runs, steps, batch);
 }
 
-double Export(string model, string output, ExportComponents components)
+double Export(string model, string output, ExportComponents components, ExportOptimization optimization = ExportOptimization.Plain)
 {
     var clock = Stopwatch.StartNew();
-    OnnxExporter.Export(new ExportOptions { ModelFolder = model, OutputFolder = output, Components = components, Force = true });
+    OnnxExporter.Export(new ExportOptions { ModelFolder = model, OutputFolder = output, Components = components, Force = true, Optimize = optimization });
     return clock.Elapsed.TotalSeconds;
 }
 

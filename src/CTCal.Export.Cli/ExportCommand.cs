@@ -29,18 +29,27 @@ internal static class ExportCommand
         };
         var method = new Option<string?>("--method") { Description = "Training method of the weights, recorded in ctcal_manifest.json: base, vanilla or ctcal (default: base when no --unet-weights/--lora, else not recorded)." };
         var steps = new Option<int?>("--steps") { Description = "Training steps recorded in ctcal_manifest.json." };
+        var optimize = new Option<string>("--optimize")
+        {
+            Description = "Execution provider the UNet and VAE graphs are fused for: plain (default; standard ONNX operators, runs anywhere), " +
+                "cpu, cuda or directml (com.microsoft contrib operators that provider implements: MultiHeadAttention, Gelu, SkipLayerNormalization; " +
+                "cuda/directml also GroupNorm and BiasSplitGelu). Recorded in ctcal_manifest.json.",
+            DefaultValueFactory = _ => "plain",
+        };
         var force = new Option<bool>("--force") { Description = "Replace a non-empty output folder that was not written by ctcal-export." };
 
         var command = new Command("export", "Export a diffusers checkpoint (optionally with LoRAs or a fine-tuned UNet merged) to ONNX.")
         {
-            model, output, lora, unet, fp16, components, method, steps, force, variant, tokenizer, configFolder, prediction, imageSize, ema,
+            model, output, lora, unet, fp16, components, optimize, method, steps, force, variant, tokenizer, configFolder, prediction, imageSize, ema,
         };
         command.SetAction((parse, ct) =>
         {
             ExportComponents parts;
+            ExportOptimization profile;
             try
             {
                 parts = ParseComponents(parse.GetValue(components)!);
+                profile = ExportOptimizationNames.Parse(parse.GetValue(optimize)!);
             }
             catch (ArgumentException e)
             {
@@ -55,6 +64,7 @@ internal static class ExportCommand
                 UnetWeights = parse.GetValue(unet),
                 Fp16 = parse.GetValue(fp16),
                 Components = parts,
+                Optimize = profile,
                 TrainingMethod = parse.GetValue(method),
                 TrainingSteps = parse.GetValue(steps),
                 Force = parse.GetValue(force),
@@ -78,7 +88,7 @@ internal static class ExportCommand
         try
         {
             var started = DateTime.UtcNow;
-            Log.Info("export {0} -> {1} (fp16: {2})", options.ModelFolder, options.OutputFolder, options.Fp16);
+            Log.Info("export {0} -> {1} (fp16: {2}, optimize: {3})", options.ModelFolder, options.OutputFolder, options.Fp16, ExportOptimizationNames.Name(options.Optimize));
             string output = Path.GetFullPath(options.OutputFolder).TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
             if (Path.GetDirectoryName(output) is { } parent)
             {

@@ -27,6 +27,47 @@ public enum ExportComponents
     All = TextEncoder | Unet | VaeDecoder | VaeEncoder | Transformer | TextEncoder2 | TextEncoder3,
 }
 
+/// <summary>
+/// Which ONNX Runtime execution provider the graphs are written for. <see cref="Plain"/> (the default) uses only standard
+/// ONNX operators (opset 17) and runs anywhere; the others replace UNet and VAE subgraphs with the fused <c>com.microsoft</c>
+/// contrib operators that provider implements (<see cref="Onnx.FusedOps"/> lists them per profile), so such a model needs
+/// ONNX Runtime and that provider. Recorded in the manifest as <see cref="ExportOptimizationNames"/> spells it.
+/// </summary>
+public enum ExportOptimization
+{
+    Plain = 0,
+    /// <summary>CPUExecutionProvider: MultiHeadAttention, Gelu, SkipLayerNormalization.</summary>
+    Cpu = 1,
+    /// <summary>CUDAExecutionProvider: the CPU set plus GroupNorm (NHWC, SiLU fused) and BiasSplitGelu.</summary>
+    Cuda = 2,
+    /// <summary>DmlExecutionProvider: the CPU set plus GroupNorm (NHWC, SiLU fused) and BiasSplitGelu.</summary>
+    DirectML = 3,
+}
+
+/// <summary>The command-line and manifest spellings of <see cref="ExportOptimization"/>.</summary>
+public static class ExportOptimizationNames
+{
+    /// <summary><c>plain</c>, <c>cpu</c>, <c>cuda</c>, <c>directml</c>: <see cref="CTCal.Core.Models.OnnxModelManifest.Optimizations"/>.</summary>
+    public static string Name(ExportOptimization value) => value switch
+    {
+        ExportOptimization.Plain => "plain",
+        ExportOptimization.Cpu => "cpu",
+        ExportOptimization.Cuda => "cuda",
+        ExportOptimization.DirectML => "directml",
+        _ => throw new ArgumentOutOfRangeException(nameof(value), value, $"optimize value {(int)value} is not one of plain, cpu, cuda, directml"),
+    };
+
+    /// <summary>Parses a name (case-insensitive); throws <see cref="ArgumentException"/> naming the option and the value otherwise.</summary>
+    public static ExportOptimization Parse(string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "plain" => ExportOptimization.Plain,
+        "cpu" => ExportOptimization.Cpu,
+        "cuda" => ExportOptimization.Cuda,
+        "directml" or "dml" => ExportOptimization.DirectML,
+        _ => throw new ArgumentException($"--optimize '{text}' is not one of plain, cpu, cuda, directml"),
+    };
+}
+
 /// <summary>A LoRA file merged at export with the given strength.</summary>
 public sealed record LoraSpec(string Path, float Scale = 1f)
 {
@@ -68,6 +109,12 @@ public sealed record ExportOptions
     public bool Fp16 { get; init; }
 
     public ExportComponents Components { get; init; } = ExportComponents.All;
+
+    /// <summary>
+    /// The execution provider the UNet and VAE graphs are fused for (<see cref="ExportOptimization.Plain"/>: standard operators
+    /// only). Text encoders, the SD3 transformer and T5 are written plain whatever the profile.
+    /// </summary>
+    public ExportOptimization Optimize { get; init; } = ExportOptimization.Plain;
 
     /// <summary>Total weight bytes of a graph above which its weights go to model.onnx.data (external data).</summary>
     public long ExternalDataThreshold { get; init; } = OnnxModelWriter.DefaultExternalDataThreshold;

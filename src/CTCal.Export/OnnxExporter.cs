@@ -67,6 +67,10 @@ public static class OnnxExporter
         modelIndex = new JsonObject();
         var problems = new List<string>();
         if (options.Components == ExportComponents.None) throw new ExportValidationException(["no components selected"]);
+        if (!Enum.IsDefined(options.Optimize))
+            throw new ExportValidationException([$"optimize value {(int)options.Optimize} is not one of {string.Join(", ", OnnxModelManifest.Optimizations)}"]);
+        // UNet and VAE graphs take the profile's fused contrib operators; text encoders, the SD3 transformer and T5 stay plain.
+        var fused = FusedOps.For(options.Optimize);
         if (options.Variant is { } variant && (variant.Length == 0 || variant.IndexOfAny(['/', '\\', '.']) >= 0))
             throw new ExportValidationException([$"variant '{variant}' must be a plain name such as fp16"]);
         if (PathGuard.Overlaps(output, model))
@@ -179,11 +183,11 @@ public static class OnnxExporter
         else if (options.Components.HasFlag(ExportComponents.TextEncoder))
             Add("text_encoder", "text_encoder", (json, file) => TextEncoderGraph.Build(ClipTextConfig.Parse(json, file), options.Fp16), null, LoraFile.TextEncoder);
         if (!sd3 && options.Components.HasFlag(ExportComponents.Unet))
-            Add("unet", "unet", (json, file) => UNetGraph.Build(UNetConfig.Parse(json, file), options.Fp16), unetReplacement, LoraFile.UNet);
+            Add("unet", "unet", (json, file) => UNetGraph.Build(UNetConfig.Parse(json, file), options.Fp16, fused), unetReplacement, LoraFile.UNet);
         if (options.Components.HasFlag(ExportComponents.VaeDecoder))
-            Add("vae_decoder", "vae", (json, file) => VaeGraphs.BuildDecoder(VaeConfig.Parse(json, file), options.Fp16), null, "vae");
+            Add("vae_decoder", "vae", (json, file) => VaeGraphs.BuildDecoder(VaeConfig.Parse(json, file), options.Fp16, fused), null, "vae");
         if (options.Components.HasFlag(ExportComponents.VaeEncoder))
-            Add("vae_encoder", "vae", (json, file) => VaeGraphs.BuildEncoder(VaeConfig.Parse(json, file), options.Fp16), null, "vae");
+            Add("vae_encoder", "vae", (json, file) => VaeGraphs.BuildEncoder(VaeConfig.Parse(json, file), options.Fp16, fused), null, "vae");
 
         try
         {
@@ -310,6 +314,7 @@ public static class OnnxExporter
             Opset = OnnxGraph.Opset,
             IrVersion = (int)OnnxGraph.IrVersion,
             Fp16 = options.Fp16,
+            Optimize = ExportOptimizationNames.Name(options.Optimize),
             Components = components,
         };
     }

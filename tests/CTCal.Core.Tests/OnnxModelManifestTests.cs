@@ -27,6 +27,7 @@ public sealed class OnnxModelManifestTests
         Opset = 17,
         IrVersion = 8,
         Fp16 = true,
+        Optimize = "cuda",
         Components = new JsonObject { ["unet"] = new JsonObject { ["files"] = new JsonArray("model.onnx") } },
     };
 
@@ -67,6 +68,9 @@ public sealed class OnnxModelManifestTests
         Assert.Null(read.Width);
         Assert.Null(read.Method);
         Assert.Equal(17, read.Opset);
+        Assert.Null(read.Optimize);
+        Assert.Equal("plain", read.OptimizeOrPlain); // every export before the field was plain
+        Assert.DoesNotContain("optimizeOrPlain", read.ToJson());
     }
 
     [Theory]
@@ -77,6 +81,7 @@ public sealed class OnnxModelManifestTests
     [InlineData("""{"height":-8}""", "height must be a positive multiple of 8, got -8")]
     [InlineData("""{"vaeScalingFactor":0}""", "vaeScalingFactor must be a positive number")]
     [InlineData("""{"format":"other"}""", "format must be 'ctcal-onnx'")]
+    [InlineData("""{"optimize":"tensorrt"}""", "optimize must be one of plain, cpu, cuda, directml, got 'tensorrt'")]
     [InlineData("""{"width":"wide"}""", "not a valid manifest")]
     [InlineData("""{"loras":[{"path":"a","scale":"x","sha256":"b"}]}""", "not a valid manifest")]
     [InlineData("null", "empty manifest")]

@@ -28,6 +28,9 @@ public sealed record OnnxModelManifest
     /// <summary>Values of <see cref="Method"/>.</summary>
     public static IReadOnlyList<string> Methods { get; } = ["base", "vanilla", "ctcal"];
 
+    /// <summary>Values of <see cref="Optimize"/>: the export profile (which execution provider's fused operators the graphs use).</summary>
+    public static IReadOnlyList<string> Optimizations { get; } = ["plain", "cpu", "cuda", "directml"];
+
     public string Format { get; init; } = FormatName;
     public int FormatVersion { get; init; } = CurrentFormatVersion;
     /// <summary>Display name (the folder name when absent).</summary>
@@ -59,6 +62,16 @@ public sealed record OnnxModelManifest
     public int? Opset { get; init; }
     public int? IrVersion { get; init; }
     public bool Fp16 { get; init; }
+    /// <summary>
+    /// The export profile (<see cref="Optimizations"/>): <c>plain</c> graphs use standard ONNX operators only; <c>cpu</c>,
+    /// <c>cuda</c> and <c>directml</c> graphs contain <c>com.microsoft</c> contrib operators that need ONNX Runtime with that
+    /// execution provider. Null in manifests written before the field existed, which were all plain (<see cref="OptimizeOrPlain"/>).
+    /// </summary>
+    public string? Optimize { get; init; }
+
+    /// <summary><see cref="Optimize"/>, with a manifest that predates the field read as <c>plain</c>.</summary>
+    [JsonIgnore]
+    public string OptimizeOrPlain => Optimize ?? "plain";
     /// <summary>Per exported part: its files and settings (free-form, written by the exporter for people and tools).</summary>
     public JsonObject? Components { get; init; }
 
@@ -86,6 +99,8 @@ public sealed record OnnxModelManifest
             throw new InvalidDataException($"{source}: vaeScalingFactor must be a positive number, got {s}");
         if (VaeShiftFactor is { } shift && !double.IsFinite(shift))
             throw new InvalidDataException($"{source}: vaeShiftFactor must be a finite number, got {shift}");
+        if (Optimize is not null && !Optimizations.Contains(Optimize))
+            throw new InvalidDataException($"{source}: optimize must be one of {string.Join(", ", Optimizations)}, got '{Optimize}'");
         if (Steps is < 0) throw new InvalidDataException($"{source}: steps must be >= 0, got {Steps}");
     }
 

@@ -10,14 +10,14 @@ internal static class UNetBlocks
     {
         string saved = g.Scope;
         g.Scope = p;
-        string h = g.Silu(g.GroupNorm(x, p + ".norm1", inC, groups, eps));
+        string h = g.GroupNorm(x, p + ".norm1", inC, groups, eps, silu: true);
         h = g.Conv(h, p + ".conv1", inC, outC, 3);
         if (temb is not null)
         {
             string t = g.Linear(g.Silu(temb), p + ".time_emb_proj", tembDim, outC); // [B, outC]
             h = g.Add(h, g.Unsqueeze(t, 2, 3)); // [B, outC, 1, 1]
         }
-        h = g.Silu(g.GroupNorm(h, p + ".norm2", outC, groups, eps));
+        h = g.GroupNorm(h, p + ".norm2", outC, groups, eps, silu: true);
         h = g.Conv(h, p + ".conv2", outC, outC, 3);
         string shortcut = inC != outC ? g.Conv(x, p + ".conv_shortcut", inC, outC, 1) : x;
         string y = g.Add(shortcut, h);
@@ -55,17 +55,29 @@ internal static class UNetBlocks
     {
         string saved = g.Scope;
         g.Scope = p;
-        string h = g.Add(x, Attention(g, g.LayerNorm(x, p + ".norm1", dim, 1e-5), null, batch, p + ".attn1", dim, dim, heads));
-        h = g.Add(h, Attention(g, g.LayerNorm(h, p + ".norm2", dim, 1e-5), context, batch, p + ".attn2", dim, contextDim, heads));
-        h = g.Add(h, FeedForward(g, g.LayerNorm(h, p + ".norm3", dim, 1e-5), p + ".ff", dim));
+        string a1 = Attention(g, g.LayerNorm(x, p + ".norm1", dim, 1e-5), null, batch, p + ".attn1", dim, dim, heads);
+        var (h, n2) = g.AddLayerNorm(x, a1, p + ".norm2", dim, 1e-5);
+        string a2 = Attention(g, n2, context, batch, p + ".attn2", dim, contextDim, heads);
+        (h, string n3) = g.AddLayerNorm(h, a2, p + ".norm3", dim, 1e-5);
+        h = g.Add(h, FeedForward(g, n3, batch, p + ".ff", dim));
         g.Scope = saved;
         return h;
     }
 
     // diffusers.models.attention.FeedForward with GEGLU: proj [dim -> 2*4dim], hidden * gelu(gate), Linear [4dim -> dim]
-    private static string FeedForward(OnnxGraph g, string x, string p, long dim)
+    // With FusedOps.BiasSplitGelu: Gemm without bias -> [B, S, 2*inner] -> com.microsoft.BiasSplitGelu (ContribOperators.md:
+    // inputs X [N, S, D], bias [D]; output [N, S, D/2] = (X + bias)[..., :D/2] * gelu((X + bias)[..., D/2:]), diffusers' order).
+    private static string FeedForward(OnnxGraph g, string x, string batch, string p, long dim)
     {
         long inner = dim * 4;
+        if (g.Fused.SplitGeluFor(inner * 2))
+        {
+            string noBias = g.Linear(x, p + ".net.0.proj", dim, inner * 2, bias: false); // [N, 2*inner]
+            string bias = g.Weight(p + ".net.0.proj.bias", inner * 2);
+            string tokens3 = g.Reshape(noBias, g.Concat(0, batch, g.ConstInt64(-1, inner * 2))); // [B, S, 2*inner]
+            string gated = g.ContribOp("BiasSplitGelu", [tokens3, bias]); // [B, S, inner]
+            return g.Linear(g.Reshape(gated, -1, inner), p + ".net.2", inner, dim); // [N, inner] -> [N, dim]
+        }
         string proj = g.Linear(x, p + ".net.0.proj", dim, inner * 2); // [N, 2*inner]
         string[] parts = g.OpMulti("Split", [proj], 2, OnnxGraph.Attr("axis", -1L)); // hidden, gate: [N, inner] each
         string hidden = g.Mul(parts[0], g.Gelu(parts[1]));

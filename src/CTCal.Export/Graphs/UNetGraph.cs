@@ -19,9 +19,10 @@ public static class UNetGraph
     public const string EncoderHiddenStatesInput = "encoder_hidden_states";
     public const string Output = "out_sample";
 
-    public static OnnxGraph Build(UNetConfig c, bool fp16Weights)
+    /// <param name="fused">The contrib-operator fusions to write (<see cref="FusedOps.None"/> when null: the portable graph).</param>
+    public static OnnxGraph Build(UNetConfig c, bool fp16Weights, FusedOps? fused = null)
     {
-        var g = new OnnxGraph("unet", fp16Weights);
+        var g = new OnnxGraph("unet", fp16Weights, fused);
         string sample = g.Input(SampleInput, DataType.Float, "batch", (long)c.InChannels, "height", "width");
         string timestep = g.Input(TimestepInput, DataType.Float, "batch");
         string context = g.Input(EncoderHiddenStatesInput, DataType.Float, "batch", "sequence", (long)c.CrossAttentionDim);
@@ -100,7 +101,7 @@ public static class UNetGraph
         }
 
         g.Scope = "conv_out";
-        h = g.Silu(g.GroupNorm(h, "conv_norm_out", c.BlockOutChannels[0], groups, eps));
+        h = g.GroupNorm(h, "conv_norm_out", c.BlockOutChannels[0], groups, eps, silu: true);
         h = g.Conv(h, "conv_out", c.BlockOutChannels[0], c.OutChannels, c.ConvOutKernel);
         g.Scope = "";
         g.Output(h, Output, DataType.Float, "batch", (long)c.OutChannels, "height", "width");

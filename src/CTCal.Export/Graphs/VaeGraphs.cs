@@ -22,9 +22,10 @@ public static class VaeGraphs
     public const string DecoderOutput = "sample";
     private const double Eps = 1e-6;
 
-    public static OnnxGraph BuildEncoder(VaeConfig c, bool fp16Weights)
+    /// <param name="fused">The contrib-operator fusions to write (<see cref="FusedOps.None"/> when null: the portable graph).</param>
+    public static OnnxGraph BuildEncoder(VaeConfig c, bool fp16Weights, FusedOps? fused = null)
     {
-        var g = new OnnxGraph("vae_encoder", fp16Weights);
+        var g = new OnnxGraph("vae_encoder", fp16Weights, fused);
         string x = g.Input(EncoderInput, DataType.Float, "batch", (long)c.InChannels, "height", "width");
         string batch = g.ShapeOf(x, 0, 1);
         int n = c.BlockOutChannels.Length;
@@ -47,7 +48,7 @@ public static class VaeGraphs
         }
         h = MidBlock(g, h, batch, "encoder.mid_block", outC, groups, c.MidBlockAddAttention);
         g.Scope = "encoder.conv_out";
-        h = g.Silu(g.GroupNorm(h, "encoder.conv_norm_out", outC, groups, Eps));
+        h = g.GroupNorm(h, "encoder.conv_norm_out", outC, groups, Eps, silu: true);
         h = g.Conv(h, "encoder.conv_out", outC, 2L * c.LatentChannels, 3);
         if (c.UseQuantConv)
         {
@@ -59,9 +60,10 @@ public static class VaeGraphs
         return g;
     }
 
-    public static OnnxGraph BuildDecoder(VaeConfig c, bool fp16Weights)
+    /// <param name="fused">The contrib-operator fusions to write (<see cref="FusedOps.None"/> when null: the portable graph).</param>
+    public static OnnxGraph BuildDecoder(VaeConfig c, bool fp16Weights, FusedOps? fused = null)
     {
-        var g = new OnnxGraph("vae_decoder", fp16Weights);
+        var g = new OnnxGraph("vae_decoder", fp16Weights, fused);
         string z = g.Input(DecoderInput, DataType.Float, "batch", (long)c.LatentChannels, "latent_height", "latent_width");
         string batch = g.ShapeOf(z, 0, 1);
         int n = c.BlockOutChannels.Length;
@@ -91,7 +93,7 @@ public static class VaeGraphs
             prevOut = outC;
         }
         g.Scope = "decoder.conv_out";
-        h = g.Silu(g.GroupNorm(h, "decoder.conv_norm_out", prevOut, groups, Eps));
+        h = g.GroupNorm(h, "decoder.conv_norm_out", prevOut, groups, Eps, silu: true);
         h = g.Conv(h, "decoder.conv_out", prevOut, c.OutChannels, 3);
         g.Scope = "";
         g.Output(h, DecoderOutput, DataType.Float, "batch", (long)c.OutChannels, "height", "width");

@@ -26,6 +26,10 @@ public sealed class OnnxGraph
     public const int Opset = 17;
     public const long IrVersion = 8;
 
+    /// <summary>ONNX Runtime's contrib-operator domain; its operator set is version 1.</summary>
+    public const string ContribDomain = "com.microsoft";
+    public const int ContribOpset = 1;
+
     private readonly List<NodeProto> _nodes = [];
     private readonly List<ValueInfoProto> _inputs = [];
     private readonly List<ValueInfoProto> _outputs = [];
@@ -38,11 +42,18 @@ public sealed class OnnxGraph
     private readonly Dictionary<string, int> _opCounters = new(StringComparer.Ordinal);
     private int _constCounter;
 
-    public OnnxGraph(string name, bool fp16Weights)
+    public OnnxGraph(string name, bool fp16Weights, FusedOps? fused = null)
     {
         Name = name;
         Fp16Weights = fp16Weights;
+        Fused = fused ?? FusedOps.None;
     }
+
+    /// <summary>The contrib-operator fusions the layer helpers (<see cref="OnnxOps"/>) may write.</summary>
+    public FusedOps Fused { get; }
+
+    /// <summary>Whether a <see cref="ContribDomain"/> node was added (the model then imports that operator set).</summary>
+    public bool UsesContribOps { get; private set; }
 
     public string Name { get; }
 
@@ -170,6 +181,23 @@ public sealed class OnnxGraph
         return outName;
     }
 
+    /// <summary>Adds a <see cref="ContribDomain"/> node with one output and returns the output's name.</summary>
+    public string ContribOp(string opType, string[] inputs, params AttributeProto[] attributes) =>
+        ContribOpMulti(opType, inputs, [true], attributes)[0];
+
+    /// <summary>
+    /// Adds a <see cref="ContribDomain"/> node; <paramref name="wanted"/> says, per output position, whether that output is
+    /// used (an unused optional output gets the empty name). Returns the names (empty where not wanted).
+    /// </summary>
+    public string[] ContribOpMulti(string opType, string[] inputs, bool[] wanted, params AttributeProto[] attributes)
+    {
+        string name = NodeName(opType);
+        string[] outNames = wanted.Select((w, i) => w ? $"{name}_out{i}" : "").ToArray();
+        AddNode(opType, inputs, outNames, attributes, name, ContribDomain);
+        UsesContribOps = true;
+        return outNames;
+    }
+
     /// <summary>Adds a node with <paramref name="outputs"/> outputs and returns their names.</summary>
     public string[] OpMulti(string opType, string[] inputs, int outputs, params AttributeProto[] attributes)
     {
@@ -187,9 +215,9 @@ public sealed class OnnxGraph
         return n == 0 ? prefix : $"{prefix}_{n}";
     }
 
-    private void AddNode(string opType, string[] inputs, string[] outputs, AttributeProto[] attributes, string name)
+    private void AddNode(string opType, string[] inputs, string[] outputs, AttributeProto[] attributes, string name, string domain = "")
     {
-        var node = new NodeProto { OpType = opType, Name = name };
+        var node = new NodeProto { OpType = opType, Name = name, Domain = domain };
         node.Input.AddRange(inputs);
         node.Output.AddRange(outputs);
         node.Attribute.AddRange(attributes);

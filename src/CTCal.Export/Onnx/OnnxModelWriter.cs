@@ -44,6 +44,7 @@ public static class OnnxModelWriter
             DocString = $"{graph.Name} exported by CTCal.Export from diffusers safetensors",
         };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = OnnxGraph.Opset });
+        if (graph.UsesContribOps) model.OpsetImport.Add(new OperatorSetIdProto { Domain = OnnxGraph.ContribDomain, Version = OnnxGraph.ContribOpset });
 
         var tensors = graph.Weights.Select(w => new WeightTensor(w, graph.Fp16Weights)).ToList();
         long totalBytes = tensors.Sum(t => t.ByteLength);

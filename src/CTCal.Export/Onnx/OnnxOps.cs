@@ -21,9 +21,13 @@ public static class OnnxOps
     /// <summary>torch.nn.SiLU: x * sigmoid(x).</summary>
     public static string Silu(this OnnxGraph g, string x) => g.Mul(x, g.Sigmoid(x));
 
-    /// <summary>Exact (erf) GELU, torch.nn.functional.gelu's default.</summary>
+    /// <summary>
+    /// Exact (erf) GELU, torch.nn.functional.gelu's default. With <see cref="FusedOps.Gelu"/>: <c>com.microsoft.Gelu</c>
+    /// (ContribOperators.md: input X, output Y, no attributes; the erf form, not FastGelu's tanh approximation).
+    /// </summary>
     public static string Gelu(this OnnxGraph g, string x)
     {
+        if (g.Fused.Gelu) return g.ContribOp("Gelu", [x]);
         string erf = g.Op("Erf", [g.Scale(x, (float)(1.0 / Math.Sqrt(2.0)))]);
         return g.Mul(g.Scale(x, 0.5f), g.Add(erf, g.ScalarFloat(1f)));
     }
@@ -71,17 +75,30 @@ public static class OnnxOps
     /// torch.nn.GroupNorm on [B, C, H, W]: Reshape [B, G, C/G*H*W] -> InstanceNormalization (unit scale, zero bias) ->
     /// Reshape back -> per-channel weight/bias (the [C] state-dict tensors, unsqueezed to [C, 1, 1]).
     /// </summary>
-    public static string GroupNorm(this OnnxGraph g, string x, string prefix, long channels, long groups, double eps)
+    /// <remarks>
+    /// With <see cref="FusedOps.GroupNorm"/>: <c>com.microsoft.GroupNorm</c> (ContribOperators.md: inputs X, gamma [C], beta
+    /// [C]; attributes activation (required, 1 = SiLU), channels_last, epsilon, groups (required)) on NHWC between two
+    /// Transposes, since ORT's CUDA kernel runs only channels_last = 1; <paramref name="silu"/> is then fused as activation 1.
+    /// </remarks>
+    public static string GroupNorm(this OnnxGraph g, string x, string prefix, long channels, long groups, double eps, bool silu = false)
     {
         string gamma = g.Weight(prefix + ".weight", channels);
         string beta = g.Weight(prefix + ".bias", channels);
+        if (g.Fused.GroupNorm)
+        {
+            string nhwc = g.Transpose(x, 0, 2, 3, 1); // [B, H, W, C]
+            string y = g.ContribOp("GroupNorm", [nhwc, gamma, beta],
+                Attr("activation", silu ? 1L : 0L), Attr("channels_last", 1L), Attr("epsilon", (float)eps), Attr("groups", groups));
+            return g.Transpose(y, 0, 3, 1, 2); // [B, C, H, W]
+        }
         string shape = g.ShapeOf(x);
         string grouped = g.Reshape(x, 0, groups, -1); // [B, G, C/G*H*W]
         string ones = g.ConstFloat(Enumerable.Repeat(1f, (int)groups).ToArray(), groups);
         string zeros = g.ConstFloat(new float[groups], groups);
         string normed = g.Op("InstanceNormalization", [grouped, ones, zeros], null, Attr("epsilon", (float)eps));
         string back = g.Reshape(normed, shape); // [B, C, H, W]
-        return g.Add(g.Mul(back, g.Unsqueeze(gamma, 1, 2)), g.Unsqueeze(beta, 1, 2));
+        string affine = g.Add(g.Mul(back, g.Unsqueeze(gamma, 1, 2)), g.Unsqueeze(beta, 1, 2));
+        return silu ? g.Silu(affine) : affine;
     }
 
     /// <summary>torch.nn.LayerNorm over the last axis (opset 17 LayerNormalization).</summary>
@@ -90,6 +107,25 @@ public static class OnnxOps
         string gamma = g.Weight(prefix + ".weight", dim);
         string beta = g.Weight(prefix + ".bias", dim);
         return g.Op("LayerNormalization", [x, gamma, beta], null, Attr("axis", -1L), Attr("epsilon", (float)eps));
+    }
+
+    /// <summary>
+    /// <c>sum = residual + x</c> followed by <see cref="LayerNorm"/> of the sum; returns both (the sum feeds the next residual).
+    /// With <see cref="FusedOps.SkipLayerNormalization"/>: <c>com.microsoft.SkipLayerNormalization</c> (ContribOperators.md:
+    /// inputs input, skip, gamma, beta, bias; outputs output, mean, inv_std_var, input_skip_bias_sum; attribute epsilon), with
+    /// outputs 1 and 2 left unnamed. The tokens stay 2-D [N, dim], which ORT's kernels accept (skip_layer_norm_helper.h).
+    /// </summary>
+    public static (string Sum, string Normed) AddLayerNorm(this OnnxGraph g, string residual, string x, string prefix, long dim, double eps)
+    {
+        if (!g.Fused.SkipLayerNormalization)
+        {
+            string sum = g.Add(residual, x);
+            return (sum, g.LayerNorm(sum, prefix, dim, eps));
+        }
+        string gamma = g.Weight(prefix + ".weight", dim);
+        string beta = g.Weight(prefix + ".bias", dim);
+        string[] outs = g.ContribOpMulti("SkipLayerNormalization", [x, residual, gamma, beta], [true, false, false, true], Attr("epsilon", (float)eps));
+        return (outs[3], outs[0]);
     }
 
     /// <summary>[B, C, H, W] -> token matrix [B*H*W, C].</summary>
@@ -108,8 +144,22 @@ public static class OnnxOps
     /// k, v [B*Sk, h*d] -> [B*Sq, h*d]; <paramref name="batch"/> is a 1-element int64 tensor holding B; an optional additive
     /// <paramref name="mask"/> broadcasts against the scores [B, h, Sq, Sk].
     /// </summary>
+    /// <remarks>
+    /// Without a mask and with <see cref="FusedOps.MultiHeadAttention"/>: <c>com.microsoft.MultiHeadAttention</c>
+    /// (ContribOperators.md inputs: query [B, S, hidden], key [B, L, hidden], value [B, L, v_hidden], then the optional bias,
+    /// key_padding_mask, attention_bias, past_key, past_value, past_sequence_length, cache_indirection, all omitted; attribute
+    /// num_heads; its default scale is 1/sqrt(head_size), the one used here).
+    /// </remarks>
     public static string Attention(this OnnxGraph g, string q, string k, string v, string batch, long heads, long headDim, string? mask = null)
     {
+        if (mask is null && g.Fused.MultiHeadAttention)
+        {
+            string bsh = g.Concat(0, batch, g.ConstInt64(-1, heads * headDim));
+            string fused = g.ContribOp("MultiHeadAttention",
+                [g.Reshape(q, bsh), g.Reshape(k, bsh), g.Reshape(v, bsh)], // [B, Sq, h*d], [B, Sk, h*d], [B, Sk, h*d]
+                Attr("num_heads", heads));
+            return g.Reshape(fused, -1, heads * headDim); // [B*Sq, h*d]
+        }
         string split = g.Concat(0, batch, g.ConstInt64(-1, heads, headDim));
         string qh = g.Transpose(g.Reshape(q, split), 0, 2, 1, 3); // [B, h, Sq, d]
         string kh = g.Transpose(g.Reshape(k, split), 0, 2, 3, 1); // [B, h, d, Sk]

@@ -1,0 +1,68 @@
+namespace CTCal.Export.Onnx;
+
+/// <summary>
+/// Which fused <c>com.microsoft</c> contrib operators (ONNX Runtime, docs/ContribOperators.md) a graph is written with, each
+/// used only where the target execution provider has a kernel for it (docs/OperatorKernels.md: the CPUExecutionProvider,
+/// CUDAExecutionProvider and DmlExecutionProvider tables' <c>com.microsoft</c> sections). <see cref="None"/> is the portable
+/// graph of standard operators.
+/// </summary>
+public sealed record FusedOps
+{
+    /// <summary>Standard ONNX operators only.</summary>
+    public static FusedOps None { get; } = new();
+
+    /// <summary>
+    /// Unmasked attention as <c>com.microsoft.MultiHeadAttention</c> (query, key, value as [B, S, hidden]; num_heads; the
+    /// default scale 1/sqrt(head_size) is diffusers'). CPU, CUDA and DML implement it.
+    /// </summary>
+    public bool MultiHeadAttention { get; init; }
+
+    /// <summary>Exact (erf) GELU as <c>com.microsoft.Gelu</c> (one input X). CPU, CUDA and DML implement it.</summary>
+    public bool Gelu { get; init; }
+
+    /// <summary>
+    /// A residual add followed by LayerNorm as <c>com.microsoft.SkipLayerNormalization</c> (input, skip, gamma, beta; output 3
+    /// is the sum the next residual needs). CPU, CUDA and DML implement it.
+    /// </summary>
+    public bool SkipLayerNormalization { get; init; }
+
+    /// <summary>
+    /// GroupNorm (and a following SiLU, <c>activation</c> = 1) as <c>com.microsoft.GroupNorm</c> in NHWC (<c>channels_last</c>
+    /// = 1, the only layout ORT's CUDA kernel runs: contrib_ops/cuda/diffusion/group_norm.cc), between Transposes.
+    /// CUDA and DML implement it; the CPU provider does not.
+    /// </summary>
+    public bool GroupNorm { get; init; }
+
+    /// <summary>
+    /// GEGLU's bias, split and hidden * gelu(gate) as <c>com.microsoft.BiasSplitGelu</c> (X [N, S, 2D], bias [2D] -> [N, S, D]).
+    /// CUDA and DML implement it; the CPU provider does not. See <see cref="BiasSplitGeluWidths"/>.
+    /// </summary>
+    public bool BiasSplitGelu { get; init; }
+
+    /// <summary>
+    /// When not null, the only input widths (2D) BiasSplitGelu is used for; other widths keep the Split + Gelu form. ORT's
+    /// CUDA kernel refuses any width but 2560, 5120 and 10240 (contrib_ops/cuda/diffusion/bias_split_gelu.cc: "hidden size
+    /// should be 2560, 5120 or 10240"), which are SD's GEGLU widths at 320, 640 and 1280 channels. DirectML's takes any even
+    /// width (core/providers/dml/.../DmlOperatorBiasSplitGelu.cpp), so its profile has no list.
+    /// </summary>
+    public IReadOnlyList<long>? BiasSplitGeluWidths { get; init; }
+
+    public bool Any => MultiHeadAttention || Gelu || SkipLayerNormalization || GroupNorm || BiasSplitGelu;
+
+    /// <summary>The fusions of <paramref name="profile"/>.</summary>
+    public static FusedOps For(ExportOptimization profile)
+    {
+        var cpu = new FusedOps { MultiHeadAttention = true, Gelu = true, SkipLayerNormalization = true };
+        return profile switch
+        {
+            ExportOptimization.Plain => None,
+            ExportOptimization.Cpu => cpu,
+            ExportOptimization.Cuda => cpu with { GroupNorm = true, BiasSplitGelu = true, BiasSplitGeluWidths = [2560, 5120, 10240] },
+            ExportOptimization.DirectML => cpu with { GroupNorm = true, BiasSplitGelu = true },
+            _ => throw new ArgumentOutOfRangeException(nameof(profile), profile, $"optimize value {(int)profile} is not one of plain, cpu, cuda, directml"),
+        };
+    }
+
+    /// <summary>Whether GEGLU of input width <paramref name="width"/> (2 x inner) is written as BiasSplitGelu.</summary>
+    public bool SplitGeluFor(long width) => BiasSplitGelu && (BiasSplitGeluWidths is null || BiasSplitGeluWidths.Contains(width));
+}

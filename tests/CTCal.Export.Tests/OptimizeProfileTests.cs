@@ -1,0 +1,199 @@
+using CTCal.Core.Diffusers;
+using CTCal.Core.Models;
+using CTCal.Export.Graphs;
+using CTCal.Export.Onnx;
+using CTCal.Export.Onnx.Proto;
+using CTCal.Tests;
+using Microsoft.ML.OnnxRuntime;
+
+namespace CTCal.Export.Tests;
+
+/// <summary>
+/// Export profiles (<see cref="ExportOptions.Optimize"/>): the cpu profile runs in ONNX Runtime's CPU provider and matches
+/// the plain graph within 1e-4; the cuda and directml profiles are checked for structure against the contrib-operator
+/// schemas (<see cref="ContribSchemas"/>) since no GPU runs here.
+/// </summary>
+public sealed class OptimizeProfileTests
+{
+    private const ExportComponents Parts = ExportComponents.Unet | ExportComponents.VaeDecoder | ExportComponents.VaeEncoder;
+    private static readonly string[] PartFolders = ["unet", "vae_decoder", "vae_encoder"];
+
+    private static string Export(string fixture, string root, ExportOptimization profile)
+    {
+        string output = Path.Combine(root, ExportOptimizationNames.Name(profile));
+        OnnxExporter.Export(new ExportOptions
+        {
+            ModelFolder = Path.Combine(TestPaths.Fixtures, fixture), OutputFolder = output, Components = Parts, Optimize = profile,
+        });
+        return output;
+    }
+
+    private static ModelProto Load(string folder, string part) =>
+        ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(folder, part, "model.onnx")));
+
+    // Seeded inputs from the session's metadata: batch 2, sequence 77, every other symbolic dim 16; timesteps in [0, 1000).
+    private static (string Name, Array Data, long[] Shape)[] Inputs(InferenceSession session, int seed)
+    {
+        var rng = new Random(seed);
+        return session.InputMetadata.Select(kv =>
+        {
+            var meta = kv.Value;
+            long[] shape = meta.Dimensions.Select((d, i) => d >= 0 ? d : meta.SymbolicDimensions[i] switch
+            {
+                "batch" => 2L,
+                "sequence" => 77L,
+                _ => 16L,
+            }).ToArray();
+            int n = (int)shape.Aggregate(1L, (a, b) => a * b);
+            float scale = kv.Key == UNetGraph.TimestepInput ? 1000f : 1f;
+            float[] data = Enumerable.Range(0, n).Select(_ => kv.Key == UNetGraph.TimestepInput ? rng.NextSingle() * scale : rng.NextSingle() * 2 - 1).ToArray();
+            return (kv.Key, (Array)data, shape);
+        }).ToArray();
+    }
+
+    [Theory]
+    [InlineData("tiny-sd1")]
+    [InlineData("tiny-sd2-style")]
+    public void Cpu_profile_matches_the_plain_graph_within_1e_4_in_the_cpu_provider(string fixture)
+    {
+        string root = TestModels.NewRoot();
+        try
+        {
+            string plain = Export(fixture, root, ExportOptimization.Plain);
+            string cpu = Export(fixture, root, ExportOptimization.Cpu);
+            foreach (string part in PartFolders)
+            {
+                using var a = new OrtRunner(Path.Combine(plain, part, "model.onnx"));
+                using var b = new OrtRunner(Path.Combine(cpu, part, "model.onnx"));
+                var inputs = Inputs(a.Session, seed: part.Length);
+                var expected = a.Run(inputs).Single().Value.Data;
+                var actual = b.Run(inputs).Single().Value.Data;
+                float scale = Math.Max(1f, OrtRunner.MaxAbs(expected));
+                float diff = OrtRunner.MaxAbsDiff(actual, expected);
+                Assert.True(OrtRunner.MaxAbs(expected) > 0f, $"{fixture} {part}: plain output is all zeros");
+                Assert.True(diff <= 1e-4f * scale, $"{fixture} {part}: cpu profile differs from plain by {diff} (max |plain| {OrtRunner.MaxAbs(expected)})");
+            }
+
+            var unet = Load(cpu, "unet");
+            var ops = unet.Graph.Node.Where(n => n.Domain == OnnxGraph.ContribDomain).Select(n => n.OpType).ToHashSet();
+            Assert.Equal(["Gelu", "MultiHeadAttention", "SkipLayerNormalization"], ops.Order());
+            Assert.DoesNotContain(unet.Graph.Node, n => n.OpType is "Softmax" or "Erf");
+            Assert.Contains(unet.OpsetImport, o => o.Domain == OnnxGraph.ContribDomain && o.Version == OnnxGraph.ContribOpset);
+            Assert.Empty(ContribSchemas.Problems(unet.Graph.Node, ExportOptimization.Cpu));
+            Assert.Contains(Load(cpu, "vae_decoder").Graph.Node, n => n.OpType == "MultiHeadAttention");
+            Assert.DoesNotContain(Load(plain, "unet").OpsetImport, o => o.Domain == OnnxGraph.ContribDomain);
+            Assert.DoesNotContain(Load(plain, "unet").Graph.Node, n => n.Domain.Length > 0);
+        }
+        finally
+        {
+            TestModels.DeleteQuietly(root);
+        }
+    }
+
+    [Theory]
+    [InlineData(ExportOptimization.Cuda)]
+    [InlineData(ExportOptimization.DirectML)]
+    public void Gpu_profiles_match_the_contrib_schemas_and_pass_onnx_runtime_schema_checks(ExportOptimization profile)
+    {
+        string root = TestModels.NewRoot();
+        try
+        {
+            string output = Export("tiny-sd1", root, profile);
+            foreach (string part in PartFolders)
+            {
+                var model = Load(output, part);
+                Assert.Empty(ContribSchemas.Problems(model.Graph.Node, profile));
+                Assert.Contains(model.OpsetImport, o => o.Domain == OnnxGraph.ContribDomain && o.Version == OnnxGraph.ContribOpset);
+                var groupNorms = model.Graph.Node.Where(n => n.OpType == "GroupNorm").ToList();
+                Assert.NotEmpty(groupNorms);
+                Assert.All(groupNorms, n => Assert.Equal(1L, n.Attribute.Single(a => a.Name == "channels_last").I));
+                Assert.DoesNotContain(model.Graph.Node, n => n.OpType == "InstanceNormalization");
+
+                // The CPU provider has no GroupNorm kernel. Session creation resolves the graph first (every node checked against
+                // its registered schema: input/output counts, required attributes, attribute types, type inference), so failing
+                // only at kernel assignment for GroupNorm means the contrib nodes passed ONNX Runtime's own schema checks.
+                var e = Assert.ThrowsAny<OnnxRuntimeException>(() => new OrtRunner(Path.Combine(output, part, "model.onnx")).Dispose());
+                Assert.Contains("Could not find an implementation for GroupNorm(1)", e.Message);
+            }
+            var unet = Load(output, "unet");
+            // the tiny UNet's GEGLU width (2 x 4 x 32 = 256) is not one ORT's CUDA BiasSplitGelu runs; DirectML takes any width
+            Assert.Equal(profile == ExportOptimization.DirectML, unet.Graph.Node.Any(n => n.OpType == "BiasSplitGelu"));
+            Assert.Equal(profile == ExportOptimization.Cuda, unet.Graph.Node.Any(n => n.OpType == "Gelu"));
+        }
+        finally
+        {
+            TestModels.DeleteQuietly(root);
+        }
+    }
+
+    [Theory]
+    [InlineData(ExportOptimization.Cpu)]
+    [InlineData(ExportOptimization.Cuda)]
+    [InlineData(ExportOptimization.DirectML)]
+    public void Sd15_unet_graph_fuses_every_attention_norm_and_geglu_of_the_profile(ExportOptimization profile)
+    {
+        var config = UNetConfig.Parse(ReferenceModels.Sd15.UnetConfigJson, "sd15 unet config");
+        var g = UNetGraph.Build(config, fp16Weights: false, FusedOps.For(profile));
+        int count(string op) => g.Nodes.Count(n => n.OpType == op);
+        const int blocks = 16; // SD 1.5: 2 + 2 + 2 down, 1 mid, 3 + 3 + 3 up transformer blocks
+        Assert.Empty(ContribSchemas.Problems(g.Nodes, profile));
+        Assert.Equal(2 * blocks, count("MultiHeadAttention"));
+        Assert.Equal(2 * blocks, count("SkipLayerNormalization"));
+        Assert.Equal(blocks, count("LayerNormalization")); // norm1: its input is no residual sum inside the block
+        Assert.Equal(0, count("Softmax"));
+        Assert.Equal(0, count("Erf"));
+        bool gpu = profile != ExportOptimization.Cpu;
+        Assert.Equal(gpu ? blocks : 0, count("BiasSplitGelu"));
+        Assert.Equal(gpu ? 0 : blocks, count("Gelu"));
+        // 22 resnets x 2 norms, 16 transformer norms, conv_norm_out
+        Assert.Equal(gpu ? 22 * 2 + 16 + 1 : 0, count("GroupNorm"));
+        Assert.Equal(gpu ? 0 : 22 * 2 + 16 + 1, count("InstanceNormalization"));
+        Assert.Equal(gpu ? 22 * 2 + 1 : 0, g.Nodes.Count(n => n.OpType == "GroupNorm" && n.Attribute.Single(a => a.Name == "activation").I == 1));
+    }
+
+    [Fact]
+    public void Bad_optimize_values_are_refused_naming_the_value_before_anything_is_written()
+    {
+        var e = Assert.Throws<ArgumentException>(() => ExportOptimizationNames.Parse("tensorrt"));
+        Assert.Contains("--optimize 'tensorrt'", e.Message);
+        Assert.Equal(ExportOptimization.DirectML, ExportOptimizationNames.Parse("DirectML"));
+
+        string root = TestModels.NewRoot();
+        try
+        {
+            string output = Path.Combine(root, "out");
+            var v = Assert.Throws<ExportValidationException>(() => OnnxExporter.Export(new ExportOptions
+            {
+                ModelFolder = TinySd1Export.ModelFolder, OutputFolder = output, Optimize = (ExportOptimization)7,
+            }));
+            Assert.Contains("optimize value 7", v.Message);
+            Assert.False(Directory.Exists(output));
+            Assert.Empty(Directory.EnumerateFileSystemEntries(root));
+        }
+        finally
+        {
+            TestModels.DeleteQuietly(root);
+        }
+    }
+
+    [Fact]
+    public void Manifest_records_the_profile()
+    {
+        string root = TestModels.NewRoot();
+        try
+        {
+            string output = Path.Combine(root, "out");
+            OnnxExporter.Export(new ExportOptions
+            {
+                ModelFolder = TinySd1Export.ModelFolder, OutputFolder = output, Components = ExportComponents.Unet, Optimize = ExportOptimization.Cpu,
+            });
+            Assert.Equal("cpu", OnnxModelManifest.TryRead(output)!.Optimize);
+            OnnxExporter.Export(new ExportOptions { ModelFolder = TinySd1Export.ModelFolder, OutputFolder = output, Components = ExportComponents.Unet });
+            Assert.Equal("plain", OnnxModelManifest.TryRead(output)!.Optimize);
+        }
+        finally
+        {
+            TestModels.DeleteQuietly(root);
+        }
+    }
+}
