@@ -160,9 +160,14 @@ public static class MainJobCli
             DefaultValueFactory = _ => ModelFamily.Sd1,
         };
         family.AcceptOnlyFromAmong([.. StudySettings.Families]);
+        var layers = new Option<string[]>("--layers")
+        {
+            Description = "CTCal layers of every fine-tune (module paths, all or auto) instead of the premise probe's choice; the report says so",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var threads = new Option<int>("--threads") { Description = "torch threads of the trainer, ONNX Runtime threads per session", DefaultValueFactory = _ => 1 };
         var parallel = new Option<int?>("--parallel") { Description = "fine-tunes / generations at a time (default: 2, or 1 on a single core)" };
-        foreach (var o in new Option[] { quick, output, only, baseModel, family, threads, parallel })
+        foreach (var o in new Option[] { quick, output, only, baseModel, family, layers, threads, parallel })
         {
             command.Options.Add(o);
         }
@@ -177,6 +182,7 @@ public static class MainJobCli
                 OutputFolder = Path.GetFullPath(parse.GetValue(output) ?? (q ? (comparison ? "runs/quick" : "runs/study-quick") : $"runs/{name}") + suffix),
                 BaseModel = Path.GetFullPath(parse.GetValue(baseModel) ?? BuildInfo.DefaultBaseModel(f)),
                 Family = f,
+                Layers = parse.GetValue(layers) is { Length: > 0 } l ? l : null,
                 Threads = parse.GetValue(threads),
                 Parallel = parse.GetValue(parallel) ?? Math.Clamp(Environment.ProcessorCount, 1, 2),
             };

@@ -98,6 +98,13 @@ public sealed class StudyStagesTests : IDisposable
             Assert.Contains(file, e.Message);
             Assert.Contains("no teacher to calibrate toward on " + settings.BaseModel, e.Message);
         }
+
+        // Layers given with --layers replace the probe's choice (whatever it found), and the report says so.
+        var given = new StudyStageContext(context.Folder, settings with { Layers = ["all"] }, _ => premise, _ => { });
+        Assert.Equal(["all"], SweepStudyStage.PremiseLayers(given));
+        Assert.Contains("given with --layers", SweepStudyStage.LayersText(["all"]));
+        Assert.Contains("the premise probe's", SweepStudyStage.LayersText(["premise:" + file]));
+        Assert.Throws<ArgumentException>(() => (settings with { Layers = ["premise:" + file] }).Validate());
     }
 
     [Fact]

@@ -39,6 +39,6 @@ public sealed class ChosenRecipeStudyStage : IStudyStage
     {
         var c = SweepStudyStage.Choice.Read(folder);
         return string.Create(CultureInfo.InvariantCulture,
-            $"Not swept in this run: GORS lr {c.GorsLr:G3}; GORS + CTCal lr {c.CtcalLr:G3}, weight {c.CtcalWeight:G3}: the points `ctcal-main study` chose on the validation prompts (docs/study/study.md). Layers: this run's premise probe's.");
+            $"Not swept in this run: GORS lr {c.GorsLr:G3}; GORS + CTCal lr {c.CtcalLr:G3}, weight {c.CtcalWeight:G3}: the points `ctcal-main study` chose on the validation prompts (docs/study/study.md). Layers: {SweepStudyStage.LayersText(c.Layers)}.");
     }
 }

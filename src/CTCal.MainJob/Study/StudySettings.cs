@@ -29,6 +29,13 @@ public sealed record StudySettings
     /// <summary>The families a study runs on.</summary>
     public static IReadOnlyList<string> Families { get; } = [ModelFamily.Sd1, ModelFamily.Sd3];
 
+    /// <summary>
+    /// The CTCal layers of every study fine-tune when given (<c>--layers</c>: module paths, <c>all</c> or <c>auto</c>, as
+    /// the trainer reads them), instead of the premise probe's choice; null (the default): the probe's. The report says
+    /// which. For a base whose probe finds no layer worth calibrating, where the study otherwise stops.
+    /// </summary>
+    public IReadOnlyList<string>? Layers { get; init; }
+
     /// <summary>The sampler of every generated image: DDIM for the UNet family, the flow-match Euler sampler for SD3.</summary>
     public string Scheduler => Family == ModelFamily.Sd3 ? FlowMatchEulerDiscreteScheduler.ClassName : "ddim";
 
@@ -160,6 +167,8 @@ public sealed record StudySettings
         Require(Families.Contains(Family), $"--family must be one of {string.Join(", ", Families)}, got '{Family}'");
         Require(Family != ModelFamily.Sd3 || (Recipe.MinSnrGamma is null && !Recipe.TrainTextEncoder),
             "an SD3 study's recipe must leave min-snr-gamma unset (a DDPM option) and the text encoder untrained (no SD3 text-encoder LoRA yet): StudySettings.ForFamily");
+        Require(Layers is null || (Layers.Count > 0 && Layers.All(l => l.Length > 0 && !l.StartsWith("premise:", StringComparison.Ordinal))),
+            "--layers must name module paths, all or auto (the premise probe's choice is the default)");
         Require(Threads > 0, $"--threads must be positive, got {Threads}");
         Require(Parallel > 0, $"--parallel must be positive, got {Parallel}");
         Require(WeakBaseSteps > 0 && WeakBaseBatchSize is null or > 0, $"weak base steps and batch size must be positive, got {WeakBaseSteps} and {WeakBaseBatchSize}");

@@ -46,24 +46,35 @@ public sealed class SweepStudyStage : IStudyStage
     public bool Resumable => true;
 
     /// <summary>
-    /// The layers every study CTCal run calibrates: those the premise probe found worth it (passed to the trainer as
-    /// <c>premise:&lt;probe.json&gt;</c>, which it reads the same way).
+    /// The layers every study CTCal run calibrates: <see cref="StudySettings.Layers"/> when given, else those the premise
+    /// probe found worth it (passed to the trainer as <c>premise:&lt;probe.json&gt;</c>, which it reads the same way).
     /// </summary>
     /// <exception cref="InvalidOperationException">
     /// The probe found no such layer: the base's maps give CTCal no teacher to calibrate toward, so no fine-tune starts.
     /// </exception>
     public static IReadOnlyList<string> PremiseLayers(StudyStageContext context, StudyBase? studyBase = null)
     {
+        if (context.Settings.Layers is { } given)
+        {
+            return given;
+        }
+
         var setting = studyBase ?? StudyBase.Shipped;
         string probe = Path.Combine(context.FolderOf(setting.Stage("premise")), PremiseStudyStage.JsonFile);
         if (PremiseProbeResult.Read(probe).CalibrationLayers().Count == 0)
         {
             throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
-                $"{probe}: the premise probe found no layer whose teacher-t attention mass is above its large-t mass and at least {PremiseProbeResult.DefaultMinTeacherRatio}x chance, so CTCal has no teacher to calibrate toward on {setting.Model(context)} (see probe.md beside it); train the base further or use another base"));
+                $"{probe}: the premise probe found no layer whose teacher-t attention mass is above its large-t mass and at least {PremiseProbeResult.DefaultMinTeacherRatio}x chance, so CTCal has no teacher to calibrate toward on {setting.Model(context)} (see probe.md beside it); train the base further, use another base, or choose layers yourself with --layers"));
         }
 
         return ["premise:" + probe];
     }
+
+    /// <summary>How a report names <paramref name="layers"/>: the premise probe's, or given with <c>--layers</c>.</summary>
+    public static string LayersText(IReadOnlyList<string> layers) =>
+        layers.Count == 1 && layers[0].StartsWith("premise:", StringComparison.Ordinal)
+            ? $"`{Path.GetFileName(layers[0])}` (the premise probe's)"
+            : $"`{string.Join(", ", layers)}` (given with --layers, not the premise probe's choice)";
 
     /// <summary>Model id of a GORS sweep point.</summary>
     public static string GorsId(double lr, long seed) => string.Create(CultureInfo.InvariantCulture, $"gors-lr{lr:0e0}-s{seed}");
@@ -119,7 +130,7 @@ public sealed class SweepStudyStage : IStudyStage
         var choice = Choice.Read(folder);
         var md = new StringBuilder();
         md.AppendLine(CultureInfo.InvariantCulture,
-            $"Choice of learning rate and CTCal weight on the **validation** prompts ({WorldStudyStage.Get(done, "validation_prompts")} prompts x {WorldStudyStage.Get(done, "image_seeds")} image seeds per model), the same number of fine-tunes for each method. Chosen: GORS lr {choice.GorsLr.ToString("G3", CultureInfo.InvariantCulture)}; GORS + CTCal lr {choice.CtcalLr.ToString("G3", CultureInfo.InvariantCulture)}, weight {choice.CtcalWeight.ToString("G3", CultureInfo.InvariantCulture)}. Layers: `{string.Join(", ", choice.Layers.Select(Path.GetFileName))}` (the premise probe's).");
+            $"Choice of learning rate and CTCal weight on the **validation** prompts ({WorldStudyStage.Get(done, "validation_prompts")} prompts x {WorldStudyStage.Get(done, "image_seeds")} image seeds per model), the same number of fine-tunes for each method. Chosen: GORS lr {choice.GorsLr.ToString("G3", CultureInfo.InvariantCulture)}; GORS + CTCal lr {choice.CtcalLr.ToString("G3", CultureInfo.InvariantCulture)}, weight {choice.CtcalWeight.ToString("G3", CultureInfo.InvariantCulture)}. Layers: {LayersText(choice.Layers)}.");
         md.AppendLine();
         md.AppendLine(StudyTables.Measured(results));
         return md.ToString();
