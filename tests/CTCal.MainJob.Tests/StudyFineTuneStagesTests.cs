@@ -221,4 +221,54 @@ public sealed class StudyFineTuneStagesTests : IDisposable
         Assert.Contains("Not swept in this run", report, StringComparison.Ordinal);
         Assert.Contains("**Verdict, GORS + CTCal against GORS** (", report, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task TheSd3ComparisonGeneratesFineTunesAndScoresThroughThePluginWithExportedSd3Models()
+    {
+        // An SD3 base made here (none is shipped: src/CTCal.BaseModel/README.md): the world's images, then two steps of
+        // `ctcal-train base unet --family sd3` on the shipped base's VAE, as a user would make one.
+        string data = Path.Combine(_dir, "sd3-data");
+        DatasetStage.Ensure(data, new Synthetic.SyntheticWorldOptions { Seed = 1, ImageSize = 64, TrainCount = 16 }, CancellationToken.None);
+        string sd3Base = Path.Combine(_dir, "sd3-base");
+        await BaseModelStage.RunAsync(BuildInfo.TrainerExecutable(),
+            ["base", "unet", "--family", "sd3", "--data", data, "--vae", Path.Combine(TestPaths.RepoRoot, "assets", "base-model"), "--out", sd3Base,
+             "--steps", "2", "--batch-size", "2", "--warmup", "1", "--threads", "1", "--save-every", "0"], _ => { }, CancellationToken.None);
+
+        var settings = new StudySettings { OutputFolder = Path.Combine(_dir, "main-sd3"), BaseModel = sd3Base, Family = "sd3", Threads = 1, Parallel = 2 }.ForQuick() with
+        {
+            DatasetCount = 32, ProbeRecords = 2, GorsPromptsPerCategory = 2, SamplingSteps = 3, MainSeeds = [1], AblationSeeds = [1],
+            SweepGorsLearningRates = [1e-3], SweepCtcalLearningRates = [1e-3], SweepCtcalWeights = [0.1],
+            Recipe = StudyRecipe.Quick with { Steps = 2, Warmup = 1, BatchSize = 2, AlignEvery = 1 },
+            Split = new Synthetic.PromptSplitOptions { ValidationPerCategory = 1, TestPerCategory = 1 },
+            Layers = ["all"], // a two-step base has no layer the premise probe would choose
+        };
+        settings = settings.ForFamily();
+        settings.Validate();
+
+        var outcomes = await new StudyRunner(StudyStages.Comparison("sd3"), settings, _ => { }).RunAsync(null, CancellationToken.None);
+
+        Assert.Equal(["world", "premise", "gors-data", "sweep", "main", "ceiling"], outcomes.Select(x => x.Stage));
+        Assert.All(outcomes, o => Assert.Equal("sd3", o.Done!.Family));
+        string o = settings.OutputFolder;
+        // The SD3 comparison sweeps (on the validation prompts) instead of borrowing the UNet base's choice.
+        var sweep = StudyModels.ReadAll(Path.Combine(o, "04-sweep"));
+        Assert.Equal(["base", "ctcal-lr1e-3-w0.1-s1", "gors-lr1e-3-s1"], sweep.Select(m => m.Model.Id).Order(StringComparer.Ordinal));
+        var main = StudyModels.ReadAll(Path.Combine(o, "05-main"));
+        Assert.Equal(3, main.Count);
+        foreach (var model in main)
+        {
+            Assert.NotEmpty(model.Images);
+            Assert.All(model.Images, image => Assert.True(File.Exists(Path.Combine(o, "05-main", image.File)), image.File));
+        }
+
+        // Each fine-tune was a transformer LoRA (no text-encoder LoRA, no Min-SNR), exported as an SD3 ONNX model by the plugin.
+        string gorsCtcal = Path.Combine(o, "05-main", StudyModels.HostFolder, "models", "gors-ctcal-s1");
+        var manifest = CTCal.Core.Models.OnnxModelManifest.TryRead(gorsCtcal);
+        Assert.Equal("sd3", manifest?.Family);
+        Assert.True(File.Exists(Path.Combine(gorsCtcal, "transformer", "model.onnx")));
+        string report = File.ReadAllText(Path.Combine(o, StudyReport.FileName));
+        Assert.Contains("family sd3, images sampled with FlowMatchEulerDiscreteScheduler", report, StringComparison.Ordinal);
+        Assert.Contains("given with --layers", report, StringComparison.Ordinal);
+        Assert.Contains("**Verdict, GORS + CTCal against GORS** (", report, StringComparison.Ordinal);
+    }
 }
