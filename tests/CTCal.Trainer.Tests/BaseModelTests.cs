@@ -85,7 +85,8 @@ public sealed class BaseModelTokenizerTests
 /// <summary>Short VAE and base runs on a tiny world (32 px, tiny sizes).</summary>
 public sealed class BaseModelTrainingTests
 {
-    private static readonly Lazy<string> Dataset = new(() =>
+    /// <summary>The tiny world's dataset (32 px, 24 images, eval prompts), shared with <see cref="BaseModelSD3TrainingTests"/>.</summary>
+    internal static readonly Lazy<string> Dataset = new(() =>
     {
         string dir = TestPaths.NewTempDir();
         var world = SyntheticWorld.Create(new SyntheticWorldOptions { Seed = 3, TrainCount = 24, ImageSize = 32 });
@@ -259,14 +260,7 @@ public sealed class BaseModelTrainingTests
 /// <summary>The SD3 family of the base (<c>base unet --family sd3</c>): tiny sizes on the tiny world.</summary>
 public sealed class BaseModelSD3TrainingTests
 {
-    private static readonly Lazy<string> Dataset = new(() =>
-    {
-        string dir = TestPaths.NewTempDir();
-        var world = SyntheticWorld.Create(new SyntheticWorldOptions { Seed = 3, TrainCount = 24, ImageSize = 32 });
-        DatasetWriter.WriteDataset(world, dir);
-        DatasetWriter.WriteEvalPrompts(world, Path.Combine(dir, "eval_prompts.json"));
-        return dir;
-    });
+    private static readonly Lazy<string> Dataset = BaseModelTrainingTests.Dataset;
 
     private static readonly Lazy<string> Vae = new(() =>
     {
