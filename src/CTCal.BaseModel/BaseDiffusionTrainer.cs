@@ -37,7 +37,7 @@ public sealed record BaseTrainingOptions
     /// to the end). A later command with <c>--resume</c> continues; the learning-rate schedule is that of <see cref="Steps"/>.
     /// </summary>
     public int? StopAt { get; init; }
-    /// <summary>The model family: SD1 (UNet, DDPM) or SD3 (joint transformer, flow matching).</summary>
+    /// <summary>The model family: SD1 (UNet, DDPM) or SD3 (joint transformer, flow matching; set <see cref="MinSnrGamma"/> to null).</summary>
     public BaseFamily Family { get; init; } = BaseFamily.SD1;
     /// <summary>SD3 family: the flow-matching weighting scheme (timestep density and loss weight); its shift is the config's <see cref="BaseModelConfig.FlowShift"/>.</summary>
     public FlowMatchingOptions FlowMatching { get; init; } = new();

@@ -12,7 +12,10 @@ namespace CTCal.BaseModel;
 /// AutoencoderKL 64x64 RGB -> 4x16x16 (three levels, 16/32/32 channels), a UNet2DConditionModel on the 16x16 latents
 /// (32/64 channels, about 1.1M parameters, cross-attention in every block, cross_attention_dim = text hidden), and a v-prediction DDPM schedule
 /// (scaled_linear betas as SD). v-prediction because its target stays informative at high noise, where a tiny model
-/// otherwise learns colours and layout last; training adds Min-SNR weighting on top.
+/// otherwise learns colours and layout last; training adds Min-SNR weighting on top. The SD3 family
+/// (<see cref="BaseFamily.SD3"/>) uses the same text encoder sizes twice (with projection), an SD3Transformer2DModel on the
+/// same latents (<see cref="TransformerLayers"/> blocks of <see cref="TransformerHeads"/> x <see cref="TransformerHeadDim"/>,
+/// patch <see cref="PatchSize"/>) and a flow-matching scheduler with <see cref="FlowShift"/>.
 /// </summary>
 public sealed record BaseModelConfig
 {
