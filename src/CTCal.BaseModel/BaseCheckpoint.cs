@@ -12,8 +12,9 @@ internal sealed record BaseCheckpointState(int Step, int Epoch, int Position, in
     List<double[]> Curve, List<double> RecentLosses);
 
 /// <summary>
-/// Checkpoints of a base run: <c>checkpoints/step-NNNNNNN.safetensors</c> (atomic), holding the UNet and text-encoder weights
-/// (<c>unet.*</c>, <c>text_encoder.*</c>), the AdamW moments and EMA shadows (their own entry names), the torch generator
+/// Checkpoints of a base run: <c>checkpoints/step-NNNNNNN.safetensors</c> (atomic), holding the trained weights under their
+/// component names (SD1: <c>unet.*</c>, <c>text_encoder.*</c>; SD3: <c>transformer.*</c>, <c>text_encoder.*</c>,
+/// <c>text_encoder_2.*</c>), the AdamW moments and EMA shadows (their own entry names), the torch generator
 /// state (<c>rng.torch</c>) and, in the <c>ctcal.base_state</c> metadata, step, data-order position and the loss curve.
 /// </summary>
 internal sealed class BaseCheckpoint(string output, IReadOnlyList<(string Name, Parameter Parameter)> parameters, AdamW optimizer,

@@ -37,9 +37,16 @@ public sealed record BaseTrainingOptions
     /// to the end). A later command with <c>--resume</c> continues; the learning-rate schedule is that of <see cref="Steps"/>.
     /// </summary>
     public int? StopAt { get; init; }
+    /// <summary>The model family: SD1 (UNet, DDPM) or SD3 (joint transformer, flow matching; set <see cref="MinSnrGamma"/> to null).</summary>
+    public BaseFamily Family { get; init; } = BaseFamily.SD1;
+    /// <summary>SD3 family: the flow-matching weighting scheme (timestep density and loss weight); its shift is the config's <see cref="BaseModelConfig.FlowShift"/>.</summary>
+    public FlowMatchingOptions FlowMatching { get; init; } = new();
 
     public void Validate()
     {
+        if (Family == BaseFamily.SD3 && MinSnrGamma is not null)
+            throw new ArgumentException("min-snr-gamma is a DDPM option; the SD3 family trains with flow matching (--weighting-scheme)", "min-snr-gamma");
+        FlowMatching.Validate();
         if (StopAt is { } stop && (stop <= 0 || stop > Steps)) throw new ArgumentOutOfRangeException("stop-at", StopAt, $"stop-at must be in 1..{Steps} (the --steps schedule)");
         if (SaveEvery < 0) throw new ArgumentOutOfRangeException("save-every", SaveEvery, "save-every must be >= 0");
         if (Steps <= 0) throw new ArgumentOutOfRangeException("steps", Steps, "steps must be positive");
@@ -54,8 +61,11 @@ public sealed record BaseTrainingOptions
 
 /// <summary>What a base run measured.</summary>
 public sealed record BaseTrainingResult(int Steps, double FinalLoss, double SecondsPerStep, double WallSeconds, double CacheSeconds,
-    IReadOnlyList<(int Step, double Loss)> LossCurve, long UNetParameters, long TextParameters)
+    IReadOnlyList<(int Step, double Loss)> LossCurve, long DenoiserParameters, long TextParameters)
 {
+    /// <summary>The family trained (its denoiser is a UNet for SD1, a transformer for SD3).</summary>
+    public BaseFamily Family { get; init; }
+
     /// <summary>The step this run resumed at (0 for a fresh run); the steps before came from the earlier command(s).</summary>
     public int ResumedAtStep { get; init; }
 
@@ -67,10 +77,12 @@ public sealed record BaseTrainingResult(int Steps, double FinalLoss, double Seco
 }
 
 /// <summary>
-/// Trains the base text-to-image model from scratch on a captioned dataset through a trained VAE: the CLIP text encoder and
-/// the UNet both from random initialisation and jointly (the world's words have no pretrained embeddings, and a frozen
-/// random encoder would leave colour and shape words tied only through random projections), full training, v-prediction
-/// or epsilon as the model's scheduler config says (<see cref="DiffusionObjective"/> with Min-SNR-γ), captions replaced by
+/// Trains the base text-to-image model from scratch on a captioned dataset through a trained VAE: the text encoder(s) and
+/// the denoiser both from random initialisation and jointly (the world's words have no pretrained embeddings, and a frozen
+/// random encoder would leave colour and shape words tied only through random projections), full training. The family
+/// (<see cref="BaseDenoiser"/>) gives the networks and the objective: SD1, a CLIP encoder + UNet with v-prediction or
+/// epsilon as the scheduler config says (<see cref="DiffusionObjective"/> with Min-SNR-γ); SD3, two CLIP encoders with
+/// projection + the SD3 transformer with flow matching (<see cref="FlowTrainingObjective"/>). Shared: captions replaced by
 /// the empty prompt with probability <see cref="BaseTrainingOptions.CaptionDropout"/>, AdamW with linear warmup and a
 /// cosine decay, gradient clipping at 1, EMA of all trained weights (the EMA weights are written). Latents are cached
 /// once per image: the VAE posterior mean times its scaling factor.
@@ -78,8 +90,9 @@ public sealed record BaseTrainingResult(int Steps, double FinalLoss, double Seco
 public static class BaseDiffusionTrainer
 {
     /// <summary>
-    /// Trains and writes the complete diffusers folder into <paramref name="outputFolder"/> (unet/, text_encoder/, vae/
-    /// copied from <paramref name="vaeFolder"/>, tokenizer/, scheduler/, model_index.json). When cancelled, writes only a
+    /// Trains and writes the complete diffusers folder into <paramref name="outputFolder"/> (SD1: unet/, text_encoder/; SD3:
+    /// transformer/, text_encoder/, text_encoder_2/, tokenizer_2/; both: vae/ copied from <paramref name="vaeFolder"/>,
+    /// tokenizer/, scheduler/, model_index.json). When cancelled, writes only a
     /// checkpoint, so an earlier model in the folder is not replaced by a partly trained one.
     /// </summary>
     public static BaseTrainingResult Train(BaseModelConfig config, ImageCaptionDataset data, string vaeFolder, BaseTrainingOptions options,
@@ -87,7 +100,7 @@ public static class BaseDiffusionTrainer
     {
         options.Validate();
         var world = WorldTokenizer.ForSyntheticWorld();
-        config.Check(world);
+        config.Check(world, options.Family);
         var total = Stopwatch.StartNew();
         var vaeFiles = ResolveVae(vaeFolder);
         var vaeConfig = VaeConfig.Load(vaeFiles.ConfigPath);
@@ -100,7 +113,7 @@ public static class BaseDiffusionTrainer
         world.Write(Path.Combine(output, "tokenizer"));
         var tokenizer = ClipTokenizer.FromFiles(Path.Combine(output, "tokenizer", "vocab.json"), Path.Combine(output, "tokenizer", "merges.txt"));
 
-        // Latent cache: one VAE pass per image.
+        // Latent cache: one VAE pass per image (ScaleLatents: minus shift_factor, times scaling_factor).
         var cacheWatch = Stopwatch.StartNew();
         Tensor latents;
         var ids = new List<long[]>();
@@ -124,30 +137,24 @@ public static class BaseDiffusionTrainer
         using var emptyIds = tensor(tokenizer.Encode("").InputIds.Select(x => (long)x).ToArray(), new long[] { 1, ClipTokenizer.MaxLength });
         log?.Invoke($"cached {ids.Count} latents {string.Join("x", latents.shape.Skip(1))} (std {latents.std().item<float>():F3}) in {cacheSeconds:F1} s");
 
-        var scheduler = SchedulerConfig.Parse(config.SchedulerJson());
-        var objective = new DiffusionObjective(NoiseSchedule.AlphasCumprod(scheduler), scheduler.PredictionType, 0, options.MinSnrGamma);
         using var init = new Generator((ulong)options.Seed);
         using var generator = new Generator((ulong)options.Seed + 1);
-        using var unet = new UNet2DConditionModel(UNetConfig.Parse(config.UNetJson()));
-        using var text = new CLIPTextModel(ClipTextConfig.Parse(config.TextEncoderJson(world)));
-        DeterministicInit.Reset(unet, init);
-        DeterministicInit.Reset(text, init);
-        unet.train();
-        text.train();
-        var parameters = unet.parameters().Concat(text.parameters()).ToList();
+        using var model = BaseDenoiser.Create(options.Family, config, world, options, init);
+        var objective = model.Objective;
+        model.Train();
+        var named = model.NamedParameters;
+        var parameters = named.Select(p => p.Parameter).ToList();
         foreach (var p in parameters) p.requires_grad = true;
         using var optimizer = new AdamW(parameters, weightDecay: options.WeightDecay);
         using var ema = new ExponentialMovingAverage(parameters, options.EmaDecay);
         var schedule = new LearningRateSchedule(options.LrSchedule, options.LearningRate, options.WarmupSteps, options.Steps);
         var order = new DataOrder(ids.Count, options.Seed);
-        long unetParams = unet.parameters().Sum(p => p.numel()), textParams = text.parameters().Sum(p => p.numel());
-        log?.Invoke($"training {unetParams:N0} UNet + {textParams:N0} text-encoder parameters, {options.Steps} steps of batch {options.BatchSize}");
+        long denoiserParams = model.DenoiserParameters, textParams = model.TextParameters;
+        log?.Invoke($"training {denoiserParams:N0} {model.Component} + {textParams:N0} text-encoder parameters, {options.Steps} steps of batch {options.BatchSize}");
 
         var losses = new List<double>();
         var curve = new List<(int, double)>();
         int step = 0;
-        var named = unet.named_parameters().Select(p => ($"unet.{p.name}", p.parameter))
-            .Concat(text.named_parameters().Select(p => ($"text_encoder.{p.name}", p.parameter))).ToList();
         var checkpoints = new BaseCheckpoint(output, named, optimizer, ema, generator, options);
         string? resumeFrom = options.Resume == "latest" ? BaseCheckpoint.Latest(output) : options.Resume;
         if (options.Resume == "latest" && resumeFrom is null) log?.Invoke($"no checkpoint under {output}; starting fresh");
@@ -177,8 +184,7 @@ public static class BaseDiffusionTrainer
             batchIds = where(drop, emptyIds.expand(options.BatchSize, -1), batchIds);
             var noise = objective.SampleNoise(x0, generator);
             var t = objective.SampleTimesteps(options.BatchSize, x0.device, generator);
-            var context = text.forward(batchIds).LastHiddenState;                                  // [B, 77, D]
-            var prediction = unet.forward(objective.AddNoise(x0, noise, t), t, context, null);
+            var prediction = model.Predict(objective.AddNoise(x0, noise, t), t, batchIds);
             var loss = objective.Loss(prediction, objective.Target(x0, noise, t), t);
             loss.backward();
             double value = loss.item<float>();
@@ -191,7 +197,7 @@ public static class BaseDiffusionTrainer
             {
                 double mean = VaeTrainer.Mean(losses, options.LogEvery);
                 curve.Add((step + 1, mean));
-                log?.Invoke($"unet step {step + 1}/{options.Steps}: loss {mean:F5}, lr {schedule.At(step):G3}, {watch.Elapsed.TotalSeconds / (step + 1 - firstStep):F3} s/step");
+                log?.Invoke($"{model.Component} step {step + 1}/{options.Steps}: loss {mean:F5}, lr {schedule.At(step):G3}, {watch.Elapsed.TotalSeconds / (step + 1 - firstStep):F3} s/step");
             }
         }
         double secondsPerStep = watch.Elapsed.TotalSeconds / Math.Max(1, step - firstStep);
@@ -203,10 +209,12 @@ public static class BaseDiffusionTrainer
         if (complete)
         {
             ema.Swap(); // the averaged weights are the model
-            WriteFolder(output, config, world, unet, text, vaeFiles);
+            model.WriteComponents(output, config, world);
+            CopyVae(output, vaeFiles);
         }
-        return new BaseTrainingResult(step, curve[^1].Item2, secondsPerStep, total.Elapsed.TotalSeconds, cacheSeconds, curve, unetParams, textParams)
+        return new BaseTrainingResult(step, curve[^1].Item2, secondsPerStep, total.Elapsed.TotalSeconds, cacheSeconds, curve, denoiserParams, textParams)
         {
+            Family = options.Family,
             ResumedAtStep = firstStep,
             Cancelled = cancelled,
             StoppedAtRequest = !cancelled && !complete,
@@ -226,13 +234,8 @@ public static class BaseDiffusionTrainer
         return new ComponentFiles("vae", Path.Combine(component, "config.json"), DiffusersWeights.ResolveWeightsFile(component));
     }
 
-    private static void WriteFolder(string output, BaseModelConfig config, WorldTokenizer world, UNet2DConditionModel unet, CLIPTextModel text, ComponentFiles vae)
+    private static void CopyVae(string output, ComponentFiles vae)
     {
-        var metadata = new Dictionary<string, string> { ["format"] = "pt" };
-        DiffusersWeights.Save(unet, Path.Combine(output, "unet", "diffusion_pytorch_model.safetensors"), metadata);
-        AtomicFile.WriteText(Path.Combine(output, "unet", "config.json"), config.UNetJson());
-        DiffusersWeights.Save(text, Path.Combine(output, "text_encoder", "model.safetensors"), metadata);
-        AtomicFile.WriteText(Path.Combine(output, "text_encoder", "config.json"), config.TextEncoderJson(world));
         string vaeOut = Path.Combine(output, "vae");
         Directory.CreateDirectory(vaeOut);
         if (!string.Equals(Path.GetDirectoryName(Path.GetFullPath(vae.ConfigPath))!, Path.GetFullPath(vaeOut), StringComparison.Ordinal))
@@ -240,7 +243,5 @@ public static class BaseDiffusionTrainer
             AtomicFile.Copy(vae.WeightsPath, Path.Combine(vaeOut, "diffusion_pytorch_model.safetensors"));
             AtomicFile.Copy(vae.ConfigPath, Path.Combine(vaeOut, "config.json"));
         }
-        AtomicFile.WriteText(Path.Combine(output, "scheduler", "scheduler_config.json"), config.SchedulerJson());
-        AtomicFile.WriteText(Path.Combine(output, "model_index.json"), BaseModelConfig.ModelIndexJson());
     }
 }

@@ -18,6 +18,7 @@ public static class BaseRecipe
         var record = new Dictionary<string, object?>
         {
             ["command"] = command,
+            ["family"] = result.Family.ToString().ToLowerInvariant(),
             ["seed"] = options.Seed,
             ["steps"] = result.Steps,
             ["resumed_at_step"] = result.ResumedAtStep,
@@ -28,8 +29,18 @@ public static class BaseRecipe
             ["ema_decay"] = options.EmaDecay,
             ["min_snr_gamma"] = options.MinSnrGamma,
             ["caption_dropout"] = options.CaptionDropout,
-            ["prediction_type"] = config.PredictionType,
-            ["unet_parameters"] = result.UNetParameters,
+            ["prediction_type"] = PredictionType(config, result.Family),
+        };
+        if (result.Family == BaseFamily.SD3)
+        {
+            record["flow_shift"] = config.FlowShift;
+            record["weighting_scheme"] = options.FlowMatching.WeightingScheme;
+            record["logit_mean"] = options.FlowMatching.LogitMean;
+            record["logit_std"] = options.FlowMatching.LogitStd;
+        }
+        foreach (var (key, value) in new Dictionary<string, object?>
+        {
+            [$"{Denoiser(result.Family)}_parameters"] = result.DenoiserParameters,
             ["text_encoder_parameters"] = result.TextParameters,
             ["final_loss"] = result.FinalLoss,
             ["seconds_per_step"] = result.SecondsPerStep,
@@ -41,7 +52,8 @@ public static class BaseRecipe
             ["vae"] = vaeRecipe,
             ["config"] = JsonDocument.Parse(config.ToJson()).RootElement,
             ["finished_utc"] = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture),
-        };
+        })
+            record[key] = value;
         AtomicFile.WriteText(Path.Combine(folder, "BASE_RECIPE.json"), JsonSerializer.Serialize(record, new JsonSerializerOptions { WriteIndented = true }));
 
         var md = new StringBuilder();
@@ -50,8 +62,8 @@ public static class BaseRecipe
         md.AppendLine("```bash").AppendLine(command).AppendLine("```").AppendLine();
         if (result.ResumedAtStep > 0)
             md.AppendLine(CultureInfo.InvariantCulture, $"This command resumed from a checkpoint at step {result.ResumedAtStep}: the first {result.ResumedAtStep} steps were run by an earlier command (keep its recipe beside this one). Wall time and s/step cover this command only.").AppendLine();
-        md.AppendLine(CultureInfo.InvariantCulture, $"- seed {options.Seed}, {result.Steps} steps of batch {options.BatchSize}, lr {options.LearningRate} ({options.LrSchedule.ToString().ToLowerInvariant()}, warmup {options.WarmupSteps}), EMA {options.EmaDecay}, min-SNR {options.MinSnrGamma?.ToString(CultureInfo.InvariantCulture) ?? "off"}, caption dropout {options.CaptionDropout}, {config.PredictionType}");
-        md.AppendLine(CultureInfo.InvariantCulture, $"- parameters: UNet {result.UNetParameters:N0}, text encoder {result.TextParameters:N0}");
+        md.AppendLine(CultureInfo.InvariantCulture, $"- seed {options.Seed}, {result.Steps} steps of batch {options.BatchSize}, lr {options.LearningRate} ({options.LrSchedule.ToString().ToLowerInvariant()}, warmup {options.WarmupSteps}), EMA {options.EmaDecay}, min-SNR {options.MinSnrGamma?.ToString(CultureInfo.InvariantCulture) ?? "off"}, caption dropout {options.CaptionDropout}, {PredictionType(config, result.Family)}{FlowDetails(config, options, result.Family)}");
+        md.AppendLine(CultureInfo.InvariantCulture, $"- family {result.Family.ToString().ToLowerInvariant()}; parameters: {Denoiser(result.Family)} {result.DenoiserParameters:N0}, text encoder(s) {result.TextParameters:N0}");
         md.AppendLine(CultureInfo.InvariantCulture, $"- final loss {result.FinalLoss:F5}; {result.SecondsPerStep:F3} s/step; wall {result.WallSeconds:F0} s (latent cache {result.CacheSeconds:F1} s) on {Environment.ProcessorCount} processors");
         if (vaeRecipe is not null)
             foreach (var (k, v) in vaeRecipe) md.AppendLine(CultureInfo.InvariantCulture, $"- vae {k}: {v}");
@@ -59,4 +71,13 @@ public static class BaseRecipe
         foreach (var (s, l) in result.LossCurve) md.AppendLine(CultureInfo.InvariantCulture, $"| {s} | {l:F5} |");
         AtomicFile.WriteText(Path.Combine(folder, "BASE_RECIPE.md"), md.ToString());
     }
+
+    private static string Denoiser(BaseFamily family) => family == BaseFamily.SD3 ? "transformer" : "unet";
+
+    private static string PredictionType(BaseModelConfig config, BaseFamily family) =>
+        family == BaseFamily.SD3 ? FlowTrainingObjective.PredictionType : config.PredictionType;
+
+    private static string FlowDetails(BaseModelConfig config, BaseTrainingOptions options, BaseFamily family) => family == BaseFamily.SD3
+        ? string.Create(CultureInfo.InvariantCulture, $" (shift {config.FlowShift}, {options.FlowMatching.WeightingScheme} {options.FlowMatching.LogitMean}/{options.FlowMatching.LogitStd})")
+        : "";
 }

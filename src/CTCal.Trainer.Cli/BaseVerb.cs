@@ -15,7 +15,7 @@ internal sealed class BaseVerb(CliContext context, string[] args)
 {
     public Command Build()
     {
-        var command = new Command("base", "Train the synthetic world's base model from scratch: world tokenizer, VAE, then text encoder + UNet.");
+        var command = new Command("base", "Train the synthetic world's base model from scratch: world tokenizer, VAE, then text encoder(s) + UNet (or SD3 transformer: --family sd3).");
 
         var tokOut = new Option<string>("--out") { Description = "tokenizer folder to write (vocab.json, merges.txt, ...)", Required = true };
         var tokenizer = new Command("tokenizer", "Write the world tokenizer (CLIP BPE format, one token per grammar word).");
@@ -97,16 +97,30 @@ internal sealed class BaseVerb(CliContext context, string[] args)
             var batch = Batch(32); var lr = Lr(3e-4); var warmup = Warmup(200); var sizes = Sizes(); var threads = Threads();
             var vaeFolder = new Option<string>("--vae") { Description = "trained VAE: a folder with config.json + weights, or one with vae/", Required = true };
             var ema = new Option<double>("--ema-decay") { DefaultValueFactory = _ => 0.999, Description = "EMA decay" };
-            var snr = new Option<double>("--min-snr-gamma") { DefaultValueFactory = _ => 5.0, Description = "Min-SNR-γ (0: off)" };
+            var snr = new Option<double?>("--min-snr-gamma") { Description = "Min-SNR-γ, sd1 only (default 5; 0: off)" };
+            var family = new Option<string>("--family") { DefaultValueFactory = _ => "sd1", Description = "sd1 (CLIP + UNet, DDPM) or sd3 (two CLIP encoders with projection + SD3 transformer, flow matching)" };
+            var weighting = new Option<string>("--weighting-scheme") { DefaultValueFactory = _ => "logit_normal", Description = "sd3: flow-matching timestep density / loss weight (logit_normal, mode, sigma_sqrt, cosmap, none)" };
             var dropout = new Option<double>("--caption-dropout") { DefaultValueFactory = _ => 0.1, Description = "probability of the empty prompt" };
             var schedule = new Option<string>("--lr-schedule") { DefaultValueFactory = _ => "cosine", Description = "constant or cosine" };
             var saveEvery = new Option<int>("--save-every") { DefaultValueFactory = _ => 500, Description = "checkpoint every N steps (0: only at the end)" };
             var resume = new Option<string?>("--resume") { Description = "checkpoint file, or 'latest' under --out" };
             var stopAt = new Option<int?>("--stop-at") { Description = "end after this step of the --steps schedule with a checkpoint (continue later with --resume)" };
-            var unet = new Command("unet", "Train the text encoder and UNet from scratch on cached VAE latents; writes a complete diffusers folder and BASE_RECIPE.md/json.");
-            foreach (var o in new Option[] { data, vaeFolder, output, steps, seed, batch, lr, warmup, schedule, ema, snr, dropout, saveEvery, resume, stopAt, sizes, threads }) unet.Options.Add(o);
+            var unet = new Command("unet", "Train the text encoder(s) and the denoiser (UNet, or with --family sd3 the SD3 transformer) from scratch on cached VAE latents; writes a complete diffusers folder and BASE_RECIPE.md/json.");
+            foreach (var o in new Option[] { data, vaeFolder, output, steps, seed, batch, lr, warmup, schedule, ema, snr, dropout, saveEvery, resume, stopAt, sizes, threads, family, weighting }) unet.Options.Add(o);
             unet.SetAction(parse => context.Guarded(() =>
             {
+                var modelFamily = parse.GetValue(family) switch
+                {
+                    "sd1" => BaseFamily.SD1,
+                    "sd3" => BaseFamily.SD3,
+                    var f => throw new UsageException($"--family: '{f}' is not sd1 or sd3"),
+                };
+                double? gamma = parse.GetValue(snr);
+                if (modelFamily == BaseFamily.SD3 && gamma is not null and not 0)
+                    throw new UsageException("--min-snr-gamma is a DDPM option; --family sd3 trains with flow matching (--weighting-scheme)");
+                if (modelFamily == BaseFamily.SD1 && parse.GetResult(weighting) is { Implicit: false })
+                    throw new UsageException("--weighting-scheme is a flow-matching option; it needs --family sd3");
+                gamma = modelFamily == BaseFamily.SD3 ? null : gamma ?? 5.0;
                 CliContext.SetThreads(parse.GetValue(threads));
                 string outFull = Path.GetFullPath(parse.GetValue(output)!);
                 CliContext.RefuseOverlap(outFull, parse.GetValue(data)!, "--data");
@@ -116,9 +130,9 @@ internal sealed class BaseVerb(CliContext context, string[] args)
                 if (!string.Equals(vaeDir, Path.Combine(outFull, "vae"), StringComparison.Ordinal)) CliContext.RefuseOverlap(outFull, vaeDir, "--vae");
                 var config = LoadSizes(parse.GetValue(sizes)!);
                 var dataset = ImageCaptionDataset.Open(parse.GetValue(data)!, config.ImageSize);
-                double gamma = parse.GetValue(snr);
                 var options = new BaseTrainingOptions
                 {
+                    Family = modelFamily, FlowMatching = new FlowMatchingOptions { WeightingScheme = parse.GetValue(weighting)! },
                     Steps = parse.GetValue(steps), Seed = parse.GetValue(seed), BatchSize = parse.GetValue(batch), LearningRate = parse.GetValue(lr),
                     WarmupSteps = parse.GetValue(warmup), EmaDecay = parse.GetValue(ema), MinSnrGamma = gamma > 0 ? gamma : null,
                     CaptionDropout = parse.GetValue(dropout), SaveEvery = parse.GetValue(saveEvery), Resume = parse.GetValue(resume),
@@ -160,7 +174,7 @@ internal sealed class BaseVerb(CliContext context, string[] args)
             var output = Out("folder for probe.png and probe.json");
             var perCategory = new Option<int>("--per-category") { Description = "prompts per category", DefaultValueFactory = _ => 4 };
             var seeds = new Option<int>("--seeds") { Description = "images per prompt", DefaultValueFactory = _ => 2 };
-            var steps = new Option<int>("--sampling-steps") { Description = "DDIM steps", DefaultValueFactory = _ => 30 };
+            var steps = new Option<int>("--sampling-steps") { Description = "sampling steps (DDIM; flow-match Euler for an SD3 folder)", DefaultValueFactory = _ => 30 };
             var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance scale", DefaultValueFactory = _ => 5.0 };
             var threads = Threads();
             var sample = new Command("sample", "Sample evaluation prompts from a base model and score them with the synthetic world's evaluator.");
@@ -170,11 +184,18 @@ internal sealed class BaseVerb(CliContext context, string[] args)
                 CliContext.SetThreads(parse.GetValue(threads));
                 var all = CTCal.Synthetic.DatasetWriter.ReadEvalPrompts(parse.GetValue(prompts)!);
                 var chosen = all.GroupBy(p => p.Category).SelectMany(g => g.Take(parse.GetValue(perCategory))).ToList();
-                using var diffusion = DiffusersTrainableModel.Load(parse.GetValue(model)!);
-                int size = diffusion.Vae.Config.SampleSize;
+                // SD1 or SD3 by the folder's model_index.json; an SD3 (flow) model samples with flow-match Euler.
+                using var diffusion = TrainableModels.Load(parse.GetValue(model)!);
+                var (scheduler, size) = diffusion switch
+                {
+                    SD3TrainableModel sd3 => (sd3.Scheduler, sd3.Vae.Config.SampleSize),
+                    DiffusersTrainableModel sd1 => (sd1.Scheduler, sd1.Vae.Config.SampleSize),
+                    _ => throw new UsageException($"--model: '{parse.GetValue(model)}' is neither an SD 1.x nor an SD3 folder"),
+                };
+                string sampler = diffusion.PredictionType == FlowTrainingObjective.PredictionType ? CTCal.Core.Schedulers.FlowMatchEulerDiscreteScheduler.ClassName : "ddim";
                 string outFolder = parse.GetValue(output)!;
-                var report = BaseModelProbe.Run(diffusion, diffusion.Scheduler, chosen, size, Path.Combine(outFolder, "probe.png"),
-                    parse.GetValue(seeds), parse.GetValue(steps), parse.GetValue(guidance));
+                var report = BaseModelProbe.Run(diffusion, scheduler, chosen, size, Path.Combine(outFolder, "probe.png"),
+                    parse.GetValue(seeds), parse.GetValue(steps), parse.GetValue(guidance), sampler);
                 AtomicFile.WriteText(Path.Combine(outFolder, "probe.json"), System.Text.Json.JsonSerializer.Serialize(report,
                     new System.Text.Json.JsonSerializerOptions { WriteIndented = true, Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } }));
                 context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,

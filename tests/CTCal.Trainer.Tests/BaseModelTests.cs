@@ -85,7 +85,8 @@ public sealed class BaseModelTokenizerTests
 /// <summary>Short VAE and base runs on a tiny world (32 px, tiny sizes).</summary>
 public sealed class BaseModelTrainingTests
 {
-    private static readonly Lazy<string> Dataset = new(() =>
+    /// <summary>The tiny world's dataset (32 px, 24 images, eval prompts), shared with <see cref="BaseModelSD3TrainingTests"/>.</summary>
+    internal static readonly Lazy<string> Dataset = new(() =>
     {
         string dir = TestPaths.NewTempDir();
         var world = SyntheticWorld.Create(new SyntheticWorldOptions { Seed = 3, TrainCount = 24, ImageSize = 32 });
@@ -253,5 +254,135 @@ public sealed class BaseModelTrainingTests
         var other = BaseModelConfig.Tiny with { LatentChannels = 8 };
         var e = Assert.Throws<ArgumentException>(() => BaseDiffusionTrainer.Train(other, data, vaeDir, new BaseTrainingOptions { Steps = 1 }, TestPaths.NewTempDir()));
         Assert.Contains("latent_channels", e.Message);
+    }
+}
+
+/// <summary>The SD3 family of the base (<c>base unet --family sd3</c>): tiny sizes on the tiny world.</summary>
+public sealed class BaseModelSD3TrainingTests
+{
+    private static readonly Lazy<string> Dataset = BaseModelTrainingTests.Dataset;
+
+    private static readonly Lazy<string> Vae = new(() =>
+    {
+        string dir = TestPaths.NewTempDir();
+        VaeTrainer.Train(BaseModelConfig.Tiny, ImageCaptionDataset.Open(Dataset.Value, 32), new VaeTrainingOptions { Steps = 1, BatchSize = 2, EvalImages = 2 }, dir);
+        return dir;
+    });
+
+    private static readonly BaseTrainingOptions Options = new()
+    {
+        Family = BaseFamily.SD3, MinSnrGamma = null, Steps = 4, BatchSize = 2, WarmupSteps = 1, LrSchedule = LrScheduleKind.Cosine,
+        SaveEvery = 0, Seed = 9, LogEvery = 1,
+    };
+
+    [Fact]
+    public void SD3Base_WritesAnSD3FolderThatLoadsAndProbes()
+    {
+        string model = Path.Combine(TestPaths.NewTempDir(), "base");
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var cli = new TrainerCli(TrainableModels.Load, output, error);
+        int code = cli.Run(["base", "unet", "--family", "sd3", "--data", Dataset.Value, "--vae", Vae.Value, "--out", model, "--steps", "3",
+            "--batch-size", "2", "--warmup", "1", "--sizes", "tiny", "--seed", "5"]);
+        Assert.True(code == 0, error.ToString());
+
+        var layout = ModelFolder.Open(model, ModelComponents.Sd3);
+        Assert.True(layout.IsSD3);
+        Assert.Null(layout.TextEncoder3OrNull);
+        using (var recipe = JsonDocument.Parse(File.ReadAllText(Path.Combine(model, "BASE_RECIPE.json"))))
+        {
+            var root = recipe.RootElement;
+            Assert.Equal("sd3", root.GetProperty("family").GetString());
+            Assert.Equal("flow", root.GetProperty("prediction_type").GetString());
+            Assert.Equal(JsonValueKind.Null, root.GetProperty("min_snr_gamma").ValueKind);
+            Assert.Equal(BaseModelConfig.Tiny.FlowShift, root.GetProperty("flow_shift").GetDouble());
+            Assert.Equal("logit_normal", root.GetProperty("weighting_scheme").GetString());
+            Assert.True(root.GetProperty("transformer_parameters").GetInt64() > 0);
+            Assert.False(root.TryGetProperty("unet_parameters", out _));
+            Assert.Contains("--family sd3", root.GetProperty("command").GetString());
+            Assert.Equal(3, root.GetProperty("steps").GetInt32());
+            Assert.Equal(32, root.GetProperty("config").GetProperty("image_size").GetInt32());
+        }
+        using (var loaded = TrainableModels.Load(model))
+        {
+            var sd3 = Assert.IsType<SD3TrainableModel>(loaded);
+            Assert.Equal("flow", sd3.PredictionType);
+            Assert.Equal(BaseModelConfig.Tiny.FlowShift, sd3.Scheduler.Shift);
+            Assert.Equal(BaseModelConfig.Tiny.TransformerLayers, sd3.CrossAttentionLayers.Count);
+            var tokens = sd3.Tokenize("a red circle to the left of a blue square");
+            Assert.Equal(10, tokens.Words.Count);
+            Assert.All(tokens.Words, w => Assert.Single(w.TokenPositions));
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var context = sd3.EncodeText(tensor(tokens.InputIds, new long[] { 1, 154 }));
+            Assert.Equal(new long[] { 1, 154, 2 * BaseModelConfig.Tiny.TextHidden }, context.Hidden.shape);
+            Assert.Equal(new long[] { 1, 2 * BaseModelConfig.Tiny.TextHidden }, context.Pooled!.shape);
+        }
+
+        string probe = TestPaths.NewTempDir();
+        code = cli.Run(["base", "sample", "--model", model, "--prompts", Path.Combine(Dataset.Value, "eval_prompts.json"), "--out", probe,
+            "--per-category", "1", "--seeds", "1", "--sampling-steps", "2"]);
+        Assert.True(code == 0, error.ToString());
+        Assert.True(File.Exists(Path.Combine(probe, "probe.png")));
+        using var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(probe, "probe.json")));
+        Assert.Equal(3, report.RootElement.GetProperty("Samples").GetArrayLength());
+        Assert.InRange(report.RootElement.GetProperty("ColourAccuracy").GetDouble(), 0, 1);
+    }
+
+    [Fact]
+    public void SD3Base_StopAtThenResumeEqualsOneRun()
+    {
+        var data = ImageCaptionDataset.Open(Dataset.Value, 32);
+        string straight = TestPaths.NewTempDir(), split = TestPaths.NewTempDir();
+        var full = BaseDiffusionTrainer.Train(BaseModelConfig.Tiny, data, Vae.Value, Options, straight);
+        Assert.Equal(BaseFamily.SD3, full.Family);
+        Assert.All(full.LossCurve, c => Assert.True(double.IsFinite(c.Loss)));
+
+        var first = BaseDiffusionTrainer.Train(BaseModelConfig.Tiny, data, Vae.Value, Options with { StopAt = 2 }, split);
+        Assert.True(first.StoppedAtRequest);
+        Assert.False(File.Exists(Path.Combine(split, "model_index.json")), "a stopped run must not write the model folder");
+        var rest = BaseDiffusionTrainer.Train(BaseModelConfig.Tiny, data, Vae.Value, Options with { Resume = "latest" }, split);
+        Assert.Equal(2, rest.ResumedAtStep);
+        Assert.Equal(full.LossCurve.Select(c => c.Loss).ToArray(), rest.LossCurve.Select(c => c.Loss).ToArray());
+        foreach (var file in new[] { "transformer/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "text_encoder_2/model.safetensors" })
+        {
+            var a = TensorFile.Load(Path.Combine(straight, file));
+            var b = TensorFile.Load(Path.Combine(split, file));
+            Assert.Equal(a.Keys.Order(), b.Keys.Order());
+            foreach (var (name, tensor) in a) Assert.True(tensor.shape.SequenceEqual(b[name].shape) && tensor.eq(b[name]).all().item<bool>(), $"{file}: {name} differs after --stop-at + resume");
+        }
+    }
+
+    [Fact]
+    public void SD3Base_ResumingAnSD1CheckpointIsRefused()
+    {
+        var data = ImageCaptionDataset.Open(Dataset.Value, 32);
+        string output = TestPaths.NewTempDir();
+        BaseDiffusionTrainer.Train(BaseModelConfig.Tiny, data, Vae.Value, new BaseTrainingOptions { Steps = 2, StopAt = 1, BatchSize = 2, Seed = 9, SaveEvery = 0 }, output);
+        var e = Assert.Throws<InvalidDataException>(() => BaseDiffusionTrainer.Train(BaseModelConfig.Tiny, data, Vae.Value, Options with { Resume = "latest" }, output));
+        Assert.Contains("step-0000001.safetensors", e.Message);
+    }
+
+    [Fact]
+    public void SD3Base_DdpmOptionsAreRefusedBeforeAnythingIsWritten()
+    {
+        var e = Assert.Throws<ArgumentException>(() => (Options with { MinSnrGamma = 5 }).Validate());
+        Assert.Contains("min-snr-gamma", e.Message);
+
+        string model = Path.Combine(TestPaths.NewTempDir(), "base");
+        var error = new StringWriter();
+        var cli = new TrainerCli(TrainableModels.Load, new StringWriter(), error);
+        foreach (var (args, expected) in new[]
+        {
+            (new[] { "--family", "sd3", "--min-snr-gamma", "5" }, "--min-snr-gamma"),
+            (new[] { "--family", "sd4" }, "--family"),
+            (new[] { "--weighting-scheme", "mode" }, "--weighting-scheme"),
+        })
+        {
+            int code = cli.Run(["base", "unet", "--data", Dataset.Value, "--vae", Vae.Value, "--out", model, "--steps", "2", "--sizes", "tiny", .. args]);
+            Assert.NotEqual(0, code);
+            Assert.Contains(expected, error.ToString());
+            Assert.False(Directory.Exists(model), $"{string.Join(" ", args)}: the output folder was touched");
+        }
     }
 }
