@@ -158,8 +158,9 @@ internal static class BaseModelStage
         bool sd3 = family == ModelFamily.Sd3;
         if (!Directory.Exists(folder))
         {
-            throw new DirectoryNotFoundException(
-                $"base model folder {folder} not found (expected the shipped tiny base model in {BuildInfo.DefaultBaseModelFolder(family)}; pass --base <folder> or --from-scratch)");
+            throw new DirectoryNotFoundException(sd3
+                ? $"base model folder {folder} not found: no SD3 base is shipped (the tiny one trained within its CPU budget did not reach binding; src/CTCal.BaseModel/README.md); train one with 'ctcal-train base unet --family sd3 ...' and pass --base <folder>"
+                : $"base model folder {folder} not found (expected the shipped tiny base model in {BuildInfo.DefaultBaseModelFolder(family)}; pass --base <folder> or --from-scratch)");
         }
 
         // The family first: an SD 1.x folder given for SD3 is the wrong folder, not an incomplete one.

@@ -225,22 +225,16 @@ public sealed class StudyFineTuneStagesTests : IDisposable
     [Fact]
     public async Task TheSd3ComparisonGeneratesFineTunesAndScoresThroughThePluginWithExportedSd3Models()
     {
-        // An SD3 base made here (none is shipped: src/CTCal.BaseModel/README.md): the world's images, then two steps of
-        // `ctcal-train base unet --family sd3` on the shipped base's VAE, as a user would make one.
-        string data = Path.Combine(_dir, "sd3-data");
-        DatasetStage.Ensure(data, new Synthetic.SyntheticWorldOptions { Seed = 1, ImageSize = 64, TrainCount = 16 }, CancellationToken.None);
-        string sd3Base = Path.Combine(_dir, "sd3-base");
-        await BaseModelStage.RunAsync(BuildInfo.TrainerExecutable(),
-            ["base", "unet", "--family", "sd3", "--data", data, "--vae", Path.Combine(TestPaths.RepoRoot, "assets", "base-model"), "--out", sd3Base,
-             "--steps", "2", "--batch-size", "2", "--warmup", "1", "--threads", "1", "--save-every", "0"], _ => { }, CancellationToken.None);
-
+        // The SD3-style base of tests/data/sd3-base (its README: trained 4,000 steps, not shipped: no binding yet, but it
+        // draws the requested colours, so the GORS selection keeps some of its images).
+        string sd3Base = Path.Combine(TestPaths.RepoRoot, "tests", "data", "sd3-base");
         var settings = new StudySettings { OutputFolder = Path.Combine(_dir, "main-sd3"), BaseModel = sd3Base, Family = "sd3", Threads = 1, Parallel = 2 }.ForQuick() with
         {
-            DatasetCount = 32, ProbeRecords = 2, GorsPromptsPerCategory = 2, SamplingSteps = 3, MainSeeds = [1], AblationSeeds = [1],
+            DatasetCount = 32, ProbeRecords = 2, GorsPromptsPerCategory = 4, SamplingSteps = 20, MainSeeds = [1], AblationSeeds = [1],
             SweepGorsLearningRates = [1e-3], SweepCtcalLearningRates = [1e-3], SweepCtcalWeights = [0.1],
             Recipe = StudyRecipe.Quick with { Steps = 2, Warmup = 1, BatchSize = 2, AlignEvery = 1 },
             Split = new Synthetic.PromptSplitOptions { ValidationPerCategory = 1, TestPerCategory = 1 },
-            Layers = ["all"], // a two-step base has no layer the premise probe would choose
+            Layers = ["all"], // its premise probe finds no layer worth calibrating (README)
         };
         settings = settings.ForFamily();
         settings.Validate();
