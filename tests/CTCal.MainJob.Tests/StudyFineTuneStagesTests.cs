@@ -263,6 +263,7 @@ public sealed class StudyFineTuneStagesTests : IDisposable
         string report = File.ReadAllText(Path.Combine(o, StudyReport.FileName));
         Assert.Contains("family sd3, images sampled with FlowMatchEulerDiscreteScheduler", report, StringComparison.Ordinal);
         Assert.Contains("given with --layers", report, StringComparison.Ordinal);
+        Assert.Matches(@"Premise: a noun's attention mass inside its subject's mask at the teacher t is [0-9.]+ \(8x8\) against [0-9.]+ at the largest t and [0-9.]+ by chance", report);
         Assert.Contains("**Verdict, GORS + CTCal against GORS** (", report, StringComparison.Ordinal);
     }
 }

@@ -31,8 +31,7 @@ public static class StudyReport
                         md.AppendLine(MainStudyStage.Verdicts(folders[i], done, main.Setting));
                         break;
                     case PremiseStudyStage premise:
-                        md.AppendLine(CultureInfo.InvariantCulture,
-                            $"{(premise.Setting.IsWeak ? "Premise on the weak base" : "Premise")}: a noun's attention mass inside its subject's mask at the teacher t is {Get(done, "res16.teacher_mass")} (16x16) / {Get(done, "res8.teacher_mass")} (8x8) against {Get(done, "res16.large_t_mass")} / {Get(done, "res8.large_t_mass")} at the largest t and {Get(done, "res16.chance")} by chance (mask area); {Get(done, "layers_holding", "0")} of {Get(done, "layers", "0")} layers hold it.");
+                        md.AppendLine(PremiseLine(done, premise.Setting));
                         md.AppendLine();
                         break;
                     case CeilingStudyStage:
@@ -128,5 +127,21 @@ public static class StudyReport
             problem = "unreadable done.json: " + e.Message.Replace("|", "/", StringComparison.Ordinal);
             return null;
         }
+    }
+
+    /// <summary>
+    /// The premise in one sentence: per map resolution the probe measured (16x16 and 8x8 for the UNet base, 8x8 for the
+    /// SD3 base's 64 image tokens), largest first, the teacher-t mass, the largest-t mass and chance.
+    /// </summary>
+    private static string PremiseLine(StudyDone done, StudyBase setting)
+    {
+        var sides = done.Summary.Keys
+            .Where(k => k.StartsWith("res", StringComparison.Ordinal) && k.EndsWith(".teacher_mass", StringComparison.Ordinal))
+            .Select(k => int.Parse(k.AsSpan(3, k.IndexOf('.', StringComparison.Ordinal) - 3), CultureInfo.InvariantCulture))
+            .OrderDescending().ToList();
+        string Per(string field) => string.Join(" / ", sides.Select(r => Get(done, $"res{r}.{field}")));
+        string where = string.Join(" / ", sides.Select(r => $"{r}x{r}"));
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{(setting.IsWeak ? "Premise on the weak base" : "Premise")}: a noun's attention mass inside its subject's mask at the teacher t is {Per("teacher_mass")} ({where}) against {Per("large_t_mass")} at the largest t and {Per("chance")} by chance (mask area); {Get(done, "layers_holding", "0")} of {Get(done, "layers", "0")} layers hold it.");
     }
 }
