@@ -244,6 +244,34 @@ public sealed class GenerationTests : IDisposable
             ? new { name = "m", family = "sd1", width = 64, height = 64, vaeScalingFactor = f } as object
             : new { name = "m", family = "sd1", width = 64, height = 64 }));
 
+    [Theory]
+    [InlineData("cuda", false)]
+    [InlineData("directml", false)]
+    [InlineData("cpu", true)]
+    [InlineData("plain", true)]
+    public async Task AModelExportedForAGpuProviderIsRefusedOnTheCpuProviderSayingHowToExportIt(string profile, bool runs)
+    {
+        string model = TinySdModel.Create(Models, "tiny");
+        File.WriteAllText(Path.Combine(model, "ctcal_manifest.json"), System.Text.Json.JsonSerializer.Serialize(
+            new { name = "m", family = "sd1", width = 64, height = 64, optimize = profile }));
+        var (generator, _, _) = Create();
+
+        if (runs)
+        {
+            Assert.Single((await generator.GenerateAsync(Request())).Images);
+            return;
+        }
+
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => generator.GenerateAsync(Request()));
+        Assert.Contains($"Model 'tiny' was exported with --optimize {profile}", e.Message);
+        Assert.Contains("CPU provider", e.Message);
+        Assert.Contains("--optimize plain or cpu", e.Message);
+
+        // The refusal costs nothing else: the same plugin still serves another model.
+        TinySdModel.Create(Models, "other");
+        Assert.Single((await generator.GenerateAsync(Request(model: "other"))).Images);
+    }
+
     [Fact]
     public void VaeScalingFactorIsTakenFromTheManifestFirst()
     {

@@ -53,6 +53,12 @@ internal sealed partial record OnnxModelFolder(ModelInfo Info, double VaeScaling
     /// <summary>The VAE's shift_factor (SD3: latents = (mean - shift) * scaling_factor); 0 for SD 1.x/2.x.</summary>
     public double VaeShiftFactor { get; init; }
 
+    /// <summary>
+    /// The export profile of the manifest (<c>optimize</c>: plain, cpu, cuda or directml; plain without a manifest or in
+    /// older ones). The cuda and directml profiles hold GPU-only contrib operators (GroupNorm, BiasSplitGelu).
+    /// </summary>
+    public string ExportProfile { get; init; } = "plain";
+
     /// <summary>The scheduler config as read when the folder was loaded, or the assumed default (null only for records made by hand in tests).</summary>
     public SchedulerConfig? Scheduler { get; init; }
 
@@ -216,7 +222,12 @@ internal sealed partial record OnnxModelFolder(ModelInfo Info, double VaeScaling
         bool hasEncoder = File.Exists(Path.Combine(folder, "vae_encoder", "model.onnx"));
         var info = new ModelInfo(id, name, folder, family, width.Value, height.Value, hasEncoder, description);
         string? note = inferred.Count == 0 ? null : $"{folder}: no manifest or configs for some parts; defaults inferred: {string.Join("; ", inferred)}";
-        return new OnnxModelFolder(info, scaling ?? DefaultVaeScalingFactor, vaeScaleFactor) { Scheduler = scheduler, InferredDefaults = note };
+        return new OnnxModelFolder(info, scaling ?? DefaultVaeScalingFactor, vaeScaleFactor)
+        {
+            Scheduler = scheduler,
+            InferredDefaults = note,
+            ExportProfile = manifest?.OptimizeOrPlain ?? "plain",
+        };
     }
 
     /// <summary>A graph read through <see cref="GraphInference"/>; an unreadable file names itself.</summary>

@@ -100,6 +100,7 @@ internal sealed partial record OnnxModelFolder
         {
             Scheduler = scheduler,
             VaeShiftFactor = manifest?.VaeShiftFactor ?? vae.ShiftFactor,
+            ExportProfile = manifest?.OptimizeOrPlain ?? "plain",
         };
     }
 }

@@ -97,6 +97,7 @@ internal sealed class ModelSessions : IDisposable
         var (options, used, warnings) = ExecutionProviderSelector.Create(preference, tuning, log);
         try
         {
+            CheckProfile(model, used, warnings);
             log.Log(LogSeverity.Information, $"Loading model {model.Info.Id} on {ExecutionProviderSelector.DisplayName(used)}");
             var sessions = new ModelSessions(model, options, used, warnings);
             foreach (string note in sessions.LoadWarnings.Skip(warnings.Count))
@@ -111,6 +112,25 @@ internal sealed class ModelSessions : IDisposable
             options.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Refuses a model exported for a GPU provider (<c>--optimize cuda|directml</c>: GroupNorm and BiasSplitGelu, which
+    /// ONNX Runtime's CPU provider does not implement) when its sessions would run on the CPU provider, with what to do,
+    /// instead of ONNX Runtime's "Could not find an implementation for GroupNorm(1)" from deep inside the load.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The profile needs a GPU provider and the CPU provider was chosen.</exception>
+    public static void CheckProfile(OnnxModelFolder model, ExecutionProviderKind used, IReadOnlyList<string> providerWarnings)
+    {
+        if (used != ExecutionProviderKind.Cpu || model.ExportProfile is not ("cuda" or "directml"))
+        {
+            return;
+        }
+
+        string why = providerWarnings.Count > 0 ? $" ({string.Join("; ", providerWarnings)})" : " (the plugin's executionProviders setting lists no GPU provider, or none could be used)";
+        throw new InvalidOperationException(
+            $"Model '{model.Info.Id}' was exported with --optimize {model.ExportProfile}, whose GroupNorm and BiasSplitGelu operators need a GPU provider, " +
+            $"but it would run on the CPU provider here{why}; export it again with --optimize plain or cpu for this machine");
     }
 
     public void Dispose()
