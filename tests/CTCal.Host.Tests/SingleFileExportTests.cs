@@ -17,16 +17,22 @@ public sealed class SingleFileExportTests : IDisposable
 
     public void Dispose() => Directory.Delete(_root, true);
 
-    [Fact]
-    public async Task One_click_export_of_a_single_file_registers_the_folders_model_and_generates()
+    /// <summary>The ONNX plugin copied under the test folder and loaded by the host, with its one exporter and generator.</summary>
+    private (PluginHost Host, IModelExporter Exporter, IImageGenerator Generator) LoadPlugin()
     {
         PluginFolders.CopyPlugin(_root, "onnx");
         string plugins = PluginFolders.WritePluginsJson(_root, PluginFolders.Entry("ctcal.onnx", "onnx"));
         var log = new RecordingLog();
-        using var host = PluginHost.Load(PluginsFile.Load(plugins), log, _ => log);
+        var host = PluginHost.Load(PluginsFile.Load(plugins), log, _ => log);
         var plugin = Assert.Single(host.Plugins);
-        var exporter = Assert.Single(plugin.Exporters).Value;
-        var generator = Assert.Single(plugin.Generators).Value;
+        return (host, Assert.Single(plugin.Exporters).Value, Assert.Single(plugin.Generators).Value);
+    }
+
+    [Fact]
+    public async Task One_click_export_of_a_single_file_registers_the_folders_model_and_generates()
+    {
+        var (host, exporter, generator) = LoadPlugin();
+        using var _ = host;
 
         string file = TestWeightFolders.WriteSingleFile(TestWeightFolders.TinySd1, Path.Combine(_root, "tiny.safetensors"), ModelFamily.Sd1);
         var fromFile = await exporter.ExportAsync(new ModelExportRequest(file, "from-file") { ConfigFolder = TestWeightFolders.TinySd1 });
@@ -53,13 +59,8 @@ public sealed class SingleFileExportTests : IDisposable
     [Fact]
     public async Task One_click_export_of_an_SD3_folder_registers_a_model_that_generates()
     {
-        PluginFolders.CopyPlugin(_root, "onnx");
-        string plugins = PluginFolders.WritePluginsJson(_root, PluginFolders.Entry("ctcal.onnx", "onnx"));
-        var log = new RecordingLog();
-        using var host = PluginHost.Load(PluginsFile.Load(plugins), log, _ => log);
-        var plugin = Assert.Single(host.Plugins);
-        var exporter = Assert.Single(plugin.Exporters).Value;
-        var generator = Assert.Single(plugin.Generators).Value;
+        var (host, exporter, generator) = LoadPlugin();
+        using var _ = host;
 
         string sd3 = TinySd3Folder.Write(Path.Combine(_root, "sd3-source"), seed: 3);
         var exported = await exporter.ExportAsync(new ModelExportRequest(sd3, "sd3"));

@@ -7,12 +7,12 @@ using static TorchSharp.torch;
 
 namespace CTCal.Integration.Tests;
 
-/// <summary>A <see cref="TinySD3Pipeline"/> exported once (every SD3 part this exporter writes) for one test class.</summary>
-public sealed class SD3Export : IDisposable
+/// <summary>A <see cref="TinySD3Pipeline"/> exported once (every part of it this exporter writes) for one test class.</summary>
+public abstract class ExportedSD3Pipeline : IDisposable
 {
-    public SD3Export()
+    protected ExportedSD3Pipeline(int seed, string name, bool withT5)
     {
-        Pipeline = new TinySD3Pipeline(seed: 31, TestPaths.NewTempDir("ctcal-integration-sd3"));
+        Pipeline = new TinySD3Pipeline(seed, TestPaths.NewTempDir(name), withT5: withT5);
         OnnxFolder = Path.Combine(Pipeline.Root, "onnx");
         OnnxExporter.Export(new ExportOptions { ModelFolder = Pipeline.Folder, OutputFolder = OnnxFolder });
     }
@@ -27,6 +27,9 @@ public sealed class SD3Export : IDisposable
         GC.SuppressFinalize(this);
     }
 }
+
+/// <summary>The tiny SD3 pipeline without T5, exported.</summary>
+public sealed class SD3Export() : ExportedSD3Pipeline(seed: 31, "ctcal-integration-sd3", withT5: false);
 
 /// <summary>
 /// TorchSharp SD3 parts -> diffusers StableDiffusion3Pipeline folder -> OnnxExporter -> ONNX Runtime gives the TorchSharp

@@ -6,25 +6,7 @@ using static TorchSharp.torch;
 namespace CTCal.Integration.Tests;
 
 /// <summary>A <see cref="TinySD3Pipeline"/> with T5 exported once (all parts, text_encoder_3 included by default).</summary>
-public sealed class SD3WithT5Export : IDisposable
-{
-    public SD3WithT5Export()
-    {
-        Pipeline = new TinySD3Pipeline(seed: 61, TestPaths.NewTempDir("ctcal-integration-sd3-t5"), withT5: true);
-        OnnxFolder = Path.Combine(Pipeline.Root, "onnx");
-        OnnxExporter.Export(new ExportOptions { ModelFolder = Pipeline.Folder, OutputFolder = OnnxFolder });
-    }
-
-    public TinySD3Pipeline Pipeline { get; }
-
-    public string OnnxFolder { get; }
-
-    public void Dispose()
-    {
-        Pipeline.Dispose();
-        GC.SuppressFinalize(this);
-    }
-}
+public sealed class SD3WithT5Export() : ExportedSD3Pipeline(seed: 61, "ctcal-integration-sd3-t5", withT5: true);
 
 /// <summary>The exported T5 encoder (text_encoder_3) in ONNX Runtime vs TorchSharp's T5EncoderModel.</summary>
 public sealed class SD3T5ExportTests(SD3WithT5Export export, Xunit.Abstractions.ITestOutputHelper log) : IClassFixture<SD3WithT5Export>

@@ -111,25 +111,11 @@ public sealed class InitialLoraTests : IDisposable
         if (fault == "sd3")
         {
             // an SD3 LoRA's second-text-encoder keys (diffusers' spelling) next to this run's UNet modules
-            var tensors = TensorFile.Load(lora, out var metadata);
-            using var down = zeros(2, 32);
-            using var up = zeros(32, 2);
-            lora = Path.Combine(_dir, "sd3", "sd3.safetensors");
-            Directory.CreateDirectory(Path.GetDirectoryName(lora)!);
-            TensorFile.Save(lora, tensors.Select(kv => (kv.Key, kv.Value))
-                .Append(("text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight", down))
-                .Append(("text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight", up)), metadata);
-            foreach (var t in tensors.Values) t.Dispose();
+            lora = WithExtraPair(lora, "sd3", "text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj", [2, 32], [32, 2]);
         }
         if (fault == "conv")
         {
-            var tensors = TensorFile.Load(lora, out var metadata);
-            using var down = zeros(2, 4);
-            using var up = zeros(8, 2);
-            lora = Path.Combine(_dir, "conv", "conv.safetensors");
-            Directory.CreateDirectory(Path.GetDirectoryName(lora)!);
-            TensorFile.Save(lora, tensors.Select(kv => (kv.Key, kv.Value)).Append(("unet.conv_in.lora_A.weight", down)).Append(("unet.conv_in.lora_B.weight", up)), metadata);
-            foreach (var t in tensors.Values) t.Dispose();
+            lora = WithExtraPair(lora, "conv", "unet.conv_in", [2, 4], [8, 2]);
         }
         string output = fault == "inside" ? Path.GetDirectoryName(lora)! : Path.Combine(_dir, "refused");
         byte[]? before = fault == "inside" ? File.ReadAllBytes(lora) : null;
@@ -145,5 +131,19 @@ public sealed class InitialLoraTests : IDisposable
         Assert.Contains(message, _err.ToString());
         if (before is null) Assert.False(Directory.Exists(output));
         else Assert.Equal(before, File.ReadAllBytes(lora));
+    }
+
+    /// <summary>A copy of <paramref name="lora"/> in <c>&lt;dir&gt;/&lt;name&gt;/</c> with one more zero LoRA pair (<c>{module}.lora_A/B.weight</c>).</summary>
+    private string WithExtraPair(string lora, string name, string module, long[] downShape, long[] upShape)
+    {
+        var tensors = TensorFile.Load(lora, out var metadata);
+        using var down = zeros(downShape);
+        using var up = zeros(upShape);
+        string copy = Path.Combine(_dir, name, name + ".safetensors");
+        Directory.CreateDirectory(Path.GetDirectoryName(copy)!);
+        TensorFile.Save(copy, tensors.Select(kv => (kv.Key, kv.Value))
+            .Append(($"{module}.lora_A.weight", down)).Append(($"{module}.lora_B.weight", up)), metadata);
+        foreach (var t in tensors.Values) t.Dispose();
+        return copy;
     }
 }
