@@ -67,7 +67,7 @@ internal sealed class ModelSessions : IDisposable
     public IReadOnlyList<string> LoadWarnings { get; } = [];
 
     /// <summary>The note of an SD3 model without <c>text_encoder_3</c>.</summary>
-    public static string NoT5Note(OnnxModelFolder model) =>
+    private static string NoT5Note(OnnxModelFolder model) =>
         $"Model '{model.Info.Id}' has no text_encoder_3 (T5): its part of the prompt embedding is zeros, as diffusers' StableDiffusion3Pipeline does without T5";
 
     public ClipTokenizer Tokenizer { get; } = null!;
