@@ -32,8 +32,8 @@ internal static class ExportCommand
         var optimize = new Option<string>("--optimize")
         {
             Description = "Execution provider the UNet and VAE graphs are fused for: plain (default; standard ONNX operators, runs anywhere), " +
-                "cpu, cuda or directml (com.microsoft contrib operators that provider implements: MultiHeadAttention, Gelu, SkipLayerNormalization; " +
-                "cuda/directml also GroupNorm and BiasSplitGelu). Recorded in ctcal_manifest.json.",
+                "cpu, cuda or directml (com.microsoft contrib operators that provider implements: MultiHeadAttention, Gelu; " +
+                "cuda/directml also SkipLayerNormalization, GroupNorm and BiasSplitGelu). Recorded in ctcal_manifest.json.",
             DefaultValueFactory = _ => "plain",
         };
         var force = new Option<bool>("--force") { Description = "Replace a non-empty output folder that was not written by ctcal-export." };

@@ -36,11 +36,11 @@ public enum ExportComponents
 public enum ExportOptimization
 {
     Plain = 0,
-    /// <summary>CPUExecutionProvider: MultiHeadAttention, Gelu, SkipLayerNormalization.</summary>
+    /// <summary>CPUExecutionProvider: MultiHeadAttention, Gelu, GEGLU as two half Gemms (<see cref="Onnx.FusedOps"/>).</summary>
     Cpu = 1,
-    /// <summary>CUDAExecutionProvider: the CPU set plus GroupNorm (NHWC, SiLU fused) and BiasSplitGelu.</summary>
+    /// <summary>CUDAExecutionProvider: MultiHeadAttention, Gelu, SkipLayerNormalization, GroupNorm (NHWC, SiLU fused) and BiasSplitGelu.</summary>
     Cuda = 2,
-    /// <summary>DmlExecutionProvider: the CPU set plus GroupNorm (NHWC, SiLU fused) and BiasSplitGelu.</summary>
+    /// <summary>DmlExecutionProvider: as <see cref="Cuda"/> (BiasSplitGelu at every width, so no Gelu).</summary>
     DirectML = 3,
 }
 
