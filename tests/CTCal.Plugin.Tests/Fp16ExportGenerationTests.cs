@@ -98,5 +98,8 @@ public sealed class Fp16ExportGenerationTests(ITestOutputHelper output) : IDispo
             Assert.True(mean <= MeanAbsPixelBound, $"image {i}: mean abs pixel difference {mean:F3} > {MeanAbsPixelBound}");
         }
         Assert.NotEqual(fp32.Images[0].Png, fp16.Images[0].Png); // computed in float16, not a copy of the float32 graph
+        // the plugin read the precision from the manifest and says what float16 compute costs on the CPU provider
+        Assert.Contains(fp16.Warnings, w => w.Contains("--precision fp16", StringComparison.Ordinal));
+        Assert.DoesNotContain(fp32.Warnings, w => w.Contains("--precision", StringComparison.Ordinal));
     }
 }

@@ -59,6 +59,12 @@ internal sealed partial record OnnxModelFolder(ModelInfo Info, double VaeScaling
     /// </summary>
     public string ExportProfile { get; init; } = "plain";
 
+    /// <summary>
+    /// The manifest's precision (<see cref="OnnxModelManifest.Precisions"/>: fp32, fp16-weights or fp16; read from the fp16
+    /// flag in older manifests, fp32 without one). Inputs and outputs are float32 in all three.
+    /// </summary>
+    public string Precision { get; init; } = "fp32";
+
     /// <summary>The scheduler config as read when the folder was loaded, or the assumed default (null only for records made by hand in tests).</summary>
     public SchedulerConfig? Scheduler { get; init; }
 
@@ -227,6 +233,7 @@ internal sealed partial record OnnxModelFolder(ModelInfo Info, double VaeScaling
             Scheduler = scheduler,
             InferredDefaults = note,
             ExportProfile = manifest?.OptimizeOrPlain ?? "plain",
+            Precision = manifest?.PrecisionOrDerived ?? "fp32",
         };
     }
 
