@@ -9,12 +9,16 @@ namespace CTCal.Bench.Inference;
 /// SD3 transformer); <paramref name="Description"/> is its header line (size, inputs, export time). <paramref name="Ort"/>
 /// is the plain exported graph in ONNX Runtime; <paramref name="Torch"/> the TorchSharp forward pass, or null for ONNX
 /// Runtime only (<c>--no-torch</c>); <paramref name="Profile"/> optionally the same network exported with an export
-/// profile (<c>--optimize cpu</c>), timed in back-to-back pairs against <paramref name="Ort"/>.
+/// profile (<c>--optimize cpu</c>), timed in back-to-back pairs against <paramref name="Ort"/>. <paramref name="Threads"/>:
+/// the intra-op threads of every session; <paramref name="Flops"/>: the plain graph's FLOPs per step
+/// (<see cref="FlopCounter"/>); <paramref name="Gemm"/>: the GEMM whose runs, one beside each timed step, give the
+/// machine's peak the achieved GFLOP/s are a fraction of.
 /// </summary>
-internal sealed record StepPair(string Name, string Network, string Description, Func<float[]> Ort, Func<float[]>? Torch, ProfileStep? Profile = null);
+internal sealed record StepPair(string Name, string Network, string Description, Func<float[]> Ort, Func<float[]>? Torch, ProfileStep? Profile = null,
+    int Threads = 0, double? Flops = null, GemmPeak? Gemm = null);
 
-/// <summary>The step of a graph exported with the export profile <paramref name="Name"/> (e.g. cpu), run in ONNX Runtime.</summary>
-internal sealed record ProfileStep(string Name, Func<float[]> Step);
+/// <summary>The step of a graph exported with the export profile <paramref name="Name"/> (e.g. cpu), run in ONNX Runtime; <paramref name="Flops"/> its FLOPs per step.</summary>
+internal sealed record ProfileStep(string Name, Func<float[]> Step, double? Flops = null);
 
 /// <summary>The per-step comparison shared by every network the bench knows: agreement first, then interleaved timing.</summary>
 internal static class StepBench
@@ -53,12 +57,15 @@ internal static class StepBench
         var torchMs = new List<double>();
         var profileMs = new List<double>();
         var pairRatios = new List<double>(); // plain / profile of back-to-back steps (same load), order alternating
+        var gemmMs = new List<double>(); // one GEMM beside each timed ONNX Runtime step (or pair): the peak under the same load
+        pair.Gemm?.TimeMs(); // warm-up
         const int rounds = 5;
         for (int round = 0; round < rounds; round++)
         {
             int count = runs / rounds + (round < runs % rounds ? 1 : 0);
             for (int i = 0; i < count; i++)
             {
+                if (pair.Gemm is not null) gemmMs.Add(pair.Gemm.TimeMs());
                 if (pair.Profile is null)
                 {
                     ortMs.Add(Time(pair.Ort));
@@ -99,7 +106,41 @@ internal static class StepBench
             Console.WriteLine($"[{n}] ratio TorchSharp / ONNX Runtime: medians {torchMedian / ort:F2}, minima {torchMs.Min() / ortMs.Min():F2} (> 1: ONNX Runtime faster)");
             estimate += $", {steps * torchMedian / 1000:F2} s (TorchSharp)";
         }
+        if (pair.Gemm is { } gemm && pair.Flops is double flops)
+        {
+            double peak = gemm.GflopsPerSecond(Median(gemmMs));
+            double plainRate = flops / (ort * 1e6);
+            Console.WriteLine($"[{n}] GEMM peak ({gemm.N}x{gemm.N}x{gemm.N} fp32 MatMul in ONNX Runtime, {pair.Threads} thread(s), one beside each timed step): " +
+                $"median {peak:F1} GFLOP/s (best {gemm.GflopsPerSecond(gemmMs.Min()):F1}) over {gemmMs.Count} runs");
+            Console.WriteLine($"[{n}] achieved: plain {plainRate:F1} GFLOP/s = {plainRate / peak:P1} of the GEMM peak ({flops / 1e9:F2} GFLOP per step)");
+            string result = $"RESULT {n} threads {pair.Threads}: ms/step plain {ort:F1}";
+            string rates = $"GFLOP/s plain {plainRate:F1}";
+            string fractions = $"of GEMM peak plain {plainRate / peak:P1}";
+            if (pair.Profile is { } p)
+            {
+                double fused = Median(profileMs);
+                double profileFlops = p.Flops ?? flops;
+                double rate = profileFlops / (fused * 1e6);
+                Console.WriteLine($"[{n}] achieved: {p.Name} profile {rate:F1} GFLOP/s = {rate / peak:P1} of the GEMM peak ({profileFlops / 1e9:F2} GFLOP per step)");
+                result += $", {p.Name} {fused:F1}";
+                rates += $", {p.Name} {rate:F1}";
+                fractions += $", {p.Name} {rate / peak:P1}";
+            }
+
+            result += $"; GFLOP/step {flops / 1e9:F2}; {rates}; GEMM peak {peak:F1} GFLOP/s; {fractions}";
+            if (pair.Profile is not null) result += $"; plain/{pair.Profile.Name} paired ratio {Median(pairRatios):F3}";
+            Console.WriteLine(result + $"; load average {LoadAverage()}");
+        }
+
         Console.WriteLine($"[{n}] ESTIMATE, {pair.Network} only (no text encoders, VAE decode, scheduler or host overhead): {steps} steps with CFG batch {batch} = {estimate}");
+    }
+
+    /// <summary>The 1-, 5- and 15-minute load averages (/proc/loadavg), or n/a.</summary>
+    public static string LoadAverage()
+    {
+        try { return string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
+        catch (IOException) { return "n/a"; }
+        catch (UnauthorizedAccessException) { return "n/a"; }
     }
 
     /// <summary>The largest |x - y| and the largest |y|; the outputs must be the same size.</summary>
@@ -136,10 +177,30 @@ internal sealed class OrtStepper : IDisposable
 
     public OrtStepper(string modelPath, int threads, params (string Name, float[] Data, long[] Shape)[] inputs)
     {
+        ModelPath = modelPath;
+        Threads = threads;
+        Inputs = inputs;
         _options = StepBench.CpuOptions(threads);
         _session = new InferenceSession(modelPath, _options);
         _names = inputs.Select(i => i.Name).ToArray();
         _values = inputs.Select(i => OrtValue.CreateTensorValueFromMemory(i.Data, i.Shape)).ToArray();
+    }
+
+    public string ModelPath { get; }
+
+    public int Threads { get; }
+
+    public IReadOnlyList<(string Name, float[] Data, long[] Shape)> Inputs { get; }
+
+    /// <summary>The graph's FLOPs per run (<see cref="FlopCounter"/>, one profiled run with optimizations off), in total.</summary>
+    public double CountFlops(string name)
+    {
+        using var options = StepBench.CpuOptions(Threads);
+        var ops = FlopCounter.Count(ModelPath, options, Inputs);
+        double total = ops.Sum(o => o.Flops);
+        Console.WriteLine($"[{name}] FLOPs per step of {Path.GetFileName(Path.GetDirectoryName(Path.GetDirectoryName(ModelPath)))}/{Path.GetFileName(Path.GetDirectoryName(ModelPath))}: " +
+            $"{total / 1e9:F3} GFLOP (" + string.Join(", ", ops.Select(o => $"{o.Op} x{o.Nodes} {o.Flops / total:P1}")) + ")");
+        return total;
     }
 
     public float[] Step()
