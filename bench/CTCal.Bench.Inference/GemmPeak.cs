@@ -11,8 +11,8 @@ namespace CTCal.Bench.Inference;
 /// The machine's measured GEMM peak, the yardstick for a network's achieved GFLOP/s: a one-node ONNX graph,
 /// <c>Y = MatMul(A, B)</c> with fp32 A, B of <c>n x n</c>, run by ONNX Runtime's CPU provider with the session settings of
 /// the networks it is compared with (<see cref="StepBench.CpuOptions"/>: the same intra-op threads), inputs and output
-/// bound once (I/O binding) so a run is the GEMM alone. <see cref="Flops"/> = 2 n^3 per run; the bench times a run
-/// beside each timed step so the peak is measured under the same load as the steps.
+/// bound once (I/O binding) so a run is the GEMM alone. <see cref="Flops"/> = 2 n^3 per run; the bench times a sample of
+/// runs beside each timed step so the peak is measured under the same load as the steps.
 /// </summary>
 internal sealed class GemmPeak : IDisposable
 {
@@ -61,11 +61,11 @@ internal sealed class GemmPeak : IDisposable
     /// <summary>2 n^3: the multiply-adds of one n x n x n GEMM, twice.</summary>
     public double Flops => 2.0 * N * N * N;
 
-    /// <summary>One GEMM; returns its milliseconds.</summary>
-    public double TimeMs()
+    /// <summary><paramref name="repeats"/> GEMMs back to back; returns their milliseconds in total.</summary>
+    public double TimeMs(int repeats = 1)
     {
         var clock = Stopwatch.StartNew();
-        _session.RunWithBinding(_run, _binding);
+        for (int i = 0; i < repeats; i++) _session.RunWithBinding(_run, _binding);
         return clock.Elapsed.TotalMilliseconds;
     }
 

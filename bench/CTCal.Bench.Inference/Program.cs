@@ -25,6 +25,7 @@ string? dir = null, scheduler = null, pluginDir = null, tokenizerDir = null, pro
 bool keep = false, pipeline = false, runsGiven = false, threadsGiven = false, sizeGiven = false, batchGiven = false, noTorch = false;
 ExportOptimization? optimize = null;
 int size = 256;
+string pipelineModel = "mid";
 double guidance = 7.5;
 for (int i = 0; i < args.Length; i++)
 {
@@ -55,6 +56,7 @@ for (int i = 0; i < args.Length; i++)
         case "--tokenizer": tokenizerDir = Next(); break;
         case "--onnx": onnx = Next(); break;
         case "--memory-mode": memoryMode = Next(); break;
+        case "--model": pipelineModel = Next(); break;
         case "--no-torch": noTorch = true; break;
         case "--optimize":
             try
@@ -80,7 +82,7 @@ for (int i = 0; i < args.Length; i++)
                 "[--batch 1] [--runs 1] [--threads N] [--tokens 333]: ONNX Runtime only, load time, seconds per step, peak RSS");
             Console.WriteLine("ctcal bench inference --pipeline [--runs 3] [--steps 20] [--size 256] [--guidance 7.5] [--scheduler <name>] [--providers cuda,cpu] " +
                 "[--threads N (plugin intraOpThreads; default 0)] [--plugin-dir <CTCal.Plugin build output>] [--tokenizer <folder>] [--dir <work folder>] [--keep] " +
-                "[--onnx <exported ONNX model folder to serve instead of the generated mid model>] [--memory-mode low|balanced]");
+                "[--model mid|tiny (the generated model: mid, or the tests' tiny-sd1 fixture)] [--onnx <exported ONNX model folder to serve instead of the generated model>] [--memory-mode low|balanced]");
             return 0;
         default: Console.Error.WriteLine($"unknown argument '{args[i]}'"); return 2;
     }
@@ -119,6 +121,11 @@ if (pipeline)
         Console.Error.WriteLine($"--memory-mode {memoryMode}: must be low or balanced");
         return 2;
     }
+    if (pipelineModel is not ("tiny" or "mid"))
+    {
+        Console.Error.WriteLine($"--model {pipelineModel}: must be tiny or mid");
+        return 2;
+    }
     if (size < 8 || size % 8 != 0)
     {
         Console.Error.WriteLine($"--size {size}: must be a positive multiple of 8");
@@ -133,7 +140,8 @@ if (pipeline)
         {
             Runs = runsGiven ? runs : 3,
             Steps = steps,
-            Size = size,
+            Size = sizeGiven ? size : null,
+            Model = pipelineModel,
             Guidance = guidance,
             Scheduler = scheduler,
             Providers = providers is null ? ["cuda", "cpu"] : providers.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
