@@ -186,7 +186,7 @@ Directory.CreateDirectory(work);
 Console.WriteLine($"threads: {string.Join(", ", threadList)} (each: torch.set_num_threads(N), ORT IntraOpNumThreads = N), " +
     $"InterOpNumThreads = 1, sequential execution; {Environment.ProcessorCount} logical CPUs");
 Console.WriteLine($"FLOPs per step: counted from the exported graph (FlopCounter: Conv, MatMul, Gemm, attention; one profiled ONNX Runtime run, optimizations off); " +
-    $"GEMM peak: a {gemmSize}x{gemmSize}x{gemmSize} fp32 MatMul in ONNX Runtime with the same session settings, one run beside each timed step");
+    $"GEMM peak: a {gemmSize}x{gemmSize}x{gemmSize} fp32 MatMul in ONNX Runtime with the same session settings, a sample of back-to-back runs (about half a step long) beside each timed step");
 Console.WriteLine($"ONNX Runtime providers available: {string.Join(", ", OrtEnv.Instance().GetAvailableProviders())}; sessions use CPUExecutionProvider " +
     "(no other provider appended), graph optimizations ORT_ENABLE_ALL");
 Console.WriteLine($"inputs: batch {batch} (classifier-free guidance pair), {tokens} text tokens, float32 timesteps; {warmup} warm-up + {runs} timed runs each, alternating rounds" +
