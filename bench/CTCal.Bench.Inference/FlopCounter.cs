@@ -32,9 +32,10 @@ internal static class FlopCounter
         ["Conv", "FusedConv", "NchwcConv", "ConvTranspose", "MatMul", "FusedMatMul", "Gemm", "FusedGemm", "MultiHeadAttention", "Attention"];
 
     /// <summary>
-    /// Runs <paramref name="modelPath"/> once on <paramref name="inputs"/> with profiling and graph optimizations off
-    /// (intra-op threads, arena and the rest from <paramref name="options"/>) and counts its FLOPs per operator kind,
-    /// most first.
+    /// Runs <paramref name="modelPath"/> once on <paramref name="inputs"/> with profiling on and graph optimizations off
+    /// (intra-op threads, arena and the rest from <paramref name="options"/>, fresh options this call changes and the
+    /// caller disposes) and counts its FLOPs per operator kind, most first. The profile is written to a temporary folder,
+    /// deleted afterwards.
     /// </summary>
     public static IReadOnlyList<OpFlops> Count(string modelPath, SessionOptions options, IReadOnlyList<(string Name, float[] Data, long[] Shape)> inputs)
     {
@@ -43,8 +44,9 @@ internal static class FlopCounter
         try
         {
             options.GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL;
-            options.EnableProfiling = true;
+            // the prefix first: enabling profiling hands ONNX Runtime the prefix set at that moment
             options.ProfileOutputPathPrefix = Path.Combine(folder, "profile");
+            options.EnableProfiling = true;
             string profile;
             using (var session = new InferenceSession(modelPath, options))
             {

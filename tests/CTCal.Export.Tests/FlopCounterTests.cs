@@ -22,7 +22,7 @@ public sealed class FlopCounterTests
     /// Conv 3->4 channels, 3x3, 8x8 output: 2 x (4 x 8 x 8) x (3 x 3 x 3) = 13,824; Conv 4->4 in 2 groups, 1x1:
     /// 2 x 256 x 2 = 1,024; MatMul [2, 5, 6] x [6, 7]: 2 x 70 x 6 = 840; Gemm [3, 6] x [7, 6]^T: 2 x 21 x 6 = 252;
     /// MultiHeadAttention query [2, 5, 16], key and value [2, 9, 16]: QK^T and AV, 2 x 2 x 5 x 9 x (16 + 16) = 5,760.
-    /// The Add and Identity nodes are not counted.
+    /// The Add and Identity nodes are not counted. The profile file is left nowhere.
     /// </summary>
     [Fact]
     public void CountsTheMultiplyAddsOfAGraphWorkedOutByHand()
@@ -54,8 +54,11 @@ public sealed class FlopCounterTests
                 ("ga", Random(6, 18), [3, 6]), ("gb", Random(7, 42), [7, 6]),
                 ("q", Random(8, 160), [2, 5, 16]), ("k", Random(9, 288), [2, 9, 16]), ("v", Random(10, 288), [2, 9, 16]),
             ];
+            int ProfilesHere() => Directory.EnumerateFiles(Environment.CurrentDirectory, "*profile*.json").Count();
+            int profilesBefore = ProfilesHere();
             using var options = new Microsoft.ML.OnnxRuntime.SessionOptions();
             var ops = FlopCounter.Count(Path.Combine(root, OnnxModelWriter.ModelFileName), options, inputs).ToDictionary(o => o.Op);
+            Assert.Equal(profilesBefore, ProfilesHere()); // the profile went to a temporary folder, not the working directory
 
             Assert.Equal(["Conv", "Gemm", "MatMul", "MultiHeadAttention"], ops.Keys.Order().ToArray());
             Assert.Equal((2, 13_824.0 + 1_024.0), (ops["Conv"].Nodes, ops["Conv"].Flops));
