@@ -57,6 +57,9 @@ internal static class StepBench
         var torchMs = new List<double>();
         var profileMs = new List<double>();
         var pairRatios = new List<double>(); // plain / profile of back-to-back steps (same load), order alternating
+        var ortCpuMs = new List<double>(); // process CPU time of the same steps (robust to descheduling; see CpuClock)
+        var profileCpuMs = new List<double>();
+        var gemmCpuMs = new List<double>();
         var gemmMs = new List<double>(); // one GEMM sample beside each timed ONNX Runtime step (or pair): the peak under the same load
         int gemmRepeats = 1;
         if (pair.Gemm is { } g)
@@ -72,18 +75,28 @@ internal static class StepBench
             int count = runs / rounds + (round < runs % rounds ? 1 : 0);
             for (int i = 0; i < count; i++)
             {
-                if (pair.Gemm is not null) gemmMs.Add(pair.Gemm.TimeMs(gemmRepeats) / gemmRepeats);
+                if (pair.Gemm is { } gemmRun)
+                {
+                    var cpu = CpuClock.Start();
+                    gemmMs.Add(gemmRun.TimeMs(gemmRepeats) / gemmRepeats);
+                    gemmCpuMs.Add(cpu.Ms() / gemmRepeats);
+                }
                 if (pair.Profile is null)
                 {
+                    var cpu = CpuClock.Start();
                     ortMs.Add(Time(pair.Ort));
+                    ortCpuMs.Add(cpu.Ms());
                     continue;
                 }
                 bool plainFirst = ortMs.Count % 2 == 0;
-                double p = plainFirst ? Time(pair.Ort) : 0;
-                double f = Time(pair.Profile.Step);
-                if (!plainFirst) p = Time(pair.Ort);
+                double p = 0, pc = 0;
+                if (plainFirst) (p, pc) = TimeBoth(pair.Ort);
+                var (f, fc) = TimeBoth(pair.Profile.Step);
+                if (!plainFirst) (p, pc) = TimeBoth(pair.Ort);
                 ortMs.Add(p);
                 profileMs.Add(f);
+                ortCpuMs.Add(pc);
+                profileCpuMs.Add(fc);
                 pairRatios.Add(p / f);
             }
             if (pair.Torch is not null)
@@ -139,7 +152,18 @@ internal static class StepBench
                 fractions += $", {p.Name} {rate / peak:P1}";
             }
 
-            result += $"; GFLOP/step {flops / 1e9:F2}; {rates}; GEMM peak {peak:F1} GFLOP/s; {fractions}";
+            // The same fractions from process CPU time: on a loaded machine wall time mostly measures the other processes,
+            // CPU time the work (exact with 1 thread; with more, idle workers spinning between operators count too).
+            double cpuPeak = flops / (Median(ortCpuMs) * 1e6) / gemm.GflopsPerSecond(Median(gemmCpuMs));
+            string cpuFractions = $"by CPU time plain {cpuPeak:P1}";
+            if (pair.Profile is { } pp)
+            {
+                cpuFractions += $", {pp.Name} {(pp.Flops ?? flops) / (Median(profileCpuMs) * 1e6) / gemm.GflopsPerSecond(Median(gemmCpuMs)):P1}";
+            }
+
+            Console.WriteLine($"[{n}] by process CPU time (robust to a loaded machine; exact at 1 thread, spinning workers inflate it at more): " +
+                $"GEMM {gemm.GflopsPerSecond(Median(gemmCpuMs)):F1} GFLOP per CPU-second, plain step {flops / (Median(ortCpuMs) * 1e6):F1}; of GEMM {cpuFractions}");
+            result += $"; GFLOP/step {flops / 1e9:F2}; {rates}; GEMM peak {peak:F1} GFLOP/s; {fractions}; {cpuFractions}";
             if (pair.Profile is not null) result += $"; plain/{pair.Profile.Name} paired ratio {Median(pairRatios):F3}";
             Console.WriteLine(result + $"; load average {LoadAverage()}");
         }
@@ -162,6 +186,25 @@ internal static class StepBench
         double maxErr = 0, maxAbs = 0;
         for (int i = 0; i < x.Length; i++) { maxErr = Math.Max(maxErr, Math.Abs(x[i] - y[i])); maxAbs = Math.Max(maxAbs, Math.Abs(y[i])); }
         return (maxErr, maxAbs);
+    }
+
+    private static (double Wall, double Cpu) TimeBoth(Func<float[]> step)
+    {
+        var cpu = CpuClock.Start();
+        double wall = Time(step);
+        return (wall, cpu.Ms());
+    }
+
+    /// <summary>This process's CPU time (user + system, all threads) since <see cref="Start"/>.</summary>
+    private readonly struct CpuClock
+    {
+        private readonly TimeSpan _start;
+
+        private CpuClock(TimeSpan start) => _start = start;
+
+        public static CpuClock Start() => new(Process.GetCurrentProcess().TotalProcessorTime);
+
+        public double Ms() => (Process.GetCurrentProcess().TotalProcessorTime - _start).TotalMilliseconds;
     }
 
     private static double Time(Func<float[]> step)
