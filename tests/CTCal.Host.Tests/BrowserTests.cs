@@ -8,7 +8,7 @@ namespace CTCal.Host.Tests;
 /// <summary>
 /// The web front end in a real browser: <c>tests/browser/web-host.spec.mjs</c> (playwright-core on Node) drives Debian's
 /// headless Chromium against <c>ctcal-host serve</c> started as its own process on a free loopback port, over a host
-/// root with the plugin, the tiny diffusers fixture exported to ONNX and a stand-in trainer. Needs <c>node</c>,
+/// root with the plugin, the shipped tiny base model (<c>assets/base-model</c>) exported to ONNX and a stand-in trainer. Needs <c>node</c>,
 /// <c>tests/browser/node_modules</c> (<c>npm ci</c>) and <c>/usr/bin/chromium</c>: without them the test is skipped,
 /// or fails under CI (<c>CI</c> set), saying how to install them. <c>CTCAL_WEB_SCREENSHOTS</c> names a folder for
 /// one screenshot per page (docs/web-host is made this way).
@@ -65,14 +65,14 @@ public sealed class BrowserTests : IDisposable
             Skip.If(true, missing);
         }
 
-        // The host root: the plugin, a stand-in trainer (eight steps, a falling loss), the fixture exported as tiny-sd1.
+        // The host root: the plugin, a stand-in trainer (eight steps, a falling loss), the shipped tiny base exported as tiny-base.
         PluginFolders.CopyPlugin(_root, "onnx");
         StandInTrainer.CopyingBaseUnet(Path.Combine(_root, "tools", "ctcal-train"), steps: 8, delay: "0.2");
         string config = PluginFolders.WritePluginsJson(_root, PluginFolders.Entry("ctcal.onnx", "onnx", new { modelsFolder = "models", trainerPath = "tools/ctcal-train", executionProviders = new[] { "cpu" } }));
-        string tinySd1 = Path.Combine(TestPaths.Fixtures, "tiny-sd1");
+        string baseModel = Path.Combine(TestPaths.RepoRoot, "assets", "base-model");
         var exportOutput = new StringWriter();
         var log = new RecordingLog();
-        int exported = HostCommands.Build(exportOutput, log, _ => log).Parse(["export", "--config", config, "--checkpoint", tinySd1, "--id", "tiny-sd1"]).Invoke();
+        int exported = HostCommands.Build(exportOutput, log, _ => log).Parse(["export", "--config", config, "--checkpoint", baseModel, "--id", "tiny-base"]).Invoke();
         Assert.True(exported == 0, exportOutput.ToString());
         string data = Directory.CreateDirectory(Path.Combine(_root, "data")).FullName;
 
@@ -89,7 +89,7 @@ public sealed class BrowserTests : IDisposable
         };
         start.ArgumentList.Add("web-host.spec.mjs");
         start.Environment["CTCAL_URL"] = url;
-        start.Environment["CTCAL_BASE"] = tinySd1;
+        start.Environment["CTCAL_BASE"] = baseModel;
         start.Environment["CTCAL_DATA"] = data;
         start.Environment["CTCAL_RUN"] = Path.Combine(_root, "run");
         start.Environment["CTCAL_CHROMIUM"] = Chromium;

@@ -2,7 +2,7 @@
 // Run by CTCal.Host.Tests.BrowserTests, which lays out the plugins folder, the exported tiny model and the stand-in
 // trainer, starts the server on loopback and passes:
 //   CTCAL_URL          the server's address (http://127.0.0.1:PORT/)
-//   CTCAL_BASE         the diffusers folder to fine-tune (tests/data/fixtures/tiny-sd1)
+//   CTCAL_BASE         the diffusers folder exported as tiny-base and fine-tuned (assets/base-model)
 //   CTCAL_DATA         a dataset folder
 //   CTCAL_RUN          the fine-tune's output folder
 //   CTCAL_SCREENSHOTS  folder for one PNG per page (optional)
@@ -37,7 +37,7 @@ const check = (ok, what) => { if (!ok) throw new Error(what); };
 const shot = async name => { if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true }); };
 const go = async hash => { await page.goto(url + hash); await page.waitForLoadState('domcontentloaded'); };
 
-async function generate(model, { steps = 4, seed = 1, count = 1, width = 32, height = 32 } = {}) {
+async function generate(model, { steps = 4, seed = 1, count = 1, width = '', height = '' } = {}) {
   await go('#generate');
   const form = page.locator('#generate-form');
   await form.locator('select[name=model]').selectOption(model);
@@ -53,17 +53,17 @@ async function generate(model, { steps = 4, seed = 1, count = 1, width = 32, hei
 try {
   step = 'the models page lists the exported tiny model';
   await go('#models');
-  await page.locator('#models-body tr[data-model="tiny-sd1"]').waitFor();
-  const row = await page.locator('#models-body tr[data-model="tiny-sd1"]').innerText();
-  check(row.includes('sd1') && row.includes('base'), `tiny-sd1 row shows family and method: ${row}`);
+  await page.locator('#models-body tr[data-model="tiny-base"]').waitFor();
+  const row = await page.locator('#models-body tr[data-model="tiny-base"]').innerText();
+  check(row.includes('sd1') && row.includes('base') && row.includes('64x64'), `tiny-base row shows family and method: ${row}`);
   await shot('models');
 
   step = 'a generation from the exported model shows per-step progress and its image';
-  await generate('tiny-sd1', { steps: 6, seed: 7 });
+  await generate('tiny-base', { steps: 20, seed: 7 });
   await page.locator('#generate-results figure').first().waitFor();
   await page.locator('#generate-job .status', { hasText: 'done' }).waitFor();
   const caption = await page.locator('#generate-results figure figcaption').first().innerText();
-  check(caption.includes('seed 7') && caption.includes('6 steps'), `caption names seed and steps: ${caption}`);
+  check(caption.includes('seed 7') && caption.includes('20 steps'), `caption names seed and steps: ${caption}`);
   await shot('generate');
 
   step = 'invalid input is refused with the field named';
@@ -73,7 +73,7 @@ try {
   check(await page.locator('#generate-form [name=steps].invalid').count() === 1, 'the steps field is marked');
 
   step = 'a long generation can be cancelled';
-  await generate('tiny-sd1', { steps: 1000, count: 16, width: 64, height: 64 });
+  await generate('tiny-base', { steps: 1000, count: 16, width: 64, height: 64 });
   await page.locator('#generate-job .status', { hasText: 'step' }).waitFor();
   await page.getByTestId('cancel-generate').click();
   await page.locator('#generate-job .status', { hasText: 'cancelled' }).waitFor();
@@ -89,8 +89,7 @@ try {
     const at = latin1.indexOf('tEXtparameters\0');
     return at < 0 ? '' : latin1.slice(at + 15, at + 15 + 300);
   }, file);
-  check(text.includes('Steps: 6, Sampler: euler_a') && text.includes('Seed: 7') && text.includes('Model: tiny-sd1'), `parameters chunk: ${text}`);
-  await shot('gallery');
+  check(text.includes('Steps: 20, Sampler: euler_a') && text.includes('Seed: 7') && text.includes('Model: tiny-base'), `parameters chunk: ${text}`);
 
   step = 'a short fine-tune reports its steps and loss and reaches done';
   await go('#finetune');
@@ -124,26 +123,29 @@ try {
   await go('#models');
   const tuned = await page.locator('#models-body tr[data-model="tiny-ctcal-export"]').innerText();
   check(tuned.includes('ctcal'), `exported fine-tune row shows method ctcal: ${tuned}`);
-  await generate('tiny-ctcal-export', { steps: 4, seed: 3 });
+  await generate('tiny-ctcal-export', { steps: 20, seed: 3 });
   await page.locator('#generate-results figure', { hasText: 'tiny-ctcal-export' }).waitFor();
 
   step = 'compare runs two models on the same prompt and seeds side by side';
   await go('#compare');
   const cmp = page.locator('#compare-form');
-  await cmp.locator('select[name=modelA]').selectOption('tiny-sd1');
+  await cmp.locator('select[name=modelA]').selectOption('tiny-base');
   await cmp.locator('select[name=modelB]').selectOption('tiny-ctcal-export');
-  await cmp.locator('[name=width]').fill('32');
-  await cmp.locator('[name=height]').fill('32');
-  await cmp.locator('[name=steps]').fill('4');
-  await cmp.locator('[name=count]').fill('2');
+  await cmp.locator('[name=steps]').fill('20');
+  await cmp.locator('[name=count]').fill('3');
   await cmp.locator('select[name=scheduler]').selectOption('euler_a');
   await page.getByTestId('compare').click();
-  await page.locator('#compare-a figure').nth(1).waitFor();
-  await page.locator('#compare-b figure').nth(1).waitFor();
+  await page.locator('#compare-a figure').nth(2).waitFor();
+  await page.locator('#compare-b figure').nth(2).waitFor();
   const seedsA = await page.locator('#compare-a figcaption').allInnerTexts();
   const seedsB = await page.locator('#compare-b figcaption').allInnerTexts();
   check(seedsA.filter(t => t.includes('seed 1 ')).length === 1 && seedsB.filter(t => t.includes('seed 1 ')).length === 1, 'both sides have seed 1');
   await shot('compare');
+
+  step = 'the gallery lists every image, newest first';
+  await go('#gallery');
+  await page.locator('#gallery figure').nth(7).waitFor();
+  await shot('gallery');
 
   check(consoleErrors.length === 0, `no script errors in the page: ${consoleErrors.join('; ')}`);
   console.log('browser test passed: models, generate, validation, cancel, gallery, fine-tune, export, compare');

@@ -11,7 +11,7 @@ namespace CTCal.Host.Web;
 public sealed class JobRegistry
 {
     private readonly ConcurrentDictionary<string, Job> _jobs = new();
-    private int _next;
+    private readonly ConcurrentDictionary<string, int> _counters = new();
 
     /// <summary>The job with <paramref name="id"/>, or null.</summary>
     public Job? Find(string id) => _jobs.GetValueOrDefault(id);
@@ -23,7 +23,7 @@ public sealed class JobRegistry
     /// <summary>Creates a job and runs <paramref name="work"/>; the data it returns is the <c>done</c> event's.</summary>
     public Job Start(string kind, object request, Func<Job, Task<object>> work)
     {
-        var job = new Job($"{kind}-{Interlocked.Increment(ref _next)}", kind, request);
+        var job = new Job($"{kind}-{_counters.AddOrUpdate(kind, 1, (_, n) => n + 1)}", kind, request);
         _jobs[job.Id] = job;
         _ = Task.Run(async () =>
         {

@@ -313,6 +313,7 @@ async function loadFineTunes() {
   const jobs = await api('/api/jobs?kind=finetune');
   $('#finetunes-body').replaceChildren(...jobs.slice().reverse().map(job => {
     const actions = el('td');
+    if (job.state === 'done') actions.append(el('a', { href: '#export', text: 'Export…' }));
     if (job.state === 'cancelled' || job.state === 'failed') {
       actions.append(el('button', { class: 'secondary', 'data-testid': 'resume-' + job.id, text: 'Resume', onclick: () => startFineTune({ ...job.request, resume: true }) }));
     }
