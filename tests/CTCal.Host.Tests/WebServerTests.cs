@@ -130,7 +130,7 @@ public sealed class WebServerTests : IDisposable
     [Fact]
     public async Task ABrokenPluginLeavesTheOthersModelsListedAndItsErrorShown()
     {
-        await using var server = await WebTestServer.StartAsync(_root, null, PluginFolders.Entry("broken", "nothing-here"));
+        await using var server = await WebTestServer.StartAsync(_root, moreEntries: PluginFolders.Entry("broken", "nothing-here"));
         using var answer = JsonDocument.Parse(await server.Client.GetStringAsync("api/models"));
         var model = Assert.Single(answer.RootElement.GetProperty("models").EnumerateArray());
         Assert.Equal("tiny", model.GetProperty("id").GetString());
@@ -143,6 +143,71 @@ public sealed class WebServerTests : IDisposable
         string html = await server.Client.GetStringAsync("/");
         Assert.Contains("plugin-errors", html);
         Assert.Contains("EventSource", await server.Client.GetStringAsync("assets/app.js"));
+    }
+
+    [SkippableFact]
+    public async Task AFineTuneCancelledMidwayResumesToDoneAndExportsWithOneClick()
+    {
+        Skip.If(OperatingSystem.IsWindows(), "the stand-in trainer is a POSIX shell script");
+
+        // The first run stops after step 3 until it is cancelled; a resumed run (resume: latest) goes on from step 4.
+        StandInTrainer.Write(Path.Combine(_root, "tools", "ctcal-train"), """
+            first=1; grep -q '"resume": "latest"' "$cfg" && first=4
+            echo '{"event":"start","totalSteps":6,"method":"ctcal"}'
+            for i in $(seq $first 6); do
+              echo "{\"event\":\"step\",\"step\":$i,\"totalSteps\":6,\"loss\":0.$((9 - i))}"
+              [ $first -eq 1 ] && [ $i -eq 3 ] && sleep 120
+            done
+            mkdir -p "$out/unet" && cp "$base/unet/diffusion_pytorch_model.safetensors" "$out/unet/"
+            echo "{\"event\":\"done\",\"steps\":6,\"final_weights\":\"$out/unet/diffusion_pytorch_model.safetensors\",\"cancelled\":false,\"exit_code\":0}"
+            """);
+        await using var server = await WebTestServer.StartAsync(_root, settings: new { modelsFolder = "models", trainerPath = "tools/ctcal-train", executionProviders = new[] { "cpu" } });
+        var body = new
+        {
+            baseModel = Path.Combine(TestPaths.Fixtures, "tiny-sd1"),
+            data = Directory.CreateDirectory(Path.Combine(_root, "data")).FullName,
+            output = Path.Combine(_root, "run"),
+            modelId = "tuned",
+            steps = 6,
+            resume = false,
+        };
+
+        string first = await server.StartJobAsync("api/finetune", body);
+        var cancelled = await server.EventsAsync(first, (type, data) =>
+        {
+            if (type == "progress" && data.GetProperty("stage").GetString() == "step" && data.GetProperty("current").GetInt64() == 3)
+            {
+                server.PostAsync($"api/jobs/{first}/cancel", new { }).Wait();
+            }
+        });
+        Assert.Equal("cancelled", cancelled[^1].Type);
+
+        string resumed = await server.StartJobAsync("api/finetune", body with { resume = true });
+        var events = await server.EventsAsync(resumed);
+        Assert.Equal("done", events[^1].Type);
+        var steps = events.Where(e => e.Type == "progress" && e.Data.GetProperty("stage").GetString() == "step").ToList();
+        Assert.Equal([4L, 5L, 6L], steps.Select(e => e.Data.GetProperty("current").GetInt64()));
+        Assert.Equal(0.3, steps[^1].Data.GetProperty("metrics").GetProperty("loss").GetDouble(), 6);
+        Assert.Equal("tuned", events[^1].Data.GetProperty("model").GetProperty("id").GetString());
+
+        using (var jobs = JsonDocument.Parse(await server.Client.GetStringAsync("api/jobs?kind=finetune")))
+        {
+            Assert.Equal(["cancelled", "done"], jobs.RootElement.EnumerateArray().Select(j => j.GetProperty("state").GetString()));
+        }
+
+        // The cancelled fine-tune cannot be exported; the finished one can, with its method recorded.
+        using (var refused = await server.PostAsync($"api/finetunes/{first}/export", new { modelId = "nope" }))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        }
+
+        string export = await server.StartJobAsync($"api/finetunes/{resumed}/export", new { modelId = "tuned-copy" });
+        var exported = await server.EventsAsync(export);
+        Assert.Equal("done", exported[^1].Type);
+        using var models = JsonDocument.Parse(await server.Client.GetStringAsync("api/models"));
+        var copy = Assert.Single(models.RootElement.GetProperty("models").EnumerateArray(), m => m.GetProperty("id").GetString() == "tuned-copy");
+        Assert.Equal("ctcal", copy.GetProperty("method").GetString());
+        Assert.EndsWith(Path.Combine("run", "unet", "diffusion_pytorch_model.safetensors"), copy.GetProperty("provenance").GetProperty("unetWeights").GetString());
     }
 
     [Theory]

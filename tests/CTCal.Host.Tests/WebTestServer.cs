@@ -34,12 +34,15 @@ internal sealed class WebTestServer : IAsyncDisposable
 
     public Uri Address => _server.Address;
 
-    /// <summary>Starts a server whose plugins.json has the onnx plugin plus <paramref name="moreEntries"/>.</summary>
-    public static async Task<WebTestServer> StartAsync(string root, string? token = null, params object[] moreEntries)
+    /// <summary>
+    /// Starts a server whose plugins.json has the onnx plugin (with <paramref name="settings"/>, or the default ones) plus
+    /// <paramref name="moreEntries"/>.
+    /// </summary>
+    public static async Task<WebTestServer> StartAsync(string root, string? token = null, object? settings = null, params object[] moreEntries)
     {
         PluginFolders.CopyPlugin(root, "onnx");
         TinySdModel.Create(Path.Combine(root, "models"), "tiny");
-        string file = PluginFolders.WritePluginsJson(root, [PluginFolders.Entry("ctcal.onnx", "onnx"), .. moreEntries]);
+        string file = PluginFolders.WritePluginsJson(root, [PluginFolders.Entry("ctcal.onnx", "onnx", settings), .. moreEntries]);
         var log = new RecordingLog();
         var plugins = PluginHost.Load(PluginsFile.Load(file), log, _ => log);
         var server = await WebServer.StartAsync(new WebOptions("127.0.0.1", 0, Path.Combine(root, "gallery"), Token: token), plugins, CancellationToken.None);
@@ -48,8 +51,11 @@ internal sealed class WebTestServer : IAsyncDisposable
 
     public Task<HttpResponseMessage> PostAsync(string path, object body) => Client.PostAsJsonAsync(path, body);
 
-    /// <summary>The events of job <paramref name="id"/> up to its last one, as (type, data) pairs.</summary>
-    public async Task<List<(string Type, JsonElement Data)>> EventsAsync(string id)
+    /// <summary>
+    /// The events of job <paramref name="id"/> up to its last one, as (type, data) pairs; <paramref name="onEvent"/> sees
+    /// each as it arrives.
+    /// </summary>
+    public async Task<List<(string Type, JsonElement Data)>> EventsAsync(string id, Action<string, JsonElement>? onEvent = null)
     {
         using var guard = new CancellationTokenSource(HangGuard);
         using var response = await Client.GetAsync($"api/jobs/{id}/events", HttpCompletionOption.ResponseHeadersRead, guard.Token);
@@ -66,21 +72,26 @@ internal sealed class WebTestServer : IAsyncDisposable
             }
             else if (line.StartsWith("data: ", StringComparison.Ordinal))
             {
-                events.Add((type!, JsonDocument.Parse(line["data: ".Length..]).RootElement.Clone()));
+                var data = JsonDocument.Parse(line["data: ".Length..]).RootElement.Clone();
+                events.Add((type!, data));
+                onEvent?.Invoke(type!, data);
             }
         }
 
         return events;
     }
 
-    /// <summary>Starts a generation and returns its job id (asserting 202).</summary>
-    public async Task<string> StartGenerationAsync(object body)
+    /// <summary>Starts a job with a POST to <paramref name="path"/> and returns its id (asserting 202).</summary>
+    public async Task<string> StartJobAsync(string path, object body)
     {
-        using var response = await PostAsync("api/generate", body);
+        using var response = await PostAsync(path, body);
         string text = await response.Content.ReadAsStringAsync();
         Assert.True(response.StatusCode == System.Net.HttpStatusCode.Accepted, text);
         return JsonDocument.Parse(text).RootElement.GetProperty("id").GetString()!;
     }
+
+    /// <summary>Starts a generation and returns its job id (asserting 202).</summary>
+    public Task<string> StartGenerationAsync(object body) => StartJobAsync("api/generate", body);
 
     public async ValueTask DisposeAsync()
     {

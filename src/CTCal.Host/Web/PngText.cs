@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using CTCal.Core.IO;
 
 namespace CTCal.Host.Web;
 
@@ -11,7 +12,6 @@ namespace CTCal.Host.Web;
 public static class PngText
 {
     private static readonly byte[] Signature = [137, 80, 78, 71, 13, 10, 26, 10];
-    private static readonly uint[] CrcTable = BuildCrcTable();
 
     /// <summary>
     /// The PNG <paramref name="png"/> with a <c>tEXt</c> chunk <paramref name="keyword"/> = <paramref name="value"/> after
@@ -48,7 +48,7 @@ public static class PngText
             output.Write(png, chunk.Offset, chunk.Length + 12);
             if (chunk.Type == "IHDR")
             {
-                WriteChunk(output, "tEXt", data);
+                PngChunk.Write(output, "tEXt", data);
             }
         }
 
@@ -126,48 +126,5 @@ public static class PngText
         var data = png.AsSpan(chunk.Offset + 8, chunk.Length);
         int nul = data.IndexOf((byte)0);
         return nul < 0 ? "" : Encoding.Latin1.GetString(data[..nul]);
-    }
-
-    private static void WriteChunk(Stream output, string type, ReadOnlySpan<byte> data)
-    {
-        Span<byte> word = stackalloc byte[4];
-        BinaryPrimitives.WriteInt32BigEndian(word, data.Length);
-        output.Write(word);
-        Span<byte> typeBytes = stackalloc byte[4];
-        Encoding.ASCII.GetBytes(type, typeBytes);
-        output.Write(typeBytes);
-        output.Write(data);
-        uint crc = Crc(0xFFFFFFFFu, typeBytes);
-        crc = Crc(crc, data) ^ 0xFFFFFFFFu;
-        BinaryPrimitives.WriteUInt32BigEndian(word, crc);
-        output.Write(word);
-    }
-
-    // CRC-32 of the PNG specification (Annex D): polynomial 0xEDB88320, over the chunk type and data.
-    private static uint Crc(uint crc, ReadOnlySpan<byte> bytes)
-    {
-        foreach (byte b in bytes)
-        {
-            crc = CrcTable[(crc ^ b) & 0xFF] ^ (crc >> 8);
-        }
-
-        return crc;
-    }
-
-    private static uint[] BuildCrcTable()
-    {
-        var table = new uint[256];
-        for (uint n = 0; n < 256; n++)
-        {
-            uint c = n;
-            for (int k = 0; k < 8; k++)
-            {
-                c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            }
-
-            table[n] = c;
-        }
-
-        return table;
     }
 }

@@ -47,6 +47,9 @@ public sealed class WebServer : IAsyncDisposable
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(k => k.Listen(address, options.Port));
+
+        // Open event streams of running jobs would hold a graceful stop for its default 30 s; a stopping server ends them.
+        builder.WebHost.UseShutdownTimeout(TimeSpan.FromSeconds(2));
         var app = builder.Build();
 
         var state = new WebState(plugins, new Gallery(options.OutputFolder), new JobRegistry());

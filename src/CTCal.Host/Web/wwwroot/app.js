@@ -378,6 +378,9 @@ function show() {
 }
 
 (async () => {
+  for (const slot of document.querySelectorAll('template[data-fields]')) {
+    slot.replaceWith(document.getElementById(slot.dataset.fields).content.cloneNode(true));
+  }
   setupGenerate();
   setupCompare();
   setupFineTune();
