@@ -292,8 +292,9 @@ async function startFineTune(request) {
   showError(form, box, null);
   try {
     const { id } = await api('/api/finetune', request);
+    const following = followFineTune(id);
     await loadFineTunes();
-    await followFineTune(id);
+    await following;
   } catch (error) {
     showError(form, box, error);
   }
@@ -321,6 +322,9 @@ async function loadFineTunes() {
       el('td', { text: job.id }), el('td', { text: job.request.modelId }), el('td', { text: job.request.method || options.fineTune.method }),
       el('td', { class: 'state-' + job.state, text: job.state + (job.error ? ': ' + job.error : '') }), actions);
   }));
+  // A fine-tune still running (started before this page was opened) is followed: its stream replays every event.
+  const running = jobs.find(j => j.state === 'running');
+  if (running && !activeFineTune) followFineTune(running.id);
   const finished = jobs.filter(j => j.state === 'done');
   $('#export-finetunes-body').replaceChildren(...(finished.length ? finished.reverse().map(job => {
     const input = el('input', { value: job.request.modelId + '-export', 'data-testid': 'export-id-' + job.id });
