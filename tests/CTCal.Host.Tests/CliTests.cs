@@ -128,32 +128,14 @@ public sealed class CliTests : IDisposable
         Skip.If(OperatingSystem.IsWindows(), "the stand-in trainer is a POSIX shell script");
 
         // A stand-in for ctcal-train speaking the progress protocol: it "trains" by copying the base UNet weights.
-        string trainer = Path.Combine(_root, "tools", "ctcal-train");
-        Directory.CreateDirectory(Path.GetDirectoryName(trainer)!);
-        File.WriteAllText(trainer, """
-            #!/bin/sh
-            cfg=""; while [ $# -gt 0 ]; do [ "$1" = "--config" ] && cfg="$2"; shift; done
-            base=$(sed -n 's/^ *"model": "\(.*\)",\{0,1\}$/\1/p' "$cfg")
-            out=$(sed -n 's/^ *"out": "\(.*\)",\{0,1\}$/\1/p' "$cfg")
-            echo '{"event":"start","totalSteps":2}'
-            echo '{"event":"step","step":1,"totalSteps":2,"loss":0.5}'
-            echo '{"event":"step","step":2,"totalSteps":2,"loss":0.4}'
-            mkdir -p "$out/unet"
-            cp "$base/unet/diffusion_pytorch_model.safetensors" "$out/unet/"
-            echo '{"event":"checkpoint","step":2,"path":"checkpoints/step-0000002.safetensors"}'
-            echo "{\"event\":\"done\",\"steps\":2,\"final_weights\":\"$out/unet/diffusion_pytorch_model.safetensors\",\"cancelled\":false,\"exit_code\":0}"
-            """.Replace("\r", ""));
-        if (!OperatingSystem.IsWindows()) // always true past the skip; the analyzer (CA1416) does not read Skip.If
-        {
-            File.SetUnixFileMode(trainer, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        }
+        StandInTrainer.CopyingBaseUnet(Path.Combine(_root, "tools", "ctcal-train"), steps: 2);
 
         PluginFolders.CopyPlugin(_root, "onnx");
         string config = PluginFolders.WritePluginsJson(_root, PluginFolders.Entry("ctcal.onnx", "onnx", new { modelsFolder = "models", trainerPath = "tools/ctcal-train", executionProviders = new[] { "cpu" } }));
         var (code, output) = Run("finetune", "--config", config, "--base", Path.Combine(TestPaths.Fixtures, "tiny-sd1"),
             "--data", Path.Combine(_root, "data"), "--output", Path.Combine(_root, "run"), "--id", "tiny-ctcal", "--max-steps", "2");
         Assert.True(code == 0, output);
-        Assert.Contains("step 2/2 loss=0.4", output);
+        Assert.Contains("step 2/2 loss=0.25", output);
         Assert.Contains("model tiny-ctcal registered", output);
 
         (code, output) = Run("generate", "--config", config, "-m", "tiny-ctcal", "--prompt", "a cube", "--width", "64", "--height", "64",
@@ -177,21 +159,12 @@ public sealed class CliTests : IDisposable
             new WeightRequirement("transformer.transformer_blocks.0.attn.to_q.lora_B.weight", [8, 2]),
         ], seed: 12);
 
-        string trainer = Path.Combine(_root, "tools", "ctcal-train");
-        Directory.CreateDirectory(Path.GetDirectoryName(trainer)!);
-        File.WriteAllText(trainer, $$"""
-            #!/bin/sh
-            cfg=""; while [ $# -gt 0 ]; do [ "$1" = "--config" ] && cfg="$2"; shift; done
-            out=$(sed -n 's/^ *"out": "\(.*\)",\{0,1\}$/\1/p' "$cfg")
+        StandInTrainer.Write(Path.Combine(_root, "tools", "ctcal-train"), $$"""
             echo '{"event":"start","totalSteps":1}'
             echo '{"event":"step","step":1,"totalSteps":1,"loss":0.7}'
             mkdir -p "$out" && cp '{{lora}}' "$out/pytorch_lora_weights.safetensors"
             echo "{\"event\":\"done\",\"steps\":1,\"final_weights\":\"$out/pytorch_lora_weights.safetensors\",\"cancelled\":false,\"exit_code\":0}"
-            """.Replace("\r", ""));
-        if (!OperatingSystem.IsWindows()) // always true past the skip; the analyzer (CA1416) does not read Skip.If
-        {
-            File.SetUnixFileMode(trainer, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        }
+            """);
 
         PluginFolders.CopyPlugin(_root, "onnx");
         string config = PluginFolders.WritePluginsJson(_root, PluginFolders.Entry("ctcal.onnx", "onnx", new { modelsFolder = "models", trainerPath = "tools/ctcal-train", executionProviders = new[] { "cpu" } }));

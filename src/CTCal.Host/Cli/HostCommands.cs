@@ -7,7 +7,7 @@ using CTCal.Hosting;
 
 namespace CTCal.Host.Cli;
 
-/// <summary>The <c>ctcal-host</c> command line: <c>plugins</c>, <c>models</c>, <c>generate</c>, <c>export</c>, <c>finetune</c>.</summary>
+/// <summary>The <c>ctcal-host</c> command line: <c>plugins</c>, <c>models</c>, <c>generate</c>, <c>export</c>, <c>finetune</c>, <c>serve</c>.</summary>
 public static class HostCommands
 {
     public static RootCommand Build(TextWriter output, ILogSink hostLog, Func<string, ILogSink> pluginLog)
@@ -121,6 +121,7 @@ public static class HostCommands
         root.Subcommands.Add(FineTuneCommand(output, Open, Filter));
         root.Subcommands.Add(BenchCommand.Create(output, Open));
         root.Subcommands.Add(LoadCommand.Create(output, Open));
+        root.Subcommands.Add(ServeCommand.Create(output, LoadPlugins));
         return root;
     }
 
@@ -152,10 +153,7 @@ public static class HostCommands
 
         command.SetAction((parse, ct) => RunAsync(output, async () =>
         {
-            using var host = open(parse);
             string modelId = parse.GetValue(model)!;
-            var generator = await FindGeneratorAsync(filter(parse, host.Generators), modelId, ct)
-                ?? throw new ArgumentException($"No loaded plugin has a model '{modelId}' (see 'ctcal-host models')");
             var request = new GenerationRequest
             {
                 Model = modelId,
@@ -172,6 +170,12 @@ public static class HostCommands
                 InitImage = parse.GetValue(initImage) is { } initPath ? await File.ReadAllBytesAsync(initPath, ct) : null,
                 Strength = parse.GetValue(strength),
             };
+
+            // The same checks as the web server's, before any plugin loads or output is written.
+            GenerationRules.Validate(request);
+            using var host = open(parse);
+            var generator = await FindGeneratorAsync(filter(parse, host.Generators), modelId, ct)
+                ?? throw new ArgumentException($"No loaded plugin has a model '{modelId}' (see 'ctcal-host models')");
             var progress = new SynchronousProgress<GenerationProgress>(p =>
             {
                 if (p.Stage == GenerationStage.Denoising && (p.Step == p.TotalSteps || p.Step % 5 == 0))

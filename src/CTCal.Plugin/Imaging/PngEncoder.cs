@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
+using CTCal.Core.IO;
 
 namespace CTCal.Plugin.Imaging;
 
@@ -37,15 +38,15 @@ internal static class PngEncoder
         header[10] = 0; // deflate
         header[11] = 0; // adaptive filtering
         header[12] = 0; // no interlace
-        WriteChunk(output, "IHDR", header);
+        PngChunk.Write(output, "IHDR", header);
 
         foreach (var (keyword, value) in text ?? Array.Empty<KeyValuePair<string, string>>())
         {
             WriteTextChunk(output, keyword, value);
         }
 
-        WriteChunk(output, "IDAT", Compress(rgb, width, height));
-        WriteChunk(output, "IEND", ReadOnlySpan<byte>.Empty);
+        PngChunk.Write(output, "IDAT", Compress(rgb, width, height));
+        PngChunk.Write(output, "IEND", ReadOnlySpan<byte>.Empty);
         return output.ToArray();
     }
 
@@ -89,7 +90,7 @@ internal static class PngEncoder
         if (IsLatin1(value) && !value.Contains('\0'))
         {
             data.Write(latin1.GetBytes(value));
-            WriteChunk(output, "tEXt", data.ToArray());
+            PngChunk.Write(output, "tEXt", data.ToArray());
         }
         else
         {
@@ -98,7 +99,7 @@ internal static class PngEncoder
             data.WriteByte(0); // empty language tag
             data.WriteByte(0); // empty translated keyword
             data.Write(Encoding.UTF8.GetBytes(value));
-            WriteChunk(output, "iTXt", data.ToArray());
+            PngChunk.Write(output, "iTXt", data.ToArray());
         }
     }
 
@@ -113,61 +114,5 @@ internal static class PngEncoder
         }
 
         return true;
-    }
-
-    private static void WriteChunk(Stream output, string type, ReadOnlySpan<byte> data)
-    {
-        Span<byte> buffer = stackalloc byte[4];
-        BinaryPrimitives.WriteInt32BigEndian(buffer, data.Length);
-        output.Write(buffer);
-
-        Span<byte> typeBytes = stackalloc byte[4];
-        Encoding.ASCII.GetBytes(type, typeBytes);
-        output.Write(typeBytes);
-        output.Write(data);
-
-        uint crc = Crc32.Update(Crc32.Initial, typeBytes);
-        crc = Crc32.Update(crc, data);
-        BinaryPrimitives.WriteUInt32BigEndian(buffer, Crc32.Finish(crc));
-        output.Write(buffer);
-    }
-}
-
-/// <summary>CRC-32 as PNG uses it (polynomial 0xEDB88320, reflected, initial and final XOR 0xFFFFFFFF).</summary>
-internal static class Crc32
-{
-    public const uint Initial = 0xFFFFFFFFu;
-
-    private static readonly uint[] Table = BuildTable();
-
-    public static uint Update(uint crc, ReadOnlySpan<byte> data)
-    {
-        foreach (byte b in data)
-        {
-            crc = Table[(crc ^ b) & 0xFF] ^ (crc >> 8);
-        }
-
-        return crc;
-    }
-
-    public static uint Finish(uint crc) => crc ^ 0xFFFFFFFFu;
-
-    public static uint Compute(ReadOnlySpan<byte> data) => Finish(Update(Initial, data));
-
-    private static uint[] BuildTable()
-    {
-        var table = new uint[256];
-        for (uint n = 0; n < 256; n++)
-        {
-            uint c = n;
-            for (int k = 0; k < 8; k++)
-            {
-                c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            }
-
-            table[n] = c;
-        }
-
-        return table;
     }
 }
