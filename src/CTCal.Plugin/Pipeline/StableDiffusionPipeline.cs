@@ -29,13 +29,14 @@ internal static class StableDiffusionPipeline
         MemoryMode memoryMode,
         List<string> warnings,
         IProgress<GenerationProgress>? progress,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        int stepCache = 1)
     {
         using var run = new RunOptions();
         using var terminate = cancellationToken.Register(() => run.Terminate = true);
         try
         {
-            return GenerateCore(model, p, initRgb, overflow, memoryMode, warnings, progress, run, cancellationToken);
+            return GenerateCore(model, p, initRgb, overflow, memoryMode, warnings, progress, run, stepCache, cancellationToken);
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
@@ -52,6 +53,7 @@ internal static class StableDiffusionPipeline
         List<string> warnings,
         IProgress<GenerationProgress>? progress,
         RunOptions run,
+        int stepCache,
         CancellationToken ct)
     {
         progress?.Report(new GenerationProgress(GenerationStage.EncodingPrompt, 0, p.BatchCount, 0, p.Steps));
@@ -65,10 +67,10 @@ internal static class StableDiffusionPipeline
         }
         else
         {
-            var unet = new UnetRunner(model, p.Width, p.Height, batchedGuidance: memoryMode != MemoryMode.Low);
+            var unet = new UnetRunner(model, p.Width, p.Height, batchedGuidance: memoryMode != MemoryMode.Low, stepCache);
             var text = TextEmbeddings.Encode(model, p.Prompt, p.NegativePrompt, overflow, unet.MaxPromptChunks, run, warnings);
             float[]? initLatents = initRgb is null ? null : ImageToImage.Encode(model, initRgb, p.Width, p.Height, unet.LatentShape, run);
-            denoise = (seed, index) => Denoise(model, unet, text, p, initLatents, seed, index, run, progress, ct);
+            denoise = (seed, index) => Denoise(model, unet, text, p, initLatents, seed, index, stepCache, run, progress, ct);
             latentShape = unet.LatentShape;
         }
 
@@ -88,7 +90,7 @@ internal static class StableDiffusionPipeline
                     $"{model.Model.VaeDecoderPath}: decoded {width}x{height} for a {p.Width}x{p.Height} request (VAE scale factor {model.Model.VaeScaleFactor}, from vae_decoder/config.json or, without it, the decoder graph's upsampling)");
             }
 
-            images.Add(new GeneratedImage(i, seed, PngEncoder.Encode(rgb, width, height, PngText(p, seed))));
+            images.Add(new GeneratedImage(i, seed, PngEncoder.Encode(rgb, width, height, PngText(p, seed, stepCache))));
             ct.ThrowIfCancellationRequested();
         }
 
@@ -96,7 +98,10 @@ internal static class StableDiffusionPipeline
         return images;
     }
 
-    /// <summary>The sampler loop for one image; everything random comes from <c>GaussianNoise(seed)</c>.</summary>
+    /// <summary>
+    /// The sampler loop for one image; everything random comes from <c>GaussianNoise(seed)</c>. With
+    /// <paramref name="stepCache"/> N > 1, steps 0, N, 2N, ... of the schedule run the full UNet and the others the shallow one.
+    /// </summary>
     private static float[] Denoise(
         ModelSessions model,
         UnetRunner unet,
@@ -105,6 +110,7 @@ internal static class StableDiffusionPipeline
         float[]? initLatents,
         long seed,
         int index,
+        int stepCache,
         RunOptions run,
         IProgress<GenerationProgress>? progress,
         CancellationToken ct)
@@ -137,14 +143,16 @@ internal static class StableDiffusionPipeline
         var modelInput = new float[latents.Length];
         int step = 0;
         int total = timesteps.Count;
+        var cache = stepCache > 1 ? new StepCacheState(stepCache) : null;
         foreach (double t in timesteps)
         {
             ct.ThrowIfCancellationRequested();
             latents.CopyTo(modelInput, 0);
             scheduler.ScaleModelInput(modelInput, t);
+            if (cache is not null) cache.Step = step;
             float[] eps = guided
-                ? unet.PredictGuided(modelInput, t, text, (float)p.GuidanceScale, run)
-                : unet.Predict(modelInput, t, text.Prompt, text.Length, text.Hidden, run);
+                ? unet.PredictGuided(modelInput, t, text, (float)p.GuidanceScale, run, cache)
+                : unet.Predict(modelInput, t, text.Prompt, text.Length, text.Hidden, run, cache);
             scheduler.Step(eps, t, latents, noise);
             step++;
             progress?.Report(new GenerationProgress(GenerationStage.Denoising, index, p.BatchCount, step, total));
@@ -196,7 +204,7 @@ internal static class StableDiffusionPipeline
         return (rgb, width, height);
     }
 
-    private static IEnumerable<KeyValuePair<string, string>> PngText(GenerationParameters p, long seed)
+    private static IEnumerable<KeyValuePair<string, string>> PngText(GenerationParameters p, long seed, int stepCache)
     {
         string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
         var text = new Dictionary<string, string>
@@ -214,6 +222,11 @@ internal static class StableDiffusionPipeline
         if (p.Strength is double strength)
         {
             text["strength"] = F(strength);
+        }
+
+        if (stepCache > 1)
+        {
+            text["step_cache"] = stepCache.ToString(CultureInfo.InvariantCulture);
         }
 
         return text;
