@@ -56,7 +56,12 @@ internal sealed class UnetRunner
         if (stepCache > 1)
         {
             // both graphs are checked before the first step: the full UNet's feature output, the shallow UNet's inputs
-            OnnxTensors.OutputName(session, ManifestStepCache.FeatureName);
+            if (!session.OutputMetadata.ContainsKey(ManifestStepCache.FeatureName))
+            {
+                throw new InvalidDataException(
+                    $"{where}: has no output '{ManifestStepCache.FeatureName}' (outputs: {string.Join(", ", session.OutputNames)}), but the manifest records step-cache graphs; export the model again with --step-cache-branch");
+            }
+
             var shallow = model.ShallowUnet;
             string shallowPath = model.Model.ShallowUnetPath;
             foreach (string input in new[] { "sample", "timestep", "encoder_hidden_states" })
