@@ -13,7 +13,10 @@ internal sealed record PipelineBenchOptions
 {
     public int Runs { get; init; } = 3;
     public int Steps { get; init; } = 20;
-    public int Size { get; init; } = 256;
+    /// <summary>Image side in pixels; null: 256 for the mid model, the model's native size otherwise.</summary>
+    public int? Size { get; init; }
+    /// <summary>The generated model: mid (<see cref="MidPipelineFolder"/>) or tiny (the tests' tiny-sd1 fixture folder).</summary>
+    public string Model { get; init; } = "mid";
     public double Guidance { get; init; } = 7.5;
     public string? Scheduler { get; init; }
     /// <summary>ONNX Runtime providers best first, as the plugin's <c>executionProviders</c> setting.</summary>
@@ -49,7 +52,9 @@ internal static class PipelineBench
         }
 
         string tokenizer = o.TokenizerFolder ?? Path.Combine(RepositoryRoot(), "tests", "data", "fixtures", "tiny-sd1", "tokenizer");
-        Console.WriteLine($"pipeline: mid config, {o.Size}x{o.Size}, {o.Steps} steps, guidance {o.Guidance}, {o.Runs} timed runs after the first call; " +
+        int? size = o.Size ?? (o.OnnxFolder is null && o.Model == "mid" ? 256 : null);
+        string sizeText = size is int side ? $"{side}x{side}" : "native size";
+        Console.WriteLine($"pipeline: {(o.OnnxFolder is null ? o.Model + " config" : o.OnnxFolder)}, {sizeText}, {o.Steps} steps, guidance {o.Guidance}, {o.Runs} timed runs after the first call; " +
             $"plugin from {pluginSource}; {Environment.ProcessorCount} logical CPUs");
         Console.WriteLine($"load average at start: {loadAverage()} (other processes on these CPUs inflate the times)");
 
@@ -59,9 +64,15 @@ internal static class PipelineBench
         //    above the model's parent (plugins.json and plugins/ are written there).
         string root = o.OnnxFolder is { } onnx ? Path.GetDirectoryName(Path.GetDirectoryName(onnx)!)! : Path.Combine(work, "host");
         string modelsFolder = o.OnnxFolder is { } given ? Path.GetDirectoryName(given)! : Path.Combine(root, "models");
-        string modelId = o.OnnxFolder is null ? "mid" : Path.GetFileName(o.OnnxFolder);
+        string modelId = o.OnnxFolder is null ? o.Model : Path.GetFileName(o.OnnxFolder);
         var clock = Stopwatch.StartNew();
-        if (o.OnnxFolder is null)
+        if (o.OnnxFolder is null && o.Model == "tiny")
+        {
+            string fixture = Path.Combine(RepositoryRoot(), "tests", "data", "fixtures", "tiny-sd1");
+            OnnxExporter.Export(new ExportOptions { ModelFolder = fixture, OutputFolder = Path.Combine(modelsFolder, modelId), Force = true });
+            Console.WriteLine($"export of {fixture}: {clock.Elapsed.TotalSeconds:F1} s");
+        }
+        else if (o.OnnxFolder is null)
         {
             string diffusers = Path.Combine(work, "diffusers-mid");
             var (unetParams, textParams, vaeParams) = MidPipelineFolder.Build(diffusers, tokenizer, seed: 1);
@@ -112,8 +123,8 @@ internal static class PipelineBench
         {
             Model = modelId,
             Prompt = Prompt,
-            Width = o.Size,
-            Height = o.Size,
+            Width = size,
+            Height = size,
             Steps = o.Steps,
             GuidanceScale = o.Guidance,
             Seed = seed,
@@ -135,15 +146,28 @@ internal static class PipelineBench
             $"memory mode {o.MemoryMode ?? "default"}; RSS after it {ProcessMemory.Resident() / 1e9:F2} GB, peak so far {ProcessMemory.Peak() / 1e9:F2} GB");
 
         var total = new List<double>();
+        var outside = new List<double>();
+        var parts = new Dictionary<string, List<double>>(StringComparer.Ordinal);
         var perStep = new List<double>();
         var decode = new List<double>();
         var before = new List<double>();
         for (int i = 0; i < o.Runs; i++)
         {
             var phases = new PhaseClock();
+            log.StageTimes.Clear();
             clock.Restart();
             var result = await generator.GenerateAsync(Request(1000 + i), phases);
             double seconds = clock.Elapsed.TotalSeconds;
+            if (log.StageTimes.Count != 1)
+            {
+                Console.Error.WriteLine($"the plugin logged {log.StageTimes.Count} stage-time lines for one request (expected 1 at Debug)");
+                return 3;
+            }
+
+            var times = ParseStageTimes(log.StageTimes[0]);
+            foreach (var (key, ms) in times) (parts.TryGetValue(key, out var list) ? list : parts[key] = new List<double>()).Add(ms);
+            double share = (times["total"] - times["denoiser"]) / times["total"];
+            outside.Add(share);
             total.Add(seconds);
             if (result.Images.Count != 1 || result.Images[0].Png.Length == 0)
             {
@@ -155,7 +179,8 @@ internal static class PipelineBench
             perStep.Add(stepSeconds);
             decode.Add(decodeSeconds);
             before.Add(beforeSeconds);
-            Console.WriteLine($"  run {i + 1}: {seconds:F2} s/image ({stepSeconds * 1000:F0} ms/step); RSS after it {ProcessMemory.Resident() / 1e9:F2} GB, peak so far {ProcessMemory.Peak() / 1e9:F2} GB");
+            Console.WriteLine($"  run {i + 1}: {seconds:F2} s/image ({stepSeconds * 1000:F0} ms/step); outside the UNet {share:P1} " +
+                $"({string.Join(", ", times.Where(t => t.Key is not ("total" or "denoiser_calls")).Select(t => $"{t.Key} {t.Value:F0} ms"))}); RSS after it {ProcessMemory.Resident() / 1e9:F2} GB, peak so far {ProcessMemory.Peak() / 1e9:F2} GB");
         }
 
         Console.WriteLine($"RESULT [{first.ExecutionProvider}] {modelId} {p.Width}x{p.Height}, {p.Steps} steps, guidance {p.Guidance()}: " +
@@ -163,6 +188,11 @@ internal static class PipelineBench
             $"per step {Median(perStep) * 1000:F0} ms (UNet with the CFG pair + scheduler); first call {firstSeconds:F2} s");
         Console.WriteLine($"phases (medians): before the first step (tokenize + text encoder) + first step {Median(before):F2} s, " +
             $"VAE decode + PNG {Median(decode):F2} s");
+        string Part(string key) => $"{key} {Median(parts[key]):F1} ms ({Median(parts[key]) / Median(parts["total"]):P1})";
+        Console.WriteLine($"RESULT share of time outside the UNet [{first.ExecutionProvider}] {modelId} {p.Width}x{p.Height}, {p.Steps} steps: median {Median(outside):P1} " +
+            $"over {o.Runs} runs (min {outside.Min():P1}, max {outside.Max():P1}); parts (medians, share of the plugin's {Median(parts["total"]):F0} ms): " +
+            string.Join(", ", new[] { "text_encoder", "vae_encoder", "sampler", "vae_decoder", "png", "denoiser" }.Select(Part)) +
+            $"; {Median(parts["denoiser_calls"]):F0} UNet calls; load average {loadAverage()}");
         Console.WriteLine($"peak RSS of this process (sessions loaded + generation): {ProcessMemory.Peak() / 1e9:F2} GB ({ProcessMemory.PeakSource})");
         Console.WriteLine($"load average at end: {loadAverage()}");
         return 0;
@@ -244,14 +274,34 @@ internal static class PipelineBench
 
     private static string RepositoryRoot() => Metadata("RepositoryRoot");
 
-    /// <summary>Writes plugin and host log lines at or above a severity to stderr.</summary>
+    /// <summary>The plugin's Debug line of part times (its <c>OnnxImageGenerator.StageTimingsPrefix</c>; the plugin's types live in its own load context).</summary>
+    private const string StageTimesPrefix = "Stage times (ms) of";
+
+    /// <summary><c>key=ms</c> pairs after the colon of a stage-times line: text_encoder, vae_encoder, denoiser, sampler, vae_decoder, png, total, denoiser_calls.</summary>
+    private static Dictionary<string, double> ParseStageTimes(string line)
+    {
+        string pairs = line[(line.LastIndexOf(':') + 1)..];
+        return pairs.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(p => p.Split('='))
+            .ToDictionary(p => p[0], p => double.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture), StringComparer.Ordinal);
+    }
+
+    /// <summary>
+    /// Writes plugin and host log lines at or above a severity to stderr, and keeps the plugin's Debug stage-times lines
+    /// (asking for Debug lines is what makes the plugin time its parts).
+    /// </summary>
     private sealed class ConsoleLogSink(LogSeverity minimum) : ILogSink
     {
-        public bool IsEnabled(LogSeverity severity) => severity >= minimum;
+        public List<string> StageTimes { get; } = new();
+
+        public bool IsEnabled(LogSeverity severity) => severity >= LogSeverity.Debug;
 
         public void Log(LogSeverity severity, string message, Exception? exception = null)
         {
-            if (IsEnabled(severity))
+            if (severity == LogSeverity.Debug && message.StartsWith(StageTimesPrefix, StringComparison.Ordinal))
+            {
+                lock (StageTimes) StageTimes.Add(message);
+            }
+            else if (severity >= minimum)
             {
                 Console.Error.WriteLine($"[{severity}] {message}{(exception is null ? "" : $": {exception.Message}")}");
             }

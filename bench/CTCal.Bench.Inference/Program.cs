@@ -17,13 +17,15 @@ using Microsoft.ML.OnnxRuntime;
 using TorchSharp;
 using static TorchSharp.torch;
 
-int runs = 20, warmup = 3, threads = Environment.ProcessorCount, batch = 2, steps = 20;
+int runs = 20, warmup = 3, threads = Environment.ProcessorCount, batch = 2, steps = 20, gemmSize = 1024;
+List<int> threadList = [threads];
 int? tokensGiven = null;
 string configs = "tiny,mid", family = "unet";
 string? dir = null, scheduler = null, pluginDir = null, tokenizerDir = null, providers = null, onnx = null, memoryMode = null;
 bool keep = false, pipeline = false, runsGiven = false, threadsGiven = false, sizeGiven = false, batchGiven = false, noTorch = false;
 ExportOptimization? optimize = null;
 int size = 256;
+string pipelineModel = "mid";
 double guidance = 7.5;
 for (int i = 0; i < args.Length; i++)
 {
@@ -32,7 +34,12 @@ for (int i = 0; i < args.Length; i++)
     {
         case "--runs": runs = int.Parse(Next()); runsGiven = true; break;
         case "--warmup": warmup = int.Parse(Next()); break;
-        case "--threads": threads = int.Parse(Next()); threadsGiven = true; break;
+        case "--threads":
+            threadList = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToList();
+            threads = threadList.Count > 0 ? threadList[0] : 0;
+            threadsGiven = true;
+            break;
+        case "--gemm-size": gemmSize = int.Parse(Next()); break;
         case "--batch": batch = int.Parse(Next()); batchGiven = true; break;
         case "--steps": steps = int.Parse(Next()); break;
         case "--configs": configs = Next(); break;
@@ -49,6 +56,7 @@ for (int i = 0; i < args.Length; i++)
         case "--tokenizer": tokenizerDir = Next(); break;
         case "--onnx": onnx = Next(); break;
         case "--memory-mode": memoryMode = Next(); break;
+        case "--model": pipelineModel = Next(); break;
         case "--no-torch": noTorch = true; break;
         case "--optimize":
             try
@@ -74,14 +82,19 @@ for (int i = 0; i < args.Length; i++)
                 "[--batch 1] [--runs 1] [--threads N] [--tokens 333]: ONNX Runtime only, load time, seconds per step, peak RSS");
             Console.WriteLine("ctcal bench inference --pipeline [--runs 3] [--steps 20] [--size 256] [--guidance 7.5] [--scheduler <name>] [--providers cuda,cpu] " +
                 "[--threads N (plugin intraOpThreads; default 0)] [--plugin-dir <CTCal.Plugin build output>] [--tokenizer <folder>] [--dir <work folder>] [--keep] " +
-                "[--onnx <exported ONNX model folder to serve instead of the generated mid model>] [--memory-mode low|balanced]");
+                "[--model mid|tiny (the generated model: mid, or the tests' tiny-sd1 fixture)] [--onnx <exported ONNX model folder to serve instead of the generated model>] [--memory-mode low|balanced]");
             return 0;
         default: Console.Error.WriteLine($"unknown argument '{args[i]}'"); return 2;
     }
 }
-if (runs < 1 || warmup < 0 || threads < 1 || batch < 1 || steps < 1 || tokensGiven < 1)
+if (runs < 1 || warmup < 0 || threadList.Count == 0 || threadList.Any(t => t < 1) || batch < 1 || steps < 1 || tokensGiven < 1 || gemmSize < 16)
 {
-    Console.Error.WriteLine("--runs, --threads, --batch, --steps and --tokens must be >= 1, --warmup >= 0");
+    Console.Error.WriteLine("--runs, --threads (each of a comma-separated list), --batch, --steps and --tokens must be >= 1, --warmup >= 0, --gemm-size >= 16");
+    return 2;
+}
+if ((pipeline || onnx is not null) && threadList.Count > 1)
+{
+    Console.Error.WriteLine($"--threads {string.Join(",", threadList)}: a list of thread counts applies to the per-step latency mode; --pipeline and --onnx take one");
     return 2;
 }
 if (family is not ("unet" or "sd3"))
@@ -108,6 +121,11 @@ if (pipeline)
         Console.Error.WriteLine($"--memory-mode {memoryMode}: must be low or balanced");
         return 2;
     }
+    if (pipelineModel is not ("tiny" or "mid"))
+    {
+        Console.Error.WriteLine($"--model {pipelineModel}: must be tiny or mid");
+        return 2;
+    }
     if (size < 8 || size % 8 != 0)
     {
         Console.Error.WriteLine($"--size {size}: must be a positive multiple of 8");
@@ -122,7 +140,8 @@ if (pipeline)
         {
             Runs = runsGiven ? runs : 3,
             Steps = steps,
-            Size = size,
+            Size = sizeGiven ? size : null,
+            Model = pipelineModel,
             Guidance = guidance,
             Scheduler = scheduler,
             Providers = providers is null ? ["cuda", "cpu"] : providers.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
@@ -164,8 +183,10 @@ foreach (string name in configs.Split(',', StringSplitOptions.RemoveEmptyEntries
 
 string work = dir ?? Path.Combine(Path.GetTempPath(), $"ctcal-bench-inference-{Guid.NewGuid():N}");
 Directory.CreateDirectory(work);
-Console.WriteLine($"threads: torch.set_num_threads({threads}) -> get_num_threads() = {get_num_threads()}; ORT IntraOpNumThreads = {threads}, " +
+Console.WriteLine($"threads: {string.Join(", ", threadList)} (each: torch.set_num_threads(N), ORT IntraOpNumThreads = N), " +
     $"InterOpNumThreads = 1, sequential execution; {Environment.ProcessorCount} logical CPUs");
+Console.WriteLine($"FLOPs per step: counted from the exported graph (FlopCounter: Conv, MatMul, Gemm, attention; one profiled ONNX Runtime run, optimizations off); " +
+    $"GEMM peak: a {gemmSize}x{gemmSize}x{gemmSize} fp32 MatMul in ONNX Runtime with the same session settings, a sample of back-to-back runs (about half a step long) beside each timed step");
 Console.WriteLine($"ONNX Runtime providers available: {string.Join(", ", OrtEnv.Instance().GetAvailableProviders())}; sessions use CPUExecutionProvider " +
     "(no other provider appended), graph optimizations ORT_ENABLE_ALL");
 Console.WriteLine($"inputs: batch {batch} (classifier-free guidance pair), {tokens} text tokens, float32 timesteps; {warmup} warm-up + {runs} timed runs each, alternating rounds" +
@@ -218,21 +239,30 @@ void RunUNet(BenchConfig bench)
         ("sample", sample.data<float>().ToArray(), sample.shape), ("timestep", timesteps, [batch]),
         ("encoder_hidden_states", context.data<float>().ToArray(), context.shape),
     ];
-    using var ort = new OrtStepper(Path.Combine(onnxFolder, "unet", "model.onnx"), threads, inputs);
-    using var ortProfile = profileFolder is null ? null : new OrtStepper(Path.Combine(profileFolder, "unet", "model.onnx"), threads, inputs);
-
-    float[] TorchStep()
+    double? plainFlops = null, profileFlops = null;
+    foreach (int t in threadList)
     {
-        using var s = NewDisposeScope();
-        using var _ = no_grad();
-        return unet!.forward(sample, timestepTensor, context).data<float>().ToArray();
-    }
+        set_num_threads(t);
+        using var ort = new OrtStepper(Path.Combine(onnxFolder, "unet", "model.onnx"), t, inputs);
+        using var ortProfile = profileFolder is null ? null : new OrtStepper(Path.Combine(profileFolder, "unet", "model.onnx"), t, inputs);
+        plainFlops ??= ort.CountFlops(bench.Name);
+        profileFlops ??= ortProfile?.CountFlops(bench.Name);
+        using var gemm = new GemmPeak(Path.Combine(work, "gemm"), gemmSize, t);
 
-    StepBench.CompareAndTime(new StepPair(bench.Name, "UNet",
-        $"UNet {parameters:N0} parameters, block_out_channels [{string.Join(", ", config.BlockOutChannels)}], " +
-        $"layers_per_block {config.LayersPerBlock}, cross_attention_dim {config.CrossAttentionDim}; sample [{string.Join(", ", sample.shape)}] " +
-        $"({bench.Latent * 8}x{bench.Latent * 8} images); export {export:F2} s", ort.Step, unet is null ? null : TorchStep,
-        ortProfile is null ? null : new ProfileStep(ExportOptimizationNames.Name(optimize!.Value), ortProfile.Step)), warmup, runs, steps, batch);
+        float[] TorchStep()
+        {
+            using var s = NewDisposeScope();
+            using var _ = no_grad();
+            return unet!.forward(sample, timestepTensor, context).data<float>().ToArray();
+        }
+
+        StepBench.CompareAndTime(new StepPair(bench.Name, "UNet",
+            $"UNet {parameters:N0} parameters, block_out_channels [{string.Join(", ", config.BlockOutChannels)}], " +
+            $"layers_per_block {config.LayersPerBlock}, cross_attention_dim {config.CrossAttentionDim}; sample [{string.Join(", ", sample.shape)}] " +
+            $"({bench.Latent * 8}x{bench.Latent * 8} images); export {export:F2} s; {t} thread(s)", ort.Step, unet is null ? null : TorchStep,
+            ortProfile is null ? null : new ProfileStep(ExportOptimizationNames.Name(optimize!.Value), ortProfile.Step, profileFlops),
+            t, plainFlops, gemm), warmup, runs, steps, batch);
+    }
 }
 
 // The SD3 transformer: a transformer/ folder from the exporter's RandomModelWriter, exported and, unless --no-torch, loaded
@@ -256,26 +286,36 @@ void RunSd3(BenchConfig bench)
     var pooled = randn(new long[] { batch, c.PooledProjectionDim }, generator: g);
     float[] timesteps = Timesteps();
     var timestepTensor = tensor(timesteps);
-    using var ort = new OrtStepper(Path.Combine(onnxFolder, "transformer", "model.onnx"), threads,
+    (string, float[], long[])[] inputs =
+    [
         (SD3TransformerGraph.HiddenStatesInput, hidden.data<float>().ToArray(), hidden.shape),
         (SD3TransformerGraph.EncoderHiddenStatesInput, context.data<float>().ToArray(), context.shape),
         (SD3TransformerGraph.PooledProjectionsInput, pooled.data<float>().ToArray(), pooled.shape),
-        (SD3TransformerGraph.TimestepInput, timesteps, [batch]));
-
-    float[] TorchStep()
-    {
-        using var s = NewDisposeScope();
-        using var _ = no_grad();
-        return transformer!.forward(hidden, context, pooled, timestepTensor).data<float>().ToArray();
-    }
-
+        (SD3TransformerGraph.TimestepInput, timesteps, [batch]),
+    ];
     long imageTokens = (long)(bench.Latent / c.PatchSize) * (bench.Latent / c.PatchSize);
-    StepBench.CompareAndTime(new StepPair("sd3-" + bench.Name, "SD3 transformer",
-        $"SD3 transformer {parameters:N0} parameters, {c.NumLayers} joint layers, {c.NumAttentionHeads} heads x {c.AttentionHeadDim} = {c.InnerDim} wide, " +
-        $"joint_attention_dim {c.JointAttentionDim}, pooled {c.PooledProjectionDim}; hidden_states [{string.Join(", ", hidden.shape)}] " +
-        $"({bench.Latent * 8}x{bench.Latent * 8} images, {imageTokens} image + {tokens} text tokens); export {export:F2} s", ort.Step,
-        transformer is null ? null : TorchStep),
-        warmup, runs, steps, batch);
+    double? flops = null;
+    foreach (int t in threadList)
+    {
+        set_num_threads(t);
+        using var ort = new OrtStepper(Path.Combine(onnxFolder, "transformer", "model.onnx"), t, inputs);
+        flops ??= ort.CountFlops("sd3-" + bench.Name);
+        using var gemm = new GemmPeak(Path.Combine(work, "gemm"), gemmSize, t);
+
+        float[] TorchStep()
+        {
+            using var s = NewDisposeScope();
+            using var _ = no_grad();
+            return transformer!.forward(hidden, context, pooled, timestepTensor).data<float>().ToArray();
+        }
+
+        StepBench.CompareAndTime(new StepPair("sd3-" + bench.Name, "SD3 transformer",
+            $"SD3 transformer {parameters:N0} parameters, {c.NumLayers} joint layers, {c.NumAttentionHeads} heads x {c.AttentionHeadDim} = {c.InnerDim} wide, " +
+            $"joint_attention_dim {c.JointAttentionDim}, pooled {c.PooledProjectionDim}; hidden_states [{string.Join(", ", hidden.shape)}] " +
+            $"({bench.Latent * 8}x{bench.Latent * 8} images, {imageTokens} image + {tokens} text tokens); export {export:F2} s; {t} thread(s)", ort.Step,
+            transformer is null ? null : TorchStep, Threads: t, Flops: flops, Gemm: gemm),
+            warmup, runs, steps, batch);
+    }
 }
 
 double Export(string model, string output, ExportComponents components, ExportOptimization optimization = ExportOptimization.Plain)
@@ -288,9 +328,4 @@ double Export(string model, string output, ExportComponents components, ExportOp
 // A classifier-free-guidance batch at different timesteps (981, 931, ...), in each family's units.
 float[] Timesteps() => Enumerable.Range(0, batch).Select(i => 981f - 50f * i).ToArray();
 
-static string LoadAverage()
-{
-    try { return string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
-    catch (IOException) { return "n/a"; }
-    catch (UnauthorizedAccessException) { return "n/a"; }
-}
+static string LoadAverage() => StepBench.LoadAverage();

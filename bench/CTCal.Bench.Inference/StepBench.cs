@@ -9,12 +9,16 @@ namespace CTCal.Bench.Inference;
 /// SD3 transformer); <paramref name="Description"/> is its header line (size, inputs, export time). <paramref name="Ort"/>
 /// is the plain exported graph in ONNX Runtime; <paramref name="Torch"/> the TorchSharp forward pass, or null for ONNX
 /// Runtime only (<c>--no-torch</c>); <paramref name="Profile"/> optionally the same network exported with an export
-/// profile (<c>--optimize cpu</c>), timed in back-to-back pairs against <paramref name="Ort"/>.
+/// profile (<c>--optimize cpu</c>), timed in back-to-back pairs against <paramref name="Ort"/>. <paramref name="Threads"/>:
+/// the intra-op threads of every session; <paramref name="Flops"/>: the plain graph's FLOPs per step
+/// (<see cref="FlopCounter"/>); <paramref name="Gemm"/>: the GEMM whose runs, one beside each timed step, give the
+/// machine's peak the achieved GFLOP/s are a fraction of.
 /// </summary>
-internal sealed record StepPair(string Name, string Network, string Description, Func<float[]> Ort, Func<float[]>? Torch, ProfileStep? Profile = null);
+internal sealed record StepPair(string Name, string Network, string Description, Func<float[]> Ort, Func<float[]>? Torch, ProfileStep? Profile = null,
+    int Threads = 0, double? Flops = null, GemmPeak? Gemm = null);
 
-/// <summary>The step of a graph exported with the export profile <paramref name="Name"/> (e.g. cpu), run in ONNX Runtime.</summary>
-internal sealed record ProfileStep(string Name, Func<float[]> Step);
+/// <summary>The step of a graph exported with the export profile <paramref name="Name"/> (e.g. cpu), run in ONNX Runtime; <paramref name="Flops"/> its FLOPs per step.</summary>
+internal sealed record ProfileStep(string Name, Func<float[]> Step, double? Flops = null);
 
 /// <summary>The per-step comparison shared by every network the bench knows: agreement first, then interleaved timing.</summary>
 internal static class StepBench
@@ -53,23 +57,46 @@ internal static class StepBench
         var torchMs = new List<double>();
         var profileMs = new List<double>();
         var pairRatios = new List<double>(); // plain / profile of back-to-back steps (same load), order alternating
+        var ortCpuMs = new List<double>(); // process CPU time of the same steps (robust to descheduling; see CpuClock)
+        var profileCpuMs = new List<double>();
+        var gemmCpuMs = new List<double>();
+        var gemmMs = new List<double>(); // one GEMM sample beside each timed ONNX Runtime step (or pair): the peak under the same load
+        int gemmRepeats = 1;
+        if (pair.Gemm is { } g)
+        {
+            // A sample is as many back-to-back GEMMs as take about half a step, so a GEMM sample and a step see the load
+            // over a similar span (on a busy machine a 30 ms run is either lucky or unlucky in its time slice).
+            g.TimeMs();
+            gemmRepeats = Math.Clamp((int)Math.Round(Time(pair.Ort) / 2 / g.TimeMs()), 1, 64);
+        }
         const int rounds = 5;
         for (int round = 0; round < rounds; round++)
         {
             int count = runs / rounds + (round < runs % rounds ? 1 : 0);
             for (int i = 0; i < count; i++)
             {
+                if (pair.Gemm is { } gemmRun)
+                {
+                    var cpu = CpuClock.Start();
+                    gemmMs.Add(gemmRun.TimeMs(gemmRepeats) / gemmRepeats);
+                    gemmCpuMs.Add(cpu.Ms() / gemmRepeats);
+                }
                 if (pair.Profile is null)
                 {
+                    var cpu = CpuClock.Start();
                     ortMs.Add(Time(pair.Ort));
+                    ortCpuMs.Add(cpu.Ms());
                     continue;
                 }
                 bool plainFirst = ortMs.Count % 2 == 0;
-                double p = plainFirst ? Time(pair.Ort) : 0;
-                double f = Time(pair.Profile.Step);
-                if (!plainFirst) p = Time(pair.Ort);
+                double p = 0, pc = 0;
+                if (plainFirst) (p, pc) = TimeBoth(pair.Ort);
+                var (f, fc) = TimeBoth(pair.Profile.Step);
+                if (!plainFirst) (p, pc) = TimeBoth(pair.Ort);
                 ortMs.Add(p);
                 profileMs.Add(f);
+                ortCpuMs.Add(pc);
+                profileCpuMs.Add(fc);
                 pairRatios.Add(p / f);
             }
             if (pair.Torch is not null)
@@ -99,7 +126,57 @@ internal static class StepBench
             Console.WriteLine($"[{n}] ratio TorchSharp / ONNX Runtime: medians {torchMedian / ort:F2}, minima {torchMs.Min() / ortMs.Min():F2} (> 1: ONNX Runtime faster)");
             estimate += $", {steps * torchMedian / 1000:F2} s (TorchSharp)";
         }
+        if (pair.Gemm is { } gemm && pair.Flops is double flops)
+        {
+            double peak = gemm.GflopsPerSecond(Median(gemmMs));
+            double bestPeak = gemm.GflopsPerSecond(gemmMs.Min());
+            double plainRate = flops / (ort * 1e6);
+            double plainBest = flops / (ortMs.Min() * 1e6);
+            Console.WriteLine($"[{n}] GEMM peak ({gemm.N}x{gemm.N}x{gemm.N} fp32 MatMul in ONNX Runtime, {pair.Threads} thread(s); a sample of {gemmRepeats} back-to-back " +
+                $"runs beside each timed step): median {peak:F1} GFLOP/s (best {bestPeak:F1}) over {gemmMs.Count} samples");
+            Console.WriteLine($"[{n}] achieved: plain {plainRate:F1} GFLOP/s = {plainRate / peak:P1} of the GEMM peak ({flops / 1e9:F2} GFLOP per step); " +
+                $"fastest step against the fastest GEMM: {plainBest:F1} / {bestPeak:F1} GFLOP/s = {plainBest / bestPeak:P1}");
+            string result = $"RESULT {n} threads {pair.Threads}: ms/step plain {ort:F1}";
+            string rates = $"GFLOP/s plain {plainRate:F1}";
+            string fractions = $"of GEMM peak plain {plainRate / peak:P1}";
+            if (pair.Profile is { } p)
+            {
+                double fused = Median(profileMs);
+                double profileFlops = p.Flops ?? flops;
+                double rate = profileFlops / (fused * 1e6);
+                double best = profileFlops / (profileMs.Min() * 1e6);
+                Console.WriteLine($"[{n}] achieved: {p.Name} profile {rate:F1} GFLOP/s = {rate / peak:P1} of the GEMM peak ({profileFlops / 1e9:F2} GFLOP per step); " +
+                    $"fastest step against the fastest GEMM: {best:F1} / {bestPeak:F1} GFLOP/s = {best / bestPeak:P1}");
+                result += $", {p.Name} {fused:F1}";
+                rates += $", {p.Name} {rate:F1}";
+                fractions += $", {p.Name} {rate / peak:P1}";
+            }
+
+            // The same fractions from process CPU time: on a loaded machine wall time mostly measures the other processes,
+            // CPU time the work (exact with 1 thread; with more, idle workers spinning between operators count too).
+            double cpuPeak = flops / (Median(ortCpuMs) * 1e6) / gemm.GflopsPerSecond(Median(gemmCpuMs));
+            string cpuFractions = $"by CPU time plain {cpuPeak:P1}";
+            if (pair.Profile is { } pp)
+            {
+                cpuFractions += $", {pp.Name} {(pp.Flops ?? flops) / (Median(profileCpuMs) * 1e6) / gemm.GflopsPerSecond(Median(gemmCpuMs)):P1}";
+            }
+
+            Console.WriteLine($"[{n}] by process CPU time (robust to a loaded machine; exact at 1 thread, spinning workers inflate it at more): " +
+                $"GEMM {gemm.GflopsPerSecond(Median(gemmCpuMs)):F1} GFLOP per CPU-second, plain step {flops / (Median(ortCpuMs) * 1e6):F1}; of GEMM {cpuFractions}");
+            result += $"; GFLOP/step {flops / 1e9:F2}; {rates}; GEMM peak {peak:F1} GFLOP/s; {fractions}; {cpuFractions}";
+            if (pair.Profile is not null) result += $"; plain/{pair.Profile.Name} paired ratio {Median(pairRatios):F3}";
+            Console.WriteLine(result + $"; load average {LoadAverage()}");
+        }
+
         Console.WriteLine($"[{n}] ESTIMATE, {pair.Network} only (no text encoders, VAE decode, scheduler or host overhead): {steps} steps with CFG batch {batch} = {estimate}");
+    }
+
+    /// <summary>The 1-, 5- and 15-minute load averages (/proc/loadavg), or n/a.</summary>
+    public static string LoadAverage()
+    {
+        try { return string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
+        catch (IOException) { return "n/a"; }
+        catch (UnauthorizedAccessException) { return "n/a"; }
     }
 
     /// <summary>The largest |x - y| and the largest |y|; the outputs must be the same size.</summary>
@@ -109,6 +186,25 @@ internal static class StepBench
         double maxErr = 0, maxAbs = 0;
         for (int i = 0; i < x.Length; i++) { maxErr = Math.Max(maxErr, Math.Abs(x[i] - y[i])); maxAbs = Math.Max(maxAbs, Math.Abs(y[i])); }
         return (maxErr, maxAbs);
+    }
+
+    private static (double Wall, double Cpu) TimeBoth(Func<float[]> step)
+    {
+        var cpu = CpuClock.Start();
+        double wall = Time(step);
+        return (wall, cpu.Ms());
+    }
+
+    /// <summary>This process's CPU time (user + system, all threads) since <see cref="Start"/>.</summary>
+    private readonly struct CpuClock
+    {
+        private readonly TimeSpan _start;
+
+        private CpuClock(TimeSpan start) => _start = start;
+
+        public static CpuClock Start() => new(Process.GetCurrentProcess().TotalProcessorTime);
+
+        public double Ms() => (Process.GetCurrentProcess().TotalProcessorTime - _start).TotalMilliseconds;
     }
 
     private static double Time(Func<float[]> step)
@@ -136,10 +232,30 @@ internal sealed class OrtStepper : IDisposable
 
     public OrtStepper(string modelPath, int threads, params (string Name, float[] Data, long[] Shape)[] inputs)
     {
+        ModelPath = modelPath;
+        Threads = threads;
+        Inputs = inputs;
         _options = StepBench.CpuOptions(threads);
         _session = new InferenceSession(modelPath, _options);
         _names = inputs.Select(i => i.Name).ToArray();
         _values = inputs.Select(i => OrtValue.CreateTensorValueFromMemory(i.Data, i.Shape)).ToArray();
+    }
+
+    public string ModelPath { get; }
+
+    public int Threads { get; }
+
+    public IReadOnlyList<(string Name, float[] Data, long[] Shape)> Inputs { get; }
+
+    /// <summary>The graph's FLOPs per run (<see cref="FlopCounter"/>, one profiled run with optimizations off), in total.</summary>
+    public double CountFlops(string name)
+    {
+        using var options = StepBench.CpuOptions(Threads);
+        var ops = FlopCounter.Count(ModelPath, options, Inputs);
+        double total = ops.Sum(o => o.Flops);
+        Console.WriteLine($"[{name}] FLOPs per step of {Path.GetFileName(Path.GetDirectoryName(Path.GetDirectoryName(ModelPath)))}/{Path.GetFileName(Path.GetDirectoryName(ModelPath))}: " +
+            $"{total / 1e9:F3} GFLOP (" + string.Join(", ", ops.Select(o => $"{o.Op} x{o.Nodes} {o.Flops / total:P1}")) + ")");
+        return total;
     }
 
     public float[] Step()

@@ -20,7 +20,12 @@ internal static class ExportCommand
         var output = new Option<string>("--out") { Description = "ONNX folder to create; an existing export there is replaced only when the new one is complete.", Required = true };
         var lora = new Option<string[]>("--lora") { Description = "LoRA safetensors merged into the weights, as path[:scale] (default scale 1). Repeatable." };
         var unet = new Option<string?>("--unet") { Description = "Fine-tuned UNet weights (diffusion_pytorch_model.safetensors) used instead of the model folder's." };
-        var fp16 = new Option<bool>("--fp16") { Description = "Store weights as float16 (inputs, outputs and compute stay float32)." };
+        var fp16 = new Option<bool>("--fp16") { Description = "Store weights as float16, compute float32: the same as --precision fp16-weights." };
+        var precision = new Option<string?>("--precision")
+        {
+            Description = "fp32 (default), fp16-weights (float16 storage, float32 compute; half the disk and memory) or fp16 (float16 weights and " +
+                "activations, float32 normalisations, softmax and timestep embedding; for GPU providers). Inputs and outputs stay float32. Recorded in ctcal_manifest.json.",
+        };
         var components = new Option<string>("--components")
         {
             Description = "Parts to export: all (the source family's parts; SD3: text_encoder_3 when present), or a comma-separated list of " +
@@ -32,8 +37,8 @@ internal static class ExportCommand
         var optimize = new Option<string>("--optimize")
         {
             Description = "Execution provider the UNet and VAE graphs are fused for: plain (default; standard ONNX operators, runs anywhere), " +
-                "cpu, cuda or directml (com.microsoft contrib operators that provider implements: MultiHeadAttention, Gelu, SkipLayerNormalization; " +
-                "cuda/directml also GroupNorm and BiasSplitGelu). Recorded in ctcal_manifest.json.",
+                "cpu, cuda or directml (com.microsoft contrib operators that provider implements: MultiHeadAttention, Gelu; " +
+                "cuda/directml also SkipLayerNormalization, GroupNorm and BiasSplitGelu). Recorded in ctcal_manifest.json.",
             DefaultValueFactory = _ => "plain",
         };
         var stepCache = new Option<int?>("--step-cache-branch")
@@ -46,16 +51,18 @@ internal static class ExportCommand
 
         var command = new Command("export", "Export a diffusers checkpoint (optionally with LoRAs or a fine-tuned UNet merged) to ONNX.")
         {
-            model, output, lora, unet, fp16, components, optimize, stepCache, method, steps, force, variant, tokenizer, configFolder, prediction, imageSize, ema,
+            model, output, lora, unet, fp16, precision, components, optimize, stepCache, method, steps, force, variant, tokenizer, configFolder, prediction, imageSize, ema,
         };
         command.SetAction((parse, ct) =>
         {
             ExportComponents parts;
             ExportOptimization profile;
+            ExportPrecision numeric;
             try
             {
                 parts = ParseComponents(parse.GetValue(components)!);
                 profile = ExportOptimizationNames.Parse(parse.GetValue(optimize)!);
+                numeric = ParsePrecision(parse.GetValue(precision), parse.GetValue(fp16));
             }
             catch (ArgumentException e)
             {
@@ -68,7 +75,7 @@ internal static class ExportCommand
                 OutputFolder = parse.GetValue(output)!,
                 Loras = (parse.GetValue(lora) ?? []).Select(LoraSpec.Parse).ToList(),
                 UnetWeights = parse.GetValue(unet),
-                Fp16 = parse.GetValue(fp16),
+                Precision = numeric,
                 Components = parts,
                 Optimize = profile,
                 StepCacheBranch = parse.GetValue(stepCache),
@@ -90,12 +97,25 @@ internal static class ExportCommand
         return command;
     }
 
+    /// <summary>
+    /// <c>--precision</c>, or fp16-weights for the older <c>--fp16</c>; both at once must agree (<c>--fp16 --precision
+    /// fp16-weights</c>), since <c>--fp16</c> never meant float16 compute.
+    /// </summary>
+    internal static ExportPrecision ParsePrecision(string? precision, bool fp16)
+    {
+        if (precision is null) return fp16 ? ExportPrecision.Fp16Weights : ExportPrecision.Fp32;
+        var parsed = ExportPrecisionNames.Parse(precision);
+        if (fp16 && parsed != ExportPrecision.Fp16Weights)
+            throw new ArgumentException($"--fp16 means --precision fp16-weights and contradicts --precision {precision}: give only --precision {precision}");
+        return parsed;
+    }
+
     internal static int Run(ExportOptions options, CancellationToken ct)
     {
         try
         {
             var started = DateTime.UtcNow;
-            Log.Info("export {0} -> {1} (fp16: {2}, optimize: {3})", options.ModelFolder, options.OutputFolder, options.Fp16, ExportOptimizationNames.Name(options.Optimize));
+            Log.Info("export {0} -> {1} (precision: {2}, optimize: {3})", options.ModelFolder, options.OutputFolder, ExportPrecisionNames.Name(options.Precision), ExportOptimizationNames.Name(options.Optimize));
             string output = Path.GetFullPath(options.OutputFolder).TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
             if (Path.GetDirectoryName(output) is { } parent)
             {

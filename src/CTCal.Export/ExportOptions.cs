@@ -36,11 +36,11 @@ public enum ExportComponents
 public enum ExportOptimization
 {
     Plain = 0,
-    /// <summary>CPUExecutionProvider: MultiHeadAttention, Gelu, SkipLayerNormalization.</summary>
+    /// <summary>CPUExecutionProvider: MultiHeadAttention, Gelu, GEGLU as two half Gemms (<see cref="Onnx.FusedOps"/>).</summary>
     Cpu = 1,
-    /// <summary>CUDAExecutionProvider: the CPU set plus GroupNorm (NHWC, SiLU fused) and BiasSplitGelu.</summary>
+    /// <summary>CUDAExecutionProvider: MultiHeadAttention, Gelu, SkipLayerNormalization, GroupNorm (NHWC, SiLU fused) and BiasSplitGelu.</summary>
     Cuda = 2,
-    /// <summary>DmlExecutionProvider: the CPU set plus GroupNorm (NHWC, SiLU fused) and BiasSplitGelu.</summary>
+    /// <summary>DmlExecutionProvider: as <see cref="Cuda"/> (BiasSplitGelu at every width, so no Gelu).</summary>
     DirectML = 3,
 }
 
@@ -65,6 +65,49 @@ public static class ExportOptimizationNames
         "cuda" => ExportOptimization.Cuda,
         "directml" or "dml" => ExportOptimization.DirectML,
         _ => throw new ArgumentException($"--optimize '{text}' is not one of plain, cpu, cuda, directml"),
+    };
+}
+
+/// <summary>
+/// The graphs' numeric precision. Inputs and outputs are float32 in every case, so a host feeds and reads each precision
+/// alike. Recorded in the manifest as <see cref="ExportPrecisionNames"/> spells it.
+/// </summary>
+public enum ExportPrecision
+{
+    /// <summary>float32 weights and compute.</summary>
+    Fp32 = 0,
+    /// <summary>
+    /// float16 storage only: each weight is a FLOAT16 initializer followed by a Cast to float, compute stays float32 (half the
+    /// disk and memory; what <c>--fp16</c> has always written).
+    /// </summary>
+    Fp16Weights = 1,
+    /// <summary>
+    /// float16 compute: weights used as float16, activations float16, float32 kept where precision demands it
+    /// (<see cref="Onnx.Float16Compute"/>: normalisations, the attention scores and softmax, the timestep embedding). T5
+    /// stays float32 compute over float16 weights.
+    /// </summary>
+    Fp16 = 2,
+}
+
+/// <summary>The command-line and manifest spellings of <see cref="ExportPrecision"/>.</summary>
+public static class ExportPrecisionNames
+{
+    /// <summary><c>fp32</c>, <c>fp16-weights</c>, <c>fp16</c>: <see cref="CTCal.Core.Models.OnnxModelManifest.Precisions"/>.</summary>
+    public static string Name(ExportPrecision value) => value switch
+    {
+        ExportPrecision.Fp32 => "fp32",
+        ExportPrecision.Fp16Weights => "fp16-weights",
+        ExportPrecision.Fp16 => "fp16",
+        _ => throw new ArgumentOutOfRangeException(nameof(value), value, $"precision value {(int)value} is not one of fp32, fp16-weights, fp16"),
+    };
+
+    /// <summary>Parses a name (case-insensitive); throws <see cref="ArgumentException"/> naming the option and the value otherwise.</summary>
+    public static ExportPrecision Parse(string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "fp32" or "float32" => ExportPrecision.Fp32,
+        "fp16-weights" => ExportPrecision.Fp16Weights,
+        "fp16" or "float16" => ExportPrecision.Fp16,
+        _ => throw new ArgumentException($"--precision '{text}' is not one of fp32, fp16-weights, fp16"),
     };
 }
 
@@ -105,8 +148,18 @@ public sealed record ExportOptions
     /// <summary>Fine-tuned UNet weights (safetensors) used instead of the model folder's unet weights.</summary>
     public string? UnetWeights { get; init; }
 
-    /// <summary>Store weights as float16 (a Cast to float follows each; inputs, outputs and compute stay float32).</summary>
-    public bool Fp16 { get; init; }
+    /// <summary>The graphs' precision (<see cref="ExportPrecision.Fp32"/> by default).</summary>
+    public ExportPrecision Precision { get; init; } = ExportPrecision.Fp32;
+
+    /// <summary>
+    /// Whether weights are stored as float16 (<see cref="Precision"/> other than fp32). Setting it true is the older spelling
+    /// of <see cref="ExportPrecision.Fp16Weights"/> (storage only, compute float32); false sets fp32.
+    /// </summary>
+    public bool Fp16
+    {
+        get => Precision != ExportPrecision.Fp32;
+        init => Precision = value ? ExportPrecision.Fp16Weights : ExportPrecision.Fp32;
+    }
 
     public ExportComponents Components { get; init; } = ExportComponents.All;
 

@@ -68,6 +68,8 @@ public static class OnnxExporter
         modelIndex = new JsonObject();
         var problems = new List<string>();
         if (options.Components == ExportComponents.None) throw new ExportValidationException(["no components selected"]);
+        if (!Enum.IsDefined(options.Precision))
+            throw new ExportValidationException([$"precision value {(int)options.Precision} is not one of {string.Join(", ", OnnxModelManifest.Precisions)}"]);
         if (!Enum.IsDefined(options.Optimize))
             throw new ExportValidationException([$"optimize value {(int)options.Optimize} is not one of {string.Join(", ", OnnxModelManifest.Optimizations)}"]);
         // UNet and VAE graphs take the profile's fused contrib operators; text encoders, the SD3 transformer and T5 stay plain.
@@ -159,6 +161,9 @@ public static class OnnxExporter
                 problems.Add(e.Message);
                 return;
             }
+            // float16 compute is a pass over the built graph; T5 stays float32 compute over float16 weights (its residual
+            // stream outgrows float16: transformers clamps it in T5LayerFF when run in half precision).
+            if (options.Precision == ExportPrecision.Fp16 && folder != "text_encoder_3") Float16Compute.Apply(graph);
             var tensors = src.OpenWeights(component, replacement, problems);
             if (tensors is null) return;
             var weights = new ComponentWeights(folder, tensors, loras.GetValueOrDefault(loraComponent));
@@ -206,6 +211,7 @@ public static class OnnxExporter
             if (options.StepCacheBranch is { } cacheBranch && branchOk && parts.LastOrDefault() is { Folder: "unet" } unetPart)
             {
                 var shallow = UNetGraph.BuildShallow(UNetConfig.Parse(unetPart.ConfigJson, src.ConfigOrigin("unet")), cacheBranch, options.Fp16, fused);
+                if (options.Precision == ExportPrecision.Fp16) Float16Compute.Apply(shallow); // the same pass as the full UNet's
                 problems.AddRange(unetPart.Weights.Check(shallow.Weights, shallow.UnusedWeights));
                 parts.Add(new Part(ManifestStepCache.ShallowFolder, unetPart.ConfigJson, shallow, unetPart.Weights, Indexed: false));
             }
@@ -294,6 +300,7 @@ public static class OnnxExporter
         return new JsonObject
         {
             ["weightsSource"] = part.Weights.FilePath,
+            ["precision"] = part.Graph.ComputesInFloat16 ? "fp16" : part.Graph.Fp16Weights ? "fp16-weights" : "fp32",
             ["files"] = new JsonArray(files.Select(f => (JsonNode)new JsonObject
             {
                 ["path"] = $"{part.Folder}/{f.RelativePath}",
@@ -340,6 +347,7 @@ public static class OnnxExporter
             Opset = OnnxGraph.Opset,
             IrVersion = (int)OnnxGraph.IrVersion,
             Fp16 = options.Fp16,
+            Precision = ExportPrecisionNames.Name(options.Precision),
             Optimize = ExportOptimizationNames.Name(options.Optimize),
             Components = components,
             StepCache = unet is not null && options.StepCacheBranch is { } branch ? StepCache(unet, branch) : null,

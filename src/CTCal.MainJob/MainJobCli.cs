@@ -23,7 +23,8 @@ public static class ExitCodes
 /// The command line: <c>ctcal-main [--quick] [--out]</c> runs the main comparison (<see cref="StudyStages.Comparison"/>);
 /// <c>ctcal-main study</c> runs every stage of the study (<see cref="StudyRunner"/>); <c>ctcal-main renders [options]
 /// [-- trainer arguments]</c> runs the earlier job (vanilla vs CTCal on the ground-truth renders, <see cref="MainJobRunner"/>)
-/// and <c>ctcal-main sweep</c> its learning-rate x CTCal-weight grid. Every recipe option overrides one value of <see cref="MainJobRecipe"/> (or of
+/// and <c>ctcal-main sweep</c> its learning-rate x CTCal-weight grid; <c>ctcal-main precision</c> scores exported folders
+/// of one base (fp32 vs fp16, <see cref="PrecisionComparison"/>). Every recipe option overrides one value of <see cref="MainJobRecipe"/> (or of
 /// <see cref="MainJobRecipe.Quick"/> with <c>--quick</c>).
 /// </summary>
 public static class MainJobCli
@@ -134,6 +135,7 @@ public static class MainJobCli
         root.Subcommands.Add(sweep);
         root.Subcommands.Add(StudyCommand(console));
         root.Subcommands.Add(StepCacheCommand(console));
+        root.Subcommands.Add(PrecisionComparison.Create(body => Guarded(console, body), console));
         return root;
     }
 

@@ -1,4 +1,5 @@
 using CTCal.Export.Decoder;
+using CTCal.Export.Graphs;
 using CTCal.Export.Onnx;
 using static CTCal.Export.Onnx.Proto.TensorProto.Types;
 
@@ -21,10 +22,10 @@ public sealed class FusedOpParityTests
     }
 
     // Builds the graph with build(graph) -> outputs, writes it with the given weights, runs it on inputs.
-    private static List<float[]> Run(ExportOptimization profile, Func<OnnxGraph, string[]> build, Dictionary<string, float[]> weights,
+    private static List<float[]> Run(FusedOps fused, Func<OnnxGraph, string[]> build, Dictionary<string, float[]> weights,
         params (string Name, Array Data, long[] Shape)[] inputs)
     {
-        var g = new OnnxGraph("op", fp16Weights: false, FusedOps.For(profile));
+        var g = new OnnxGraph("op", fp16Weights: false, fused);
         string[] outputs = build(g);
         for (int i = 0; i < outputs.Length; i++) g.Output(outputs[i], $"y{i}", DataType.Float, "n", "d");
         string root = TestModels.NewRoot();
@@ -41,20 +42,25 @@ public sealed class FusedOpParityTests
         }
     }
 
+    // The fused form is the cpu profile's unless another set is given (a GPU profile's fusion that the CPU provider also runs).
     private static void AssertSame(Func<OnnxGraph, string[]> build, Dictionary<string, float[]> weights, string fusedOp,
-        params (string Name, Array Data, long[] Shape)[] inputs)
+        params (string Name, Array Data, long[] Shape)[] inputs) =>
+        AssertSame(FusedOps.For(ExportOptimization.Cpu), build, weights, fusedOp, OnnxGraph.ContribDomain, inputs);
+
+    private static void AssertSame(FusedOps fusedOps, Func<OnnxGraph, string[]> build, Dictionary<string, float[]> weights, string fusedOp,
+        string fusedDomain, params (string Name, Array Data, long[] Shape)[] inputs)
     {
-        var plain = Run(ExportOptimization.Plain, build, weights, inputs);
-        var fused = Run(ExportOptimization.Cpu, build, weights, inputs);
+        var plain = Run(FusedOps.None, build, weights, inputs);
+        var fused = Run(fusedOps, build, weights, inputs);
         for (int i = 0; i < plain.Count; i++)
         {
             float diff = OrtRunner.MaxAbsDiff(fused[i], plain[i]);
             float scale = Math.Max(1f, OrtRunner.MaxAbs(plain[i]));
             Assert.True(diff <= 1e-4f * scale, $"{fusedOp} output {i}: differs by {diff} (max |plain| {OrtRunner.MaxAbs(plain[i])})");
         }
-        var g = new OnnxGraph("probe", false, FusedOps.For(ExportOptimization.Cpu));
+        var g = new OnnxGraph("probe", false, fusedOps);
         build(g);
-        Assert.Contains(g.Nodes, n => n.OpType == fusedOp && n.Domain == OnnxGraph.ContribDomain);
+        Assert.Contains(g.Nodes, n => n.OpType == fusedOp && n.Domain == fusedDomain);
     }
 
     [Theory]
@@ -95,7 +101,35 @@ public sealed class FusedOpParityTests
             var (sum, normed) = g.AddLayerNorm(g.Input("r", DataType.Float, "n", "d"), g.Input("x", DataType.Float, "n", "d"), "ln", dim, 1e-5);
             return [sum, normed];
         }
-        AssertSame(Build, weights, "SkipLayerNormalization",
+        // the cuda and directml profiles' fusion (the cpu profile leaves it out as slower there; ORT's CPU kernel still runs it)
+        AssertSame(new FusedOps { SkipLayerNormalization = true }, Build, weights, "SkipLayerNormalization", OnnxGraph.ContribDomain,
             ("r", Random(7, 64 * (int)dim, 5f), [64, dim]), ("x", Random(8, 64 * (int)dim, 3f), [64, dim]));
+    }
+
+    [Fact]
+    public void Geglu_as_two_half_gemms_matches_the_split_form()
+    {
+        const long dim = 16, inner = 4 * dim;
+        var weights = new Dictionary<string, float[]>
+        {
+            ["ff.net.0.proj.weight"] = Random(9, (int)(2 * inner * dim), 0.5f),
+            ["ff.net.0.proj.bias"] = Random(10, (int)(2 * inner), 0.5f),
+            ["ff.net.2.weight"] = Random(11, (int)(dim * inner), 0.2f),
+            ["ff.net.2.bias"] = Random(12, (int)dim, 0.2f),
+        };
+        string[] Build(OnnxGraph g)
+        {
+            string x = g.Input("x", DataType.Float, "n", "d");
+            return [UNetBlocks.FeedForward(g, x, g.ShapeOf(x, 0, 1), "ff", dim)];
+        }
+        // half of the gate values negative and large enough that the erf tail matters
+        AssertSame(FusedOps.For(ExportOptimization.Cpu), Build, weights, "Slice", "", ("x", Random(13, 24 * (int)dim, 3f), [24, dim]));
+        var split = new OnnxGraph("probe", false, FusedOps.None);
+        Build(split);
+        Assert.Contains(split.Nodes, n => n.OpType == "Split");
+        var halves = new OnnxGraph("probe", false, FusedOps.For(ExportOptimization.Cpu));
+        Build(halves);
+        Assert.DoesNotContain(halves.Nodes, n => n.OpType == "Split");
+        Assert.Equal(2, halves.Nodes.Count(n => n.OpType == "Gemm" && n.Input[1].Contains("Slice", StringComparison.Ordinal)));
     }
 }

@@ -106,6 +106,36 @@ public sealed class OptionsTests
     }
 
     [Fact]
+    public async Task PrecisionRefusesFewerThanTwoModelsAndFoldersWithoutAManifestBeforeWritingAnything()
+    {
+        var output = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output), Ansi = AnsiSupport.No });
+        console.Profile.Width = 4000;
+        string dir = TestPaths.NewTempDir("ctcal-main-precision");
+        try
+        {
+            string plain = Path.Combine(dir, "plain");
+            Directory.CreateDirectory(plain);
+            string manifest = Path.Combine(dir, "exported");
+            Directory.CreateDirectory(manifest);
+            File.WriteAllText(Path.Combine(manifest, "ctcal_manifest.json"), """{"format":"ctcal-onnx","formatVersion":2,"precision":"fp16","fp16":true}""");
+            string outFolder = Path.Combine(dir, "out");
+
+            Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["precision", "--model", manifest, "--out", outFolder], console, CancellationToken.None));
+            Assert.Contains("--model: give at least two ONNX folders to compare, got 1", output.ToString());
+            Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["precision", "--model", manifest, "--model", plain, "--out", outFolder], console, CancellationToken.None));
+            Assert.Contains($"--model '{plain}' is not an exported ONNX folder (no ctcal_manifest.json)", output.ToString().Replace(Environment.NewLine, "", StringComparison.Ordinal));
+            Assert.Equal(ExitCodes.BadUsage, await MainJobCli.RunAsync(["precision", "--model", manifest, "--model", manifest, "--out", outFolder], console, CancellationToken.None));
+            Assert.Contains("folder names must differ", output.ToString());
+            Assert.False(Directory.Exists(outFolder));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void BothMethodsGetTheSameTrainerJobButTheMethodAndAlignmentWeights()
     {
         var recipe = new MainJobRecipe { CtcalWeight = 0.4 };

@@ -98,6 +98,38 @@ public class ExecutionProviderTests
         }
     }
 
+    /// <summary>
+    /// Low memory mode is also the mode for hosts that share the machine: its worker threads sleep instead of spinning
+    /// between operators; balanced keeps ONNX Runtime's spinning. A session takes both settings (the tiny model runs).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void OnlyLowMemoryModeTurnsThreadSpinningOff(bool low)
+    {
+        var tuning = Tuning with { LowMemory = low };
+        var policy = SessionPolicy.For(tuning);
+        Assert.Equal(!low, policy.Spinning);
+        Assert.Equal(!low, policy.CpuArena);
+        Assert.False(policy.MemoryPattern);
+
+        string root = TestPaths.NewTempDir();
+        try
+        {
+            string model = TinySdModel.Create(root, "tiny");
+            var (options, _, _) = ExecutionProviderSelector.Create(new[] { ExecutionProviderKind.Cpu }, tuning, new RecordingLog(), (_, _) => { });
+            using (options)
+            using (var session = new InferenceSession(Path.Combine(model, "vae_decoder", "model.onnx"), options))
+            {
+                Assert.NotEmpty(session.InputNames);
+            }
+        }
+        finally
+        {
+            Directory.Delete(root, true);
+        }
+    }
+
     [Fact]
     public void PlatformDefaultsEndWithCpu()
     {

@@ -27,7 +27,7 @@ public sealed class GenerationTests : IDisposable
     private string Models => Path.Combine(_root, "models");
 
     private (OnnxImageGenerator Generator, PluginRuntime Runtime, RecordingLog Log) Create(
-        IReadOnlyList<ExecutionProviderKind>? providers = null, MemoryMode memory = MemoryMode.Balanced)
+        IReadOnlyList<ExecutionProviderKind>? providers = null, MemoryMode memory = MemoryMode.Balanced, bool ioBinding = true, IReadOnlyList<string>? warmUp = null)
     {
         var log = new RecordingLog();
         var settings = new PluginSettings
@@ -37,6 +37,8 @@ public sealed class GenerationTests : IDisposable
             IntraOpThreads = 1,
             InterOpThreads = 1,
             MemoryMode = memory,
+            IoBinding = ioBinding,
+            WarmUpModels = warmUp ?? [],
         };
         var runtime = new PluginRuntime(settings, log);
         _runtimes.Add(runtime);
@@ -341,6 +343,103 @@ public sealed class GenerationTests : IDisposable
         var a = await batched.GenerateAsync(Request(seed: 3));
         var b = await split.GenerateAsync(Request(seed: 3));
         Assert.Equal(a.Images[0].Png, b.Images[0].Png);
+    }
+
+    /// <summary>
+    /// The denoiser's tensors bound once per request (I/O binding) give bitwise the PNGs of the per-call path, in every
+    /// guidance layout (one batch-2 call, two batch-1 calls in memory mode low, the prompt half alone at guidance 1), over
+    /// several images of one request (the bound buffers are reused), for fp32 and fp16 graphs and image-to-image.
+    /// </summary>
+    [Fact]
+    public async Task IoBindingGivesBitwiseThePngsOfPerCallTensors()
+    {
+        TinySdModel.Create(Models, "tiny", vaeEncoderOutput: "latent_dist");
+        TinySdModel.Create(Models, "fp16", fp16: true);
+        foreach (var memory in new[] { MemoryMode.Balanced, MemoryMode.Low })
+        {
+            var (bound, _, _) = Create(memory: memory);
+            var (perCall, _, _) = Create(memory: memory, ioBinding: false);
+            foreach (var request in new[]
+            {
+                Request(count: 3),
+                Request() with { GuidanceScale = 1.0 },
+                Request(model: "fp16", count: 2),
+            })
+            {
+                var expected = await perCall.GenerateAsync(request);
+                var actual = await bound.GenerateAsync(request);
+                Assert.Equal(expected.Images.Count, actual.Images.Count);
+                for (int i = 0; i < expected.Images.Count; i++)
+                {
+                    Assert.Equal(expected.Images[i].Png, actual.Images[i].Png);
+                }
+            }
+
+            var start = (await perCall.GenerateAsync(Request(seed: 5))).Images[0].Png;
+            var fromImage = Request() with { InitImage = start, Strength = 0.6 };
+            Assert.Equal((await perCall.GenerateAsync(fromImage)).Images[0].Png, (await bound.GenerateAsync(fromImage)).Images[0].Png);
+        }
+    }
+
+    /// <summary>
+    /// With a Debug-enabled log each request logs the time of each part and how many denoiser calls it made (one per step
+    /// with batched guidance, two in memory mode low); no figure is checked against a time.
+    /// </summary>
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(true, 2)]
+    public async Task EachRequestLogsItsPartTimesAtDebug(bool lowMemory, int callsPerStep)
+    {
+        TinySdModel.Create(Models, "tiny");
+        var (generator, _, log) = Create(memory: lowMemory ? MemoryMode.Low : MemoryMode.Balanced);
+        await generator.GenerateAsync(Request(count: 2));
+        string line = Assert.Single(log.Entries, e => e.Severity == LogSeverity.Debug && e.Message.StartsWith(OnnxImageGenerator.StageTimingsPrefix, StringComparison.Ordinal)).Message;
+        foreach (string key in new[] { "text_encoder=", "vae_encoder=", "denoiser=", "sampler=", "vae_decoder=", "png=", "total=" })
+        {
+            Assert.Contains(key, line);
+        }
+
+        Assert.EndsWith($"denoiser_calls={2 * Request().Steps * callsPerStep}", line);
+    }
+
+    /// <summary>
+    /// <c>warmUp</c> loads the listed model and runs one generation when the plugin starts: the first request finds the
+    /// sessions loaded (its log has no model load) and makes the image it makes without warm-up. Without the setting
+    /// the model loads on the first request.
+    /// </summary>
+    [Fact]
+    public async Task WarmUpLoadsTheModelBeforeTheFirstRequest()
+    {
+        TinySdModel.Create(Models, "tiny");
+        TinySdModel.Create(Models, "other");
+        var (cold, coldRuntime, coldLog) = Create();
+        await coldRuntime.WarmUpCompletion;
+        Assert.False(coldRuntime.IsLoaded("tiny"));
+        var expected = await cold.GenerateAsync(Request());
+        Assert.Contains(coldLog.Entries, e => e.Message.StartsWith("Loading model tiny", StringComparison.Ordinal));
+
+        var (warm, runtime, log) = Create(warmUp: ["tiny"]);
+        await runtime.WarmUpCompletion;
+        Assert.True(runtime.IsLoaded("tiny"));
+        Assert.False(runtime.IsLoaded("other"));
+        Assert.Contains(log.Entries, e => e.Severity == LogSeverity.Information && e.Message.StartsWith("Warmed up model tiny", StringComparison.Ordinal));
+        Assert.DoesNotContain(log.Warnings, w => w.Contains("Warm-up", StringComparison.Ordinal));
+        int loadsBefore = log.Entries.Count(e => e.Message.StartsWith("Loading model", StringComparison.Ordinal));
+        Assert.Equal(1, loadsBefore);
+
+        var first = await warm.GenerateAsync(Request());
+        Assert.Equal(loadsBefore, log.Entries.Count(e => e.Message.StartsWith("Loading model", StringComparison.Ordinal)));
+        Assert.Equal(expected.Images[0].Png, first.Images[0].Png);
+    }
+
+    [Fact]
+    public void WarmUpOfAModelTheFolderLacksIsRefusedNamingTheSetting()
+    {
+        TinySdModel.Create(Models, "tiny");
+        var e = Assert.Throws<PluginSettingsException>(() => Create(warmUp: ["tiyn"]));
+        Assert.Contains("settings.warmUp", e.Message);
+        Assert.Contains("'tiyn'", e.Message);
+        Assert.Contains("tiny", e.Message);
     }
 
     [Fact]

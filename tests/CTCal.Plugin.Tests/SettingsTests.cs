@@ -28,6 +28,14 @@ public class SettingsTests
         Assert.Null(s.MemoryLimitMiB);
         Assert.Equal(512, Parse("""{ "memoryLimitMiB": 512 }""", root).MemoryLimitMiB);
         Assert.Null(Parse("""{ "memoryLimitMiB": null }""", root).MemoryLimitMiB);
+        Assert.False(s.WarmUpAll);
+        Assert.Empty(s.WarmUpModels);
+        Assert.True(Parse("""{ "warmUp": true }""", root).WarmUpAll);
+        Assert.False(Parse("""{ "warmUp": false }""", root).WarmUpAll);
+        Assert.Equal(new[] { "sd15" }, Parse("""{ "warmUp": "sd15" }""", root).WarmUpModels);
+        var listed = Parse("""{ "warmUp": ["a", "b", "a"] }""", root);
+        Assert.False(listed.WarmUpAll);
+        Assert.Equal(new[] { "a", "b" }, listed.WarmUpModels);
         Directory.Delete(root, true);
     }
 
@@ -44,6 +52,12 @@ public class SettingsTests
     [InlineData("""{ "memoryLimitMiB": 4096 }""", "settings.memoryLimitMiB")]
     [InlineData("""{ "memoryLimitMiB": 1.5 }""", "settings.memoryLimitMiB")]
     [InlineData("""{ "memoryLimitMiB": "512" }""", "settings.memoryLimitMiB")]
+    [InlineData("""{ "warmUp": 1 }""", "settings.warmUp")]
+    [InlineData("""{ "warmUp": "" }""", "settings.warmUp")]
+    [InlineData("""{ "warmUp": "../up" }""", "settings.warmUp")]
+    [InlineData("""{ "warmUp": ["a", 2] }""", "settings.warmUp[1]")]
+    [InlineData("""{ "warmUp": { "model": "a" } }""", "settings.warmUp")]
+    [InlineData("""{ "warmup": true }""", "settings.warmup")]
     public void ErrorsNameFileAndField(string json, string field)
     {
         var ex = Assert.Throws<PluginSettingsException>(() => Parse(json, Path.GetTempPath()));

@@ -68,6 +68,13 @@ public sealed record OnnxModelManifest
     /// <summary>Values of <see cref="Optimize"/>: the export profile (which execution provider's fused operators the graphs use).</summary>
     public static IReadOnlyList<string> Optimizations { get; } = ["plain", "cpu", "cuda", "directml"];
 
+    /// <summary>
+    /// Values of <see cref="Precision"/>: <c>fp32</c> (float32 weights and compute), <c>fp16-weights</c> (float16 storage,
+    /// a Cast to float after each weight, float32 compute) and <c>fp16</c> (float16 weights and activations with float32
+    /// islands for normalisations, softmax and the timestep embedding). Inputs and outputs are float32 in all three.
+    /// </summary>
+    public static IReadOnlyList<string> Precisions { get; } = ["fp32", "fp16-weights", "fp16"];
+
     public string Format { get; init; } = FormatName;
     public int FormatVersion { get; init; } = CurrentFormatVersion;
     /// <summary>Display name (the folder name when absent).</summary>
@@ -98,7 +105,17 @@ public sealed record OnnxModelManifest
     public string? CreatedUtc { get; init; }
     public int? Opset { get; init; }
     public int? IrVersion { get; init; }
+    /// <summary>Whether the weights are stored as float16 (true for both <c>fp16-weights</c> and <c>fp16</c> <see cref="Precision"/>).</summary>
     public bool Fp16 { get; init; }
+    /// <summary>
+    /// The graphs' numeric precision (<see cref="Precisions"/>). Null in manifests written before the field existed, whose
+    /// precision <see cref="Fp16"/> tells (<see cref="PrecisionOrDerived"/>).
+    /// </summary>
+    public string? Precision { get; init; }
+
+    /// <summary><see cref="Precision"/>, with a manifest that predates the field read as <c>fp16-weights</c> or <c>fp32</c> from <see cref="Fp16"/>.</summary>
+    [JsonIgnore]
+    public string PrecisionOrDerived => Precision ?? (Fp16 ? "fp16-weights" : "fp32");
     /// <summary>
     /// The export profile (<see cref="Optimizations"/>): <c>plain</c> graphs use standard ONNX operators only; <c>cpu</c>,
     /// <c>cuda</c> and <c>directml</c> graphs contain <c>com.microsoft</c> contrib operators that need ONNX Runtime with that
@@ -147,6 +164,10 @@ public sealed record OnnxModelManifest
         StepCache?.Validate(source);
         if (StepCache is not null && Family == ModelFamily.Sd3)
             throw new InvalidDataException($"{source}: stepCache is for UNet models; family sd3 has a transformer");
+        if (Precision is not null && !Precisions.Contains(Precision))
+            throw new InvalidDataException($"{source}: precision must be one of {string.Join(", ", Precisions)}, got '{Precision}'");
+        if (Precision is not null && (Precision != "fp32") != Fp16)
+            throw new InvalidDataException($"{source}: precision '{Precision}' {(Fp16 ? "stores float32 weights, but fp16 is true" : "stores float16 weights, but fp16 is false")}");
         if (Steps is < 0) throw new InvalidDataException($"{source}: steps must be >= 0, got {Steps}");
     }
 

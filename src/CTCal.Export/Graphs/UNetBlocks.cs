@@ -65,9 +65,10 @@ internal static class UNetBlocks
     }
 
     // diffusers.models.attention.FeedForward with GEGLU: proj [dim -> 2*4dim], hidden * gelu(gate), Linear [4dim -> dim]
+    // With FusedOps.GegluHalves: the proj as two Gemms on row slices of its weight and bias (no Split of the activation).
     // With FusedOps.BiasSplitGelu: Gemm without bias -> [B, S, 2*inner] -> com.microsoft.BiasSplitGelu (ContribOperators.md:
     // inputs X [N, S, D], bias [D]; output [N, S, D/2] = (X + bias)[..., :D/2] * gelu((X + bias)[..., D/2:]), diffusers' order).
-    private static string FeedForward(OnnxGraph g, string x, string batch, string p, long dim)
+    internal static string FeedForward(OnnxGraph g, string x, string batch, string p, long dim)
     {
         long inner = dim * 4;
         if (g.Fused.SplitGeluFor(inner * 2))
@@ -77,6 +78,14 @@ internal static class UNetBlocks
             string tokens3 = g.Reshape(noBias, g.Concat(0, batch, g.ConstInt64(-1, inner * 2))); // [B, S, 2*inner]
             string gated = g.ContribOp("BiasSplitGelu", [tokens3, bias]); // [B, S, inner]
             return g.Linear(g.Reshape(gated, -1, inner), p + ".net.2", inner, dim); // [N, inner] -> [N, dim]
+        }
+        if (g.Fused.GegluHalves)
+        {
+            string w = g.Weight(p + ".net.0.proj.weight", inner * 2, dim); // [2*inner, dim]: hidden rows, then gate rows
+            string b = g.Weight(p + ".net.0.proj.bias", inner * 2);
+            string Rows(string t, long start) => g.Op("Slice", [t, g.ConstInt64(start), g.ConstInt64(start + inner), g.ConstInt64(0)]);
+            string HalfGemm(long start) => g.Op("Gemm", [x, Rows(w, start), Rows(b, start)], null, OnnxGraph.Attr("transB", 1L)); // [N, inner]
+            return g.Linear(g.Mul(HalfGemm(0), g.Gelu(HalfGemm(inner))), p + ".net.2", inner, dim); // hidden * gelu(gate) -> [N, dim]
         }
         string proj = g.Linear(x, p + ".net.0.proj", dim, inner * 2); // [N, 2*inner]
         string[] parts = g.OpMulti("Split", [proj], 2, OnnxGraph.Attr("axis", -1L)); // hidden, gate: [N, inner] each

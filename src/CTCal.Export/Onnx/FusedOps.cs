@@ -22,7 +22,9 @@ public sealed record FusedOps
 
     /// <summary>
     /// A residual add followed by LayerNorm as <c>com.microsoft.SkipLayerNormalization</c> (input, skip, gamma, beta; output 3
-    /// is the sum the next residual needs). CPU, CUDA and DML implement it.
+    /// is the sum the next residual needs). CUDA and DML implement it. The CPU provider implements it too, but its kernel is
+    /// slower than the Add and LayerNormalization it replaces (ORT 1.31.1, one thread, the bench's mid UNet: 1.84 ms per
+    /// [2048, 128] node against 0.23 ms + 0.15 ms; src/CTCal.Export/README.md), so the cpu profile leaves it out.
     /// </summary>
     public bool SkipLayerNormalization { get; init; }
 
@@ -47,18 +49,26 @@ public sealed record FusedOps
     /// </summary>
     public IReadOnlyList<long>? BiasSplitGeluWidths { get; init; }
 
-    public bool Any => MultiHeadAttention || Gelu || SkipLayerNormalization || GroupNorm || BiasSplitGelu;
+    /// <summary>
+    /// GEGLU's projection as two Gemms, one per half of <c>net.0.proj</c> (hidden rows [0, inner), gate rows [inner, 2 inner),
+    /// each a <c>Slice</c> of the one initializer, which ONNX Runtime folds into a constant when the session loads), instead of
+    /// one Gemm whose [N, 2 inner] output a <c>Split</c> copies into two. Standard operators only; the cpu profile uses it
+    /// because the Split is a full copy of the widest activation in the block (1.4 to 1.8 ms of the mid UNet's 2048 x 1024
+    /// per block on one thread) while the two half-width Gemms cost what the one did. Where <see cref="SplitGeluFor"/>
+    /// holds, BiasSplitGelu is used instead.
+    /// </summary>
+    public bool GegluHalves { get; init; }
 
     /// <summary>The fusions of <paramref name="profile"/>.</summary>
     public static FusedOps For(ExportOptimization profile)
     {
-        var cpu = new FusedOps { MultiHeadAttention = true, Gelu = true, SkipLayerNormalization = true };
+        var gpu = new FusedOps { MultiHeadAttention = true, Gelu = true, SkipLayerNormalization = true, GroupNorm = true, BiasSplitGelu = true };
         return profile switch
         {
             ExportOptimization.Plain => None,
-            ExportOptimization.Cpu => cpu,
-            ExportOptimization.Cuda => cpu with { GroupNorm = true, BiasSplitGelu = true, BiasSplitGeluWidths = [2560, 5120, 10240] },
-            ExportOptimization.DirectML => cpu with { GroupNorm = true, BiasSplitGelu = true },
+            ExportOptimization.Cpu => new FusedOps { MultiHeadAttention = true, Gelu = true, GegluHalves = true },
+            ExportOptimization.Cuda => gpu with { BiasSplitGeluWidths = [2560, 5120, 10240] },
+            ExportOptimization.DirectML => gpu,
             _ => throw new ArgumentOutOfRangeException(nameof(profile), profile, $"optimize value {(int)profile} is not one of plain, cpu, cuda, directml"),
         };
     }

@@ -91,6 +91,48 @@ public sealed class OnnxGraph
 
     internal IReadOnlyList<(TensorProto Tensor, byte[] Data)> Constants => _constants;
 
+    /// <summary>Weight name -> the value nodes read (the name itself, or with <see cref="Fp16Weights"/> its Cast's output).</summary>
+    internal IReadOnlyDictionary<string, string> WeightValues => _weightValues;
+
+    /// <summary>Whether a graph pass rewrote the graph to compute in float16 (<see cref="Float16Compute"/>).</summary>
+    public bool ComputesInFloat16 { get; private set; }
+
+    /// <summary>
+    /// Replaces the node list with <paramref name="nodes"/> (a rewrite of this graph by <see cref="Onnx.Float16Compute"/>) and
+    /// drops the constants no node reads any more.
+    /// </summary>
+    internal void ReplaceNodesForFloat16(IReadOnlyList<NodeProto> nodes)
+    {
+        _nodes.Clear();
+        _nodes.AddRange(nodes);
+        var read = new HashSet<string>(_nodes.SelectMany(n => n.Input), StringComparer.Ordinal);
+        _constants.RemoveAll(c => !read.Contains(c.Tensor.Name));
+        ComputesInFloat16 = true;
+    }
+
+    /// <summary>A FLOAT16 constant of <paramref name="shape"/> holding <paramref name="values"/> rounded to half precision.</summary>
+    internal string ConstFloat16(ReadOnlySpan<float> values, long[] shape)
+    {
+        var data = new byte[values.Length * 2];
+        for (int i = 0; i < values.Length; i++)
+            BitConverter.TryWriteBytes(data.AsSpan(i * 2), BitConverter.HalfToUInt16Bits((Half)values[i]));
+        return AddConstant(TensorProto.Types.DataType.Float16, data, shape);
+    }
+
+    /// <summary>Appends a node built elsewhere (a graph pass's Cast) with a fresh unique name under <paramref name="scope"/>.</summary>
+    internal NodeProto NewNode(string opType, string scope, string[] inputs, string[] outputs, params AttributeProto[] attributes)
+    {
+        string saved = Scope;
+        Scope = scope;
+        string name = NodeName(opType);
+        Scope = saved;
+        var node = new NodeProto { OpType = opType, Name = name, Domain = "" };
+        node.Input.AddRange(inputs);
+        node.Output.AddRange(outputs);
+        node.Attribute.AddRange(attributes);
+        return node;
+    }
+
     /// <summary>Declares a graph input; a dimension is a <see cref="long"/> (fixed) or a <see cref="string"/> (symbolic).</summary>
     public string Input(string name, TensorProto.Types.DataType type, params object[] dims)
     {

@@ -194,7 +194,7 @@ public static class StudyModels
             kl.FirstOrDefault(), kl.LastOrDefault(), entropy);
     }
 
-    private static async Task<IReadOnlyList<StudyImage>> GenerateAsync(
+    internal static async Task<IReadOnlyList<StudyImage>> GenerateAsync(
         IImageGenerator generator, string folder, string onnxModel, string id, StudyEvaluation evaluation, Evaluator evaluator, CancellationToken ct)
     {
         string images = Path.Combine(folder, ImagesFolder, id);

@@ -1,8 +1,10 @@
 using System.Collections.Concurrent;
 using System.Composition;
+using System.Diagnostics;
 using CTCal.Contracts;
 using CTCal.Plugin.Models;
 using CTCal.Plugin.Onnx;
+using CTCal.Plugin.Pipeline;
 
 namespace CTCal.Plugin.Hosting;
 
@@ -15,21 +17,34 @@ namespace CTCal.Plugin.Hosting;
 internal sealed class PluginRuntime : IDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<ModelSessions>> _sessions = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _warmUpCancel = new();
 
     /// <summary>Reads this plugin's settings from the host; invalid settings fail composition with the file and field.</summary>
     [ImportingConstructor]
     public PluginRuntime(IPluginContext context)
-        : this(PluginSettings.Parse(context.Settings, context.BaseDirectory, context.SettingsSource), context.Log)
+        : this(PluginSettings.Parse(context.Settings, context.BaseDirectory, context.SettingsSource), context.Log, context.SettingsSource)
     {
         PluginDirectory = context.PluginDirectory;
     }
 
-    internal PluginRuntime(PluginSettings settings, ILogSink log)
+    /// <exception cref="PluginSettingsException"><c>warmUp</c> names a model the models folder does not have.</exception>
+    internal PluginRuntime(PluginSettings settings, ILogSink log, string settingsSource = "plugins.json")
     {
         Settings = settings;
         Log = log;
         Catalog = new ModelCatalog(settings.ModelsFolder, log);
+        IReadOnlyList<OnnxModelFolder> warm = settings.WarmUpAll ? Catalog.Scan() : settings.WarmUpModels.Select(id => FindWarmUpModel(id, settingsSource)).ToArray();
+        WarmUpCompletion = warm.Count == 0 ? Task.CompletedTask : Task.Run(() => WarmUp(warm));
     }
+
+    /// <summary>
+    /// The <c>warmUp</c> setting's work, started in the background when the plugin is composed: each listed model is loaded
+    /// and runs one tiny generation (<see cref="ModelWarmUp"/>), one model after another. A request that arrives meanwhile
+    /// waits for its model's load (the sessions are created once) and then runs beside the warm-up generation. A model
+    /// that fails to load or warm up is logged as a warning and loads on its first request as without <c>warmUp</c>.
+    /// Completed (never faulted) when every model is done, at once without <c>warmUp</c>.
+    /// </summary>
+    public Task WarmUpCompletion { get; }
 
     public PluginSettings Settings { get; }
 
@@ -111,8 +126,56 @@ internal sealed class PluginRuntime : IDisposable
 
     internal SessionLeases Leases { get; } = new();
 
+    private OnnxModelFolder FindWarmUpModel(string id, string settingsSource)
+    {
+        try
+        {
+            return Catalog.Find(id);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new PluginSettingsException($"{settingsSource}: settings.warmUp: {ex.Message}");
+        }
+    }
+
+    private void WarmUp(IReadOnlyList<OnnxModelFolder> models)
+    {
+        foreach (var model in models)
+        {
+            var token = _warmUpCancel.Token;
+            if (token.IsCancellationRequested)
+            {
+                return;
+            }
+
+            try
+            {
+                var clock = Stopwatch.StartNew();
+                var (sessions, lease) = Lease(model);
+                using (lease)
+                {
+                    double load = clock.Elapsed.TotalSeconds;
+                    double generation = ModelWarmUp.Run(sessions, Settings, token);
+                    Log.Log(LogSeverity.Information, $"Warmed up model {model.Info.Id}: sessions loaded in {load:F2} s, one 1-step generation at {model.Info.DefaultWidth}x{model.Info.DefaultHeight} in {generation:F2} s");
+                }
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (!token.IsCancellationRequested)
+            {
+                Log.Log(LogSeverity.Warning, $"Warm-up of model {model.Info.Id} failed ({ex.GetType().Name}: {ex.Message}); it loads on its first request instead", ex);
+            }
+        }
+    }
+
     public void Dispose()
     {
+        // A warm-up still running stops at its next step; its sessions are unloaded below with the others.
+        _warmUpCancel.Cancel();
+        WarmUpCompletion.Wait();
+        _warmUpCancel.Dispose();
         foreach (var key in _sessions.Keys.ToArray())
         {
             Unload(key);

@@ -6,10 +6,13 @@ namespace CTCal.Plugin.Hosting;
 /// <summary>How much memory the ONNX Runtime sessions may trade for speed.</summary>
 internal enum MemoryMode
 {
-    /// <summary>CPU arena and memory-pattern planning off; guidance runs as two UNet calls of batch 1.</summary>
+    /// <summary>
+    /// CPU arena, memory-pattern planning and thread spinning off (see <see cref="SessionPolicy"/>); guidance runs as two
+    /// UNet calls of batch 1.
+    /// </summary>
     Low,
 
-    /// <summary>ONNX Runtime defaults; guidance runs as one batched UNet call.</summary>
+    /// <summary>CPU arena and thread spinning on, memory-pattern planning off (see <see cref="SessionPolicy"/>); guidance runs as one batched UNet call.</summary>
     Balanced,
 }
 
@@ -62,11 +65,27 @@ internal sealed record PluginSettings
     /// graphs; a model without them runs uncached with a warning. A request overrides it with <c>"&lt;model id&gt;?stepCache=N"</c>.
     /// </summary>
     public int StepCache { get; init; } = 1;
+    /// <summary>
+    /// <c>warmUp: true</c>: every model of the models folder is loaded when the plugin starts and runs one tiny generation
+    /// (see <see cref="PluginRuntime.WarmUpCompletion"/>), so that a host's first request finds its sessions loaded and
+    /// ONNX Runtime's first-run work (thread pool start, arena growth, kernel set-up) done.
+    /// </summary>
+    public bool WarmUpAll { get; init; }
+
+    /// <summary><c>warmUp: "id"</c> or <c>["id", ...]</c>: only these models are warmed up at start (empty: none, unless <see cref="WarmUpAll"/>).</summary>
+    public IReadOnlyList<string> WarmUpModels { get; init; } = [];
+
+    /// <summary>
+    /// Denoiser calls through ONNX Runtime I/O binding (see <see cref="Pipeline.BoundDenoiser"/>). Not a plugins.json key:
+    /// always on for hosts; false selects the per-call path, which tests compare the bound one against.
+    /// </summary>
+    public bool IoBinding { get; init; } = true;
 
     private static readonly string[] KnownKeys =
     {
         "modelsFolder", "defaultScheduler", "executionProviders", "intraOpThreads", "interOpThreads", "memoryMode", "memoryLimitMiB", "trainerPath", "subjectsModel",
         "stepCache",
+        "warmUp",
     };
 
     /// <summary>Reads and validates settings; errors name <paramref name="source"/> and the field.</summary>
@@ -178,6 +197,7 @@ internal sealed record PluginSettings
                     $"{Where("stepCache")}: expected a whole number of steps from 1 (no caching) to {MaxStepCache}, found {cacheElement.GetRawText()}");
             }
         }
+        var (warmUpAll, warmUpModels) = ReadWarmUp(settings, Where);
 
         string? trainer = ReadString(settings, "trainerPath", Where);
         string? trainerPath = trainer is null ? null : PluginPaths.ResolveInside(baseDirectory, trainer, Where("trainerPath"));
@@ -196,7 +216,62 @@ internal sealed record PluginSettings
             TrainerPath = trainerPath,
             SubjectsModel = subjectsModel,
             StepCache = stepCache,
+            WarmUpAll = warmUpAll,
+            WarmUpModels = warmUpModels,
         };
+    }
+
+    /// <summary><c>warmUp</c>: true | false | null | "model id" | ["model id", ...].</summary>
+    private static (bool All, IReadOnlyList<string> Models) ReadWarmUp(JsonElement settings, Func<string, string> where)
+    {
+        if (!settings.TryGetProperty("warmUp", out var element))
+        {
+            return (false, []);
+        }
+
+        string expected = "expected true, false, a model id or an array of model ids";
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Null:
+            case JsonValueKind.False:
+                return (false, []);
+            case JsonValueKind.True:
+                return (true, []);
+            case JsonValueKind.String:
+                return (false, [WarmUpId(element, "warmUp", where)]);
+            case JsonValueKind.Array:
+                var ids = new List<string>();
+                int index = 0;
+                foreach (var item in element.EnumerateArray())
+                {
+                    string field = $"warmUp[{index++}]";
+                    if (item.ValueKind != JsonValueKind.String)
+                    {
+                        throw new PluginSettingsException($"{where(field)}: {expected}, found {item.ValueKind}");
+                    }
+
+                    string id = WarmUpId(item, field, where);
+                    if (!ids.Contains(id))
+                    {
+                        ids.Add(id);
+                    }
+                }
+
+                return (false, ids);
+            default:
+                throw new PluginSettingsException($"{where("warmUp")}: {expected}, found {element.ValueKind}");
+        }
+    }
+
+    private static string WarmUpId(JsonElement element, string field, Func<string, string> where)
+    {
+        string id = element.GetString()!;
+        if (string.IsNullOrWhiteSpace(id) || id.IndexOfAny(['/', '\\']) >= 0 || id is "." or "..")
+        {
+            throw new PluginSettingsException($"{where(field)}: '{id}' is not a model id (a folder name inside modelsFolder)");
+        }
+
+        return id;
     }
 
     private static string? ReadString(JsonElement settings, string name, Func<string, string> where)

@@ -67,6 +67,10 @@ internal sealed partial record OnnxModelFolder(ModelInfo Info, double VaeScaling
 
     /// <summary>The step-cache shallow UNet (<see cref="ManifestStepCache.ShallowGraph"/>), meaningful when <see cref="StepCache"/> is set.</summary>
     public string ShallowUnetPath => Path.Combine(Folder, ManifestStepCache.ShallowFolder, "model.onnx");
+    /// The manifest's precision (<see cref="OnnxModelManifest.Precisions"/>: fp32, fp16-weights or fp16; read from the fp16
+    /// flag in older manifests, fp32 without one). Inputs and outputs are float32 in all three.
+    /// </summary>
+    public string Precision { get; init; } = "fp32";
 
     /// <summary>The scheduler config as read when the folder was loaded, or the assumed default (null only for records made by hand in tests).</summary>
     public SchedulerConfig? Scheduler { get; init; }
@@ -242,6 +246,7 @@ internal sealed partial record OnnxModelFolder(ModelInfo Info, double VaeScaling
             InferredDefaults = note,
             ExportProfile = manifest?.OptimizeOrPlain ?? "plain",
             StepCache = manifest?.StepCache,
+            Precision = manifest?.PrecisionOrDerived ?? "fp32",
         };
     }
 

@@ -101,6 +101,7 @@ internal sealed partial record OnnxModelFolder
             Scheduler = scheduler,
             VaeShiftFactor = manifest?.VaeShiftFactor ?? vae.ShiftFactor,
             ExportProfile = manifest?.OptimizeOrPlain ?? "plain",
+            Precision = manifest?.PrecisionOrDerived ?? "fp32",
         };
     }
 }

@@ -104,22 +104,18 @@ internal static class ExecutionProviderSelector
 
     private static SessionOptions NewOptions(ExecutionProviderKind kind, SessionTuning tuning)
     {
+        var policy = SessionPolicy.For(tuning);
         var options = new SessionOptions
         {
             IntraOpNumThreads = tuning.IntraOpThreads,
             InterOpNumThreads = tuning.InterOpThreads,
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            EnableMemoryPattern = policy.MemoryPattern,
+            EnableCpuMemArena = policy.CpuArena,
         };
-
-        // Memory-pattern planning stays off in both modes: with it, ONNX Runtime allocates one block for a run's planned
-        // intermediates from the second run of a shape on, while the arena still holds the first run's blocks, so the
-        // second image needed a second copy of the activations (measured: SD 1.5 at 512 px grew 1 GB from the first to the
-        // second image; SD 2.1 at 768 px was killed on its second image). The arena alone reuses its blocks.
-        options.EnableMemoryPattern = false;
-        if (tuning.LowMemory)
-        {
-            options.EnableCpuMemArena = false;
-        }
+        string spin = policy.Spinning ? "1" : "0";
+        options.AddSessionConfigEntry(SessionPolicy.IntraOpSpinningKey, spin);
+        options.AddSessionConfigEntry(SessionPolicy.InterOpSpinningKey, spin);
 
         if (tuning.CpuMemoryLimitBytes is not null)
         {

@@ -107,6 +107,12 @@ internal sealed class ModelSessions : IDisposable
         try
         {
             CheckProfile(model, used, warnings);
+            if (PrecisionNote(model, used) is { } precisionNote)
+            {
+                log.Log(LogSeverity.Warning, precisionNote);
+                warnings = [.. warnings, precisionNote];
+            }
+
             log.Log(LogSeverity.Information, $"Loading model {model.Info.Id} on {ExecutionProviderSelector.DisplayName(used)}");
             var sessions = new ModelSessions(model, options, used, warnings);
             foreach (string note in sessions.LoadWarnings.Skip(warnings.Count))
@@ -141,6 +147,16 @@ internal sealed class ModelSessions : IDisposable
             $"Model '{model.Info.Id}' was exported with --optimize {model.ExportProfile}, whose GroupNorm and BiasSplitGelu operators need a GPU provider, " +
             $"but it would run on the CPU provider here{why}; export it again with --optimize plain or cpu for this machine");
     }
+
+    /// <summary>
+    /// The note for a float16-compute model (<c>--precision fp16</c>) on the CPU provider, which runs it correctly but
+    /// through Casts around every operator without a float16 kernel (most of them), so slower than the float32 export.
+    /// </summary>
+    public static string? PrecisionNote(OnnxModelFolder model, ExecutionProviderKind used) =>
+        used == ExecutionProviderKind.Cpu && model.Precision == "fp16"
+            ? $"Model '{model.Info.Id}' was exported with --precision fp16 (float16 compute, for GPU providers); the CPU provider runs it through casts to float32, " +
+              "slower than an export with --precision fp32 or fp16-weights"
+            : null;
 
     public void Dispose()
     {

@@ -53,34 +53,109 @@ internal static class OnnxTensors
     /// </summary>
     public static OrtValue Timestep(NodeMetadata meta, double t, int batch, string what)
     {
-        long[] shape;
-        switch (meta.Dimensions.Length)
+        var value = Allocate(meta, TimestepShape(meta, batch, what), what);
+        try
         {
-            case 0:
-                shape = Array.Empty<long>();
-                break;
-            case 1:
-                shape = new long[] { meta.Dimensions[0] == 1 ? 1 : batch };
-                break;
-            default:
-                throw new InvalidDataException($"{what}: timestep of rank {meta.Dimensions.Length} is not supported (scalar, [1] or [batch] expected)");
+            WriteTimestep(value, t, what);
+            return value;
         }
+        catch
+        {
+            value.Dispose();
+            throw;
+        }
+    }
 
-        int count = shape.Length == 0 ? 1 : (int)shape[0];
-        switch (meta.ElementDataType)
+    /// <summary>The shape <see cref="Timestep"/> gives a timestep input: <c>[]</c>, <c>[1]</c> or <c>[batch]</c>.</summary>
+    public static long[] TimestepShape(NodeMetadata meta, int batch, string what) => meta.Dimensions.Length switch
+    {
+        0 => Array.Empty<long>(),
+        1 => new long[] { meta.Dimensions[0] == 1 ? 1 : batch },
+        _ => throw new InvalidDataException($"{what}: timestep of rank {meta.Dimensions.Length} is not supported (scalar, [1] or [batch] expected)"),
+    };
+
+    /// <summary>Fills every element of a timestep tensor with <paramref name="t"/> (rounded for int64/int32), in place.</summary>
+    public static void WriteTimestep(OrtValue value, double t, string what)
+    {
+        switch (value.GetTensorTypeAndShape().ElementDataType)
         {
             case TensorElementType.Int64:
-                return Allocated(Filled(count, (long)Math.Round(t)), shape);
+                value.GetTensorMutableDataAsSpan<long>().Fill((long)Math.Round(t));
+                break;
             case TensorElementType.Int32:
-                return Allocated(Filled(count, (int)Math.Round(t)), shape);
+                value.GetTensorMutableDataAsSpan<int>().Fill((int)Math.Round(t));
+                break;
             case TensorElementType.Float:
-                return Allocated(Filled(count, (float)t), shape);
+                value.GetTensorMutableDataAsSpan<float>().Fill((float)t);
+                break;
             case TensorElementType.Double:
-                return Allocated(Filled(count, t), shape);
+                value.GetTensorMutableDataAsSpan<double>().Fill(t);
+                break;
             case TensorElementType.Float16:
-                return Allocated(Filled(count, (Float16)(float)t), shape);
+                value.GetTensorMutableDataAsSpan<Float16>().Fill((Float16)(float)t);
+                break;
             default:
-                throw new InvalidDataException($"{what}: timestep of type {meta.ElementDataType} is not supported");
+                throw new InvalidDataException($"{what}: timestep of type {value.GetTensorTypeAndShape().ElementDataType} is not supported");
+        }
+    }
+
+    /// <summary>
+    /// A tensor of the element type <paramref name="meta"/> declares (float, float16, double, int64 or int32) and the
+    /// given shape, uninitialized, in memory owned by ONNX Runtime's default allocator; the caller owns (disposes) it.
+    /// </summary>
+    public static OrtValue Allocate(NodeMetadata meta, long[] shape, string what)
+    {
+        var type = meta.ElementDataType;
+        if (type is not (TensorElementType.Float or TensorElementType.Float16 or TensorElementType.Double or TensorElementType.Int64 or TensorElementType.Int32))
+        {
+            throw new InvalidDataException($"{what}: tensors of type {type} are not supported");
+        }
+
+        return OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, shape);
+    }
+
+    /// <summary>
+    /// Copies <paramref name="data"/> into a float or fp16 tensor from element <paramref name="offset"/> on, converting to
+    /// fp16 as <see cref="Floats"/> does.
+    /// </summary>
+    public static void WriteFloats(OrtValue value, ReadOnlySpan<float> data, int offset, string what)
+    {
+        switch (value.GetTensorTypeAndShape().ElementDataType)
+        {
+            case TensorElementType.Float:
+                data.CopyTo(value.GetTensorMutableDataAsSpan<float>()[offset..]);
+                break;
+            case TensorElementType.Float16:
+                var halves = value.GetTensorMutableDataAsSpan<Float16>().Slice(offset, data.Length);
+                for (int i = 0; i < data.Length; i++)
+                {
+                    halves[i] = (Float16)data[i];
+                }
+
+                break;
+            default:
+                throw new InvalidDataException($"{what}: input of type {value.GetTensorTypeAndShape().ElementDataType} is not supported (float or float16 expected)");
+        }
+    }
+
+    /// <summary>Copies <paramref name="target"/>.Length values of a float or fp16 tensor, from element <paramref name="offset"/> on, as floats.</summary>
+    public static void ReadFloats(OrtValue value, int offset, Span<float> target, string what)
+    {
+        switch (value.GetTensorTypeAndShape().ElementDataType)
+        {
+            case TensorElementType.Float:
+                value.GetTensorDataAsSpan<float>().Slice(offset, target.Length).CopyTo(target);
+                break;
+            case TensorElementType.Float16:
+                var halves = value.GetTensorDataAsSpan<Float16>().Slice(offset, target.Length);
+                for (int i = 0; i < target.Length; i++)
+                {
+                    target[i] = (float)halves[i];
+                }
+
+                break;
+            default:
+                throw new InvalidDataException($"{what}: output of type {value.GetTensorTypeAndShape().ElementDataType} is not supported (float or float16 expected)");
         }
     }
 
@@ -165,11 +240,4 @@ internal static class OnnxTensors
         : typeof(T) == typeof(long) ? TensorElementType.Int64
         : typeof(T) == typeof(int) ? TensorElementType.Int32
         : throw new NotSupportedException($"tensor element type {typeof(T).Name}");
-
-    private static T[] Filled<T>(int count, T value)
-    {
-        var array = new T[count];
-        Array.Fill(array, value);
-        return array;
-    }
 }

@@ -25,12 +25,17 @@ internal static class ClassifierFreeGuidance
             c = cond();
         }
 
-        for (int k = 0; k < c.Length; k++)
-        {
-            c[k] = u[k] + guidance * (c[k] - u[k]);
-        }
-
+        Combine(u, c, guidance);
         return c;
+    }
+
+    /// <summary>cond = uncond + g * (cond - uncond), in place in <paramref name="cond"/>.</summary>
+    public static void Combine(ReadOnlySpan<float> uncond, Span<float> cond, float guidance)
+    {
+        for (int k = 0; k < cond.Length; k++)
+        {
+            cond[k] = uncond[k] + guidance * (cond[k] - uncond[k]);
+        }
     }
 
     /// <summary>The two halves of a batch-2 input, [first; second], in one array.</summary>

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using CTCal.Contracts;
 using CTCal.Core.Schedulers;
 using CTCal.Plugin.Hosting;
@@ -22,9 +23,11 @@ internal sealed class SD3Pipeline
     private readonly SD3TextEmbeddings _text;
     private readonly float[]? _initLatents;
     private readonly RunOptions _run;
+    private readonly StageTimings? _timings;
 
     /// <summary>Encodes the prompts and (image-to-image) the start image.</summary>
-    public SD3Pipeline(ModelSessions model, GenerationParameters p, byte[]? initRgb, MemoryMode memoryMode, List<string> warnings, RunOptions run)
+    /// <param name="timings">Receives the time of each part, or null not to time.</param>
+    public SD3Pipeline(ModelSessions model, GenerationParameters p, byte[]? initRgb, MemoryMode memoryMode, List<string> warnings, RunOptions run, StageTimings? timings = null)
     {
         if (p.Scheduler != FlowMatchEulerDiscreteScheduler.ClassName)
         {
@@ -34,17 +37,30 @@ internal sealed class SD3Pipeline
         _model = model;
         _p = p;
         _run = run;
+        _timings = timings;
         _transformer = new TransformerRunner(model, p.Width, p.Height, batchedGuidance: memoryMode != MemoryMode.Low);
+        long start = Stopwatch.GetTimestamp();
         _text = SD3TextEmbeddings.Encode(model, p.Prompt, p.NegativePrompt, _transformer.JointAttentionDim, run, warnings);
+        timings?.Add(GenerationStep.TextEncoder, start);
+        start = Stopwatch.GetTimestamp();
         _initLatents = initRgb is null ? null : ImageToImage.Encode(model, initRgb, p.Width, p.Height, _transformer.LatentShape, run);
+        timings?.Add(GenerationStep.VaeEncoder, start);
     }
+
+    /// <summary>The request's transformer calls bound once (<see cref="TransformerRunner.Bind"/>); the caller disposes it.</summary>
+    public BoundDenoiser Bind(bool guided) => _transformer.Bind(_text, guided);
 
     /// <summary>[1, 16, H/8, W/8] for SD3's VAE.</summary>
     public long[] LatentShape => _transformer.LatentShape;
 
-    /// <summary>The flow-matching loop for one image; everything random comes from <c>GaussianNoise(seed)</c>.</summary>
-    public float[] Denoise(long seed, int index, IProgress<GenerationProgress>? progress, CancellationToken ct)
+    /// <summary>
+    /// The flow-matching loop for one image; everything random comes from <c>GaussianNoise(seed)</c>. With
+    /// <paramref name="bound"/> (from <see cref="Bind"/>) the latents are copied into its bound input and the velocity read
+    /// from its bound output; without, through <see cref="TransformerRunner"/>'s per-call path.
+    /// </summary>
+    public float[] Denoise(long seed, int index, BoundDenoiser? bound, IProgress<GenerationProgress>? progress, CancellationToken ct)
     {
+        long loopStart = Stopwatch.GetTimestamp();
         var scheduler = SchedulerFactory.Create(FlowMatchEulerDiscreteScheduler.ClassName, _model.SchedulerConfig);
         scheduler.SetTimesteps(_p.Steps);
         var noise = new GaussianNoise(seed);
@@ -65,14 +81,32 @@ internal sealed class SD3Pipeline
         foreach (double t in timesteps)
         {
             ct.ThrowIfCancellationRequested();
-            float[] velocity = guided
-                ? _transformer.PredictGuided(latents, t, _text, (float)_p.GuidanceScale, _run)
-                : _transformer.Predict(latents, t, _text, _run);
+            long start = Stopwatch.GetTimestamp();
+            float[] velocity;
+            if (bound is not null)
+            {
+                latents.CopyTo(bound.Input, 0);
+                velocity = bound.Predict(t, (float)_p.GuidanceScale, _run);
+            }
+            else
+            {
+                velocity = guided
+                    ? _transformer.PredictGuided(latents, t, _text, (float)_p.GuidanceScale, _run)
+                    : _transformer.Predict(latents, t, _text, _run);
+            }
+
+            if (_timings is not null)
+            {
+                _timings.Add(GenerationStep.Denoiser, start);
+                _timings.DenoiserCalls += guided && !_transformer.BatchedGuidance ? 2 : 1;
+            }
+
             scheduler.Step(velocity, t, latents);
             step++;
             progress?.Report(new GenerationProgress(GenerationStage.Denoising, index, _p.BatchCount, step, timesteps.Count));
         }
 
+        _timings?.Add(GenerationStep.SamplerLoop, loopStart);
         return latents;
     }
 

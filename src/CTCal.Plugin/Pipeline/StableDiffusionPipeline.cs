@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using CTCal.Contracts;
 using CTCal.Core.Schedulers;
@@ -21,6 +22,15 @@ internal static class StableDiffusionPipeline
     /// <summary>Chunks of 77 tokens a long prompt may use when the UNet accepts any sequence length.</summary>
     public const int MaxPromptChunks = 8;
 
+    /// <param name="ioBinding">
+    /// Denoiser calls through <see cref="BoundDenoiser"/> (tensors bound once per request); false: each call's tensors
+    /// created and copied (the reference path the bound one is tested against).
+    /// </param>
+    /// <param name="timings">Receives the time of each part (<see cref="StageTimings"/>), or null not to time.</param>
+    /// <param name="stepCache">
+    /// Step caching interval N (<see cref="StepCaching"/>): 1 samples as usual; N > 1 runs the full UNet at steps 0, N, 2N, ...
+    /// and the shallow one between, through the per-call path (the bound path binds the full UNet only).
+    /// </param>
     public static IReadOnlyList<GeneratedImage> Generate(
         ModelSessions model,
         GenerationParameters p,
@@ -30,13 +40,15 @@ internal static class StableDiffusionPipeline
         List<string> warnings,
         IProgress<GenerationProgress>? progress,
         CancellationToken cancellationToken,
+        bool ioBinding = true,
+        StageTimings? timings = null,
         int stepCache = 1)
     {
         using var run = new RunOptions();
         using var terminate = cancellationToken.Register(() => run.Terminate = true);
         try
         {
-            return GenerateCore(model, p, initRgb, overflow, memoryMode, warnings, progress, run, stepCache, cancellationToken);
+            return GenerateCore(model, p, initRgb, overflow, memoryMode, warnings, progress, run, ioBinding, timings, stepCache, cancellationToken);
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
@@ -53,24 +65,34 @@ internal static class StableDiffusionPipeline
         List<string> warnings,
         IProgress<GenerationProgress>? progress,
         RunOptions run,
+        bool ioBinding,
+        StageTimings? timings,
         int stepCache,
         CancellationToken ct)
     {
         progress?.Report(new GenerationProgress(GenerationStage.EncodingPrompt, 0, p.BatchCount, 0, p.Steps));
         Func<long, int, float[]> denoise;
         long[] latentShape;
+        bool guided = p.GuidanceScale > 1.0;
+        using var bound = new BoundSlot();
         if (model.SD3 is not null)
         {
-            var sd3 = new SD3Pipeline(model, p, initRgb, memoryMode, warnings, run);
-            denoise = (seed, index) => sd3.Denoise(seed, index, progress, ct);
+            var sd3 = new SD3Pipeline(model, p, initRgb, memoryMode, warnings, run, timings);
+            bound.Value = ioBinding ? sd3.Bind(guided) : null;
+            denoise = (seed, index) => sd3.Denoise(seed, index, bound.Value, progress, ct);
             latentShape = sd3.LatentShape;
         }
         else
         {
             var unet = new UnetRunner(model, p.Width, p.Height, batchedGuidance: memoryMode != MemoryMode.Low, stepCache);
+            long start = Stopwatch.GetTimestamp();
             var text = TextEmbeddings.Encode(model, p.Prompt, p.NegativePrompt, overflow, unet.MaxPromptChunks, run, warnings);
+            timings?.Add(GenerationStep.TextEncoder, start);
+            start = Stopwatch.GetTimestamp();
             float[]? initLatents = initRgb is null ? null : ImageToImage.Encode(model, initRgb, p.Width, p.Height, unet.LatentShape, run);
-            denoise = (seed, index) => Denoise(model, unet, text, p, initLatents, seed, index, stepCache, run, progress, ct);
+            timings?.Add(GenerationStep.VaeEncoder, start);
+            bound.Value = ioBinding && stepCache == 1 ? unet.Bind(text, guided) : null;
+            denoise = (seed, index) => Denoise(model, unet, text, bound.Value, p, initLatents, seed, index, stepCache, run, timings, progress, ct);
             latentShape = unet.LatentShape;
         }
 
@@ -83,14 +105,18 @@ internal static class StableDiffusionPipeline
             float[] latents = denoise(seed, i);
 
             progress?.Report(new GenerationProgress(GenerationStage.Decoding, i, p.BatchCount, p.Steps, p.Steps));
+            long start = Stopwatch.GetTimestamp();
             var (rgb, width, height) = Decode(model, latents, latentShape, run);
+            timings?.Add(GenerationStep.VaeDecoder, start);
             if (width != p.Width || height != p.Height)
             {
                 throw new InvalidDataException(
                     $"{model.Model.VaeDecoderPath}: decoded {width}x{height} for a {p.Width}x{p.Height} request (VAE scale factor {model.Model.VaeScaleFactor}, from vae_decoder/config.json or, without it, the decoder graph's upsampling)");
             }
 
+            start = Stopwatch.GetTimestamp();
             images.Add(new GeneratedImage(i, seed, PngEncoder.Encode(rgb, width, height, PngText(p, seed, stepCache))));
+            timings?.Add(GenerationStep.Png, start);
             ct.ThrowIfCancellationRequested();
         }
 
@@ -100,21 +126,26 @@ internal static class StableDiffusionPipeline
 
     /// <summary>
     /// The sampler loop for one image; everything random comes from <c>GaussianNoise(seed)</c>. With
-    /// <paramref name="stepCache"/> N > 1, steps 0, N, 2N, ... of the schedule run the full UNet and the others the shallow one.
+    /// <paramref name="bound"/> the scaled input goes straight into its buffer and the prediction comes from its bound
+    /// output; without, through <see cref="UnetRunner"/>'s per-call path. With <paramref name="stepCache"/> N > 1 (never
+    /// bound), steps 0, N, 2N, ... of the schedule run the full UNet and the others the shallow one.
     /// </summary>
     private static float[] Denoise(
         ModelSessions model,
         UnetRunner unet,
         TextEmbeddings text,
+        BoundDenoiser? bound,
         GenerationParameters p,
         float[]? initLatents,
         long seed,
         int index,
         int stepCache,
         RunOptions run,
+        StageTimings? timings,
         IProgress<GenerationProgress>? progress,
         CancellationToken ct)
     {
+        long loopStart = Stopwatch.GetTimestamp();
         var scheduler = SchedulerFactory.Create(p.Scheduler, model.SchedulerConfig);
         scheduler.SetTimesteps(p.Steps);
         var noise = new GaussianNoise(seed);
@@ -140,7 +171,7 @@ internal static class StableDiffusionPipeline
         }
 
         bool guided = p.GuidanceScale > 1.0;
-        var modelInput = new float[latents.Length];
+        var modelInput = bound?.Input ?? new float[latents.Length];
         int step = 0;
         int total = timesteps.Count;
         var cache = stepCache > 1 ? new StepCacheState(stepCache) : null;
@@ -150,15 +181,31 @@ internal static class StableDiffusionPipeline
             latents.CopyTo(modelInput, 0);
             scheduler.ScaleModelInput(modelInput, t);
             if (cache is not null) cache.Step = step;
-            float[] eps = guided
-                ? unet.PredictGuided(modelInput, t, text, (float)p.GuidanceScale, run, cache)
+            long start = Stopwatch.GetTimestamp();
+            float[] eps = bound is not null ? bound.Predict(t, (float)p.GuidanceScale, run)
+                : guided ? unet.PredictGuided(modelInput, t, text, (float)p.GuidanceScale, run, cache)
                 : unet.Predict(modelInput, t, text.Prompt, text.Length, text.Hidden, run, cache);
+            if (timings is not null)
+            {
+                timings.Add(GenerationStep.Denoiser, start);
+                timings.DenoiserCalls += guided && !unet.BatchedGuidance ? 2 : 1;
+            }
+
             scheduler.Step(eps, t, latents, noise);
             step++;
             progress?.Report(new GenerationProgress(GenerationStage.Denoising, index, p.BatchCount, step, total));
         }
 
+        timings?.Add(GenerationStep.SamplerLoop, loopStart);
         return latents;
+    }
+
+    /// <summary>The request's <see cref="BoundDenoiser"/>, or null; disposed with the request.</summary>
+    private sealed class BoundSlot : IDisposable
+    {
+        public BoundDenoiser? Value { get; set; }
+
+        public void Dispose() => Value?.Dispose();
     }
 
     /// <summary>VAE decode of latents / scaling_factor + shift_factor (0 but for SD3), then [-1, 1] CHW floats to 8-bit RGB rows.</summary>

@@ -62,10 +62,35 @@ internal sealed class TransformerRunner
 
     public int LatentLength { get; }
 
+    /// <summary>Guidance's two halves go in one batch-2 call (false: two calls of batch 1).</summary>
+    public bool BatchedGuidance => _batched;
+
     /// <summary>The width of <c>encoder_hidden_states</c> (SD3-medium: 4096).</summary>
     public int JointAttentionDim { get; }
 
-    /// <summary>Guided velocity: uncond + g * (text - uncond), diffusers' order (negative half first).</summary>
+    /// <summary>
+    /// The request's transformer calls with their tensors bound once (<see cref="BoundDenoiser"/>): <paramref name="text"/>
+    /// (sequence and pooled embeddings) is written into its bound inputs here; <paramref name="guided"/>: classifier-free
+    /// guidance (both halves). The caller owns (disposes) the result, before the sessions.
+    /// </summary>
+    public BoundDenoiser Bind(SD3TextEmbeddings text, bool guided) => new(
+        _session,
+        _where,
+        (SD3TransformerGraph.HiddenStatesInput, _sample),
+        (SD3TransformerGraph.TimestepInput, _timestep),
+        [
+            new DenoiserCondition(SD3TransformerGraph.EncoderHiddenStatesInput, _hidden, text.Negative, text.Prompt, [1, text.Length, text.Width]),
+            new DenoiserCondition(SD3TransformerGraph.PooledProjectionsInput, _pooled, text.PooledNegative, text.PooledPrompt, [1, text.PooledWidth]),
+        ],
+        _output,
+        LatentShape,
+        guided,
+        _batched);
+
+    /// <summary>
+    /// Guided velocity: uncond + g * (text - uncond), diffusers' order (negative half first), each call's tensors created
+    /// and copied (the per-call path <see cref="Bind"/>'s is tested against).
+    /// </summary>
     public float[] PredictGuided(float[] sample, double t, SD3TextEmbeddings text, float guidance, RunOptions run) =>
         ClassifierFreeGuidance.Predict(
             _batched,

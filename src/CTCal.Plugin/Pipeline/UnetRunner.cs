@@ -80,7 +80,29 @@ internal sealed class UnetRunner
 
     public int MaxPromptChunks { get; }
 
-    /// <summary>Guided noise prediction: uncond + g * (text - uncond).</summary>
+    /// <summary>Guidance's two halves go in one batch-2 call (false: two calls of batch 1).</summary>
+    public bool BatchedGuidance => _batched;
+
+    /// <summary>
+    /// The request's UNet calls with their tensors bound once (<see cref="BoundDenoiser"/>): <paramref name="text"/> is
+    /// written into its bound input here; <paramref name="guided"/>: classifier-free guidance (both halves). The caller
+    /// owns (disposes) the result, before the sessions.
+    /// </summary>
+    public BoundDenoiser Bind(TextEmbeddings text, bool guided) => new(
+        _model.Unet,
+        _model.Model.UnetPath,
+        ("sample", _sample),
+        ("timestep", _timestep),
+        [new DenoiserCondition("encoder_hidden_states", _hidden, text.Negative, text.Prompt, [1, text.Length, text.Hidden])],
+        _output,
+        LatentShape,
+        guided,
+        _batched);
+
+    /// <summary>
+    /// Guided noise prediction: uncond + g * (text - uncond), each call's tensors created and copied (the per-call path
+    /// <see cref="Bind"/>'s is tested against, and the one step caching runs on).
+    /// </summary>
     /// <param name="cache">This image's step-cache state (null: no caching); the step it is at decides full or shallow.</param>
     public float[] PredictGuided(float[] sample, double t, TextEmbeddings text, float guidance, RunOptions run, StepCacheState? cache = null) =>
         ClassifierFreeGuidance.Predict(
