@@ -41,11 +41,17 @@ internal static class ExportCommand
                 "cuda/directml also SkipLayerNormalization, GroupNorm and BiasSplitGelu). Recorded in ctcal_manifest.json.",
             DefaultValueFactory = _ => "plain",
         };
+        var stepCache = new Option<int?>("--step-cache-branch")
+        {
+            Description = "Also write the step-caching graphs (DeepCache): unet/model.onnx gets a deep_feature output and unet_shallow/model.onnx " +
+                "recomputes only the last K up-block layers (and the layers feeding their skips) from it. K from 1 (shallowest, fastest) to the UNet's " +
+                "up-block layers; the plugin's stepCache setting uses them. Recorded in ctcal_manifest.json (stepCache).",
+        };
         var force = new Option<bool>("--force") { Description = "Replace a non-empty output folder that was not written by ctcal-export." };
 
         var command = new Command("export", "Export a diffusers checkpoint (optionally with LoRAs or a fine-tuned UNet merged) to ONNX.")
         {
-            model, output, lora, unet, fp16, precision, components, optimize, method, steps, force, variant, tokenizer, configFolder, prediction, imageSize, ema,
+            model, output, lora, unet, fp16, precision, components, optimize, stepCache, method, steps, force, variant, tokenizer, configFolder, prediction, imageSize, ema,
         };
         command.SetAction((parse, ct) =>
         {
@@ -72,6 +78,7 @@ internal static class ExportCommand
                 Precision = numeric,
                 Components = parts,
                 Optimize = profile,
+                StepCacheBranch = parse.GetValue(stepCache),
                 TrainingMethod = parse.GetValue(method),
                 TrainingSteps = parse.GetValue(steps),
                 Force = parse.GetValue(force),

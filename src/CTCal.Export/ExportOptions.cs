@@ -169,6 +169,14 @@ public sealed record ExportOptions
     /// </summary>
     public ExportOptimization Optimize { get; init; } = ExportOptimization.Plain;
 
+    /// <summary>
+    /// Step caching (DeepCache): when set, <c>unet/model.onnx</c> also outputs the deep feature entering the last
+    /// <c>StepCacheBranch</c> up-block layers and <c>unet_shallow/model.onnx</c> recomputes only those layers and the
+    /// layers feeding their skip connections (<see cref="CTCal.Core.Models.ManifestStepCache"/>); 1 to the UNet's up-block
+    /// layers (levels x (layers_per_block + 1)), smaller is shallower and faster. SD 1.x/2.x with the UNet exported only.
+    /// </summary>
+    public int? StepCacheBranch { get; init; }
+
     /// <summary>Total weight bytes of a graph above which its weights go to model.onnx.data (external data).</summary>
     public long ExternalDataThreshold { get; init; } = OnnxModelWriter.DefaultExternalDataThreshold;
 

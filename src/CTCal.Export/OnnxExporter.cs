@@ -27,7 +27,8 @@ public static class OnnxExporter
     private static readonly string[] TokenizerFiles = ["vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"];
     private static readonly string[] T5TokenizerFiles = ["spiece.model", "tokenizer.json", "special_tokens_map.json", "tokenizer_config.json"];
 
-    private sealed record Part(string Folder, string ConfigJson, OnnxGraph Graph, ComponentWeights Weights);
+    /// <param name="Indexed">Listed in model_index.json (the step-cache shallow graph is not: Optimum's pipelines know no such part).</param>
+    private sealed record Part(string Folder, string ConfigJson, OnnxGraph Graph, ComponentWeights Weights, bool Indexed = true);
 
     private const ExportComponents Sd1Parts = ExportComponents.TextEncoder | ExportComponents.Unet | ExportComponents.VaeDecoder | ExportComponents.VaeEncoder;
     private const ExportComponents Sd3Parts = ExportComponents.TextEncoder | ExportComponents.TextEncoder2 | ExportComponents.TextEncoder3
@@ -187,8 +188,34 @@ public static class OnnxExporter
         }
         else if (options.Components.HasFlag(ExportComponents.TextEncoder))
             Add("text_encoder", "text_encoder", (json, file) => TextEncoderGraph.Build(ClipTextConfig.Parse(json, file), options.Fp16), null, LoraFile.TextEncoder);
+        if (options.StepCacheBranch is { } branch && (sd3 || !options.Components.HasFlag(ExportComponents.Unet)))
+            problems.Add(sd3
+                ? $"step-cache branch {branch}: step caching is for UNet models, but '{model}' is an SD3 model (a transformer)"
+                : $"step-cache branch {branch}: the step-cache graphs are UNet graphs, but unet is not among the exported components");
         if (!sd3 && options.Components.HasFlag(ExportComponents.Unet))
-            Add("unet", "unet", (json, file) => UNetGraph.Build(UNetConfig.Parse(json, file), options.Fp16, fused), unetReplacement, LoraFile.UNet);
+        {
+            // The step-cache branch is checked against the UNet config before anything is built (the builders throw on it).
+            bool branchOk = true;
+            Add("unet", "unet", (json, file) =>
+            {
+                var config = UNetConfig.Parse(json, file);
+                if (options.StepCacheBranch is { } b && (b < 1 || b > UNetGraph.UpLayerCount(config)))
+                {
+                    problems.Add($"step-cache branch {b}: must be 1 to {UNetGraph.UpLayerCount(config)} for '{file}' " +
+                        $"({config.BlockOutChannels.Length} up blocks x {config.LayersPerBlock + 1} layers)");
+                    branchOk = false;
+                    return UNetGraph.Build(config, options.Fp16, fused);
+                }
+                return UNetGraph.Build(config, options.Fp16, fused, options.StepCacheBranch);
+            }, unetReplacement, LoraFile.UNet);
+            if (options.StepCacheBranch is { } cacheBranch && branchOk && parts.LastOrDefault() is { Folder: "unet" } unetPart)
+            {
+                var shallow = UNetGraph.BuildShallow(UNetConfig.Parse(unetPart.ConfigJson, src.ConfigOrigin("unet")), cacheBranch, options.Fp16, fused);
+                if (options.Precision == ExportPrecision.Fp16) Float16Compute.Apply(shallow); // the same pass as the full UNet's
+                problems.AddRange(unetPart.Weights.Check(shallow.Weights, shallow.UnusedWeights));
+                parts.Add(new Part(ManifestStepCache.ShallowFolder, unetPart.ConfigJson, shallow, unetPart.Weights, Indexed: false));
+            }
+        }
         if (options.Components.HasFlag(ExportComponents.VaeDecoder))
             Add("vae_decoder", "vae", (json, file) => VaeGraphs.BuildDecoder(VaeConfig.Parse(json, file), options.Fp16, fused), null, "vae");
         if (options.Components.HasFlag(ExportComponents.VaeEncoder))
@@ -323,7 +350,18 @@ public static class OnnxExporter
             Precision = ExportPrecisionNames.Name(options.Precision),
             Optimize = ExportOptimizationNames.Name(options.Optimize),
             Components = components,
+            StepCache = unet is not null && options.StepCacheBranch is { } branch ? StepCache(unet, branch) : null,
         };
+    }
+
+    /// <summary>The manifest's step-cache record: the feature's shape and the FLOPs of a full and a shallow call at the native size.</summary>
+    private static ManifestStepCache StepCache(UNetConfig unet, int branch)
+    {
+        var (channels, downscale) = UNetGraph.FeatureShape(unet, branch);
+        const int tokens = 77; // one CLIP window
+        double full = UNetGraph.Flops(unet, unet.SampleSize, unet.SampleSize, tokens);
+        double shallow = UNetGraph.Flops(unet, unet.SampleSize, unet.SampleSize, tokens, branch, shallow: true);
+        return new ManifestStepCache(branch, channels, downscale, Math.Round(full / 1e9, 6), Math.Round(shallow / 1e9, 6));
     }
 
     private static string Sha256OfFile(string path)
@@ -369,7 +407,7 @@ public static class OnnxExporter
             ["scheduler"] = scheduler,
             ["tokenizer"] = new JsonArray("transformers", "CLIPTokenizer"),
         };
-        foreach (var p in parts) index[p.Folder] = new JsonArray("diffusers", "OnnxRuntimeModel");
+        foreach (var p in parts.Where(p => p.Indexed)) index[p.Folder] = new JsonArray("diffusers", "OnnxRuntimeModel");
         return index;
     }
 }

@@ -134,8 +134,50 @@ public static class MainJobCli
         }));
         root.Subcommands.Add(sweep);
         root.Subcommands.Add(StudyCommand(console));
+        root.Subcommands.Add(StepCacheCommand(console));
         root.Subcommands.Add(PrecisionComparison.Create(body => Guarded(console, body), console));
         return root;
+    }
+
+    private static Command StepCacheCommand(IAnsiConsole console)
+    {
+        var @out = new Option<string?>("--out") { Description = "output folder (default runs/stepcache)" };
+        var @base = new Option<string?>("--base") { Description = "base model folder (default: assets/base-model)" };
+        var branches = new Option<string?>("--branches") { Description = "step-cache branches tried on the validation prompts, comma-separated (default: every up-block layer)" };
+        var branch = new Option<int?>("--branch") { Description = "use this branch; no validation run" };
+        var intervals = new Option<string>("--intervals") { Description = "intervals N measured on the test prompts, comma-separated, starting with 1", DefaultValueFactory = _ => "1,2,3" };
+        var tolerance = new Option<double>("--tolerance") { Description = "largest validation overall drop (points) of the chosen branch at N = 2", DefaultValueFactory = _ => 1.0 };
+        var validationSeeds = new Option<int>("--validation-seeds") { Description = "images per validation prompt", DefaultValueFactory = _ => 2 };
+        var testSeeds = new Option<int>("--test-seeds") { Description = "images per test prompt", DefaultValueFactory = _ => 4 };
+        var prompts = new Option<int?>("--prompts") { Description = "prompts per category of each split (default: all)" };
+        var steps = new Option<int>("--sampling-steps") { Description = "DDIM steps", DefaultValueFactory = _ => 25 };
+        var threads = new Option<int>("--threads") { Description = "ONNX Runtime threads per session", DefaultValueFactory = _ => 1 };
+        var command = new Command("stepcache", "Step caching (DeepCache) on the embedded world: branch chosen on validation prompts; FLOPs, seconds per image and scores on test prompts for each N; writes stepcache.md and stepcache.json")
+        {
+            @out, @base, branches, branch, intervals, tolerance, validationSeeds, testSeeds, prompts, steps, threads,
+        };
+        command.SetAction((parse, ct) => Guarded(console, async () =>
+        {
+            static List<int> Ints(string text, string option) => text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                .Select(x => int.TryParse(x, NumberStyles.None, CultureInfo.InvariantCulture, out int v) ? v : throw new ArgumentException($"{option}: '{x}' is not a whole number"))
+                .ToList();
+            var options = new StepCache.StepCacheBenchOptions
+            {
+                OutputFolder = Path.GetFullPath(parse.GetValue(@out) ?? Path.Combine("runs", "stepcache")),
+                BaseModel = Path.GetFullPath(parse.GetValue(@base) ?? BuildInfo.DefaultBaseModel()),
+                Branches = parse.GetValue(branches) is { } b ? Ints(b, "--branches") : null,
+                Branch = parse.GetValue(branch),
+                Intervals = Ints(parse.GetValue(intervals)!, "--intervals"),
+                ValidationTolerance = parse.GetValue(tolerance),
+                ValidationSeeds = parse.GetValue(validationSeeds),
+                TestSeeds = parse.GetValue(testSeeds),
+                PromptsPerCategory = parse.GetValue(prompts),
+                SamplingSteps = parse.GetValue(steps),
+                Threads = parse.GetValue(threads),
+            };
+            await StepCache.StepCacheBench.RunAsync(options, line => console.WriteLine(line), ct);
+        }));
+        return command;
     }
 
     private static Command StudyCommand(IAnsiConsole console)

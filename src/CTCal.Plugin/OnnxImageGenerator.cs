@@ -47,7 +47,10 @@ internal sealed class OnnxImageGenerator : IImageGenerator
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var model = _runtime.Catalog.Find(request.Model);
+        ArgumentNullException.ThrowIfNull(request.Model, nameof(request.Model));
+        var (modelId, stepCacheAsked) = StepCaching.ParseModel(request.Model);
+        var model = _runtime.Catalog.Find(modelId);
+        int stepCache = StepCaching.Resolve(stepCacheAsked, _runtime.Settings.StepCache, model, out string? stepCacheNote);
         byte[]? initRgb = null;
         if (request.InitImage is not null)
         {
@@ -67,6 +70,12 @@ internal sealed class OnnxImageGenerator : IImageGenerator
         }
 
         var parameters = Resolve(request, model.Info, _runtime.Settings.DefaultScheduler);
+        if (stepCacheAsked is { } asked)
+        {
+            // the id as asked for, so the parameters (and the PNG's model field) reproduce the cached generation
+            parameters = parameters with { Model = $"{model.Info.Id}?{StepCaching.OptionName}={asked}" };
+        }
+
         return Task.Run(
             () =>
             {
@@ -85,13 +94,18 @@ internal sealed class OnnxImageGenerator : IImageGenerator
                 using (lease)
                 {
                     var warnings = new List<string>(sessions.LoadWarnings);
+                    if (stepCacheNote is not null)
+                    {
+                        warnings.Add(stepCacheNote);
+                    }
+
                     IReadOnlyList<GeneratedImage> images;
                     var timings = _runtime.Log.IsEnabled(LogSeverity.Debug) ? new StageTimings() : null;
                     try
                     {
                         images = StableDiffusionPipeline.Generate(
                             sessions, parameters, initRgb, request.PromptOverflow, _runtime.Settings.MemoryMode, warnings, progress, cancellationToken,
-                            _runtime.Settings.IoBinding, timings);
+                            _runtime.Settings.IoBinding, timings, stepCache);
                     }
                     catch (Exception ex) when (OutOfMemory.Is(ex))
                     {

@@ -28,6 +28,7 @@ public sealed class OnnxModelManifestTests
         IrVersion = 8,
         Fp16 = true,
         Optimize = "cuda",
+        StepCache = new ManifestStepCache(Branch: 2, FeatureChannels: 64, FeatureDownscale: 2, FullStepGflops: 0.242786, ShallowStepGflops: 0.038461),
         Components = new JsonObject { ["unet"] = new JsonObject { ["files"] = new JsonArray("model.onnx") } },
     };
 
@@ -41,6 +42,20 @@ public sealed class OnnxModelManifestTests
         Assert.Equal(written.Components!.ToJsonString(), read.Components!.ToJsonString());
         Assert.Equal(OnnxModelManifest.FormatName, read.Format);
         Assert.Equal(OnnxModelManifest.CurrentFormatVersion, read.FormatVersion);
+    }
+
+    /// <summary>The step-cache record is written under camelCase keys, and a manifest without it reads as a model without the graphs.</summary>
+    [Fact]
+    public void TheStepCacheRecordIsWrittenAndReadAndAbsentMeansNone()
+    {
+        var json = JsonNode.Parse(Full().ToJson())!.AsObject();
+        var cache = json["stepCache"]!.AsObject();
+        Assert.Equal(2, (int?)cache["branch"]);
+        Assert.Equal(64, (int?)cache["featureChannels"]);
+        Assert.Equal(2, (int?)cache["featureDownscale"]);
+        Assert.Equal(0.038461, (double?)cache["shallowStepGflops"]);
+        Assert.Null(OnnxModelManifest.Parse("""{"family":"sd1"}""").StepCache);
+        Assert.Equal("unet_shallow/model.onnx", ManifestStepCache.ShallowGraph);
     }
 
     [Fact]
@@ -87,6 +102,11 @@ public sealed class OnnxModelManifestTests
     [InlineData("""{"precision":"fp32","fp16":true}""", "precision 'fp32' stores float32 weights, but fp16 is true")]
     [InlineData("""{"width":"wide"}""", "not a valid manifest")]
     [InlineData("""{"loras":[{"path":"a","scale":"x","sha256":"b"}]}""", "not a valid manifest")]
+    [InlineData("""{"stepCache":{"branch":0,"featureChannels":32,"featureDownscale":1}}""", "stepCache.branch must be >= 1, got 0")]
+    [InlineData("""{"stepCache":{"branch":1,"featureChannels":32,"featureDownscale":3}}""", "stepCache.featureDownscale must be a power of 2, got 3")]
+    [InlineData("""{"stepCache":{"branch":1,"featureChannels":0,"featureDownscale":1}}""", "stepCache.featureChannels must be >= 1, got 0")]
+    [InlineData("""{"stepCache":{"branch":1,"featureChannels":32,"featureDownscale":1,"shallowStepGflops":-1}}""", "stepCache.shallowStepGflops must be a number >= 0, got -1")]
+    [InlineData("""{"family":"sd3","stepCache":{"branch":1,"featureChannels":32,"featureDownscale":1}}""", "stepCache is for UNet models")]
     [InlineData("null", "empty manifest")]
     [InlineData("{", "not a valid manifest")]
     public void ABrokenManifestIsRefusedNamingTheFileAndField(string json, string message)

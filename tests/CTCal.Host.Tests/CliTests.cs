@@ -70,6 +70,12 @@ public sealed class CliTests : IDisposable
         (code, output) = Run("generate", "--config", config, "-m", "tiny", "--prompt", "a cube", "--init-image", Path.Combine(outDir, "tiny-5.png"), "-o", outDir);
         Assert.Equal(2, code);
         Assert.Contains("vae_encoder", output);
+
+        // --step-cache reaches the plugin as "tiny?stepCache=2"; a model without the step-cache graphs is refused saying how to export them.
+        (code, output) = Run("generate", "--config", config, "-m", "tiny", "--prompt", "a cube", "--step-cache", "2", "-o", outDir);
+        Assert.Equal(2, code);
+        Assert.Contains("Model 'tiny' was exported without the step-cache graphs", output);
+        Assert.Contains("--step-cache-branch", output);
     }
 
     [Fact]

@@ -11,6 +11,43 @@ public sealed record ManifestLora(string Path, double Scale, string Sha256);
 public sealed record ManifestWeights(string Path, string Sha256);
 
 /// <summary>
+/// The step-cache graphs of an SD 1.x/2.x export (DeepCache, Ma et al. 2023): <c>unet/model.onnx</c> has a second output,
+/// <see cref="FeatureName"/>, the deep feature entering the last <see cref="Branch"/> up-block layers (resnet + attention
+/// pairs, counted from the output end), and <see cref="ShallowGraph"/> takes <c>sample</c>, <c>timestep</c>,
+/// <c>encoder_hidden_states</c> and that feature and recomputes only <c>conv_in</c>, the down-block layers whose outputs
+/// are the skip connections of those up layers, the up layers themselves and <c>conv_norm_out</c> + <c>conv_out</c>.
+/// </summary>
+/// <param name="Branch">Up-block layers the shallow graph recomputes, 1 to (levels x (layers_per_block + 1)).</param>
+/// <param name="FeatureChannels">Channels of the cached feature.</param>
+/// <param name="FeatureDownscale">Latent cells per feature cell on each axis (a power of 2).</param>
+/// <param name="FullStepGflops">GFLOPs of one full UNet call (batch 1, native size, 77 tokens; Conv, Gemm and attention MatMuls).</param>
+/// <param name="ShallowStepGflops">GFLOPs of one shallow call, counted the same way.</param>
+public sealed record ManifestStepCache(int Branch, int FeatureChannels, int FeatureDownscale, double? FullStepGflops = null, double? ShallowStepGflops = null)
+{
+    /// <summary>The shallow graph's folder, relative to the model folder.</summary>
+    public const string ShallowFolder = "unet_shallow";
+
+    /// <summary>The shallow graph, relative to the model folder.</summary>
+    public const string ShallowGraph = ShallowFolder + "/model.onnx";
+
+    /// <summary>The full UNet's extra output and the shallow graph's extra input: [batch, channels, height / downscale, width / downscale].</summary>
+    public const string FeatureName = "deep_feature";
+
+    /// <summary>Checks the fields; throws naming the field.</summary>
+    /// <exception cref="InvalidDataException">a field out of its range.</exception>
+    public void Validate(string source)
+    {
+        if (Branch < 1) throw new InvalidDataException($"{source}: stepCache.branch must be >= 1, got {Branch}");
+        if (FeatureChannels < 1) throw new InvalidDataException($"{source}: stepCache.featureChannels must be >= 1, got {FeatureChannels}");
+        if (FeatureDownscale < 1 || (FeatureDownscale & (FeatureDownscale - 1)) != 0)
+            throw new InvalidDataException($"{source}: stepCache.featureDownscale must be a power of 2, got {FeatureDownscale}");
+        foreach (var (name, value) in new[] { ("fullStepGflops", FullStepGflops), ("shallowStepGflops", ShallowStepGflops) })
+            if (value is { } v && (!double.IsFinite(v) || v < 0))
+                throw new InvalidDataException($"{source}: stepCache.{name} must be a number >= 0, got {v}");
+    }
+}
+
+/// <summary>
 /// <c>ctcal_manifest.json</c>, the record an ONNX model folder carries about itself. The exporter writes it and the plugin
 /// reads it through this one type (so the two cannot drift apart). Every field a reader needs to serve the model without
 /// guessing is here: <see cref="Family"/>, the native <see cref="Width"/> x <see cref="Height"/>, the VAE
@@ -86,6 +123,12 @@ public sealed record OnnxModelManifest
     /// </summary>
     public string? Optimize { get; init; }
 
+    /// <summary>
+    /// The step-cache graphs (<see cref="ManifestStepCache"/>), or null when the model was exported without them
+    /// (<c>ctcal-export export --step-cache-branch K</c> writes them).
+    /// </summary>
+    public ManifestStepCache? StepCache { get; init; }
+
     /// <summary><see cref="Optimize"/>, with a manifest that predates the field read as <c>plain</c>.</summary>
     [JsonIgnore]
     public string OptimizeOrPlain => Optimize ?? "plain";
@@ -118,6 +161,9 @@ public sealed record OnnxModelManifest
             throw new InvalidDataException($"{source}: vaeShiftFactor must be a finite number, got {shift}");
         if (Optimize is not null && !Optimizations.Contains(Optimize))
             throw new InvalidDataException($"{source}: optimize must be one of {string.Join(", ", Optimizations)}, got '{Optimize}'");
+        StepCache?.Validate(source);
+        if (StepCache is not null && Family == ModelFamily.Sd3)
+            throw new InvalidDataException($"{source}: stepCache is for UNet models; family sd3 has a transformer");
         if (Precision is not null && !Precisions.Contains(Precision))
             throw new InvalidDataException($"{source}: precision must be one of {string.Join(", ", Precisions)}, got '{Precision}'");
         if (Precision is not null && (Precision != "fp32") != Fp16)

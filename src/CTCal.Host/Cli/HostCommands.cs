@@ -144,9 +144,13 @@ public static class HostCommands
         var outDir = new Option<string>("--output", "-o") { Description = "Folder for the PNG files", DefaultValueFactory = _ => "." };
         var initImage = new Option<string?>("--init-image") { Description = "PNG to start from (image-to-image; the model needs a VAE encoder)" };
         var strength = new Option<double>("--strength") { Description = "Image-to-image strength, 0 (keep) to 1 (ignore the image)", DefaultValueFactory = _ => 0.75 };
+        var stepCache = new Option<int?>("--step-cache")
+        {
+            Description = "Step caching: a full UNet step every N steps, shallow ones between (the model needs ctcal-export's step-cache graphs; asked for as '<model>?stepCache=N')",
+        };
 
         var command = new Command("generate", "Generate images with a model");
-        foreach (var o in new Option[] { model, prompt, negative, width, height, steps, guidance, seed, count, scheduler, truncate, outDir, initImage, strength })
+        foreach (var o in new Option[] { model, prompt, negative, width, height, steps, guidance, seed, count, scheduler, truncate, outDir, initImage, strength, stepCache })
         {
             command.Options.Add(o);
         }
@@ -156,7 +160,8 @@ public static class HostCommands
             string modelId = parse.GetValue(model)!;
             var request = new GenerationRequest
             {
-                Model = modelId,
+                // the plugin reads a per-request interval from the model id; the plugin validates the value
+                Model = parse.GetValue(stepCache) is { } interval ? $"{modelId}?stepCache={interval.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : modelId,
                 Prompt = parse.GetValue(prompt)!,
                 NegativePrompt = parse.GetValue(negative)!,
                 Width = parse.GetValue(width),

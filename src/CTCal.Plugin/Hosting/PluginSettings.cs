@@ -56,6 +56,15 @@ internal sealed record PluginSettings
     /// <summary>Optional ONNX Runtime GenAI model folder the subject finder asks (resolved inside the plugin folder); null: the lexicon only.</summary>
     public string? SubjectsModel { get; init; }
 
+    /// <summary>Largest accepted step-cache interval (<see cref="StepCache"/> and the per-request override).</summary>
+    public const int MaxStepCache = 100;
+
+    /// <summary>
+    /// Step caching (DeepCache) by default: a full UNet step every <c>stepCache</c> steps (0, N, 2N, ...) and shallow steps
+    /// reusing its deep feature between them; 1 (the default) caches nothing. Applies to models exported with the step-cache
+    /// graphs; a model without them runs uncached with a warning. A request overrides it with <c>"&lt;model id&gt;?stepCache=N"</c>.
+    /// </summary>
+    public int StepCache { get; init; } = 1;
     /// <summary>
     /// <c>warmUp: true</c>: every model of the models folder is loaded when the plugin starts and runs one tiny generation
     /// (see <see cref="PluginRuntime.WarmUpCompletion"/>), so that a host's first request finds its sessions loaded and
@@ -75,6 +84,7 @@ internal sealed record PluginSettings
     private static readonly string[] KnownKeys =
     {
         "modelsFolder", "defaultScheduler", "executionProviders", "intraOpThreads", "interOpThreads", "memoryMode", "memoryLimitMiB", "trainerPath", "subjectsModel",
+        "stepCache",
         "warmUp",
     };
 
@@ -178,6 +188,15 @@ internal sealed record PluginSettings
             memoryLimit = limit;
         }
 
+        int stepCache = 1;
+        if (settings.TryGetProperty("stepCache", out var cacheElement) && cacheElement.ValueKind != JsonValueKind.Null)
+        {
+            if (cacheElement.ValueKind != JsonValueKind.Number || !cacheElement.TryGetInt32(out stepCache) || stepCache < 1 || stepCache > MaxStepCache)
+            {
+                throw new PluginSettingsException(
+                    $"{Where("stepCache")}: expected a whole number of steps from 1 (no caching) to {MaxStepCache}, found {cacheElement.GetRawText()}");
+            }
+        }
         var (warmUpAll, warmUpModels) = ReadWarmUp(settings, Where);
 
         string? trainer = ReadString(settings, "trainerPath", Where);
@@ -196,6 +215,7 @@ internal sealed record PluginSettings
             MemoryLimitMiB = memoryLimit,
             TrainerPath = trainerPath,
             SubjectsModel = subjectsModel,
+            StepCache = stepCache,
             WarmUpAll = warmUpAll,
             WarmUpModels = warmUpModels,
         };

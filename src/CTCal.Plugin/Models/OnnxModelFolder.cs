@@ -60,6 +60,13 @@ internal sealed partial record OnnxModelFolder(ModelInfo Info, double VaeScaling
     public string ExportProfile { get; init; } = "plain";
 
     /// <summary>
+    /// The step-cache graphs (DeepCache) from the manifest, or null when the model was exported without them: then
+    /// <c>unet/model.onnx</c> also outputs <see cref="ManifestStepCache.FeatureName"/> and <see cref="ShallowUnetPath"/> exists.
+    /// </summary>
+    public ManifestStepCache? StepCache { get; init; }
+
+    /// <summary>The step-cache shallow UNet (<see cref="ManifestStepCache.ShallowGraph"/>), meaningful when <see cref="StepCache"/> is set.</summary>
+    public string ShallowUnetPath => Path.Combine(Folder, ManifestStepCache.ShallowFolder, "model.onnx");
     /// The manifest's precision (<see cref="OnnxModelManifest.Precisions"/>: fp32, fp16-weights or fp16; read from the fp16
     /// flag in older manifests, fp32 without one). Inputs and outputs are float32 in all three.
     /// </summary>
@@ -225,6 +232,11 @@ internal sealed partial record OnnxModelFolder(ModelInfo Info, double VaeScaling
             throw new InvalidDataException($"{manifestPath}: width/height must be positive multiples of 8, got {width}x{height}");
         }
 
+        if (manifest?.StepCache is not null && !File.Exists(Path.Combine(folder, ManifestStepCache.ShallowFolder, "model.onnx")))
+        {
+            throw new InvalidDataException($"{manifestPath}: stepCache is recorded but {Path.Combine(folder, ManifestStepCache.ShallowFolder, "model.onnx")} is missing; export the model again");
+        }
+
         bool hasEncoder = File.Exists(Path.Combine(folder, "vae_encoder", "model.onnx"));
         var info = new ModelInfo(id, name, folder, family, width.Value, height.Value, hasEncoder, description);
         string? note = inferred.Count == 0 ? null : $"{folder}: no manifest or configs for some parts; defaults inferred: {string.Join("; ", inferred)}";
@@ -233,6 +245,7 @@ internal sealed partial record OnnxModelFolder(ModelInfo Info, double VaeScaling
             Scheduler = scheduler,
             InferredDefaults = note,
             ExportProfile = manifest?.OptimizeOrPlain ?? "plain",
+            StepCache = manifest?.StepCache,
             Precision = manifest?.PrecisionOrDerived ?? "fp32",
         };
     }

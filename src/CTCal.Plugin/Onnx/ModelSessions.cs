@@ -15,6 +15,7 @@ internal sealed class ModelSessions : IDisposable
 {
     private readonly SessionOptions _options;
     private readonly Lazy<InferenceSession> _vaeEncoder;
+    private readonly Lazy<InferenceSession> _shallowUnet;
     private readonly InferenceSession? _unet;
 
     private ModelSessions(OnnxModelFolder model, SessionOptions options, ExecutionProviderKind provider, IReadOnlyList<string> warnings)
@@ -26,6 +27,11 @@ internal sealed class ModelSessions : IDisposable
             () => new InferenceSession(
                 model.VaeEncoderPath ?? throw new ArgumentException($"Model '{model.Info.Id}' has no vae_encoder/model.onnx, so it cannot start from an image"),
                 options),
+            LazyThreadSafetyMode.ExecutionAndPublication);
+        _shallowUnet = new Lazy<InferenceSession>(
+            () => model.StepCache is null
+                ? throw new InvalidOperationException($"Model '{model.Info.Id}' has no step-cache graphs")
+                : new InferenceSession(model.ShallowUnetPath, options),
             LazyThreadSafetyMode.ExecutionAndPublication);
         try
         {
@@ -83,6 +89,9 @@ internal sealed class ModelSessions : IDisposable
     public SD3Sessions? SD3 { get; }
 
     public InferenceSession VaeDecoder { get; } = null!;
+
+    /// <summary>The step-cache shallow UNet (<c>unet_shallow/model.onnx</c>), loaded on the first generation that caches steps.</summary>
+    public InferenceSession ShallowUnet => _shallowUnet.Value;
 
     /// <summary>The VAE encoder, loaded on first image-to-image use.</summary>
     public InferenceSession VaeEncoder => _vaeEncoder.Value;
@@ -158,6 +167,11 @@ internal sealed class ModelSessions : IDisposable
         if (_vaeEncoder is { IsValueCreated: true })
         {
             _vaeEncoder.Value.Dispose();
+        }
+
+        if (_shallowUnet is { IsValueCreated: true })
+        {
+            _shallowUnet.Value.Dispose();
         }
 
         _options.Dispose();

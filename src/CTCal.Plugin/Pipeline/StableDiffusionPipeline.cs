@@ -27,6 +27,10 @@ internal static class StableDiffusionPipeline
     /// created and copied (the reference path the bound one is tested against).
     /// </param>
     /// <param name="timings">Receives the time of each part (<see cref="StageTimings"/>), or null not to time.</param>
+    /// <param name="stepCache">
+    /// Step caching interval N (<see cref="StepCaching"/>): 1 samples as usual; N > 1 runs the full UNet at steps 0, N, 2N, ...
+    /// and the shallow one between, through the per-call path (the bound path binds the full UNet only).
+    /// </param>
     public static IReadOnlyList<GeneratedImage> Generate(
         ModelSessions model,
         GenerationParameters p,
@@ -37,13 +41,14 @@ internal static class StableDiffusionPipeline
         IProgress<GenerationProgress>? progress,
         CancellationToken cancellationToken,
         bool ioBinding = true,
-        StageTimings? timings = null)
+        StageTimings? timings = null,
+        int stepCache = 1)
     {
         using var run = new RunOptions();
         using var terminate = cancellationToken.Register(() => run.Terminate = true);
         try
         {
-            return GenerateCore(model, p, initRgb, overflow, memoryMode, warnings, progress, run, ioBinding, timings, cancellationToken);
+            return GenerateCore(model, p, initRgb, overflow, memoryMode, warnings, progress, run, ioBinding, timings, stepCache, cancellationToken);
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
@@ -62,6 +67,7 @@ internal static class StableDiffusionPipeline
         RunOptions run,
         bool ioBinding,
         StageTimings? timings,
+        int stepCache,
         CancellationToken ct)
     {
         progress?.Report(new GenerationProgress(GenerationStage.EncodingPrompt, 0, p.BatchCount, 0, p.Steps));
@@ -78,15 +84,15 @@ internal static class StableDiffusionPipeline
         }
         else
         {
-            var unet = new UnetRunner(model, p.Width, p.Height, batchedGuidance: memoryMode != MemoryMode.Low);
+            var unet = new UnetRunner(model, p.Width, p.Height, batchedGuidance: memoryMode != MemoryMode.Low, stepCache);
             long start = Stopwatch.GetTimestamp();
             var text = TextEmbeddings.Encode(model, p.Prompt, p.NegativePrompt, overflow, unet.MaxPromptChunks, run, warnings);
             timings?.Add(GenerationStep.TextEncoder, start);
             start = Stopwatch.GetTimestamp();
             float[]? initLatents = initRgb is null ? null : ImageToImage.Encode(model, initRgb, p.Width, p.Height, unet.LatentShape, run);
             timings?.Add(GenerationStep.VaeEncoder, start);
-            bound.Value = ioBinding ? unet.Bind(text, guided) : null;
-            denoise = (seed, index) => Denoise(model, unet, text, bound.Value, p, initLatents, seed, index, run, timings, progress, ct);
+            bound.Value = ioBinding && stepCache == 1 ? unet.Bind(text, guided) : null;
+            denoise = (seed, index) => Denoise(model, unet, text, bound.Value, p, initLatents, seed, index, stepCache, run, timings, progress, ct);
             latentShape = unet.LatentShape;
         }
 
@@ -109,7 +115,7 @@ internal static class StableDiffusionPipeline
             }
 
             start = Stopwatch.GetTimestamp();
-            images.Add(new GeneratedImage(i, seed, PngEncoder.Encode(rgb, width, height, PngText(p, seed))));
+            images.Add(new GeneratedImage(i, seed, PngEncoder.Encode(rgb, width, height, PngText(p, seed, stepCache))));
             timings?.Add(GenerationStep.Png, start);
             ct.ThrowIfCancellationRequested();
         }
@@ -121,7 +127,8 @@ internal static class StableDiffusionPipeline
     /// <summary>
     /// The sampler loop for one image; everything random comes from <c>GaussianNoise(seed)</c>. With
     /// <paramref name="bound"/> the scaled input goes straight into its buffer and the prediction comes from its bound
-    /// output; without, through <see cref="UnetRunner"/>'s per-call path.
+    /// output; without, through <see cref="UnetRunner"/>'s per-call path. With <paramref name="stepCache"/> N > 1 (never
+    /// bound), steps 0, N, 2N, ... of the schedule run the full UNet and the others the shallow one.
     /// </summary>
     private static float[] Denoise(
         ModelSessions model,
@@ -132,6 +139,7 @@ internal static class StableDiffusionPipeline
         float[]? initLatents,
         long seed,
         int index,
+        int stepCache,
         RunOptions run,
         StageTimings? timings,
         IProgress<GenerationProgress>? progress,
@@ -166,15 +174,17 @@ internal static class StableDiffusionPipeline
         var modelInput = bound?.Input ?? new float[latents.Length];
         int step = 0;
         int total = timesteps.Count;
+        var cache = stepCache > 1 ? new StepCacheState(stepCache) : null;
         foreach (double t in timesteps)
         {
             ct.ThrowIfCancellationRequested();
             latents.CopyTo(modelInput, 0);
             scheduler.ScaleModelInput(modelInput, t);
+            if (cache is not null) cache.Step = step;
             long start = Stopwatch.GetTimestamp();
             float[] eps = bound is not null ? bound.Predict(t, (float)p.GuidanceScale, run)
-                : guided ? unet.PredictGuided(modelInput, t, text, (float)p.GuidanceScale, run)
-                : unet.Predict(modelInput, t, text.Prompt, text.Length, text.Hidden, run);
+                : guided ? unet.PredictGuided(modelInput, t, text, (float)p.GuidanceScale, run, cache)
+                : unet.Predict(modelInput, t, text.Prompt, text.Length, text.Hidden, run, cache);
             if (timings is not null)
             {
                 timings.Add(GenerationStep.Denoiser, start);
@@ -241,7 +251,7 @@ internal static class StableDiffusionPipeline
         return (rgb, width, height);
     }
 
-    private static IEnumerable<KeyValuePair<string, string>> PngText(GenerationParameters p, long seed)
+    private static IEnumerable<KeyValuePair<string, string>> PngText(GenerationParameters p, long seed, int stepCache)
     {
         string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
         var text = new Dictionary<string, string>
@@ -259,6 +269,11 @@ internal static class StableDiffusionPipeline
         if (p.Strength is double strength)
         {
             text["strength"] = F(strength);
+        }
+
+        if (stepCache > 1)
+        {
+            text["step_cache"] = stepCache.ToString(CultureInfo.InvariantCulture);
         }
 
         return text;

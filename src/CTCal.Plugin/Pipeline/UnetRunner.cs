@@ -1,3 +1,4 @@
+using CTCal.Core.Models;
 using CTCal.Plugin.Onnx;
 using Microsoft.ML.OnnxRuntime;
 
@@ -6,7 +7,8 @@ namespace CTCal.Plugin.Pipeline;
 /// <summary>
 /// Calls the UNet with inputs shaped as its metadata declares (<c>sample</c>, <c>timestep</c>,
 /// <c>encoder_hidden_states</c>), batching the unconditional and text halves of classifier-free guidance into one call
-/// when the model's batch dimension allows it.
+/// when the model's batch dimension allows it. With a <see cref="StepCacheState"/> (step caching), full steps also fetch the
+/// UNet's deep feature and the steps between run the shallow UNet on it (<see cref="StepCaching"/>).
 /// </summary>
 internal sealed class UnetRunner
 {
@@ -17,7 +19,9 @@ internal sealed class UnetRunner
     private readonly string _output;
     private readonly bool _batched;
 
-    public UnetRunner(ModelSessions model, int width, int height, bool batchedGuidance)
+    private readonly NodeMetadata? _feature;
+
+    public UnetRunner(ModelSessions model, int width, int height, bool batchedGuidance, int stepCache = 1)
     {
         _model = model;
         var session = model.Unet;
@@ -48,6 +52,25 @@ internal sealed class UnetRunner
         // A fixed sequence length (77) means one prompt window; a dynamic one lets long prompts use several chunks.
         int[] hiddenDims = _hidden.Dimensions;
         MaxPromptChunks = hiddenDims.Length == 3 && hiddenDims[1] > 0 ? Math.Max(1, hiddenDims[1] / 77) : StableDiffusionPipeline.MaxPromptChunks;
+
+        if (stepCache > 1)
+        {
+            // both graphs are checked before the first step: the full UNet's feature output, the shallow UNet's inputs
+            if (!session.OutputMetadata.ContainsKey(ManifestStepCache.FeatureName))
+            {
+                throw new InvalidDataException(
+                    $"{where}: has no output '{ManifestStepCache.FeatureName}' (outputs: {string.Join(", ", session.OutputNames)}), but the manifest records step-cache graphs; export the model again with --step-cache-branch");
+            }
+
+            var shallow = model.ShallowUnet;
+            string shallowPath = model.Model.ShallowUnetPath;
+            foreach (string input in new[] { "sample", "timestep", "encoder_hidden_states" })
+            {
+                OnnxTensors.Input(shallow, input, shallowPath);
+            }
+
+            _feature = OnnxTensors.Input(shallow, ManifestStepCache.FeatureName, shallowPath);
+        }
     }
 
     /// <summary>[1, C, H/f, W/f] with f the VAE scale factor.</summary>
@@ -78,36 +101,67 @@ internal sealed class UnetRunner
 
     /// <summary>
     /// Guided noise prediction: uncond + g * (text - uncond), each call's tensors created and copied (the per-call path
-    /// <see cref="Bind"/>'s is tested against).
+    /// <see cref="Bind"/>'s is tested against, and the one step caching runs on).
     /// </summary>
-    public float[] PredictGuided(float[] sample, double t, TextEmbeddings text, float guidance, RunOptions run) =>
+    /// <param name="cache">This image's step-cache state (null: no caching); the step it is at decides full or shallow.</param>
+    public float[] PredictGuided(float[] sample, double t, TextEmbeddings text, float guidance, RunOptions run, StepCacheState? cache = null) =>
         ClassifierFreeGuidance.Predict(
             _batched,
             sample.Length,
             // [2, C, h, w] and [2, L, H]: negative half first, prompt half second (diffusers' order)
-            () => Run(ClassifierFreeGuidance.Stack(sample, sample), 2, t, ClassifierFreeGuidance.Stack(text.Negative, text.Prompt), text.Length, text.Hidden, run),
-            () => Predict(sample, t, text.Negative, text.Length, text.Hidden, run),
-            () => Predict(sample, t, text.Prompt, text.Length, text.Hidden, run),
+            () => Run(ClassifierFreeGuidance.Stack(sample, sample), 2, t, ClassifierFreeGuidance.Stack(text.Negative, text.Prompt), text.Length, text.Hidden, run, cache, StepCacheState.Both),
+            () => Run(sample, 1, t, text.Negative, text.Length, text.Hidden, run, cache, StepCacheState.Negative),
+            () => Run(sample, 1, t, text.Prompt, text.Length, text.Hidden, run, cache, StepCacheState.Prompt),
             guidance);
 
     /// <summary>Unguided prediction for a batch of one.</summary>
-    public float[] Predict(float[] sample, double t, float[] hidden, int length, int width, RunOptions run) =>
-        Run(sample, 1, t, hidden, length, width, run);
+    public float[] Predict(float[] sample, double t, float[] hidden, int length, int width, RunOptions run, StepCacheState? cache = null) =>
+        Run(sample, 1, t, hidden, length, width, run, cache, StepCacheState.Prompt);
 
-    private float[] Run(float[] samples, int batch, double t, float[] hidden, int length, int width, RunOptions run)
+    private float[] Run(float[] samples, int batch, double t, float[] hidden, int length, int width, RunOptions run, StepCacheState? cache, int slot)
     {
-        string where = _model.Model.UnetPath;
+        bool shallow = cache is not null && !cache.IsFullStep;
+        string where = shallow ? _model.Model.ShallowUnetPath : _model.Model.UnetPath;
         var shape = (long[])LatentShape.Clone();
         shape[0] = batch;
         using var sampleValue = OnnxTensors.Floats(_sample, samples, shape, where);
         using var timestepValue = OnnxTensors.Timestep(_timestep, t, batch, where);
         using var hiddenValue = OnnxTensors.Floats(_hidden, hidden, new long[] { batch, length, width }, where);
-        using var outputs = _model.Unet.Run(
-            run,
-            new[] { "sample", "timestep", "encoder_hidden_states" },
-            new[] { sampleValue, timestepValue, hiddenValue },
-            new[] { _output });
-        var result = OnnxTensors.ReadFloats(outputs[0], where, out var outShape);
+        float[] result;
+        long[] outShape;
+        if (cache is null)
+        {
+            using var outputs = _model.Unet.Run(
+                run,
+                new[] { "sample", "timestep", "encoder_hidden_states" },
+                new[] { sampleValue, timestepValue, hiddenValue },
+                new[] { _output });
+            result = OnnxTensors.ReadFloats(outputs[0], where, out outShape);
+        }
+        else if (!shallow)
+        {
+            // a full step: the prediction and the deep feature the next N - 1 (shallow) steps reuse
+            using var outputs = _model.Unet.Run(
+                run,
+                new[] { "sample", "timestep", "encoder_hidden_states" },
+                new[] { sampleValue, timestepValue, hiddenValue },
+                new[] { _output, ManifestStepCache.FeatureName });
+            result = OnnxTensors.ReadFloats(outputs[0], where, out outShape);
+            float[] feature = OnnxTensors.ReadFloats(outputs[1], where, out var featureShape);
+            cache.Store(slot, feature, featureShape);
+        }
+        else
+        {
+            var (feature, featureShape) = cache.Feature(slot, where);
+            using var featureValue = OnnxTensors.Floats(_feature!, feature, featureShape, where);
+            using var outputs = _model.ShallowUnet.Run(
+                run,
+                new[] { "sample", "timestep", "encoder_hidden_states", ManifestStepCache.FeatureName },
+                new[] { sampleValue, timestepValue, hiddenValue, featureValue },
+                new[] { _output });
+            result = OnnxTensors.ReadFloats(outputs[0], where, out outShape);
+        }
+
         if (result.Length != samples.Length)
         {
             throw new InvalidDataException($"{where}: output '{_output}' has shape [{string.Join(", ", outShape)}], expected [{string.Join(", ", shape)}]");
