@@ -131,6 +131,7 @@ try {
   await go('#models');
   const tuned = await page.locator('#models-body tr[data-model="tiny-ctcal-export"]').innerText();
   check(tuned.includes('ctcal'), `exported fine-tune row shows method ctcal: ${tuned}`);
+  check(tuned.includes('LoRA ') && tuned.includes('pytorch_lora_weights.safetensors'), `exported fine-tune row names the trainer's LoRA: ${tuned}`);
   await generate('tiny-ctcal-export', { steps: 20, seed: 3 });
   await page.locator('#generate-results figure', { hasText: 'tiny-ctcal-export' }).waitFor();
 
