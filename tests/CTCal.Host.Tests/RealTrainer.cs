@@ -25,6 +25,17 @@ internal static class RealTrainer
                 return configured;
             }
 
+            // A build with CTCAL_ARTIFACTS set (Directory.Build.props) puts it under the artifacts folder instead.
+            string? artifacts = Environment.GetEnvironmentVariable("CTCAL_ARTIFACTS");
+            string artifactsBin = Path.Combine(artifacts ?? "", "bin", "CTCal.Trainer.Cli");
+            string? built = artifacts is not null && Directory.Exists(artifactsBin)
+                ? Directory.EnumerateFiles(artifactsBin, "ctcal-train.dll", SearchOption.AllDirectories).FirstOrDefault()
+                : null;
+            if (built is not null)
+            {
+                return Path.GetDirectoryName(built)!;
+            }
+
             throw new DirectoryNotFoundException($"ctcal-train build output not found at {configured}; build CTCal.Trainer.Cli first");
         }
     }
