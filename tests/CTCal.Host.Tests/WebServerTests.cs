@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using CTCal.Contracts;
 using CTCal.Host.Cli;
 using CTCal.Host.Web;
 using CTCal.Tests;
@@ -74,6 +75,8 @@ public sealed class WebServerTests : IDisposable
         string baseModel = Path.Combine(TestPaths.Fixtures, "tiny-sd1");
         Assert.Equal("loraRank", await FieldOf("api/finetune", new { baseModel, data, output = Path.Combine(_root, "run"), modelId = "t", loraRank = 0 }));
         Assert.Equal("method", await FieldOf("api/finetune", new { baseModel, data, output = Path.Combine(_root, "run"), modelId = "t", method = "magic" }));
+        Assert.Equal("resolution", await FieldOf("api/finetune", new { baseModel, data, output = Path.Combine(_root, "run"), modelId = "t", resolution = 4 }));
+        Assert.Equal("resolution", await FieldOf("api/finetune", new { baseModel, data, output = Path.Combine(_root, "run"), modelId = "t", resolution = "small" }));
         Assert.Equal("data", await FieldOf("api/finetune", new { baseModel, data = Path.Combine(_root, "missing"), output = Path.Combine(_root, "run"), modelId = "t" }));
         Assert.Equal("modelId", await FieldOf("api/export", new { source = baseModel, modelId = "../x" }));
         Assert.Equal("source", await FieldOf("api/export", new { source = Path.Combine(_root, "missing"), modelId = "x" }));
@@ -81,6 +84,20 @@ public sealed class WebServerTests : IDisposable
         // A POST that is not JSON (a form another site could send without a preflight) is refused.
         using var form = await server.Client.PostAsync("api/generate", new StringContent("model=tiny", System.Text.Encoding.UTF8, "application/x-www-form-urlencoded"));
         Assert.Equal(HttpStatusCode.UnsupportedMediaType, form.StatusCode);
+    }
+
+    [Fact]
+    public void TheFineTuneFormsResolutionAndRankBecomeTheTrainerJobsAndTheDefaultsStayOtherwise()
+    {
+        string data = Directory.CreateDirectory(Path.Combine(_root, "data")).FullName;
+        string baseModel = Path.Combine(TestPaths.Fixtures, "tiny-sd1");
+        var body = new FineTuneEndpoints.FineTuneBody(baseModel, data, Path.Combine(_root, "run"), "t", "vanilla", 3, 8, 64, false);
+        var job = FineTuneEndpoints.ToRequest(body).Job;
+        Assert.Equal((64, 8, 3, "vanilla"), (job.Resolution, job.LoraRank, job.Steps, job.Method));
+
+        var defaults = FineTuneEndpoints.ToRequest(body with { Method = null, Steps = null, LoraRank = null, Resolution = null }).Job;
+        var d = FineTuneJob.Defaults;
+        Assert.Equal((d.Resolution, d.LoraRank, d.Steps, d.Method), (defaults.Resolution, defaults.LoraRank, defaults.Steps, defaults.Method));
     }
 
     [Fact]

@@ -1,13 +1,16 @@
 // End-to-end test of `ctcal-host serve` in Debian's headless Chromium, driven by playwright-core.
-// Run by CTCal.Host.Tests.BrowserTests, which lays out the plugins folder, the exported tiny model and the stand-in
-// trainer, starts the server on loopback and passes:
+// Run by CTCal.Host.Tests.BrowserTests, which lays out the plugins folder, the exported tiny model and the real trainer
+// (ctcal-train), starts the server on loopback and passes:
 //   CTCAL_URL          the server's address (http://127.0.0.1:PORT/)
 //   CTCAL_BASE         the diffusers folder exported as tiny-base and fine-tuned (assets/base-model)
 //   CTCAL_DATA         a dataset folder
 //   CTCAL_RUN          the fine-tune's output folder
+//   CTCAL_FT_STEPS     the fine-tune's steps
+//   CTCAL_FT_RESOLUTION  its training resolution
 //   CTCAL_SCREENSHOTS  folder for one PNG per page (optional)
 //   CTCAL_CHROMIUM     the browser (default /usr/bin/chromium)
-// Exits 0 when every step passed; otherwise prints the failing step and exits 1.
+// Exits 0 when every step passed; otherwise prints the failing step and exits 1. Prints the loss curve's points as
+// "page losses: [[step, loss], ...]" for BrowserTests to compare with the trainer's log.
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +20,8 @@ const env = name => { const v = process.env[name]; if (!v) throw new Error(`${na
 const url = env('CTCAL_URL');
 const shots = process.env.CTCAL_SCREENSHOTS;
 if (shots) mkdirSync(shots, { recursive: true });
-const timeout = 120_000; // a hang guard only; nothing here is timed
+const timeout = 300_000; // a hang guard only; nothing here is timed (the fine-tune is a real one on a loaded machine)
+const ftSteps = Number(env('CTCAL_FT_STEPS'));
 
 const userDataDir = mkdtempSync(join(tmpdir(), 'ctcal-chromium-'));
 const context = await chromium.launchPersistentContext(userDataDir, {
@@ -98,14 +102,18 @@ try {
   await ft.locator('[name=data]').fill(env('CTCAL_DATA'));
   await ft.locator('[name=output]').fill(env('CTCAL_RUN'));
   await ft.locator('select[name=method]').selectOption('ctcal');
-  await ft.locator('[name=steps]').fill('8');
+  await ft.locator('[name=steps]').fill(String(ftSteps));
   await ft.locator('[name=loraRank]').fill('4');
+  await ft.locator('[name=resolution]').fill(env('CTCAL_FT_RESOLUTION'));
   await ft.locator('[name=modelId]').fill('tiny-ctcal');
   await page.getByTestId('start-finetune').click();
-  await page.getByTestId('finetune-status').filter({ hasText: /step \d+\/8/ }).waitFor();
+  await page.getByTestId('finetune-status').filter({ hasText: new RegExp(`step \\d+/${ftSteps} · loss `) }).waitFor();
   await page.getByTestId('finetune-status').filter({ hasText: 'done' }).waitFor();
   check(await page.locator('#loss-curve polyline').count() === 1, 'the loss curve is drawn');
-  check(await page.locator('#loss-curve circle').count() === 8, 'one loss point per step');
+  const points = (await page.locator('#loss-curve circle title').allTextContents())
+    .map(t => /^step (\d+): loss (\S+)$/.exec(t)).map(m => m && [Number(m[1]), Number(m[2])]);
+  check(points.length === ftSteps && points.every((p, i) => p && p[0] === i + 1 && Number.isFinite(p[1])), `one loss point per step: ${JSON.stringify(points)}`);
+  console.log(`page losses: ${JSON.stringify(points)}`);
   await page.locator('#finetunes-body tr', { hasText: 'done' }).waitFor();
   await shot('finetune');
 
@@ -123,6 +131,7 @@ try {
   await go('#models');
   const tuned = await page.locator('#models-body tr[data-model="tiny-ctcal-export"]').innerText();
   check(tuned.includes('ctcal'), `exported fine-tune row shows method ctcal: ${tuned}`);
+  check(tuned.includes('LoRA ') && tuned.includes('pytorch_lora_weights.safetensors'), `exported fine-tune row names the trainer's LoRA: ${tuned}`);
   await generate('tiny-ctcal-export', { steps: 20, seed: 3 });
   await page.locator('#generate-results figure', { hasText: 'tiny-ctcal-export' }).waitFor();
 

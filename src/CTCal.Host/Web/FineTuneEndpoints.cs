@@ -16,7 +16,7 @@ namespace CTCal.Host.Web;
 internal static class FineTuneEndpoints
 {
     /// <summary>The body of <c>POST /api/finetune</c>.</summary>
-    internal sealed record FineTuneBody(string? BaseModel, string? Data, string? Output, string? ModelId, string? Method, int? Steps, int? LoraRank, bool Resume);
+    internal sealed record FineTuneBody(string? BaseModel, string? Data, string? Output, string? ModelId, string? Method, int? Steps, int? LoraRank, int? Resolution, bool Resume);
 
     /// <summary>The body of <c>POST /api/finetunes/{id}/export</c>.</summary>
     internal sealed record ExportFineTuneBody(string? ModelId, bool Overwrite);
@@ -85,6 +85,11 @@ internal static class FineTuneEndpoints
         if (body.LoraRank is int rank)
         {
             extra.AddRange(["--lora-rank", rank.ToString(CultureInfo.InvariantCulture)]);
+        }
+
+        if (body.Resolution is int resolution)
+        {
+            extra.AddRange(["--resolution", resolution.ToString(CultureInfo.InvariantCulture)]);
         }
 
         if (body.Resume)

@@ -27,7 +27,7 @@ internal static class ModelEndpoints
             methods = FineTuneJob.Methods,
             predictionTypes = FineTuneJob.PredictionTypes,
             limits = new { GenerationRules.MaxSide, GenerationRules.MaxSteps, GenerationRules.MaxCount, GenerationRules.MaxGuidance },
-            fineTune = new { FineTuneJob.Defaults.Steps, FineTuneJob.Defaults.LoraRank, FineTuneJob.Defaults.Method },
+            fineTune = new { FineTuneJob.Defaults.Steps, FineTuneJob.Defaults.LoraRank, FineTuneJob.Defaults.Resolution, FineTuneJob.Defaults.Method },
         }, WebServer.Json));
 
         app.MapGet("/api/plugins", () => Results.Json(new

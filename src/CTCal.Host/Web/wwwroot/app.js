@@ -51,7 +51,7 @@ const cancelJob = id => api(`/api/jobs/${id}/cancel`, {});
 
 // --- Forms ------------------------------------------------------------------------------------------------------------
 
-const numberFields = new Set(['width', 'height', 'steps', 'guidance', 'seed', 'count', 'strength', 'loraRank']);
+const numberFields = new Set(['width', 'height', 'steps', 'guidance', 'seed', 'count', 'strength', 'loraRank', 'resolution']);
 
 function formValues(form) {
   const values = {};
@@ -130,6 +130,7 @@ async function loadOptions() {
   $('#finetune-form select[name=method]').append(...options.methods.map(m => el('option', { value: m, text: m })));
   $('#finetune-form [name=steps]').placeholder = options.fineTune.steps;
   $('#finetune-form [name=loraRank]').placeholder = options.fineTune.loraRank;
+  $('#finetune-form [name=resolution]').placeholder = options.fineTune.resolution;
   $('#export-form select[name=predictionType]').append(...options.predictionTypes.map(p => el('option', { value: p, text: p })));
 }
 
@@ -246,7 +247,12 @@ function drawLoss(svg, points, totalSteps) {
   const x = s => left + (w - left - right) * s / Math.max(maxStep, 1);
   const y = v => top + (h - top - bottom) * (hi - v) / (hi - lo);
   add('polyline', { class: 'line', points: points.map(p => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(' ') });
-  for (const p of points.length <= 40 ? points : []) add('circle', { cx: x(p[0]), cy: y(p[1]), r: 2.5, fill: '#2f6fdf' });
+  for (const p of points.length <= 40 ? points : []) {
+    // Each point's title (a tooltip) carries its step and the trainer's loss.
+    const title = document.createElementNS(ns, 'title');
+    title.textContent = `step ${p[0]}: loss ${p[1].toPrecision(5)}`;
+    add('circle', { cx: x(p[0]), cy: y(p[1]), r: 2.5, fill: '#2f6fdf' }).append(title);
+  }
   add('text', { x: 4, y: top + 10 }, hi.toPrecision(3));
   add('text', { x: 4, y: h - bottom }, lo.toPrecision(3));
   add('text', { x: w - right - 60, y: h - 6 }, `step ${maxStep}`);
