@@ -31,6 +31,7 @@ public sealed class WebServerTests : IDisposable
     [InlineData("count", 0, "--count", "0")]
     [InlineData("scheduler", "euler a!", "--scheduler", "euler a!")]
     [InlineData("model", "../etc", "--model", "../etc")]
+    [InlineData("model", "../etc?stepCache=2", "--model", "../etc?stepCache=2")] // the id part is checked, options or not
     [InlineData("strength", 1.5, "--strength", "1.5")]
     public async Task BadGenerationInputIsA400NamingTheFieldAsTheCliRefusesIt(string field, object value, string option, string cliValue)
     {

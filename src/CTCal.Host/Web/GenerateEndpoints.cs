@@ -24,8 +24,9 @@ internal static class GenerateEndpoints
         {
             var request = ToRequest(body);
             GenerationRules.Validate(request);
-            var generator = await HostCommands.FindGeneratorAsync(state.Plugins.Generators, request.Model, ctx.RequestAborted)
-                ?? throw new InputException("model", $"No loaded plugin has a model '{request.Model}'");
+            string modelId = GenerationRules.ModelIdOf(request.Model); // without the plugin's per-request options ("?stepCache=N")
+            var generator = await HostCommands.FindGeneratorAsync(state.Plugins.Generators, modelId, ctx.RequestAborted)
+                ?? throw new InputException("model", $"No loaded plugin has a model '{modelId}'");
             var summary = request with { InitImage = null };
             var job = state.Jobs.Start("generate", summary, async job =>
             {
