@@ -73,7 +73,7 @@ internal sealed class OnnxImageGenerator : IImageGenerator
         if (stepCacheAsked is { } asked)
         {
             // the id as asked for, so the parameters (and the PNG's model field) reproduce the cached generation
-            parameters = parameters with { Model = $"{model.Info.Id}?{StepCaching.OptionName}={asked}" };
+            parameters = parameters with { Model = RequestModelId.WithStepCache(model.Info.Id, asked) };
         }
 
         return Task.Run(

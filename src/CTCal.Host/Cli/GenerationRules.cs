@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using CTCal.Contracts;
+using CTCal.Core.Models;
 using CTCal.Core.Schedulers;
 
 namespace CTCal.Host.Cli;
@@ -30,12 +31,6 @@ public static partial class GenerationRules
     /// <summary>Whether <paramref name="id"/> can name a model folder (letters, digits, '.', '-', '_'; not starting with '.' or '-').</summary>
     public static bool IsModelId(string? id) => id is not null && ModelIdPattern().IsMatch(id) && !id.Contains("..", StringComparison.Ordinal);
 
-    /// <summary>
-    /// The model id of a request's <c>Model</c>: the part before the per-request options the plugin reads after <c>?</c>
-    /// (<c>tiny?stepCache=2</c> names model <c>tiny</c>; the plugin checks the options and names a bad one).
-    /// </summary>
-    public static string ModelIdOf(string? model) => model is null ? "" : model.Split('?', 2)[0];
-
     /// <summary>The problems of <paramref name="request"/>, each with the field it concerns; empty when it may be sent to a plugin.</summary>
     public static IReadOnlyList<InputProblem> Problems(GenerationRequest request)
     {
@@ -49,7 +44,7 @@ public static partial class GenerationRules
             }
         }
 
-        Check(IsModelId(ModelIdOf(request.Model)), "model", $"Model '{request.Model}' is not a model id (letters, digits, '.', '-', '_')");
+        Check(IsModelId(RequestModelId.IdOf(request.Model)), "model", $"Model '{request.Model}' is not a model id (letters, digits, '.', '-', '_')");
         Check(!string.IsNullOrWhiteSpace(request.Prompt), "prompt", "Prompt must not be empty");
         foreach (var (field, name, value) in new[] { ("width", "Width", request.Width), ("height", "Height", request.Height) })
         {

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using CTCal.Contracts;
 using CTCal.Core.IO;
+using CTCal.Core.Models;
 using CTCal.Core.Threading;
 using CTCal.Hosting;
 
@@ -161,7 +162,7 @@ public static class HostCommands
             var request = new GenerationRequest
             {
                 // the plugin reads a per-request interval from the model id; the plugin validates the value
-                Model = parse.GetValue(stepCache) is { } interval ? $"{modelId}?stepCache={interval.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : modelId,
+                Model = parse.GetValue(stepCache) is { } interval ? RequestModelId.WithStepCache(modelId, interval) : modelId,
                 Prompt = parse.GetValue(prompt)!,
                 NegativePrompt = parse.GetValue(negative)!,
                 Width = parse.GetValue(width),

@@ -1,4 +1,5 @@
 using CTCal.Contracts;
+using CTCal.Core.Models;
 using CTCal.Core.Threading;
 using CTCal.Host.Cli;
 using Microsoft.AspNetCore.Builder;
@@ -24,7 +25,7 @@ internal static class GenerateEndpoints
         {
             var request = ToRequest(body);
             GenerationRules.Validate(request);
-            string modelId = GenerationRules.ModelIdOf(request.Model); // without the plugin's per-request options ("?stepCache=N")
+            string modelId = RequestModelId.IdOf(request.Model); // without the plugin's per-request options ("?stepCache=N")
             var generator = await HostCommands.FindGeneratorAsync(state.Plugins.Generators, modelId, ctx.RequestAborted)
                 ?? throw new InputException("model", $"No loaded plugin has a model '{modelId}'");
             var summary = request with { InitImage = null };

@@ -13,20 +13,18 @@ namespace CTCal.Plugin.Pipeline;
 internal static class StepCaching
 {
     /// <summary>The per-request option's name in a model id (<c>base?stepCache=2</c>).</summary>
-    public const string OptionName = "stepCache";
+    public const string OptionName = RequestModelId.StepCacheOption;
 
     /// <summary>Splits <c>"&lt;id&gt;?stepCache=N"</c> into the model id and the interval asked for (null when none is).</summary>
     /// <exception cref="ArgumentException">An unknown option, or an interval that is not a whole number from 1 to <see cref="Hosting.PluginSettings.MaxStepCache"/>.</exception>
     public static (string Id, int? Interval) ParseModel(string model)
     {
-        ArgumentNullException.ThrowIfNull(model);
-        int q = model.IndexOf('?', StringComparison.Ordinal);
-        if (q < 0)
+        var (id, option) = RequestModelId.Split(model);
+        if (option is null)
         {
-            return (model, null);
+            return (id, null);
         }
 
-        string id = model[..q], option = model[(q + 1)..];
         int eq = option.IndexOf('=', StringComparison.Ordinal);
         string name = eq < 0 ? option : option[..eq];
         if (!string.Equals(name, OptionName, StringComparison.Ordinal))
