@@ -113,6 +113,7 @@ public static class MainJobCli
                 return;
             }
 
+            RunLog.SetProcessFolder(options.OutputFolder);
             await new MainJobRunner(console).RunAsync(options, ct);
         }));
 
@@ -130,6 +131,7 @@ public static class MainJobCli
                 options = options with { Recipe = options.Recipe with { PromptsPerCategory = options.Recipe.PromptsPerCategory ?? 8 } };
             }
 
+            RunLog.SetProcessFolder(options.OutputFolder);
             await Sweep.RunAsync(console, options, ParseList(parse.GetValue(lrs)!, "--lr"), ParseList(parse.GetValue(weights)!, "--ctcal-weight"), ct);
         }));
         root.Subcommands.Add(sweep);
@@ -234,10 +236,7 @@ public static class MainJobCli
             settings = comparison ? settings.ForComparison() : settings;
             settings = settings.ForFamily();
             settings.Validate();
-            if (LogManager.Configuration is { } logConfig)
-            {
-                logConfig.Variables["runDir"] = settings.OutputFolder;
-            }
+            RunLog.SetProcessFolder(settings.OutputFolder);
 
             var runner = new StudyRunner(comparison ? StudyStages.Comparison(f) : StudyStages.Default(), settings, line => console.MarkupLine(Markup.Escape(line)));
             await runner.RunAsync(parse.GetValue(only), ct);

@@ -40,6 +40,7 @@ public sealed class MainJobRunner
     public async Task<RunResults> RunAsync(MainJobOptions options, CancellationToken ct)
     {
         options.Validate();
+        using var log = RunLog.To(options.OutputFolder);
         var started = DateTime.UtcNow;
         var total = Stopwatch.StartNew();
         var machine = MachineInfo.Current();
@@ -96,11 +97,6 @@ public sealed class MainJobRunner
     internal async Task<Prepared> PrepareAsync(MainJobOptions options, CancellationToken ct)
     {
         Directory.CreateDirectory(options.OutputFolder);
-        if (LogManager.Configuration is { } logConfig)
-        {
-            logConfig.Variables["runDir"] = options.OutputFolder;
-        }
-
         string trainer = BuildInfo.TrainerExecutable();
         HostWorkspace.PrependToPath(Path.GetDirectoryName(trainer)!);
         // Trainer children inherit this: a large gen-0 budget makes their garbage collections rare, and with them the

@@ -44,6 +44,7 @@ public static class Sweep
             throw new ArgumentException("sweep: --lr needs positive values and --ctcal-weight non-negative ones, at least one of each");
         }
 
+        using var log = RunLog.To(options.OutputFolder);
         var clock = Stopwatch.StartNew();
         var runner = new MainJobRunner(console);
         using var prepared = await runner.PrepareAsync(options, ct);

@@ -54,6 +54,8 @@ public sealed class EndToEndTests : IDisposable
         }
 
         Assert.True(Directory.Exists(Path.Combine(o, "host", "models", "ctcal-s1")));
+        NLog.LogManager.Flush();
+        Assert.Contains("Trainer started", File.ReadAllText(Path.Combine(o, "main.log"))); // the run's own log (RunLog), plugin lines included
         Assert.Contains("SMOKE RUN", File.ReadAllText(Path.Combine(o, "report.md")));
         Assert.Contains("CTCal vs vanilla", output.ToString());
     }

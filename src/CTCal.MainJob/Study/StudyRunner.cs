@@ -78,6 +78,7 @@ public sealed class StudyRunner
         }
 
         Directory.CreateDirectory(_settings.OutputFolder);
+        using var log = RunLog.To(_settings.OutputFolder);
         var folders = Folders;
         var outcomes = new List<StudyStageOutcome>();
         for (int i = 0; i < _stages.Count; i++)
