@@ -38,12 +38,13 @@ public sealed class StepCacheTests : IDisposable
 
     private string Models => Path.Combine(_root, "models");
 
-    private OnnxImageGenerator Create(int stepCache = 1, MemoryMode mode = MemoryMode.Balanced)
+    private OnnxImageGenerator Create(int stepCache = 1, MemoryMode mode = MemoryMode.Balanced, bool ioBinding = true)
     {
         var runtime = new PluginRuntime(
             new PluginSettings
             {
                 ModelsFolder = Models, ExecutionProviders = [ExecutionProviderKind.Cpu], IntraOpThreads = 1, InterOpThreads = 1, MemoryMode = mode, StepCache = stepCache,
+                IoBinding = ioBinding,
             },
             new RecordingLog());
         _runtimes.Add(runtime);
@@ -91,6 +92,40 @@ public sealed class StepCacheTests : IDisposable
         Assert.Equal(cached, Pixels(await Create(stepCache: 2, mode: mode).GenerateAsync(Request("cached"))));
         // and the request overrides the setting
         Assert.Equal(full, Pixels(await Create(stepCache: 2, mode: mode).GenerateAsync(Request("cached?stepCache=1"))));
+    }
+
+    /// <summary>
+    /// The bound denoiser with the shallow graph bound beside the full one (the feature tensor shared between them) makes
+    /// the PNGs of the per-call path, byte for byte: batched guidance (one batch-2 feature) and memory mode low (one per
+    /// half), without guidance, several images per request (each image's first step full again), and float16 compute.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Bound_step_caching_gives_bitwise_the_pngs_of_the_per_call_path(bool lowMemory)
+    {
+        OnnxExporter.Export(new ExportOptions
+        {
+            ModelFolder = Path.Combine(TestPaths.Fixtures, "tiny-sd1"), OutputFolder = Path.Combine(Models, "cached16"), StepCacheBranch = 2, Precision = ExportPrecision.Fp16,
+        });
+        var mode = lowMemory ? MemoryMode.Low : MemoryMode.Balanced;
+        var bound = Create(mode: mode);
+        var perCall = Create(mode: mode, ioBinding: false);
+        foreach (var request in new[]
+        {
+            Request("cached?stepCache=2") with { BatchCount = 2 },
+            Request("cached?stepCache=3") with { GuidanceScale = 1.0 },
+            Request("cached16?stepCache=2"),
+        })
+        {
+            var expected = await perCall.GenerateAsync(request);
+            var actual = await bound.GenerateAsync(request);
+            Assert.Equal(request.BatchCount, actual.Images.Count);
+            for (int i = 0; i < expected.Images.Count; i++)
+            {
+                Assert.Equal(expected.Images[i].Png, actual.Images[i].Png);
+            }
+        }
     }
 
     [Theory]

@@ -8,6 +8,14 @@ namespace CTCal.Plugin.Pipeline;
 internal sealed record DenoiserCondition(string Name, NodeMetadata Meta, float[] Negative, float[] Prompt, long[] Shape);
 
 /// <summary>
+/// Step caching's shallow UNet (<see cref="StepCaching"/>), bound beside the full one: the full graph's
+/// <paramref name="Feature"/> output and the shallow graph's input of that name are one tensor per call, so a shallow step
+/// reads what the last full step wrote without a copy.
+/// </summary>
+/// <param name="FeatureShape">The batch-1 feature shape [1, C, h, w]; a batch-2 binding doubles its first dimension.</param>
+internal sealed record ShallowDenoiser(InferenceSession Session, string Where, string Feature, long[] FeatureShape);
+
+/// <summary>
 /// One request's denoiser calls through ONNX Runtime I/O binding (<see cref="OrtIoBinding"/>, ONNX Runtime's
 /// <c>OrtIoBinding</c> / <c>RunWithBinding</c>): every input and output tensor of the sampler loop is allocated once,
 /// bound once, and reused by every step and every image of the request, so a step copies the scaled latents in (both
@@ -21,6 +29,11 @@ internal sealed record DenoiserCondition(string Name, NodeMetadata Meta, float[]
 /// allocator (alignment), same fp16 conversions, same guidance arithmetic.
 /// </para>
 /// <para>
+/// With a <see cref="ShallowDenoiser"/> (step caching), each call has a second binding on the shallow session over the
+/// same sample, timestep, conditioning and output tensors, and the feature tensor the full call's binding writes is the
+/// shallow call's input; <see cref="Predict"/>'s <c>shallow</c> picks the bindings.
+/// </para>
+/// <para>
 /// Ownership: this object owns the bound <see cref="OrtValue"/>s, the <see cref="OrtIoBinding"/>s and the
 /// <see cref="Input"/> and output arrays, and disposes them; the caller owns the session and must dispose this before
 /// it (the pipelines hold it in a <c>using</c> for the request). <see cref="Input"/> and the span
@@ -30,11 +43,13 @@ internal sealed record DenoiserCondition(string Name, NodeMetadata Meta, float[]
 internal sealed class BoundDenoiser : IDisposable
 {
     private readonly InferenceSession _session;
+    private readonly InferenceSession? _shallowSession;
     private readonly string _where;
     private readonly int _length;
     private readonly bool _guided;
     private readonly List<OrtValue> _values = new();
     private readonly List<OrtIoBinding> _bindings = new();
+    private readonly List<OrtIoBinding> _shallowBindings = new();
     private readonly OrtValue _sample;
     private readonly OrtValue _timestep;
     private readonly OrtValue[] _outputs;
@@ -44,6 +59,7 @@ internal sealed class BoundDenoiser : IDisposable
     /// <param name="latentShape">The batch-1 latent shape [1, C, h, w] of the sample input and the output.</param>
     /// <param name="guided">Classifier-free guidance (scale &gt; 1): both halves; otherwise the prompt half only.</param>
     /// <param name="batched">Both halves in one batch-2 call (ignored without guidance).</param>
+    /// <param name="shallow">Step caching's shallow UNet, or null.</param>
     public BoundDenoiser(
         InferenceSession session,
         string where,
@@ -53,9 +69,11 @@ internal sealed class BoundDenoiser : IDisposable
         string output,
         long[] latentShape,
         bool guided,
-        bool batched)
+        bool batched,
+        ShallowDenoiser? shallow = null)
     {
         _session = session;
+        _shallowSession = shallow?.Session;
         _where = where;
         _guided = guided;
         _length = checked((int)latentShape.Aggregate(1L, (a, b) => a * b));
@@ -71,6 +89,21 @@ internal sealed class BoundDenoiser : IDisposable
             _timestep = Own(OnnxTensors.Allocate(timestep.Meta, OnnxTensors.TimestepShape(timestep.Meta, batch, where), where));
             var outputMeta = session.OutputMetadata[output];
             CheckOutput(outputMeta, shape, output);
+            NodeMetadata? featureMeta = null;
+            long[]? featureShape = null;
+            if (shallow is not null)
+            {
+                featureMeta = session.OutputMetadata[shallow.Feature];
+                featureShape = (long[])shallow.FeatureShape.Clone();
+                featureShape[0] = batch; // [batch, C, h, w]
+                CheckOutput(featureMeta, featureShape, shallow.Feature);
+                var input = shallow.Session.InputMetadata[shallow.Feature];
+                if (input.ElementDataType != featureMeta.ElementDataType)
+                {
+                    throw new InvalidDataException(
+                        $"{shallow.Where}: input '{shallow.Feature}' is {input.ElementDataType}, but {where} outputs it as {featureMeta.ElementDataType}; export the model again");
+                }
+            }
 
             // (conditions, output) per call: [negative; prompt] stacked, or each half alone, or the prompt half
             IEnumerable<Func<DenoiserCondition, float[][]>> calls = !guided ? [c => [c.Prompt]]
@@ -81,8 +114,16 @@ internal sealed class BoundDenoiser : IDisposable
             {
                 var binding = _session.CreateIoBinding();
                 _bindings.Add(binding);
+                var shallowBinding = shallow?.Session.CreateIoBinding();
+                if (shallowBinding is not null)
+                {
+                    _shallowBindings.Add(shallowBinding);
+                }
+
                 binding.BindInput(sample.Name, _sample);
                 binding.BindInput(timestep.Name, _timestep);
+                shallowBinding?.BindInput(sample.Name, _sample);
+                shallowBinding?.BindInput(timestep.Name, _timestep);
                 foreach (var condition in conditions)
                 {
                     float[][] halves = rows(condition);
@@ -97,11 +138,20 @@ internal sealed class BoundDenoiser : IDisposable
                     }
 
                     binding.BindInput(condition.Name, value);
+                    shallowBinding?.BindInput(condition.Name, value);
                 }
 
                 var result = Own(OnnxTensors.Allocate(outputMeta, shape, where));
                 binding.BindOutput(output, result);
                 outputs.Add(result);
+                if (shallowBinding is not null)
+                {
+                    // the full call writes the feature, the shallow calls after it read the same tensor
+                    var feature = Own(OnnxTensors.Allocate(featureMeta!, featureShape!, where));
+                    binding.BindOutput(shallow!.Feature, feature);
+                    shallowBinding.BindInput(shallow.Feature, feature);
+                    shallowBinding.BindOutput(output, result);
+                }
             }
 
             _outputs = outputs.ToArray();
@@ -121,8 +171,15 @@ internal sealed class BoundDenoiser : IDisposable
     /// uncond + g (text - uncond) (the prompt half's without guidance), in an array this object owns and overwrites on
     /// the next call.
     /// </summary>
-    public float[] Predict(double t, float guidance, RunOptions run)
+    /// <param name="shallow">A step-cache shallow step: runs the shallow UNet on the feature of the last full step (which
+    /// this object must have run before, with the same guidance halves).</param>
+    public float[] Predict(double t, float guidance, RunOptions run, bool shallow = false)
     {
+        if (shallow && _shallowBindings.Count == 0)
+        {
+            throw new InvalidOperationException($"{_where}: a shallow step asked of a denoiser bound without the step-cache graph");
+        }
+
         OnnxTensors.WriteFloats(_sample, Input, 0, _where);
         if (_bindings.Count == 1 && _guided)
         {
@@ -130,9 +187,19 @@ internal sealed class BoundDenoiser : IDisposable
         }
 
         OnnxTensors.WriteTimestep(_timestep, t, _where);
-        foreach (var binding in _bindings)
+        if (shallow)
         {
-            _session.RunWithBinding(run, binding);
+            foreach (var binding in _shallowBindings)
+            {
+                _shallowSession!.RunWithBinding(run, binding);
+            }
+        }
+        else
+        {
+            foreach (var binding in _bindings)
+            {
+                _session.RunWithBinding(run, binding);
+            }
         }
 
         if (!_guided)
@@ -151,11 +218,12 @@ internal sealed class BoundDenoiser : IDisposable
 
     public void Dispose()
     {
-        foreach (var binding in _bindings)
+        foreach (var binding in _bindings.Concat(_shallowBindings))
         {
             binding.Dispose();
         }
 
+        _shallowBindings.Clear();
         foreach (var value in _values)
         {
             value.Dispose();

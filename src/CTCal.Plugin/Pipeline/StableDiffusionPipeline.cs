@@ -29,7 +29,7 @@ internal static class StableDiffusionPipeline
     /// <param name="timings">Receives the time of each part (<see cref="StageTimings"/>), or null not to time.</param>
     /// <param name="stepCache">
     /// Step caching interval N (<see cref="StepCaching"/>): 1 samples as usual; N > 1 runs the full UNet at steps 0, N, 2N, ...
-    /// and the shallow one between, through the per-call path (the bound path binds the full UNet only).
+    /// and the shallow one between (bound or per call, as <paramref name="ioBinding"/> says).
     /// </param>
     public static IReadOnlyList<GeneratedImage> Generate(
         ModelSessions model,
@@ -91,7 +91,7 @@ internal static class StableDiffusionPipeline
             start = Stopwatch.GetTimestamp();
             float[]? initLatents = initRgb is null ? null : ImageToImage.Encode(model, initRgb, p.Width, p.Height, unet.LatentShape, run);
             timings?.Add(GenerationStep.VaeEncoder, start);
-            bound.Value = ioBinding && stepCache == 1 ? unet.Bind(text, guided) : null;
+            bound.Value = ioBinding ? unet.Bind(text, guided) : null;
             denoise = (seed, index) => Denoise(model, unet, text, bound.Value, p, initLatents, seed, index, stepCache, run, timings, progress, ct);
             latentShape = unet.LatentShape;
         }
@@ -127,8 +127,8 @@ internal static class StableDiffusionPipeline
     /// <summary>
     /// The sampler loop for one image; everything random comes from <c>GaussianNoise(seed)</c>. With
     /// <paramref name="bound"/> the scaled input goes straight into its buffer and the prediction comes from its bound
-    /// output; without, through <see cref="UnetRunner"/>'s per-call path. With <paramref name="stepCache"/> N > 1 (never
-    /// bound), steps 0, N, 2N, ... of the schedule run the full UNet and the others the shallow one.
+    /// output; without, through <see cref="UnetRunner"/>'s per-call path. With <paramref name="stepCache"/> N > 1, steps
+    /// 0, N, 2N, ... of the schedule run the full UNet and the others the shallow one.
     /// </summary>
     private static float[] Denoise(
         ModelSessions model,
@@ -182,7 +182,7 @@ internal static class StableDiffusionPipeline
             scheduler.ScaleModelInput(modelInput, t);
             if (cache is not null) cache.Step = step;
             long start = Stopwatch.GetTimestamp();
-            float[] eps = bound is not null ? bound.Predict(t, (float)p.GuidanceScale, run)
+            float[] eps = bound is not null ? bound.Predict(t, (float)p.GuidanceScale, run, shallow: cache is { IsFullStep: false })
                 : guided ? unet.PredictGuided(modelInput, t, text, (float)p.GuidanceScale, run, cache)
                 : unet.Predict(modelInput, t, text.Prompt, text.Length, text.Hidden, run, cache);
             if (timings is not null)

@@ -85,8 +85,9 @@ internal sealed class UnetRunner
 
     /// <summary>
     /// The request's UNet calls with their tensors bound once (<see cref="BoundDenoiser"/>): <paramref name="text"/> is
-    /// written into its bound input here; <paramref name="guided"/>: classifier-free guidance (both halves). The caller
-    /// owns (disposes) the result, before the sessions.
+    /// written into its bound input here; <paramref name="guided"/>: classifier-free guidance (both halves). With step
+    /// caching (this runner made with an interval above 1) the shallow UNet is bound too. The caller owns (disposes) the
+    /// result, before the sessions.
     /// </summary>
     public BoundDenoiser Bind(TextEmbeddings text, bool guided) => new(
         _model.Unet,
@@ -97,11 +98,29 @@ internal sealed class UnetRunner
         _output,
         LatentShape,
         guided,
-        _batched);
+        _batched,
+        _feature is null ? null : new ShallowDenoiser(_model.ShallowUnet, _model.Model.ShallowUnetPath, ManifestStepCache.FeatureName, FeatureShape()));
+
+    /// <summary>
+    /// The batch-1 deep feature [1, C, h, w]: the manifest's channels, the latent size halved (rounding up, as the
+    /// stride-2 downsampling convolutions do) once per factor 2 of its downscale.
+    /// </summary>
+    private long[] FeatureShape()
+    {
+        var cache = _model.Model.StepCache!;
+        long h = LatentShape[2], w = LatentShape[3];
+        for (int d = cache.FeatureDownscale; d > 1; d /= 2)
+        {
+            h = (h + 1) / 2;
+            w = (w + 1) / 2;
+        }
+
+        return [1, cache.FeatureChannels, h, w];
+    }
 
     /// <summary>
     /// Guided noise prediction: uncond + g * (text - uncond), each call's tensors created and copied (the per-call path
-    /// <see cref="Bind"/>'s is tested against, and the one step caching runs on).
+    /// <see cref="Bind"/>'s is tested against).
     /// </summary>
     /// <param name="cache">This image's step-cache state (null: no caching); the step it is at decides full or shallow.</param>
     public float[] PredictGuided(float[] sample, double t, TextEmbeddings text, float guidance, RunOptions run, StepCacheState? cache = null) =>
