@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using CTCal.Contracts;
+using CTCal.Core.Diagnostics;
 using CTCal.Core.Threading;
 
 namespace CTCal.MainJob;
@@ -99,7 +100,9 @@ internal static class FineTuneStage
     /// Runs <paramref name="attempt"/> (given its number, from 1) until it succeeds, at most <see cref="MaxAttempts"/>
     /// times: <paramref name="output"/> (the trainer's folder) is cleared before each run; after a failed run its
     /// train.log is kept beside the folder as <c>&lt;output&gt;.attempt&lt;n&gt;.train.log</c> and the run starts again
-    /// from scratch (same job, so the same result); the last failure is rethrown naming the log.
+    /// from scratch (same job, so the same result); the last failure is rethrown naming the log. A failure the trainer
+    /// reports as one that would repeat (bad input, divergence, an unwritable output: <see cref="TrainerErrorKinds.MayPassOnRetry"/>)
+    /// is rethrown at once.
     /// </summary>
     internal static async Task<T> WithAttemptsAsync<T>(string id, string output, Func<int, Task<T>> attempt, CancellationToken ct)
     {
@@ -118,7 +121,7 @@ internal static class FineTuneStage
             {
                 string log = Path.Combine(output, "train.log");
                 var failure = new FineTuneException($"fine-tune {id} failed (log: {log}): {e.Message}", e);
-                if (n >= MaxAttempts || ct.IsCancellationRequested)
+                if (n >= MaxAttempts || ct.IsCancellationRequested || !TrainerErrorKinds.MayPassOnRetry(e))
                 {
                     throw failure;
                 }

@@ -1,4 +1,5 @@
 using CTCal.Core.Checkpoints;
+using CTCal.Core.Diagnostics;
 using CTCal.Core.Diffusers;
 using CTCal.Core.Models;
 using CTCal.Core.Safetensors;
@@ -45,7 +46,11 @@ internal sealed class CliContext(Func<string, ITrainableDiffusionModel> loadMode
                 or SafetensorsException or ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException => ExitCodes.BadInput,
             _ => ExitCodes.Error,
         };
-        string kind = code switch { ExitCodes.Diverged => "diverged", ExitCodes.OutputNotWritable => "output_not_writable", ExitCodes.BadInput => "bad_input", ExitCodes.Cancelled => "cancelled", _ => "error" };
+        string kind = code switch
+        {
+            ExitCodes.Diverged => TrainerErrorKinds.Diverged, ExitCodes.OutputNotWritable => TrainerErrorKinds.OutputNotWritable,
+            ExitCodes.BadInput => TrainerErrorKinds.BadInput, ExitCodes.Cancelled => TrainerErrorKinds.Cancelled, _ => TrainerErrorKinds.Error,
+        };
         if (code == ExitCodes.Error) Log.Error(e, "ctcal-train failed");
         else Log.Error("{0}: {1}", kind, e.Message);
         json?.Write("error", new { Kind = kind, e.Message, ExitCode = code });

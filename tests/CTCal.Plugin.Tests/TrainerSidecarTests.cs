@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using CTCal.Contracts;
+using CTCal.Core.Diagnostics;
 using CTCal.Plugin.TrainerClient;
 using CTCal.Tests;
 using Xunit;
@@ -104,6 +105,25 @@ public sealed class TrainerSidecarTests : IDisposable
             """);
         var ex = await Assert.ThrowsAsync<FineTuneException>(() => new TrainerSidecar(trainer, new RecordingLog()).RunAsync(new[] { "train" }, null, CancellationToken.None));
         Assert.Contains("CUDA out of memory", ex.Message);
+        Assert.Null(TrainerErrorKinds.Of(ex)); // no kind given
+        Assert.True(TrainerErrorKinds.MayPassOnRetry(ex));
+    }
+
+    /// <summary>The error event's kind travels on the exception, so a caller can tell a failure that would repeat from one that may not.</summary>
+    [SkippableTheory]
+    [InlineData("bad_input", false)]
+    [InlineData("diverged", false)]
+    [InlineData("error", true)]
+    public async Task ErrorEventKindIsCarriedOnTheException(string kind, bool mayPassOnRetry)
+    {
+        Skip.If(OperatingSystem.IsWindows(), "the stand-in trainer is a POSIX shell script");
+        string trainer = FakeTrainer($$"""
+            echo '{"event":"error","kind":"{{kind}}","message":"it failed","exitCode":2}'
+            exit 2
+            """);
+        var ex = await Assert.ThrowsAsync<FineTuneException>(() => new TrainerSidecar(trainer, new RecordingLog()).RunAsync(new[] { "train" }, null, CancellationToken.None));
+        Assert.Equal(kind, TrainerErrorKinds.Of(ex));
+        Assert.Equal(mayPassOnRetry, TrainerErrorKinds.MayPassOnRetry(ex));
     }
 
     [SkippableFact]

@@ -7,7 +7,8 @@ namespace CTCal.Plugin.TrainerClient;
 /// One line of <c>ctcal-train --progress json</c> (docs/trainer.md): a JSON object with an <c>event</c> of
 /// <c>start</c>, <c>step</c>, <c>checkpoint</c>, <c>validation</c>, <c>message</c>, <c>done</c> or <c>error</c>.
 /// Read here: <c>step</c> (or <c>steps</c> in <c>done</c>), <c>total_steps</c>, <c>path</c> (or <c>final_weights</c> in
-/// <c>done</c>), <c>message</c> (or <c>text</c>), <c>cancelled</c>, <c>method</c> (in <c>start</c>), and every other number as a metric (<c>loss</c>,
+/// <c>done</c>), <c>message</c> (or <c>text</c>), <c>cancelled</c>, <c>method</c> (in <c>start</c>), <c>kind</c> (in <c>error</c>:
+/// <see cref="CTCal.Core.Diagnostics.TrainerErrorKinds"/>), and every other number as a metric (<c>loss</c>,
 /// <c>lr</c>, ...). camelCase spellings are accepted too.
 /// </summary>
 internal sealed record TrainerEvent(
@@ -18,7 +19,8 @@ internal sealed record TrainerEvent(
     string? Message,
     IReadOnlyDictionary<string, double> Metrics,
     bool Cancelled = false,
-    string? Method = null)
+    string? Method = null,
+    string? ErrorKind = null)
 {
     public static readonly string[] Kinds = { "start", "step", "checkpoint", "validation", "message", "done", "error" };
 
@@ -69,7 +71,8 @@ internal sealed record TrainerEvent(
                 String(root, "message") ?? String(root, "text"),
                 metrics,
                 root.TryGetProperty("cancelled", out var cancelled) && cancelled.ValueKind == JsonValueKind.True,
-                String(root, "method"));
+                String(root, "method"),
+                kind == "error" ? String(root, "kind") : null);
         }
         catch (JsonException ex)
         {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using CTCal.Contracts;
+using CTCal.Core.Diagnostics;
 
 namespace CTCal.Plugin.TrainerClient;
 
@@ -24,7 +25,7 @@ internal sealed class TrainerSidecar
 
     /// <summary>
     /// Runs the trainer to its end and returns its <c>done</c> event (with the <c>start</c> event's method). Throws <see cref="FineTuneException"/> when it
-    /// reports <c>error</c> or exits without <c>done</c>, <see cref="OperationCanceledException"/> when cancelled
+    /// reports <c>error</c> (the event's kind in the exception's <see cref="Exception.Data"/>, <see cref="TrainerErrorKinds"/>) or exits without <c>done</c>, <see cref="OperationCanceledException"/> when cancelled
     /// (the process tree is killed first).
     /// </summary>
     public async Task<TrainerEvent> RunAsync(
@@ -134,7 +135,13 @@ internal sealed class TrainerSidecar
 
         if (error is not null)
         {
-            throw new FineTuneException($"Trainer reported an error: {error.Message ?? "(no message)"}");
+            var failure = new FineTuneException($"Trainer reported an error: {error.Message ?? "(no message)"}");
+            if (error.ErrorKind is not null)
+            {
+                failure.Data[TrainerErrorKinds.DataKey] = error.ErrorKind;
+            }
+
+            throw failure;
         }
 
         if (process.ExitCode != 0)
