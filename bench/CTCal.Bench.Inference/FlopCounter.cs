@@ -6,6 +6,9 @@ namespace CTCal.Bench.Inference;
 /// <summary>The floating-point operations of one operator kind in one run: <paramref name="Nodes"/> nodes, <paramref name="Flops"/> = 2 x multiply-adds.</summary>
 internal sealed record OpFlops(string Op, int Nodes, double Flops);
 
+/// <summary>The output elements of one element-wise transcendental operator kind in one run (<see cref="FlopCounter.TranscendentalOps"/>).</summary>
+internal sealed record OpElements(string Op, int Nodes, long Elements);
+
 /// <summary>
 /// Counts the floating-point operations of one run of an ONNX graph from the shapes ONNX Runtime records when it profiles
 /// a run (<see cref="SessionOptions.EnableProfiling"/>: one <c>*_kernel_time</c> event per node run, with
@@ -32,12 +35,26 @@ internal static class FlopCounter
         ["Conv", "FusedConv", "NchwcConv", "ConvTranspose", "MatMul", "FusedMatMul", "Gemm", "FusedGemm", "MultiHeadAttention", "Attention"];
 
     /// <summary>
+    /// The element-wise operators that evaluate an exponential-class function per element, whose outputs
+    /// <see cref="ElementsFromProfile"/> counts: in a plain export, attention's softmax (one exp per score), GELU's Erf and
+    /// SiLU's Sigmoid. Fused graphs hide them inside contrib operators, so count them on the plain graph of the same network.
+    /// </summary>
+    public static IReadOnlyCollection<string> TranscendentalOps { get; } = ["Softmax", "Exp", "Erf", "Sigmoid", "Tanh"];
+
+    /// <summary>
     /// Runs <paramref name="modelPath"/> once on <paramref name="inputs"/> with profiling on and graph optimizations off
     /// (intra-op threads, arena and the rest from <paramref name="options"/>, fresh options this call changes and the
     /// caller disposes) and counts its FLOPs per operator kind, most first. The profile is written to a temporary folder,
     /// deleted afterwards.
     /// </summary>
-    public static IReadOnlyList<OpFlops> Count(string modelPath, SessionOptions options, IReadOnlyList<(string Name, float[] Data, long[] Shape)> inputs)
+    public static IReadOnlyList<OpFlops> Count(string modelPath, SessionOptions options, IReadOnlyList<(string Name, float[] Data, long[] Shape)> inputs) =>
+        FromProfile(Profile(modelPath, options, inputs));
+
+    /// <summary>
+    /// The JSON of one profiled run of <paramref name="modelPath"/> on <paramref name="inputs"/>, graph optimizations off
+    /// (see <see cref="Count"/>), for <see cref="FromProfile"/> and <see cref="ElementsFromProfile"/>.
+    /// </summary>
+    public static string Profile(string modelPath, SessionOptions options, IReadOnlyList<(string Name, float[] Data, long[] Shape)> inputs)
     {
         string folder = Path.Combine(Path.GetTempPath(), $"ctcal-flops-{Guid.NewGuid():N}");
         Directory.CreateDirectory(folder);
@@ -64,7 +81,7 @@ internal static class FlopCounter
                 profile = session.EndProfiling();
             }
 
-            return FromProfile(File.ReadAllText(Path.IsPathRooted(profile) ? profile : Path.Combine(Environment.CurrentDirectory, profile)));
+            return File.ReadAllText(Path.IsPathRooted(profile) ? profile : Path.Combine(Environment.CurrentDirectory, profile));
         }
         finally
         {
@@ -76,13 +93,32 @@ internal static class FlopCounter
     /// <exception cref="InvalidDataException">The profile is not a JSON array or a counted node lacks its shapes.</exception>
     public static IReadOnlyList<OpFlops> FromProfile(string json)
     {
+        var totals = new Dictionary<string, (int Nodes, double Flops)>(StringComparer.Ordinal);
+        foreach (var (op, node, inputs, outputs) in NodeRuns(json))
+        {
+            if (!CountedOps.Contains(op))
+            {
+                continue;
+            }
+
+            double flops = NodeFlops(op, inputs, outputs, node);
+            var (n, f) = totals.GetValueOrDefault(op);
+            totals[op] = (n + 1, f + flops);
+        }
+
+        return totals.Select(t => new OpFlops(t.Key, t.Value.Nodes, t.Value.Flops)).OrderByDescending(o => o.Flops).ToArray();
+    }
+
+    /// <summary>Each node run of a profile: operator, node event name, input and output shapes (null where absent).</summary>
+    private static IEnumerable<(string Op, string Node, IReadOnlyList<long[]?> Inputs, IReadOnlyList<long[]?> Outputs)> NodeRuns(string json)
+    {
         using var doc = JsonDocument.Parse(json);
         if (doc.RootElement.ValueKind != JsonValueKind.Array)
         {
             throw new InvalidDataException($"an ONNX Runtime profile is a JSON array of events, found {doc.RootElement.ValueKind}");
         }
 
-        var totals = new Dictionary<string, (int Nodes, double Flops)>(StringComparer.Ordinal);
+        var runs = new List<(string, string, IReadOnlyList<long[]?>, IReadOnlyList<long[]?>)>();
         foreach (var e in doc.RootElement.EnumerateArray())
         {
             if (!e.TryGetProperty("cat", out var cat) || cat.GetString() != "Node"
@@ -93,19 +129,36 @@ internal static class FlopCounter
             }
 
             string op = opName.GetString()!;
-            if (!CountedOps.Contains(op))
+            if (!CountedOps.Contains(op) && !TranscendentalOps.Contains(op))
             {
                 continue;
             }
 
-            var inputs = Shapes(args, "input_type_shape", name.GetString()!);
-            var outputs = Shapes(args, "output_type_shape", name.GetString()!);
-            double flops = NodeFlops(op, inputs, outputs, name.GetString()!);
-            var (n, f) = totals.GetValueOrDefault(op);
-            totals[op] = (n + 1, f + flops);
+            string node = name.GetString()!;
+            runs.Add((op, node, Shapes(args, "input_type_shape", node), Shapes(args, "output_type_shape", node)));
         }
 
-        return totals.Select(t => new OpFlops(t.Key, t.Value.Nodes, t.Value.Flops)).OrderByDescending(o => o.Flops).ToArray();
+        return runs;
+    }
+
+    /// <summary>The output elements of the <see cref="TranscendentalOps"/> node runs in an ONNX Runtime profile, per operator kind, most first.</summary>
+    /// <exception cref="InvalidDataException">The profile is not a JSON array or a counted node lacks its output shape.</exception>
+    public static IReadOnlyList<OpElements> ElementsFromProfile(string json)
+    {
+        var totals = new Dictionary<string, (int Nodes, long Elements)>(StringComparer.Ordinal);
+        foreach (var (op, node, _, outputs) in NodeRuns(json))
+        {
+            if (!TranscendentalOps.Contains(op))
+            {
+                continue;
+            }
+
+            long[] y = outputs.Count > 0 && outputs[0] is { } shape ? shape : throw new InvalidDataException($"{node} ({op}): output 0 has no shape in the profile");
+            var (n, e) = totals.GetValueOrDefault(op);
+            totals[op] = (n + 1, e + Size(y));
+        }
+
+        return totals.Select(t => new OpElements(t.Key, t.Value.Nodes, t.Value.Elements)).OrderByDescending(o => o.Elements).ToArray();
     }
 
     /// <summary>2 x the multiply-adds of one node of a counted operator, from its input and output shapes (a missing optional input is null).</summary>

@@ -239,15 +239,21 @@ void RunUNet(BenchConfig bench)
         ("sample", sample.data<float>().ToArray(), sample.shape), ("timestep", timesteps, [batch]),
         ("encoder_hidden_states", context.data<float>().ToArray(), context.shape),
     ];
-    double? plainFlops = null, profileFlops = null;
+    (double Flops, IReadOnlyList<OpElements> Elements)? plainWork = null;
+    double? profileFlops = null;
     foreach (int t in threadList)
     {
         set_num_threads(t);
         using var ort = new OrtStepper(Path.Combine(onnxFolder, "unet", "model.onnx"), t, inputs);
         using var ortProfile = profileFolder is null ? null : new OrtStepper(Path.Combine(profileFolder, "unet", "model.onnx"), t, inputs);
-        plainFlops ??= ort.CountFlops(bench.Name);
+        plainWork ??= ort.CountWork(bench.Name);
+        double plainFlops = plainWork.Value.Flops;
         profileFlops ??= ortProfile?.CountFlops(bench.Name);
         using var gemm = new GemmPeak(Path.Combine(work, "gemm"), gemmSize, t);
+        var elements = plainWork.Value.Elements;
+        var costs = TranscendentalFloor.NsPerElement(elements.Select(e => e.Op), t, Path.Combine(work, "elementwise"));
+        var transcendental = new TranscendentalCost(TranscendentalFloor.Milliseconds(elements, costs),
+            string.Join(", ", elements.Select(e => $"{e.Op} {e.Elements / 1e6:F1} M x {costs[e.Op]:F2} ns")));
 
         float[] TorchStep()
         {
@@ -261,7 +267,7 @@ void RunUNet(BenchConfig bench)
             $"layers_per_block {config.LayersPerBlock}, cross_attention_dim {config.CrossAttentionDim}; sample [{string.Join(", ", sample.shape)}] " +
             $"({bench.Latent * 8}x{bench.Latent * 8} images); export {export:F2} s; {t} thread(s)", ort.Step, unet is null ? null : TorchStep,
             ortProfile is null ? null : new ProfileStep(ExportOptimizationNames.Name(optimize!.Value), ortProfile.Step, profileFlops),
-            t, plainFlops, gemm), warmup, runs, steps, batch);
+            t, plainFlops, gemm, transcendental), warmup, runs, steps, batch);
     }
 }
 

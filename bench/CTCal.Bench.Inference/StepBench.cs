@@ -12,10 +12,17 @@ namespace CTCal.Bench.Inference;
 /// profile (<c>--optimize cpu</c>), timed in back-to-back pairs against <paramref name="Ort"/>. <paramref name="Threads"/>:
 /// the intra-op threads of every session; <paramref name="Flops"/>: the plain graph's FLOPs per step
 /// (<see cref="FlopCounter"/>); <paramref name="Gemm"/>: the GEMM whose runs, one beside each timed step, give the
-/// machine's peak the achieved GFLOP/s are a fraction of.
+/// machine's peak the achieved GFLOP/s are a fraction of; <paramref name="Transcendental"/>: the step's exp-class work, for
+/// the floor that bounds that fraction (<see cref="TranscendentalFloor"/>).
 /// </summary>
 internal sealed record StepPair(string Name, string Network, string Description, Func<float[]> Ort, Func<float[]>? Torch, ProfileStep? Profile = null,
-    int Threads = 0, double? Flops = null, GemmPeak? Gemm = null);
+    int Threads = 0, double? Flops = null, GemmPeak? Gemm = null, TranscendentalCost? Transcendental = null);
+
+/// <summary>
+/// The exp-class work of a step (<see cref="TranscendentalFloor"/>): <paramref name="Milliseconds"/> per step at the
+/// measured per-element costs; <paramref name="Detail"/> the counts and costs for the printout.
+/// </summary>
+internal sealed record TranscendentalCost(double Milliseconds, string Detail);
 
 /// <summary>The step of a graph exported with the export profile <paramref name="Name"/> (e.g. cpu), run in ONNX Runtime; <paramref name="Flops"/> its FLOPs per step.</summary>
 internal sealed record ProfileStep(string Name, Func<float[]> Step, double? Flops = null);
@@ -164,6 +171,19 @@ internal static class StepBench
             Console.WriteLine($"[{n}] by process CPU time (robust to a loaded machine; exact at 1 thread, spinning workers inflate it at more): " +
                 $"GEMM {gemm.GflopsPerSecond(Median(gemmCpuMs)):F1} GFLOP per CPU-second, plain step {flops / (Median(ortCpuMs) * 1e6):F1}; of GEMM {cpuFractions}");
             result += $"; GFLOP/step {flops / 1e9:F2}; {rates}; GEMM peak {peak:F1} GFLOP/s; {fractions}; {cpuFractions}";
+            if (pair.Transcendental is { } tc)
+            {
+                // No rewrite of the graph does the FLOPs faster than the GEMM peak or the exp-class elements faster than
+                // ONNX Runtime's kernels do them from cache.
+                double flopMs = flops / (peak * 1e6);
+                double floor = flopMs + tc.Milliseconds;
+                double bound = flopMs / floor;
+                string reached = $"plain {floor / ort:P1}" + (pair.Profile is { } pf ? $", {pf.Name} {floor / Median(profileMs):P1}" : "");
+                Console.WriteLine($"[{n}] floor: {floor:F1} ms/step = {flopMs:F1} ms of FLOPs at the GEMM peak + {tc.Milliseconds:F1} ms of exp-class elements ({tc.Detail}); " +
+                    $"so at most {bound:P1} of the GEMM peak; the steps run at {reached} of the floor's speed");
+                result += $"; floor {floor:F1} ms, bound {bound:P1} of GEMM peak";
+            }
+
             if (pair.Profile is not null) result += $"; plain/{pair.Profile.Name} paired ratio {Median(pairRatios):F3}";
             Console.WriteLine(result + $"; load average {LoadAverage()}");
         }
@@ -248,14 +268,28 @@ internal sealed class OrtStepper : IDisposable
     public IReadOnlyList<(string Name, float[] Data, long[] Shape)> Inputs { get; }
 
     /// <summary>The graph's FLOPs per run (<see cref="FlopCounter"/>, one profiled run with optimizations off), in total.</summary>
-    public double CountFlops(string name)
+    public double CountFlops(string name) => CountWork(name).Flops;
+
+    /// <summary>
+    /// The graph's FLOPs per run and the output elements of its exponential-class operators
+    /// (<see cref="FlopCounter.ElementsFromProfile"/>), from one profiled run with optimizations off.
+    /// </summary>
+    public (double Flops, IReadOnlyList<OpElements> Elements) CountWork(string name)
     {
         using var options = StepBench.CpuOptions(Threads);
-        var ops = FlopCounter.Count(ModelPath, options, Inputs);
+        string profile = FlopCounter.Profile(ModelPath, options, Inputs);
+        var ops = FlopCounter.FromProfile(profile);
+        var elements = FlopCounter.ElementsFromProfile(profile);
         double total = ops.Sum(o => o.Flops);
-        Console.WriteLine($"[{name}] FLOPs per step of {Path.GetFileName(Path.GetDirectoryName(Path.GetDirectoryName(ModelPath)))}/{Path.GetFileName(Path.GetDirectoryName(ModelPath))}: " +
+        string graph = $"{Path.GetFileName(Path.GetDirectoryName(Path.GetDirectoryName(ModelPath)))}/{Path.GetFileName(Path.GetDirectoryName(ModelPath))}";
+        Console.WriteLine($"[{name}] FLOPs per step of {graph}: " +
             $"{total / 1e9:F3} GFLOP (" + string.Join(", ", ops.Select(o => $"{o.Op} x{o.Nodes} {o.Flops / total:P1}")) + ")");
-        return total;
+        if (elements.Count > 0)
+        {
+            Console.WriteLine($"[{name}] exp-class elements per step of {graph}: " + string.Join(", ", elements.Select(e => $"{e.Op} x{e.Nodes} {e.Elements / 1e6:F2} M")));
+        }
+
+        return (total, elements);
     }
 
     public float[] Step()

@@ -102,5 +102,44 @@ public sealed class FlopCounterTests
         Assert.Equal(2.0 * 35 * 6, ops["FusedMatMul"]);
         Assert.Equal(2.0 * 2 * 10 * 10 * (32 + 32), ops["MultiHeadAttention"]);
         Assert.Equal(2.0 * 4 * 12 * 36 + 2.0 * 4 * 4 * (2 * 12), ops["Attention"]);
+
+        // the element counter takes the softmax (one exp per output element) and nothing it does not count
+        var elements = Assert.Single(FlopCounter.ElementsFromProfile(profile));
+        Assert.Equal(new OpElements("Softmax", 1, 6), elements);
+    }
+
+    /// <summary>
+    /// The transcendental elements of a plain graph's profile: attention's Softmax over [B, h, S, L], GELU's Erf and SiLU's
+    /// Sigmoid, summed per operator over the node runs; the MatMuls around them are FLOPs, not elements.
+    /// </summary>
+    [Fact]
+    public void CountsTheElementsOfExpClassOperatorsInARealProfile()
+    {
+        var g = new OnnxGraph("elements", fp16Weights: false);
+        string q = g.Input("q", DataType.Float, 2L, 4L, 6L, 8L);
+        string k = g.Input("k", DataType.Float, 2L, 4L, 8L, 5L);
+        string probs = g.Op("Softmax", [g.Op("MatMul", [q, k])], null, OnnxGraph.Attr("axis", -1L)); // [2, 4, 6, 5]
+        g.Output(probs, "p", DataType.Float, 2L, 4L, 6L, 5L);
+        string x = g.Input("x", DataType.Float, 3L, 7L);
+        g.Output(g.Op("Erf", [x]), "e", DataType.Float, 3L, 7L);
+        g.Output(g.Op("Mul", [x, g.Op("Sigmoid", [x])]), "s", DataType.Float, 3L, 7L);
+        string folder = Path.Combine(Path.GetTempPath(), $"ctcal-elements-{Guid.NewGuid():N}");
+        try
+        {
+            OnnxModelWriter.Write(g, new InMemoryWeights(new Dictionary<string, float[]>()), folder, OnnxModelWriter.DefaultExternalDataThreshold);
+            using var options = new Microsoft.ML.OnnxRuntime.SessionOptions { IntraOpNumThreads = 1 };
+            string json = FlopCounter.Profile(Path.Combine(folder, OnnxModelWriter.ModelFileName), options,
+                [("q", Random(1, 2 * 4 * 6 * 8), [2, 4, 6, 8]), ("k", Random(2, 2 * 4 * 8 * 5), [2, 4, 8, 5]), ("x", Random(3, 21), [3, 7])]);
+            var elements = FlopCounter.ElementsFromProfile(json).ToDictionary(o => o.Op, o => o.Elements);
+            Assert.Equal(3, elements.Count);
+            Assert.Equal(2 * 4 * 6 * 5, elements["Softmax"]);
+            Assert.Equal(21, elements["Erf"]);
+            Assert.Equal(21, elements["Sigmoid"]);
+            Assert.Equal(2.0 * (2 * 4 * 6 * 5) * 8, FlopCounter.FromProfile(json).Single().Flops);
+        }
+        finally
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, true);
+        }
     }
 }
