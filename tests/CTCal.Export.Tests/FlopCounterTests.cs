@@ -1,5 +1,6 @@
 using CTCal.Bench.Inference;
 using CTCal.Export.Decoder;
+using CTCal.Export.Graphs;
 using CTCal.Export.Onnx;
 using static CTCal.Export.Onnx.Proto.TensorProto.Types;
 
@@ -106,6 +107,45 @@ public sealed class FlopCounterTests
         // the element counter takes the softmax (one exp per output element) and nothing it does not count
         var elements = Assert.Single(FlopCounter.ElementsFromProfile(profile));
         Assert.Equal(new OpElements("Softmax", 1, 6), elements);
+    }
+
+    /// <summary>
+    /// The two FLOP counts of the project agree on a real export: the exporter's walk (<see cref="UNetGraph.Flops"/>, the
+    /// manifest's <c>fullStepGflops</c> / <c>shallowStepGflops</c>) and the bench's count from ONNX Runtime's profile of the
+    /// exported graph, for the full UNet and the step-cache shallow UNet of tiny-sd1 (batch 1, 16x16 latent, 77 tokens).
+    /// </summary>
+    [Fact]
+    public void The_exporters_unet_walk_and_the_profile_count_agree_on_the_full_and_shallow_unet()
+    {
+        string fixture = Path.Combine(CTCal.Tests.TestPaths.Fixtures, "tiny-sd1");
+        string folder = Path.Combine(Path.GetTempPath(), $"ctcal-flops-unet-{Guid.NewGuid():N}");
+        try
+        {
+            OnnxExporter.Export(new ExportOptions { ModelFolder = fixture, OutputFolder = folder, StepCacheBranch = 2 });
+            var config = CTCal.Core.Diffusers.UNetConfig.Load(Path.Combine(fixture, "unet", "config.json"));
+            var cache = CTCal.Core.Models.OnnxModelManifest.TryRead(folder)!.StepCache!;
+            (string, float[], long[])[] inputs =
+            [
+                ("sample", Random(1, 4 * 16 * 16), [1, 4, 16, 16]), ("timestep", [500f], [1]), ("encoder_hidden_states", Random(2, 77 * config.CrossAttentionDim), [1, 77, config.CrossAttentionDim]),
+            ];
+            double Profiled(string graph, params (string, float[], long[])[] extra)
+            {
+                using var options = new Microsoft.ML.OnnxRuntime.SessionOptions { IntraOpNumThreads = 1 };
+                return FlopCounter.Count(Path.Combine(folder, graph), options, [.. inputs, .. extra]).Sum(o => o.Flops);
+            }
+
+            double full = Profiled("unet/model.onnx");
+            Assert.Equal(UNetGraph.Flops(config, 16, 16, 77), full, 1e-6 * full);
+            long featureCells = (long)cache.FeatureChannels * (16 / cache.FeatureDownscale) * (16 / cache.FeatureDownscale);
+            double shallow = Profiled("unet_shallow/model.onnx",
+                ("deep_feature", Random(3, featureCells), [1, cache.FeatureChannels, 16 / cache.FeatureDownscale, 16 / cache.FeatureDownscale]));
+            Assert.Equal(UNetGraph.Flops(config, 16, 16, 77, cache.Branch, shallow: true), shallow, 1e-6 * shallow);
+            Assert.InRange(shallow, 1e6, full * 0.9);
+        }
+        finally
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, true);
+        }
     }
 
     /// <summary>
