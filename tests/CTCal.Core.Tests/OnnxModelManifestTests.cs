@@ -58,6 +58,14 @@ public sealed class OnnxModelManifestTests
         Assert.Equal("unet_shallow/model.onnx", ManifestStepCache.ShallowGraph);
     }
 
+    /// <summary>The feature's shape: the latent halved per factor 2 of the downscale, rounding up as stride-2 convolutions do.</summary>
+    [Fact]
+    public void TheFeatureShapeHalvesTheLatentPerDownscaleFactorRoundingUp()
+    {
+        Assert.Equal([2L, 64, 9, 16], new ManifestStepCache(1, 64, 1).FeatureShape(2, 9, 16));
+        Assert.Equal([1L, 32, 3, 4], new ManifestStepCache(3, 32, 4).FeatureShape(1, 9, 16)); // 9 -> 5 -> 3
+    }
+
     [Fact]
     public void TheFileUsesCamelCaseKeysAndLeavesOutNulls()
     {

@@ -136,9 +136,8 @@ public sealed class FlopCounterTests
 
             double full = Profiled("unet/model.onnx");
             Assert.Equal(UNetGraph.Flops(config, 16, 16, 77), full, 1e-6 * full);
-            long featureCells = (long)cache.FeatureChannels * (16 / cache.FeatureDownscale) * (16 / cache.FeatureDownscale);
-            double shallow = Profiled("unet_shallow/model.onnx",
-                ("deep_feature", Random(3, featureCells), [1, cache.FeatureChannels, 16 / cache.FeatureDownscale, 16 / cache.FeatureDownscale]));
+            long[] featureShape = cache.FeatureShape(1, 16, 16);
+            double shallow = Profiled("unet_shallow/model.onnx", ("deep_feature", Random(3, featureShape.Aggregate(1L, (a, b) => a * b)), featureShape));
             Assert.Equal(UNetGraph.Flops(config, 16, 16, 77, cache.Branch, shallow: true), shallow, 1e-6 * shallow);
             Assert.InRange(shallow, 1e6, full * 0.9);
         }

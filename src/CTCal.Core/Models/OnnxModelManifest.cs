@@ -30,8 +30,25 @@ public sealed record ManifestStepCache(int Branch, int FeatureChannels, int Feat
     /// <summary>The shallow graph, relative to the model folder.</summary>
     public const string ShallowGraph = ShallowFolder + "/model.onnx";
 
-    /// <summary>The full UNet's extra output and the shallow graph's extra input: [batch, channels, height / downscale, width / downscale].</summary>
+    /// <summary>The full UNet's extra output and the shallow graph's extra input: <see cref="FeatureShape"/>.</summary>
     public const string FeatureName = "deep_feature";
+
+    /// <summary>
+    /// The shape of <see cref="FeatureName"/> for a latent of <paramref name="latentHeight"/> x <paramref name="latentWidth"/>:
+    /// [batch, channels, h, w], the latent size halved, rounding up as the stride-2 downsampling convolutions do, once per
+    /// factor 2 of <see cref="FeatureDownscale"/>.
+    /// </summary>
+    public long[] FeatureShape(long batch, long latentHeight, long latentWidth)
+    {
+        long h = latentHeight, w = latentWidth;
+        for (int d = FeatureDownscale; d > 1; d /= 2)
+        {
+            h = (h + 1) / 2; // [.., h, w] -> [.., ceil(h / 2), ceil(w / 2)]
+            w = (w + 1) / 2;
+        }
+
+        return [batch, FeatureChannels, h, w];
+    }
 
     /// <summary>Checks the fields; throws naming the field.</summary>
     /// <exception cref="InvalidDataException">a field out of its range.</exception>

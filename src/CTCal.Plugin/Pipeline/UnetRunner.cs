@@ -99,24 +99,8 @@ internal sealed class UnetRunner
         LatentShape,
         guided,
         _batched,
-        _feature is null ? null : new ShallowDenoiser(_model.ShallowUnet, _model.Model.ShallowUnetPath, ManifestStepCache.FeatureName, FeatureShape()));
-
-    /// <summary>
-    /// The batch-1 deep feature [1, C, h, w]: the manifest's channels, the latent size halved (rounding up, as the
-    /// stride-2 downsampling convolutions do) once per factor 2 of its downscale.
-    /// </summary>
-    private long[] FeatureShape()
-    {
-        var cache = _model.Model.StepCache!;
-        long h = LatentShape[2], w = LatentShape[3];
-        for (int d = cache.FeatureDownscale; d > 1; d /= 2)
-        {
-            h = (h + 1) / 2;
-            w = (w + 1) / 2;
-        }
-
-        return [1, cache.FeatureChannels, h, w];
-    }
+        _feature is null ? null : new ShallowDenoiser(_model.ShallowUnet, _model.Model.ShallowUnetPath, ManifestStepCache.FeatureName,
+            _model.Model.StepCache!.FeatureShape(1, LatentShape[2], LatentShape[3])));
 
     /// <summary>
     /// Guided noise prediction: uncond + g * (text - uncond), each call's tensors created and copied (the per-call path
