@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Text;
 using CTCal.Core.IO;
 
@@ -11,8 +10,6 @@ namespace CTCal.Host.Web;
 /// </summary>
 public static class PngText
 {
-    private static readonly byte[] Signature = [137, 80, 78, 71, 13, 10, 26, 10];
-
     /// <summary>
     /// The PNG <paramref name="png"/> with a <c>tEXt</c> chunk <paramref name="keyword"/> = <paramref name="value"/> after
     /// IHDR. Characters outside Latin-1 in the value are written as '?' (tEXt is Latin-1 by the specification, and that is
@@ -26,7 +23,7 @@ public static class PngText
             throw new ArgumentException($"Invalid PNG text keyword '{keyword}' (1-79 printable Latin-1 characters, no leading or trailing space)", nameof(keyword));
         }
 
-        var chunks = Chunks(png);
+        var chunks = PngChunk.ReadAll(png, checkCrc: false);
         if (chunks.Count == 0 || chunks[0].Type != "IHDR")
         {
             throw new InvalidDataException("PNG does not start with an IHDR chunk");
@@ -37,7 +34,7 @@ public static class PngText
         byte[] data = [.. latin1.GetBytes(keyword), 0, .. latin1.GetBytes(safe)];
 
         using var output = new MemoryStream(png.Length + data.Length + 12);
-        output.Write(Signature);
+        output.Write(PngChunk.Signature);
         foreach (var chunk in chunks)
         {
             if (chunk.Type is "tEXt" or "iTXt" && KeywordOf(png, chunk) == keyword)
@@ -59,9 +56,9 @@ public static class PngText
     public static IReadOnlyList<KeyValuePair<string, string>> Read(byte[] png)
     {
         var entries = new List<KeyValuePair<string, string>>();
-        foreach (var chunk in Chunks(png))
+        foreach (var chunk in PngChunk.ReadAll(png, checkCrc: false))
         {
-            var data = png.AsSpan(chunk.Offset + 8, chunk.Length);
+            var data = png.AsSpan(chunk.DataOffset, chunk.Length);
             int nul = data.IndexOf((byte)0);
             if (nul < 0)
             {
@@ -89,41 +86,9 @@ public static class PngText
         return entries;
     }
 
-    private readonly record struct Chunk(string Type, int Offset, int Length);
-
-    // Offset is the chunk's first byte (its length field); Length is the data length (the chunk is Length + 12 bytes).
-    private static List<Chunk> Chunks(byte[] png)
+    private static string KeywordOf(byte[] png, PngChunkAt chunk)
     {
-        if (png.Length < Signature.Length || !png.AsSpan(0, Signature.Length).SequenceEqual(Signature))
-        {
-            throw new InvalidDataException("Not a PNG file (bad signature)");
-        }
-
-        var chunks = new List<Chunk>();
-        int offset = Signature.Length;
-        while (offset + 12 <= png.Length)
-        {
-            int length = BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(offset));
-            if (length < 0 || offset + 12L + length > png.Length)
-            {
-                throw new InvalidDataException($"PNG chunk at byte {offset} runs past the end of the file");
-            }
-
-            string type = Encoding.ASCII.GetString(png, offset + 4, 4);
-            chunks.Add(new Chunk(type, offset, length));
-            offset += 12 + length;
-            if (type == "IEND")
-            {
-                break;
-            }
-        }
-
-        return chunks;
-    }
-
-    private static string KeywordOf(byte[] png, Chunk chunk)
-    {
-        var data = png.AsSpan(chunk.Offset + 8, chunk.Length);
+        var data = png.AsSpan(chunk.DataOffset, chunk.Length);
         int nul = data.IndexOf((byte)0);
         return nul < 0 ? "" : Encoding.Latin1.GetString(data[..nul]);
     }

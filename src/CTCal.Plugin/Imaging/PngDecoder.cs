@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
-using System.Text;
 using CTCal.Core.IO;
 
 namespace CTCal.Plugin.Imaging;
@@ -11,36 +10,15 @@ namespace CTCal.Plugin.Imaging;
 /// </summary>
 internal static class PngDecoder
 {
-    private static readonly byte[] Signature = { 137, 80, 78, 71, 13, 10, 26, 10 };
-
     /// <summary>Decodes to RGB rows (3 bytes per pixel). Throws <see cref="InvalidDataException"/> naming the problem.</summary>
     public static (byte[] Rgb, int Width, int Height) Decode(ReadOnlySpan<byte> png)
     {
-        if (png.Length < 8 || !png[..8].SequenceEqual(Signature))
-        {
-            throw new InvalidDataException("Init image is not a PNG file (bad signature)");
-        }
-
-        int pos = 8, width = 0, height = 0, channels = 0;
+        int width = 0, height = 0, channels = 0;
         using var idat = new MemoryStream();
-        bool ended = false;
-        while (pos + 12 <= png.Length && !ended)
+        foreach (var chunk in PngChunk.ReadAll(png, checkCrc: true, "Init image"))
         {
-            int length = BinaryPrimitives.ReadInt32BigEndian(png[pos..]);
-            if (length < 0 || pos + 12 + length > png.Length)
-            {
-                throw new InvalidDataException($"PNG chunk at byte {pos} runs past the end of the file");
-            }
-
-            string type = Encoding.ASCII.GetString(png.Slice(pos + 4, 4));
-            var data = png.Slice(pos + 8, length);
-            uint crc = BinaryPrimitives.ReadUInt32BigEndian(png[(pos + 8 + length)..]);
-            if (Crc32.Compute(png.Slice(pos + 4, length + 4)) != crc)
-            {
-                throw new InvalidDataException($"PNG chunk {type} at byte {pos} has a bad CRC");
-            }
-
-            switch (type)
+            var data = png.Slice(chunk.DataOffset, chunk.Length);
+            switch (chunk.Type)
             {
                 case "IHDR":
                     width = BinaryPrimitives.ReadInt32BigEndian(data);
@@ -61,12 +39,7 @@ internal static class PngDecoder
                 case "IDAT":
                     idat.Write(data);
                     break;
-                case "IEND":
-                    ended = true;
-                    break;
             }
-
-            pos += 12 + length;
         }
 
         if (channels == 0)
