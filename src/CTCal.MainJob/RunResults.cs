@@ -15,7 +15,6 @@ public sealed record MachineInfo(string Os, string Framework, string Cpu, int Pr
     public static MachineInfo Current()
     {
         string cpu = RuntimeInformation.ProcessArchitecture.ToString();
-        double? load = null;
         try
         {
             if (File.Exists("/proc/cpuinfo"))
@@ -23,18 +22,27 @@ public sealed record MachineInfo(string Os, string Framework, string Cpu, int Pr
                 cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? cpu;
             }
 
-            if (File.Exists("/proc/loadavg"))
-            {
-                load = double.Parse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture);
-            }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
         {
             // informational only
         }
 
-        return new MachineInfo(RuntimeInformation.OSDescription, RuntimeInformation.FrameworkDescription, cpu, Environment.ProcessorCount, load,
+        return new MachineInfo(RuntimeInformation.OSDescription, RuntimeInformation.FrameworkDescription, cpu, Environment.ProcessorCount, LoadAverage(),
             GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
+    }
+
+    /// <summary>The one-minute load average (/proc/loadavg), or null where there is none; informational only.</summary>
+    public static double? LoadAverage()
+    {
+        try
+        {
+            return File.Exists("/proc/loadavg") ? double.Parse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture) : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            return null;
+        }
     }
 }
 

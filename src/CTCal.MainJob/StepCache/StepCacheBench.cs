@@ -87,7 +87,7 @@ public static class StepCacheBench
     {
         Validate(o);
         string started = DateTime.UtcNow.ToString("u", CultureInfo.InvariantCulture);
-        double? loadStart = LoadAverage();
+        double? loadStart = MachineInfo.LoadAverage();
         say($"stepcache: load average {Fmt(loadStart)} at start, {Environment.ProcessorCount} processors");
 
         var config = UNetConfig.Load(Path.Combine(o.BaseModel, "unet", "config.json"));
@@ -144,7 +144,7 @@ public static class StepCacheBench
         var testConfigs = o.Intervals.Select(n => new Config(n == 1 ? "N = 1 (no caching)" : $"N = {n}", ModelId(chosen), chosen, n)).ToList();
         var testRuns = await RunAllAsync(host.Generator, testConfigs, test, o, o.TestSeeds, resolution, evaluator, "test", say, ct);
         var testRows = Rows(testConfigs, testRuns, test, flops, o).ToList();
-        double? loadEnd = LoadAverage();
+        double? loadEnd = MachineInfo.LoadAverage();
         var report = new Report(started, loadStart, loadEnd, chosen, choice, validationRows, testRows, validation.Count, test.Count, o.SamplingSteps, o.Guidance, o.Threads);
         AtomicFile.WriteText(Path.Combine(o.OutputFolder, "stepcache.json"), JsonSerializer.Serialize(report, RunResults.Json));
         string markdown = Markdown(report);
@@ -180,7 +180,7 @@ public static class StepCacheBench
     {
         GenerationRequest Request(Config c, EvalPrompt p) => new()
         {
-            Model = $"{c.Model}?stepCache={c.Interval}", Prompt = p.Prompt, Width = resolution, Height = resolution, Steps = o.SamplingSteps,
+            Model = RequestModelId.WithStepCache(c.Model, c.Interval), Prompt = p.Prompt, Width = resolution, Height = resolution, Steps = o.SamplingSteps,
             GuidanceScale = o.Guidance, Seed = o.ImageSeedBase, BatchCount = seeds, Scheduler = "ddim",
         };
 
@@ -200,7 +200,7 @@ public static class StepCacheBench
             }
 
             if ((p + 1) % 10 == 0 || p + 1 == prompts.Count)
-                say($"stepcache: {what} {p + 1}/{prompts.Count} prompts x {configs.Count} configurations, {clock.Elapsed.TotalSeconds:0} s, load average {Fmt(LoadAverage())}");
+                say($"stepcache: {what} {p + 1}/{prompts.Count} prompts x {configs.Count} configurations, {clock.Elapsed.TotalSeconds:0} s, load average {Fmt(MachineInfo.LoadAverage())}");
         }
 
         return runs;
@@ -276,18 +276,6 @@ public static class StepCacheBench
             md.AppendLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {row.Label} | {row.Images} | {row.UnetGflopsPerImage:0.00} | {row.FlopRatio:0.00}x | {row.MedianSecondsPerImage:0.000} | {(row.MedianSpeedup is { } s ? $"{s:0.00}x" : "")} | {Metrics.Pct(row.Overall)} | ") +
                 string.Join(" | ", categories.Select(c => Metrics.Pct(row.PrimaryByCategory[c]))) + $" | {diff} |");
-        }
-    }
-
-    private static double? LoadAverage()
-    {
-        try
-        {
-            return File.Exists("/proc/loadavg") ? double.Parse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture) : null;
-        }
-        catch (IOException)
-        {
-            return null;
         }
     }
 
