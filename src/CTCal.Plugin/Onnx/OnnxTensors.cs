@@ -159,47 +159,35 @@ internal static class OnnxTensors
         }
     }
 
-    /// <summary>A float tensor, converted to fp16 when the model's input is fp16.</summary>
+    /// <summary>A float tensor, converted to fp16 when the model's input is fp16 (<see cref="WriteFloats"/>).</summary>
     public static OrtValue Floats(NodeMetadata meta, float[] data, long[] shape, string what)
     {
-        switch (meta.ElementDataType)
+        if (meta.ElementDataType is not (TensorElementType.Float or TensorElementType.Float16))
         {
-            case TensorElementType.Float:
-                return Allocated(data, shape);
-            case TensorElementType.Float16:
-                var halves = new Float16[data.Length];
-                for (int i = 0; i < data.Length; i++)
-                {
-                    halves[i] = (Float16)data[i];
-                }
+            throw new InvalidDataException($"{what}: input of type {meta.ElementDataType} is not supported (float or float16 expected)");
+        }
 
-                return Allocated(halves, shape);
-            default:
-                throw new InvalidDataException($"{what}: input of type {meta.ElementDataType} is not supported (float or float16 expected)");
+        var value = Allocate(meta, shape, what);
+        try
+        {
+            WriteFloats(value, data, 0, what);
+            return value;
+        }
+        catch
+        {
+            value.Dispose();
+            throw;
         }
     }
 
-    /// <summary>Copies a float or fp16 output into a new float array and returns its shape.</summary>
+    /// <summary>Copies a float or fp16 output into a new float array (<see cref="ReadFloats(OrtValue, int, Span{float}, string)"/>) and returns its shape.</summary>
     public static float[] ReadFloats(OrtValue value, string what, out long[] shape)
     {
         var info = value.GetTensorTypeAndShape();
         shape = info.Shape;
-        switch (info.ElementDataType)
-        {
-            case TensorElementType.Float:
-                return value.GetTensorDataAsSpan<float>().ToArray();
-            case TensorElementType.Float16:
-                var halves = value.GetTensorDataAsSpan<Float16>();
-                var floats = new float[halves.Length];
-                for (int i = 0; i < halves.Length; i++)
-                {
-                    floats[i] = (float)halves[i];
-                }
-
-                return floats;
-            default:
-                throw new InvalidDataException($"{what}: output of type {info.ElementDataType} is not supported (float or float16 expected)");
-        }
+        var floats = new float[info.ElementCount];
+        ReadFloats(value, 0, floats, what);
+        return floats;
     }
 
     /// <summary>The output named <paramref name="preferred"/>, or the model's first output.</summary>
