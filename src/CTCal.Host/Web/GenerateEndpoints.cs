@@ -1,4 +1,5 @@
 using CTCal.Contracts;
+using CTCal.Core.IO;
 using CTCal.Core.Models;
 using CTCal.Core.Threading;
 using CTCal.Host.Cli;
@@ -78,7 +79,7 @@ internal static class GenerateEndpoints
                 throw new InputException("initImage", "initImage must be a PNG file as base64 (or a data: URL)");
             }
 
-            if (init.Length < 8 || init[0] != 0x89 || init[1] != (byte)'P')
+            if (!init.AsSpan().StartsWith(PngChunk.Signature))
             {
                 throw new InputException("initImage", "initImage is not a PNG file");
             }
