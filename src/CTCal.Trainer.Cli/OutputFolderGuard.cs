@@ -24,8 +24,11 @@ internal sealed class OutputFolderGuard : ITrainingObserver, IDisposable
     private readonly Dictionary<string, byte[]> _rewritten = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _appended = new(StringComparer.Ordinal);
 
-    public OutputFolderGuard(string folder)
+    private readonly LogFolder _log;
+
+    public OutputFolderGuard(string folder, LogFolder log)
     {
+        _log = log;
         _folder = Path.GetFullPath(folder);
         _existed = Directory.Exists(_folder);
         if (!_existed) return;
@@ -61,7 +64,7 @@ internal sealed class OutputFolderGuard : ITrainingObserver, IDisposable
     public void Dispose()
     {
         if (Committed) return;
-        Logging.UseDefaultFolder();
+        _log.Leave();
         LogManager.Flush();
         try
         {

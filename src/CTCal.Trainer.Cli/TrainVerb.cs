@@ -138,7 +138,7 @@ internal sealed class TrainVerb(CliContext context)
     private int Train(ParseResult parse, TrainOptions o)
     {
         JsonLinesObserver? json = null;
-        Logging.UseDefaultFolder(); // nothing is logged into --out before it is checked
+        using var logFolder = new LogFolder(); // nothing is logged into --out before it is checked
         try
         {
             var job = ReadJob(parse, o);
@@ -196,9 +196,9 @@ internal sealed class TrainVerb(CliContext context)
 
             // Everything above only reads. From here the output folder is written; until the first step is done a failure
             // puts it back as it was (removed when this run created it).
-            using var guard = new OutputFolderGuard(output);
+            using var guard = new OutputFolderGuard(output, logFolder);
             OutputFolder.EnsureWritable(output);
-            Logging.UseOutputFolder(output);
+            logFolder.Use(output);
 
             int Execute(ITrainingObserver display)
             {

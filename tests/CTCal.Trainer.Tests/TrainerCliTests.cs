@@ -50,6 +50,34 @@ public sealed class TrainerCliTests : IDisposable
         Assert.True(File.Exists(Path.Combine(output, "train.log")));
     }
 
+    /// <summary>
+    /// Two runs in one process (as the tests run) each log into their own train.log: the file log's folder is scoped to
+    /// the run, not a process-wide variable (CI once failed because a parallel test's run moved this one's log away).
+    /// </summary>
+    [Fact]
+    public async Task ConcurrentRunsEachLogIntoTheirOwnFolder()
+    {
+        string data = TrainingRunTests.MakeDataset(_dir);
+        string a = Path.Combine(_dir, "run-a"), b = Path.Combine(_dir, "run-b");
+        var errA = new StringWriter();
+        var errB = new StringWriter();
+        int[] codes = await Task.WhenAll(
+            Task.Run(() => new TrainerCli(_ => new ToyDiffusionModel(), new StringWriter(), errA).Run(Train(data, a, "--steps", "4", "--save-every", "1"))),
+            Task.Run(() => new TrainerCli(_ => new ToyDiffusionModel(), new StringWriter(), errB).Run(Train(data, b, "--steps", "4", "--save-every", "1"))));
+        Assert.True(codes[0] == 0, errA.ToString());
+        Assert.True(codes[1] == 0, errB.ToString());
+        NLog.LogManager.Flush();
+        string logA = File.ReadAllText(Path.Combine(a, "train.log"));
+        string logB = File.ReadAllText(Path.Combine(b, "train.log"));
+        // Each log has its own run's four checkpoints and done line, and nothing of the other run's.
+        Assert.Equal(4, logA.Split("checkpoint at step").Length - 1);
+        Assert.Equal(4, logB.Split("checkpoint at step").Length - 1);
+        Assert.Contains(Path.Combine(a, LoraFile.DefaultName), logA);
+        Assert.Contains(Path.Combine(b, LoraFile.DefaultName), logB);
+        Assert.DoesNotContain(b, logA);
+        Assert.DoesNotContain(a, logB);
+    }
+
     [Fact]
     public void ConfigFileFillsOptionsAndTheCommandLineWins()
     {
