@@ -113,7 +113,7 @@ public static class MainJobCli
                 return;
             }
 
-            RunLog.SetProcessFolder(options.OutputFolder);
+            RunLog.SetCommandFolder(options.OutputFolder);
             await new MainJobRunner(console).RunAsync(options, ct);
         }));
 
@@ -131,7 +131,7 @@ public static class MainJobCli
                 options = options with { Recipe = options.Recipe with { PromptsPerCategory = options.Recipe.PromptsPerCategory ?? 8 } };
             }
 
-            RunLog.SetProcessFolder(options.OutputFolder);
+            RunLog.SetCommandFolder(options.OutputFolder);
             await Sweep.RunAsync(console, options, ParseList(parse.GetValue(lrs)!, "--lr"), ParseList(parse.GetValue(weights)!, "--ctcal-weight"), ct);
         }));
         root.Subcommands.Add(sweep);
@@ -236,7 +236,7 @@ public static class MainJobCli
             settings = comparison ? settings.ForComparison() : settings;
             settings = settings.ForFamily();
             settings.Validate();
-            RunLog.SetProcessFolder(settings.OutputFolder);
+            RunLog.SetCommandFolder(settings.OutputFolder);
 
             var runner = new StudyRunner(comparison ? StudyStages.Comparison(f) : StudyStages.Default(), settings, line => console.MarkupLine(Markup.Escape(line)));
             await runner.RunAsync(parse.GetValue(only), ct);
@@ -373,6 +373,7 @@ public static class MainJobCli
     private static async Task<int> Guarded(IAnsiConsole console, Func<Task> body)
     {
         var log = LogManager.GetLogger("ctcal-main");
+        using var folder = RunLog.ForCommand(); // the command names its folder (RunLog.SetCommandFolder) once its options are read
         try
         {
             await body();

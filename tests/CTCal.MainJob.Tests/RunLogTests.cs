@@ -48,4 +48,34 @@ public sealed class RunLogTests : IDisposable
         Assert.All(linesB, l => Assert.Contains("run-b", l));
         Assert.DoesNotContain(linesA.Concat(linesB), l => l.Contains("after both runs"));
     }
+
+    /// <summary>
+    /// Commands run in one process (as these tests run them) each log their error into their own run's main.log, and lines
+    /// logged after a command has returned reach no run's folder: the command's folder is scoped to its flow, not a
+    /// process-wide variable that would send other tests' lines into a folder being deleted.
+    /// </summary>
+    [Fact]
+    public async Task CommandsLogTheirErrorsIntoTheirOwnFoldersAndNothingAfterThem()
+    {
+        var console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings { Out = new Spectre.Console.AnsiConsoleOutput(new StringWriter()) });
+        var log = LogManager.GetLogger("ctcal-main.test");
+        string tag = Guid.NewGuid().ToString("N");
+        string a = Path.Combine(_dir, "a"), b = Path.Combine(_dir, "b");
+        string missingA = Path.Combine(_dir, "no-base-a"), missingB = Path.Combine(_dir, "no-base-b");
+        int[] codes = await Task.WhenAll(
+            Task.Run(() => MainJobCli.RunAsync(["renders", "--quick", "--base", missingA, "--out", a], console, CancellationToken.None)),
+            Task.Run(() => MainJobCli.RunAsync(["renders", "--quick", "--base", missingB, "--out", b], console, CancellationToken.None)));
+        Assert.All(codes, c => Assert.Equal(ExitCodes.Failure, c));
+        log.Info("{0} after both commands", tag);
+        LogManager.Flush();
+        string logA = File.ReadAllText(Path.Combine(a, "main.log"));
+        string logB = File.ReadAllText(Path.Combine(b, "main.log"));
+        Assert.Contains($"base model folder {missingA} not found", logA);
+        Assert.Contains($"base model folder {missingB} not found", logB);
+        Assert.DoesNotContain(missingB, logA);
+        Assert.DoesNotContain(missingA, logB);
+        Assert.Contains("ctcal-main: failed", logA); // the command's own error line, logged after the run's scope ended
+        Assert.Contains("ctcal-main: failed", logB);
+        Assert.DoesNotContain(tag, logA + logB);
+    }
 }
