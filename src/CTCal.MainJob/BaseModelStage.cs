@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using CTCal.Core.Diagnostics;
 using CTCal.Core.Models;
 
 namespace CTCal.MainJob;
@@ -221,7 +222,7 @@ internal static class BaseModelStage
             start.ArgumentList.Add(a);
         }
 
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {executable}");
+        using var process = ProcessLaunch.Start(start);
         var tail = new Queue<string>();
         void Line(string? line)
         {

@@ -47,18 +47,21 @@ internal sealed class TrainerSidecar
             start.ArgumentList.Add(argument);
         }
 
-        using var process = new Process { StartInfo = start };
+        Process started;
         try
         {
-            if (!process.Start())
-            {
-                throw new FineTuneException($"Could not start trainer {_executable}");
-            }
+            started = ProcessLaunch.Start(start);
         }
         catch (System.ComponentModel.Win32Exception ex)
         {
             throw new FineTuneException($"Could not start trainer {_executable}: {ex.Message}", ex);
         }
+        catch (InvalidOperationException)
+        {
+            throw new FineTuneException($"Could not start trainer {_executable}");
+        }
+
+        using var process = started;
 
         _log.Log(LogSeverity.Information, $"Trainer started (pid {process.Id}): {_executable} {string.Join(' ', arguments)}");
 
