@@ -44,8 +44,20 @@ public sealed class NativeCallGuard : IDisposable
     public bool Started => _started;
 
     /// <summary>Ends the region if it is still active (a unit that outgrew the budget has already ended it).</summary>
+    /// <remarks>
+    /// The region is the process's: work on other threads (units whose guards found it active, so are inert) allocates
+    /// from the same budget and can end it between the check and the call, which then throws; the region is over either way.
+    /// </remarks>
     public void Dispose()
     {
-        if (_started && GCSettings.LatencyMode == GCLatencyMode.NoGCRegion) GC.EndNoGCRegion();
+        if (!_started || GCSettings.LatencyMode != GCLatencyMode.NoGCRegion) return;
+        try
+        {
+            GC.EndNoGCRegion();
+        }
+        catch (InvalidOperationException)
+        {
+            // Ended meanwhile (budget outgrown by another thread, or a collection was induced): nothing left to end.
+        }
     }
 }
