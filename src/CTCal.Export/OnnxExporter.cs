@@ -43,6 +43,13 @@ public static class OnnxExporter
 
     private static IEnumerable<string> FolderNames(ExportComponents parts) => PartFolders.Where(p => parts.HasFlag(p.Part)).Select(p => p.Folder);
 
+    /// <summary>
+    /// Whether <paramref name="modelPath"/> is a Stable Diffusion 3 diffusers folder (a transformer, no UNet: no step-cache
+    /// graphs, no UNet weights), decided from <c>model_index.json</c> or the component folders without reading weights.
+    /// Single-file checkpoints are SD 1.x/2.x.
+    /// </summary>
+    public static bool IsSD3Source(string modelPath) => ExportSource.IsSD3Folder(modelPath);
+
     public static void Export(ExportOptions options, IProgress<ExportProgress>? progress = null, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(options);

@@ -36,6 +36,16 @@ public class SettingsTests
         var listed = Parse("""{ "warmUp": ["a", "b", "a"] }""", root);
         Assert.False(listed.WarmUpAll);
         Assert.Equal(new[] { "a", "b" }, listed.WarmUpModels);
+        Assert.Null(s.ExportOptimize); // auto
+        Assert.Equal(CTCal.Export.ExportPrecision.Fp32, s.ExportPrecision);
+        Assert.Null(s.ExportStepCache);
+        var export = Parse("""{ "exportOptimize": "DirectML", "exportPrecision": "fp16", "exportStepCache": false }""", root);
+        Assert.Equal(CTCal.Export.ExportOptimization.DirectML, export.ExportOptimize);
+        Assert.Equal(CTCal.Export.ExportPrecision.Fp16, export.ExportPrecision);
+        Assert.False(export.ExportStepCache);
+        Assert.Null(Parse("""{ "exportOptimize": "auto", "exportStepCache": null }""", root).ExportOptimize);
+        Assert.True(Parse("""{ "exportStepCache": true }""", root).ExportStepCache);
+        Assert.Equal(CTCal.Export.ExportPrecision.Fp16Weights, Parse("""{ "exportPrecision": "fp16-weights" }""", root).ExportPrecision);
         Directory.Delete(root, true);
     }
 
@@ -58,6 +68,11 @@ public class SettingsTests
     [InlineData("""{ "warmUp": ["a", 2] }""", "settings.warmUp[1]")]
     [InlineData("""{ "warmUp": { "model": "a" } }""", "settings.warmUp")]
     [InlineData("""{ "warmup": true }""", "settings.warmup")]
+    [InlineData("""{ "exportOptimize": "fast" }""", "settings.exportOptimize")]
+    [InlineData("""{ "exportOptimize": 1 }""", "settings.exportOptimize")]
+    [InlineData("""{ "exportPrecision": "bf16" }""", "settings.exportPrecision")]
+    [InlineData("""{ "exportStepCache": 2 }""", "settings.exportStepCache")]
+    [InlineData("""{ "exportStepCache": "yes" }""", "settings.exportStepCache")]
     public void ErrorsNameFileAndField(string json, string field)
     {
         var ex = Assert.Throws<PluginSettingsException>(() => Parse(json, Path.GetTempPath()));

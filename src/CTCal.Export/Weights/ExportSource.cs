@@ -31,6 +31,9 @@ internal sealed class ExportSource
     /// <summary>The single-file checkpoint, or null for a folder.</summary>
     public SingleFileCheckpoint? Checkpoint { get; }
 
+    /// <summary>Whether <paramref name="path"/> is an SD3 diffusers folder (<see cref="IsSD3"/>), without opening any weights.</summary>
+    public static bool IsSD3Folder(string path) => Directory.Exists(path) && new ExportSource(path, null, null).IsSD3;
+
     /// <summary>Opens <paramref name="path"/>; a refused or unreadable file is reported in <paramref name="problems"/> and gives null.</summary>
     public static ExportSource? Open(string path, ExportOptions options, List<string> problems)
     {

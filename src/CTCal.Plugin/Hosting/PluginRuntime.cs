@@ -58,6 +58,17 @@ internal sealed class PluginRuntime : IDisposable
     public SessionTuning Tuning => new(
         Settings.IntraOpThreads, Settings.InterOpThreads, Settings.MemoryMode == MemoryMode.Low, Settings.MemoryLimitMiB * 1024L * 1024L);
 
+    /// <summary>
+    /// The provider a model's sessions would run on here: the first of the settings' providers that can be appended (CPU
+    /// when none can). What an <c>auto</c> one-click export is written for (<see cref="ModelExport.ExportChoice"/>).
+    /// </summary>
+    public ExecutionProviderKind SessionProvider()
+    {
+        var (options, used, _) = ExecutionProviderSelector.Create(Settings.ExecutionProviders, Tuning, Log);
+        options.Dispose();
+        return used;
+    }
+
     /// <summary>The sessions of <paramref name="model"/>, created on first use and then shared.</summary>
     public ModelSessions GetSessions(OnnxModelFolder model)
     {

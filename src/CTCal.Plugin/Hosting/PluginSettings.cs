@@ -76,6 +76,22 @@ internal sealed record PluginSettings
     public IReadOnlyList<string> WarmUpModels { get; init; } = [];
 
     /// <summary>
+    /// <c>exportOptimize</c>: the export profile of one-click exports (<see cref="ModelExport.OnnxModelExporter"/>). Null
+    /// (<c>"auto"</c>, the default) picks it for the provider this plugin runs on (<see cref="ModelExport.ExportChoice"/>);
+    /// otherwise plain, cpu, cuda or directml.
+    /// </summary>
+    public CTCal.Export.ExportOptimization? ExportOptimize { get; init; }
+
+    /// <summary><c>exportPrecision</c>: fp32 (the default), fp16-weights or fp16 for one-click exports.</summary>
+    public CTCal.Export.ExportPrecision ExportPrecision { get; init; } = CTCal.Export.ExportPrecision.Fp32;
+
+    /// <summary>
+    /// <c>exportStepCache</c>: whether one-click exports of UNet models include the step-cache graphs. Null (the default):
+    /// when <see cref="StepCache"/> is above 1, so the configured caching applies to the models this plugin exports.
+    /// </summary>
+    public bool? ExportStepCache { get; init; }
+
+    /// <summary>
     /// Denoiser calls through ONNX Runtime I/O binding (see <see cref="Pipeline.BoundDenoiser"/>). Not a plugins.json key:
     /// always on for hosts; false selects the per-call path, which tests compare the bound one against.
     /// </summary>
@@ -86,6 +102,7 @@ internal sealed record PluginSettings
         "modelsFolder", "defaultScheduler", "executionProviders", "intraOpThreads", "interOpThreads", "memoryMode", "memoryLimitMiB", "trainerPath", "subjectsModel",
         "stepCache",
         "warmUp",
+        "exportOptimize", "exportPrecision", "exportStepCache",
     };
 
     /// <summary>Reads and validates settings; errors name <paramref name="source"/> and the field.</summary>
@@ -199,6 +216,45 @@ internal sealed record PluginSettings
         }
         var (warmUpAll, warmUpModels) = ReadWarmUp(settings, Where);
 
+        CTCal.Export.ExportOptimization? exportOptimize = null;
+        string? optimizeText = ReadString(settings, "exportOptimize", Where);
+        if (optimizeText is not null && !optimizeText.Equals("auto", StringComparison.OrdinalIgnoreCase))
+        {
+            exportOptimize = optimizeText.ToLowerInvariant() switch
+            {
+                "plain" => CTCal.Export.ExportOptimization.Plain,
+                "cpu" => CTCal.Export.ExportOptimization.Cpu,
+                "cuda" => CTCal.Export.ExportOptimization.Cuda,
+                "directml" => CTCal.Export.ExportOptimization.DirectML,
+                _ => throw new PluginSettingsException($"{Where("exportOptimize")}: unknown value '{optimizeText}' (known: auto, plain, cpu, cuda, directml)"),
+            };
+        }
+
+        var exportPrecision = CTCal.Export.ExportPrecision.Fp32;
+        string? precisionText = ReadString(settings, "exportPrecision", Where);
+        if (precisionText is not null)
+        {
+            exportPrecision = precisionText.ToLowerInvariant() switch
+            {
+                "fp32" => CTCal.Export.ExportPrecision.Fp32,
+                "fp16-weights" => CTCal.Export.ExportPrecision.Fp16Weights,
+                "fp16" => CTCal.Export.ExportPrecision.Fp16,
+                _ => throw new PluginSettingsException($"{Where("exportPrecision")}: unknown value '{precisionText}' (known: fp32, fp16-weights, fp16)"),
+            };
+        }
+
+        bool? exportStepCache = null;
+        if (settings.TryGetProperty("exportStepCache", out var exportCacheElement))
+        {
+            exportStepCache = exportCacheElement.ValueKind switch
+            {
+                JsonValueKind.True => true,
+                JsonValueKind.False => false,
+                JsonValueKind.Null => null,
+                _ => throw new PluginSettingsException($"{Where("exportStepCache")}: expected true, false or null (null: when stepCache is above 1), found {exportCacheElement.GetRawText()}"),
+            };
+        }
+
         string? trainer = ReadString(settings, "trainerPath", Where);
         string? trainerPath = trainer is null ? null : PluginPaths.ResolveInside(baseDirectory, trainer, Where("trainerPath"));
         string? subjects = ReadString(settings, "subjectsModel", Where);
@@ -218,6 +274,9 @@ internal sealed record PluginSettings
             StepCache = stepCache,
             WarmUpAll = warmUpAll,
             WarmUpModels = warmUpModels,
+            ExportOptimize = exportOptimize,
+            ExportPrecision = exportPrecision,
+            ExportStepCache = exportStepCache,
         };
     }
 

@@ -82,7 +82,8 @@ internal sealed class OnnxModelExporter : IModelExporter
                 var relay = progress is null
                     ? null
                     : new SynchronousProgress<ExportProgress>(p => progress.Report(new OperationProgress(p.Component, p.BytesDone, p.BytesTotal, p.Stage)));
-                _runtime.Log.Log(LogSeverity.Information, $"Exporting {request.CheckpointFolder} to {target}");
+                var choice = ExportChoice.For(_runtime.Settings, request.CheckpointFolder, _runtime.SessionProvider);
+                _runtime.Log.Log(LogSeverity.Information, $"Exporting {request.CheckpointFolder} to {target}: {choice.Reason}");
                 if (File.Exists(request.CheckpointFolder))
                 {
                     LogSingleFileNotes(request);
@@ -96,6 +97,9 @@ internal sealed class OnnxModelExporter : IModelExporter
                         UnetWeights = request.UnetWeights,
                         Loras = loras.Select(l => new LoraSpec(l)).ToArray(),
                         Force = request.Overwrite,
+                        Optimize = choice.Optimize,
+                        Precision = choice.Precision,
+                        StepCacheBranch = choice.StepCacheBranch,
                         TrainingMethod = request.Method, // never guessed: a vanilla fine-tune is not "ctcal"
                         SingleFile = new SingleFileOptions
                         {
