@@ -77,7 +77,7 @@ for (int i = 0; i < args.Length; i++)
         case "-h" or "--help":
             Console.WriteLine("ctcal bench inference [--family unet|sd3] [--configs tiny,mid (unet also sd15, with --no-torch)] [--runs 20] [--warmup 3] [--threads N] [--batch 2] " +
                 "[--tokens N (text tokens; unet 77, sd3 333 = 77 CLIP + 256 T5)] [--steps 20] [--dir <work folder>] [--keep] " +
-                "[--optimize cpu (unet: also time the cpu export profile, paired with the plain graph)] [--no-torch (time ONNX Runtime only)]");
+                "[--optimize cpu (also time the cpu export profile, paired with the plain graph)] [--no-torch (time ONNX Runtime only)]");
             Console.WriteLine("ctcal bench inference --family sd3 --onnx <exported folder with transformer/model.onnx> [--size 1024 (image px; latent = size/8)] " +
                 "[--batch 1] [--runs 1] [--threads N] [--tokens 333]: ONNX Runtime only, load time, seconds per step, peak RSS");
             Console.WriteLine("ctcal bench inference --pipeline [--runs 3] [--steps 20] [--size 256] [--guidance 7.5] [--scheduler <name>] [--providers cuda,cpu] " +
@@ -106,11 +106,6 @@ int tokens = tokensGiven ?? (family == "sd3" ? 333 : 77);
 if ((pipeline || onnx is not null) && (optimize is not null || noTorch))
 {
     Console.Error.WriteLine("--optimize and --no-torch apply to the per-step latency mode, not to --pipeline or --onnx");
-    return 2;
-}
-if (optimize is not null && family != "unet")
-{
-    Console.Error.WriteLine($"--optimize with --family {family}: the export profiles fuse UNet and VAE operators only (the SD3 transformer stays plain), so there is nothing to compare");
     return 2;
 }
 
@@ -285,6 +280,8 @@ void RunSd3(BenchConfig bench)
     using var transformer = noTorch ? null : SD3Transformer2DModel.FromFolder(Path.Combine(model, "transformer"));
     transformer?.eval();
     double export = Export(model, onnxFolder, ExportComponents.Transformer);
+    string? profileFolder = optimize is { } profile ? Path.Combine(work, "sd3-" + bench.Name, "onnx-" + ExportOptimizationNames.Name(profile)) : null;
+    if (profileFolder is not null) Export(model, profileFolder, ExportComponents.Transformer, optimize!.Value);
 
     var g = new Generator(2);
     var hidden = randn(new long[] { batch, c.InChannels, bench.Latent, bench.Latent }, generator: g);
@@ -300,13 +297,20 @@ void RunSd3(BenchConfig bench)
         (SD3TransformerGraph.TimestepInput, timesteps, [batch]),
     ];
     long imageTokens = (long)(bench.Latent / c.PatchSize) * (bench.Latent / c.PatchSize);
-    double? flops = null;
+    (double Flops, IReadOnlyList<OpElements> Elements)? plainWork = null;
+    double? profileFlops = null;
     foreach (int t in threadList)
     {
         set_num_threads(t);
         using var ort = new OrtStepper(Path.Combine(onnxFolder, "transformer", "model.onnx"), t, inputs);
-        flops ??= ort.CountFlops("sd3-" + bench.Name);
+        using var ortProfile = profileFolder is null ? null : new OrtStepper(Path.Combine(profileFolder, "transformer", "model.onnx"), t, inputs);
+        plainWork ??= ort.CountWork("sd3-" + bench.Name);
+        profileFlops ??= ortProfile?.CountFlops("sd3-" + bench.Name);
         using var gemm = new GemmPeak(Path.Combine(work, "gemm"), gemmSize, t);
+        var elements = plainWork.Value.Elements;
+        var costs = TranscendentalFloor.NsPerElement(elements.Select(e => e.Op), t, Path.Combine(work, "elementwise"));
+        var transcendental = new TranscendentalCost(TranscendentalFloor.Milliseconds(elements, costs),
+            string.Join(", ", elements.Select(e => $"{e.Op} {e.Elements / 1e6:F1} M x {costs[e.Op]:F2} ns")));
 
         float[] TorchStep()
         {
@@ -319,8 +323,9 @@ void RunSd3(BenchConfig bench)
             $"SD3 transformer {parameters:N0} parameters, {c.NumLayers} joint layers, {c.NumAttentionHeads} heads x {c.AttentionHeadDim} = {c.InnerDim} wide, " +
             $"joint_attention_dim {c.JointAttentionDim}, pooled {c.PooledProjectionDim}; hidden_states [{string.Join(", ", hidden.shape)}] " +
             $"({bench.Latent * 8}x{bench.Latent * 8} images, {imageTokens} image + {tokens} text tokens); export {export:F2} s; {t} thread(s)", ort.Step,
-            transformer is null ? null : TorchStep, Threads: t, Flops: flops, Gemm: gemm),
-            warmup, runs, steps, batch);
+            transformer is null ? null : TorchStep,
+            ortProfile is null ? null : new ProfileStep(ExportOptimizationNames.Name(optimize!.Value), ortProfile.Step, profileFlops),
+            t, plainWork.Value.Flops, gemm, transcendental), warmup, runs, steps, batch);
     }
 }
 

@@ -165,7 +165,8 @@ public sealed record ExportOptions
 
     /// <summary>
     /// The execution provider the UNet and VAE graphs are fused for (<see cref="ExportOptimization.Plain"/>: standard operators
-    /// only). Text encoders, the SD3 transformer and T5 are written plain whatever the profile.
+    /// only). The SD3 transformer takes MultiHeadAttention and FastGelu where the profile has them; text encoders and T5 are
+    /// written plain whatever the profile.
     /// </summary>
     public ExportOptimization Optimize { get; init; } = ExportOptimization.Plain;
 

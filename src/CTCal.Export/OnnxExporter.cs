@@ -79,7 +79,7 @@ public static class OnnxExporter
             throw new ExportValidationException([$"precision value {(int)options.Precision} is not one of {string.Join(", ", OnnxModelManifest.Precisions)}"]);
         if (!Enum.IsDefined(options.Optimize))
             throw new ExportValidationException([$"optimize value {(int)options.Optimize} is not one of {string.Join(", ", OnnxModelManifest.Optimizations)}"]);
-        // UNet and VAE graphs take the profile's fused contrib operators; text encoders, the SD3 transformer and T5 stay plain.
+        // UNet, VAE and SD3 transformer graphs take the profile's fused contrib operators; text encoders and T5 stay plain.
         var fused = FusedOps.For(options.Optimize);
         if (options.Variant is { } variant && (variant.Length == 0 || variant.IndexOfAny(['/', '\\', '.']) >= 0))
             throw new ExportValidationException([$"variant '{variant}' must be a plain name such as fp16"]);
@@ -191,7 +191,7 @@ public static class OnnxExporter
             if (t5)
                 Add("text_encoder_3", "text_encoder_3", (json, file) => T5EncoderGraph.Build(T5Config.Parse(json, file), options.Fp16), null, "text_encoder_3");
             if (options.Components.HasFlag(ExportComponents.Transformer))
-                Add("transformer", "transformer", (json, file) => SD3TransformerGraph.Build(SD3TransformerConfig.Parse(json, file), options.Fp16), null, "transformer");
+                Add("transformer", "transformer", (json, file) => SD3TransformerGraph.Build(SD3TransformerConfig.Parse(json, file), options.Fp16, fused), null, "transformer");
         }
         else if (options.Components.HasFlag(ExportComponents.TextEncoder))
             Add("text_encoder", "text_encoder", (json, file) => TextEncoderGraph.Build(ClipTextConfig.Parse(json, file), options.Fp16), null, LoraFile.TextEncoder);

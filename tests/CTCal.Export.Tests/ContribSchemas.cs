@@ -37,13 +37,15 @@ internal static class ContribSchemas
         }),
         // BiasSplitGelu: X, bias -> Y
         ["BiasSplitGelu"] = new(2, 2, 1, 1, new Dictionary<string, Attribute>()),
+        // FastGelu: X, bias -> Y
+        ["FastGelu"] = new(1, 2, 1, 1, new Dictionary<string, Attribute>()),
     };
 
     /// <summary>Of the operators above, those each provider implements (OperatorKernels.md).</summary>
     public static IReadOnlyDictionary<ExportOptimization, IReadOnlySet<string>> Kernels { get; } = new Dictionary<ExportOptimization, IReadOnlySet<string>>
     {
-        [ExportOptimization.Cpu] = new HashSet<string> { "MultiHeadAttention", "Gelu", "SkipLayerNormalization" },
-        [ExportOptimization.Cuda] = new HashSet<string> { "MultiHeadAttention", "Gelu", "SkipLayerNormalization", "GroupNorm", "BiasSplitGelu" },
+        [ExportOptimization.Cpu] = new HashSet<string> { "MultiHeadAttention", "Gelu", "FastGelu", "SkipLayerNormalization" },
+        [ExportOptimization.Cuda] = new HashSet<string> { "MultiHeadAttention", "Gelu", "FastGelu", "SkipLayerNormalization", "GroupNorm", "BiasSplitGelu" },
         [ExportOptimization.DirectML] = new HashSet<string> { "MultiHeadAttention", "Gelu", "SkipLayerNormalization", "GroupNorm", "BiasSplitGelu" },
     };
 

@@ -30,6 +30,7 @@ public sealed class Fp16ComputeTests(Xunit.Abstractions.ITestOutputHelper log)
         { "assets/base-model", ExportOptimization.Plain },
         { "assets/base-model", ExportOptimization.Cpu },
         { "tests/data/sd3-base", ExportOptimization.Plain },
+        { "tests/data/sd3-base", ExportOptimization.Cpu },
     };
 
     private static string Export(string folder, string root, ExportPrecision precision, ExportOptimization profile = ExportOptimization.Plain)
@@ -150,6 +151,7 @@ public sealed class Fp16ComputeTests(Xunit.Abstractions.ITestOutputHelper log)
     [InlineData("tests/data/fixtures/tiny-sd2-style", ExportOptimization.Cuda)]
     [InlineData("tests/data/fixtures/tiny-sd2-style", ExportOptimization.DirectML)]
     [InlineData("tests/data/sd3-base", ExportOptimization.Plain)]
+    [InlineData("tests/data/sd3-base", ExportOptimization.Cpu)]
     public void Fp16_graphs_keep_norms_attention_scores_softmax_and_the_timestep_embedding_in_float32(string folder, ExportOptimization profile)
     {
         string root = TestModels.NewRoot();

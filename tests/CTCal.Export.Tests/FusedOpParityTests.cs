@@ -92,6 +92,13 @@ public sealed class FusedOpParityTests
     }
 
     [Fact]
+    public void Tanh_gelu_as_fast_gelu_matches_the_tanh_chain()
+    {
+        AssertSame(g => [SD3Blocks.GeluTanh(g, g.Input("x", DataType.Float, "n", "d"))], [], "FastGelu",
+            ("x", Random(6, 64 * 40, 8f), [64, 40]));
+    }
+
+    [Fact]
     public void Residual_add_and_layer_norm_as_skip_layer_normalization_match()
     {
         const long dim = 40;

@@ -90,6 +90,55 @@ public sealed class OptimizeProfileTests
         }
     }
 
+    /// <summary>
+    /// The SD3 transformer (the tiny-sd3 fixture, diffusers 0.29.2) takes the profile's MultiHeadAttention for its joint
+    /// attention and FastGelu for its tanh GELU (cpu, cuda; directml keeps the Tanh chain). The CPU provider runs both
+    /// operators, so every profile's transformer, the GPU ones included, is run here against the plain graph.
+    /// </summary>
+    [Theory]
+    [InlineData(ExportOptimization.Cpu)]
+    [InlineData(ExportOptimization.Cuda)]
+    [InlineData(ExportOptimization.DirectML)]
+    public void Sd3_transformer_profiles_match_the_plain_graph_within_1e_4_and_the_contrib_schemas(ExportOptimization profile)
+    {
+        string root = TestModels.NewRoot();
+        try
+        {
+            string Sd3(ExportOptimization p)
+            {
+                string output = Path.Combine(root, ExportOptimizationNames.Name(p));
+                OnnxExporter.Export(new ExportOptions
+                {
+                    ModelFolder = Path.Combine(TestPaths.Fixtures, "sd3", "tiny-sd3"), OutputFolder = output, Components = ExportComponents.Transformer, Optimize = p,
+                });
+                return output;
+            }
+
+            string plain = Sd3(ExportOptimization.Plain);
+            string fused = Sd3(profile);
+            var graph = Load(fused, "transformer").Graph;
+            var ops = graph.Node.Where(n => n.Domain == OnnxGraph.ContribDomain).Select(n => n.OpType).ToHashSet();
+            Assert.Equal(profile == ExportOptimization.DirectML ? ["MultiHeadAttention"] : ["FastGelu", "MultiHeadAttention"], ops.Order());
+            Assert.DoesNotContain(graph.Node, n => n.OpType == "Softmax");
+            Assert.Equal(profile == ExportOptimization.DirectML, graph.Node.Any(n => n.OpType == "Tanh"));
+            Assert.Empty(ContribSchemas.Problems(graph.Node, profile));
+
+            using var a = new OrtRunner(Path.Combine(plain, "transformer", "model.onnx"));
+            using var b = new OrtRunner(Path.Combine(fused, "transformer", "model.onnx"));
+            var inputs = Inputs(a.Session, seed: 3);
+            var expected = a.Run(inputs).Single().Value.Data;
+            var actual = b.Run(inputs).Single().Value.Data;
+            float scale = Math.Max(1f, OrtRunner.MaxAbs(expected));
+            float diff = OrtRunner.MaxAbsDiff(actual, expected);
+            Assert.True(OrtRunner.MaxAbs(expected) > 0f, "plain transformer output is all zeros");
+            Assert.True(diff <= 1e-4f * scale, $"{ExportOptimizationNames.Name(profile)} transformer differs from plain by {diff} (max |plain| {OrtRunner.MaxAbs(expected)})");
+        }
+        finally
+        {
+            TestModels.DeleteQuietly(root);
+        }
+    }
+
     [Theory]
     [InlineData(ExportOptimization.Cuda)]
     [InlineData(ExportOptimization.DirectML)]

@@ -49,9 +49,13 @@ internal static class SD3Blocks
         return Modulate(g, PlainLayerNorm(g, x, dim), c[0], c[1]);                        // [B, S, D]
     }
 
-    /// <summary>PyTorch's gelu(approximate="tanh"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).</summary>
+    /// <summary>
+    /// PyTorch's gelu(approximate="tanh"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); with
+    /// <see cref="FusedOps.FastGelu"/> the one <c>com.microsoft.FastGelu</c> node that computes it.
+    /// </summary>
     public static string GeluTanh(OnnxGraph g, string x)
     {
+        if (g.Fused.FastGelu) return g.ContribOp("FastGelu", [x]);
         string cube = g.Mul(g.Mul(x, x), x);
         string inner = g.Scale(g.Add(x, g.Scale(cube, 0.044715f)), (float)Math.Sqrt(2.0 / Math.PI));
         return g.Mul(g.Scale(x, 0.5f), g.Add(g.Op("Tanh", [inner]), g.ScalarFloat(1f)));

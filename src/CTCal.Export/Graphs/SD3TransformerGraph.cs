@@ -26,9 +26,13 @@ public static class SD3TransformerGraph
     /// <summary>Width of the sinusoidal timestep features (diffusers' Timesteps(256, flip_sin_to_cos=True, shift 0)).</summary>
     private const int TimestepChannels = 256;
 
-    public static OnnxGraph Build(SD3TransformerConfig c, bool fp16Weights)
+    /// <summary>
+    /// The transformer graph; <paramref name="fused"/> (an export profile's, <see cref="FusedOps.For"/>) writes its attention
+    /// as MultiHeadAttention and its tanh GELU as FastGelu where the profile has them.
+    /// </summary>
+    public static OnnxGraph Build(SD3TransformerConfig c, bool fp16Weights, FusedOps? fused = null)
     {
-        var g = new OnnxGraph("transformer", fp16Weights);
+        var g = new OnnxGraph("transformer", fp16Weights, fused);
         string x = g.Input(HiddenStatesInput, DataType.Float, "batch", (long)c.InChannels, "height", "width");
         string context = g.Input(EncoderHiddenStatesInput, DataType.Float, "batch", "sequence", (long)c.JointAttentionDim);
         string pooled = g.Input(PooledProjectionsInput, DataType.Float, "batch", (long)c.PooledProjectionDim);

@@ -21,6 +21,13 @@ public sealed record FusedOps
     public bool Gelu { get; init; }
 
     /// <summary>
+    /// The tanh approximation of GELU (PyTorch's <c>gelu(approximate="tanh")</c>, SD3's feed-forward) as
+    /// <c>com.microsoft.FastGelu</c> (one input X; ContribOperators.md: Y = 0.5 X (1 + tanh(0.797885 X + 0.035677 X^3)), the
+    /// same polynomial). The CPU and CUDA providers implement it; the directml profile keeps the Tanh chain.
+    /// </summary>
+    public bool FastGelu { get; init; }
+
+    /// <summary>
     /// A residual add followed by LayerNorm as <c>com.microsoft.SkipLayerNormalization</c> (input, skip, gamma, beta; output 3
     /// is the sum the next residual needs). CUDA and DML implement it. The CPU provider implements it too, but its kernel is
     /// slower than the Add and LayerNormalization it replaces (ORT 1.31.1, one thread, the bench's mid UNet: 1.84 ms per
@@ -66,8 +73,8 @@ public sealed record FusedOps
         return profile switch
         {
             ExportOptimization.Plain => None,
-            ExportOptimization.Cpu => new FusedOps { MultiHeadAttention = true, Gelu = true, GegluHalves = true },
-            ExportOptimization.Cuda => gpu with { BiasSplitGeluWidths = [2560, 5120, 10240] },
+            ExportOptimization.Cpu => new FusedOps { MultiHeadAttention = true, Gelu = true, FastGelu = true, GegluHalves = true },
+            ExportOptimization.Cuda => gpu with { FastGelu = true, BiasSplitGeluWidths = [2560, 5120, 10240] },
             ExportOptimization.DirectML => gpu,
             _ => throw new ArgumentOutOfRangeException(nameof(profile), profile, $"optimize value {(int)profile} is not one of plain, cpu, cuda, directml"),
         };
