@@ -9,8 +9,9 @@ namespace CTCal.Plugin.ModelExport;
 /// settings decide): the export profile, the precision and whether the step-cache graphs are included.
 /// </summary>
 /// <param name="Optimize">The profile: <see cref="PluginSettings.ExportOptimize"/>, or for <c>auto</c> the one for the provider
-/// this plugin runs on: <see cref="ExportOptimization.Cpu"/> on the CPU provider (parity with plain within 1e-4, faster on
-/// every size the bench measures), <see cref="ExportOptimization.Plain"/> on CUDA and DirectML (their fused profiles are
+/// this plugin runs on: <see cref="ExportOptimization.Cpu"/> on the CPU provider (parity with plain within 1e-4; 1.04-1.09x
+/// faster per step in the bench's paired runs of the mid UNet and SD3 transformer, level at SD 1.5 size:
+/// bench/CTCal.Bench.Inference/README.md), <see cref="ExportOptimization.Plain"/> on CUDA and DirectML (their fused profiles are
 /// validated against the operator schemas but have not been run on a GPU by this project yet; name them to use them).</param>
 /// <param name="Precision"><see cref="PluginSettings.ExportPrecision"/>.</param>
 /// <param name="StepCacheBranch">The step-cache branch (<see cref="Branch"/>) when the graphs are included, else null.</param>
