@@ -49,6 +49,26 @@ public class SettingsTests
         Directory.Delete(root, true);
     }
 
+    /// <summary>The repository's own plugins.json (the README's commands use it, and it shows the settings) is valid.</summary>
+    [Fact]
+    public void TheRepositorysPluginsJsonSettingsParse()
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(TestPaths.RepoRoot, "plugins.json")));
+        var entry = doc.RootElement.GetProperty("plugins")[0];
+        Assert.Equal("CTCal.Plugin.dll", entry.GetProperty("assembly").GetString());
+        string root = TestPaths.NewTempDir();
+        try
+        {
+            var s = PluginSettings.Parse(entry.GetProperty("settings").Clone(), root, "plugins.json");
+            Assert.Null(s.ExportOptimize); // "auto"
+            Assert.Null(s.ExportStepCache);
+        }
+        finally
+        {
+            Directory.Delete(root, true);
+        }
+    }
+
     [Theory]
     [InlineData("""{ "memoryMode": "turbo" }""", "settings.memoryMode")]
     [InlineData("""{ "executionProviders": ["tpu"] }""", "settings.executionProviders[0]")]
