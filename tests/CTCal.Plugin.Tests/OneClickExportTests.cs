@@ -97,11 +97,14 @@ public sealed class OneClickExportTests : IDisposable
     public async Task An_SD3_model_is_exported_without_step_cache_graphs_even_when_they_are_asked_for()
     {
         string sd3 = TinySd3Folder.Write(Path.Combine(_root, "sd3-source"), seed: 3);
-        var (exporter, _, log) = Create(Cpu with { StepCache = 2, ExportStepCache = true });
+        var (exporter, generator, log) = Create(Cpu with { StepCache = 2, ExportStepCache = true });
         await exporter.ExportAsync(new ModelExportRequest(sd3, "sd3"));
         Assert.Null(Manifest("sd3").StepCache);
         Assert.Equal(ModelFamily.Sd3, Manifest("sd3").Family);
+        Assert.Equal("cpu", Manifest("sd3").Optimize); // its transformer with MultiHeadAttention and FastGelu
         Assert.Contains(log.Entries, e => e.Message.Contains("step-cache graphs none (SD3 has no UNet)", StringComparison.Ordinal));
+        var result = await generator.GenerateAsync(new GenerationRequest { Model = "sd3", Prompt = "a red cube", Width = 16, Height = 16, Steps = 2, Seed = 1 });
+        Assert.Single(result.Images);
     }
 
     [Fact]
