@@ -112,7 +112,7 @@ internal static class FuzzBounds
             {
                 allocated = GC.GetAllocatedBytesForCurrentThread() - before;
             }
-        }, CancellationToken.None, TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
+        }, CancellationToken.None, TaskCreationOptions.DenyChildAttach | TaskCreationOptions.LongRunning, TaskScheduler.Default); // its own thread: the time bound never counts a wait for a pool thread
 
         bool finished;
         try
