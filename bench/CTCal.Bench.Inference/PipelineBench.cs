@@ -29,6 +29,12 @@ internal sealed record PipelineBenchOptions
     public string? OnnxFolder { get; init; }
     /// <summary>The plugin's <c>memoryMode</c> (low or balanced); null: the plugin's default.</summary>
     public string? MemoryMode { get; init; }
+
+    /// <summary>
+    /// When set (generated models only), the model is also exported with this profile as <c>&lt;model&gt;-&lt;profile&gt;</c>
+    /// and, after the plain model's runs, both are timed in back-to-back pairs (alternating order) per seed.
+    /// </summary>
+    public ExportOptimization? Optimize { get; init; }
 }
 
 /// <summary>
@@ -65,12 +71,14 @@ internal static class PipelineBench
         string root = o.OnnxFolder is { } onnx ? Path.GetDirectoryName(Path.GetDirectoryName(onnx)!)! : Path.Combine(work, "host");
         string modelsFolder = o.OnnxFolder is { } given ? Path.GetDirectoryName(given)! : Path.Combine(root, "models");
         string modelId = o.OnnxFolder is null ? o.Model : Path.GetFileName(o.OnnxFolder);
+        string? profileId = o.Optimize is { } optimize ? $"{modelId}-{ExportOptimizationNames.Name(optimize)}" : null;
         var clock = Stopwatch.StartNew();
         if (o.OnnxFolder is null && o.Model == "tiny")
         {
             string fixture = Path.Combine(RepositoryRoot(), "tests", "data", "fixtures", "tiny-sd1");
             OnnxExporter.Export(new ExportOptions { ModelFolder = fixture, OutputFolder = Path.Combine(modelsFolder, modelId), Force = true });
             Console.WriteLine($"export of {fixture}: {clock.Elapsed.TotalSeconds:F1} s");
+            ExportProfile(fixture);
         }
         else if (o.OnnxFolder is null)
         {
@@ -80,6 +88,14 @@ internal static class PipelineBench
             clock.Restart();
             OnnxExporter.Export(new ExportOptions { ModelFolder = diffusers, OutputFolder = Path.Combine(modelsFolder, modelId), Force = true });
             Console.WriteLine($"export: {clock.Elapsed.TotalSeconds:F1} s");
+            ExportProfile(diffusers);
+        }
+
+        void ExportProfile(string source)
+        {
+            if (profileId is null) return;
+            OnnxExporter.Export(new ExportOptions { ModelFolder = source, OutputFolder = Path.Combine(modelsFolder, profileId), Force = true, Optimize = o.Optimize!.Value });
+            Console.WriteLine($"export of {profileId} (--optimize {ExportOptimizationNames.Name(o.Optimize!.Value)}) done");
         }
 
         // 2. Host root: plugins/CTCal.Plugin (a copy of the build output), models/, plugins.json.
@@ -193,6 +209,39 @@ internal static class PipelineBench
             $"over {o.Runs} runs (min {outside.Min():P1}, max {outside.Max():P1}); parts (medians, share of the plugin's {Median(parts["total"]):F0} ms): " +
             string.Join(", ", new[] { "text_encoder", "vae_encoder", "sampler", "vae_decoder", "png", "denoiser" }.Select(Part)) +
             $"; {Median(parts["denoiser_calls"]):F0} UNet calls; load average {loadAverage()}");
+        if (profileId is not null)
+        {
+            // The profile model against the plain one: a first call each, then per seed one image of each, back to back, in
+            // alternating order, so both see the same load; the paired ratio is the median of plain / profile per seed.
+            await generator.GenerateAsync(Request(999) with { Model = profileId }, null);
+            var plainTimes = new List<double>();
+            var profileTimes = new List<double>();
+            var ratios = new List<double>();
+            for (int i = 0; i < o.Runs; i++)
+            {
+                int seed = 2000 + i;
+                async Task<double> Time(string id)
+                {
+                    var pairClock = Stopwatch.StartNew();
+                    var result = await generator.GenerateAsync(Request(seed) with { Model = id }, null);
+                    if (result.Images.Count != 1) throw new InvalidOperationException($"{id}: no image");
+                    return pairClock.Elapsed.TotalSeconds;
+                }
+
+                double a, b;
+                if (i % 2 == 0) { a = await Time(modelId); b = await Time(profileId); }
+                else { b = await Time(profileId); a = await Time(modelId); }
+                plainTimes.Add(a);
+                profileTimes.Add(b);
+                ratios.Add(a / b);
+                Console.WriteLine($"  pair {i + 1}: plain {a:F2} s, {profileId} {b:F2} s");
+            }
+
+            Console.WriteLine($"RESULT pipeline plain vs {ExportOptimizationNames.Name(o.Optimize!.Value)} profile [{first.ExecutionProvider}] {p.Width}x{p.Height}, {p.Steps} steps: " +
+                $"median s/image plain {Median(plainTimes):F2}, profile {Median(profileTimes):F2}; paired ratio plain / profile {Median(ratios):F3} over {o.Runs} pairs " +
+                $"(> 1: the profile is faster); load average {loadAverage()}");
+        }
+
         Console.WriteLine($"peak RSS of this process (sessions loaded + generation): {ProcessMemory.Peak() / 1e9:F2} GB ({ProcessMemory.PeakSource})");
         Console.WriteLine($"load average at end: {loadAverage()}");
         return 0;

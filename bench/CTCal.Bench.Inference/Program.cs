@@ -82,7 +82,8 @@ for (int i = 0; i < args.Length; i++)
                 "[--batch 1] [--runs 1] [--threads N] [--tokens 333]: ONNX Runtime only, load time, seconds per step, peak RSS");
             Console.WriteLine("ctcal bench inference --pipeline [--runs 3] [--steps 20] [--size 256] [--guidance 7.5] [--scheduler <name>] [--providers cuda,cpu] " +
                 "[--threads N (plugin intraOpThreads; default 0)] [--plugin-dir <CTCal.Plugin build output>] [--tokenizer <folder>] [--dir <work folder>] [--keep] " +
-                "[--model mid|tiny (the generated model: mid, or the tests' tiny-sd1 fixture)] [--onnx <exported ONNX model folder to serve instead of the generated model>] [--memory-mode low|balanced]");
+                "[--model mid|tiny (the generated model: mid, or the tests' tiny-sd1 fixture)] [--onnx <exported ONNX model folder to serve instead of the generated model>] [--memory-mode low|balanced] " +
+                "[--optimize cpu (also export the generated model with the profile and time the two in pairs, seconds per image)]");
             return 0;
         default: Console.Error.WriteLine($"unknown argument '{args[i]}'"); return 2;
     }
@@ -103,9 +104,14 @@ if (family is not ("unet" or "sd3"))
     return 2;
 }
 int tokens = tokensGiven ?? (family == "sd3" ? 333 : 77);
-if ((pipeline || onnx is not null) && (optimize is not null || noTorch))
+if ((pipeline || onnx is not null) && noTorch)
 {
-    Console.Error.WriteLine("--optimize and --no-torch apply to the per-step latency mode, not to --pipeline or --onnx");
+    Console.Error.WriteLine("--no-torch applies to the per-step latency mode, not to --pipeline or --onnx");
+    return 2;
+}
+if (optimize is not null && onnx is not null)
+{
+    Console.Error.WriteLine("--optimize exports the generated model with the profile; with --onnx nothing is exported");
     return 2;
 }
 
@@ -145,6 +151,7 @@ if (pipeline)
             TokenizerFolder = tokenizerDir,
             OnnxFolder = onnx is null ? null : Path.GetFullPath(onnx),
             MemoryMode = memoryMode,
+            Optimize = optimize,
         }, pipelineWork, LoadAverage);
     }
     finally
