@@ -106,9 +106,23 @@ try {
   await ft.locator('[name=loraRank]').fill('4');
   await ft.locator('[name=resolution]').fill(env('CTCAL_FT_RESOLUTION'));
   await ft.locator('[name=modelId]').fill('tiny-ctcal');
+  // Every text the status line shows is recorded as it is set: a fine-tune of a few steps can go from its first step to
+  // done between two of Playwright's polls, so waiting for a step's text to be visible would race with the fine-tune.
+  await page.evaluate(() => {
+    window.finetuneStatuses = [];
+    const status = document.querySelector('[data-testid=finetune-status]');
+    new MutationObserver(records => {
+      for (const r of records) {
+        for (const n of r.addedNodes) window.finetuneStatuses.push(n.textContent);
+        if (r.type === 'characterData') window.finetuneStatuses.push(r.target.textContent);
+      }
+    }).observe(status, { childList: true, characterData: true, subtree: true });
+  });
   await page.getByTestId('start-finetune').click();
-  await page.getByTestId('finetune-status').filter({ hasText: new RegExp(`step \\d+/${ftSteps} · loss `) }).waitFor();
   await page.getByTestId('finetune-status').filter({ hasText: 'done' }).waitFor();
+  const statuses = await page.evaluate(() => window.finetuneStatuses);
+  const stepStatus = new RegExp(`step \\d+/${ftSteps} · loss `);
+  check(statuses.some(t => stepStatus.test(t)), `the status showed a step with its loss before done: ${JSON.stringify(statuses)}`);
   check(await page.locator('#loss-curve polyline').count() === 1, 'the loss curve is drawn');
   const points = (await page.locator('#loss-curve circle title').allTextContents())
     .map(t => /^step (\d+): loss (\S+)$/.exec(t)).map(m => m && [Number(m[1]), Number(m[2])]);
