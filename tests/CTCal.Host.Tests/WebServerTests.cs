@@ -226,6 +226,10 @@ public sealed class WebServerTests : IDisposable
         var copy = Assert.Single(models.RootElement.GetProperty("models").EnumerateArray(), m => m.GetProperty("id").GetString() == "tuned-copy");
         Assert.Equal("ctcal", copy.GetProperty("method").GetString());
         Assert.EndsWith(Path.Combine("run", "unet", "diffusion_pytorch_model.safetensors"), copy.GetProperty("provenance").GetProperty("unetWeights").GetString());
+        // The one-click export's graphs as the plugin chose them (exportOptimize auto on the CPU provider: the cpu profile).
+        Assert.Equal("cpu", copy.GetProperty("provenance").GetProperty("optimize").GetString());
+        Assert.Equal("fp32", copy.GetProperty("provenance").GetProperty("precision").GetString());
+        Assert.Equal(JsonValueKind.Null, copy.GetProperty("provenance").GetProperty("stepCacheBranch").ValueKind);
     }
 
     [Theory]

@@ -155,6 +155,10 @@ internal static class ModelEndpoints
                 manifest.Steps,
                 manifest.Exporter,
                 created = manifest.CreatedUtc,
+                // what the graphs are: the export profile, the precision, and the step-cache branch when exported with it
+                optimize = manifest.OptimizeOrPlain,
+                precision = manifest.PrecisionOrDerived,
+                stepCacheBranch = manifest.StepCache?.Branch,
             },
             manifestError,
         };

@@ -102,6 +102,7 @@ async function loadModels() {
       if (p.unetWeights) provenance.append(el('small', { text: 'UNet ' + p.unetWeights }));
       for (const lora of p.loras || []) provenance.append(el('small', { text: 'LoRA ' + lora }));
       provenance.append(el('small', { text: [p.exporter, p.created, p.steps ? p.steps + ' steps' : null].filter(Boolean).join(', ') }));
+      provenance.append(el('small', { text: `graphs: ${p.optimize} profile, ${p.precision}` + (p.stepCacheBranch ? `, step cache (branch ${p.stepCacheBranch})` : '') }));
     } else {
       provenance.append(el('small', { text: m.manifestError ? 'manifest: ' + m.manifestError : 'no manifest' }));
     }
