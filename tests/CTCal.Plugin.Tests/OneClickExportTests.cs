@@ -63,6 +63,17 @@ public sealed class OneClickExportTests : IDisposable
     }
 
     [Fact]
+    public async Task The_provider_is_found_once_per_plugin_so_a_missing_one_is_reported_once()
+    {
+        // CUDA is not in this build (the CPU package), so appending it fails with a warning, then CPU is used.
+        var (exporter, _, log) = Create(Cpu with { ExecutionProviders = [ExecutionProviderKind.Cuda, ExecutionProviderKind.Cpu] });
+        await exporter.ExportAsync(new ModelExportRequest(TinySd1, "first"));
+        await exporter.ExportAsync(new ModelExportRequest(TinySd1, "second"));
+        Assert.Equal("cpu", Manifest("second").Optimize);
+        Assert.Single(log.Warnings, w => w.StartsWith("Execution provider CUDA is not available", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Named_settings_choose_profile_precision_and_step_cache_graphs()
     {
         var (exporter, generator, _) = Create(Cpu with

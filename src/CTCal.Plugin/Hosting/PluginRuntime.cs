@@ -18,6 +18,7 @@ internal sealed class PluginRuntime : IDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<ModelSessions>> _sessions = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _warmUpCancel = new();
+    private readonly Lazy<ExecutionProviderKind> _sessionProvider;
 
     /// <summary>Reads this plugin's settings from the host; invalid settings fail composition with the file and field.</summary>
     [ImportingConstructor]
@@ -32,6 +33,12 @@ internal sealed class PluginRuntime : IDisposable
     {
         Settings = settings;
         Log = log;
+        _sessionProvider = new Lazy<ExecutionProviderKind>(() =>
+        {
+            var (options, used, _) = ExecutionProviderSelector.Create(Settings.ExecutionProviders, Tuning, Log);
+            options.Dispose();
+            return used;
+        });
         Catalog = new ModelCatalog(settings.ModelsFolder, log);
         IReadOnlyList<OnnxModelFolder> warm = settings.WarmUpAll ? Catalog.Scan() : settings.WarmUpModels.Select(id => FindWarmUpModel(id, settingsSource)).ToArray();
         WarmUpCompletion = warm.Count == 0 ? Task.CompletedTask : Task.Run(() => WarmUp(warm));
@@ -60,14 +67,10 @@ internal sealed class PluginRuntime : IDisposable
 
     /// <summary>
     /// The provider a model's sessions would run on here: the first of the settings' providers that can be appended (CPU
-    /// when none can). What an <c>auto</c> one-click export is written for (<see cref="ModelExport.ExportChoice"/>).
+    /// when none can), found once per plugin instance (so a missing provider's warning is logged once, not per export).
+    /// What an <c>auto</c> one-click export is written for (<see cref="ModelExport.ExportChoice"/>).
     /// </summary>
-    public ExecutionProviderKind SessionProvider()
-    {
-        var (options, used, _) = ExecutionProviderSelector.Create(Settings.ExecutionProviders, Tuning, Log);
-        options.Dispose();
-        return used;
-    }
+    public ExecutionProviderKind SessionProvider() => _sessionProvider.Value;
 
     /// <summary>The sessions of <paramref name="model"/>, created on first use and then shared.</summary>
     public ModelSessions GetSessions(OnnxModelFolder model)
