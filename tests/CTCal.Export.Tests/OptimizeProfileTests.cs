@@ -18,14 +18,28 @@ public sealed class OptimizeProfileTests
     private const ExportComponents Parts = ExportComponents.Unet | ExportComponents.VaeDecoder | ExportComponents.VaeEncoder;
     private static readonly string[] PartFolders = ["unet", "vae_decoder", "vae_encoder"];
 
-    private static string Export(string fixture, string root, ExportOptimization profile)
+    private static string Export(string fixture, string root, ExportOptimization profile, ExportComponents parts = Parts)
     {
         string output = Path.Combine(root, ExportOptimizationNames.Name(profile));
         OnnxExporter.Export(new ExportOptions
         {
-            ModelFolder = Path.Combine(TestPaths.Fixtures, fixture), OutputFolder = output, Components = Parts, Optimize = profile,
+            ModelFolder = Path.Combine(TestPaths.Fixtures, fixture), OutputFolder = output, Components = parts, Optimize = profile,
         });
         return output;
+    }
+
+    // Runs both graphs on the same seeded inputs: the profile's output is within 1e-4 (relative to max(1, max |plain|)) of the plain one's.
+    private static void AssertMatchesPlain(string plainModel, string profileModel, int seed, string what)
+    {
+        using var a = new OrtRunner(plainModel);
+        using var b = new OrtRunner(profileModel);
+        var inputs = Inputs(a.Session, seed);
+        var expected = a.Run(inputs).Single().Value.Data;
+        var actual = b.Run(inputs).Single().Value.Data;
+        float scale = Math.Max(1f, OrtRunner.MaxAbs(expected));
+        float diff = OrtRunner.MaxAbsDiff(actual, expected);
+        Assert.True(OrtRunner.MaxAbs(expected) > 0f, $"{what}: plain output is all zeros");
+        Assert.True(diff <= 1e-4f * scale, $"{what}: profile differs from plain by {diff} (max |plain| {OrtRunner.MaxAbs(expected)})");
     }
 
     private static ModelProto Load(string folder, string part) =>
@@ -62,17 +76,7 @@ public sealed class OptimizeProfileTests
             string plain = Export(fixture, root, ExportOptimization.Plain);
             string cpu = Export(fixture, root, ExportOptimization.Cpu);
             foreach (string part in PartFolders)
-            {
-                using var a = new OrtRunner(Path.Combine(plain, part, "model.onnx"));
-                using var b = new OrtRunner(Path.Combine(cpu, part, "model.onnx"));
-                var inputs = Inputs(a.Session, seed: part.Length);
-                var expected = a.Run(inputs).Single().Value.Data;
-                var actual = b.Run(inputs).Single().Value.Data;
-                float scale = Math.Max(1f, OrtRunner.MaxAbs(expected));
-                float diff = OrtRunner.MaxAbsDiff(actual, expected);
-                Assert.True(OrtRunner.MaxAbs(expected) > 0f, $"{fixture} {part}: plain output is all zeros");
-                Assert.True(diff <= 1e-4f * scale, $"{fixture} {part}: cpu profile differs from plain by {diff} (max |plain| {OrtRunner.MaxAbs(expected)})");
-            }
+                AssertMatchesPlain(Path.Combine(plain, part, "model.onnx"), Path.Combine(cpu, part, "model.onnx"), seed: part.Length, $"{fixture} {part} (cpu profile)");
 
             var unet = Load(cpu, "unet");
             var ops = unet.Graph.Node.Where(n => n.Domain == OnnxGraph.ContribDomain).Select(n => n.OpType).ToHashSet();
@@ -104,18 +108,9 @@ public sealed class OptimizeProfileTests
         string root = TestModels.NewRoot();
         try
         {
-            string Sd3(ExportOptimization p)
-            {
-                string output = Path.Combine(root, ExportOptimizationNames.Name(p));
-                OnnxExporter.Export(new ExportOptions
-                {
-                    ModelFolder = Path.Combine(TestPaths.Fixtures, "sd3", "tiny-sd3"), OutputFolder = output, Components = ExportComponents.Transformer, Optimize = p,
-                });
-                return output;
-            }
-
-            string plain = Sd3(ExportOptimization.Plain);
-            string fused = Sd3(profile);
+            string sd3 = Path.Combine("sd3", "tiny-sd3");
+            string plain = Export(sd3, root, ExportOptimization.Plain, ExportComponents.Transformer);
+            string fused = Export(sd3, root, profile, ExportComponents.Transformer);
             var graph = Load(fused, "transformer").Graph;
             var ops = graph.Node.Where(n => n.Domain == OnnxGraph.ContribDomain).Select(n => n.OpType).ToHashSet();
             Assert.Equal(profile == ExportOptimization.DirectML ? ["MultiHeadAttention"] : ["FastGelu", "MultiHeadAttention"], ops.Order());
@@ -123,15 +118,8 @@ public sealed class OptimizeProfileTests
             Assert.Equal(profile == ExportOptimization.DirectML, graph.Node.Any(n => n.OpType == "Tanh"));
             Assert.Empty(ContribSchemas.Problems(graph.Node, profile));
 
-            using var a = new OrtRunner(Path.Combine(plain, "transformer", "model.onnx"));
-            using var b = new OrtRunner(Path.Combine(fused, "transformer", "model.onnx"));
-            var inputs = Inputs(a.Session, seed: 3);
-            var expected = a.Run(inputs).Single().Value.Data;
-            var actual = b.Run(inputs).Single().Value.Data;
-            float scale = Math.Max(1f, OrtRunner.MaxAbs(expected));
-            float diff = OrtRunner.MaxAbsDiff(actual, expected);
-            Assert.True(OrtRunner.MaxAbs(expected) > 0f, "plain transformer output is all zeros");
-            Assert.True(diff <= 1e-4f * scale, $"{ExportOptimizationNames.Name(profile)} transformer differs from plain by {diff} (max |plain| {OrtRunner.MaxAbs(expected)})");
+            AssertMatchesPlain(Path.Combine(plain, "transformer", "model.onnx"), Path.Combine(fused, "transformer", "model.onnx"), seed: 3,
+                $"tiny-sd3 transformer ({ExportOptimizationNames.Name(profile)} profile)");
         }
         finally
         {
