@@ -200,15 +200,15 @@ internal static class PipelineBench
         }
 
         Console.WriteLine($"RESULT [{first.ExecutionProvider}] {modelId} {p.Width}x{p.Height}, {p.Steps} steps, guidance {p.Guidance()}: " +
-            $"median {Median(total):F2} s/image over {o.Runs} runs (min {total.Min():F2}, max {total.Max():F2}); " +
-            $"per step {Median(perStep) * 1000:F0} ms (UNet with the CFG pair + scheduler); first call {firstSeconds:F2} s");
-        Console.WriteLine($"phases (medians): before the first step (tokenize + text encoder) + first step {Median(before):F2} s, " +
-            $"VAE decode + PNG {Median(decode):F2} s");
-        string Part(string key) => $"{key} {Median(parts[key]):F1} ms ({Median(parts[key]) / Median(parts["total"]):P1})";
-        Console.WriteLine($"RESULT share of time outside the UNet [{first.ExecutionProvider}] {modelId} {p.Width}x{p.Height}, {p.Steps} steps: median {Median(outside):P1} " +
-            $"over {o.Runs} runs (min {outside.Min():P1}, max {outside.Max():P1}); parts (medians, share of the plugin's {Median(parts["total"]):F0} ms): " +
+            $"median {StepBench.Median(total):F2} s/image over {o.Runs} runs (min {total.Min():F2}, max {total.Max():F2}); " +
+            $"per step {StepBench.Median(perStep) * 1000:F0} ms (UNet with the CFG pair + scheduler); first call {firstSeconds:F2} s");
+        Console.WriteLine($"phases (medians): before the first step (tokenize + text encoder) + first step {StepBench.Median(before):F2} s, " +
+            $"VAE decode + PNG {StepBench.Median(decode):F2} s");
+        string Part(string key) => $"{key} {StepBench.Median(parts[key]):F1} ms ({StepBench.Median(parts[key]) / StepBench.Median(parts["total"]):P1})";
+        Console.WriteLine($"RESULT share of time outside the UNet [{first.ExecutionProvider}] {modelId} {p.Width}x{p.Height}, {p.Steps} steps: median {StepBench.Median(outside):P1} " +
+            $"over {o.Runs} runs (min {outside.Min():P1}, max {outside.Max():P1}); parts (medians, share of the plugin's {StepBench.Median(parts["total"]):F0} ms): " +
             string.Join(", ", new[] { "text_encoder", "vae_encoder", "sampler", "vae_decoder", "png", "denoiser" }.Select(Part)) +
-            $"; {Median(parts["denoiser_calls"]):F0} UNet calls; load average {loadAverage()}");
+            $"; {StepBench.Median(parts["denoiser_calls"]):F0} UNet calls; load average {loadAverage()}");
         if (profileId is not null)
         {
             // The profile model against the plain one: a first call each, then per seed one image of each, back to back, in
@@ -238,7 +238,7 @@ internal static class PipelineBench
             }
 
             Console.WriteLine($"RESULT pipeline plain vs {ExportOptimizationNames.Name(o.Optimize!.Value)} profile [{first.ExecutionProvider}] {p.Width}x{p.Height}, {p.Steps} steps: " +
-                $"median s/image plain {Median(plainTimes):F2}, profile {Median(profileTimes):F2}; paired ratio plain / profile {Median(ratios):F3} over {o.Runs} pairs " +
+                $"median s/image plain {StepBench.Median(plainTimes):F2}, profile {StepBench.Median(profileTimes):F2}; paired ratio plain / profile {StepBench.Median(ratios):F3} over {o.Runs} pairs " +
                 $"(> 1: the profile is faster); load average {loadAverage()}");
         }
 
@@ -283,12 +283,6 @@ internal static class PipelineBench
             double perStep = steps > 1 ? (_lastStep - _firstStep) / (steps - 1) : _firstStep;
             return (perStep, total - _decoding, _firstStep);
         }
-    }
-
-    private static double Median(List<double> xs)
-    {
-        var s = xs.Order().ToList();
-        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
     }
 
     private static void CopyFolder(string source, string target)

@@ -252,10 +252,7 @@ void RunUNet(BenchConfig bench)
         double plainFlops = plainWork.Value.Flops;
         profileFlops ??= ortProfile?.CountFlops(bench.Name);
         using var gemm = new GemmPeak(Path.Combine(work, "gemm"), gemmSize, t);
-        var elements = plainWork.Value.Elements;
-        var costs = TranscendentalFloor.NsPerElement(elements.Select(e => e.Op), t, Path.Combine(work, "elementwise"));
-        var transcendental = new TranscendentalCost(TranscendentalFloor.Milliseconds(elements, costs),
-            string.Join(", ", elements.Select(e => $"{e.Op} {e.Elements / 1e6:F1} M x {costs[e.Op]:F2} ns")));
+        var transcendental = TranscendentalFloor.Cost(plainWork.Value.Elements, t, Path.Combine(work, "elementwise"));
 
         float[] TorchStep()
         {
@@ -314,10 +311,7 @@ void RunSd3(BenchConfig bench)
         plainWork ??= ort.CountWork("sd3-" + bench.Name);
         profileFlops ??= ortProfile?.CountFlops("sd3-" + bench.Name);
         using var gemm = new GemmPeak(Path.Combine(work, "gemm"), gemmSize, t);
-        var elements = plainWork.Value.Elements;
-        var costs = TranscendentalFloor.NsPerElement(elements.Select(e => e.Op), t, Path.Combine(work, "elementwise"));
-        var transcendental = new TranscendentalCost(TranscendentalFloor.Milliseconds(elements, costs),
-            string.Join(", ", elements.Select(e => $"{e.Op} {e.Elements / 1e6:F1} M x {costs[e.Op]:F2} ns")));
+        var transcendental = TranscendentalFloor.Cost(plainWork.Value.Elements, t, Path.Combine(work, "elementwise"));
 
         float[] TorchStep()
         {

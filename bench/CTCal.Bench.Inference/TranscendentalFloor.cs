@@ -68,6 +68,17 @@ internal static class TranscendentalFloor
         return result;
     }
 
+    /// <summary>
+    /// The exp-class work of a step with <paramref name="elements"/> (counted on its plain graph) at this machine's per-element
+    /// costs with <paramref name="threads"/> threads (<see cref="NsPerElement"/>, graphs under <paramref name="folder"/>).
+    /// </summary>
+    public static TranscendentalCost Cost(IReadOnlyList<OpElements> elements, int threads, string folder)
+    {
+        var costs = NsPerElement(elements.Select(e => e.Op), threads, folder);
+        return new TranscendentalCost(Milliseconds(elements, costs),
+            string.Join(", ", elements.Select(e => $"{e.Op} {e.Elements / 1e6:F1} M x {costs[e.Op]:F2} ns")));
+    }
+
     /// <summary>Milliseconds per step the <paramref name="elements"/> take at <paramref name="nsPerElement"/>.</summary>
     public static double Milliseconds(IReadOnlyList<OpElements> elements, IReadOnlyDictionary<string, double> nsPerElement) =>
         elements.Sum(e => e.Elements * nsPerElement[e.Op]) / 1e6;
