@@ -220,27 +220,20 @@ internal sealed record PluginSettings
         string? optimizeText = ReadString(settings, "exportOptimize", Where);
         if (optimizeText is not null && !optimizeText.Equals("auto", StringComparison.OrdinalIgnoreCase))
         {
-            exportOptimize = optimizeText.ToLowerInvariant() switch
-            {
-                "plain" => CTCal.Export.ExportOptimization.Plain,
-                "cpu" => CTCal.Export.ExportOptimization.Cpu,
-                "cuda" => CTCal.Export.ExportOptimization.Cuda,
-                "directml" => CTCal.Export.ExportOptimization.DirectML,
-                _ => throw new PluginSettingsException($"{Where("exportOptimize")}: unknown value '{optimizeText}' (known: auto, plain, cpu, cuda, directml)"),
-            };
+            var profiles = Enum.GetValues<CTCal.Export.ExportOptimization>();
+            exportOptimize = Named(profiles, CTCal.Export.ExportOptimizationNames.Name, optimizeText)
+                ?? throw new PluginSettingsException(
+                    $"{Where("exportOptimize")}: unknown value '{optimizeText}' (known: auto, {string.Join(", ", profiles.Select(CTCal.Export.ExportOptimizationNames.Name))})");
         }
 
         var exportPrecision = CTCal.Export.ExportPrecision.Fp32;
         string? precisionText = ReadString(settings, "exportPrecision", Where);
         if (precisionText is not null)
         {
-            exportPrecision = precisionText.ToLowerInvariant() switch
-            {
-                "fp32" => CTCal.Export.ExportPrecision.Fp32,
-                "fp16-weights" => CTCal.Export.ExportPrecision.Fp16Weights,
-                "fp16" => CTCal.Export.ExportPrecision.Fp16,
-                _ => throw new PluginSettingsException($"{Where("exportPrecision")}: unknown value '{precisionText}' (known: fp32, fp16-weights, fp16)"),
-            };
+            var precisions = Enum.GetValues<CTCal.Export.ExportPrecision>();
+            exportPrecision = Named(precisions, CTCal.Export.ExportPrecisionNames.Name, precisionText)
+                ?? throw new PluginSettingsException(
+                    $"{Where("exportPrecision")}: unknown value '{precisionText}' (known: {string.Join(", ", precisions.Select(CTCal.Export.ExportPrecisionNames.Name))})");
         }
 
         bool? exportStepCache = null;
@@ -332,6 +325,11 @@ internal sealed record PluginSettings
 
         return id;
     }
+
+    // The value whose canonical name (the exporter's own spelling, the one manifests record) is text, case-insensitively; null if none.
+    private static T? Named<T>(IEnumerable<T> values, Func<T, string> name, string text)
+        where T : struct, Enum =>
+        values.Select(v => (T?)v).FirstOrDefault(v => string.Equals(name(v!.Value), text, StringComparison.OrdinalIgnoreCase));
 
     private static string? ReadString(JsonElement settings, string name, Func<string, string> where)
     {
