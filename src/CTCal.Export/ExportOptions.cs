@@ -38,9 +38,9 @@ public enum ExportOptimization
     Plain = 0,
     /// <summary>CPUExecutionProvider: MultiHeadAttention, Gelu, GEGLU as two half Gemms (<see cref="Onnx.FusedOps"/>).</summary>
     Cpu = 1,
-    /// <summary>CUDAExecutionProvider: MultiHeadAttention, Gelu, SkipLayerNormalization, GroupNorm (NHWC, SiLU fused) and BiasSplitGelu.</summary>
+    /// <summary>CUDAExecutionProvider: MultiHeadAttention, Gelu, SkipLayerNormalization, GroupNorm (NHWC, SiLU fused), SkipGroupNorm (a resnet's time embedding add and norm2) and BiasSplitGelu.</summary>
     Cuda = 2,
-    /// <summary>DmlExecutionProvider: as <see cref="Cuda"/> (BiasSplitGelu at every width, so no Gelu).</summary>
+    /// <summary>DmlExecutionProvider: as <see cref="Cuda"/> without SkipGroupNorm (BiasSplitGelu at every width, so no Gelu).</summary>
     DirectML = 3,
 }
 

@@ -35,6 +35,11 @@ internal static class ContribSchemas
         {
             ["activation"] = new(Int, true), ["channels_last"] = new(Int, false), ["epsilon"] = new(Float, false), ["groups"] = new(Int, true),
         }),
+        // SkipGroupNorm: X, gamma, beta, skip, bias -> Y, S
+        ["SkipGroupNorm"] = new(4, 5, 1, 2, new Dictionary<string, Attribute>
+        {
+            ["activation"] = new(Int, true), ["channels_last"] = new(Int, false), ["epsilon"] = new(Float, false), ["groups"] = new(Int, true),
+        }),
         // BiasSplitGelu: X, bias -> Y
         ["BiasSplitGelu"] = new(2, 2, 1, 1, new Dictionary<string, Attribute>()),
         // FastGelu: X, bias -> Y
@@ -45,7 +50,7 @@ internal static class ContribSchemas
     public static IReadOnlyDictionary<ExportOptimization, IReadOnlySet<string>> Kernels { get; } = new Dictionary<ExportOptimization, IReadOnlySet<string>>
     {
         [ExportOptimization.Cpu] = new HashSet<string> { "MultiHeadAttention", "Gelu", "FastGelu", "SkipLayerNormalization" },
-        [ExportOptimization.Cuda] = new HashSet<string> { "MultiHeadAttention", "Gelu", "FastGelu", "SkipLayerNormalization", "GroupNorm", "BiasSplitGelu" },
+        [ExportOptimization.Cuda] = new HashSet<string> { "MultiHeadAttention", "Gelu", "FastGelu", "SkipLayerNormalization", "GroupNorm", "SkipGroupNorm", "BiasSplitGelu" },
         [ExportOptimization.DirectML] = new HashSet<string> { "MultiHeadAttention", "Gelu", "SkipLayerNormalization", "GroupNorm", "BiasSplitGelu" },
     };
 

@@ -46,7 +46,7 @@ public sealed class OptimizeProfileTests
         ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(folder, part, "model.onnx")));
 
     // Seeded inputs from the session's metadata: batch 2, sequence 77, every other symbolic dim 16; timesteps in [0, 1000).
-    private static (string Name, Array Data, long[] Shape)[] Inputs(InferenceSession session, int seed)
+    internal static (string Name, Array Data, long[] Shape)[] Inputs(InferenceSession session, int seed)
     {
         var rng = new Random(seed);
         return session.InputMetadata.Select(kv =>
@@ -184,10 +184,32 @@ public sealed class OptimizeProfileTests
         Assert.Equal(0, count("Split")); // GEGLU: BiasSplitGelu (gpu) or two half Gemms (cpu)
         Assert.Equal(gpu ? blocks : 0, count("BiasSplitGelu"));
         Assert.Equal(gpu ? 0 : blocks, count("Gelu"));
-        // 22 resnets x 2 norms, 16 transformer norms, conv_norm_out
-        Assert.Equal(gpu ? 22 * 2 + 16 + 1 : 0, count("GroupNorm"));
+        // 22 resnets x 2 norms, 16 transformer norms, conv_norm_out; with cuda each resnet's norm2 is a SkipGroupNorm that
+        // adds the [B, C] time projection (so no broadcast Add of it is left), with SiLU
+        bool skipNorm = profile == ExportOptimization.Cuda;
+        int norm2 = skipNorm ? 22 : 0;
+        Assert.Equal(gpu ? 22 * 2 + 16 + 1 - norm2 : 0, count("GroupNorm"));
+        Assert.Equal(norm2, count("SkipGroupNorm"));
         Assert.Equal(gpu ? 0 : 22 * 2 + 16 + 1, count("InstanceNormalization"));
-        Assert.Equal(gpu ? 22 * 2 + 1 : 0, g.Nodes.Count(n => n.OpType == "GroupNorm" && n.Attribute.Single(a => a.Name == "activation").I == 1));
+        Assert.Equal(gpu ? 22 * 2 + 1 : 0, g.Nodes.Count(n => n.OpType is "GroupNorm" or "SkipGroupNorm" && n.Attribute.Single(a => a.Name == "activation").I == 1));
+        // the time projections (the Gemms of time_emb_proj, [B, C]): read by SkipGroupNorm as its skip, or unsqueezed for an Add
+        var projections = g.Nodes.Where(n => n.OpType == "Gemm" && n.Input[1].EndsWith(".time_emb_proj.weight", StringComparison.Ordinal)).ToList();
+        Assert.Equal(22, projections.Count);
+        foreach (var proj in projections)
+        {
+            var readers = g.Nodes.Where(n => n.Input.Contains(proj.Output[0])).ToList();
+            var reader = Assert.Single(readers);
+            if (skipNorm)
+            {
+                Assert.Equal(("SkipGroupNorm", 3), (reader.OpType, reader.Input.IndexOf(proj.Output[0]))); // X, gamma, beta, skip
+                Assert.Equal(4, reader.Input.Count); // no bias
+                Assert.EndsWith(".norm2.weight", reader.Input[1]);
+            }
+            else
+            {
+                Assert.Equal("Unsqueeze", reader.OpType);
+            }
+        }
     }
 
     [Fact]

@@ -15,9 +15,12 @@ internal static class UNetBlocks
         if (temb is not null)
         {
             string t = g.Linear(g.Silu(temb), p + ".time_emb_proj", tembDim, outC); // [B, outC]
-            h = g.Add(h, g.Unsqueeze(t, 2, 3)); // [B, outC, 1, 1]
+            h = g.AddGroupNorm(h, t, p + ".norm2", outC, groups, eps, silu: true); // norm2(h + t[:, :, None, None])
         }
-        h = g.GroupNorm(h, p + ".norm2", outC, groups, eps, silu: true);
+        else
+        {
+            h = g.GroupNorm(h, p + ".norm2", outC, groups, eps, silu: true);
+        }
         h = g.Conv(h, p + ".conv2", outC, outC, 3);
         string shortcut = inC != outC ? g.Conv(x, p + ".conv_shortcut", inC, outC, 1) : x;
         string y = g.Add(shortcut, h);

@@ -19,10 +19,11 @@ namespace CTCal.Export.Onnx;
 /// LayerNormalization; Softmax; ReduceMean, an RMS norm's mean of squares; Sin, Cos) and, for each Softmax, the chain of
 /// attention scores before it (MatMul q.k, its scale Mul, the additive mask), which is diffusers' <c>upcast_attention</c>
 /// and <c>upcast_softmax</c> applied everywhere: q.k of float16 values can exceed float16's 65504. The fused
-/// <c>com.microsoft</c> operators (MultiHeadAttention, GroupNorm, SkipLayerNormalization, Gelu, BiasSplitGelu) take float16
-/// directly: their CUDA and DirectML kernels accumulate means, variances and softmax in float32
+/// <c>com.microsoft</c> operators (MultiHeadAttention, GroupNorm, SkipGroupNorm, SkipLayerNormalization, Gelu, BiasSplitGelu)
+/// take float16 directly: their CUDA and DirectML kernels accumulate means, variances and softmax in float32
 /// (contrib_ops/cuda/diffusion/group_norm_impl.cu, skip_layer_norm_impl.cu, attention_softmax.h), which is why ONNX Runtime's
-/// Stable Diffusion optimizer (optimize_pipeline.py) converts them too.</para>
+/// Stable Diffusion optimizer (optimize_pipeline.py) converts them too. GroupNorm's and SkipGroupNorm's gamma and beta are
+/// the exception: they stay float32 (Casts of the float16 weights), the only type CUDA's kernel takes for them.</para>
 /// <para>Inputs and outputs keep their types: a float32 graph input is cast where a float16 node first reads it, and each
 /// output's Identity is a float32 node, so a host feeds and reads float32 as before. Inputs a schema fixes to float32
 /// (Resize's roi and scales) are left alone, as are Shape's and Cast's inputs (any type).</para>
@@ -88,14 +89,15 @@ public static class Float16Compute
             foreach (int i in floatInputs)
             {
                 string value = node.Input[i];
-                if (types[value] == target) continue;
-                if (!converted.TryGetValue((value, target), out string? cast))
+                var want = GammaBetaOf(node.OpType, i) ? DataType.Float : target;
+                if (types[value] == want) continue;
+                if (!converted.TryGetValue((value, want), out string? cast))
                 {
-                    cast = constants.TryGetValue(value, out var constant) && target == DataType.Float16
+                    cast = constants.TryGetValue(value, out var constant) && want == DataType.Float16
                         ? ConstantAsFloat16(g, constant)
-                        : AddCast(g, result, node, value, target);
-                    converted[(value, target)] = cast;
-                    types[cast] = target;
+                        : AddCast(g, result, node, value, want);
+                    converted[(value, want)] = cast;
+                    types[cast] = want;
                 }
                 node.Input[i] = cast;
             }
@@ -109,6 +111,12 @@ public static class Float16Compute
     // Resize(X, roi, scales, sizes): roi and scales are float32 whatever X is (opset 13+ schema: T2 = float16, float, double
     // for roi, tensor(float) for scales); roi is never used here and scales are constants.
     private static bool FixedFloat32(string opType, int input) => opType == "Resize" && input > 0;
+
+    // GroupNorm's and SkipGroupNorm's gamma and beta (inputs 1 and 2) stay float32 in a float16 graph: ORT's CUDA kernel
+    // refuses any other type ("GroupNorm only supports gamma and beta in float type", contrib_ops/cuda/diffusion/
+    // group_norm.cc), DirectML's casts them to the input's type when they differ (DmlOperatorGroupNorm.cpp), and ORT's own
+    // converter keeps them float32 for the same reason (float16.py, ALWAYS_FLOAT_INPUTS).
+    private static bool GammaBetaOf(string opType, int input) => opType is "GroupNorm" or "SkipGroupNorm" && input is 1 or 2;
 
     private static string AddCast(OnnxGraph g, List<NodeProto> result, NodeProto reader, string value, DataType to)
     {

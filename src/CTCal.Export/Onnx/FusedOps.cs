@@ -43,6 +43,15 @@ public sealed record FusedOps
     public bool GroupNorm { get; init; }
 
     /// <summary>
+    /// A resnet's <c>norm2(conv1(h) + time_emb_proj(temb)[:, :, None, None])</c> as <c>com.microsoft.SkipGroupNorm</c> (X the
+    /// conv output in NHWC, gamma, beta, skip the [B, C] time projection, which the kernel broadcasts over H and W; SiLU as
+    /// activation 1), so the broadcast Add is not a pass of its own. Only where <see cref="GroupNorm"/> holds. CUDA implements
+    /// it (contrib_ops/cuda/diffusion/group_norm.cc, skip shapes (N, H, W, C), (N, 1, 1, C) or (N, C)); DirectML and the CPU
+    /// provider do not.
+    /// </summary>
+    public bool SkipGroupNorm { get; init; }
+
+    /// <summary>
     /// GEGLU's bias, split and hidden * gelu(gate) as <c>com.microsoft.BiasSplitGelu</c> (X [N, S, 2D], bias [2D] -> [N, S, D]).
     /// CUDA and DML implement it; the CPU provider does not. See <see cref="BiasSplitGeluWidths"/>.
     /// </summary>
@@ -74,7 +83,7 @@ public sealed record FusedOps
         {
             ExportOptimization.Plain => None,
             ExportOptimization.Cpu => new FusedOps { MultiHeadAttention = true, Gelu = true, FastGelu = true, GegluHalves = true },
-            ExportOptimization.Cuda => gpu with { FastGelu = true, BiasSplitGeluWidths = [2560, 5120, 10240] },
+            ExportOptimization.Cuda => gpu with { FastGelu = true, SkipGroupNorm = true, BiasSplitGeluWidths = [2560, 5120, 10240] },
             ExportOptimization.DirectML => gpu,
             _ => throw new ArgumentOutOfRangeException(nameof(profile), profile, $"optimize value {(int)profile} is not one of plain, cpu, cuda, directml"),
         };

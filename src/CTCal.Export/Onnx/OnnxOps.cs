@@ -101,6 +101,25 @@ public static class OnnxOps
         return silu ? g.Silu(affine) : affine;
     }
 
+    /// <summary>
+    /// <see cref="GroupNorm"/> of <c>x + skip[:, :, None, None]</c>, <paramref name="skip"/> being [B, C] (a resnet's time
+    /// embedding projection added to its conv1 output). With <see cref="FusedOps.SkipGroupNorm"/>: <c>com.microsoft.SkipGroupNorm</c>
+    /// (ContribOperators.md: inputs X, gamma, beta, skip, bias; outputs Y and the optional sum S, left out here because only
+    /// the norm reads the sum) on NHWC between two Transposes like <see cref="GroupNorm"/>'s, the [B, C] skip broadcast over H
+    /// and W by the kernel.
+    /// </summary>
+    public static string AddGroupNorm(this OnnxGraph g, string x, string skip, string prefix, long channels, long groups, double eps, bool silu = false)
+    {
+        if (!g.Fused.SkipGroupNorm || !g.Fused.GroupNorm)
+            return g.GroupNorm(g.Add(x, g.Unsqueeze(skip, 2, 3)), prefix, channels, groups, eps, silu); // skip as [B, C, 1, 1]
+        string gamma = g.Weight(prefix + ".weight", channels);
+        string beta = g.Weight(prefix + ".bias", channels);
+        string nhwc = g.Transpose(x, 0, 2, 3, 1); // [B, H, W, C]
+        string y = g.ContribOp("SkipGroupNorm", [nhwc, gamma, beta, skip],
+            Attr("activation", silu ? 1L : 0L), Attr("channels_last", 1L), Attr("epsilon", (float)eps), Attr("groups", groups));
+        return g.Transpose(y, 0, 3, 1, 2); // [B, C, H, W]
+    }
+
     /// <summary>torch.nn.LayerNorm over the last axis (opset 17 LayerNormalization).</summary>
     public static string LayerNorm(this OnnxGraph g, string x, string prefix, long dim, double eps)
     {
