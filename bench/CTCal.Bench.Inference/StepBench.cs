@@ -159,6 +159,19 @@ internal static class StepBench
                 fractions += $", {p.Name} {rate / peak:P1}";
             }
 
+            // Each timed step against the GEMM sample taken beside it (same load), with a distribution-free interval for
+            // the median of these per-step fractions: whether a target fraction is within the run's noise.
+            var plainEach = MedianInterval.Of(ortMs.Zip(gemmMs, (s, gm) => flops / (s * 1e6) / gemm.GflopsPerSecond(gm)).ToList());
+            string each = $"per step against its GEMM sample: plain {plainEach.Percent()}";
+            string eachShort = $"per-step plain {Short(plainEach)}";
+            if (pair.Profile is { } pe)
+            {
+                var profileEach = MedianInterval.Of(profileMs.Zip(gemmMs, (s, gm) => (pe.Flops ?? flops) / (s * 1e6) / gemm.GflopsPerSecond(gm)).ToList());
+                each += $", {pe.Name} {profileEach.Percent()}";
+                eachShort += $", {pe.Name} {Short(profileEach)}";
+            }
+            Console.WriteLine($"[{n}] of the GEMM peak, {each}");
+
             // The same fractions from process CPU time: on a loaded machine wall time mostly measures the other processes,
             // CPU time the work (exact with 1 thread; with more, idle workers spinning between operators count too).
             double cpuPeak = flops / (Median(ortCpuMs) * 1e6) / gemm.GflopsPerSecond(Median(gemmCpuMs));
@@ -170,7 +183,7 @@ internal static class StepBench
 
             Console.WriteLine($"[{n}] by process CPU time (robust to a loaded machine; exact at 1 thread, spinning workers inflate it at more): " +
                 $"GEMM {gemm.GflopsPerSecond(Median(gemmCpuMs)):F1} GFLOP per CPU-second, plain step {flops / (Median(ortCpuMs) * 1e6):F1}; of GEMM {cpuFractions}");
-            result += $"; GFLOP/step {flops / 1e9:F2}; {rates}; GEMM peak {peak:F1} GFLOP/s; {fractions}; {cpuFractions}";
+            result += $"; GFLOP/step {flops / 1e9:F2}; {rates}; GEMM peak {peak:F1} GFLOP/s; {fractions}; {eachShort}; {cpuFractions}";
             if (pair.Transcendental is { } tc)
             {
                 // No rewrite of the graph does the FLOPs faster than the GEMM peak or the exp-class elements faster than
@@ -233,6 +246,9 @@ internal static class StepBench
         step();
         return sw.Elapsed.TotalMilliseconds;
     }
+
+    private static string Short(MedianInterval m) =>
+        m.Low is double lo && m.High is double hi ? $"{m.Median:P1} [{lo:P1}, {hi:P1}]" : $"{m.Median:P1}";
 
     public static double Median(List<double> xs)
     {

@@ -213,6 +213,44 @@ public sealed class OptimizeProfileTests
     }
 
     [Fact]
+    public void Cuda_profile_keeps_the_plain_group_norm_where_the_cuda_kernel_refuses_the_channels_per_group()
+    {
+        // tiny-sd1's UNet at 32 groups: 32 channels (1 per group, odd), 64 (2), the up blocks' concatenations 96 (3) and 128 (4)
+        string json = File.ReadAllText(Path.Combine(TestPaths.Fixtures, "tiny-sd1", "unet", "config.json"))
+            .Replace("\"norm_num_groups\": 8", "\"norm_num_groups\": 32", StringComparison.Ordinal);
+        Assert.Contains("\"norm_num_groups\": 32", json);
+        var config = UNetConfig.Parse(json, "tiny-sd1 unet at 32 groups");
+        int norms = UNetGraph.Build(config, fp16Weights: false, FusedOps.None).Nodes.Count(n => n.OpType == "InstanceNormalization");
+        foreach (var profile in new[] { ExportOptimization.Cuda, ExportOptimization.DirectML })
+        {
+            var g = UNetGraph.Build(config, fp16Weights: false, FusedOps.For(profile));
+            var gammaSize = g.Weights.ToDictionary(w => w.Name, w => w.Shape[0]);
+            var fused = g.Nodes.Where(n => n.OpType is "GroupNorm" or "SkipGroupNorm").ToList();
+            Assert.NotEmpty(fused);
+            Assert.Empty(ContribSchemas.Problems(g.Nodes, profile));
+            int plain = g.Nodes.Count(n => n.OpType == "InstanceNormalization");
+            if (profile == ExportOptimization.DirectML)
+            {
+                Assert.Equal(0, plain); // DirectML's kernel takes any count
+                continue;
+            }
+            // every fused norm has an even count of at most 512 per group; the others (32 and 96 channels) are plain
+            Assert.All(fused, n =>
+            {
+                long perGroup = gammaSize[n.Input[1]] / n.Attribute.Single(a => a.Name == "groups").I;
+                Assert.True(perGroup % 2 == 0 && perGroup <= 512, $"{n.Name}: {perGroup} channels per group");
+            });
+            Assert.True(plain > 0, "no norm fell back to InstanceNormalization");
+            Assert.Equal(norms, fused.Count + plain); // each norm once, fused or not
+        }
+        Assert.False(FusedOps.For(ExportOptimization.Cuda).GroupNormFor(32, 32));
+        Assert.True(FusedOps.For(ExportOptimization.Cuda).GroupNormFor(320, 32));
+        Assert.False(FusedOps.For(ExportOptimization.Cuda).GroupNormFor(1024, 1)); // 1024 per group > 512
+        Assert.True(FusedOps.For(ExportOptimization.DirectML).GroupNormFor(32, 32));
+        Assert.False(FusedOps.For(ExportOptimization.Cpu).GroupNormFor(320, 32));
+    }
+
+    [Fact]
     public void Bad_optimize_values_are_refused_naming_the_value_before_anything_is_written()
     {
         var e = Assert.Throws<ArgumentException>(() => ExportOptimizationNames.Parse("tensorrt"));

@@ -21,8 +21,10 @@ namespace CTCal.Export.Onnx;
 /// and <c>upcast_softmax</c> applied everywhere: q.k of float16 values can exceed float16's 65504. The fused
 /// <c>com.microsoft</c> operators (MultiHeadAttention, GroupNorm, SkipGroupNorm, SkipLayerNormalization, Gelu, BiasSplitGelu)
 /// take float16 directly: their CUDA and DirectML kernels accumulate means, variances and softmax in float32
-/// (contrib_ops/cuda/diffusion/group_norm_impl.cu, skip_layer_norm_impl.cu, attention_softmax.h), which is why ONNX Runtime's
-/// Stable Diffusion optimizer (optimize_pipeline.py) converts them too. GroupNorm's and SkipGroupNorm's gamma and beta are
+/// (contrib_ops/cuda/diffusion/group_norm_impl.cu, attention_softmax.h), which is why ONNX Runtime's Stable Diffusion
+/// optimizer (optimize_pipeline.py) converts them too. CUDA's SkipLayerNormalization does so only in its strict mode
+/// (skip_layer_norm_impl.cu accumulates in the input type otherwise), which the plugin turns on for its CUDA sessions
+/// (<c>ExecutionProviderSelector.CudaProviderOptions</c>). GroupNorm's and SkipGroupNorm's gamma and beta are
 /// the exception: they stay float32 (Casts of the float16 weights), the only type CUDA's kernel takes for them.</para>
 /// <para>Inputs and outputs keep their types: a float32 graph input is cast where a float16 node first reads it, and each
 /// output's Identity is a float32 node, so a host feeds and reads float32 as before. Inputs a schema fixes to float32

@@ -43,6 +43,21 @@ public sealed record FusedOps
     public bool GroupNorm { get; init; }
 
     /// <summary>
+    /// When set, <see cref="GroupNorm"/> and <see cref="SkipGroupNorm"/> are used only for norms whose channels per group
+    /// are even and at most this many; others keep the plain InstanceNormalization form. ORT's CUDA kernel refuses any other
+    /// (contrib_ops/cuda/diffusion/group_norm_impl.cu, <c>LaunchGroupNormKernel</c>: channels per group must divide the
+    /// block's channels, at most <c>kMaxSize</c> = 512, and be a multiple of <c>CHANNELS_PER_THREAD</c> = 2: "GroupNorm in
+    /// CUDA does not support the input"). SD 1.5/2.x and their VAEs (10 to 80 per group at 32 groups) pass; 32 channels in
+    /// 32 groups, or a 96-channel skip concatenation at 32 groups, do not. DirectML's kernel takes any count.
+    /// </summary>
+    public long? GroupNormMaxChannelsPerGroup { get; init; }
+
+    /// <summary>Whether a GroupNorm of <paramref name="channels"/> in <paramref name="groups"/> groups is written fused.</summary>
+    public bool GroupNormFor(long channels, long groups) =>
+        GroupNorm && (GroupNormMaxChannelsPerGroup is not long max
+            || (channels % groups == 0 && channels / groups % 2 == 0 && channels / groups <= max));
+
+    /// <summary>
     /// A resnet's <c>norm2(conv1(h) + time_emb_proj(temb)[:, :, None, None])</c> as <c>com.microsoft.SkipGroupNorm</c> (X the
     /// conv output in NHWC, gamma, beta, skip the [B, C] time projection, which the kernel broadcasts over H and W; SiLU as
     /// activation 1), so the broadcast Add is not a pass of its own. Only where <see cref="GroupNorm"/> holds. CUDA implements
@@ -83,7 +98,7 @@ public sealed record FusedOps
         {
             ExportOptimization.Plain => None,
             ExportOptimization.Cpu => new FusedOps { MultiHeadAttention = true, Gelu = true, FastGelu = true, GegluHalves = true },
-            ExportOptimization.Cuda => gpu with { FastGelu = true, SkipGroupNorm = true, BiasSplitGeluWidths = [2560, 5120, 10240] },
+            ExportOptimization.Cuda => gpu with { FastGelu = true, SkipGroupNorm = true, GroupNormMaxChannelsPerGroup = 512, BiasSplitGeluWidths = [2560, 5120, 10240] },
             ExportOptimization.DirectML => gpu,
             _ => throw new ArgumentOutOfRangeException(nameof(profile), profile, $"optimize value {(int)profile} is not one of plain, cpu, cuda, directml"),
         };

@@ -79,12 +79,13 @@ public static class OnnxOps
     /// With <see cref="FusedOps.GroupNorm"/>: <c>com.microsoft.GroupNorm</c> (ContribOperators.md: inputs X, gamma [C], beta
     /// [C]; attributes activation (required, 1 = SiLU), channels_last, epsilon, groups (required)) on NHWC between two
     /// Transposes, since ORT's CUDA kernel runs only channels_last = 1; <paramref name="silu"/> is then fused as activation 1.
+    /// Channel counts the profile's kernel refuses keep the plain form (<see cref="FusedOps.GroupNormFor"/>).
     /// </remarks>
     public static string GroupNorm(this OnnxGraph g, string x, string prefix, long channels, long groups, double eps, bool silu = false)
     {
         string gamma = g.Weight(prefix + ".weight", channels);
         string beta = g.Weight(prefix + ".bias", channels);
-        if (g.Fused.GroupNorm)
+        if (g.Fused.GroupNormFor(channels, groups))
         {
             string nhwc = g.Transpose(x, 0, 2, 3, 1); // [B, H, W, C]
             string y = g.ContribOp("GroupNorm", [nhwc, gamma, beta],
@@ -110,7 +111,7 @@ public static class OnnxOps
     /// </summary>
     public static string AddGroupNorm(this OnnxGraph g, string x, string skip, string prefix, long channels, long groups, double eps, bool silu = false)
     {
-        if (!g.Fused.SkipGroupNorm || !g.Fused.GroupNorm)
+        if (!g.Fused.SkipGroupNorm || !g.Fused.GroupNormFor(channels, groups))
             return g.GroupNorm(g.Add(x, g.Unsqueeze(skip, 2, 3)), prefix, channels, groups, eps, silu); // skip as [B, C, 1, 1]
         string gamma = g.Weight(prefix + ".weight", channels);
         string beta = g.Weight(prefix + ".bias", channels);

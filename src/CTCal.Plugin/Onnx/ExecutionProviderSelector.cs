@@ -85,6 +85,19 @@ internal static class ExecutionProviderSelector
         throw new InvalidOperationException("No execution provider could be appended, not even CPU");
     }
 
+    /// <summary>
+    /// The CUDA provider's options (OrtCUDAProviderOptionsV2 keys): device 0, and SkipLayerNormalization's strict mode, in
+    /// which the kernel computes its mean and variance in float32 for float16 inputs. Without it ORT's CUDA kernel
+    /// accumulates them in float16 (contrib_ops/cuda/bert/skip_layer_norm_impl.cu, layer_norm.cuh), where the plain fp16
+    /// graph keeps every LayerNormalization in float32; a cuda-profile fp16 export would lose that. ONNX Runtime GenAI's
+    /// model builder sets the same option for CUDA.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> CudaProviderOptions { get; } = new Dictionary<string, string>
+    {
+        ["device_id"] = "0",
+        ["enable_skip_layer_norm_strict_mode"] = "1",
+    };
+
     /// <summary>Appends one provider with ONNX Runtime's own API (throws when the native provider is absent).</summary>
     public static void AppendProvider(SessionOptions options, ExecutionProviderKind kind)
     {
@@ -94,7 +107,11 @@ internal static class ExecutionProviderSelector
                 options.AppendExecutionProvider_DML(0);
                 break;
             case ExecutionProviderKind.Cuda:
-                options.AppendExecutionProvider_CUDA(0);
+                using (var cuda = new OrtCUDAProviderOptions()) // throws where the native CUDA provider is absent
+                {
+                    cuda.UpdateOptions(new Dictionary<string, string>(CudaProviderOptions));
+                    options.AppendExecutionProvider_CUDA(cuda); // copies the options
+                }
                 break;
             default:
                 // CPU is ONNX Runtime's built-in fallback; nothing to append.
