@@ -24,8 +24,8 @@ public sealed class GpuProfileReferenceTests
         string root = TestModels.NewRoot();
         try
         {
-            string plain = Export(fixture, root, ExportOptimization.Plain);
-            string gpu = Export(fixture, root, profile);
+            string plain = OptimizeProfileTests.Export(fixture, root, ExportOptimization.Plain, Parts);
+            string gpu = OptimizeProfileTests.Export(fixture, root, profile, Parts);
             foreach (string part in new[] { "unet", "vae_decoder" })
             {
                 var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(gpu, part, "model.onnx")));
@@ -35,16 +35,7 @@ public sealed class GpuProfileReferenceTests
                 if (part == "unet" && profile == ExportOptimization.DirectML) Assert.True(replaced.GetValueOrDefault("BiasSplitGelu") > 0, "unet: no BiasSplitGelu");
                 string reference = Path.Combine(gpu, part, "reference.onnx"); // beside model.onnx, so its external data resolves
                 File.WriteAllBytes(reference, model.ToByteArray());
-
-                using var a = new OrtRunner(Path.Combine(plain, part, "model.onnx"));
-                using var b = new OrtRunner(reference);
-                var inputs = OptimizeProfileTests.Inputs(a.Session, seed: 11);
-                var expected = a.Run(inputs).Single().Value.Data;
-                var actual = b.Run(inputs).Single().Value.Data;
-                float scale = Math.Max(1f, OrtRunner.MaxAbs(expected));
-                float diff = OrtRunner.MaxAbsDiff(actual, expected);
-                Assert.True(OrtRunner.MaxAbs(expected) > 0f, $"{part}: plain output is all zeros");
-                Assert.True(diff <= 1e-4f * scale, $"{fixture} {profile} {part}: differs from plain by {diff} (max |plain| {OrtRunner.MaxAbs(expected)})");
+                OptimizeProfileTests.AssertMatchesPlain(Path.Combine(plain, part, "model.onnx"), reference, seed: 11, $"{fixture} {profile} {part}");
             }
         }
         finally
@@ -60,8 +51,8 @@ public sealed class GpuProfileReferenceTests
         string root = TestModels.NewRoot();
         try
         {
-            string plain = Export("tiny-sd1", root, ExportOptimization.Plain);
-            string gpu = Export("tiny-sd1", root, ExportOptimization.Cuda);
+            string plain = OptimizeProfileTests.Export("tiny-sd1", root, ExportOptimization.Plain, Parts);
+            string gpu = OptimizeProfileTests.Export("tiny-sd1", root, ExportOptimization.Cuda, Parts);
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(gpu, "unet", "model.onnx")));
             var node = model.Graph.Node.First(n => n.OpType == "SkipGroupNorm");
             node.Attribute.Single(a => a.Name == "activation").I = 0;
@@ -80,16 +71,7 @@ public sealed class GpuProfileReferenceTests
         }
     }
 
-    private static string Export(string fixture, string root, ExportOptimization profile)
-    {
-        string output = Path.Combine(root, ExportOptimizationNames.Name(profile));
-        OnnxExporter.Export(new ExportOptions
-        {
-            ModelFolder = Path.Combine(TestPaths.Fixtures, fixture), OutputFolder = output,
-            Components = ExportComponents.Unet | ExportComponents.VaeDecoder, Optimize = profile,
-        });
-        return output;
-    }
+    private const ExportComponents Parts = ExportComponents.Unet | ExportComponents.VaeDecoder;
 
     /// <summary>Replaces GroupNorm, SkipGroupNorm and BiasSplitGelu in place; returns how many of each.</summary>
     internal static Dictionary<string, int> ReplaceGpuOnlyNodes(GraphProto graph)

@@ -18,7 +18,7 @@ public sealed class OptimizeProfileTests
     private const ExportComponents Parts = ExportComponents.Unet | ExportComponents.VaeDecoder | ExportComponents.VaeEncoder;
     private static readonly string[] PartFolders = ["unet", "vae_decoder", "vae_encoder"];
 
-    private static string Export(string fixture, string root, ExportOptimization profile, ExportComponents parts = Parts)
+    internal static string Export(string fixture, string root, ExportOptimization profile, ExportComponents parts = Parts)
     {
         string output = Path.Combine(root, ExportOptimizationNames.Name(profile));
         OnnxExporter.Export(new ExportOptions
@@ -29,7 +29,7 @@ public sealed class OptimizeProfileTests
     }
 
     // Runs both graphs on the same seeded inputs: the profile's output is within 1e-4 (relative to max(1, max |plain|)) of the plain one's.
-    private static void AssertMatchesPlain(string plainModel, string profileModel, int seed, string what)
+    internal static void AssertMatchesPlain(string plainModel, string profileModel, int seed, string what)
     {
         using var a = new OrtRunner(plainModel);
         using var b = new OrtRunner(profileModel);
