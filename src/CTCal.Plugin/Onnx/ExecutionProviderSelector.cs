@@ -89,8 +89,7 @@ internal static class ExecutionProviderSelector
     /// The CUDA provider's options (OrtCUDAProviderOptionsV2 keys): device 0, and SkipLayerNormalization's strict mode, in
     /// which the kernel computes its mean and variance in float32 for float16 inputs. Without it ORT's CUDA kernel
     /// accumulates them in float16 (contrib_ops/cuda/bert/skip_layer_norm_impl.cu, layer_norm.cuh), where the plain fp16
-    /// graph keeps every LayerNormalization in float32; a cuda-profile fp16 export would lose that. ONNX Runtime GenAI's
-    /// model builder sets the same option for CUDA.
+    /// graph keeps every LayerNormalization in float32; a cuda-profile fp16 export would lose that.
     /// </summary>
     public static IReadOnlyDictionary<string, string> CudaProviderOptions { get; } = new Dictionary<string, string>
     {
