@@ -36,11 +36,11 @@ public enum ExportComponents
 public enum ExportOptimization
 {
     Plain = 0,
-    /// <summary>CPUExecutionProvider: MultiHeadAttention, Gelu, GEGLU as two half Gemms (<see cref="Onnx.FusedOps"/>).</summary>
+    /// <summary>CPUExecutionProvider: MultiHeadAttention, Gelu, FastGelu (SD3), GEGLU as two half Gemms (<see cref="Onnx.FusedOps"/>).</summary>
     Cpu = 1,
-    /// <summary>CUDAExecutionProvider: MultiHeadAttention, Gelu, SkipLayerNormalization, GroupNorm (NHWC, SiLU fused), SkipGroupNorm (a resnet's time embedding add and norm2) and BiasSplitGelu.</summary>
+    /// <summary>CUDAExecutionProvider: MultiHeadAttention, Gelu, FastGelu (SD3), SkipLayerNormalization, GroupNorm (NHWC, SiLU fused; channel counts CUDA's kernel takes), SkipGroupNorm (a resnet's time embedding add and norm2) and BiasSplitGelu (SD's widths).</summary>
     Cuda = 2,
-    /// <summary>DmlExecutionProvider: as <see cref="Cuda"/> without SkipGroupNorm (BiasSplitGelu at every width, so no Gelu).</summary>
+    /// <summary>DmlExecutionProvider: MultiHeadAttention, SkipLayerNormalization, GroupNorm (every channel count) and BiasSplitGelu (every width, so no Gelu); no FastGelu or SkipGroupNorm.</summary>
     DirectML = 3,
 }
 

@@ -27,6 +27,21 @@ public sealed class MedianIntervalTests
         Assert.Throws<ArgumentException>(() => MedianInterval.Of([]));
     }
 
+    [Fact]
+    public void Large_samples_keep_a_95_percent_interval_and_bad_levels_are_refused()
+    {
+        // 2^-n underflows a double from n = 1075; the interval must still be about median +- 1.96 sqrt(n) / 2 ranks
+        foreach (int n in new[] { 1074, 1075, 2000 })
+        {
+            var m = MedianInterval.Of(Enumerable.Range(1, n).Select(i => (double)i).ToList());
+            double halfWidth = 1.96 * Math.Sqrt(n) / 2;
+            Assert.InRange(m.High!.Value - m.Low!.Value, 2 * halfWidth - 4, 2 * halfWidth + 4);
+            Assert.InRange(m.Coverage, 0.95, 0.96);
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => MedianInterval.Of([1, 2, 3], double.NaN));
+        Assert.Throws<ArgumentOutOfRangeException>(() => MedianInterval.Of([1, 2, 3], 1.0));
+    }
+
     [Theory]
     [InlineData(12)]
     [InlineData(20)]

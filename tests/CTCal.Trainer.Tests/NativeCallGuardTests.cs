@@ -35,6 +35,22 @@ public sealed class NativeCallGuardTests
     }
 
     [Fact]
+    public void AGuardWhoseRegionEndedEarlyLeavesTheNextGuardsRegionAlone()
+    {
+        var a = new NativeCallGuard();
+        Assert.True(a.Started);
+        GC.Collect(); // ends a's region early, as another thread outgrowing the budget would
+        Assert.NotEqual(GCLatencyMode.NoGCRegion, GCSettings.LatencyMode);
+        using (var c = new NativeCallGuard())
+        {
+            Assert.True(c.Started);
+            a.Dispose(); // must not end c's region
+            Assert.Equal(GCLatencyMode.NoGCRegion, GCSettings.LatencyMode);
+        }
+        Assert.NotEqual(GCLatencyMode.NoGCRegion, GCSettings.LatencyMode);
+    }
+
+    [Fact]
     public void OutgrowingTheBudgetEndsTheRegionAndDisposeStillSucceeds()
     {
         var guard = new NativeCallGuard(budget: 8L * 1024 * 1024);

@@ -47,8 +47,8 @@ public sealed record FusedOps
     /// are even and at most this many; others keep the plain InstanceNormalization form. ORT's CUDA kernel refuses any other
     /// (contrib_ops/cuda/diffusion/group_norm_impl.cu, <c>LaunchGroupNormKernel</c>: channels per group must divide the
     /// block's channels, at most <c>kMaxSize</c> = 512, and be a multiple of <c>CHANNELS_PER_THREAD</c> = 2: "GroupNorm in
-    /// CUDA does not support the input"). SD 1.5/2.x and their VAEs (10 to 80 per group at 32 groups) pass; 32 channels in
-    /// 32 groups, or a 96-channel skip concatenation at 32 groups, do not. DirectML's kernel takes any count.
+    /// CUDA does not support the input"). SD 1.5/2.x UNets (10 to 80 per group at 32 groups) and their VAEs (4 to 16) pass;
+    /// 32 channels in 32 groups, or a 96-channel skip concatenation at 32 groups, do not. DirectML's kernel takes any count.
     /// </summary>
     public long? GroupNormMaxChannelsPerGroup { get; init; }
 

@@ -56,9 +56,9 @@ internal sealed class TrainerSidecar
         {
             throw new FineTuneException($"Could not start trainer {_executable}: {ex.Message}", ex);
         }
-        catch (InvalidOperationException)
+        catch (InvalidOperationException ex)
         {
-            throw new FineTuneException($"Could not start trainer {_executable}");
+            throw new FineTuneException($"Could not start trainer {_executable}: {ex.Message}", ex);
         }
 
         using var process = started;
