@@ -9,7 +9,8 @@ namespace CTCal.Export.Tests;
 /// <summary>
 /// The cuda and directml profiles' wiring, checked on CPU: every node of theirs that the CPU provider has no kernel for
 /// (GroupNorm, SkipGroupNorm, BiasSplitGelu) is replaced by the formula ONNX Runtime's ContribOperators.md gives for it, in
-/// standard operators, and the whole exported graph then runs in the CPU provider and matches the plain export within 1e-4.
+/// standard operators, and the whole exported graph (UNet, VAE decoder and encoder) then runs in the CPU provider and
+/// matches the plain export within 1e-4.
 /// What this catches that the schema checks cannot: a wrong layout (NHWC vs NCHW around the norms), a skip or gamma on the
 /// wrong input, a missing SiLU. What it cannot catch: a GPU kernel that departs from its documented formula.
 /// </summary>
@@ -26,7 +27,7 @@ public sealed class GpuProfileReferenceTests
         {
             string plain = OptimizeProfileTests.Export(fixture, root, ExportOptimization.Plain, Parts);
             string gpu = OptimizeProfileTests.Export(fixture, root, profile, Parts);
-            foreach (string part in new[] { "unet", "vae_decoder" })
+            foreach (string part in new[] { "unet", "vae_decoder", "vae_encoder" })
             {
                 var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(gpu, part, "model.onnx")));
                 var replaced = ReplaceGpuOnlyNodes(model.Graph);
@@ -71,7 +72,7 @@ public sealed class GpuProfileReferenceTests
         }
     }
 
-    private const ExportComponents Parts = ExportComponents.Unet | ExportComponents.VaeDecoder;
+    private const ExportComponents Parts = ExportComponents.Unet | ExportComponents.VaeDecoder | ExportComponents.VaeEncoder;
 
     /// <summary>Replaces GroupNorm, SkipGroupNorm and BiasSplitGelu in place; returns how many of each.</summary>
     internal static Dictionary<string, int> ReplaceGpuOnlyNodes(GraphProto graph)
