@@ -161,12 +161,14 @@ internal static class StepBench
 
             // Each timed step against the GEMM sample taken beside it (same load), with a distribution-free interval for
             // the median of these per-step fractions: whether a target fraction is within the run's noise.
-            var plainEach = MedianInterval.Of(ortMs.Zip(gemmMs, (s, gm) => flops / (s * 1e6) / gemm.GflopsPerSecond(gm)).ToList());
+            MedianInterval Each(List<double> stepMs, double stepFlops) =>
+                MedianInterval.Of(stepMs.Zip(gemmMs, (s, gm) => stepFlops / (s * 1e6) / gemm.GflopsPerSecond(gm)).ToList());
+            var plainEach = Each(ortMs, flops);
             string each = $"per step against its GEMM sample: plain {plainEach.Percent()}";
             string eachShort = $"per-step plain {Short(plainEach)}";
             if (pair.Profile is { } pe)
             {
-                var profileEach = MedianInterval.Of(profileMs.Zip(gemmMs, (s, gm) => (pe.Flops ?? flops) / (s * 1e6) / gemm.GflopsPerSecond(gm)).ToList());
+                var profileEach = Each(profileMs, pe.Flops ?? flops);
                 each += $", {pe.Name} {profileEach.Percent()}";
                 eachShort += $", {pe.Name} {Short(profileEach)}";
             }

@@ -216,25 +216,9 @@ internal sealed record PluginSettings
         }
         var (warmUpAll, warmUpModels) = ReadWarmUp(settings, Where);
 
-        CTCal.Export.ExportOptimization? exportOptimize = null;
-        string? optimizeText = ReadString(settings, "exportOptimize", Where);
-        if (optimizeText is not null && !optimizeText.Equals("auto", StringComparison.OrdinalIgnoreCase))
-        {
-            var profiles = Enum.GetValues<CTCal.Export.ExportOptimization>();
-            exportOptimize = Named(profiles, CTCal.Export.ExportOptimizationNames.Name, optimizeText)
-                ?? throw new PluginSettingsException(
-                    $"{Where("exportOptimize")}: unknown value '{optimizeText}' (known: auto, {string.Join(", ", profiles.Select(CTCal.Export.ExportOptimizationNames.Name))})");
-        }
-
-        var exportPrecision = CTCal.Export.ExportPrecision.Fp32;
-        string? precisionText = ReadString(settings, "exportPrecision", Where);
-        if (precisionText is not null)
-        {
-            var precisions = Enum.GetValues<CTCal.Export.ExportPrecision>();
-            exportPrecision = Named(precisions, CTCal.Export.ExportPrecisionNames.Name, precisionText)
-                ?? throw new PluginSettingsException(
-                    $"{Where("exportPrecision")}: unknown value '{precisionText}' (known: {string.Join(", ", precisions.Select(CTCal.Export.ExportPrecisionNames.Name))})");
-        }
+        var exportOptimize = ReadNamed<CTCal.Export.ExportOptimization>(settings, "exportOptimize", CTCal.Export.ExportOptimizationNames.Name, Where, unset: "auto");
+        var exportPrecision = ReadNamed<CTCal.Export.ExportPrecision>(settings, "exportPrecision", CTCal.Export.ExportPrecisionNames.Name, Where)
+            ?? CTCal.Export.ExportPrecision.Fp32;
 
         bool? exportStepCache = null;
         if (settings.TryGetProperty("exportStepCache", out var exportCacheElement))
@@ -326,10 +310,19 @@ internal sealed record PluginSettings
         return id;
     }
 
-    // The value whose canonical name (the exporter's own spelling, the one manifests record) is text, case-insensitively; null if none.
-    private static T? Named<T>(IEnumerable<T> values, Func<T, string> name, string text)
-        where T : struct, Enum =>
-        values.Select(v => (T?)v).FirstOrDefault(v => string.Equals(name(v!.Value), text, StringComparison.OrdinalIgnoreCase));
+    // The enum value whose canonical name (the exporter's own spelling, the one manifests record) the string field
+    // `name` holds, case-insensitively; null when the field is absent, null or the `unset` word (such as "auto").
+    private static T? ReadNamed<T>(JsonElement settings, string name, Func<T, string> canonical, Func<string, string> where, string? unset = null)
+        where T : struct, Enum
+    {
+        string? text = ReadString(settings, name, where);
+        if (text is null || (unset is not null && text.Equals(unset, StringComparison.OrdinalIgnoreCase))) return null;
+        var values = Enum.GetValues<T>();
+        foreach (var value in values)
+            if (string.Equals(canonical(value), text, StringComparison.OrdinalIgnoreCase)) return value;
+        string known = string.Join(", ", (unset is null ? [] : new[] { unset }).Concat(values.Select(canonical)));
+        throw new PluginSettingsException($"{where(name)}: unknown value '{text}' (known: {known})");
+    }
 
     private static string? ReadString(JsonElement settings, string name, Func<string, string> where)
     {

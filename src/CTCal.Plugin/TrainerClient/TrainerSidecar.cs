@@ -52,11 +52,7 @@ internal sealed class TrainerSidecar
         {
             started = ProcessLaunch.Start(start);
         }
-        catch (System.ComponentModel.Win32Exception ex)
-        {
-            throw new FineTuneException($"Could not start trainer {_executable}: {ex.Message}", ex);
-        }
-        catch (InvalidOperationException ex)
+        catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException)
         {
             throw new FineTuneException($"Could not start trainer {_executable}: {ex.Message}", ex);
         }
